@@ -1,0 +1,111 @@
+//! The API's error type: a status, a stable code and a message, as JSON.
+
+use crate::plugin::InstallError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered by the API: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable, machine-readable code (`not-found`, `wrong-world`, ...).
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+}
+
+/// The JSON body of an error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Details of an error.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with the given status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with code `bad-request`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+
+    /// 404 with code `not-found`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    /// 500 with code `internal`.
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, "{}", self.message);
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<InstallError> for ApiError {
+    fn from(e: InstallError) -> ApiError {
+        let (status, code) = match &e {
+            InstallError::NotAComponent(_) => (StatusCode::UNPROCESSABLE_ENTITY, "not-a-component"),
+            InstallError::NoManifest | InstallError::BadManifest(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "bad-manifest")
+            }
+            InstallError::WrongWorld { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "wrong-world"),
+            InstallError::ForbiddenImport { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "forbidden-import")
+            }
+            InstallError::Compile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile-failed"),
+            InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            InstallError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            InstallError::BuiltIn(..) => (StatusCode::CONFLICT, "built-in"),
+            InstallError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
+        ApiError::new(e.status(), "bad-request", e.body_text())
+    }
+}
+
+/// Runs blocking work (plugin calls, compilation, store writes) off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
+}

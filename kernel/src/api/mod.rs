@@ -1,0 +1,167 @@
+//! The platform API: JSON over HTTP, described by an OpenAPI 3 document at `/api/openapi.json`.
+//!
+//! [`app`] builds the router from an [`AppState`]; tests call it directly with `tower::ServiceExt`,
+//! without a socket.
+
+pub mod error;
+pub mod plugins;
+
+use crate::auth::{AuthChain, Outcome};
+use crate::monitor::Monitor;
+use crate::plugin::bindings::types::Principal;
+use crate::plugin::registry::Registry;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use error::{ApiError, ErrorBody, blocking};
+use serde::Serialize;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+pub use axum::Json;
+
+/// Largest request body: a plugin component, base64-encoded.
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Installed and built-in plugins.
+    pub registry: Arc<Registry>,
+    /// The chain of auth providers.
+    pub auth: AuthChain,
+    /// Metrics and exporters.
+    pub monitor: Monitor,
+}
+
+/// The OpenAPI document of the platform API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "lain platform API", description = "Plugins, apps and the cluster of a lain kernel."),
+    paths(
+        healthz, whoami,
+        plugins::list, plugins::show, plugins::install, plugins::upgrade,
+        plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
+    ),
+    components(schemas(Health, WhoAmI, ErrorBody)),
+    tags((name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"))
+)]
+pub struct ApiDoc;
+
+/// The router of the platform API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/plugins", get(plugins::list).post(plugins::install))
+        .route(
+            "/api/v1/plugins/{name}",
+            get(plugins::show)
+                .put(plugins::upgrade)
+                .delete(plugins::remove),
+        )
+        .route("/api/v1/plugins/{name}/enable", post(plugins::enable))
+        .route("/api/v1/plugins/{name}/disable", post(plugins::disable))
+        .route("/api/v1/plugins/{name}/policy", put(plugins::set_policy))
+        .fallback(pull_exporter)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Liveness.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when the kernel answers.
+    pub status: &'static str,
+    /// Kernel version.
+    pub version: &'static str,
+}
+
+/// Answers while the kernel runs.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Who the caller is, as the auth-provider chain decided.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WhoAmI {
+    /// User or service id.
+    pub subject: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// The provider that vouched for the caller.
+    pub provider: String,
+    /// Unix seconds after which the credentials expire.
+    pub expires_at: Option<i64>,
+}
+
+/// Authenticates the request's `Authorization` header through the auth-provider chain.
+#[utoipa::path(get, path = "/api/v1/whoami", responses(
+    (status = 200, body = WhoAmI),
+    (status = 401, description = "No or invalid credentials", body = ErrorBody)))]
+pub async fn whoami(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<WhoAmI>, ApiError> {
+    let principal = authenticate(&state, &headers).await?;
+    Ok(Json(WhoAmI {
+        subject: principal.subject,
+        groups: principal.groups,
+        provider: principal.provider,
+        expires_at: principal.expires_at,
+    }))
+}
+
+/// The caller's principal, or 401. Denial reasons are logged, not returned.
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let chain = state.auth.clone();
+    match blocking(move || Ok(chain.authenticate(header.as_deref()))).await? {
+        Outcome::Authenticated(p) => Ok(p),
+        Outcome::Anonymous => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "credentials required",
+        )),
+        Outcome::Denied(reason) => {
+            tracing::info!(%reason, "authentication denied");
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "invalid credentials",
+            ))
+        }
+    }
+}
+
+/// Serves pull exporters on their paths (`/metrics` for `prometheus`); anything else is a 404.
+async fn pull_exporter(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> Response {
+    let path = uri.path().to_string();
+    if method == axum::http::Method::GET {
+        let monitor = state.monitor.clone();
+        let scraped = blocking(move || Ok(monitor.scrape(&path))).await;
+        if let Ok(Some(scrape)) = scraped {
+            return ([(header::CONTENT_TYPE, scrape.content_type)], scrape.body).into_response();
+        }
+    }
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
+}

@@ -1,0 +1,88 @@
+//! A small blocking client of the platform API.
+
+use anyhow::{Context, anyhow};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Talks to one kernel.
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the kernel at `base` (e.g. `http://127.0.0.1:7070`).
+    pub fn new(base: &str) -> Client {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent: config.into(),
+        }
+    }
+
+    /// GET `path`, decoding the JSON answer.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let resp = self
+            .agent
+            .get(&self.url(path))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(resp)
+    }
+
+    /// Sends `body` as JSON with `method`, decoding the JSON answer (if any).
+    pub fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let url = self.url(path);
+        let resp = match (method, body) {
+            ("POST", Some(b)) => self.agent.post(&url).send_json(b),
+            ("POST", None) => self.agent.post(&url).send_empty(),
+            ("PUT", Some(b)) => self.agent.put(&url).send_json(b),
+            ("PUT", None) => self.agent.put(&url).send_empty(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            _ => return Err(anyhow!("unsupported method {method}")),
+        }
+        .map_err(|e| self.unreachable(e))?;
+        self.decode(resp)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach the kernel at {}: {e} (is `lain serve` running? set --kernel or LAIN_KERNEL)",
+            self.base
+        )
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        mut resp: ureq::http::Response<ureq::Body>,
+    ) -> anyhow::Result<T> {
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .context("reading the kernel's answer")?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            return Err(anyhow!("{message} ({status})"));
+        }
+        let text = if text.is_empty() { "null" } else { &text };
+        serde_json::from_str(text)
+            .with_context(|| format!("the kernel answered something unexpected: {text}"))
+    }
+}

@@ -1,0 +1,228 @@
+//! The kernel's configuration: one TOML file, every key optional, environment overrides.
+//!
+//! ```toml
+//! data_dir = "/var/lib/lain"          # LAIN_DATA_DIR
+//! listen = "127.0.0.1:7070"           # LAIN_LISTEN
+//!
+//! [plugins.limits]                    # every plugin call runs under these
+//! cpu_ms = 200
+//! wall_ms = 2000
+//! memory_bytes = 67108864
+//!
+//! [plugins.config.jwt]                # merged over the plugin's manifest defaults
+//! issuer = "https://sso.example.org"
+//! audience = "lain"
+//! files = { jwks = "/etc/lain/jwks.json" }   # files the plugin may read by name
+//!
+//! [proc_types]                        # proc type -> plugin serving it (default: same name)
+//! cron = "my-cron"
+//!
+//! [scheduler]
+//! plugins = ["resources", "constraint", "spread"]   # run in this order
+//! weights = { spread = 1 }
+//!
+//! [auth]
+//! providers = ["token", "jwt"]        # asked in this order
+//!
+//! [monitor]
+//! exporters = ["prometheus"]
+//!
+//! [backup]
+//! hook = "archive"
+//! ```
+
+use crate::plugin::Limits;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KernelConfig {
+    /// Where the state store and caches live.
+    pub data_dir: PathBuf,
+    /// Address of the platform API.
+    pub listen: String,
+    /// Compiled-plugin cache; default `<data_dir>/cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin limits and per-plugin configuration.
+    pub plugins: PluginsConfig,
+    /// Which plugin serves each proc type, when not the plugin of the same name.
+    pub proc_types: BTreeMap<String, String>,
+    /// The scheduling pipeline.
+    pub scheduler: SchedulerConfig,
+    /// The authentication chain.
+    pub auth: AuthConfig,
+    /// Monitoring exporters.
+    pub monitor: MonitorConfig,
+    /// Backups.
+    pub backup: BackupConfig,
+}
+
+/// `[plugins]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Limits of every plugin call.
+    pub limits: Limits,
+    /// Configuration per plugin name, merged over the plugin's manifest defaults.
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+/// `[scheduler]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Scheduler plugins, run in this order (filters narrow, scorers add up).
+    pub plugins: Vec<String>,
+    /// Weight of each scorer's scores (default 1).
+    pub weights: BTreeMap<String, u32>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            plugins: vec!["resources".into(), "constraint".into(), "spread".into()],
+            weights: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Auth providers, asked in this order; the first that recognises the credentials decides.
+    pub providers: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            providers: vec!["token".into(), "jwt".into()],
+        }
+    }
+}
+
+/// `[monitor]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Exporter plugins in use.
+    pub exporters: Vec<String>,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            exporters: vec!["prometheus".into()],
+        }
+    }
+}
+
+/// `[backup]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The backup-hook plugin.
+    pub hook: String,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            hook: "archive".into(),
+        }
+    }
+}
+
+impl Default for KernelConfig {
+    fn default() -> Self {
+        KernelConfig {
+            data_dir: PathBuf::from(".lain-data"),
+            listen: "127.0.0.1:7070".into(),
+            cache_dir: None,
+            plugins: PluginsConfig::default(),
+            proc_types: BTreeMap::new(),
+            scheduler: SchedulerConfig::default(),
+            auth: AuthConfig::default(),
+            monitor: MonitorConfig::default(),
+            backup: BackupConfig::default(),
+        }
+    }
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Cannot read the file.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What and where.
+        message: String,
+    },
+}
+
+impl KernelConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<KernelConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// The plugin serving proc type `ty`.
+    pub fn proc_type_plugin<'a>(&'a self, ty: &'a str) -> &'a str {
+        self.proc_types.get(ty).map_or(ty, String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_example_and_rejects_typos() {
+        let doc = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: KernelConfig = toml::from_str(&doc).expect("documented example parses");
+        assert_eq!(
+            config.scheduler.plugins,
+            ["resources", "constraint", "spread"]
+        );
+        assert_eq!(config.proc_type_plugin("cron"), "my-cron");
+        assert_eq!(config.proc_type_plugin("web"), "web");
+        assert_eq!(config.plugins.limits.cpu_ms, 200);
+        let err = toml::from_str::<KernelConfig>("lisen = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

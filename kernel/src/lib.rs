@@ -1,0 +1,14 @@
+//! The lain kernel: state, orchestration, the plugin host, the platform API and the CLI.
+//!
+//! Data flows one way: requests change desired state in the [`store`]; the kernel acts on it;
+//! everything that differs between sites is decided by sandboxed WebAssembly [`plugin`]s.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod kernel;
+pub mod monitor;
+pub mod plugin;
+pub mod schedule;
+pub mod store;

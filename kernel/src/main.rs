@@ -1,0 +1,5 @@
+//! The `lain` binary.
+
+fn main() -> std::process::ExitCode {
+    lain::cli::main()
+}

@@ -1,0 +1,225 @@
+//! Monitoring: the kernel's own metrics, encoded by monitoring-exporter plugins.
+//!
+//! Exporters only encode; the kernel delivers. A `pull` exporter's bytes are served on its path
+//! (e.g. `GET /metrics`); a `push` exporter's bytes are sent over TCP to its address every interval.
+//! Exporters fail open: a failing exporter loses its own output and nothing else.
+
+use crate::plugin::bindings::monitoring::{
+    Delivery, MetricFamily, MetricKind, Sample, SampleBatch,
+};
+use crate::plugin::bindings::types::Label;
+use crate::plugin::kinds::monitor::ExporterPlugin;
+use crate::plugin::registry::Registry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The kernel's metrics and its exporters.
+#[derive(Clone)]
+pub struct Monitor {
+    registry: Arc<Registry>,
+    exporters: Vec<String>,
+    started: Instant,
+}
+
+/// One pull endpoint's response.
+pub struct Scrape {
+    /// MIME type.
+    pub content_type: String,
+    /// Encoded samples.
+    pub body: Vec<u8>,
+}
+
+impl Monitor {
+    /// A monitor using the named exporters.
+    pub fn new(registry: Arc<Registry>, exporters: Vec<String>) -> Monitor {
+        Monitor {
+            registry,
+            exporters,
+            started: Instant::now(),
+        }
+    }
+
+    /// Samples of the kernel's own state: plugins and their calls, faults and quarantines.
+    pub fn collect(&self) -> SampleBatch {
+        let plugins = self.registry.list();
+        let mut label_sets = Vec::with_capacity(plugins.len() + 1);
+        label_sets.push(Vec::new());
+        let (mut calls, mut failures, mut quarantined, mut enabled) =
+            (vec![], vec![], vec![], vec![]);
+        for p in &plugins {
+            let set = label_sets.len() as u32;
+            label_sets.push(vec![
+                Label {
+                    key: "plugin".into(),
+                    value: p.name.clone(),
+                },
+                Label {
+                    key: "kind".into(),
+                    value: p.kind.to_string(),
+                },
+                Label {
+                    key: "version".into(),
+                    value: p.version.clone(),
+                },
+            ]);
+            calls.push(Sample {
+                label_set: set,
+                value: p.health.calls as f64,
+            });
+            failures.push(Sample {
+                label_set: set,
+                value: p.health.failures as f64,
+            });
+            quarantined.push(Sample {
+                label_set: set,
+                value: f64::from(u8::from(p.health.quarantined)),
+            });
+            enabled.push(Sample {
+                label_set: set,
+                value: f64::from(u8::from(p.enabled)),
+            });
+        }
+        let family = |name: &str, help: &str, kind, samples| MetricFamily {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            samples,
+        };
+        SampleBatch {
+            timestamp_ms: unix_ms(),
+            label_sets,
+            families: vec![
+                family(
+                    "lain_kernel_uptime_seconds",
+                    "Seconds since the kernel started.",
+                    MetricKind::Gauge,
+                    vec![Sample {
+                        label_set: 0,
+                        value: self.started.elapsed().as_secs_f64(),
+                    }],
+                ),
+                family(
+                    "lain_plugin_calls_total",
+                    "Plugin calls made.",
+                    MetricKind::Counter,
+                    calls,
+                ),
+                family(
+                    "lain_plugin_failures_total",
+                    "Plugin calls that faulted (trap, budget, cap).",
+                    MetricKind::Counter,
+                    failures,
+                ),
+                family(
+                    "lain_plugin_quarantined",
+                    "1 if the plugin is quarantined.",
+                    MetricKind::Gauge,
+                    quarantined,
+                ),
+                family(
+                    "lain_plugin_enabled",
+                    "1 if the plugin is enabled.",
+                    MetricKind::Gauge,
+                    enabled,
+                ),
+            ],
+        }
+    }
+
+    /// Encodes the current samples for the pull exporter serving `path`, if any. Blocking.
+    pub fn scrape(&self, path: &str) -> Option<Scrape> {
+        for plugin in self.plugins() {
+            let exporter = ExporterPlugin(&plugin);
+            let info = match exporter.describe() {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!("monitoring exporter skipped: {e}");
+                    continue;
+                }
+            };
+            if !matches!(&info.delivery, Delivery::Pull(p) if p == path) {
+                continue;
+            }
+            match exporter.encode(&self.collect()) {
+                Ok(body) => {
+                    return Some(Scrape {
+                        content_type: info.content_type,
+                        body,
+                    });
+                }
+                Err(e) => tracing::warn!("monitoring exporter failed: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Sends the current samples to every push exporter whose interval has come; call it every
+    /// second. Failures are logged and dropped (exporters fail open).
+    pub async fn push_due(&self, tick: u64) {
+        for plugin in self.plugins() {
+            let (info, body) = {
+                let plugin = plugin.clone();
+                let batch = self.collect();
+                let run = tokio::task::spawn_blocking(move || {
+                    let exporter = ExporterPlugin(&plugin);
+                    let info = exporter.describe()?;
+                    match &info.delivery {
+                        Delivery::Push(t)
+                            if t.interval > 0 && tick % u64::from(t.interval) == 0 =>
+                        {
+                            exporter.encode(&batch).map(|b| (info, Some(b)))
+                        }
+                        _ => Ok((info, None)),
+                    }
+                })
+                .await;
+                match run {
+                    Ok(Ok((info, Some(body)))) => (info, body),
+                    Ok(Ok((_, None))) => continue,
+                    Ok(Err(e)) => {
+                        tracing::warn!("monitoring exporter failed: {e}");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!("monitoring exporter task failed: {e}");
+                        continue;
+                    }
+                }
+            };
+            if let Delivery::Push(target) = &info.delivery
+                && let Err(e) = send(&target.address, &body).await
+            {
+                tracing::warn!(exporter = %plugin.name(), address = %target.address, "push failed: {e}");
+            }
+        }
+    }
+
+    fn plugins(&self) -> Vec<Arc<crate::plugin::LoadedPlugin>> {
+        self.exporters
+            .iter()
+            .filter_map(|name| match self.registry.get(name) {
+                Some(Ok(p)) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+async fn send(address: &str, body: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let timeout = Duration::from_secs(5);
+    let mut stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    tokio::time::timeout(timeout, stream.write_all(body))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+    stream.shutdown().await
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,27 @@
+//! The plugin host: everything that differs between sites runs here, as sandboxed WebAssembly
+//! components loaded through the WIT package `lain:plugin@0.1.0` (see `wit/`).
+//!
+//! - [`engine::PluginEngine`]: the one wasmtime `Engine` (pooling allocator, epoch interruption),
+//!   the linker, compilation with an on-disk cache, and the install-time checks.
+//! - [`loaded::LoadedPlugin`]: a compiled, checked, pre-linked plugin and the machinery of one call
+//!   under limits (CPU budget, memory cap, result size), with typed errors and quarantine.
+//! - [`kinds`]: typed entry points for each of the five kinds.
+//! - [`registry::Registry`]: installed and built-in plugins, persisted in the state store.
+
+pub mod bindings;
+pub mod engine;
+pub mod error;
+pub mod health;
+pub mod kind;
+pub mod kinds;
+pub mod limits;
+pub mod loaded;
+pub mod manifest;
+pub mod registry;
+pub mod state;
+
+pub use error::{CallError, Cause, InstallError};
+pub use kind::{FailurePolicy, Kind};
+pub use limits::Limits;
+pub use loaded::LoadedPlugin;
+pub use manifest::Manifest;

@@ -1,0 +1,16 @@
+//! Scheduling: which node takes a new instance.
+//!
+//! The kernel keeps the authoritative [`inventory::Inventory`] (nodes, interned labels, procs,
+//! placements) and runs a [`pipeline::Pipeline`] of scheduler plugins configured in order. Each
+//! plugin holds a long-lived mirror of the inventory, synced by deltas; per placement the pipeline
+//! passes only a bitmap of candidate nodes and the placements made since the plugin's last call
+//! (see `wit/RATIONALE.md`). Filters narrow the candidates in order; scorers' weighted scores are
+//! summed over what is left; the best node wins, ties going to the lowest node id.
+
+pub mod backend;
+pub mod inventory;
+pub mod pipeline;
+
+pub use backend::Backend;
+pub use inventory::{NodeId, ProcId};
+pub use pipeline::{MemberSpec, Pipeline, ScheduleError};

@@ -1,0 +1,416 @@
+//! The pipeline of scheduler plugins: filters in order, then weighted scores.
+
+use super::backend::Backend;
+use super::inventory::{Inventory, NodeId, ProcId, Snapshot};
+use crate::plugin::bindings::scheduling::{
+    NodeState, NodeUsage, Placement, ProcRequirements, Roles,
+};
+use crate::plugin::{CallError, Cause, FailurePolicy};
+
+/// Makes a fresh backend for a member (a new plugin instance, or a native equivalent).
+pub type Factory = Box<dyn Fn() -> Result<Box<dyn Backend>, CallError> + Send>;
+
+/// How one member is configured.
+pub struct MemberSpec {
+    /// Name for errors and logs (the plugin name).
+    pub name: String,
+    /// Weight of its scores.
+    pub weight: u32,
+    /// What to do when it fails: `Closed` fails the placement, `Open` skips the member.
+    pub policy: FailurePolicy,
+    /// Makes a backend (called again after a fault, with a full replay of the inventory).
+    pub factory: Factory,
+}
+
+/// Why scheduling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    /// A member failed and its policy is `Closed`.
+    #[error("scheduler plugin failed: {0}")]
+    Plugin(CallError),
+    /// A member refused the proc's requirements (e.g. a malformed filter); nothing changed.
+    #[error("{0}")]
+    Rejected(CallError),
+    /// No proc of that id.
+    #[error("unknown proc id {0}")]
+    UnknownProc(ProcId),
+}
+
+struct Member {
+    spec: MemberSpec,
+    backend: Option<Box<dyn Backend>>,
+    roles: Roles,
+    pending: Vec<Placement>,
+}
+
+/// Scheduler plugins run in order over the kernel's inventory.
+pub struct Pipeline {
+    inv: Inventory,
+    members: Vec<Member>,
+    totals: Vec<u32>,
+}
+
+impl Pipeline {
+    /// Starts every member and asks for its roles.
+    pub fn new(specs: Vec<MemberSpec>) -> Result<Pipeline, ScheduleError> {
+        let mut members = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let mut backend = (spec.factory)().map_err(ScheduleError::Plugin)?;
+            let info = backend.describe().map_err(ScheduleError::Plugin)?;
+            members.push(Member {
+                spec,
+                backend: Some(backend),
+                roles: info.roles,
+                pending: Vec::new(),
+            });
+        }
+        Ok(Pipeline {
+            inv: Inventory::default(),
+            members,
+            totals: Vec::new(),
+        })
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inv
+    }
+
+    /// Adds or updates a node (labels as `key=value` pairs; every node also gets `node=<name>`).
+    pub fn upsert_node(
+        &mut self,
+        name: &str,
+        labels: &[(String, String)],
+        memory: u64,
+        cpu: u32,
+    ) -> Result<NodeId, ScheduleError> {
+        let (node, new_labels) = self.inv.upsert_node(name, labels, memory, cpu);
+        let id = node.id;
+        self.broadcast(|b| {
+            if !new_labels.is_empty() {
+                b.sync_labels(&new_labels)?;
+            }
+            b.sync_nodes(std::slice::from_ref(&node), &[])
+        })?;
+        Ok(id)
+    }
+
+    /// Removes a node.
+    pub fn remove_node(&mut self, name: &str) -> Result<(), ScheduleError> {
+        if let Some(id) = self.inv.remove_node(name) {
+            self.broadcast(|b| b.sync_nodes(&[], &[id]))?;
+        }
+        Ok(())
+    }
+
+    /// Sets a node's state (ready, maintenance, down) and the resources reserved on it outside
+    /// the placements the pipeline knows.
+    pub fn set_node_state(
+        &mut self,
+        name: &str,
+        state: NodeState,
+        memory_reserved: u64,
+        cpu_reserved: u32,
+    ) -> Result<(), ScheduleError> {
+        let Some(id) = self.inv.node_id(name) else {
+            return Ok(());
+        };
+        let usage = NodeUsage {
+            id,
+            state,
+            memory_reserved,
+            cpu_reserved,
+        };
+        self.inv.set_usage(usage);
+        self.broadcast(|b| b.sync_usage(&[usage]))
+    }
+
+    /// Declares a proc, or updates its requirements. A member refusing them (a malformed filter)
+    /// is an error naming the plugin and the filter; the previous requirements stay in force
+    /// everywhere.
+    pub fn define_proc(
+        &mut self,
+        name: &str,
+        app: &str,
+        memory: u64,
+        cpu: u32,
+        filters: &[String],
+        labels: &[String],
+    ) -> Result<ProcId, ScheduleError> {
+        let id = self.inv.proc_id(name);
+        let previous = self.inv.proc(id).cloned();
+        let req = ProcRequirements {
+            id,
+            name: name.into(),
+            app: app.into(),
+            memory,
+            cpu,
+            filters: filters.to_vec(),
+            labels: labels.to_vec(),
+        };
+        let mut accepted = Vec::new();
+        for i in 0..self.members.len() {
+            match self.call(i, |b| b.define_proc(&req)) {
+                Ok(_) => accepted.push(i),
+                Err(ScheduleError::Plugin(e)) if matches!(e.cause, Cause::Guest(_)) => {
+                    for j in accepted {
+                        let _ = self.call(j, |b| match &previous {
+                            Some(prev) => b.define_proc(prev),
+                            None => b.forget_proc(id),
+                        });
+                    }
+                    if previous.is_none() {
+                        self.inv.forget_proc(name);
+                    }
+                    return Err(ScheduleError::Rejected(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.inv.set_proc(req);
+        Ok(id)
+    }
+
+    /// Forgets a proc and its placements.
+    pub fn forget_proc(&mut self, name: &str) -> Result<(), ScheduleError> {
+        if let Some(id) = self.inv.forget_proc(name) {
+            for m in &mut self.members {
+                m.pending.retain(|p| p.proc != id);
+            }
+            self.broadcast(|b| b.forget_proc(id))?;
+        }
+        Ok(())
+    }
+
+    /// Chooses a node for one new instance of `proc` and records the placement. `None` means no
+    /// node fits.
+    pub fn place(&mut self, proc: ProcId) -> Result<Option<NodeId>, ScheduleError> {
+        if self.inv.proc(proc).is_none() {
+            return Err(ScheduleError::UnknownProc(proc));
+        }
+        let mut candidates = self.inv.present().to_vec();
+        let words = candidates.len();
+        let nodes = words * 64;
+        self.totals.clear();
+        self.totals.resize(nodes, 0);
+        let mut scored = false;
+        for i in 0..self.members.len() {
+            if candidates.iter().all(|w| *w == 0) {
+                break;
+            }
+            let pending = std::mem::take(&mut self.members[i].pending);
+            let verdict = match self.call(i, |b| b.evaluate(proc, &candidates, &pending)) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    // A failed call may or may not have seen `pending`; a live backend keeps it
+                    // for the next call, a dead one gets a full replay anyway.
+                    self.members[i].pending = pending;
+                    return Err(e);
+                }
+            };
+            let m = &self.members[i];
+            if m.roles.contains(Roles::FILTER) {
+                if verdict.feasible.len() != words {
+                    return Err(self.bad_result(
+                        i,
+                        format!(
+                            "feasible bitmap has {} words for {words} candidate words",
+                            verdict.feasible.len()
+                        ),
+                    ));
+                }
+                for (c, f) in candidates.iter_mut().zip(&verdict.feasible) {
+                    *c &= f;
+                }
+            }
+            if m.roles.contains(Roles::SCORE) && !verdict.scores.is_empty() {
+                if verdict.scores.len() < nodes.min(self.inv_nodes()) {
+                    return Err(self.bad_result(
+                        i,
+                        format!(
+                            "{} scores for {} nodes",
+                            verdict.scores.len(),
+                            self.inv_nodes()
+                        ),
+                    ));
+                }
+                let weight = m.spec.weight;
+                for (t, s) in self.totals.iter_mut().zip(&verdict.scores) {
+                    *t += weight * u32::from((*s).min(1000));
+                }
+                scored = true;
+            }
+        }
+        let best = best_node(&candidates, scored.then_some(&self.totals[..]));
+        if let Some(node) = best {
+            let placement = Placement {
+                proc,
+                node,
+                count: 1,
+            };
+            self.inv.record(&placement);
+            for m in &mut self.members {
+                m.pending.push(placement);
+            }
+        }
+        Ok(best)
+    }
+
+    /// Records that an instance of `proc` left `node`.
+    pub fn release(&mut self, proc: ProcId, node: NodeId) {
+        if self.inv.count(proc, node) == 0 {
+            return;
+        }
+        let placement = Placement {
+            proc,
+            node,
+            count: -1,
+        };
+        self.inv.record(&placement);
+        for m in &mut self.members {
+            m.pending.push(placement);
+        }
+    }
+
+    /// Replaces the backends of the named members (after a plugin upgrade): fresh instances get
+    /// a full replay on their next use.
+    pub fn restart(&mut self, name: &str) {
+        for m in &mut self.members {
+            if m.spec.name == name {
+                m.backend = None;
+                m.pending.clear();
+            }
+        }
+    }
+
+    fn inv_nodes(&self) -> usize {
+        self.inv.present().len() * 64
+    }
+
+    fn bad_result(&mut self, i: usize, msg: String) -> ScheduleError {
+        let m = &mut self.members[i];
+        m.backend = None;
+        ScheduleError::Plugin(CallError {
+            plugin: m.spec.name.clone(),
+            version: String::new(),
+            function: "evaluate",
+            cause: Cause::BadResult(msg),
+        })
+    }
+
+    /// Runs `f` on every member, honouring failure policies.
+    fn broadcast(
+        &mut self,
+        f: impl Fn(&mut dyn Backend) -> Result<(), CallError>,
+    ) -> Result<(), ScheduleError> {
+        for i in 0..self.members.len() {
+            self.call(i, &f)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on member `i`, (re)starting it with a full replay if needed. A fault kills the
+    /// backend; with policy `Open` the member is skipped, with `Closed` the error is returned.
+    /// `Ok(None)` means the member failed and was skipped under policy `Open`.
+    fn call<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut dyn Backend) -> Result<R, CallError>,
+    ) -> Result<Option<R>, ScheduleError> {
+        let result = self.ensure(i).and_then(|backend| f(backend));
+        let m = &mut self.members[i];
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.cause.is_fault() || m.backend.as_ref().is_some_and(|b| b.is_dead()) => {
+                m.backend = None;
+                m.pending.clear();
+                tracing::warn!(plugin = %m.spec.name, "scheduler plugin failed: {e}");
+                match m.spec.policy {
+                    FailurePolicy::Open => Ok(None),
+                    FailurePolicy::Closed => Err(ScheduleError::Plugin(e)),
+                }
+            }
+            Err(e) => match (&e.cause, m.spec.policy) {
+                (Cause::Quarantined { .. } | Cause::Disabled, FailurePolicy::Open) => Ok(None),
+                _ => Err(ScheduleError::Plugin(e)),
+            },
+        }
+    }
+
+    fn ensure(&mut self, i: usize) -> Result<&mut dyn Backend, CallError> {
+        let snapshot = if self.members[i].backend.is_none() {
+            Some(self.inv.snapshot())
+        } else {
+            None
+        };
+        let m = &mut self.members[i];
+        if let Some(snapshot) = snapshot {
+            let mut backend = (m.spec.factory)()?;
+            replay(backend.as_mut(), &snapshot)?;
+            m.roles = backend.describe()?.roles;
+            m.pending.clear();
+            m.backend = Some(backend);
+        }
+        match m.backend.as_deref_mut() {
+            Some(b) => Ok(b),
+            None => Err(CallError {
+                plugin: m.spec.name.clone(),
+                version: String::new(),
+                function: "instantiate",
+                cause: Cause::Host("no backend".into()),
+            }),
+        }
+    }
+}
+
+/// Sends the whole inventory to a fresh backend.
+fn replay(b: &mut dyn Backend, s: &Snapshot) -> Result<(), CallError> {
+    b.sync_labels(&s.labels)?;
+    b.sync_nodes(&s.nodes, &[])?;
+    b.sync_usage(&s.usage)?;
+    for p in &s.procs {
+        b.define_proc(p)?;
+    }
+    b.record_placements(&s.placements)
+}
+
+/// The feasible node with the highest total score (lowest id on ties); without scores, the
+/// lowest feasible id.
+fn best_node(feasible: &[u64], totals: Option<&[u32]>) -> Option<NodeId> {
+    let mut best: Option<(u32, NodeId)> = None;
+    for (w, &word) in feasible.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let id = (w * 64) as u32 + bits.trailing_zeros();
+            bits &= bits - 1;
+            let score = totals.map_or(0, |t| t.get(id as usize).copied().unwrap_or(0));
+            match best {
+                None => best = Some((score, id)),
+                Some((s, _)) if score > s => best = Some((score, id)),
+                _ => {}
+            }
+            if totals.is_none() {
+                return Some(id);
+            }
+        }
+    }
+    best.map(|(_, id)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_node;
+
+    #[test]
+    fn best_node_prefers_score_then_lowest_id() {
+        assert_eq!(best_node(&[0b1010], None), Some(1));
+        assert_eq!(best_node(&[0], None), None);
+        let mut totals = vec![0u32; 64];
+        totals[1] = 5;
+        totals[3] = 9;
+        assert_eq!(best_node(&[0b1010], Some(&totals)), Some(3));
+        totals[1] = 9;
+        assert_eq!(best_node(&[0b1010], Some(&totals)), Some(1));
+    }
+}

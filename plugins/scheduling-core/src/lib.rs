@@ -1,0 +1,81 @@
+//! The algorithms behind the built-in scheduling plugins `spread`, `constraint` and `resources`.
+//!
+//! This crate has no dependency on the WIT bindings: the wasm guests (`plugins/spread`,
+//! `plugins/constraint`, `plugins/resources`) convert the SDK's records into the plain types of
+//! [`types`] and delegate to the structs here, and the kernel's benchmark drives the very same code
+//! natively as its baseline.
+//!
+//! Each algorithm is a long-lived state value implementing [`Algorithm`], whose methods mirror the
+//! `scheduling` WIT interface: the inventory arrives by deltas (`sync_*`, `define_proc`,
+//! `record_placement`), then [`Algorithm::evaluate`] narrows a candidate bitmap in place and/or
+//! writes one score per node. Node and proc ids are dense and index plain `Vec`s (see [`ids`]), so
+//! nothing on the evaluation path hashes, allocates per node or touches a string.
+
+#![warn(missing_docs)]
+
+pub mod bitmap;
+mod constraint;
+mod counts;
+pub mod ids;
+mod resources;
+mod spread;
+pub mod types;
+
+pub use constraint::Constraint;
+pub use resources::{Resources, Scoring};
+pub use spread::{Spread, spread_score};
+pub use types::{LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles};
+
+/// One scheduling algorithm, driven like the `scheduling` WIT interface.
+///
+/// The `sync_*` methods have empty defaults: an algorithm overrides those whose data it needs.
+pub trait Algorithm {
+    /// Whether [`evaluate`](Algorithm::evaluate) filters, scores, or both.
+    fn roles(&self) -> Roles;
+
+    /// Adds or replaces interned node labels.
+    fn sync_labels(&mut self, _labels: &[LabelDef]) {}
+
+    /// Adds or replaces the nodes in `upsert` and forgets the nodes in `remove`, with the
+    /// instances recorded on them.
+    fn sync_nodes(&mut self, _upsert: &[Node], _remove: &[u32]) {}
+
+    /// Replaces the state and outside usage of the listed nodes.
+    fn sync_usage(&mut self, _usage: &[NodeUsage]) {}
+
+    /// Declares or updates a proc. On error (the message names the culprit) nothing changes.
+    fn define_proc(&mut self, req: &ProcRequirements) -> Result<(), String>;
+
+    /// Forgets a proc and its placements.
+    fn forget_proc(&mut self, proc: u32);
+
+    /// Applies one placement delta: `count` instances of `proc` added to (or removed from) `node`.
+    /// Counts never go below zero; placements of procs not defined yet are kept and take effect
+    /// when the proc is defined.
+    fn record_placement(&mut self, placement: Placement);
+
+    /// Applies several placement deltas in order.
+    fn record_placements(&mut self, placed: &[Placement]) {
+        for &p in placed {
+            self.record_placement(p);
+        }
+    }
+
+    /// Evaluates the candidates for one new instance of `proc`.
+    ///
+    /// `candidates` is a node bitmap (bit `i` of word `i / 64` is node `i`, see [`bitmap`]); a
+    /// filter clears the bits of the nodes it rejects and never sets one. `scores` is cleared; a
+    /// scorer then fills it with one score (`0..=1000`, higher is better) per bit of `candidates`,
+    /// i.e. `candidates.len() * 64` entries indexed by node id. Errors: `proc` was never defined.
+    fn evaluate(
+        &mut self,
+        proc: u32,
+        candidates: &mut [u64],
+        scores: &mut Vec<u16>,
+    ) -> Result<(), String>;
+}
+
+/// The error of [`Algorithm::evaluate`] for a proc that was never defined.
+fn undefined(proc: u32) -> String {
+    format!("proc {proc} was never defined")
+}
