@@ -80,6 +80,9 @@ impl Health {
                     s.quarantined_at = Some(Instant::now());
                 }
             }
+            // Refused before reaching the plugin: says nothing about its health.
+            Err(Cause::Quarantined { .. } | Cause::Disabled) => {}
+            // The plugin ran and answered (possibly with its own error): it works again.
             _ => {
                 s.consecutive = 0;
                 s.quarantined_at = None;
