@@ -165,7 +165,7 @@ impl Monitor {
                     let info = exporter.describe()?;
                     match &info.delivery {
                         Delivery::Push(t)
-                            if t.interval > 0 && tick % u64::from(t.interval) == 0 =>
+                            if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) =>
                         {
                             exporter.encode(&batch).map(|b| (info, Some(b)))
                         }

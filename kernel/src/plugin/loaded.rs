@@ -54,9 +54,13 @@ impl Exports {
 
 /// A plugin ready to be called: compiled once, checked against its world, pre-linked.
 ///
-/// Calls instantiate it afresh from the `InstancePre` (about 10 µs with the pooling allocator), so
-/// a trap never leaves a poisoned instance behind and one call's state never leaks into another.
-/// Scheduler plugins keep long-lived instances instead (see `crate::schedule`).
+/// Proc types and backup hooks get a fresh instance per call from the `InstancePre` (about 10 µs
+/// with the pooling allocator): they are called rarely, and a backup hook's instance is given one
+/// volume. Auth providers and exporters run on every request or scrape, so a few warm instances
+/// are kept and reused: what the plugin builds from its configuration (a JWT provider's parsed
+/// keys) survives between calls. A call that faults never returns its instance, so a trap never
+/// leaves a poisoned instance behind. Scheduler plugins keep one long-lived instance each instead
+/// (see `crate::schedule`).
 pub struct LoadedPlugin {
     /// The manifest the plugin was installed with.
     pub manifest: Manifest,
@@ -70,7 +74,11 @@ pub struct LoadedPlugin {
     identity: Arc<Identity>,
     health: Health,
     policy: RwLock<Option<FailurePolicy>>,
+    idle: parking_lot::Mutex<Vec<(Store<PluginState>, Instance)>>,
 }
+
+/// Warm instances kept per plugin whose kind reuses them.
+const IDLE_INSTANCES: usize = 4;
 
 impl LoadedPlugin {
     /// Compiles (or loads from cache), checks and pre-links a component. `config` is the
@@ -101,6 +109,7 @@ impl LoadedPlugin {
             identity,
             health: Health::new(),
             policy: RwLock::new(None),
+            idle: parking_lot::Mutex::new(Vec::new()),
         })
     }
 
@@ -174,12 +183,30 @@ impl LoadedPlugin {
         f: impl FnOnce(&mut Store<PluginState>, &Instance, &Exports) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), Cause>,
     ) -> Result<R, CallError> {
+        let reuse =
+            volume.is_none() && matches!(self.kind(), Kind::AuthProvider | Kind::MonitorExporter);
         let result = self.health.admit(self.engine.limits()).and_then(|()| {
-            let mut store = self.new_store(volume)?;
-            let instance = self.instantiate(&mut store)?;
+            let (mut store, instance) = match self.idle.lock().pop().filter(|_| reuse) {
+                Some((mut store, instance)) => {
+                    store.set_epoch_deadline(self.engine.limits().deadline_ticks());
+                    (store, instance)
+                }
+                None => {
+                    let mut store = self.new_store(volume)?;
+                    let instance = self.instantiate(&mut store)?;
+                    (store, instance)
+                }
+            };
             let value =
                 f(&mut store, &instance, &self.exports).map_err(|e| self.cause(&store, e))?;
             check(&value)?;
+            // A chatty instance would eventually fill its stderr buffer: let it go instead.
+            if reuse && store.data().stderr.contents().len() < super::state::STDERR_CAPACITY / 2 {
+                let mut idle = self.idle.lock();
+                if idle.len() < IDLE_INSTANCES {
+                    idle.push((store, instance));
+                }
+            }
             Ok(value)
         });
         self.finish(function, result)

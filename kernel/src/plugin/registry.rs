@@ -88,6 +88,7 @@ pub struct Registry {
     operator_config: BTreeMap<String, serde_json::Value>,
     entries: ArcSwap<BTreeMap<String, Entry>>,
     write: Mutex<()>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Registry {
@@ -198,6 +199,7 @@ impl Registry {
             operator_config,
             entries: ArcSwap::from_pointee(entries),
             write: Mutex::new(()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -424,10 +426,18 @@ impl Registry {
             .any(|(n, e)| n != except && !e.record.builtin && e.record.sha256 == sha256)
     }
 
+    /// Increases with every change (install, upgrade, enable, disable, policy, remove), so
+    /// holders of long-lived instances (the scheduling pipeline) know when to rebuild them.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn swap(&self, change: impl FnOnce(&mut BTreeMap<String, Entry>)) {
         let mut next = BTreeMap::clone(&self.entries.load());
         change(&mut next);
         self.entries.store(Arc::new(next));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -53,22 +53,33 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts every member and asks for its roles.
     pub fn new(specs: Vec<MemberSpec>) -> Result<Pipeline, ScheduleError> {
+        let mut pipeline = Pipeline {
+            inv: Inventory::default(),
+            members: Vec::new(),
+            totals: Vec::new(),
+        };
+        pipeline.reconfigure(specs)?;
+        Ok(pipeline)
+    }
+
+    /// Replaces the members (after the configuration or a plugin changed), keeping the
+    /// inventory: each new member starts with a full replay of it.
+    pub fn reconfigure(&mut self, specs: Vec<MemberSpec>) -> Result<(), ScheduleError> {
+        let snapshot = self.inv.snapshot();
         let mut members = Vec::with_capacity(specs.len());
         for spec in specs {
             let mut backend = (spec.factory)().map_err(ScheduleError::Plugin)?;
-            let info = backend.describe().map_err(ScheduleError::Plugin)?;
+            replay(backend.as_mut(), &snapshot).map_err(ScheduleError::Plugin)?;
+            let roles = backend.describe().map_err(ScheduleError::Plugin)?.roles;
             members.push(Member {
                 spec,
                 backend: Some(backend),
-                roles: info.roles,
+                roles,
                 pending: Vec::new(),
             });
         }
-        Ok(Pipeline {
-            inv: Inventory::default(),
-            members,
-            totals: Vec::new(),
-        })
+        self.members = members;
+        Ok(())
     }
 
     /// The inventory.
@@ -273,17 +284,6 @@ impl Pipeline {
         }
     }
 
-    /// Replaces the backends of the named members (after a plugin upgrade): fresh instances get
-    /// a full replay on their next use.
-    pub fn restart(&mut self, name: &str) {
-        for m in &mut self.members {
-            if m.spec.name == name {
-                m.backend = None;
-                m.pending.clear();
-            }
-        }
-    }
-
     fn inv_nodes(&self) -> usize {
         self.inv.present().len() * 64
     }
@@ -318,7 +318,7 @@ impl Pipeline {
         i: usize,
         f: impl FnOnce(&mut dyn Backend) -> Result<R, CallError>,
     ) -> Result<Option<R>, ScheduleError> {
-        let result = self.ensure(i).and_then(|backend| f(backend));
+        let result = self.ensure(i).and_then(f);
         let m = &mut self.members[i];
         match result {
             Ok(v) => Ok(Some(v)),

@@ -1,0 +1,159 @@
+//! A real `lain serve` process for end-to-end tests, and running the real `lain` CLI against it.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `lain` binary under test.
+pub fn lain_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lain")
+}
+
+/// A kernel process on a free loopback port, killed (by PID) when dropped.
+pub struct KernelProcess {
+    child: Option<Child>,
+    /// Base URL of its API.
+    pub url: String,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Where its logs go.
+    pub log: PathBuf,
+}
+
+impl KernelProcess {
+    /// Starts a kernel on `data_dir` with `config` (TOML) and waits until `/healthz` answers.
+    pub fn start(data_dir: &Path, config: &str) -> KernelProcess {
+        let port = free_port();
+        let config_path = data_dir.join("lain.toml");
+        // Compiled plugins are cached across tests (keyed by hash and engine) to keep them fast.
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(
+            &config_path,
+            format!("cache_dir = {:?}\n{config}", cache.display().to_string()),
+        )
+        .expect("config");
+        let mut kernel = KernelProcess {
+            child: None,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            config: config_path,
+            log: data_dir.join("kernel.log"),
+        };
+        kernel.spawn(port);
+        kernel
+    }
+
+    fn spawn(&mut self, port: u16) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(lain_bin())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--config")
+            .arg(&self.config)
+            .env("LAIN_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start lain serve");
+        self.child = Some(child);
+        self.wait_healthy();
+    }
+
+    /// Kills the kernel with SIGKILL (no clean shutdown), as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the kernel again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let port: u16 = self
+            .url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        self.spawn(port);
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("lain serve exited with {status}: {}", self.logs());
+            }
+            if ureq::get(&format!("{}/healthz", self.url)).call().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("lain serve did not become healthy: {}", self.logs());
+    }
+
+    /// The kernel's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs the `lain` CLI against this kernel.
+    pub fn lain(&self, args: &[&str]) -> Output {
+        Command::new(lain_bin())
+            .args(args)
+            .env("LAIN_KERNEL", &self.url)
+            .output()
+            .expect("run lain")
+    }
+
+    /// Runs the CLI, asserting success, and returns its stdout.
+    pub fn lain_ok(&self, args: &[&str]) -> String {
+        let out = self.lain(args);
+        assert!(
+            out.status.success(),
+            "lain {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI, asserting failure, and returns its stderr.
+    pub fn lain_err(&self, args: &[&str]) -> String {
+        let out = self.lain(args);
+        assert!(
+            !out.status.success(),
+            "lain {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for KernelProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
