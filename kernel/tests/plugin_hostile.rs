@@ -262,3 +262,31 @@ fn scheduler_that_fails_open_is_skipped() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn wall_clock_bound_stops_waiting() {
+    // A generous CPU budget, a short wall clock: the caller gives up first.
+    let engine = engine_with(Limits {
+        cpu_ms: 3_000,
+        wall_ms: 100,
+        ..Limits::default()
+    });
+    let hostile = fixture_plugin(&engine, fixtures::HOSTILE);
+    let started = Instant::now();
+    let wall = engine.limits().wall();
+    let result = lain::plugin::limits::within_wall_clock(wall, move || {
+        ProcTypePlugin(&hostile)
+            .render(&proc("loop"), &ctx())
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        matches!(result, Err(Cause::WallClock { wall_ms: 100 })),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+}

@@ -9,13 +9,14 @@ pub mod plugins;
 use crate::auth::{AuthChain, Outcome};
 use crate::monitor::Monitor;
 use crate::plugin::bindings::types::Principal;
+use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use error::{ApiError, ErrorBody, blocking};
+use error::{ApiError, ErrorBody};
 use serde::Serialize;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -131,7 +132,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let chain = state.auth.clone();
-    match blocking(move || Ok(chain.authenticate(header.as_deref()))).await? {
+    let wall = state.registry.engine().limits().wall();
+    let outcome = within_wall_clock(wall, move || chain.authenticate(header.as_deref()))
+        .await
+        .unwrap_or_else(|cause| Outcome::Denied(format!("auth chain: {cause}")));
+    match outcome {
         Outcome::Authenticated(p) => Ok(p),
         Outcome::Anonymous => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -158,7 +163,8 @@ async fn pull_exporter(
     let path = uri.path().to_string();
     if method == axum::http::Method::GET {
         let monitor = state.monitor.clone();
-        let scraped = blocking(move || Ok(monitor.scrape(&path))).await;
+        let wall = state.registry.engine().limits().wall();
+        let scraped = within_wall_clock(wall, move || monitor.scrape(&path)).await;
         if let Ok(Some(scrape)) = scraped {
             return ([(header::CONTENT_TYPE, scrape.content_type)], scrape.body).into_response();
         }

@@ -9,7 +9,9 @@ use crate::plugin::bindings::monitoring::{
 };
 use crate::plugin::bindings::types::Label;
 use crate::plugin::kinds::monitor::ExporterPlugin;
+use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
+use crate::plugin::{CallError, LoadedPlugin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,45 +158,30 @@ impl Monitor {
     /// Sends the current samples to every push exporter whose interval has come; call it every
     /// second. Failures are logged and dropped (exporters fail open).
     pub async fn push_due(&self, tick: u64) {
+        let wall = self.registry.engine().limits().wall();
         for plugin in self.plugins() {
-            let (info, body) = {
-                let plugin = plugin.clone();
-                let batch = self.collect();
-                let run = tokio::task::spawn_blocking(move || {
-                    let exporter = ExporterPlugin(&plugin);
-                    let info = exporter.describe()?;
-                    match &info.delivery {
-                        Delivery::Push(t)
-                            if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) =>
-                        {
-                            exporter.encode(&batch).map(|b| (info, Some(b)))
-                        }
-                        _ => Ok((info, None)),
-                    }
-                })
-                .await;
-                match run {
-                    Ok(Ok((info, Some(body)))) => (info, body),
-                    Ok(Ok((_, None))) => continue,
-                    Ok(Err(e)) => {
-                        tracing::warn!("monitoring exporter failed: {e}");
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!("monitoring exporter task failed: {e}");
-                        continue;
-                    }
+            let name = plugin.name().to_string();
+            let batch = self.collect();
+            let due = within_wall_clock(wall, move || encode_if_due(&plugin, &batch, tick)).await;
+            let (address, body) = match due {
+                Ok(Ok(Some(due))) => due,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    tracing::warn!("monitoring exporter failed: {e}");
+                    continue;
+                }
+                Err(cause) => {
+                    tracing::warn!(exporter = %name, "monitoring exporter: {cause}");
+                    continue;
                 }
             };
-            if let Delivery::Push(target) = &info.delivery
-                && let Err(e) = send(&target.address, &body).await
-            {
-                tracing::warn!(exporter = %plugin.name(), address = %target.address, "push failed: {e}");
+            if let Err(e) = send(&address, &body).await {
+                tracing::warn!(exporter = %name, %address, "push failed: {e}");
             }
         }
     }
 
-    fn plugins(&self) -> Vec<Arc<crate::plugin::LoadedPlugin>> {
+    fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         self.exporters
             .iter()
             .filter_map(|name| match self.registry.get(name) {
@@ -202,6 +189,21 @@ impl Monitor {
                 _ => None,
             })
             .collect()
+    }
+}
+
+/// The push address and encoded batch of a push exporter whose interval has come at `tick`.
+fn encode_if_due(
+    plugin: &LoadedPlugin,
+    batch: &SampleBatch,
+    tick: u64,
+) -> Result<Option<(String, Vec<u8>)>, CallError> {
+    let exporter = ExporterPlugin(plugin);
+    match exporter.describe()?.delivery {
+        Delivery::Push(t) if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) => {
+            Ok(Some((t.address, exporter.encode(batch)?)))
+        }
+        _ => Ok(None),
     }
 }
 

@@ -56,3 +56,20 @@ impl Limits {
         Duration::from_millis(self.wall_ms)
     }
 }
+
+/// Runs blocking plugin work on the blocking pool and stops waiting for it after `wall`.
+///
+/// This is the wall-clock bound: the epoch deadline stops guest code, this stops the caller from
+/// waiting on anything else (host functions, instantiation, several calls in a row). Work that
+/// runs over is left to finish or trap on its own thread; its result is dropped.
+pub async fn within_wall_clock<T: Send + 'static>(
+    wall: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, super::Cause> {
+    let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
+    match tokio::time::timeout(wall, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(super::Cause::Host(format!("plugin task failed: {e}"))),
+        Err(_) => Err(super::Cause::WallClock { wall_ms }),
+    }
+}
