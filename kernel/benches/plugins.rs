@@ -34,6 +34,8 @@
 //!    releases of one batch reach the plugins (wasm and native alike) with the first `evaluate`
 //!    of the next batch and are inside its timed region; the natural variant applies them at
 //!    release. That is one small record per placement, the steady-state traffic anyway.
+//!    A separate pass ([`bench_breakdown`]) then times each member's `evaluate` in a and b, to
+//!    show where a placement's time goes.
 //! 3. **A proc-type call**: `web`'s `render`, which instantiates a fresh instance per call, next
 //!    to the same plugin's fresh-instance costs, so the call's own cost is visible.
 
@@ -57,6 +59,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Measured samples per fresh-instance figure and per `render` figure.
@@ -68,9 +71,11 @@ const NODE_COUNTS: [usize; 2] = [500, 5_000];
 /// Placements per timed batch.
 const BATCH: usize = 200;
 /// Measured rounds per cluster size (odd, so the median is one round).
-const ROUNDS: usize = 101;
+const ROUNDS: usize = 201;
 /// Rounds run and discarded first (plan building in `constraint`, allocator growth).
 const WARMUP_ROUNDS: usize = 3;
+/// Measured rounds of the per-member breakdown.
+const BREAKDOWN_ROUNDS: usize = 51;
 
 const GIB: u64 = 1 << 30;
 /// Allocatable memory of every node.
@@ -255,12 +260,6 @@ enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 3] = [
-        Variant::Wasm,
-        Variant::NativeSameAlgorithms,
-        Variant::NaturalNative,
-    ];
-
     /// The variant's name.
     fn name(self) -> &'static str {
         match self {
@@ -289,47 +288,43 @@ trait Placer {
     fn release(&mut self, proc: usize, node: u32);
 }
 
-/// Runs the three variants in interleaved rounds on one cluster of `nodes` nodes.
+/// Runs the three variants in interleaved rounds on one cluster of `nodes` nodes, then the
+/// per-member breakdown of a and b.
 fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Scheduling> {
     let cluster = Cluster::new(nodes);
-    let wasm = MEMBERS
-        .iter()
-        .map(|name| Ok(wasm_member(load(engine, name)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let mut placers: [Box<dyn Placer>; 3] = [
-        Box::new(PipelinePlacer::new(wasm, &cluster)?),
-        Box::new(PipelinePlacer::new(native_members(), &cluster)?),
-        Box::new(Natural::new(&cluster)?),
+    let mut contestants = [
+        Contestant::new(
+            Variant::Wasm,
+            PipelinePlacer::new(wasm_members(engine)?, &cluster)?,
+        ),
+        Contestant::new(
+            Variant::NativeSameAlgorithms,
+            PipelinePlacer::new(native_members(), &cluster)?,
+        ),
+        Contestant::new(Variant::NaturalNative, Natural::new(&cluster)?),
     ];
-    let sequence: Vec<usize> = (0..BATCH).map(|k| k % PROCS.len()).collect();
-    let mut chosen: [Vec<Option<u32>>; 3] = Default::default();
     let mut times: [Vec<f64>; 3] = Default::default();
-    for round in 0..WARMUP_ROUNDS + ROUNDS {
-        for k in 0..placers.len() {
-            let v = (round + k) % placers.len();
-            let elapsed = run_batch(placers[v].as_mut(), &sequence, &mut chosen[v])?;
-            if round >= WARMUP_ROUNDS {
-                times[v].push(micros(elapsed) / BATCH as f64);
-            }
+    run_rounds(&mut contestants, ROUNDS, |i, elapsed, measured| {
+        if measured && let Some(t) = times.get_mut(i) {
+            t.push(per_placement(elapsed));
         }
-        check_same_choices(&chosen, &sequence, round)?;
-    }
+    })?;
 
     let [wasm, native, natural] = &times;
     let paired = |baseline: &[f64]| {
         let ratios = baseline.iter().zip(wasm).map(|(b, w)| b / w).collect();
         Ratio::of(ratios)
     };
-    let variants = Variant::ALL
+    let variants = contestants
         .iter()
         .zip(&times)
-        .map(|(&variant, t)| {
+        .map(|(c, t)| {
             let us = median(t.clone());
             VariantResult {
-                variant,
+                variant: c.variant,
                 us_per_placement: us,
                 placements_per_s: 1e6 / us,
-                wasm_throughput: match variant {
+                wasm_throughput: match c.variant {
                     Variant::Wasm => None,
                     Variant::NativeSameAlgorithms => Some(paired(native)),
                     Variant::NaturalNative => Some(paired(natural)),
@@ -342,7 +337,104 @@ fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Scheduli
         batch: BATCH,
         rounds: ROUNDS,
         variants,
+        breakdown: bench_breakdown(engine, &cluster)?,
     })
+}
+
+/// Splits the time per placement of variants a and b between the members' `evaluate` calls and
+/// the pipeline's own work (candidate bitmap, score totals, best node, bookkeeping).
+///
+/// A separate pass over separate pipelines whose members are wrapped in [`Timed`]: its two clock
+/// reads per member call would distort the main comparison, where b costs well under a µs.
+fn bench_breakdown(engine: &Arc<PluginEngine>, cluster: &Cluster) -> Result<Vec<Breakdown>> {
+    let (wasm, wasm_spent) = timed(wasm_members(engine)?);
+    let (native, native_spent) = timed(native_members());
+    let spent = [wasm_spent, native_spent];
+    let mut contestants = [
+        Contestant::new(Variant::Wasm, PipelinePlacer::new(wasm, cluster)?),
+        Contestant::new(
+            Variant::NativeSameAlgorithms,
+            PipelinePlacer::new(native, cluster)?,
+        ),
+    ];
+    // Per contestant, one column per member, then one for the pipeline's own work.
+    let mut samples = [(); 2].map(|_| vec![Vec::new(); MEMBERS.len() + 1]);
+    run_rounds(
+        &mut contestants,
+        BREAKDOWN_ROUNDS,
+        |i, elapsed, measured| {
+            let (Some(counters), Some(columns)) = (spent.get(i), samples.get_mut(i)) else {
+                return;
+            };
+            // Read and reset the counters after every batch, warm-up ones included.
+            let members: Vec<f64> = counters
+                .iter()
+                .map(|c| per_placement(Duration::from_nanos(c.swap(0, Ordering::Relaxed))))
+                .collect();
+            if measured {
+                let own = per_placement(elapsed) - members.iter().sum::<f64>();
+                for (column, value) in columns.iter_mut().zip(members.into_iter().chain([own])) {
+                    column.push(value);
+                }
+            }
+        },
+    )?;
+    Ok(contestants
+        .iter()
+        .zip(samples)
+        .map(|(c, columns)| {
+            let mut medians: Vec<f64> = columns.into_iter().map(median).collect();
+            let pipeline_us = medians.pop().unwrap_or(f64::NAN);
+            Breakdown {
+                variant: c.variant,
+                members: MEMBERS
+                    .iter()
+                    .zip(medians)
+                    .map(|(&member, us)| MemberTime { member, us })
+                    .collect(),
+                pipeline_us,
+            }
+        })
+        .collect())
+}
+
+/// One variant in the interleaved rounds: its placer and the nodes its last batch chose.
+struct Contestant {
+    variant: Variant,
+    placer: Box<dyn Placer>,
+    chosen: Vec<Option<u32>>,
+}
+
+impl Contestant {
+    fn new(variant: Variant, placer: impl Placer + 'static) -> Contestant {
+        Contestant {
+            variant,
+            placer: Box::new(placer),
+            chosen: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// Runs [`WARMUP_ROUNDS`] + `rounds` rounds; in each, every contestant places one batch, in an
+/// order rotated every round, and `after(i, elapsed, measured)` sees contestant `i`'s batch time.
+/// Fails unless all contestants chose the same nodes in every round.
+fn run_rounds(
+    contestants: &mut [Contestant],
+    rounds: usize,
+    mut after: impl FnMut(usize, Duration, bool),
+) -> Result<()> {
+    let sequence: Vec<usize> = (0..BATCH).map(|k| k % PROCS.len()).collect();
+    let n = contestants.len();
+    for round in 0..WARMUP_ROUNDS + rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let c = &mut contestants[i];
+            let elapsed = run_batch(c.placer.as_mut(), &sequence, &mut c.chosen)?;
+            after(i, elapsed, round >= WARMUP_ROUNDS);
+        }
+        check_same_choices(contestants, &sequence, round)?;
+    }
+    Ok(())
 }
 
 /// Places the batch `sequence` (timed), then releases what it placed (untimed); `chosen`
@@ -366,36 +458,38 @@ fn run_batch(
     Ok(elapsed)
 }
 
-/// Fails unless every variant placed every instance, on the same nodes.
-fn check_same_choices(
-    chosen: &[Vec<Option<u32>>; 3],
-    sequence: &[usize],
-    round: usize,
-) -> Result<()> {
-    let [reference, others @ ..] = chosen;
+/// Fails unless every contestant placed every instance, on the same nodes as the first.
+fn check_same_choices(contestants: &[Contestant], sequence: &[usize], round: usize) -> Result<()> {
     let name = |k: usize| {
         sequence
             .get(k)
             .and_then(|&p| PROCS.get(p))
             .map_or("?", |p| p.name)
     };
-    if let Some(k) = reference.iter().position(Option::is_none) {
+    let show = |chosen: Option<&Option<u32>>| match chosen {
+        Some(Some(node)) => format!("node {node}"),
+        Some(None) => "no node".to_string(),
+        None => "nothing".to_string(),
+    };
+    let [reference, others @ ..] = contestants else {
+        return Ok(());
+    };
+    if let Some(k) = reference.chosen.iter().position(Option::is_none) {
         bail!(
             "round {round}: placement #{k} ({}) found no node; the data set must fit",
             name(k)
         );
     }
-    for (variant, other) in Variant::ALL.iter().skip(1).zip(others) {
-        if let Some(k) =
-            (0..reference.len().max(other.len())).find(|&k| reference.get(k) != other.get(k))
-        {
+    for other in others {
+        let (a, b) = (&reference.chosen, &other.chosen);
+        if let Some(k) = (0..a.len().max(b.len())).find(|&k| a.get(k) != b.get(k)) {
             bail!(
-                "round {round}: placements differ at #{k} ({}): {} chose {:?}, {} chose {:?}",
+                "round {round}: placements differ at #{k} ({}): {} chose {}, {} chose {}",
                 name(k),
-                Variant::Wasm.title(),
-                reference.get(k),
-                variant.title(),
-                other.get(k),
+                reference.variant.title(),
+                show(a.get(k)),
+                other.variant.title(),
+                show(b.get(k)),
             );
         }
     }
@@ -508,13 +602,18 @@ impl Placer for PipelinePlacer {
     }
 }
 
-/// A pipeline member running a built-in plugin in a long-lived instance.
-fn wasm_member(plugin: Arc<LoadedPlugin>) -> MemberSpec {
-    let name = plugin.name().to_string();
-    member(
-        &name,
-        Box::new(move || Ok(Box::new(LiveScheduler::start(plugin.clone())?) as Box<dyn Backend>)),
-    )
+/// The members of [`MEMBERS`] as the built-in plugins, each in a long-lived instance.
+fn wasm_members(engine: &Arc<PluginEngine>) -> Result<Vec<MemberSpec>> {
+    MEMBERS
+        .iter()
+        .map(|name| {
+            let plugin = load(engine, name)?;
+            let factory: Factory = Box::new(move || {
+                Ok(Box::new(LiveScheduler::start(plugin.clone())?) as Box<dyn Backend>)
+            });
+            Ok(member(name, factory))
+        })
+        .collect()
 }
 
 /// The members of [`MEMBERS`] as native backends over `lain-scheduling-core`, configured as the
@@ -549,7 +648,8 @@ fn member(name: &str, factory: Factory) -> MemberSpec {
 ///
 /// It converts the bindgen records into the core's plain types, as the guest SDK does on the other
 /// side of the boundary, and allocates the verdict's bitmap and scores per call, as the wasm path
-/// must; so what it saves over wasm is exactly the boundary crossing and the wasm code.
+/// must; so what it saves over wasm is exactly the boundary crossing (with `LiveScheduler`'s
+/// per-call health accounting and epoch deadline) and the wasm code.
 struct Native<A> {
     name: &'static str,
     algorithm: A,
@@ -565,8 +665,12 @@ impl<A: Algorithm + Send> Backend for Native<A> {
     fn describe(&mut self) -> Result<SchedulerInfo, CallError> {
         let r = self.algorithm.roles();
         let mut roles = Roles::empty();
-        roles.set(Roles::FILTER, r.filter);
-        roles.set(Roles::SCORE, r.score);
+        if r.filter {
+            roles |= Roles::FILTER;
+        }
+        if r.score {
+            roles |= Roles::SCORE;
+        }
         Ok(SchedulerInfo {
             roles,
             summary: format!("native {}", self.name),
@@ -684,13 +788,85 @@ fn placement(p: &Placement) -> sched::Placement {
     }
 }
 
+/// A member whose `evaluate` calls add their duration, in nanoseconds, to `spent`.
+struct Timed {
+    inner: Box<dyn Backend>,
+    spent: Arc<AtomicU64>,
+}
+
+/// Wraps every member in [`Timed`]; returns the members and their counters, in order.
+fn timed(specs: Vec<MemberSpec>) -> (Vec<MemberSpec>, Vec<Arc<AtomicU64>>) {
+    specs
+        .into_iter()
+        .map(|spec| {
+            let spent = Arc::new(AtomicU64::new(0));
+            let counter = spent.clone();
+            let make = spec.factory;
+            let factory: Factory = Box::new(move || {
+                Ok(Box::new(Timed {
+                    inner: make()?,
+                    spent: counter.clone(),
+                }) as Box<dyn Backend>)
+            });
+            (MemberSpec { factory, ..spec }, spent)
+        })
+        .unzip()
+}
+
+impl Backend for Timed {
+    fn describe(&mut self) -> Result<SchedulerInfo, CallError> {
+        self.inner.describe()
+    }
+
+    fn sync_labels(&mut self, labels: &[LabelDef]) -> Result<(), CallError> {
+        self.inner.sync_labels(labels)
+    }
+
+    fn sync_nodes(&mut self, upsert: &[Node], remove: &[u32]) -> Result<(), CallError> {
+        self.inner.sync_nodes(upsert, remove)
+    }
+
+    fn sync_usage(&mut self, usage: &[NodeUsage]) -> Result<(), CallError> {
+        self.inner.sync_usage(usage)
+    }
+
+    fn define_proc(&mut self, req: &ProcRequirements) -> Result<(), CallError> {
+        self.inner.define_proc(req)
+    }
+
+    fn forget_proc(&mut self, proc: u32) -> Result<(), CallError> {
+        self.inner.forget_proc(proc)
+    }
+
+    fn record_placements(&mut self, placed: &[Placement]) -> Result<(), CallError> {
+        self.inner.record_placements(placed)
+    }
+
+    fn evaluate(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        placed: &[Placement],
+    ) -> Result<Verdict, CallError> {
+        let start = Instant::now();
+        let verdict = self.inner.evaluate(proc, candidates, placed);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.spent.fetch_add(nanos, Ordering::Relaxed);
+        verdict
+    }
+
+    fn is_dead(&self) -> bool {
+        self.inner.is_dead()
+    }
+}
+
 /// Variant c: the scheduler a kernel without plugins would plausibly have.
 ///
 /// Nodes are structs with string labels; each placement loops over every node, checks its state
 /// and free memory and CPU, then the proc's filters (parsed once per proc, matched against label
 /// strings per node; `affinity:` looks through the procs running on the node), applies the soft
 /// filters to the survivors, and takes the best spread score, lowest id on ties: the rule the
-/// pipeline applies. It supports exactly the filters of [`PROCS`] (no globs).
+/// pipeline applies. Of LAIN's filter syntax it lacks only globs, which [`PROCS`] do not use.
 struct Natural {
     nodes: Vec<NaturalNode>,
     procs: Vec<NaturalProc>,
@@ -698,6 +874,7 @@ struct Natural {
     instances: HashMap<(usize, usize), u32>,
 }
 
+/// A node as variant c keeps it.
 struct NaturalNode {
     name: String,
     labels: Vec<(String, String)>,
@@ -706,6 +883,7 @@ struct NaturalNode {
     free_cpu: u32,
 }
 
+/// A proc as variant c keeps it: its filters parsed once.
 struct NaturalProc {
     memory: u64,
     cpu: u32,
@@ -994,6 +1172,11 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// µs per placement of a batch that took `d`.
+fn per_placement(d: Duration) -> f64 {
+    micros(d) / BATCH as f64
+}
+
 /// The `q` quantile of sorted values, nearest rank.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = (q * sorted.len() as f64).ceil() as usize;
@@ -1142,6 +1325,22 @@ struct Scheduling {
     batch: usize,
     rounds: usize,
     variants: Vec<VariantResult>,
+    breakdown: Vec<Breakdown>,
+}
+
+/// Median µs per placement spent in each member's `evaluate` and in the pipeline itself.
+#[derive(Serialize)]
+struct Breakdown {
+    variant: Variant,
+    members: Vec<MemberTime>,
+    pipeline_us: f64,
+}
+
+/// Median µs per placement spent in one member's `evaluate`.
+#[derive(Serialize)]
+struct MemberTime {
+    member: &'static str,
+    us: f64,
 }
 
 impl Scheduling {
@@ -1154,6 +1353,7 @@ impl Scheduling {
 struct Render {
     plugin: String,
     samples: usize,
+    #[serde(flatten)]
     fresh: Fresh,
     /// `render` as a whole.
     render: Percentiles,
@@ -1274,6 +1474,34 @@ impl Report {
                     v.variant.title(),
                     us(v.us_per_placement),
                     grouped(v.placements_per_s),
+                )?;
+            }
+        }
+
+        writeln!(
+            out,
+            "\n### Where a placement's time goes\n\n\
+             {BREAKDOWN_ROUNDS} further rounds of a and b with each member's `evaluate` timed on \
+             its own (which adds two clock reads per call). Median µs per placement per column; \
+             \"pipeline\" is the rest: candidate bitmap, score totals, best node, bookkeeping.\n"
+        )?;
+        let members: Vec<String> = MEMBERS.iter().map(|m| format!("`{m}`")).collect();
+        writeln!(
+            out,
+            "| nodes | variant | {} | pipeline |",
+            members.join(" | ")
+        )?;
+        writeln!(out, "|---:|---|{}---:|", "---:|".repeat(MEMBERS.len()))?;
+        for s in &self.scheduling {
+            for b in &s.breakdown {
+                let members: Vec<String> = b.members.iter().map(|m| us(m.us)).collect();
+                writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    grouped(s.nodes as f64),
+                    b.variant.title(),
+                    members.join(" | "),
+                    us(b.pipeline_us),
                 )?;
             }
         }

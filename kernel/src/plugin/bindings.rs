@@ -21,8 +21,10 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
-pub use exports::lain::plugin::{authentication, backup, monitoring, proc_rendering, scheduling};
-pub use lain::plugin::{host, types};
+pub use self::exports::lain::plugin::{
+    authentication, backup, monitoring, proc_rendering, scheduling,
+};
+pub use self::lain::plugin::{host, types};
 
 // Flags are generated without serde derives; `roles` is (de)serialised as a list of names.
 impl serde::Serialize for scheduling::Roles {
@@ -50,5 +52,45 @@ impl<'de> serde::Deserialize<'de> for scheduling::Roles {
             };
         }
         Ok(roles)
+    }
+}
+
+impl types::Proc {
+    /// A proc of `proc_type` with LAIN's defaults for every key (spec §1.5): one instance, 32 MiB,
+    /// `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80), no extra keys.
+    pub fn with_lain_defaults(app: &str, name: &str, proc_type: &str) -> types::Proc {
+        types::Proc {
+            app: app.into(),
+            name: name.into(),
+            proc_type: proc_type.into(),
+            image: String::new(),
+            entrypoint: None,
+            cmd: None,
+            user: None,
+            workdir: None,
+            env: Vec::new(),
+            num_instances: 1,
+            cpu: 0,
+            memory: 32 << 20,
+            ports: Vec::new(),
+            stream_ports: Vec::new(),
+            mountpoints: Vec::new(),
+            https_only: None,
+            healthcheck: None,
+            container_healthcheck: None,
+            healthcheck_disabled: false,
+            volumes: Vec::new(),
+            logs: Vec::new(),
+            secret_files: Vec::new(),
+            secret_files_bypass: false,
+            stateful: false,
+            setup_time: 0,
+            kill_timeout: 10,
+            labels: Vec::new(),
+            filters: Vec::new(),
+            service_name: None,
+            allow_clients: None,
+            extra: "{}".into(),
+        }
     }
 }

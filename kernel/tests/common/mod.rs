@@ -60,39 +60,11 @@ pub fn fixture_plugin(engine: &Arc<PluginEngine>, path: &str) -> Arc<LoadedPlugi
     Arc::new(LoadedPlugin::load(engine, manifest, &bytes, false, None).expect("fixture loads"))
 }
 
-/// A proc with LAIN's defaults, of type `ty`.
+/// A proc of type `ty` in app `bookshelf` with LAIN's defaults, a command and an image.
 pub fn proc(name: &str, ty: &str) -> Proc {
     Proc {
-        app: "bookshelf".into(),
-        name: name.into(),
-        proc_type: ty.into(),
         image: "bookshelf:release-1".into(),
-        entrypoint: None,
         cmd: Some(vec!["/bin/server".into()]),
-        user: None,
-        workdir: None,
-        env: vec![],
-        num_instances: 1,
-        cpu: 0,
-        memory: 32 << 20,
-        ports: vec![],
-        stream_ports: vec![],
-        mountpoints: vec![],
-        https_only: None,
-        healthcheck: None,
-        container_healthcheck: None,
-        healthcheck_disabled: false,
-        volumes: vec![],
-        logs: vec![],
-        secret_files: vec![],
-        secret_files_bypass: false,
-        stateful: false,
-        setup_time: 0,
-        kill_timeout: 10,
-        labels: vec![],
-        filters: vec![],
-        service_name: None,
-        allow_clients: None,
-        extra: "{}".into(),
+        ..Proc::with_lain_defaults("bookshelf", name, ty)
     }
 }

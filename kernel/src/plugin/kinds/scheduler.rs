@@ -66,13 +66,13 @@ impl LiveScheduler {
                 .plugin
                 .error(function, Cause::Host("instance is dead".into())));
         }
-        let plugin = self.plugin.clone();
+        let (plugin, store, guest, dead) =
+            (&self.plugin, &mut self.store, &self.guest, &mut self.dead);
         let result = plugin.health().admit(plugin.limits()).and_then(|()| {
-            self.store
-                .set_epoch_deadline(plugin.limits().deadline_ticks());
-            f(&self.guest, &mut self.store).map_err(|e| {
-                self.dead = true;
-                plugin.cause(&self.store, e)
+            store.set_epoch_deadline(plugin.limits().deadline_ticks());
+            f(guest, store).map_err(|e| {
+                *dead = true;
+                plugin.cause(store, e)
             })
         });
         plugin.finish(function, result)
