@@ -37,6 +37,10 @@
 //!
 //! What a plugin may touch is what its world grants: the [`host`] functions (log, config, granted
 //! files, clock), and for backup hooks the volume under `/volume`. No network, no environment.
+//!
+//! Unit tests run on the host, where the [`host`] functions are unavailable. For them,
+//! [`proc_type::Proc`] implements `Default` with LAIN's defaults, and the feature `testing` adds
+//! the module `testing` (e.g. to check that a manifest's `[config]` matches the plugin's defaults).
 
 pub mod bindings;
 
@@ -47,6 +51,8 @@ pub mod host;
 pub mod monitor;
 pub mod proc_type;
 pub mod scheduler;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use bindings::proc_type::lain::plugin::types::{
     BackupPolicy, EnvVar, HealthCheck, HttpProbe, Label, PluginError, Port, Principal, Probe,
@@ -63,10 +69,14 @@ pub mod __private {
 
     /// Loads the plugin's configuration from the host and deserialises it.
     pub fn load_config<C: DeserializeOwned>() -> Result<C, PluginError> {
-        let text = crate::host::config_json();
-        serde_json::from_str(&text)
-            .map_err(|e| PluginError::BadConfig(format!("plugin configuration: {e}")))
+        crate::parse_config(&crate::host::config_json())
     }
+}
+
+/// Deserialises a plugin configuration from its JSON text.
+fn parse_config<C: serde::de::DeserializeOwned>(text: &str) -> Result<C, PluginError> {
+    serde_json::from_str(text)
+        .map_err(|e| PluginError::BadConfig(format!("plugin configuration: {e}")))
 }
 
 impl Problem {

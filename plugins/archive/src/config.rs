@@ -63,11 +63,11 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lain_sdk_guest::testing::manifest_config;
 
     #[test]
     fn manifest_defaults_match_the_built_in_ones() {
-        let manifest: toml::Table = toml::from_str(include_str!("../lain-plugin.toml")).unwrap();
-        let config = Config::deserialize(manifest["config"].clone()).unwrap();
+        let config: Config = manifest_config(include_str!("../lain-plugin.toml")).unwrap();
         assert_eq!(config, Config::default());
         assert!(config.patterns().is_ok_and(|p| p.len() == 4));
     }

@@ -1,13 +1,9 @@
 //! The built-in `constraint` scheduler: LAIN's scheduling filters (LAIN spec §1.5 `filters`,
 //! §4.5), `constraint:` on node labels and `affinity:` on the labels of running instances, soft
-//! with `~`. A thin wrapper around [`lain_scheduling_core::Constraint`], which holds the algorithm
-//! and documents the semantics.
+//! with `~`. [`lain_scheduling_core::Constraint`] holds the algorithm and documents the semantics.
 
-use lain_scheduling_core::{self as sched, Algorithm};
-use lain_sdk_guest::PluginError;
-use lain_sdk_guest::scheduler::{
-    LabelDef, Node, Placement, ProcRequirements, Roles, Scheduler, SchedulerInfo, Verdict,
-};
+use lain_scheduling_core::Constraint;
+use lain_scheduling_core::guest::{AlgorithmConfig, Plugin};
 use serde::Deserialize;
 
 /// The plugin's configuration: none, but unknown keys are refused.
@@ -15,108 +11,23 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Config {}
 
-/// The constraint algorithm behind the SDK trait.
-struct Constraint(sched::Constraint);
+impl AlgorithmConfig for Config {
+    type Algorithm = Constraint;
+    const SUMMARY: &'static str =
+        "LAIN filters: constraint:<node label>, affinity:<instance label>, == / !=, soft with ~";
 
-impl Scheduler for Constraint {
-    type Config = Config;
-
-    fn new(_config: Config) -> Result<Self, PluginError> {
-        Ok(Constraint(sched::Constraint::new()))
-    }
-
-    fn describe(&self) -> SchedulerInfo {
-        SchedulerInfo {
-            roles: Roles::FILTER,
-            summary: "LAIN filters: constraint:<node label>, affinity:<instance label>, == / !=, soft with ~"
-                .into(),
-        }
-    }
-
-    fn sync_labels(&mut self, labels: Vec<LabelDef>) {
-        let labels: Vec<_> = labels.into_iter().map(label).collect();
-        self.0.sync_labels(&labels);
-    }
-
-    fn sync_nodes(&mut self, upsert: Vec<Node>, remove: Vec<u32>) {
-        let upsert: Vec<_> = upsert.into_iter().map(node).collect();
-        self.0.sync_nodes(&upsert, &remove);
-    }
-
-    fn define_proc(&mut self, req: ProcRequirements) -> Result<(), PluginError> {
-        self.0
-            .define_proc(&proc(req))
-            .map_err(PluginError::InvalidInput)
-    }
-
-    fn forget_proc(&mut self, proc: u32) {
-        self.0.forget_proc(proc);
-    }
-
-    fn record_placements(&mut self, placed: Vec<Placement>) {
-        for p in placed {
-            self.0.record_placement(placement(p));
-        }
-    }
-
-    fn evaluate(&mut self, proc: u32, mut candidates: Vec<u64>) -> Result<Verdict, PluginError> {
-        let mut scores = Vec::new();
-        self.0
-            .evaluate(proc, &mut candidates, &mut scores)
-            .map_err(PluginError::InvalidInput)?;
-        Ok(Verdict {
-            feasible: candidates,
-            scores,
-        })
+    fn build(self) -> Constraint {
+        Constraint::new()
     }
 }
 
-/// The core's copy of a label definition.
-fn label(l: LabelDef) -> sched::LabelDef {
-    sched::LabelDef {
-        id: l.id,
-        key: l.key,
-        value: l.value,
-    }
-}
-
-/// The core's copy of a node.
-fn node(n: Node) -> sched::Node {
-    sched::Node {
-        id: n.id,
-        labels: n.labels,
-        memory: n.memory,
-        cpu: n.cpu,
-    }
-}
-
-/// The core's copy of a placement.
-fn placement(p: Placement) -> sched::Placement {
-    sched::Placement {
-        proc: p.proc,
-        node: p.node,
-        count: p.count,
-    }
-}
-
-/// The core's copy of proc requirements (moved, not copied).
-fn proc(r: ProcRequirements) -> sched::ProcRequirements {
-    sched::ProcRequirements {
-        id: r.id,
-        name: r.name,
-        app: r.app,
-        memory: r.memory,
-        cpu: r.cpu,
-        filters: r.filters,
-        labels: r.labels,
-    }
-}
-
-lain_sdk_guest::export_scheduler!(Constraint);
+lain_sdk_guest::export_scheduler!(Plugin<Config>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lain_sdk_guest::PluginError;
+    use lain_sdk_guest::scheduler::{LabelDef, Node, Placement, ProcRequirements, Scheduler};
 
     fn req(id: u32, filters: &[&str], labels: &[&str]) -> ProcRequirements {
         ProcRequirements {
@@ -138,7 +49,7 @@ mod tests {
 
     #[test]
     fn filters_through_the_sdk_types() -> Result<(), PluginError> {
-        let mut c = Constraint::new(Config {})?;
+        let mut c = Plugin::new(Config {})?;
         c.sync_labels(vec![LabelDef {
             id: 0,
             key: "group".into(),

@@ -107,6 +107,7 @@ fn check_address(address: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lain_sdk_guest::testing::manifest_config;
 
     fn with_address(address: &str) -> Config {
         Config {
@@ -124,8 +125,7 @@ mod tests {
 
     #[test]
     fn manifest_defaults_match_the_built_in_ones() {
-        let manifest: toml::Table = toml::from_str(include_str!("../lain-plugin.toml")).unwrap();
-        let config = Config::deserialize(manifest["config"].clone()).unwrap();
+        let config: Config = manifest_config(include_str!("../lain-plugin.toml")).unwrap();
         assert_eq!(config, Config::default());
     }
 

@@ -1,14 +1,9 @@
 //! The built-in `resources` scheduler: an instance goes to a ready node with room for its memory
 //! and CPU (LAIN spec §2.6, §2.8, §4.5; LAIN checked memory only, and only on spec changes).
-//! A thin wrapper around [`lain_scheduling_core::Resources`], which holds the algorithm and
-//! documents the accounting.
+//! [`lain_scheduling_core::Resources`] holds the algorithm and documents the accounting.
 
-use lain_scheduling_core::{self as sched, Algorithm};
-use lain_sdk_guest::PluginError;
-use lain_sdk_guest::scheduler::{
-    Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, Scheduler, SchedulerInfo,
-    Verdict,
-};
+use lain_scheduling_core::guest::{AlgorithmConfig, Plugin};
+use lain_scheduling_core::{Resources, Scoring};
 use serde::Deserialize;
 
 /// The plugin's configuration (`[config]` of `lain-plugin.toml`).
@@ -31,124 +26,28 @@ enum Score {
     LeastAllocated,
 }
 
-/// The resources algorithm behind the SDK trait.
-struct Resources(sched::Resources);
+impl AlgorithmConfig for Config {
+    type Algorithm = Resources;
+    const SUMMARY: &'static str =
+        "ready nodes with enough free memory and CPU for one more instance";
 
-impl Scheduler for Resources {
-    type Config = Config;
-
-    fn new(config: Config) -> Result<Self, PluginError> {
-        let scoring = match config.score {
-            Score::None => sched::Scoring::None,
-            Score::LeastAllocated => sched::Scoring::LeastAllocated,
-        };
-        Ok(Resources(sched::Resources::new(scoring)))
-    }
-
-    fn describe(&self) -> SchedulerInfo {
-        SchedulerInfo {
-            roles: roles(self.0.roles()),
-            summary: "ready nodes with enough free memory and CPU for one more instance".into(),
-        }
-    }
-
-    fn sync_nodes(&mut self, upsert: Vec<Node>, remove: Vec<u32>) {
-        let upsert: Vec<_> = upsert.into_iter().map(node).collect();
-        self.0.sync_nodes(&upsert, &remove);
-    }
-
-    fn sync_usage(&mut self, usage: Vec<NodeUsage>) {
-        let usage: Vec<_> = usage.iter().map(node_usage).collect();
-        self.0.sync_usage(&usage);
-    }
-
-    fn define_proc(&mut self, req: ProcRequirements) -> Result<(), PluginError> {
-        self.0
-            .define_proc(&proc(req))
-            .map_err(PluginError::InvalidInput)
-    }
-
-    fn forget_proc(&mut self, proc: u32) {
-        self.0.forget_proc(proc);
-    }
-
-    fn record_placements(&mut self, placed: Vec<Placement>) {
-        for p in placed {
-            self.0.record_placement(placement(p));
-        }
-    }
-
-    fn evaluate(&mut self, proc: u32, mut candidates: Vec<u64>) -> Result<Verdict, PluginError> {
-        let mut scores = Vec::new();
-        self.0
-            .evaluate(proc, &mut candidates, &mut scores)
-            .map_err(PluginError::InvalidInput)?;
-        Ok(Verdict {
-            feasible: candidates,
-            scores,
+    fn build(self) -> Resources {
+        Resources::new(match self.score {
+            Score::None => Scoring::None,
+            Score::LeastAllocated => Scoring::LeastAllocated,
         })
     }
 }
 
-/// The WIT flags of `r`.
-fn roles(r: sched::Roles) -> Roles {
-    let mut flags = Roles::empty();
-    flags.set(Roles::FILTER, r.filter);
-    flags.set(Roles::SCORE, r.score);
-    flags
-}
-
-/// The core's copy of a node.
-fn node(n: Node) -> sched::Node {
-    sched::Node {
-        id: n.id,
-        labels: n.labels,
-        memory: n.memory,
-        cpu: n.cpu,
-    }
-}
-
-/// The core's copy of a node's usage.
-fn node_usage(u: &NodeUsage) -> sched::NodeUsage {
-    sched::NodeUsage {
-        id: u.id,
-        state: match u.state {
-            NodeState::Ready => sched::NodeState::Ready,
-            NodeState::Maintenance => sched::NodeState::Maintenance,
-            NodeState::Down => sched::NodeState::Down,
-        },
-        memory_reserved: u.memory_reserved,
-        cpu_reserved: u.cpu_reserved,
-    }
-}
-
-/// The core's copy of a placement.
-fn placement(p: Placement) -> sched::Placement {
-    sched::Placement {
-        proc: p.proc,
-        node: p.node,
-        count: p.count,
-    }
-}
-
-/// The core's copy of proc requirements (moved, not copied).
-fn proc(r: ProcRequirements) -> sched::ProcRequirements {
-    sched::ProcRequirements {
-        id: r.id,
-        name: r.name,
-        app: r.app,
-        memory: r.memory,
-        cpu: r.cpu,
-        filters: r.filters,
-        labels: r.labels,
-    }
-}
-
-lain_sdk_guest::export_scheduler!(Resources);
+lain_sdk_guest::export_scheduler!(Plugin<Config>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lain_sdk_guest::PluginError;
+    use lain_sdk_guest::scheduler::{
+        Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, Scheduler,
+    };
 
     fn config(json: &str) -> Result<Config, String> {
         serde_json::from_str(json).map_err(|e| e.to_string())
@@ -173,7 +72,7 @@ mod tests {
 
     #[test]
     fn fits_through_the_sdk_types() -> Result<(), PluginError> {
-        let mut r = Resources::new(Config {
+        let mut r = Plugin::new(Config {
             score: Score::LeastAllocated,
         })?;
         assert_eq!(r.describe().roles, Roles::FILTER | Roles::SCORE);

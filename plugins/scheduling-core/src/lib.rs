@@ -1,9 +1,10 @@
 //! The algorithms behind the built-in scheduling plugins `spread`, `constraint` and `resources`.
 //!
-//! This crate has no dependency on the WIT bindings: the wasm guests (`plugins/spread`,
-//! `plugins/constraint`, `plugins/resources`) convert the SDK's records into the plain types of
-//! [`types`] and delegate to the structs here, and the kernel's benchmark drives the very same code
-//! natively as its baseline.
+//! Without features this crate has no dependency on the WIT bindings: the kernel's benchmark
+//! drives the very same code natively as its baseline. The feature `guest` adds the module
+//! `guest`, the adapter through which the wasm guests (`plugins/spread`, `plugins/constraint`,
+//! `plugins/resources`) convert the SDK's records into the plain types of [`types`] and delegate
+//! to the structs here.
 //!
 //! Each algorithm is a long-lived state value implementing [`Algorithm`], whose methods mirror the
 //! `scheduling` WIT interface: the inventory arrives by deltas (`sync_*`, `define_proc`,
@@ -16,6 +17,8 @@
 pub mod bitmap;
 mod constraint;
 mod counts;
+#[cfg(feature = "guest")]
+pub mod guest;
 pub mod ids;
 mod resources;
 mod spread;
