@@ -3,6 +3,7 @@
 //! ```toml
 //! data_dir = "/var/lib/lain"          # LAIN_DATA_DIR
 //! listen = "127.0.0.1:7070"           # LAIN_LISTEN
+//! domains = ["lain.local"]            # cluster domains; the first is the main one
 //!
 //! [plugins.limits]                    # every plugin call runs under these
 //! cpu_ms = 200
@@ -46,6 +47,8 @@ pub struct KernelConfig {
     pub listen: String,
     /// Compiled-plugin cache; default `<data_dir>/cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Cluster domains (the first is the main one): web procs' default mountpoints.
+    pub domains: Vec<String>,
     /// Plugin limits and per-plugin configuration.
     pub plugins: PluginsConfig,
     /// Which plugin serves each proc type, when not the plugin of the same name.
@@ -143,6 +146,7 @@ impl Default for KernelConfig {
             data_dir: PathBuf::from(".lain-data"),
             listen: "127.0.0.1:7070".into(),
             cache_dir: None,
+            domains: vec!["lain.local".into()],
             plugins: PluginsConfig::default(),
             proc_types: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),

@@ -91,6 +91,8 @@ impl Kernel {
             registry: self.registry.clone(),
             auth: AuthChain::new(self.registry.clone(), self.config.auth.providers.clone()),
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone()),
+            proc_types: self.config.proc_types.clone(),
+            domains: self.config.domains.clone(),
         }
     }
 }

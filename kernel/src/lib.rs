@@ -11,4 +11,5 @@ pub mod kernel;
 pub mod monitor;
 pub mod plugin;
 pub mod schedule;
+pub mod spec;
 pub mod store;

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod plugins;
+pub mod validate;
 
 use crate::auth::{AuthChain, Outcome};
 use crate::monitor::Monitor;
@@ -35,6 +36,10 @@ pub struct AppState {
     pub auth: AuthChain,
     /// Metrics and exporters.
     pub monitor: Monitor,
+    /// Which plugin serves each proc type (`[proc_types]`).
+    pub proc_types: std::collections::BTreeMap<String, String>,
+    /// Cluster domains.
+    pub domains: Vec<String>,
 }
 
 /// The OpenAPI document of the platform API.
@@ -45,9 +50,13 @@ pub struct AppState {
         healthz, whoami,
         plugins::list, plugins::show, plugins::install, plugins::upgrade,
         plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
+        validate::validate,
     ),
     components(schemas(Health, WhoAmI, ErrorBody)),
-    tags((name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"))
+    tags(
+        (name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"),
+        (name = "apps", description = "Apps and their lain.yaml"),
+    )
 )]
 pub struct ApiDoc;
 
@@ -67,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/plugins/{name}/enable", post(plugins::enable))
         .route("/api/v1/plugins/{name}/disable", post(plugins::disable))
         .route("/api/v1/plugins/{name}/policy", put(plugins::set_policy))
+        .route("/api/v1/validate", post(validate::validate))
         .fallback(pull_exporter)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -5,6 +5,7 @@ mod client;
 mod output;
 mod plugin;
 mod serve;
+mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     /// Manage WebAssembly plugins (proc types, scheduling, backup hooks, exporters, auth).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Check a lain.yaml offline: every problem with file, line, column and a hint; exit 1 on error.
+    Validate(validate::ValidateArgs),
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 on any error (printed to stderr).
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(cmd) => plugin::run(cmd, &client::Client::new(&cli.kernel), cli.output),
+        Command::Validate(args) => validate::run(args, cli.output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
