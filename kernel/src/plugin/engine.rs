@@ -205,7 +205,11 @@ fn spawn_ticker(engine: Engine, tick_ms: u64, stop: Arc<AtomicBool>) -> std::io:
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per write: two threads compiling the same plugin must not share a temporary file,
+    // or one could truncate what the other has just renamed into place (and someone mapped).
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
