@@ -114,24 +114,23 @@ pub fn sections<'a>(
             Some(prefix.to_string())
         };
         let Some(proc_type) = proc_type else { continue };
+        let mut portal = None;
         if prefix == "service" {
-            let portal = body.and_then(|b| b.get_node("portal"));
-            match portal {
-                Some(Node::Mapping(p)) => out.push(Section {
-                    key,
-                    path: format!("{k}.portal"),
-                    name: format!("portal-{name}"),
-                    proc_type: "portal".into(),
-                    body: Some(p),
-                    typed: false,
-                    service_of: Some(name.clone()),
-                }),
+            match body.and_then(|b| b.get_node("portal")) {
+                Some(Node::Mapping(p)) => {
+                    portal = Some(Section {
+                        key,
+                        path: format!("{k}.portal"),
+                        name: format!("portal-{name}"),
+                        proc_type: "portal".into(),
+                        body: Some(p),
+                        typed: false,
+                        service_of: Some(name.clone()),
+                    })
+                }
                 Some(other) => {
-                    report.error(
-                        other.span(),
-                        &format!("{k}.portal"),
-                        format!("expected a mapping, found {}", yaml::kind(other)),
-                    );
+                    let msg = format!("expected a mapping, found {}", yaml::kind(other));
+                    report.error(other.span(), &format!("{k}.portal"), msg);
                 }
                 None => {
                     report
@@ -143,20 +142,8 @@ pub fn sections<'a>(
                         .hint("add `portal: {port: ...}` describing how clients reach the service");
                 }
             }
-            // The service proc comes first, as in LAIN.
-            let portal = out.pop();
-            out.push(Section {
-                key,
-                path: k.to_string(),
-                name,
-                proc_type,
-                body,
-                typed,
-                service_of: None,
-            });
-            out.extend(portal);
-            continue;
         }
+        // A service's proc comes before its portal, as in LAIN.
         out.push(Section {
             key,
             path: k.to_string(),
@@ -166,6 +153,7 @@ pub fn sections<'a>(
             typed,
             service_of: None,
         });
+        out.extend(portal);
     }
     out
 }
