@@ -5,13 +5,14 @@
 //! Exporters fail open: a failing exporter loses its own output and nothing else.
 
 use crate::plugin::bindings::monitoring::{
-    Delivery, MetricFamily, MetricKind, Sample, SampleBatch,
+    Delivery, ExporterInfo, MetricFamily, MetricKind, Sample, SampleBatch,
 };
 use crate::plugin::bindings::types::Label;
 use crate::plugin::kinds::monitor::ExporterPlugin;
 use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, LoadedPlugin};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,9 @@ pub struct Monitor {
     registry: Arc<Registry>,
     exporters: Vec<String>,
     started: Instant,
+    /// Each exporter's `describe` answer, by plugin name and content hash: it only changes
+    /// with the plugin, and the push loop would otherwise ask every second.
+    infos: Arc<parking_lot::Mutex<HashMap<(String, String), ExporterInfo>>>,
 }
 
 /// One pull endpoint's response.
@@ -38,7 +42,19 @@ impl Monitor {
             registry,
             exporters,
             started: Instant::now(),
+            infos: Default::default(),
         }
+    }
+
+    /// An exporter's `describe` answer, asked once per plugin version.
+    fn info(&self, plugin: &LoadedPlugin) -> Result<ExporterInfo, CallError> {
+        let key = (plugin.name().to_string(), plugin.sha256.clone());
+        if let Some(info) = self.infos.lock().get(&key) {
+            return Ok(info.clone());
+        }
+        let info = ExporterPlugin(plugin).describe()?;
+        self.infos.lock().insert(key, info.clone());
+        Ok(info)
     }
 
     /// Samples of the kernel's own state: plugins and their calls, faults and quarantines.
@@ -132,7 +148,7 @@ impl Monitor {
     pub fn scrape(&self, path: &str) -> Option<Scrape> {
         for plugin in self.plugins() {
             let exporter = ExporterPlugin(&plugin);
-            let info = match exporter.describe() {
+            let info = match self.info(&plugin) {
                 Ok(info) => info,
                 Err(e) => {
                     tracing::warn!("monitoring exporter skipped: {e}");
@@ -162,7 +178,9 @@ impl Monitor {
         for plugin in self.plugins() {
             let name = plugin.name().to_string();
             let batch = self.collect();
-            let due = within_wall_clock(wall, move || encode_if_due(&plugin, &batch, tick)).await;
+            let monitor = self.clone();
+            let due =
+                within_wall_clock(wall, move || monitor.encode_if_due(&plugin, &batch, tick)).await;
             let (address, body) = match due {
                 Ok(Ok(Some(due))) => due,
                 Ok(Ok(None)) => continue,
@@ -181,6 +199,21 @@ impl Monitor {
         }
     }
 
+    /// The push address and encoded batch of a push exporter whose interval has come at `tick`.
+    fn encode_if_due(
+        &self,
+        plugin: &LoadedPlugin,
+        batch: &SampleBatch,
+        tick: u64,
+    ) -> Result<Option<(String, Vec<u8>)>, CallError> {
+        match self.info(plugin)?.delivery {
+            Delivery::Push(t) if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) => {
+                Ok(Some((t.address, ExporterPlugin(plugin).encode(batch)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
         self.exporters
             .iter()
@@ -189,21 +222,6 @@ impl Monitor {
                 _ => None,
             })
             .collect()
-    }
-}
-
-/// The push address and encoded batch of a push exporter whose interval has come at `tick`.
-fn encode_if_due(
-    plugin: &LoadedPlugin,
-    batch: &SampleBatch,
-    tick: u64,
-) -> Result<Option<(String, Vec<u8>)>, CallError> {
-    let exporter = ExporterPlugin(plugin);
-    match exporter.describe()?.delivery {
-        Delivery::Push(t) if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) => {
-            Ok(Some((t.address, exporter.encode(batch)?)))
-        }
-        _ => Ok(None),
     }
 }
 
