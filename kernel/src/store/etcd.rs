@@ -1,0 +1,279 @@
+//! The etcd store: the [`Store`] trait on an etcd v3 cluster, shared by several kernels.
+//!
+//! Every key lives under a configurable prefix (e.g. `/lain/`), so several kernels or tests can
+//! share one cluster. The `Store` API is blocking while the etcd client is async: the store owns
+//! a one-thread tokio runtime and every call runs its future there and waits on a std channel.
+//! Nothing ever calls `block_on`, so the store works from any thread, including tokio's
+//! `spawn_blocking` threads (calling it straight from an async task would block that worker,
+//! as any blocking call does). Dropping the store shuts its runtime down without blocking.
+//!
+//! Limits come from etcd: one apply may hold at most `--max-txn-ops` ops (128 by default) and
+//! `--max-request-bytes` of data (1.5 MiB by default).
+
+use super::{Change, Op, Store, StoreError, Watch, compacted, last_op_per_key};
+use etcd_client::{
+    Client, CompactionOptions, ConnectOptions, EventType, GetOptions, KvClient, Txn, TxnOp,
+    WatchClient, WatchOptions, WatchStream,
+};
+use std::future::Future;
+use std::sync::mpsc::{Sender, channel};
+use std::time::Duration;
+use tokio::runtime::{Handle, Runtime};
+
+/// The largest response the store accepts (prefix listings of big values).
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// A [`Store`] on etcd; see the module docs.
+pub struct EtcdStore {
+    runtime: OwnedRuntime,
+    kv: KvClient,
+    watcher: WatchClient,
+    prefix: String,
+}
+
+/// A runtime that shuts down in the background when dropped, so dropping the store inside an
+/// async context does not panic.
+struct OwnedRuntime(Option<Runtime>);
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn etcd_err(e: etcd_client::Error) -> StoreError {
+    StoreError(format!("etcd: {e}"))
+}
+
+fn to_i64(revision: u64) -> Result<i64, StoreError> {
+    i64::try_from(revision).map_err(|_| StoreError(format!("revision {revision} out of range")))
+}
+
+fn to_u64(revision: i64) -> Result<u64, StoreError> {
+    u64::try_from(revision).map_err(|_| StoreError(format!("etcd revision {revision} invalid")))
+}
+
+/// Runs `fut` on `handle`'s runtime and waits for it from this (non-async) thread.
+fn run<T, F>(handle: &Handle, fut: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv()
+        .map_err(|_| StoreError("etcd: the store's runtime stopped".into()))?
+        .map_err(etcd_err)
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (e.g. `http://127.0.0.1:2379`), keeping
+    /// every key under `prefix`; fails unless the cluster answers within a few seconds.
+    pub fn connect(endpoints: &[String], prefix: &str) -> Result<EtcdStore, StoreError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lain-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError(format!("etcd: cannot start a runtime: {e}")))?;
+        let endpoints = endpoints.to_vec();
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(30));
+        let client = run(runtime.handle(), async move {
+            Client::connect(endpoints, Some(options)).await
+        })?;
+        let store = EtcdStore {
+            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
+            watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            runtime: OwnedRuntime(Some(runtime)),
+            prefix: prefix.to_string(),
+        };
+        store.revision()?;
+        Ok(store)
+    }
+
+    /// Compacts etcd's history (cluster-wide) so that watches from a revision before `through`
+    /// fail as compacted; `through` is capped at the current revision.
+    pub fn compact(&self, through: u64) -> Result<(), StoreError> {
+        let at = to_i64(through.saturating_add(1).min(self.revision()?))?;
+        let mut kv = self.kv.clone();
+        let options = CompactionOptions::new().with_physical();
+        self.run(async move { kv.compact(at, Some(options)).await })
+            .map(|_| ())
+    }
+
+    fn run<T, F>(&self, fut: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        run(self.handle()?, fut)
+    }
+
+    /// The store's runtime (always there until the store is dropped).
+    fn handle(&self) -> Result<&Handle, StoreError> {
+        match &self.runtime.0 {
+            Some(runtime) => Ok(runtime.handle()),
+            None => Err(StoreError("etcd: the store is closed".into())),
+        }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn get_range(
+        &self,
+        key: &str,
+        options: GetOptions,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        let mut kv = self.kv.clone();
+        let key = self.full_key(key);
+        self.run(async move { kv.get(key, Some(options)).await })
+    }
+}
+
+/// The store key of an etcd key: without the prefix.
+fn store_key(prefix: &str, key: &[u8]) -> Result<String, StoreError> {
+    std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.strip_prefix(prefix))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            StoreError(format!(
+                "etcd: unexpected key {}",
+                String::from_utf8_lossy(key)
+            ))
+        })
+}
+
+fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, StoreError> {
+    to_u64(header.map_or(0, |h| h.revision()))
+}
+
+impl Store for EtcdStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let response = self.get_range(key, GetOptions::new())?;
+        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let response = self.get_range(prefix, GetOptions::new().with_prefix())?;
+        response
+            .kvs()
+            .iter()
+            .map(|kv| Ok((store_key(&self.prefix, kv.key())?, kv.value().to_vec())))
+            .collect()
+    }
+
+    /// One etcd transaction with every put and delete; returns its header revision.
+    fn apply(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
+        let ops: Vec<TxnOp> = last_op_per_key(ops)
+            .into_iter()
+            .map(|op| match op {
+                Op::Put(k, v) => TxnOp::put(self.full_key(&k), v, None),
+                Op::Delete(k) => TxnOp::delete(self.full_key(&k), None),
+            })
+            .collect();
+        if ops.is_empty() {
+            return self.revision();
+        }
+        let mut kv = self.kv.clone();
+        let response = self.run(async move { kv.txn(Txn::new().and_then(ops)).await })?;
+        header_revision(response.header())
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        let response = self.get_range("", GetOptions::new().with_count_only())?;
+        header_revision(response.header())
+    }
+
+    /// An etcd watch with `start_revision = from_revision + 1`, forwarded by a task on the
+    /// store's runtime until the [`Watch`] is dropped.
+    fn watch(&self, prefix: &str, from_revision: u64) -> Result<Watch, StoreError> {
+        let start = to_i64(from_revision.saturating_add(1))?;
+        // etcd reports a compacted start only inside the stream: check up front instead.
+        if from_revision < self.revision()? {
+            let probe = GetOptions::new().with_count_only().with_revision(start);
+            if let Err(e) = self.get_range(prefix, probe) {
+                return Err(if e.0.contains("compacted") {
+                    compacted(from_revision, e)
+                } else {
+                    e
+                });
+            }
+        }
+        let mut watcher = self.watcher.clone();
+        let key = self.full_key(prefix);
+        let options = WatchOptions::new().with_prefix().with_start_revision(start);
+        let stream = self.run(async move { watcher.watch(key, Some(options)).await })?;
+        let (tx, rx) = channel();
+        let (cancel, cancelled) = tokio::sync::oneshot::channel::<()>();
+        let store_prefix = self.prefix.clone();
+        self.handle()?.spawn(async move {
+            tokio::select! {
+                _ = cancelled => {}
+                () = forward(stream, &store_prefix, from_revision, &tx) => {}
+            }
+        });
+        Ok(Watch::new(rx, Some(Box::new(cancel))))
+    }
+}
+
+/// Forwards the events of `stream` to `tx` until either side ends; an error ends the feed.
+async fn forward(
+    mut stream: WatchStream,
+    prefix: &str,
+    from_revision: u64,
+    tx: &Sender<Result<Change, StoreError>>,
+) {
+    loop {
+        let response = match stream.message().await {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                let _ = tx.send(Err(StoreError("etcd: the watch stream closed".into())));
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(etcd_err(e)));
+                return;
+            }
+        };
+        if response.canceled() {
+            let error = if response.compact_revision() > 0 {
+                compacted(
+                    from_revision,
+                    format_args!("etcd compacted up to {}", response.compact_revision()),
+                )
+            } else {
+                StoreError(format!(
+                    "etcd cancelled the watch: {}",
+                    response.cancel_reason()
+                ))
+            };
+            let _ = tx.send(Err(error));
+            return;
+        }
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            let change = store_key(prefix, kv.key()).and_then(|key| {
+                let op = match event.event_type() {
+                    EventType::Put => Op::Put(key, kv.value().to_vec()),
+                    EventType::Delete => Op::Delete(key),
+                };
+                Ok(Change {
+                    revision: to_u64(kv.mod_revision())?,
+                    op,
+                })
+            });
+            if tx.send(change).is_err() {
+                return;
+            }
+        }
+    }
+}
