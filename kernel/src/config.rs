@@ -4,6 +4,15 @@
 //! data_dir = "/var/lib/lain"          # LAIN_DATA_DIR
 //! listen = "127.0.0.1:7070"           # LAIN_LISTEN
 //! domains = ["lain.local"]            # cluster domains; the first is the main one
+//! runtime = "process"                 # LAIN_RUNTIME: where instances run
+//!
+//! [store]                             # where state lives
+//! backend = "embedded"                # LAIN_STORE: `embedded` (redb in data_dir) or `etcd`
+//! endpoints = ["http://127.0.0.1:2379"]   # LAIN_ETCD_ENDPOINTS (comma-separated), for etcd
+//! prefix = "/lain/"                   # every key under this prefix, for etcd
+//!
+//! [lifecycle]
+//! rollout_timeout_secs = 120          # a new instance not ready by then fails the rollout
 //!
 //! [plugins.limits]                    # every plugin call runs under these
 //! cpu_ms = 200
@@ -49,6 +58,12 @@ pub struct KernelConfig {
     pub cache_dir: Option<PathBuf>,
     /// Cluster domains (the first is the main one): web procs' default mountpoints.
     pub domains: Vec<String>,
+    /// Where instances run.
+    pub runtime: RuntimeKind,
+    /// Where state lives.
+    pub store: StoreConfig,
+    /// Deploys and rollouts.
+    pub lifecycle: LifecycleConfig,
     /// Plugin limits and per-plugin configuration.
     pub plugins: PluginsConfig,
     /// Which plugin serves each proc type, when not the plugin of the same name.
@@ -61,6 +76,64 @@ pub struct KernelConfig {
     pub monitor: MonitorConfig,
     /// Backups.
     pub backup: BackupConfig,
+}
+
+/// The runtime instances run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Supervised local processes (the embedded default).
+    #[default]
+    Process,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `embedded` or `etcd`.
+    pub backend: StoreBackend,
+    /// etcd endpoints.
+    pub endpoints: Vec<String>,
+    /// Key prefix in etcd.
+    pub prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: StoreBackend::Embedded,
+            endpoints: vec!["http://127.0.0.1:2379".into()],
+            prefix: "/lain/".into(),
+        }
+    }
+}
+
+/// Which state store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// redb in the data dir.
+    Embedded,
+    /// An etcd cluster (needs the `etcd` cargo feature, on by default).
+    Etcd,
+}
+
+/// `[lifecycle]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// Seconds (beyond `setup_time` and the health check's window) a new instance has to become
+    /// ready before its rollout fails and the previous deployment comes back.
+    pub rollout_timeout_secs: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            rollout_timeout_secs: 120,
+        }
+    }
 }
 
 /// `[plugins]`.
@@ -147,6 +220,9 @@ impl Default for KernelConfig {
             listen: "127.0.0.1:7070".into(),
             cache_dir: None,
             domains: vec!["lain.local".into()],
+            runtime: RuntimeKind::default(),
+            store: StoreConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             plugins: PluginsConfig::default(),
             proc_types: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
@@ -189,6 +265,39 @@ impl KernelConfig {
             path: path.into(),
             message: e.to_string(),
         })
+    }
+
+    /// Applies the environment overrides `LAIN_DATA_DIR`, `LAIN_LISTEN`, `LAIN_RUNTIME`,
+    /// `LAIN_STORE` and `LAIN_ETCD_ENDPOINTS`.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let bad = |key: &str, value: &str| ConfigError::Parse {
+            path: PathBuf::from(format!("${key}")),
+            message: format!("unknown value `{value}`"),
+        };
+        if let Some(v) = env("LAIN_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = env("LAIN_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = env("LAIN_RUNTIME") {
+            self.runtime = match v.as_str() {
+                "process" => RuntimeKind::Process,
+                _ => return Err(bad("LAIN_RUNTIME", &v)),
+            };
+        }
+        if let Some(v) = env("LAIN_STORE") {
+            self.store.backend = match v.as_str() {
+                "embedded" => StoreBackend::Embedded,
+                "etcd" => StoreBackend::Etcd,
+                _ => return Err(bad("LAIN_STORE", &v)),
+            };
+        }
+        if let Some(v) = env("LAIN_ETCD_ENDPOINTS") {
+            self.store.endpoints = v.split(',').map(|s| s.trim().to_string()).collect();
+        }
+        Ok(())
     }
 
     /// The compiled-plugin cache directory.

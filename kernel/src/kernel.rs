@@ -2,12 +2,16 @@
 
 use crate::api::AppState;
 use crate::auth::AuthChain;
-use crate::config::KernelConfig;
+use crate::config::{KernelConfig, RuntimeKind, StoreBackend};
+use crate::lifecycle::Lifecycle;
+use crate::lifecycle::reconciler::Reconciler;
 use crate::monitor::Monitor;
 use crate::plugin::engine::PluginEngine;
 use crate::plugin::kinds::scheduler::LiveScheduler;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, Cause, Kind, LoadedPlugin};
+use crate::runtime::Runtime;
+use crate::runtime::process::ProcessRuntime;
 use crate::schedule::{Backend, MemberSpec};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
@@ -22,32 +26,60 @@ pub struct Kernel {
     pub store: Arc<dyn Store>,
     /// Installed and built-in plugins.
     pub registry: Arc<Registry>,
+    /// Apps, releases, nodes and the runtime.
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Kernel {
-    /// Opens the data dir (creating it), the plugin engine and the registry with `builtins`.
+    /// Opens the data dir (creating it), the state store, the plugin engine, the registry with
+    /// `builtins` and the runtime; the process runtime's shim is this executable.
     pub fn open(config: KernelConfig, builtins: &[(&str, &[u8])]) -> anyhow::Result<Kernel> {
+        let shim = std::env::current_exe().context("cannot find the lain executable")?;
+        Kernel::open_with_shim(config, builtins, &shim)
+    }
+
+    /// [`Kernel::open`] with the `lain` executable the process runtime's shims run (tests pass
+    /// the built binary, since their own executable is the test harness).
+    pub fn open_with_shim(
+        config: KernelConfig,
+        builtins: &[(&str, &[u8])],
+        shim: &std::path::Path,
+    ) -> anyhow::Result<Kernel> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-        let store_path = config.data_dir.join("state.redb");
-        let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(&store_path).with_context(|| {
-                format!("cannot open the state store {}", store_path.display())
-            })?);
+        let store = open_store(&config)?;
         let engine = PluginEngine::new(config.plugins.limits.clone(), Some(config.cache_dir()))
             .context("cannot start the plugin engine")?;
-        let registry = Registry::open(
-            engine,
-            store.clone(),
-            builtins,
-            config.plugins.config.clone(),
-        )
-        .context("cannot load plugins")?;
+        let registry = Arc::new(
+            Registry::open(
+                engine,
+                store.clone(),
+                builtins,
+                config.plugins.config.clone(),
+            )
+            .context("cannot load plugins")?,
+        );
+        let runtime: Arc<dyn Runtime> = match config.runtime {
+            RuntimeKind::Process => Arc::new(ProcessRuntime::open(
+                &config.data_dir.join("runtime").join("process"),
+                shim,
+            )?),
+        };
+        let lifecycle = Lifecycle::new(store.clone(), registry.clone(), config.clone(), runtime)?;
+        lifecycle.register_local_node()?;
         Ok(Kernel {
             config,
             store,
-            registry: Arc::new(registry),
+            registry,
+            lifecycle: Arc::new(lifecycle),
         })
+    }
+
+    /// Starts the reconciler on the current tokio runtime.
+    pub fn start_reconciler(&self) -> tokio::task::JoinHandle<()> {
+        let (config, registry) = (self.config.clone(), self.registry.clone());
+        let members = Box::new(move || scheduler_members(&config, &registry));
+        tokio::spawn(Reconciler::new(self.lifecycle.clone(), members).run())
     }
 
     /// The scheduling pipeline's members as `[scheduler]` configures them: in order, with their
@@ -55,25 +87,7 @@ impl Kernel {
     /// disabled or of another kind is an error naming it. When [`Registry::generation`] changes,
     /// build them again and hand them to `Pipeline::reconfigure`.
     pub fn scheduler_members(&self) -> Result<Vec<MemberSpec>, CallError> {
-        let mut specs = Vec::new();
-        for name in &self.config.scheduler.plugins {
-            let plugin = resolve(&self.registry, name, Kind::SchedulerFilter)?;
-            specs.push(MemberSpec {
-                name: name.clone(),
-                weight: self
-                    .config
-                    .scheduler
-                    .weights
-                    .get(name)
-                    .copied()
-                    .unwrap_or(1),
-                policy: plugin.policy(),
-                factory: Box::new(move || {
-                    Ok(Box::new(LiveScheduler::start(plugin.clone())?) as Box<dyn Backend>)
-                }),
-            });
-        }
-        Ok(specs)
+        scheduler_members(&self.config, &self.registry)
     }
 
     /// The plugin serving proc type `ty` (per `[proc_types]`, else the plugin of that name).
@@ -93,8 +107,50 @@ impl Kernel {
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone()),
             proc_types: self.config.proc_types.clone(),
             domains: self.config.domains.clone(),
+            lifecycle: self.lifecycle.clone(),
         }
     }
+}
+
+/// The state store the configuration names.
+fn open_store(config: &KernelConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let path = config.data_dir.join("state.redb");
+            Ok(Arc::new(EmbeddedStore::open(&path).with_context(|| {
+                format!("cannot open the state store {}", path.display())
+            })?))
+        }
+        #[cfg(feature = "etcd")]
+        StoreBackend::Etcd => Ok(Arc::new(
+            crate::store::etcd::EtcdStore::connect(&config.store.endpoints, &config.store.prefix)
+                .with_context(|| {
+                format!("cannot reach etcd at {}", config.store.endpoints.join(","))
+            })?,
+        )),
+        #[cfg(not(feature = "etcd"))]
+        StoreBackend::Etcd => anyhow::bail!("this lain was built without the `etcd` feature"),
+    }
+}
+
+/// See [`Kernel::scheduler_members`].
+fn scheduler_members(
+    config: &KernelConfig,
+    registry: &Arc<Registry>,
+) -> Result<Vec<MemberSpec>, CallError> {
+    let mut specs = Vec::new();
+    for name in &config.scheduler.plugins {
+        let plugin = resolve(registry, name, Kind::SchedulerFilter)?;
+        specs.push(MemberSpec {
+            name: name.clone(),
+            weight: config.scheduler.weights.get(name).copied().unwrap_or(1),
+            policy: plugin.policy(),
+            factory: Box::new(move || {
+                Ok(Box::new(LiveScheduler::start(plugin.clone())?) as Box<dyn Backend>)
+            }),
+        });
+    }
+    Ok(specs)
 }
 
 /// The enabled plugin `name` of `kind`, or an error naming it.

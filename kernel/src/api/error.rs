@@ -109,3 +109,27 @@ pub async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::internal(format!("task failed: {e}")))?
 }
+
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(e: crate::lifecycle::LifecycleError) -> ApiError {
+        use crate::lifecycle::LifecycleError as L;
+        let (status, code) = match &e {
+            L::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            L::Invalid(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            L::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            L::Spec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-lain-yaml"),
+            L::Build(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-failed"),
+            L::Plugin(_) => (StatusCode::BAD_GATEWAY, "plugin-failed"),
+            L::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
+            L::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let message = match &e {
+            L::Spec(diagnostics) => {
+                let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+                format!("{e}:\n{}", lines.join("\n"))
+            }
+            _ => e.to_string(),
+        };
+        ApiError::new(status, code, message)
+    }
+}

@@ -3,7 +3,9 @@
 //! [`app`] builds the router from an [`AppState`]; tests call it directly with `tower::ServiceExt`,
 //! without a socket.
 
+pub mod apps;
 pub mod error;
+pub mod nodes;
 pub mod plugins;
 pub mod validate;
 
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use error::{ApiError, ErrorBody};
 use serde::Serialize;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub struct AppState {
     pub proc_types: std::collections::BTreeMap<String, String>,
     /// Cluster domains.
     pub domains: Vec<String>,
+    /// Apps, releases, nodes.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 /// The OpenAPI document of the platform API.
@@ -51,11 +55,15 @@ pub struct AppState {
         plugins::list, plugins::show, plugins::install, plugins::upgrade,
         plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
         validate::validate,
+        apps::build, apps::list, apps::show, apps::releases, apps::deploy, apps::rollback,
+        apps::undeploy, apps::scale, apps::logs,
+        nodes::list, nodes::add, nodes::maintain, nodes::remove,
     ),
     components(schemas(Health, WhoAmI, ErrorBody)),
     tags(
         (name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"),
-        (name = "apps", description = "Apps and their lain.yaml"),
+        (name = "apps", description = "Apps: builds, deploys, scale, rollback, instances, logs"),
+        (name = "nodes", description = "Nodes instances are scheduled on"),
     )
 )]
 pub struct ApiDoc;
@@ -77,6 +85,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/plugins/{name}/disable", post(plugins::disable))
         .route("/api/v1/plugins/{name}/policy", put(plugins::set_policy))
         .route("/api/v1/validate", post(validate::validate))
+        .route("/api/v1/builds", post(apps::build))
+        .route("/api/v1/apps", get(apps::list))
+        .route("/api/v1/apps/{app}", get(apps::show).delete(apps::undeploy))
+        .route("/api/v1/apps/{app}/releases", get(apps::releases))
+        .route("/api/v1/apps/{app}/deploy", post(apps::deploy))
+        .route("/api/v1/apps/{app}/rollback", post(apps::rollback))
+        .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
+        .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
+        .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
+        .route("/api/v1/nodes/{name}", delete(nodes::remove))
+        .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))
         .fallback(pull_exporter)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

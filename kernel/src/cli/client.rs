@@ -47,11 +47,64 @@ impl Client {
             ("POST", None) => self.agent.post(&url).send_empty(),
             ("PUT", Some(b)) => self.agent.put(&url).send_json(b),
             ("PUT", None) => self.agent.put(&url).send_empty(),
+            ("PATCH", Some(b)) => self.agent.patch(&url).send_json(b),
             ("DELETE", _) => self.agent.delete(&url).call(),
             _ => return Err(anyhow!("unsupported method {method}")),
         }
         .map_err(|e| self.unreachable(e))?;
         self.decode(resp)
+    }
+
+    /// POSTs `body` with `content_type` and returns the answer as a stream of lines (for
+    /// answers that report progress as they go).
+    pub fn post_stream(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+        let resp = self
+            .streaming()
+            .post(&self.url(path))
+            .header("content-type", content_type)
+            .send(body)
+            .map_err(|e| self.unreachable(e))?;
+        self.reader(resp)
+    }
+
+    /// GETs `path` and returns the answer as a stream (logs that follow).
+    pub fn get_stream(&self, path: &str) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+        let resp = self
+            .streaming()
+            .get(&self.url(path))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.reader(resp)
+    }
+
+    /// An agent without a global timeout, for answers that last (builds, `logs -f`).
+    fn streaming(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    fn reader(
+        &self,
+        resp: ureq::http::Response<ureq::Body>,
+    ) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(self
+                .decode::<serde_json::Value>(resp)
+                .err()
+                .unwrap_or_else(|| anyhow!("the kernel answered {status}")));
+        }
+        Ok(Box::new(std::io::BufReader::new(
+            resp.into_body().into_reader(),
+        )))
     }
 
     fn url(&self, path: &str) -> String {

@@ -1,13 +1,17 @@
 //! The `lain` command line: `lain serve` runs a kernel; the other commands talk to one over the
 //! platform API (found with `--kernel URL` or `LAIN_KERNEL`).
 
+mod app;
 mod client;
+mod node;
 mod output;
 mod plugin;
 mod serve;
+mod up;
 mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// lain: a PaaS whose site-specific behaviour lives in sandboxed WebAssembly plugins.
@@ -40,22 +44,171 @@ pub enum Output {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a kernel: the platform API, the plugin host and the state store.
+    /// Run an app on this machine: start a kernel (embedded store, process runtime), build and
+    /// deploy the app in PATH, print its URLs; Ctrl-C stops it.
+    Up(up::UpArgs),
+    /// Run a kernel: the platform API, the reconciler, the plugin host and the state store.
     Serve(serve::ServeArgs),
+    /// Build a release of the app in PATH (default `.`) on the kernel, printing its progress.
+    Build {
+        /// The app's directory (with its lain.yaml).
+        path: Option<PathBuf>,
+    },
+    /// Deploy a release (default: the newest) and wait until it runs.
+    Deploy {
+        #[command(flatten)]
+        app: app::AppArg,
+        /// Release version; default the newest.
+        #[arg(long)]
+        release: Option<String>,
+        #[command(flatten)]
+        wait: app::WaitArgs,
+    },
+    /// Change a proc's instances, memory or cpu (kept across deploys; memory applies in place).
+    Scale {
+        /// Proc name (`web`, `worker`, ...).
+        proc: String,
+        #[command(flatten)]
+        app: app::AppArg,
+        /// Instances.
+        #[arg(long)]
+        num_instances: Option<u32>,
+        /// Memory per instance, e.g. `64M`.
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU per instance, milli-cores.
+        #[arg(long)]
+        cpu: Option<u32>,
+        #[command(flatten)]
+        wait: app::WaitArgs,
+    },
+    /// Show an app's instances: state, health, release, node, URL.
+    Ps {
+        #[command(flatten)]
+        app: app::AppArg,
+    },
+    /// Print a proc's logs (every instance, prefixed `[n]`).
+    Logs {
+        /// Proc name.
+        proc: String,
+        #[command(flatten)]
+        app: app::AppArg,
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+        /// Bytes of each instance's log to print first.
+        #[arg(long, default_value_t = 65536)]
+        tail: u64,
+    },
+    /// Go back to the previous deployment and wait until it runs.
+    Rollback {
+        #[command(flatten)]
+        app: app::AppArg,
+        #[command(flatten)]
+        wait: app::WaitArgs,
+    },
+    /// Stop every instance of an app (releases and history stay).
+    Undeploy {
+        #[command(flatten)]
+        app: app::AppArg,
+        #[command(flatten)]
+        wait: app::WaitArgs,
+    },
+    /// Apps known to the kernel.
+    #[command(subcommand)]
+    App(app::AppCommand),
+    /// Nodes instances are scheduled on.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Manage WebAssembly plugins (proc types, scheduling, backup hooks, exporters, auth).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
     /// Check a lain.yaml offline: every problem with file, line, column and a hint; exit 1 on error.
     Validate(validate::ValidateArgs),
+    /// Supervise one instance of the process runtime (started by the kernel).
+    #[command(hide = true)]
+    Shim {
+        /// The instance's directory.
+        dir: PathBuf,
+    },
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 on any error (printed to stderr).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let client = client::Client::new(&cli.kernel);
+    let out = cli.output;
     let result = match cli.command {
+        Command::Up(args) => up::run(args, out),
         Command::Serve(args) => serve::run(args),
-        Command::Plugin(cmd) => plugin::run(cmd, &client::Client::new(&cli.kernel), cli.output),
-        Command::Validate(args) => validate::run(args, cli.output),
+        Command::Build { path } => app::build(&client, &app::dir_arg(path), out).map(drop),
+        Command::Deploy {
+            app: a,
+            release,
+            wait,
+        } => a
+            .resolve()
+            .and_then(|name| app::deploy(&client, &name, release.as_deref(), &wait, out))
+            .map(drop),
+        Command::Scale {
+            proc,
+            app: a,
+            num_instances,
+            memory,
+            cpu,
+            wait,
+        } => (|| {
+            let name = a.resolve()?;
+            let memory = memory
+                .map(|m| {
+                    crate::spec::parse_memory(&m).map_err(|e| anyhow::anyhow!("--memory: {e}"))
+                })
+                .transpose()?;
+            let body =
+                serde_json::json!({ "num_instances": num_instances, "memory": memory, "cpu": cpu });
+            let view = client.send(
+                "PATCH",
+                &format!("/api/v1/apps/{name}/procs/{proc}"),
+                Some(&body),
+            )?;
+            app::finish(&client, view, &wait, out).map(drop)
+        })(),
+        Command::Ps { app: a } => (|| {
+            let view: crate::lifecycle::view::AppView =
+                client.get(&format!("/api/v1/apps/{}", a.resolve()?))?;
+            output::print(out, &view, app::print_app)
+        })(),
+        Command::Logs {
+            proc,
+            app: a,
+            follow,
+            tail,
+        } => a
+            .resolve()
+            .and_then(|name| app::logs(&client, &name, &proc, follow, tail)),
+        Command::Rollback { app: a, wait } => (|| {
+            let view = client.send::<(), _>(
+                "POST",
+                &format!("/api/v1/apps/{}/rollback", a.resolve()?),
+                None,
+            )?;
+            app::finish(&client, view, &wait, out).map(drop)
+        })(),
+        Command::Undeploy { app: a, wait } => (|| {
+            let view =
+                client.send::<(), _>("DELETE", &format!("/api/v1/apps/{}", a.resolve()?), None)?;
+            app::finish(&client, view, &wait, out).map(drop)
+        })(),
+        Command::App(app::AppCommand::List) => app::list(&client, out),
+        Command::App(app::AppCommand::Show(a)) => (|| {
+            let view: crate::lifecycle::view::AppView =
+                client.get(&format!("/api/v1/apps/{}", a.resolve()?))?;
+            output::print(out, &view, app::print_app)
+        })(),
+        Command::Node(cmd) => node::run(cmd, &client, out),
+        Command::Plugin(cmd) => plugin::run(cmd, &client, out),
+        Command::Validate(args) => validate::run(args, out),
+        Command::Shim { dir } => crate::runtime::process::shim::run(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,9 @@ use crate::config::KernelConfig;
 use crate::kernel::Kernel;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use std::future::IntoFuture;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Options of `lain serve`; each overrides the configuration file.
 #[derive(Args)]
@@ -25,20 +27,21 @@ pub struct ServeArgs {
 
 /// How logs are written to stderr.
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
 }
 
-/// Runs the kernel until Ctrl-C or SIGTERM.
+/// Runs the kernel until Ctrl-C or SIGTERM. Instances keep running; the next start adopts them.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_format);
+    init_tracing(args.log_format, "info");
     let mut config = match &args.config {
         Some(path) => KernelConfig::load(path)?,
         None => KernelConfig::default(),
     };
+    config.apply_env()?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -48,44 +51,91 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))
+    runtime.block_on(async {
+        let kernel = Running::start(config).await?;
+        eprintln!(
+            "lain kernel listening on {} (data dir {})",
+            kernel.url(),
+            kernel.kernel.config.data_dir.display()
+        );
+        shutdown().await;
+        kernel.stop().await
+    })
 }
 
-async fn serve(config: KernelConfig) -> anyhow::Result<()> {
-    let listen = config.listen.clone();
-    let data_dir = config.data_dir.clone();
-    let kernel =
-        tokio::task::spawn_blocking(move || Kernel::open(config, lain_builtin_plugins::BUILTINS))
-            .await??;
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let state = kernel.app_state();
-    let monitor = state.monitor.clone();
-    tokio::spawn(async move {
-        let mut tick = 0u64;
-        let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            interval.tick().await;
-            tick += 1;
-            monitor.push_due(tick).await;
+/// A kernel serving its API, with its reconciler running.
+pub struct Running {
+    /// The kernel.
+    pub kernel: Arc<Kernel>,
+    /// Where the API listens.
+    pub addr: std::net::SocketAddr,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Running {
+    /// Opens the kernel, binds its API and starts the reconciler and the exporters' pushes.
+    pub async fn start(config: KernelConfig) -> anyhow::Result<Running> {
+        let listen = config.listen.clone();
+        let kernel = tokio::task::spawn_blocking(move || {
+            Kernel::open(config, lain_builtin_plugins::BUILTINS)
+        })
+        .await??;
+        let kernel = Arc::new(kernel);
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let state = kernel.app_state();
+        let monitor = state.monitor.clone();
+        let pushes = tokio::spawn(async move {
+            let mut tick = 0u64;
+            let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                tick += 1;
+                monitor.push_due(tick).await;
+            }
+        });
+        let reconciler = kernel.start_reconciler();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, crate::api::app(state))
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
+        );
+        tracing::info!(%addr, data_dir = %kernel.config.data_dir.display(), plugins = kernel.registry.list().len(), "kernel started");
+        Ok(Running {
+            kernel,
+            addr,
+            server,
+            tasks: vec![pushes, reconciler],
+            stop,
+        })
+    }
+
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the reconciler and the API (instances keep running).
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for task in &self.tasks {
+            task.abort();
         }
-    });
-    tracing::info!(%addr, data_dir = %data_dir.display(), plugins = kernel.registry.list().len(), "kernel started");
-    eprintln!(
-        "lain kernel listening on http://{addr} (data dir {})",
-        data_dir.display()
-    );
-    axum::serve(listener, crate::api::app(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .context("API server failed")?;
-    tracing::info!("kernel stopped");
-    Ok(())
+        let _ = self.stop.send(());
+        self.server.await?.context("API server failed")?;
+        tracing::info!("kernel stopped");
+        Ok(())
+    }
 }
 
-async fn shutdown() {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -103,9 +153,10 @@ async fn shutdown() {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs to stderr; the level comes from `LAIN_LOG`, else `default`.
+pub fn init_tracing(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LAIN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -282,6 +282,23 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Records an instance of `proc` that is already on `node` (found running after a restart,
+    /// or placed by the kernel itself, e.g. a stateful instance pinned to its node).
+    pub fn adopt(&mut self, proc: ProcId, node: NodeId) {
+        if self.inv.proc(proc).is_none() || self.inv.node_name(node).is_none() {
+            return;
+        }
+        let placement = Placement {
+            proc,
+            node,
+            count: 1,
+        };
+        self.inv.record(&placement);
+        for m in &mut self.members {
+            m.pending.push(placement);
+        }
+    }
+
     /// Records that an instance of `proc` left `node`.
     pub fn release(&mut self, proc: ProcId, node: NodeId) {
         if self.inv.count(proc, node) == 0 {

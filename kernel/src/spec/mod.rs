@@ -25,6 +25,7 @@ mod yaml;
 pub use diagnostic::{Diagnostic, Severity};
 pub use model::{AppSpec, AppType, ProcSpec, app_domain};
 pub use proc_types::{PluginProcTypes, ProcTypes};
+pub use values::memory as parse_memory;
 
 use crate::plugin::bindings::types::{AppContext, Problem, Proc};
 use diagnostic::Report;

@@ -53,6 +53,11 @@ impl PluginProcTypes {
         }
         Ok(PluginProcTypes { types })
     }
+
+    /// The plugin serving type `ty`.
+    pub fn plugin(&self, ty: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.types.get(ty).map(|(plugin, _)| plugin)
+    }
 }
 
 impl ProcTypes for PluginProcTypes {

@@ -1,0 +1,315 @@
+//! Apps: builds, deploys, scale, rollback, undeploy, instances and logs.
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody, blocking};
+use crate::lifecycle::build::BuildEvent;
+use crate::lifecycle::records::{ReleaseRecord, Scale};
+use crate::lifecycle::view::AppView;
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek};
+
+/// One line of `GET /api/v1/apps`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AppSummary {
+    /// App name.
+    pub name: String,
+    /// Deployed release.
+    pub release: Option<String>,
+    /// Instances running or completed.
+    pub instances: usize,
+    /// Whether everything runs as deployed.
+    pub converged: bool,
+    /// The last deploy or rollout failure.
+    pub last_error: Option<String>,
+}
+
+/// Every app.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", responses((status = 200, body = Vec<AppSummary>)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AppSummary>>, ApiError> {
+    let lc = state.lifecycle.clone();
+    let apps = blocking(move || Ok(lc.apps()?)).await?;
+    Ok(Json(
+        apps.into_iter()
+            .map(|app| {
+                let view = state.lifecycle.status.view(app);
+                AppSummary {
+                    name: view.app.name.clone(),
+                    release: view.release.clone(),
+                    instances: view.instances.len(),
+                    converged: view.converged,
+                    last_error: view.app.last_error.clone(),
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// An app with its procs and instances (`lain ps`).
+#[utoipa::path(get, path = "/api/v1/apps/{app}", tag = "apps",
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = AppView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<AppView>, ApiError> {
+    let lc = state.lifecycle.clone();
+    let record = blocking(move || Ok(lc.app(&app)?)).await?;
+    Ok(Json(state.lifecycle.status.view(record)))
+}
+
+/// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's
+/// directory). Answers with one JSON event per line as the build goes (`step`, `output`,
+/// `warning`, then `done` or `failed`).
+#[utoipa::path(post, path = "/api/v1/builds", tag = "apps",
+    request_body(content = String, content_type = "application/x-tar", description = "Build context"),
+    responses((status = 200, description = "application/x-ndjson stream of build events")))]
+pub async fn build(State(state): State<AppState>, body: Bytes) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BuildEvent>();
+    let lc = state.lifecycle.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut send = |e: BuildEvent| {
+            let _ = tx.send(e);
+        };
+        let result = lc.build(&body, &mut send);
+        let last = match result {
+            Ok(release) => BuildEvent::Done {
+                release,
+                reused: false,
+            },
+            Err(crate::lifecycle::LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
+                message: "lain.yaml has errors".into(),
+                diagnostics,
+            },
+            Err(e) => BuildEvent::Failed {
+                message: e.to_string(),
+                diagnostics: Vec::new(),
+            },
+        };
+        send(last);
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// The built releases of an app, oldest first.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/releases", tag = "apps",
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = Vec<ReleaseRecord>)))]
+pub async fn releases(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<ReleaseRecord>>, ApiError> {
+    let lc = state.lifecycle.clone();
+    Ok(Json(blocking(move || Ok(lc.releases(&app)?)).await?))
+}
+
+/// What to deploy.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+pub struct DeployRequest {
+    /// Release version; default the newest.
+    pub release: Option<String>,
+}
+
+/// Deploys a release; the reconciler rolls it out (poll `GET /api/v1/apps/{app}`).
+#[utoipa::path(post, path = "/api/v1/apps/{app}/deploy", tag = "apps",
+    params(("app" = String, Path, description = "App name")),
+    request_body = DeployRequest,
+    responses((status = 202, body = AppView), (status = 404, body = ErrorBody),
+        (status = 422, description = "lain.yaml no longer valid with the installed proc types", body = ErrorBody)))]
+pub async fn deploy(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    body: Option<Json<DeployRequest>>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let lc = state.lifecycle.clone();
+    let record = blocking(move || Ok(lc.deploy(&app, request.release.as_deref())?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    ))
+}
+
+/// Goes back to the previous deployment.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/rollback", tag = "apps",
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 202, body = AppView), (status = 409, body = ErrorBody)))]
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let lc = state.lifecycle.clone();
+    let record = blocking(move || Ok(lc.rollback(&app)?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    ))
+}
+
+/// Stops every instance of an app; releases and history stay.
+#[utoipa::path(delete, path = "/api/v1/apps/{app}", tag = "apps",
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 202, body = AppView), (status = 404, body = ErrorBody)))]
+pub async fn undeploy(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let lc = state.lifecycle.clone();
+    let record = blocking(move || Ok(lc.undeploy(&app)?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    ))
+}
+
+/// Sets instances, memory (bytes) or cpu (milli-cores) of a proc; memory changes apply to
+/// running instances in place.
+#[utoipa::path(patch, path = "/api/v1/apps/{app}/procs/{proc}", tag = "apps",
+    params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
+    request_body = Scale,
+    responses((status = 202, body = AppView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn scale(
+    State(state): State<AppState>,
+    Path((app, proc)): Path<(String, String)>,
+    Json(scale): Json<Scale>,
+) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let lc = state.lifecycle.clone();
+    let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    ))
+}
+
+/// Options of the logs endpoint.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct LogsQuery {
+    /// Keep the response open and send new lines as they are written.
+    #[serde(default)]
+    pub follow: bool,
+    /// Bytes of each instance's log sent first (default 64 KiB).
+    pub tail: Option<u64>,
+}
+
+/// The logs of every instance of a proc, each line prefixed with `[<instance>]`.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/procs/{proc}/logs", tag = "apps",
+    params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name"), LogsQuery),
+    responses((status = 200, description = "text/plain"), (status = 404, body = ErrorBody)))]
+pub async fn logs(
+    State(state): State<AppState>,
+    Path((app, proc)): Path<(String, String)>,
+    Query(q): Query<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let lc = state.lifecycle.clone();
+    let (app2, proc2) = (app.clone(), proc.clone());
+    let record = blocking(move || Ok(lc.app(&app2)?)).await?;
+    let plan = record
+        .deployed
+        .iter()
+        .chain(record.history.iter().rev())
+        .flat_map(|d| &d.procs)
+        .find(|p| p.name == proc2)
+        .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no proc `{proc}`")))?;
+    let dir = state.lifecycle.log_file(&app, &plan.name, 0);
+    let dir = dir
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let tail = q.tail.unwrap_or(64 << 10);
+    let follow = q.follow;
+    let stream = futures::stream::unfold(
+        (dir, Vec::new(), true),
+        move |(dir, mut offsets, first)| async move {
+            if first {
+                let chunk = read_new(&dir, &mut offsets, tail);
+                return Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
+                    (dir, offsets, false),
+                ));
+            }
+            if !follow {
+                return None;
+            }
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                let chunk = read_new(&dir, &mut offsets, 0);
+                if !chunk.is_empty() {
+                    return Some((Ok(Bytes::from(chunk)), (dir, offsets, false)));
+                }
+            }
+        },
+    );
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// What each `<n>.log` in `dir` gained since its offset in `offsets`, whole lines only, each
+/// prefixed with `[<n>] `. A file seen for the first time starts `tail` bytes before its end (at
+/// a line start); a file shorter than its offset was rotated and is read from the start.
+fn read_new(dir: &std::path::Path, offsets: &mut Vec<(u32, u64)>, tail: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    let mut files: Vec<(u32, std::path::PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let no = name.strip_suffix(".log")?.parse().ok()?;
+            Some((no, e.path()))
+        })
+        .collect();
+    files.sort();
+    for (no, path) in files {
+        let Ok(mut file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let len = file.metadata().map_or(0, |m| m.len());
+        let known = offsets.iter().position(|(n, _)| *n == no);
+        let start = match known.map(|i| offsets[i].1) {
+            Some(off) if off <= len => off,
+            Some(_) => 0,
+            None => len.saturating_sub(tail),
+        };
+        let mut buf = Vec::new();
+        if file.seek(std::io::SeekFrom::Start(start)).is_ok() {
+            let _ = file.take(len - start).read_to_end(&mut buf);
+        }
+        let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let skip = if known.is_none() && start > 0 {
+            buf[..end]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(end, |i| i + 1)
+        } else {
+            0
+        };
+        for line in buf[skip..end].split_inclusive(|b| *b == b'\n') {
+            out.extend_from_slice(format!("[{no}] ").as_bytes());
+            out.extend_from_slice(line);
+        }
+        let consumed = start + end as u64;
+        match known {
+            Some(i) => offsets[i].1 = consumed,
+            None => offsets.push((no, consumed)),
+        }
+    }
+    out
+}

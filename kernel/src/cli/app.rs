@@ -1,0 +1,353 @@
+//! App commands, in LAIN's words: `build`, `deploy`, `scale`, `ps`, `logs`, `rollback`,
+//! `undeploy`, `app list|show`.
+
+use super::Output;
+use super::client::Client;
+use super::output::{print, table};
+use crate::lifecycle::records::ReleaseRecord;
+use crate::lifecycle::view::{AppView, Health};
+use crate::runtime::RunState;
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which app a command is about.
+#[derive(Args, Clone)]
+pub struct AppArg {
+    /// The app; default: the `appname` of ./lain.yaml.
+    #[arg(long, short)]
+    pub app: Option<String>,
+}
+
+impl AppArg {
+    /// The app name given, or read from `./lain.yaml`.
+    pub fn resolve(&self) -> anyhow::Result<String> {
+        match &self.app {
+            Some(app) => Ok(app.clone()),
+            None => appname(Path::new(".")),
+        }
+    }
+}
+
+/// How long and whether to wait for a rollout.
+#[derive(Args, Clone)]
+pub struct WaitArgs {
+    /// Return once the kernel accepted the change, without waiting for the rollout.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Seconds to wait for the rollout.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// `lain app ...`.
+#[derive(Subcommand)]
+pub enum AppCommand {
+    /// List every app with its deployed release and state.
+    List,
+    /// Show an app: releases, procs and instances.
+    Show(AppArg),
+}
+
+/// Reads `appname` from the `lain.yaml` in `dir`.
+pub fn appname(dir: &Path) -> anyhow::Result<String> {
+    let file = dir.join("lain.yaml");
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "cannot read {} (give --app, or run in the app's directory)",
+            file.display()
+        )
+    })?;
+    let node = marked_yaml::parse_yaml(0, &text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    node.as_mapping()
+        .and_then(|m| m.get_scalar("appname"))
+        .map(|s| s.as_str().to_string())
+        .ok_or_else(|| anyhow!("{}: no `appname`", file.display()))
+}
+
+/// `lain build [PATH]`: sends the directory as a build context and prints the build's progress.
+pub fn build(client: &Client, dir: &Path, output: Output) -> anyhow::Result<ReleaseRecord> {
+    let context = pack(dir)?;
+    if output == Output::Table {
+        eprintln!(
+            "==> sending {} ({} KiB)",
+            dir.display(),
+            context.len() / 1024
+        );
+    }
+    let stream = client.post_stream("/api/v1/builds", "application/x-tar", &context)?;
+    for line in stream.lines() {
+        let line = line.context("reading the build's progress")?;
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("the kernel sent something unexpected: {line}"))?;
+        let text = |key: &str| v[key].as_str().unwrap_or_default().to_string();
+        match v["event"].as_str() {
+            Some("done") => {
+                let release: ReleaseRecord = serde_json::from_value(v["release"].clone())?;
+                print(output, &release, |r| {
+                    eprintln!("==> release {} of {}", r.version, r.app)
+                })?;
+                return Ok(release);
+            }
+            Some("failed") => {
+                for d in v["diagnostics"].as_array().into_iter().flatten() {
+                    eprintln!("{}", render_diagnostic(d));
+                }
+                bail!("{}", text("message"));
+            }
+            Some("step") if output == Output::Table => eprintln!("==> {}", text("message")),
+            Some("output") if output == Output::Table => eprintln!("    {}", text("line")),
+            Some("warning") if output == Output::Table => eprintln!("warning: {}", text("message")),
+            _ => {}
+        }
+    }
+    bail!("the kernel ended the build without a result")
+}
+
+fn render_diagnostic(d: &serde_json::Value) -> String {
+    format!(
+        "{}:{}:{}: {}: {}{}",
+        d["file"].as_str().unwrap_or("lain.yaml"),
+        d["line"],
+        d["column"],
+        d["severity"].as_str().unwrap_or("error"),
+        d["message"].as_str().unwrap_or(""),
+        d["hint"]
+            .as_str()
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default()
+    )
+}
+
+/// A tar of `dir` without version-control and lain's own data directories.
+fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    add_dir(&mut builder, dir, Path::new(""))?;
+    let bytes = builder
+        .into_inner()
+        .context("cannot pack the build context")?;
+    if bytes.len() > crate::api::MAX_BODY_BYTES {
+        bail!(
+            "the build context is {} MiB, more than the {} MiB the kernel accepts",
+            bytes.len() >> 20,
+            crate::api::MAX_BODY_BYTES >> 20
+        );
+    }
+    Ok(bytes)
+}
+
+fn add_dir(b: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> anyhow::Result<()> {
+    let dir = root.join(rel);
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if [".git", ".lain", ".lain-data", "target"].contains(&name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        let path = rel.join(&name);
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            b.append_dir(&path, entry.path())?;
+            add_dir(b, root, &path)?;
+        } else {
+            b.append_path_with_name(entry.path(), &path)
+                .with_context(|| format!("cannot pack {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// `lain deploy`: deploys a release and follows the rollout.
+pub fn deploy(
+    client: &Client,
+    app: &str,
+    release: Option<&str>,
+    wait: &WaitArgs,
+    output: Output,
+) -> anyhow::Result<AppView> {
+    let view: AppView = client.send(
+        "POST",
+        &format!("/api/v1/apps/{app}/deploy"),
+        Some(&json!({ "release": release })),
+    )?;
+    finish(client, view, wait, output)
+}
+
+/// Waits for the rollout unless told not to, then prints the app.
+pub fn finish(
+    client: &Client,
+    view: AppView,
+    wait: &WaitArgs,
+    output: Output,
+) -> anyhow::Result<AppView> {
+    let view = if wait.no_wait {
+        view
+    } else {
+        wait_converged(
+            client,
+            &view.app.name,
+            view.release.clone(),
+            wait.timeout,
+            output,
+        )?
+    };
+    print(output, &view, print_app)?;
+    Ok(view)
+}
+
+/// Polls the app until it runs as deployed, printing each proc's progress as it changes.
+pub fn wait_converged(
+    client: &Client,
+    app: &str,
+    release: Option<String>,
+    timeout: u64,
+    output: Output,
+) -> anyhow::Result<AppView> {
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut last = String::new();
+    loop {
+        let view: AppView = client.get(&format!("/api/v1/apps/{app}"))?;
+        if view.release != release {
+            let error = view.app.last_error.clone().unwrap_or_default();
+            bail!(
+                "the deployment changed to {} while waiting: {error}",
+                view.release.as_deref().unwrap_or("nothing")
+            );
+        }
+        let progress = progress_line(&view);
+        if output == Output::Table && progress != last {
+            eprintln!("==> {progress}");
+            last = progress;
+        }
+        if view.converged {
+            return Ok(view);
+        }
+        if Instant::now() > deadline {
+            bail!("not converged after {timeout}s: {last} (see `lain ps`)");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn progress_line(view: &AppView) -> String {
+    if view.procs.is_empty() {
+        return format!("{} instance(s) left", view.instances.len());
+    }
+    view.procs
+        .iter()
+        .map(|p| {
+            let problem = p
+                .problem
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            format!("{} {}/{} ready{problem}", p.name, p.ready, p.desired)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints procs and instances for people.
+pub fn print_app(view: &AppView) {
+    println!(
+        "app {}: release {}{}",
+        view.app.name,
+        view.release.as_deref().unwrap_or("(not deployed)"),
+        if view.converged { "" } else { " (converging)" }
+    );
+    if let Some(e) = &view.app.last_error {
+        println!("last error: {e}");
+    }
+    let rows: Vec<Vec<String>> = view
+        .instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.proc.clone(),
+                i.instance.to_string(),
+                state_text(&i.state),
+                match i.health {
+                    Health::None => "-".into(),
+                    h => format!("{h:?}").to_lowercase(),
+                },
+                i.release.clone(),
+                i.node.clone(),
+                format!("{}M", i.memory >> 20),
+                i.restarts.to_string(),
+                i.url.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PROC", "#", "STATE", "HEALTH", "RELEASE", "NODE", "MEMORY", "RESTARTS", "URL",
+        ],
+        &rows,
+    );
+}
+
+fn state_text(state: &RunState) -> String {
+    match state {
+        RunState::Created => "created".into(),
+        RunState::Running { pid, .. } => match pid {
+            Some(pid) => format!("running (pid {pid})"),
+            None => "running".into(),
+        },
+        RunState::Exited { code: Some(c), .. } => format!("exited ({c})"),
+        RunState::Exited {
+            signal: Some(s), ..
+        } => format!("killed (signal {s})"),
+        RunState::Exited { .. } => "exited".into(),
+    }
+}
+
+/// `lain logs PROC [-f]`.
+pub fn logs(client: &Client, app: &str, proc: &str, follow: bool, tail: u64) -> anyhow::Result<()> {
+    let stream = client.get_stream(&format!(
+        "/api/v1/apps/{app}/procs/{proc}/logs?follow={follow}&tail={tail}"
+    ))?;
+    let stdout = std::io::stdout();
+    for line in stream.lines() {
+        let line = line.context("reading logs")?;
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `lain app list`.
+pub fn list(client: &Client, output: Output) -> anyhow::Result<()> {
+    let apps: Vec<serde_json::Value> = client.get("/api/v1/apps")?;
+    print(output, &apps, |apps| {
+        let rows: Vec<Vec<String>> = apps
+            .iter()
+            .map(|a| {
+                vec![
+                    a["name"].as_str().unwrap_or("").into(),
+                    a["release"].as_str().unwrap_or("-").into(),
+                    a["instances"].to_string(),
+                    if a["converged"] == true { "yes" } else { "no" }.into(),
+                    a["last_error"].as_str().unwrap_or("").into(),
+                ]
+            })
+            .collect();
+        table(
+            &["APP", "RELEASE", "INSTANCES", "CONVERGED", "LAST ERROR"],
+            &rows,
+        );
+    })
+}
+
+/// The directory argument of `build`, `deploy` and `up`.
+pub fn dir_arg(path: Option<PathBuf>) -> PathBuf {
+    path.unwrap_or_else(|| PathBuf::from("."))
+}

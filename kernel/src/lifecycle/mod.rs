@@ -1,0 +1,342 @@
+//! The app lifecycle: builds, deployments, scale, rollback, nodes, and the reconciler that
+//! makes the runtime match them (LAIN's console + deployd in one).
+//!
+//! API handlers change records in the state store through [`Lifecycle`] and wake the
+//! [`reconciler`]; the reconciler alone creates, starts, stops and removes instances. Both sides
+//! are level-triggered: whatever was interrupted (a `kill -9` of the kernel included) is finished
+//! by the next pass from what the store wants and what the runtime runs.
+
+pub mod build;
+pub mod nodes;
+pub mod plan;
+pub mod reconciler;
+pub mod records;
+pub mod view;
+
+use crate::config::KernelConfig;
+use crate::plugin::CallError;
+use crate::plugin::registry::Registry;
+use crate::runtime::Runtime;
+use crate::spec::Diagnostic;
+use crate::store::{Op, Store, StoreError, get_json, put_json};
+use records::{AppRecord, Deployment, ReleaseRecord, Scale};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a lifecycle operation was refused or failed. Nothing was changed when it is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// No such app, release, proc or node.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be carried out as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The `lain.yaml` has errors.
+    #[error("lain.yaml has {} error(s)", .0.iter().filter(|d| d.severity == crate::spec::Severity::Error).count())]
+    Spec(Vec<Diagnostic>),
+    /// A build step failed.
+    #[error("build failed: {0}")]
+    Build(String),
+    /// A plugin failed.
+    #[error("{0}")]
+    Plugin(#[from] CallError),
+    /// The state store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// Anything else (I/O of the data dir, ...).
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The lifecycle's shared handle: records in the store, the runtime, and a way to wake the
+/// reconciler.
+pub struct Lifecycle {
+    /// The state store.
+    pub store: Arc<dyn Store>,
+    /// Plugins (proc types render procs; scheduler plugins place instances).
+    pub registry: Arc<Registry>,
+    /// The kernel's configuration.
+    pub config: KernelConfig,
+    /// Where instances run.
+    pub runtime: Arc<dyn Runtime>,
+    /// This kernel's id: the label of its instances.
+    pub kernel_id: String,
+    /// Wakes the reconciler after a change.
+    pub wake: Arc<tokio::sync::Notify>,
+    /// What the reconciler saw last.
+    pub status: view::StatusBoard,
+    /// Serialises read-modify-write of app records within this kernel.
+    writes: parking_lot::Mutex<()>,
+}
+
+impl Lifecycle {
+    /// A lifecycle over `store` and `runtime`; reads or creates the kernel id.
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        config: KernelConfig,
+        runtime: Arc<dyn Runtime>,
+    ) -> Result<Lifecycle, LifecycleError> {
+        let kernel_id = match store.get(records::KERNEL_ID)? {
+            Some(id) => String::from_utf8_lossy(&id).into_owned(),
+            None => {
+                let id = new_kernel_id();
+                store.apply(vec![Op::Put(
+                    records::KERNEL_ID.into(),
+                    id.clone().into_bytes(),
+                )])?;
+                id
+            }
+        };
+        Ok(Lifecycle {
+            store,
+            registry,
+            config,
+            runtime,
+            kernel_id,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            status: view::StatusBoard::default(),
+            writes: parking_lot::Mutex::new(()),
+        })
+    }
+
+    /// Every app, by name.
+    pub fn apps(&self) -> Result<Vec<AppRecord>, LifecycleError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.list(records::APPS)? {
+            let app = serde_json::from_slice(&value)
+                .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
+            out.push(app);
+        }
+        Ok(out)
+    }
+
+    /// App `name`.
+    pub fn app(&self, name: &str) -> Result<AppRecord, LifecycleError> {
+        get_json(&*self.store, &records::app_key(name))?
+            .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{name}`")))
+    }
+
+    /// The releases of `app`, oldest first.
+    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, LifecycleError> {
+        let mut out: Vec<ReleaseRecord> = Vec::new();
+        for (key, value) in self.store.list(&format!("{}{app}/", records::RELEASES))? {
+            out.push(
+                serde_json::from_slice(&value)
+                    .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
+            );
+        }
+        out.sort_by(|a, b| (a.created_at, &a.version).cmp(&(b.created_at, &b.version)));
+        Ok(out)
+    }
+
+    /// Release `version` of `app`.
+    pub fn release(&self, app: &str, version: &str) -> Result<ReleaseRecord, LifecycleError> {
+        get_json(&*self.store, &records::release_key(app, version))?.ok_or_else(|| {
+            LifecycleError::NotFound(format!("app `{app}` has no release `{version}`"))
+        })
+    }
+
+    /// Deploys `version` (default: the newest release) of `app`: renders every proc through its
+    /// proc type and makes it the deployed release. The reconciler then rolls it out.
+    pub fn deploy(&self, app: &str, version: Option<&str>) -> Result<AppRecord, LifecycleError> {
+        let release = match version {
+            Some(v) => self.release(app, v)?,
+            None => self.releases(app)?.pop().ok_or_else(|| {
+                LifecycleError::NotFound(format!("app `{app}` has no release: run `lain build`"))
+            })?,
+        };
+        let procs = plan::render(self, &release)?;
+        self.update_app(app, |record| {
+            record.deploy(Deployment {
+                release: release.version.clone(),
+                deployed_at: now_unix(),
+                procs,
+                auto_rollback: true,
+            });
+            Ok(())
+        })
+    }
+
+    /// Goes back to the deployment before the current one.
+    pub fn rollback(&self, app: &str) -> Result<AppRecord, LifecycleError> {
+        self.update_app(app, |record| {
+            let Some(mut previous) = record.history.pop() else {
+                return Err(LifecycleError::Conflict(format!(
+                    "app `{app}` has no earlier deployment to roll back to"
+                )));
+            };
+            previous.deployed_at = now_unix();
+            previous.auto_rollback = false;
+            record.deployed = Some(previous);
+            record.last_error = None;
+            Ok(())
+        })
+    }
+
+    /// Called by the reconciler when a rollout failed: back to the previous deployment.
+    pub fn rollout_failed(
+        &self,
+        app: &str,
+        release: &str,
+        reason: &str,
+    ) -> Result<(), LifecycleError> {
+        self.update_app(app, |record| {
+            let Some(current) = &record.deployed else {
+                return Ok(());
+            };
+            if current.release != release {
+                return Ok(());
+            }
+            let message = format!("rollout of release {release} failed: {reason}");
+            if current.auto_rollback
+                && let Some(mut previous) = record.history.pop()
+            {
+                tracing::warn!(
+                    app,
+                    release,
+                    "{message}; rolling back to {}",
+                    previous.release
+                );
+                previous.deployed_at = now_unix();
+                previous.auto_rollback = false;
+                record.deployed = Some(previous);
+                record.last_error = Some(format!("{message}; rolled back"));
+            } else if record.last_error.as_deref() != Some(message.as_str()) {
+                tracing::warn!(app, release, "{message}");
+                record.last_error = Some(message);
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    /// Sets instances, memory or cpu of proc `proc` of `app` (kept across redeploys).
+    pub fn scale(&self, app: &str, proc: &str, scale: Scale) -> Result<AppRecord, LifecycleError> {
+        if scale.num_instances.is_none() && scale.memory.is_none() && scale.cpu.is_none() {
+            return Err(LifecycleError::Invalid(
+                "give num_instances, memory or cpu".into(),
+            ));
+        }
+        if scale.num_instances.is_some_and(|n| n > 1000) {
+            return Err(LifecycleError::Invalid(
+                "num_instances is at most 1000".into(),
+            ));
+        }
+        if scale.memory.is_some_and(|m| m < 4 << 20) {
+            return Err(LifecycleError::Invalid("memory is at least 4 MiB".into()));
+        }
+        self.update_app(app, |record| {
+            let Some(deployed) = &record.deployed else {
+                return Err(LifecycleError::Conflict(format!(
+                    "app `{app}` is not deployed"
+                )));
+            };
+            if !deployed.procs.iter().any(|p| p.name == proc) {
+                let names: Vec<_> = deployed.procs.iter().map(|p| p.name.as_str()).collect();
+                return Err(LifecycleError::NotFound(format!(
+                    "app `{app}` has no proc `{proc}` (procs: {})",
+                    names.join(", ")
+                )));
+            }
+            let entry = record.scale.entry(proc.to_string()).or_default();
+            entry.num_instances = scale.num_instances.or(entry.num_instances);
+            entry.memory = scale.memory.or(entry.memory);
+            entry.cpu = scale.cpu.or(entry.cpu);
+            Ok(())
+        })
+    }
+
+    /// Stops every instance of `app`; its releases and history stay.
+    pub fn undeploy(&self, app: &str) -> Result<AppRecord, LifecycleError> {
+        self.update_app(app, |record| {
+            if let Some(current) = record.deployed.take() {
+                record.history.push(current);
+                if record.history.len() > records::HISTORY {
+                    record.history.remove(0);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Reads app `app`, lets `change` modify it, writes it back and wakes the reconciler.
+    fn update_app(
+        &self,
+        app: &str,
+        change: impl FnOnce(&mut AppRecord) -> Result<(), LifecycleError>,
+    ) -> Result<AppRecord, LifecycleError> {
+        let _guard = self.writes.lock();
+        let mut record = self.app(app)?;
+        change(&mut record)?;
+        self.store
+            .apply(vec![put_json(&records::app_key(app), &record)?])?;
+        self.wake.notify_one();
+        Ok(record)
+    }
+
+    /// Where releases are unpacked and built.
+    pub fn releases_dir(&self) -> PathBuf {
+        self.config.data_dir.join("releases")
+    }
+
+    /// The log file of instance `no` of proc `proc` of `app`.
+    pub fn log_file(&self, app: &str, proc: &str, no: u32) -> PathBuf {
+        self.config
+            .data_dir
+            .join("logs")
+            .join(app)
+            .join(proc)
+            .join(format!("{no}.log"))
+    }
+}
+
+/// A kernel id: random enough to tell kernels sharing a host apart.
+fn new_kernel_id() -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            .to_le_bytes(),
+    );
+    if let Ok(host) = std::fs::read("/proc/sys/kernel/random/uuid") {
+        h.update(host);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Lifecycle {
+    /// Stops and removes every instance of this kernel (used by `lain up` on Ctrl-C; call it
+    /// after stopping the reconciler). Returns how many were stopped.
+    pub async fn stop_all(&self) -> Result<usize, crate::runtime::RuntimeError> {
+        use futures::StreamExt;
+        let instances = self.runtime.list(&self.kernel_id).await?;
+        let count = instances.len();
+        let results: Vec<_> = futures::stream::iter(instances)
+            .map(|o| async move {
+                self.runtime
+                    .stop(&o.name, std::time::Duration::from_secs(10))
+                    .await?;
+                self.runtime.remove(&o.name).await
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(count)
+    }
+}

@@ -1,0 +1,123 @@
+//! Nodes: the embedded default registers this host; operators add, remove and drain others.
+
+use super::records::{self, NodeRecord, NodeState};
+use super::{Lifecycle, LifecycleError, now_unix};
+use crate::store::{Op, StoreError, get_json, put_json};
+use std::collections::BTreeMap;
+
+/// The node the embedded default registers for this host.
+pub const LOCAL: &str = "local";
+
+impl Lifecycle {
+    /// Every node, by name.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, LifecycleError> {
+        let mut out = Vec::new();
+        for (key, value) in self.store.list(records::NODES)? {
+            out.push(
+                serde_json::from_slice(&value)
+                    .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Registers this host as node `local` the first time the kernel starts.
+    pub fn register_local_node(&self) -> Result<(), LifecycleError> {
+        const DONE: &str = "kernel/local-node-registered";
+        if self.store.get(DONE)?.is_some() {
+            return Ok(());
+        }
+        let node = NodeRecord {
+            name: LOCAL.into(),
+            address: "local".into(),
+            labels: default_labels(),
+            memory: host_memory(),
+            cpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u32) * 1000,
+            state: NodeState::Ready,
+            added_at: now_unix(),
+        };
+        self.store.apply(vec![
+            put_json(&records::node_key(LOCAL), &node)?,
+            Op::Put(DONE.into(), b"1".to_vec()),
+        ])?;
+        Ok(())
+    }
+
+    /// Adds (or updates) a node; without a `group` label it joins LAIN's `default` group.
+    pub fn add_node(&self, mut node: NodeRecord) -> Result<NodeRecord, LifecycleError> {
+        if !node.labels.contains_key("group") {
+            node.labels.extend(default_labels());
+        }
+        if !records::valid_name(&node.name) {
+            return Err(LifecycleError::Invalid(format!(
+                "invalid node name `{}`: use a-z 0-9 - _ .",
+                node.name
+            )));
+        }
+        if node.address != "local" && self.runtime.name() == "process" {
+            return Err(LifecycleError::Invalid(format!(
+                "the process runtime runs instances on this host only: node address must be \
+                 `local`, not `{}`",
+                node.address
+            )));
+        }
+        if node.memory == 0 {
+            return Err(LifecycleError::Invalid("a node needs memory > 0".into()));
+        }
+        self.store
+            .apply(vec![put_json(&records::node_key(&node.name), &node)?])?;
+        self.wake.notify_one();
+        Ok(node)
+    }
+
+    /// Puts a node in or out of maintenance: in maintenance it takes no new instance and its
+    /// stateless instances move to other nodes.
+    pub fn set_maintenance(&self, name: &str, on: bool) -> Result<NodeRecord, LifecycleError> {
+        let key = records::node_key(name);
+        let mut node: NodeRecord = get_json(&*self.store, &key)?
+            .ok_or_else(|| LifecycleError::NotFound(format!("no node named `{name}`")))?;
+        node.state = if on {
+            NodeState::Maintenance
+        } else {
+            NodeState::Ready
+        };
+        self.store.apply(vec![put_json(&key, &node)?])?;
+        self.wake.notify_one();
+        Ok(node)
+    }
+
+    /// Removes a node that runs no instance (drain it with maintenance first).
+    pub fn remove_node(&self, name: &str) -> Result<(), LifecycleError> {
+        let key = records::node_key(name);
+        if self.store.get(&key)?.is_none() {
+            return Err(LifecycleError::NotFound(format!("no node named `{name}`")));
+        }
+        let running = self.status.instances_on(name);
+        if running > 0 {
+            return Err(LifecycleError::Conflict(format!(
+                "node `{name}` still runs {running} instance(s): `lain node maintain {name}` \
+                 drains it first"
+            )));
+        }
+        self.store.apply(vec![Op::Delete(key)])?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// LAIN's node group: procs without a `group` filter get `constraint:group==default`.
+fn default_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([("group".to_string(), "default".to_string())])
+}
+
+/// Total memory of this host in bytes (`/proc/meminfo`), or 1 GiB if unknown.
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(1 << 30, |kib| kib * 1024)
+}

@@ -1,0 +1,223 @@
+//! What the lifecycle keeps in the state store, and under which keys.
+//!
+//! | key | value |
+//! |---|---|
+//! | `kernel/id` | this kernel's id, the label that marks its instances |
+//! | `apps/<app>` | [`AppRecord`]: the deployed release, its history, scale overrides |
+//! | `releases/<app>/<version>` | [`ReleaseRecord`]: a built release |
+//! | `nodes/<name>` | [`NodeRecord`] |
+//!
+//! Instances are not stored: the runtime holds them, labelled, and the reconciler rebuilds its
+//! view from it (as LAIN's deployd did from Swarm), so the store can never disagree with what
+//! runs.
+
+use crate::plugin::bindings::proc_rendering::{ContainerPlan, RestartPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Key of the kernel id.
+pub const KERNEL_ID: &str = "kernel/id";
+/// Prefix of app records.
+pub const APPS: &str = "apps/";
+/// Prefix of release records.
+pub const RELEASES: &str = "releases/";
+/// Prefix of node records.
+pub const NODES: &str = "nodes/";
+
+/// Key of app `app`.
+pub fn app_key(app: &str) -> String {
+    format!("{APPS}{app}")
+}
+
+/// Key of release `version` of `app`.
+pub fn release_key(app: &str, version: &str) -> String {
+    format!("{RELEASES}{app}/{version}")
+}
+
+/// Key of node `name`.
+pub fn node_key(name: &str) -> String {
+    format!("{NODES}{name}")
+}
+
+/// An app known to the kernel.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppRecord {
+    /// App name.
+    pub name: String,
+    /// Unix seconds of the first build or deploy.
+    pub created_at: i64,
+    /// What should run; none when undeployed.
+    #[schema(value_type = Option<Object>)]
+    pub deployed: Option<Deployment>,
+    /// Earlier deployments, oldest first (at most [`HISTORY`]).
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<Deployment>,
+    /// Runtime scale per proc name; survives redeploys (LAIN's "autopatch").
+    #[schema(value_type = Object)]
+    pub scale: BTreeMap<String, Scale>,
+    /// The last failure of a deploy or rollout.
+    pub last_error: Option<String>,
+}
+
+/// How many earlier deployments are kept for rollback.
+pub const HISTORY: usize = 10;
+
+impl AppRecord {
+    /// A new, undeployed app.
+    pub fn new(name: &str, now: i64) -> AppRecord {
+        AppRecord {
+            name: name.into(),
+            created_at: now,
+            deployed: None,
+            history: Vec::new(),
+            scale: BTreeMap::new(),
+            last_error: None,
+        }
+    }
+
+    /// Makes `deployment` the deployed one, keeping the current one in the history.
+    pub fn deploy(&mut self, deployment: Deployment) {
+        if let Some(previous) = self.deployed.take() {
+            self.history.push(previous);
+            if self.history.len() > HISTORY {
+                self.history.remove(0);
+            }
+        }
+        self.deployed = Some(deployment);
+        self.last_error = None;
+    }
+
+    /// The proc `name` of the deployed release with the scale overrides applied.
+    pub fn effective(&self, plan: &ProcPlan) -> ProcPlan {
+        let mut plan = plan.clone();
+        if let Some(scale) = self.scale.get(&plan.name) {
+            if let Some(n) = scale.num_instances {
+                plan.num_instances = n;
+            }
+            if let Some(m) = scale.memory {
+                plan.plan.memory = m;
+            }
+            if let Some(c) = scale.cpu {
+                plan.plan.cpu = c;
+            }
+        }
+        plan
+    }
+}
+
+/// One deployment of a release.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The release version.
+    pub release: String,
+    /// Unix seconds.
+    pub deployed_at: i64,
+    /// The procs as their proc types rendered them.
+    pub procs: Vec<ProcPlan>,
+    /// Whether a failed rollout goes back to the previous deployment by itself (false for a
+    /// rollback, so a failing rollback does not bounce).
+    pub auto_rollback: bool,
+}
+
+/// A proc ready to run: what its proc type rendered, plus what the scheduler needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcPlan {
+    /// Proc name (`web`, `mailer`).
+    pub name: String,
+    /// `<app>.<type>.<name>`.
+    pub full_name: String,
+    /// Proc type.
+    pub proc_type: String,
+    /// Instances wanted.
+    pub num_instances: u32,
+    /// Scheduling filters.
+    pub filters: Vec<String>,
+    /// Labels offered to scheduler plugins, as `key=value`.
+    pub labels: Vec<String>,
+    /// Never moved off its node automatically.
+    pub stateful: bool,
+    /// Environment of every instance: the user's, the type's, LAIN's.
+    pub env: Vec<(String, String)>,
+    /// How every instance runs.
+    pub plan: ContainerPlan,
+}
+
+impl ProcPlan {
+    /// Whether an instance that exited with `code` is started again.
+    pub fn restarts_after(&self, code: Option<i32>) -> bool {
+        match self.plan.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => code != Some(0),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// Scale set at runtime (`lain scale`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Scale {
+    /// Instances.
+    pub num_instances: Option<u32>,
+    /// Memory in bytes.
+    pub memory: Option<u64>,
+    /// Milli-cores.
+    pub cpu: Option<u32>,
+}
+
+/// A built release.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReleaseRecord {
+    /// App name.
+    pub app: String,
+    /// `<unix seconds>-<first 12 hex of the context's sha256>`.
+    pub version: String,
+    /// sha256 of the uploaded build context.
+    pub digest: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The release's `lain.yaml`.
+    pub lain_yaml: String,
+    /// What instances run: a directory (process runtime) or an image (Docker).
+    pub image: String,
+}
+
+/// A node instances are scheduled on.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeRecord {
+    /// Node name.
+    pub name: String,
+    /// Where its runtime is reached; `local` is this host.
+    pub address: String,
+    /// Labels matched by scheduling filters.
+    pub labels: BTreeMap<String, String>,
+    /// Memory for instances, bytes.
+    pub memory: u64,
+    /// CPU for instances, milli-cores.
+    pub cpu: u32,
+    /// `ready`, `maintenance` (drained: nothing new, stateless instances moved off) or `down`.
+    pub state: NodeState,
+    /// Unix seconds.
+    pub added_at: i64,
+}
+
+/// A node's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Takes instances.
+    Ready,
+    /// Being drained.
+    Maintenance,
+    /// Not answering.
+    Down,
+}
+
+/// Whether `name` is usable as an app, proc or node name in keys and instance names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+        && !name.starts_with(['.', '-'])
+}

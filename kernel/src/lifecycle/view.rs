@@ -1,0 +1,174 @@
+//! What `lain ps` and `lain app show` see: the reconciler's last observation, per app.
+
+use super::records::AppRecord;
+use crate::runtime::RunState;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Health of an instance as the reconciler's probes found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// The proc has no health check.
+    None,
+    /// Not yet decided (within the start period, or no probe answered yet).
+    Starting,
+    /// The last probe passed.
+    Healthy,
+    /// `retries` probes in a row failed.
+    Unhealthy,
+}
+
+/// One instance.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InstanceView {
+    /// Runtime name.
+    pub name: String,
+    /// Proc name.
+    pub proc: String,
+    /// Instance number.
+    pub instance: u32,
+    /// Release it runs.
+    pub release: String,
+    /// Node it is on.
+    pub node: String,
+    /// Run state.
+    #[schema(value_type = Object)]
+    pub state: RunState,
+    /// Health.
+    pub health: Health,
+    /// Ready to serve: healthy, or running for `setup_time` without a health check, or a
+    /// run-to-completion instance that succeeded.
+    pub ready: bool,
+    /// URL of its main port, if it has one.
+    pub url: Option<String>,
+    /// Memory limit, bytes.
+    pub memory: u64,
+    /// Restarts after crashes, since the kernel started.
+    pub restarts: u32,
+    /// Seconds until the next restart attempt, while it backs off.
+    pub restart_in: Option<u64>,
+}
+
+/// One proc of an app.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProcView {
+    /// Proc name.
+    pub name: String,
+    /// Proc type.
+    pub proc_type: String,
+    /// Instances wanted.
+    pub desired: u32,
+    /// Instances of the deployed release that are ready.
+    pub ready: u32,
+    /// Memory per instance, bytes.
+    pub memory: u64,
+    /// Whether it runs exactly as deployed (nothing to start, replace or remove).
+    pub converged: bool,
+    /// Why it cannot converge, if the reconciler knows (no node fits, a plugin failed, ...).
+    pub problem: Option<String>,
+}
+
+/// An app with what runs of it.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppView {
+    /// The record.
+    pub app: AppRecord,
+    /// Deployed release, if any.
+    pub release: Option<String>,
+    /// Procs of the deployed release.
+    pub procs: Vec<ProcView>,
+    /// Every instance, of any release.
+    pub instances: Vec<InstanceView>,
+    /// Whether everything runs as deployed (and nothing runs when undeployed).
+    pub converged: bool,
+    /// Number of the reconciler pass this view comes from.
+    pub pass: u64,
+}
+
+/// The reconciler's last observation, shared with the API.
+#[derive(Clone, Default)]
+pub struct StatusBoard(Arc<RwLock<Board>>);
+
+#[derive(Default)]
+struct Board {
+    pass: u64,
+    instances: BTreeMap<String, Vec<InstanceView>>,
+    problems: BTreeMap<String, String>,
+}
+
+impl StatusBoard {
+    /// Replaces the observation (instances by app; problems by proc full name).
+    pub fn publish(
+        &self,
+        instances: BTreeMap<String, Vec<InstanceView>>,
+        problems: BTreeMap<String, String>,
+    ) {
+        let mut board = self.0.write();
+        board.pass += 1;
+        board.instances = instances;
+        board.problems = problems;
+    }
+
+    /// Number of completed passes.
+    pub fn pass(&self) -> u64 {
+        self.0.read().pass
+    }
+
+    /// Instances of any app on `node`.
+    pub fn instances_on(&self, node: &str) -> usize {
+        let board = self.0.read();
+        board
+            .instances
+            .values()
+            .flatten()
+            .filter(|i| i.node == node)
+            .count()
+    }
+
+    /// The view of `app`.
+    pub fn view(&self, app: AppRecord) -> AppView {
+        let board = self.0.read();
+        let instances = board.instances.get(&app.name).cloned().unwrap_or_default();
+        let mut procs = Vec::new();
+        let mut converged = true;
+        let release = app.deployed.as_ref().map(|d| d.release.clone());
+        if let Some(deployed) = &app.deployed {
+            for plan in &deployed.procs {
+                let plan = app.effective(plan);
+                let mine: Vec<_> = instances.iter().filter(|i| i.proc == plan.name).collect();
+                let ready = mine
+                    .iter()
+                    .filter(|i| i.release == deployed.release && i.ready)
+                    .count() as u32;
+                let ok = ready == plan.num_instances
+                    && mine.len() == plan.num_instances as usize
+                    && mine.iter().all(|i| i.memory == plan.plan.memory);
+                converged &= ok;
+                procs.push(ProcView {
+                    name: plan.name.clone(),
+                    proc_type: plan.proc_type.clone(),
+                    desired: plan.num_instances,
+                    ready,
+                    memory: plan.plan.memory,
+                    converged: ok,
+                    problem: board.problems.get(&plan.full_name).cloned(),
+                });
+            }
+            let known: Vec<_> = deployed.procs.iter().map(|p| p.name.as_str()).collect();
+            converged &= instances.iter().all(|i| known.contains(&i.proc.as_str()));
+        } else {
+            converged = instances.is_empty();
+        }
+        AppView {
+            app,
+            release,
+            procs,
+            instances,
+            converged,
+            pass: board.pass,
+        }
+    }
+}

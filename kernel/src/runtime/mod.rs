@@ -1,0 +1,154 @@
+//! Runtimes: where instances run.
+//!
+//! A [`Runtime`] materialises instances the way Docker materialises containers: an instance is
+//! *created* under a name the kernel chooses (so creating it twice is detected, not duplicated),
+//! *started*, observed, *stopped* with a grace period and *removed*. Every instance carries
+//! labels (app, proc, instance number, release, node, kernel id); after a kernel restart the
+//! reconciler rebuilds its whole view from [`Runtime::list`] and those labels, adopting what still
+//! runs. The embedded default is [`process::ProcessRuntime`]: each instance a supervised local
+//! process. The Docker runtime implements the same trait.
+
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Label keys every instance carries.
+pub mod labels {
+    /// The kernel that owns the instance.
+    pub const KERNEL: &str = "lain.kernel";
+    /// App name.
+    pub const APP: &str = "lain.app";
+    /// Proc full name `<app>.<type>.<name>`.
+    pub const PROC: &str = "lain.proc";
+    /// Instance number, 1..N (0 for portals).
+    pub const INSTANCE: &str = "lain.instance";
+    /// Release version.
+    pub const RELEASE: &str = "lain.release";
+    /// Node name.
+    pub const NODE: &str = "lain.node";
+}
+
+/// Everything needed to create one instance.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct InstanceSpec {
+    /// Unique name, chosen by the kernel (`<proc>.i<no>.<release>.<node>`).
+    pub name: String,
+    /// Labels (see [`labels`]).
+    pub labels: BTreeMap<String, String>,
+    /// The release to run: an image on Docker, a release directory on the process runtime.
+    pub image: String,
+    /// Program and arguments (entrypoint then cmd).
+    pub argv: Vec<String>,
+    /// Environment, in order (later entries win).
+    pub env: Vec<(String, String)>,
+    /// Working directory; relative paths are inside the release.
+    pub workdir: Option<String>,
+    /// Ports the instance listens on; the first is the main one.
+    pub ports: Vec<u16>,
+    /// Memory limit in bytes (0: none).
+    pub memory: u64,
+    /// CPU in milli-cores (0: no limit).
+    pub cpu: u32,
+    /// Where stdout and stderr are appended.
+    pub log_file: PathBuf,
+}
+
+/// What a runtime reports about one instance.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Observed {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Run state.
+    pub state: RunState,
+    /// Host ports reaching its ports, in the order of [`InstanceSpec::ports`].
+    pub host_ports: Vec<u16>,
+    /// Current memory limit in bytes.
+    pub memory: u64,
+}
+
+impl Observed {
+    /// The value of label `key`, or "".
+    pub fn label(&self, key: &str) -> &str {
+        self.labels.get(key).map_or("", String::as_str)
+    }
+}
+
+/// The run state of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum RunState {
+    /// Created, never started (or its start was interrupted).
+    Created,
+    /// Running since `started_at` (Unix seconds).
+    Running {
+        /// Process id of the main process, where the runtime has one.
+        pid: Option<u32>,
+        /// When it started.
+        started_at: i64,
+    },
+    /// The main process ended.
+    Exited {
+        /// Exit status; none when killed by a signal or when the status was lost.
+        code: Option<i32>,
+        /// Signal that ended it, if any.
+        signal: Option<i32>,
+        /// When it ended (Unix seconds), if known.
+        finished_at: Option<i64>,
+    },
+}
+
+/// A failure of a runtime operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No instance of that name.
+    #[error("no instance named `{0}`")]
+    NotFound(String),
+    /// An instance of that name exists already.
+    #[error("an instance named `{0}` exists already")]
+    Exists(String),
+    /// The spec cannot be run by this runtime.
+    #[error("cannot run `{name}`: {reason}")]
+    Invalid {
+        /// The instance.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The runtime itself failed.
+    #[error("runtime: {0}")]
+    Failed(String),
+}
+
+/// Where instances run. Every method is idempotent where it can be: starting a running instance,
+/// stopping a stopped one or removing a missing one succeed without effect.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// The runtime's name (`process`, `docker`).
+    fn name(&self) -> &'static str;
+    /// Creates an instance without starting it; fails with [`RuntimeError::Exists`] if the name
+    /// is taken.
+    async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError>;
+    /// Starts (or restarts an exited) instance.
+    async fn start(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Asks the instance to stop (SIGTERM), and kills it after `grace`.
+    async fn stop(&self, name: &str, grace: std::time::Duration) -> Result<(), RuntimeError>;
+    /// Removes a stopped instance and what the runtime kept for it.
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+    /// Changes the memory limit of a running instance in place.
+    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError>;
+    /// Every instance this runtime holds that carries `kernel` as its [`labels::KERNEL`].
+    async fn list(&self, kernel: &str) -> Result<Vec<Observed>, RuntimeError>;
+    /// Runs `command` (through `sh -c`) in the instance's context; true when it exits with 0.
+    /// Used for command health probes.
+    async fn exec_probe(
+        &self,
+        name: &str,
+        command: &str,
+        timeout: std::time::Duration,
+    ) -> Result<bool, RuntimeError>;
+    /// The host address at which an instance's host ports are reached.
+    fn host_address(&self, node: &str) -> String;
+}

@@ -1,0 +1,452 @@
+//! The `process` runtime: each instance a supervised local process (the embedded default).
+//!
+//! An instance is a directory `<root>/<name>/` holding its spec (`spec.json`, with labels and
+//! allocated host ports), the shim's lock, the main process id (`pid`) and its exit status
+//! (`exit`), the way Docker keeps a container. Creating is an atomic rename of a prepared
+//! directory, so a name is taken at most once; starting runs a [`shim`] that survives the
+//! kernel; [`Runtime::list`] rebuilds the whole state from the directories alone.
+//!
+//! What differs from Docker: the "image" is a release directory, which is the instance's
+//! working directory (LAIN's `/lain/app`; `workdir` under `/lain/app` maps into it); there is no
+//! file-system isolation and no network namespace, so every port gets its own host port, passed
+//! in `PORT`; memory limits use cgroups where writable.
+
+pub mod cgroup;
+pub mod shim;
+
+use super::{InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels};
+use cgroup::Cgroups;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The spec as stored in an instance directory, with what the runtime resolved.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredSpec {
+    pub spec: InstanceSpec,
+    pub host_ports: Vec<u16>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// `pid`: the main process, written by the shim once it runs.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PidRecord {
+    pub pid: u32,
+    pub started_at: i64,
+}
+
+/// `exit`: how the main process ended, written by the shim.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ExitRecord {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub finished_at: i64,
+    pub error: Option<String>,
+}
+
+/// Local processes supervised by shims.
+pub struct ProcessRuntime {
+    root: PathBuf,
+    shim: PathBuf,
+    cgroups: Option<Cgroups>,
+}
+
+impl ProcessRuntime {
+    /// A runtime keeping its instances under `root`; `shim` is the `lain` executable (whose
+    /// `shim` subcommand supervises an instance).
+    pub fn open(root: &Path, shim: &Path) -> Result<ProcessRuntime, RuntimeError> {
+        std::fs::create_dir_all(root)
+            .map_err(|e| RuntimeError::Failed(format!("cannot create {}: {e}", root.display())))?;
+        let cgroups = Cgroups::detect();
+        if cgroups.is_none() {
+            tracing::warn!("no writable memory cgroup: memory limits are recorded, not enforced");
+        }
+        Ok(ProcessRuntime {
+            root: root.to_path_buf(),
+            shim: shim.to_path_buf(),
+            cgroups,
+        })
+    }
+
+    /// Whether memory limits are enforced.
+    pub fn enforces_memory(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
+    fn dir(&self, name: &str) -> Result<PathBuf, RuntimeError> {
+        if !valid_name(name) {
+            return Err(RuntimeError::Invalid {
+                name: name.into(),
+                reason: "a name is 1-200 characters of A-Z a-z 0-9 . _ - and not `.`-led".into(),
+            });
+        }
+        let dir = self.root.join(name);
+        if dir.join("spec.json").exists() {
+            Ok(dir)
+        } else {
+            Err(RuntimeError::NotFound(name.into()))
+        }
+    }
+
+    fn read_spec(dir: &Path) -> Result<StoredSpec, RuntimeError> {
+        let bytes = std::fs::read(dir.join("spec.json"))
+            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", dir.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RuntimeError::Failed(format!("{}: corrupt spec: {e}", dir.display())))
+    }
+
+    fn observe(&self, dir: &Path, stored: StoredSpec) -> Observed {
+        let pid: Option<PidRecord> = read_json(&dir.join("pid"));
+        let state = if shim_alive(dir) {
+            RunState::Running {
+                pid: pid.as_ref().map(|p| p.pid),
+                started_at: pid.as_ref().map_or_else(now_unix, |p| p.started_at),
+            }
+        } else if let Some(exit) = read_json::<ExitRecord>(&dir.join("exit")) {
+            RunState::Exited {
+                code: exit.code,
+                signal: exit.signal,
+                finished_at: Some(exit.finished_at),
+            }
+        } else if pid.is_some() {
+            // The shim died without recording an exit (it was killed): the status is lost.
+            RunState::Exited {
+                code: None,
+                signal: None,
+                finished_at: None,
+            }
+        } else {
+            RunState::Created
+        };
+        let memory = std::fs::read_to_string(dir.join("memory"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(stored.spec.memory);
+        Observed {
+            name: stored.spec.name,
+            labels: stored.spec.labels,
+            state,
+            host_ports: stored.host_ports,
+            memory,
+        }
+    }
+
+    /// Waits until `dir`'s shim runs the program (or gave up), at most `limit`.
+    async fn wait_started(dir: &Path, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if dir.join("pid").exists() || dir.join("exit").exists() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
+        let invalid = |reason: String| RuntimeError::Invalid {
+            name: spec.name.clone(),
+            reason,
+        };
+        if !valid_name(&spec.name) {
+            return Err(invalid("invalid instance name".into()));
+        }
+        if spec.argv.is_empty() {
+            return Err(invalid(
+                "no command: the process runtime needs the proc's `cmd` (or `entrypoint`)".into(),
+            ));
+        }
+        let release = PathBuf::from(&spec.image);
+        if !release.is_dir() {
+            return Err(invalid(format!(
+                "release directory {} is missing",
+                spec.image
+            )));
+        }
+        let cwd = working_dir(&release, spec.workdir.as_deref());
+        let mut host_ports = Vec::with_capacity(spec.ports.len());
+        for _ in &spec.ports {
+            host_ports.push(free_port().map_err(|e| invalid(format!("no free port: {e}")))?);
+        }
+        let mut env = base_env();
+        env.extend(spec.env.iter().cloned());
+        if let Some(port) = host_ports.first() {
+            env.push(("PORT".into(), port.to_string()));
+        }
+        let stored = StoredSpec {
+            spec: spec.clone(),
+            host_ports,
+            cwd,
+            env,
+        };
+        let fail = |e: std::io::Error| RuntimeError::Failed(format!("create {}: {e}", spec.name));
+        let tmp = self
+            .root
+            .join(format!(".tmp-{}-{}", spec.name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(fail)?;
+        let json = serde_json::to_vec(&stored).map_err(|e| RuntimeError::Failed(e.to_string()))?;
+        write_atomic(&tmp.join("spec.json"), &json).map_err(fail)?;
+        // rename(2) onto an existing non-empty directory fails: the name is taken at most once.
+        match std::fs::rename(&tmp, self.root.join(&spec.name)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                if self.root.join(&spec.name).join("spec.json").exists() {
+                    Err(RuntimeError::Exists(spec.name.clone()))
+                } else {
+                    Err(fail(e))
+                }
+            }
+        }
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        let dir = self.dir(name)?;
+        if shim_alive(&dir) {
+            return Ok(());
+        }
+        let mut cmd = tokio::process::Command::new(&self.shim);
+        cmd.arg("shim")
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .process_group(0);
+        // Dropping the child lets tokio reap it in the background; the shim itself lives on.
+        cmd.spawn().map_err(|e| {
+            RuntimeError::Failed(format!("cannot run the shim {}: {e}", self.shim.display()))
+        })?;
+        Self::wait_started(&dir, Duration::from_secs(5)).await;
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let dir = self.dir(name)?;
+        if !shim_alive(&dir) {
+            return Ok(());
+        }
+        Self::wait_started(&dir, Duration::from_secs(5)).await;
+        let Some(pid) = read_json::<PidRecord>(&dir.join("pid")) else {
+            return Err(RuntimeError::Failed(format!("{name}: no pid recorded")));
+        };
+        let Some(group) = rustix::process::Pid::from_raw(pid.pid as i32) else {
+            return Err(RuntimeError::Failed(format!("{name}: bad pid {}", pid.pid)));
+        };
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+        if wait_shim_exit(&dir, grace).await {
+            return Ok(());
+        }
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        if wait_shim_exit(&dir, Duration::from_secs(10)).await {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed(format!("{name} did not stop")))
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let dir = match self.dir(name) {
+            Ok(dir) => dir,
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if shim_alive(&dir) {
+            return Err(RuntimeError::Failed(format!(
+                "{name} is running; stop it first"
+            )));
+        }
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| RuntimeError::Failed(format!("remove {name}: {e}")))?;
+        if let Some(cgroups) = &self.cgroups {
+            cgroups.remove(name);
+        }
+        Ok(())
+    }
+
+    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError> {
+        let dir = self.dir(name)?;
+        if shim_alive(&dir)
+            && let Some(cgroups) = &self.cgroups
+        {
+            cgroups
+                .set_memory(name, bytes)
+                .map_err(|e| RuntimeError::Failed(format!("{name}: memory limit: {e}")))?;
+        }
+        write_atomic(&dir.join("memory"), bytes.to_string().as_bytes())
+            .map_err(|e| RuntimeError::Failed(format!("{name}: {e}")))
+    }
+
+    async fn list(&self, kernel: &str) -> Result<Vec<Observed>, RuntimeError> {
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| RuntimeError::Failed(format!("{}: {e}", self.root.display())))?;
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let is_tmp = entry.file_name().to_string_lossy().starts_with('.');
+            if is_tmp || !dir.join("spec.json").exists() {
+                continue;
+            }
+            match Self::read_spec(&dir) {
+                Ok(stored)
+                    if stored.spec.labels.get(labels::KERNEL).map(String::as_str)
+                        == Some(kernel) =>
+                {
+                    out.push(self.observe(&dir, stored));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("skipping a broken instance: {e}"),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn exec_probe(
+        &self,
+        name: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let dir = self.dir(name)?;
+        let stored = Self::read_spec(&dir)?;
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .env_clear()
+            .envs(stored.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&stored.cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::Failed(format!("probe of {name}: {e}")))?;
+        match tokio::time::timeout(timeout, child.wait()).await {
+            Ok(Ok(status)) => Ok(status.success()),
+            Ok(Err(e)) => Err(RuntimeError::Failed(format!("probe of {name}: {e}"))),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn host_address(&self, _node: &str) -> String {
+        "127.0.0.1".into()
+    }
+}
+
+/// Names are file names: no separators, no leading dot.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Whether a shim holds the instance's lock.
+fn shim_alive(dir: &Path) -> bool {
+    let Ok(lock) = std::fs::File::open(dir.join("lock")) else {
+        return false;
+    };
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+}
+
+async fn wait_shim_exit(dir: &Path, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if !shim_alive(dir) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The instance's working directory: LAIN's `/lain/app` is the release directory.
+fn working_dir(release: &Path, workdir: Option<&str>) -> PathBuf {
+    match workdir {
+        None => release.to_path_buf(),
+        Some(w) => match w.strip_prefix("/lain/app") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                release.join(rest.trim_start_matches('/'))
+            }
+            _ if w.starts_with('/') => PathBuf::from(w),
+            _ => release.join(w),
+        },
+    }
+}
+
+/// What every instance inherits from the kernel's environment.
+fn base_env() -> Vec<(String, String)> {
+    let mut env = vec![(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+    )];
+    for key in ["HOME", "LANG", "LC_ALL", "TZ"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push((key.to_string(), v));
+        }
+    }
+    env
+}
+
+/// A TCP port free on this host right now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers see all or nothing.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workdir_maps_lain_app_into_the_release() {
+        let r = Path::new("/rel");
+        assert_eq!(working_dir(r, None), Path::new("/rel"));
+        assert_eq!(working_dir(r, Some("/lain/app")), Path::new("/rel"));
+        assert_eq!(working_dir(r, Some("/lain/app/web")), Path::new("/rel/web"));
+        assert_eq!(working_dir(r, Some("/lain/apps")), Path::new("/lain/apps"));
+        assert_eq!(working_dir(r, Some("sub")), Path::new("/rel/sub"));
+        assert_eq!(working_dir(r, Some("/tmp")), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn names_are_safe_file_names() {
+        assert!(valid_name("hello.web.web.i1.r1.local"));
+        for bad in ["", ".hidden", "a/b", "..", "a b"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}
