@@ -147,6 +147,27 @@ impl KernelProcess {
 impl Drop for KernelProcess {
     fn drop(&mut self) {
         self.kill9();
+        kill_instances(&self.data_dir);
+    }
+}
+
+/// Kills every process-runtime instance under `data_dir` (they outlive the kernel by design).
+pub fn kill_instances(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("runtime/process")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let pid = std::fs::read_to_string(entry.path().join("pid"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["pid"].as_i64());
+        if let Some(pid) = pid {
+            // The instance runs in a process group of its own, led by `pid`.
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

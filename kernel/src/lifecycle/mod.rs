@@ -144,6 +144,7 @@ impl Lifecycle {
     /// Deploys `version` (default: the newest release) of `app`: renders every proc through its
     /// proc type and makes it the deployed release. The reconciler then rolls it out.
     pub fn deploy(&self, app: &str, version: Option<&str>) -> Result<AppRecord, LifecycleError> {
+        self.app(app)?;
         let release = match version {
             Some(v) => self.release(app, v)?,
             None => self.releases(app)?.pop().ok_or_else(|| {

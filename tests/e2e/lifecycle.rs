@@ -1,0 +1,359 @@
+//! The app lifecycle end to end: the real `lain` binary (kernel and CLI), real processes, real
+//! HTTP. Builds and deploys `examples/hello`, scales, upgrades, rolls back and undeploys it; kills
+//! instances and the kernel from outside.
+
+#[path = "../../kernel/tests/store_suite/etcd_server.rs"]
+mod etcd_server;
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::KernelProcess;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn hello_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
+}
+
+fn ps(kernel: &KernelProcess, app: &str) -> Value {
+    json(&kernel.lain_ok(&["ps", "-a", app, "-o", "json"]))
+}
+
+/// The instances of `proc` in a ps view.
+fn instances<'a>(view: &'a Value, proc: &str) -> Vec<&'a Value> {
+    view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["proc"] == proc)
+        .collect()
+}
+
+/// Polls `lain ps` until `check` holds, or panics with the last view.
+fn wait_for(
+    kernel: &KernelProcess,
+    app: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = ps(kernel, app);
+        if check(&view) {
+            return view;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}: {view:#}\n{}", kernel.logs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("body")
+}
+
+fn pid(instance: &Value) -> i64 {
+    instance["state"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid: {instance}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        if entry.file_type().expect("type").is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn hello_builds_deploys_heals_scales_upgrades_rolls_back_and_undeploys() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let hello = hello_dir();
+    let hello = hello.to_str().expect("utf-8 path");
+
+    // Build and deploy.
+    let release: Value = json(&kernel.lain_ok(&["build", hello, "-o", "json"]));
+    let v1 = release["version"].as_str().expect("version").to_string();
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "hello", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+    assert_eq!(view["release"], v1.as_str());
+    let web = instances(&view, "web");
+    assert_eq!(web.len(), 2, "{view:#}");
+    for i in &web {
+        assert_eq!(i["health"], "healthy");
+        let body = get(i["url"].as_str().expect("url"));
+        assert!(
+            body.starts_with(&format!(
+                "Hello from lain: instance {} of hello, release {v1}",
+                i["instance"]
+            )),
+            "{body}"
+        );
+    }
+    let migrate = instances(&view, "migrate");
+    assert_eq!(migrate[0]["state"]["state"], "exited");
+    assert_eq!(migrate[0]["state"]["code"], 0);
+
+    // Logs: the oneshot's output, from the log store.
+    let logs = kernel.lain_ok(&["logs", "migrate", "-a", "hello"]);
+    assert!(
+        logs.contains(&format!("[1] migrating for release {v1}")),
+        "{logs}"
+    );
+
+    // An instance killed from outside comes back; the oneshot is never run again.
+    let worker = instances(&view, "worker")[0].clone();
+    let old_pid = pid(&worker);
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &old_pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let healed = wait_for(&kernel, "hello", "the worker to come back", |v| {
+        instances(v, "worker").first().is_some_and(|w| {
+            w["state"]["state"] == "running" && w["state"]["pid"].as_i64() != Some(old_pid)
+        })
+    });
+    assert_eq!(instances(&healed, "worker")[0]["restarts"], 1);
+    std::thread::sleep(Duration::from_secs(2));
+    let logs = kernel.lain_ok(&["logs", "migrate", "-a", "hello"]);
+    assert_eq!(
+        logs.matches("migrating for release").count(),
+        1,
+        "oneshot ran again: {logs}"
+    );
+    assert_eq!(
+        instances(&ps(&kernel, "hello"), "migrate")[0]["restarts"],
+        0
+    );
+
+    // Scale up, down, and memory in place (same process).
+    let view = json(&kernel.lain_ok(&[
+        "scale",
+        "web",
+        "-a",
+        "hello",
+        "--num-instances",
+        "3",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(instances(&view, "web").len(), 3, "{view:#}");
+    let view = json(&kernel.lain_ok(&[
+        "scale",
+        "web",
+        "-a",
+        "hello",
+        "--num-instances",
+        "1",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(instances(&view, "web").len(), 1, "{view:#}");
+    let worker_pid = pid(instances(&view, "worker")[0]);
+    let view = json(&kernel.lain_ok(&[
+        "scale", "worker", "-a", "hello", "--memory", "48M", "-o", "json",
+    ]));
+    let worker = instances(&view, "worker")[0];
+    assert_eq!(worker["memory"], 48 << 20);
+    assert_eq!(
+        pid(worker),
+        worker_pid,
+        "memory changed in place, not by a restart"
+    );
+
+    // A new release rolls out; scale survives the redeploy (LAIN's autopatch).
+    let v2_dir = tmp.path().join("hello-v2");
+    copy_dir(Path::new(hello), &v2_dir);
+    let yaml = std::fs::read_to_string(v2_dir.join("lain.yaml")).expect("lain.yaml");
+    std::fs::write(
+        v2_dir.join("lain.yaml"),
+        yaml.replace("Hello from lain", "Bonjour from lain"),
+    )
+    .expect("write");
+    let release: Value =
+        json(&kernel.lain_ok(&["build", v2_dir.to_str().expect("utf-8"), "-o", "json"]));
+    let v2 = release["version"].as_str().expect("version").to_string();
+    assert_ne!(v1, v2);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "hello", "-o", "json"]));
+    assert_eq!(view["release"], v2.as_str());
+    let web = instances(&view, "web");
+    assert_eq!(web.len(), 1, "scale kept across deploys: {view:#}");
+    assert!(get(web[0]["url"].as_str().expect("url")).starts_with("Bonjour from lain"));
+    assert!(
+        view["instances"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|i| i["release"] == v2.as_str()),
+        "{view:#}"
+    );
+    let logs = kernel.lain_ok(&["logs", "migrate", "-a", "hello"]);
+    assert!(
+        logs.contains(&format!("migrating for release {v2}")),
+        "the oneshot runs once per release: {logs}"
+    );
+
+    // Rollback brings the previous release back.
+    let view = json(&kernel.lain_ok(&["rollback", "-a", "hello", "-o", "json"]));
+    assert_eq!(view["release"], v1.as_str());
+    assert!(
+        get(instances(&view, "web")[0]["url"].as_str().expect("url"))
+            .starts_with("Hello from lain")
+    );
+
+    // Refusals change nothing.
+    let err = kernel.lain_err(&["deploy", "-a", "nope"]);
+    assert!(
+        err.contains("no app named `nope`") && err.contains("404"),
+        "{err}"
+    );
+    let err = kernel.lain_err(&["scale", "cron", "-a", "hello", "--num-instances", "2"]);
+    assert!(
+        err.contains("no proc `cron`") && err.contains("web"),
+        "{err}"
+    );
+    let err = kernel.lain_err(&["scale", "web", "-a", "hello", "--memory", "1k"]);
+    assert!(err.contains("below the minimum"), "{err}");
+    assert_eq!(ps(&kernel, "hello")["release"], v1.as_str());
+
+    // Undeploy stops everything.
+    let view = json(&kernel.lain_ok(&["undeploy", "-a", "hello", "-o", "json"]));
+    assert_eq!(
+        view["instances"].as_array().map(Vec::len),
+        Some(0),
+        "{view:#}"
+    );
+    let apps = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    assert_eq!(apps[0]["release"], Value::Null);
+}
+
+/// An app whose worker instances are `sleep` processes, to count them on the host.
+fn sleeper_app(dir: &Path, instances: u32) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: sleeper\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {instances}\n"
+        ),
+    )
+    .expect("write");
+}
+
+/// Live processes whose working directory is under `dir`.
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().expect("canonical");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+                && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.starts_with("sleep"))
+        })
+        .collect()
+}
+
+fn kill9_mid_deploy_leaves_no_duplicate(config: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, config);
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 8);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "sleeper", "--no-wait"]);
+    std::thread::sleep(Duration::from_millis(150));
+    kernel.kill9();
+    kernel.restart();
+    let view = wait_for(&kernel, "sleeper", "8 workers", |v| v["converged"] == true);
+    assert_eq!(instances(&view, "worker").len(), 8, "{view:#}");
+    let mut pids: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
+    pids.sort();
+    let releases = data.join("releases");
+    assert_eq!(processes_under(&releases).len(), 8, "no duplicate process");
+
+    // A crash in steady state: everything is adopted, nothing restarted.
+    kernel.kill9();
+    kernel.restart();
+    let view = wait_for(&kernel, "sleeper", "adoption", |v| {
+        v["converged"] == true && v["pass"].as_u64() > Some(1)
+    });
+    let mut after: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
+    after.sort();
+    assert_eq!(pids, after, "the same processes, adopted");
+    assert_eq!(processes_under(&releases).len(), 8);
+}
+
+#[test]
+fn kill_dash_nine_mid_deploy_then_restart_leaves_the_same_instances_and_no_duplicate() {
+    kill9_mid_deploy_leaves_no_duplicate("");
+}
+
+#[test]
+fn the_same_holds_with_state_in_a_real_etcd() {
+    let etcd = etcd_server::EtcdServer::start().expect("etcd (etcd-server) starts");
+    let prefix = format!("/lain-e2e-{}/", std::process::id());
+    kill9_mid_deploy_leaves_no_duplicate(&format!(
+        "[store]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\n",
+        etcd.endpoint
+    ));
+}
+
+#[test]
+fn maintenance_drains_a_node_and_removal_waits_for_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    kernel.lain_ok(&["node", "add", "n2", "--memory", "2G", "--label", "disk=ssd"]);
+    let nodes = json(&kernel.lain_ok(&["node", "list", "-o", "json"]));
+    assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes:#}");
+    assert_eq!(nodes[1]["labels"]["group"], "default");
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 4);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "sleeper", "-o", "json"]));
+    let on = |v: &Value, node: &str| {
+        instances(v, "worker")
+            .iter()
+            .filter(|i| i["node"] == node)
+            .count()
+    };
+    assert_eq!(
+        (on(&view, "local"), on(&view, "n2")),
+        (2, 2),
+        "spread: {view:#}"
+    );
+
+    let err = kernel.lain_err(&["node", "remove", "local"]);
+    assert!(
+        err.contains("still runs 2 instance(s)") && err.contains("409"),
+        "{err}"
+    );
+    kernel.lain_ok(&["node", "maintain", "local"]);
+    let view = wait_for(&kernel, "sleeper", "the drain", |v| {
+        v["converged"] == true && on(v, "local") == 0
+    });
+    assert_eq!(on(&view, "n2"), 4, "{view:#}");
+    kernel.lain_ok(&["node", "remove", "local"]);
+
+    let err = kernel.lain_err(&["node", "add", "far", "--address", "tcp://10.0.0.9:2376"]);
+    assert!(
+        err.contains("process runtime runs instances on this host only"),
+        "{err}"
+    );
+}
