@@ -112,11 +112,14 @@ impl Reconciler {
         }
     }
 
-    /// Runs passes until the task is dropped.
+    /// Runs passes until the task is dropped: again at once after a pass that acted (to see and
+    /// publish its effect), else on a wake-up or after [`TICK`].
     pub async fn run(mut self) {
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!("reconciler pass failed: {e:#}");
+            match self.pass().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("reconciler pass failed: {e:#}"),
             }
             let wake = self.lc.wake.clone();
             tokio::select! {
@@ -126,8 +129,8 @@ impl Reconciler {
         }
     }
 
-    /// One pass: observe, decide, act, publish.
-    pub async fn pass(&mut self) -> anyhow::Result<()> {
+    /// One pass: observe, decide, act, publish. Returns whether it started or changed anything.
+    pub async fn pass(&mut self) -> anyhow::Result<bool> {
         self.problems.clear();
         let nodes: BTreeMap<String, NodeRecord> = self
             .lc
@@ -161,9 +164,9 @@ impl Reconciler {
             let instances = by_proc.get(full).map_or(&[][..], Vec::as_slice);
             self.plan_proc(d, instances, &nodes, &mut actions);
         }
-        self.act(actions, &desired).await;
+        let acted = self.act(actions, &desired).await;
         self.publish(&desired, &observed);
-        Ok(())
+        Ok(acted > 0)
     }
 
     /// (Re)builds the pipeline when plugins changed and mirrors the nodes into it.
@@ -549,15 +552,19 @@ impl Reconciler {
     }
 
     /// Carries out the steps: creations and starts in parallel, retirements in the background.
-    async fn act(&mut self, actions: Vec<Action>, desired: &BTreeMap<String, Desired>) {
+    /// Returns how many succeeded (or were started, for retirements); failed steps are retried
+    /// by a later pass.
+    async fn act(&mut self, actions: Vec<Action>, desired: &BTreeMap<String, Desired>) -> usize {
         let runtime = self.lc.runtime.clone();
         let mut quick = Vec::new();
+        let mut done = 0;
         for action in actions {
             match action {
                 Action::Retire(name, grace) => {
                     if !self.busy.lock().insert(name.clone()) {
                         continue;
                     }
+                    done += 1;
                     let (runtime, busy, wake) =
                         (runtime.clone(), self.busy.clone(), self.lc.wake.clone());
                     tokio::spawn(async move {
@@ -609,13 +616,17 @@ impl Reconciler {
             .collect()
             .await;
         for (full, result) in results {
-            if let Err(e) = result {
-                tracing::warn!("{e}");
-                if let Some(full) = full.filter(|f| desired.contains_key(f)) {
-                    self.problems.insert(full, e);
+            match result {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    if let Some(full) = full.filter(|f| desired.contains_key(f)) {
+                        self.problems.insert(full, e);
+                    }
                 }
             }
         }
+        done
     }
 
     /// Starts health probes that are due.

@@ -1,0 +1,294 @@
+//! What the lifecycle costs: deploying 100 instances on the process runtime, and reading the API.
+//!
+//! Run with `cargo bench -p lain --bench lifecycle`. Prints a markdown report to stdout and writes
+//! the figures as JSON to `<target dir>/bench/lifecycle.json`; progress goes to stderr.
+//!
+//! # Method
+//!
+//! **Deploy.** Three ways of getting [`INSTANCES`] `sleep` processes running, measured in
+//! interleaved rounds (the order rotates each round, so machine drift hits all alike):
+//! - *plain spawn*: `std::process::Command::spawn` of `sleep` 100 times, the floor;
+//! - *runtime only*: `ProcessRuntime::create` + `start` of the 100 instances, 16 at a time (what
+//!   the reconciler does), each supervised by its shim: the runtime's own cost;
+//! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of 100 instances, until the
+//!   reconciler reports them all running: rendering through the proc-type plugin, 100 placements
+//!   through the scheduler plugins, the runtime, the status.
+//!
+//! The kernel's own overhead per instance is `(lain deploy - runtime only) / 100`. Between
+//! rounds everything is stopped and removed, untimed. Figures are medians over rounds; ratios
+//! are medians of per-round paired ratios. Nothing is asserted about speed; the program fails
+//! only if an instance does not run.
+//!
+//! **API reads.** `GET /api/v1/apps/bench` (the `lain ps` view of the 100 instances) next to
+//! `GET /healthz` (the floor of the HTTP stack), over loopback with keep-alive clients.
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use lain::config::KernelConfig;
+use lain::kernel::Kernel;
+use lain::runtime::process::ProcessRuntime;
+use lain::runtime::{InstanceSpec, Runtime, labels};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Instances per deploy.
+const INSTANCES: usize = 100;
+/// Interleaved rounds.
+const ROUNDS: usize = 5;
+/// Seconds each API read is hammered.
+const READ_SECS: u64 = 3;
+/// Concurrent API clients.
+const CLIENTS: usize = 4;
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let shim = Path::new(env!("CARGO_BIN_EXE_lain"));
+    let config = KernelConfig {
+        data_dir: tmp.path().join("data"),
+        ..KernelConfig::default()
+    };
+    let kernel = Kernel::open_with_shim(config, lain_builtin_plugins::BUILTINS, shim)?;
+    let lc = kernel.lifecycle.clone();
+    let reconciler = kernel.start_reconciler();
+    let app_dir = tmp.path().join("bench");
+    std::fs::create_dir_all(&app_dir)?;
+    std::fs::write(
+        app_dir.join("lain.yaml"),
+        format!(
+            "appname: bench\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {INSTANCES}\n  memory: 16M\n"
+        ),
+    )?;
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_path_with_name(app_dir.join("lain.yaml"), "lain.yaml")?;
+    let context = tar.into_inner()?;
+    let build_lc = lc.clone();
+    tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
+    let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim)?;
+    let release_dir = tmp.path().join("release");
+    std::fs::create_dir_all(&release_dir)?;
+
+    let mut plain = Vec::new();
+    let mut runtime_only = Vec::new();
+    let mut deploy = Vec::new();
+    for round in 0..ROUNDS {
+        for variant in (0..3).map(|i| (i + round) % 3) {
+            match variant {
+                0 => plain.push(bench_plain()?),
+                1 => runtime_only.push(bench_runtime(&direct, &release_dir).await?),
+                _ => deploy.push(bench_deploy(&lc).await?),
+            }
+        }
+        eprintln!("round {}/{ROUNDS} done", round + 1);
+    }
+    let overhead: Vec<f64> = deploy
+        .iter()
+        .zip(&runtime_only)
+        .map(|(d, r)| (d - r) / INSTANCES as f64)
+        .collect();
+    let vs_runtime: Vec<f64> = deploy
+        .iter()
+        .zip(&runtime_only)
+        .map(|(d, r)| d / r)
+        .collect();
+    let vs_plain: Vec<f64> = deploy.iter().zip(&plain).map(|(d, p)| d / p).collect();
+
+    // API reads with the 100 instances running.
+    lc.deploy("bench", None)?;
+    wait_converged(&lc).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server =
+        tokio::spawn(axum::serve(listener, lain::api::app(kernel.app_state())).into_future());
+    let health = reads(format!("http://{addr}/healthz")).await?;
+    let view = reads(format!("http://{addr}/api/v1/apps/bench")).await?;
+    let list = reads(format!("http://{addr}/api/v1/apps")).await?;
+    server.abort();
+    reconciler.abort();
+    lc.stop_all().await?;
+
+    let m = |v: &[f64]| median(v);
+    let report = serde_json::json!({
+        "instances": INSTANCES, "rounds": ROUNDS,
+        "plain_spawn_ms": m(&plain) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
+        "lain_deploy_ms": m(&deploy) * 1e3,
+        "kernel_overhead_per_instance_ms": m(&overhead) * 1e3,
+        "deploy_vs_runtime_only": m(&vs_runtime), "deploy_vs_plain_spawn": m(&vs_plain),
+        "api_reads_per_s": {"healthz": health, "app_view_100_instances": view, "app_list": list},
+    });
+    println!(
+        "## lifecycle ({INSTANCES} instances, process runtime, {ROUNDS} interleaved rounds, medians)\n"
+    );
+    println!("| what | figure |\n|---|---|");
+    println!(
+        "| plain spawn of {INSTANCES} `sleep` | {:.1} ms |",
+        m(&plain) * 1e3
+    );
+    println!(
+        "| runtime only: create + start {INSTANCES} shim-supervised instances | {:.1} ms |",
+        m(&runtime_only) * 1e3
+    );
+    println!(
+        "| lain deploy until all {INSTANCES} run | {:.1} ms |",
+        m(&deploy) * 1e3
+    );
+    println!(
+        "| kernel's own overhead per instance | **{:.2} ms** (target < 5 ms) |",
+        m(&overhead) * 1e3
+    );
+    println!("| lain deploy / runtime only | {:.2}x |", m(&vs_runtime));
+    println!("| lain deploy / plain spawn | {:.2}x |", m(&vs_plain));
+    println!("| API `GET /healthz` ({CLIENTS} keep-alive clients) | {health:.0} req/s |");
+    println!(
+        "| API `GET /api/v1/apps/bench` (ps view, {INSTANCES} instances) | {view:.0} req/s ({:.2}x healthz) |",
+        view / health
+    );
+    println!(
+        "| API `GET /api/v1/apps` | {list:.0} req/s ({:.2}x healthz) |",
+        list / health
+    );
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(
+        out.join("lifecycle.json"),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
+    Ok(())
+}
+
+/// Seconds to spawn `INSTANCES` plain processes (killed afterwards, untimed).
+fn bench_plain() -> Result<f64> {
+    let start = Instant::now();
+    let mut children = Vec::with_capacity(INSTANCES);
+    for _ in 0..INSTANCES {
+        children.push(std::process::Command::new("sleep").arg("100000").spawn()?);
+    }
+    let took = start.elapsed().as_secs_f64();
+    for mut c in children {
+        c.kill()?;
+        c.wait()?;
+    }
+    Ok(took)
+}
+
+/// Seconds to create and start `INSTANCES` instances on the runtime directly.
+async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
+    let specs: Vec<InstanceSpec> = (1..=INSTANCES)
+        .map(|no| InstanceSpec {
+            name: format!("direct.i{no}"),
+            labels: [(labels::KERNEL.to_string(), "direct".to_string())].into(),
+            image: release.to_string_lossy().into_owned(),
+            argv: vec!["sleep".into(), "100000".into()],
+            env: Vec::new(),
+            workdir: None,
+            ports: Vec::new(),
+            memory: 16 << 20,
+            cpu: 0,
+            log_file: release.join(format!("{no}.log")),
+        })
+        .collect();
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(&specs)
+        .map(|s| async move {
+            rt.create(s).await?;
+            rt.start(&s.name).await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let took = start.elapsed().as_secs_f64();
+    for r in results {
+        r?;
+    }
+    let running = rt.list("direct").await?;
+    if running.len() != INSTANCES {
+        bail!("runtime only: {} instances, not {INSTANCES}", running.len());
+    }
+    futures::stream::iter(&running)
+        .map(|o| async move {
+            rt.stop(&o.name, Duration::from_secs(5)).await?;
+            rt.remove(&o.name).await
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    Ok(took)
+}
+
+/// Seconds from deploy to all instances running; then undeploys and waits, untimed.
+async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
+    let start = Instant::now();
+    let deploy_lc = lc.clone();
+    tokio::task::spawn_blocking(move || deploy_lc.deploy("bench", None)).await??;
+    wait_converged(lc).await?;
+    let took = start.elapsed().as_secs_f64();
+    lc.undeploy("bench")?;
+    wait_converged(lc).await?;
+    Ok(took)
+}
+
+async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let view = lc.status.view(lc.app("bench")?);
+        let running = view
+            .instances
+            .iter()
+            .filter(|i| matches!(i.state, lain::runtime::RunState::Running { .. }))
+            .count();
+        let want = if view.release.is_some() { INSTANCES } else { 0 };
+        if view.converged && running == want && view.instances.len() == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not converged: {} running, problems {:?}",
+                running,
+                view.procs.first().and_then(|p| p.problem.clone())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Requests per second on `url` from `CLIENTS` keep-alive clients over `READ_SECS`.
+async fn reads(url: String) -> Result<f64> {
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || -> Result<u64> {
+                let agent = ureq::Agent::new_with_defaults();
+                let deadline = Instant::now() + Duration::from_secs(READ_SECS);
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let mut resp = agent.get(&url).call().context("API read")?;
+                    resp.body_mut().read_to_vec()?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for h in handles {
+        total += h.await??;
+    }
+    Ok(total as f64 / READ_SECS as f64)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+use std::future::IntoFuture;
