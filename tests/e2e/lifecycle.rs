@@ -357,3 +357,45 @@ fn maintenance_drains_a_node_and_removal_waits_for_it() {
         "{err}"
     );
 }
+
+#[test]
+fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        "[lifecycle]\nrollout_timeout_secs = 1\n",
+    );
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 2);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let v1 = json(&kernel.lain_ok(&["deploy", "-a", "sleeper", "-o", "json"]));
+    let pids: Vec<i64> = instances(&v1, "worker").iter().map(|i| pid(i)).collect();
+
+    // v2's worker exits at once: it never becomes ready.
+    let yaml = std::fs::read_to_string(app.join("lain.yaml")).expect("read");
+    std::fs::write(
+        app.join("lain.yaml"),
+        yaml.replace("sleep 100000", "sh -c 'exit 3'"),
+    )
+    .expect("write");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let err = kernel.lain_err(&["deploy", "-a", "sleeper", "--timeout", "60"]);
+    assert!(err.contains("while waiting"), "{err}");
+    let view = wait_for(&kernel, "sleeper", "the rollback", |v| {
+        v["converged"] == true
+    });
+    assert_eq!(view["release"], v1["release"], "{view:#}");
+    let error = view["app"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("failed") && error.contains("rolled back"),
+        "{error}"
+    );
+    let after: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
+    assert_eq!(pids, after, "the old instances served throughout");
+    let apps = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    assert!(
+        apps[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rolled back"))
+    );
+}

@@ -213,6 +213,14 @@ impl Runtime for ProcessRuntime {
         if shim_alive(&dir) {
             return Ok(());
         }
+        // The previous run's records go first, so waiting for this run cannot see them.
+        for stale in ["exit", "pid"] {
+            match std::fs::remove_file(dir.join(stale)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RuntimeError::Failed(format!("{name}: {e}"))),
+            }
+        }
         let mut cmd = tokio::process::Command::new(&self.shim);
         cmd.arg("shim")
             .arg(&dir)

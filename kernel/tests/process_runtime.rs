@@ -1,0 +1,253 @@
+//! The process runtime against real processes, with the real `lain shim`.
+
+use lain::runtime::process::ProcessRuntime;
+use lain::runtime::{InstanceSpec, RunState, Runtime, RuntimeError, labels};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn runtime(dir: &Path) -> ProcessRuntime {
+    ProcessRuntime::open(
+        &dir.join("instances"),
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+    )
+    .expect("runtime opens")
+}
+
+fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
+    std::fs::create_dir_all(dir.join("release")).expect("release dir");
+    InstanceSpec {
+        name: name.into(),
+        labels: [(labels::KERNEL.to_string(), "k1".to_string())].into(),
+        image: dir.join("release").to_string_lossy().into_owned(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![("GREETING".into(), "hi".into())],
+        workdir: None,
+        ports: vec![80],
+        memory: 64 << 20,
+        cpu: 0,
+        log_file: dir.join("logs").join(format!("{name}.log")),
+    }
+}
+
+async fn state(rt: &ProcessRuntime, name: &str) -> RunState {
+    rt.list("k1")
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|o| o.name == name)
+        .map(|o| o.state)
+        .unwrap_or_else(|| panic!("{name} not listed"))
+}
+
+async fn wait_exited(rt: &ProcessRuntime, name: &str) -> RunState {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = state(rt, name).await;
+        if matches!(s, RunState::Exited { .. }) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_instance_is_created_once_started_once_and_its_output_and_exit_are_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    let s = spec(
+        tmp.path(),
+        "a.i1",
+        &[
+            "sh",
+            "-c",
+            "echo \"$GREETING on $PORT\"; echo oops >&2; exit 3",
+        ],
+    );
+    rt.create(&s).await.expect("create");
+    assert!(
+        matches!(rt.create(&s).await, Err(RuntimeError::Exists(_))),
+        "a name is taken once"
+    );
+    assert_eq!(state(&rt, "a.i1").await, RunState::Created);
+    rt.start("a.i1").await.expect("start");
+    let exited = wait_exited(&rt, "a.i1").await;
+    assert!(
+        matches!(
+            exited,
+            RunState::Exited {
+                code: Some(3),
+                signal: None,
+                ..
+            }
+        ),
+        "{exited:?}"
+    );
+    let listed = rt.list("k1").await.expect("list");
+    let port = listed[0].host_ports[0];
+    assert!(port > 0);
+    let log = std::fs::read_to_string(&s.log_file).expect("log");
+    assert!(
+        log.contains(&format!("hi on {port}")) && log.contains("oops"),
+        "{log}"
+    );
+    assert!(
+        rt.list("other-kernel").await.expect("list").is_empty(),
+        "labels select"
+    );
+
+    // Starting again reruns it: the exit status is replaced, the log appended.
+    rt.start("a.i1").await.expect("restart");
+    wait_exited(&rt, "a.i1").await;
+    let log = std::fs::read_to_string(&s.log_file).expect("log");
+    assert_eq!(log.matches("oops").count(), 2, "{log}");
+    rt.remove("a.i1").await.expect("remove");
+    assert!(rt.list("k1").await.expect("list").is_empty());
+    rt.remove("a.i1")
+        .await
+        .expect("removing a missing instance is fine");
+}
+
+#[tokio::test]
+async fn start_is_idempotent_and_stop_kills_after_the_grace_period() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    // Ignores SIGTERM (and so does its `sleep`): only SIGKILL ends it.
+    let s = spec(tmp.path(), "b.i1", &["sh", "-c", "trap '' TERM; sleep 100"]);
+    rt.create(&s).await.expect("create");
+    rt.start("b.i1").await.expect("start");
+    let RunState::Running { pid: Some(pid), .. } = state(&rt, "b.i1").await else {
+        panic!("not running");
+    };
+    rt.start("b.i1").await.expect("second start");
+    let RunState::Running {
+        pid: Some(again), ..
+    } = state(&rt, "b.i1").await
+    else {
+        panic!("not running");
+    };
+    assert_eq!(pid, again, "a second start must not run a second process");
+    assert!(
+        matches!(rt.remove("b.i1").await, Err(RuntimeError::Failed(_))),
+        "running: not removable"
+    );
+
+    let t = Instant::now();
+    rt.stop("b.i1", Duration::from_secs(1)).await.expect("stop");
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    let exited = state(&rt, "b.i1").await;
+    assert!(
+        matches!(
+            exited,
+            RunState::Exited {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{exited:?}"
+    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process gone");
+    rt.remove("b.i1").await.expect("remove");
+}
+
+#[tokio::test]
+async fn a_cooperative_process_stops_on_sigterm_without_waiting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    rt.create(&spec(tmp.path(), "c.i1", &["sleep", "100"]))
+        .await
+        .expect("create");
+    rt.start("c.i1").await.expect("start");
+    let t = Instant::now();
+    rt.stop("c.i1", Duration::from_secs(30))
+        .await
+        .expect("stop");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let exited = state(&rt, "c.i1").await;
+    assert!(
+        matches!(
+            exited,
+            RunState::Exited {
+                signal: Some(15),
+                ..
+            }
+        ),
+        "{exited:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_specs_are_refused_before_anything_exists() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    for (s, why) in [
+        (spec(tmp.path(), "d.i1", &[]), "no command"),
+        (
+            spec(tmp.path(), "../escape", &["true"]),
+            "invalid instance name",
+        ),
+        (
+            InstanceSpec {
+                image: "/nonexistent/release".into(),
+                ..spec(tmp.path(), "d.i2", &["true"])
+            },
+            "release directory",
+        ),
+    ] {
+        match rt.create(&s).await {
+            Err(RuntimeError::Invalid { reason, .. }) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("{why}: {other:?}"),
+        }
+    }
+    assert!(rt.list("k1").await.expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn a_program_that_cannot_start_is_an_exit_with_its_reason_in_the_log() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    let s = spec(tmp.path(), "e.i1", &["/no/such/program"]);
+    rt.create(&s).await.expect("create");
+    rt.start("e.i1").await.expect("start");
+    let exited = wait_exited(&rt, "e.i1").await;
+    assert!(
+        matches!(
+            exited,
+            RunState::Exited {
+                code: Some(127),
+                ..
+            }
+        ),
+        "{exited:?}"
+    );
+    let log = std::fs::read_to_string(&s.log_file).expect("log");
+    assert!(log.contains("cannot run `/no/such/program`"), "{log}");
+}
+
+#[tokio::test]
+async fn memory_limits_go_to_the_cgroup_where_one_is_writable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    rt.create(&spec(tmp.path(), "f.i1", &["sleep", "100"]))
+        .await
+        .expect("create");
+    rt.start("f.i1").await.expect("start");
+    rt.set_memory("f.i1", 96 << 20).await.expect("set memory");
+    let listed = rt.list("k1").await.expect("list");
+    assert_eq!(listed[0].memory, 96 << 20);
+    if rt.enforces_memory() {
+        let limit = [
+            "/sys/fs/cgroup/lain/f.i1/memory.max",
+            "/sys/fs/cgroup/memory/lain/f.i1/memory.limit_in_bytes",
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .expect("the instance's cgroup");
+        assert_eq!(limit.trim(), (96u64 << 20).to_string());
+    }
+    rt.stop("f.i1", Duration::from_secs(5)).await.expect("stop");
+    rt.remove("f.i1").await.expect("remove");
+}
