@@ -119,6 +119,7 @@ pub async fn releases(
 
 /// What to deploy.
 #[derive(Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     /// Release version; default the newest.
     pub release: Option<String>,
@@ -133,9 +134,15 @@ pub struct DeployRequest {
 pub async fn deploy(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    body: Option<Json<DeployRequest>>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
-    let request = body.map(|Json(b)| b).unwrap_or_default();
+    // The body is optional: none (or `{}`) deploys the newest release.
+    let request: DeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DeployRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid deploy request: {e}")))?
+    };
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.deploy(&app, request.release.as_deref())?)).await?;
     Ok((
