@@ -104,7 +104,8 @@ impl Kernel {
         AppState {
             registry: self.registry.clone(),
             auth: AuthChain::new(self.registry.clone(), self.config.auth.providers.clone()),
-            monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone()),
+            monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
+                .with_lifecycle(self.lifecycle.status.clone()),
             proc_types: self.config.proc_types.clone(),
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),

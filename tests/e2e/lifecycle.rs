@@ -255,7 +255,7 @@ fn sleeper_app(dir: &Path, instances: u32) {
     .expect("write");
 }
 
-/// Live processes whose working directory is under `dir`.
+/// Live `sleep` processes whose working directory is under `dir`.
 fn processes_under(dir: &Path) -> Vec<u32> {
     let dir = dir.canonicalize().expect("canonical");
     std::fs::read_dir("/proc")
@@ -266,6 +266,19 @@ fn processes_under(dir: &Path) -> Vec<u32> {
             std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
                 && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| c.starts_with("sleep"))
+        })
+        .collect()
+}
+
+/// Live processes of any command whose working directory is under `dir`.
+fn processes_in(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().expect("canonical");
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
         })
         .collect()
 }
@@ -398,4 +411,110 @@ fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_relea
             .as_str()
             .is_some_and(|e| e.contains("rolled back"))
     );
+}
+
+#[test]
+fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let api = format!("127.0.0.1:{}", support::free_port());
+    let mut up = Command::new(support::lain_bin())
+        .arg("up")
+        .arg(hello_dir())
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &api])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(tmp.path().join("up.err")).expect("log"))
+        .spawn()
+        .expect("lain up");
+    let stdout = up.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut urls = Vec::new();
+    while urls.len() < 2 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no URLs: {}",
+                    std::fs::read_to_string(tmp.path().join("up.err")).unwrap_or_default()
+                )
+            });
+        if let Some(url) = line
+            .strip_prefix("web (instance ")
+            .and_then(|l| l.split(": ").nth(1))
+        {
+            urls.push(url.to_string());
+        }
+    }
+    for url in &urls {
+        assert!(get(url).starts_with("Hello from lain: instance"), "{url}");
+    }
+    let metrics = get(&format!("http://{api}/metrics"));
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("lain_instances{")
+                && l.contains("proc=\"web\"")
+                && l.contains("state=\"running\"")
+        })
+        .unwrap_or_else(|| panic!("no instance metric: {metrics}"));
+    assert!(line.ends_with(" 2"), "{line}");
+    assert!(
+        metrics.contains("lain_reconciler_passes_total"),
+        "{metrics}"
+    );
+
+    let mut logs = Command::new(support::lain_bin())
+        .args([
+            "logs",
+            "worker",
+            "-a",
+            "hello",
+            "-f",
+            "--kernel",
+            &format!("http://{api}"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("lain logs -f");
+    let mut lines = std::io::BufReader::new(logs.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).expect("a log line");
+    assert!(first.starts_with("[1] worker 1: job"), "{first}");
+    let next = lines.next().and_then(Result::ok).expect("a followed line");
+    assert!(next.starts_with("[1] worker 1: job"), "{next}");
+    let _ = logs.kill();
+    let _ = logs.wait();
+
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &up.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = up.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "lain up did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = std::fs::read_to_string(tmp.path().join("up.err")).unwrap_or_default();
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("stopped 4 instance(s)"), "{err}");
+    assert!(processes_in(&data).is_empty(), "no process left");
+    let left = std::fs::read_dir(data.join("runtime/process")).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "every instance removed");
 }

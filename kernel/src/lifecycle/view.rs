@@ -112,6 +112,12 @@ impl StatusBoard {
         board.problems = problems;
     }
 
+    /// The number of passes and every app's instances.
+    pub fn snapshot(&self) -> (u64, BTreeMap<String, Vec<InstanceView>>) {
+        let board = self.0.read();
+        (board.pass, board.instances.clone())
+    }
+
     /// Number of completed passes.
     pub fn pass(&self) -> u64 {
         self.0.read().pass

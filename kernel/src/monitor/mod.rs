@@ -16,6 +16,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod lifecycle;
+
+use crate::lifecycle::view::StatusBoard;
+
 /// The kernel's metrics and its exporters.
 #[derive(Clone)]
 pub struct Monitor {
@@ -25,6 +29,8 @@ pub struct Monitor {
     /// Each exporter's `describe` answer, by plugin name and content hash: it only changes
     /// with the plugin, and the push loop would otherwise ask every second.
     infos: Arc<parking_lot::Mutex<HashMap<(String, String), ExporterInfo>>>,
+    /// The lifecycle's status, for instance metrics.
+    status: Option<StatusBoard>,
 }
 
 /// One pull endpoint's response.
@@ -43,7 +49,14 @@ impl Monitor {
             exporters,
             started: Instant::now(),
             infos: Default::default(),
+            status: None,
         }
+    }
+
+    /// Adds the lifecycle's instance metrics.
+    pub fn with_lifecycle(mut self, status: StatusBoard) -> Monitor {
+        self.status = Some(status);
+        self
     }
 
     /// An exporter's `describe` answer, asked once per plugin version.
@@ -57,7 +70,8 @@ impl Monitor {
         Ok(info)
     }
 
-    /// Samples of the kernel's own state: plugins and their calls, faults and quarantines.
+    /// Samples of the kernel's own state: plugins and their calls, faults and quarantines; with
+    /// the lifecycle, instances by state, readiness, restarts and reconciler passes.
     pub fn collect(&self) -> SampleBatch {
         let plugins = self.registry.list();
         let mut label_sets = Vec::with_capacity(plugins.len() + 1);
@@ -103,7 +117,11 @@ impl Monitor {
             kind,
             samples,
         };
-        SampleBatch {
+        let lifecycle = match &self.status {
+            Some(board) => lifecycle::families(board, &mut label_sets),
+            None => Vec::new(),
+        };
+        let mut batch = SampleBatch {
             timestamp_ms: unix_ms(),
             label_sets,
             families: vec![
@@ -141,7 +159,9 @@ impl Monitor {
                     enabled,
                 ),
             ],
-        }
+        };
+        batch.families.extend(lifecycle);
+        batch
     }
 
     /// Encodes the current samples for the pull exporter serving `path`, if any. Blocking.
