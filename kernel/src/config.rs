@@ -14,6 +14,10 @@
 //! [lifecycle]
 //! rollout_timeout_secs = 120          # a new instance not ready by then fails the rollout
 //!
+//! [docker]                            # with runtime = "docker"
+//! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
+//! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
+//!
 //! [plugins.limits]                    # every plugin call runs under these
 //! cpu_ms = 200
 //! wall_ms = 2000
@@ -64,6 +68,8 @@ pub struct KernelConfig {
     pub store: StoreConfig,
     /// Deploys and rollouts.
     pub lifecycle: LifecycleConfig,
+    /// The Docker runtime's engines.
+    pub docker: DockerConfig,
     /// Plugin limits and per-plugin configuration.
     pub plugins: PluginsConfig,
     /// Which plugin serves each proc type, when not the plugin of the same name.
@@ -85,6 +91,27 @@ pub enum RuntimeKind {
     /// Supervised local processes (the embedded default).
     #[default]
     Process,
+    /// Containers on Docker engines, one per node.
+    Docker,
+}
+
+/// `[docker]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The engine of node `local` (and of nodes added with address `local`).
+    pub local: String,
+    /// Client certificates for engines reached at `tcp://` addresses.
+    pub tls: Option<crate::runtime::docker::engine::TlsFiles>,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            local: "unix:///var/run/docker.sock".into(),
+            tls: None,
+        }
+    }
 }
 
 /// `[store]`.
@@ -223,6 +250,7 @@ impl Default for KernelConfig {
             runtime: RuntimeKind::default(),
             store: StoreConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            docker: DockerConfig::default(),
             plugins: PluginsConfig::default(),
             proc_types: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
@@ -268,7 +296,7 @@ impl KernelConfig {
     }
 
     /// Applies the environment overrides `LAIN_DATA_DIR`, `LAIN_LISTEN`, `LAIN_RUNTIME`,
-    /// `LAIN_STORE` and `LAIN_ETCD_ENDPOINTS`.
+    /// `LAIN_STORE`, `LAIN_ETCD_ENDPOINTS` and `LAIN_DOCKER_HOST`.
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let bad = |key: &str, value: &str| ConfigError::Parse {
@@ -284,6 +312,7 @@ impl KernelConfig {
         if let Some(v) = env("LAIN_RUNTIME") {
             self.runtime = match v.as_str() {
                 "process" => RuntimeKind::Process,
+                "docker" => RuntimeKind::Docker,
                 _ => return Err(bad("LAIN_RUNTIME", &v)),
             };
         }
@@ -293,6 +322,9 @@ impl KernelConfig {
                 "etcd" => StoreBackend::Etcd,
                 _ => return Err(bad("LAIN_STORE", &v)),
             };
+        }
+        if let Some(v) = env("LAIN_DOCKER_HOST") {
+            self.docker.local = v;
         }
         if let Some(v) = env("LAIN_ETCD_ENDPOINTS") {
             self.store.endpoints = v.split(',').map(|s| s.trim().to_string()).collect();

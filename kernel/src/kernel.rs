@@ -11,6 +11,7 @@ use crate::plugin::kinds::scheduler::LiveScheduler;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, Cause, Kind, LoadedPlugin};
 use crate::runtime::Runtime;
+use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::schedule::{Backend, MemberSpec};
 use crate::store::Store;
@@ -59,13 +60,27 @@ impl Kernel {
             )
             .context("cannot load plugins")?,
         );
-        let runtime: Arc<dyn Runtime> = match config.runtime {
-            RuntimeKind::Process => Arc::new(ProcessRuntime::open(
-                &config.data_dir.join("runtime").join("process"),
-                shim,
-            )?),
+        let shim = shim.to_path_buf();
+        let runtime_config = config.clone();
+        let make_runtime = move |kernel_id: &str, wake| -> Result<Arc<dyn Runtime>, _> {
+            Ok(match runtime_config.runtime {
+                RuntimeKind::Process => Arc::new(ProcessRuntime::open(
+                    &runtime_config.data_dir.join("runtime").join("process"),
+                    &shim,
+                )?),
+                RuntimeKind::Docker => Arc::new(DockerRuntime::new(
+                    kernel_id,
+                    runtime_config.docker.tls.clone(),
+                    wake,
+                )),
+            })
         };
-        let lifecycle = Lifecycle::new(store.clone(), registry.clone(), config.clone(), runtime)?;
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            registry.clone(),
+            config.clone(),
+            make_runtime,
+        )?;
         lifecycle.register_local_node()?;
         Ok(Kernel {
             config,

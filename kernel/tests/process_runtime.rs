@@ -19,13 +19,19 @@ fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
         name: name.into(),
         labels: [(labels::KERNEL.to_string(), "k1".to_string())].into(),
         image: dir.join("release").to_string_lossy().into_owned(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+        entrypoint: None,
+        cmd: (!argv.is_empty()).then(|| argv.iter().map(|s| s.to_string()).collect()),
+        user: None,
         env: vec![("GREETING".into(), "hi".into())],
         workdir: None,
         ports: vec![80],
         memory: 64 << 20,
         cpu: 0,
         log_file: dir.join("logs").join(format!("{name}.log")),
+        aliases: Vec::new(),
+        volumes: Vec::new(),
+        volume_root: dir.join("volumes"),
+        health: None,
     }
 }
 

@@ -185,13 +185,19 @@ async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
             name: format!("direct.i{no}"),
             labels: [(labels::KERNEL.to_string(), "direct".to_string())].into(),
             image: release.to_string_lossy().into_owned(),
-            argv: vec!["sleep".into(), "100000".into()],
+            entrypoint: None,
+            cmd: Some(vec!["sleep".into(), "100000".into()]),
+            user: None,
             env: Vec::new(),
             workdir: None,
             ports: Vec::new(),
             memory: 16 << 20,
             cpu: 0,
             log_file: release.join(format!("{no}.log")),
+            aliases: Vec::new(),
+            volumes: Vec::new(),
+            volume_root: release.join("volumes"),
+            health: None,
         })
         .collect();
     let start = Instant::now();

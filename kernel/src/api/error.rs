@@ -121,6 +121,7 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
             L::Build(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-failed"),
             L::Plugin(_) => (StatusCode::BAD_GATEWAY, "plugin-failed"),
             L::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
+            L::Runtime(_) => (StatusCode::BAD_GATEWAY, "runtime-failed"),
             L::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let message = match &e {

@@ -47,6 +47,9 @@ pub enum LifecycleError {
     /// The state store failed.
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The runtime failed.
+    #[error("{0}")]
+    Runtime(#[from] crate::runtime::RuntimeError),
     /// Anything else (I/O of the data dir, ...).
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
@@ -74,12 +77,13 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A lifecycle over `store` and `runtime`; reads or creates the kernel id.
+    /// A lifecycle over `store` and the runtime `runtime` makes from the kernel id and the
+    /// reconciler's wake-up (reads or creates the kernel id).
     pub fn new(
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         config: KernelConfig,
-        runtime: Arc<dyn Runtime>,
+        runtime: impl FnOnce(&str, Arc<tokio::sync::Notify>) -> Result<Arc<dyn Runtime>, LifecycleError>,
     ) -> Result<Lifecycle, LifecycleError> {
         let kernel_id = match store.get(records::KERNEL_ID)? {
             Some(id) => String::from_utf8_lossy(&id).into_owned(),
@@ -92,13 +96,15 @@ impl Lifecycle {
                 id
             }
         };
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let runtime = runtime(&kernel_id, wake.clone())?;
         Ok(Lifecycle {
             store,
             registry,
             config,
             runtime,
             kernel_id,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake,
             status: view::StatusBoard::default(),
             writes: parking_lot::Mutex::new(()),
         })

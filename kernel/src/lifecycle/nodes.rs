@@ -54,6 +54,16 @@ impl Lifecycle {
                 node.name
             )));
         }
+        let engine = node.address.starts_with("unix://")
+            || node.address.starts_with("tcp://")
+            || node.address.starts_with("http://");
+        if self.runtime.name() == "docker" && node.address != "local" && !engine {
+            return Err(LifecycleError::Invalid(format!(
+                "node address `{}`: a Docker engine is unix:///path, tcp://host:port or \
+                 http://host:port (or `local`)",
+                node.address
+            )));
+        }
         if node.address != "local" && self.runtime.name() == "process" {
             return Err(LifecycleError::Invalid(format!(
                 "the process runtime runs instances on this host only: node address must be \
@@ -84,6 +94,26 @@ impl Lifecycle {
         self.store.apply(vec![put_json(&key, &node)?])?;
         self.wake.notify_one();
         Ok(node)
+    }
+
+    /// Sets a node's state (the reconciler marks unreachable nodes down).
+    pub fn set_node_state(&self, name: &str, state: NodeState) -> Result<(), LifecycleError> {
+        let key = records::node_key(name);
+        let Some(mut node) = get_json::<NodeRecord>(&*self.store, &key)? else {
+            return Ok(());
+        };
+        node.state = state;
+        self.store.apply(vec![put_json(&key, &node)?])?;
+        Ok(())
+    }
+
+    /// Where the runtime reaches node `node`: `local` means this host's engine (the configured
+    /// Docker socket) or this host itself (process runtime).
+    pub fn engine_address(&self, node: &NodeRecord) -> String {
+        match node.address.as_str() {
+            "local" => self.config.docker.local.clone(),
+            other => other.to_string(),
+        }
     }
 
     /// Removes a node that runs no instance (drain it with maintenance first).

@@ -68,6 +68,7 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Vec<ProcPlan>, 
                 .map(|l| format!("{}={}", l.key, l.value))
                 .collect(),
             stateful: proc.proc.stateful,
+            volumes: proc.proc.volumes.iter().map(|v| v.path.clone()).collect(),
             env,
             plan,
         });

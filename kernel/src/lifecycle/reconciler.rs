@@ -23,7 +23,7 @@ use super::view::{Health, InstanceView};
 use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling;
 use crate::plugin::bindings::types::Probe;
-use crate::runtime::{InstanceSpec, Observed, RunState, labels};
+use crate::runtime::{HealthStatus, InstanceSpec, Observed, RunState, labels};
 use crate::schedule::{MemberSpec, Pipeline, ProcId};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -89,6 +89,8 @@ pub struct Reconciler {
     pins: HashMap<(String, u32), String>,
     images: HashMap<(String, String), String>,
     problems: BTreeMap<String, String>,
+    /// Nodes this kernel marked down because their runtime stopped answering.
+    downed: HashSet<String>,
 }
 
 impl Reconciler {
@@ -109,6 +111,7 @@ impl Reconciler {
             pins: HashMap::new(),
             images: HashMap::new(),
             problems: BTreeMap::new(),
+            downed: HashSet::new(),
         }
     }
 
@@ -138,13 +141,28 @@ impl Reconciler {
             .into_iter()
             .map(|n| (n.name.clone(), n))
             .collect();
-        self.sync_pipeline(&nodes);
+        let engines: Vec<(String, String)> = nodes
+            .values()
+            .map(|n| (n.name.clone(), self.lc.engine_address(n)))
+            .collect();
+        self.lc.runtime.sync_nodes(&engines);
         let desired = self.desired()?;
         let observed = self.lc.runtime.list(&self.lc.kernel_id).await?;
+        let nodes = self.mark_unreachable(nodes);
+        self.sync_pipeline(&nodes);
         self.sync_procs(&desired, &observed);
         self.sync_placements(&desired, &observed);
         self.probe(&desired, &observed);
-        let busy = self.busy.lock().clone();
+        let mut busy = self.busy.lock().clone();
+        // Instances on a node that does not answer cannot be stopped; they are left until it
+        // answers again (then retired if replaced meanwhile).
+        let unreachable = self.lc.runtime.unreachable();
+        busy.extend(
+            observed
+                .iter()
+                .filter(|o| unreachable.iter().any(|n| n == o.label(labels::NODE)))
+                .map(|o| o.name.clone()),
+        );
         let mut by_proc: BTreeMap<String, Vec<&Observed>> = BTreeMap::new();
         for o in observed.iter().filter(|o| !busy.contains(&o.name)) {
             by_proc
@@ -167,6 +185,36 @@ impl Reconciler {
         let acted = self.act(actions, &desired).await;
         self.publish(&desired, &observed);
         Ok(acted > 0)
+    }
+
+    /// Marks nodes whose runtime does not answer `down` (in the store, so operators see it) and
+    /// puts those it marked back to `ready` when they answer again; returns the nodes as updated.
+    fn mark_unreachable(
+        &mut self,
+        mut nodes: BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<String, NodeRecord> {
+        let unreachable = self.lc.runtime.unreachable();
+        for (name, node) in nodes.iter_mut() {
+            let lost = unreachable.contains(name);
+            let next = match node.state {
+                NodeState::Ready if lost => NodeState::Down,
+                NodeState::Down if !lost && self.downed.contains(name) => NodeState::Ready,
+                _ => continue,
+            };
+            match self.lc.set_node_state(name, next) {
+                Ok(()) => {
+                    tracing::warn!(node = %name, state = ?next, "node state changed by the kernel");
+                    node.state = next;
+                    if next == NodeState::Down {
+                        self.downed.insert(name.clone());
+                    } else {
+                        self.downed.remove(name);
+                    }
+                }
+                Err(e) => tracing::warn!(node = %name, "{e}"),
+            }
+        }
+        nodes
     }
 
     /// (Re)builds the pipeline when plugins changed and mirrors the nodes into it.
@@ -644,6 +692,10 @@ impl Reconciler {
             let Some(check) = d.plan.plan.health.clone() else {
                 continue;
             };
+            if o.health.is_some() {
+                // The runtime checks it itself (Docker's HEALTHCHECK).
+                continue;
+            }
             let p = probes.entry(o.name.clone()).or_default();
             let every = if p.health == Some(Health::Healthy) {
                 Duration::from_secs(u64::from(check.interval.max(1)))
@@ -707,9 +759,12 @@ impl Reconciler {
         for o in observed {
             let full = o.label(labels::PROC);
             let d = desired.get(full);
-            let health = match d.and_then(|d| d.plan.plan.health.as_ref()) {
-                None => Health::None,
-                Some(_) => probes
+            let health = match (d.and_then(|d| d.plan.plan.health.as_ref()), o.health) {
+                (None, _) => Health::None,
+                (Some(_), Some(HealthStatus::Healthy)) => Health::Healthy,
+                (Some(_), Some(HealthStatus::Unhealthy)) => Health::Unhealthy,
+                (Some(_), Some(HealthStatus::Starting)) => Health::Starting,
+                (Some(_), None) => probes
                     .get(&o.name)
                     .and_then(|p| p.health)
                     .unwrap_or(Health::Starting),
@@ -764,9 +819,10 @@ impl Reconciler {
 /// health check, or a run-to-completion instance that succeeded.
 fn ready(o: &Observed, d: &Desired, now: i64, probes: &HashMap<String, Probing>) -> bool {
     match &o.state {
-        RunState::Running { started_at, .. } => match &d.plan.plan.health {
-            None => now - started_at >= i64::from(d.plan.plan.setup_time),
-            Some(_) => probes
+        RunState::Running { started_at, .. } => match (&d.plan.plan.health, o.health) {
+            (None, _) => now - started_at >= i64::from(d.plan.plan.setup_time),
+            (Some(_), Some(runtime)) => runtime == HealthStatus::Healthy,
+            (Some(_), None) => probes
                 .get(&o.name)
                 .is_some_and(|p| p.health == Some(Health::Healthy)),
         },
@@ -799,19 +855,25 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
         name: format!("{}.i{no}.{}.{node}", d.plan.full_name, d.release),
         labels,
         image: d.image.clone(),
-        argv: p
-            .entrypoint
-            .iter()
-            .flatten()
-            .chain(p.cmd.iter().flatten())
-            .cloned()
-            .collect(),
+        entrypoint: p.entrypoint.clone(),
+        cmd: p.cmd.clone(),
+        user: p.user.clone(),
         env,
         workdir: p.workdir.clone(),
         ports: p.ports.iter().map(|p| p.number).collect(),
         memory: p.memory,
         cpu: p.cpu,
         log_file: lc.log_file(&d.app, &d.plan.name, no),
+        aliases: vec![d.plan.name.clone()],
+        volumes: d.plan.volumes.clone(),
+        volume_root: lc
+            .config
+            .data_dir
+            .join("volumes")
+            .join(&d.app)
+            .join(&d.plan.name)
+            .join(no.to_string()),
+        health: p.health.clone(),
     }
 }
 

@@ -136,6 +136,9 @@ pub struct ProcPlan {
     pub labels: Vec<String>,
     /// Never moved off its node automatically.
     pub stateful: bool,
+    /// Per-instance persistent directories (container paths, `/lain/logs` included).
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// How every instance runs.

@@ -8,8 +8,10 @@
 //! runs. The embedded default is [`process::ProcessRuntime`]: each instance a supervised local
 //! process. The Docker runtime implements the same trait.
 
+pub mod docker;
 pub mod process;
 
+use crate::plugin::bindings::types::HealthCheck;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -38,8 +40,12 @@ pub struct InstanceSpec {
     pub labels: BTreeMap<String, String>,
     /// The release to run: an image on Docker, a release directory on the process runtime.
     pub image: String,
-    /// Program and arguments (entrypoint then cmd).
-    pub argv: Vec<String>,
+    /// Exec-form entrypoint; none keeps the image's.
+    pub entrypoint: Option<Vec<String>>,
+    /// Exec-form command; none keeps the image's.
+    pub cmd: Option<Vec<String>>,
+    /// User to run as; none keeps the image's.
+    pub user: Option<String>,
     /// Environment, in order (later entries win).
     pub env: Vec<(String, String)>,
     /// Working directory; relative paths are inside the release.
@@ -52,6 +58,26 @@ pub struct InstanceSpec {
     pub cpu: u32,
     /// Where stdout and stderr are appended.
     pub log_file: PathBuf,
+    /// Names other instances of the app reach this one by (the proc name).
+    pub aliases: Vec<String>,
+    /// Per-instance persistent directories (container paths), kept under `volume_root`.
+    pub volumes: Vec<String>,
+    /// Where this instance's volumes live on its node.
+    pub volume_root: PathBuf,
+    /// The health check, for runtimes that run it themselves (Docker's HEALTHCHECK).
+    pub health: Option<HealthCheck>,
+}
+
+impl InstanceSpec {
+    /// Entrypoint then command, as one argument vector.
+    pub fn argv(&self) -> Vec<String> {
+        self.entrypoint
+            .iter()
+            .flatten()
+            .chain(self.cmd.iter().flatten())
+            .cloned()
+            .collect()
+    }
 }
 
 /// What a runtime reports about one instance.
@@ -67,6 +93,44 @@ pub struct Observed {
     pub host_ports: Vec<u16>,
     /// Current memory limit in bytes.
     pub memory: u64,
+    /// Health as the runtime itself checks it (Docker's HEALTHCHECK); none when the runtime
+    /// does not check (then the kernel probes).
+    pub health: Option<HealthStatus>,
+}
+
+/// Health reported by a runtime that checks it itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Within the start period, not yet healthy.
+    Starting,
+    /// The last check passed.
+    Healthy,
+    /// Checks failed `retries` times in a row.
+    Unhealthy,
+}
+
+/// What a build reports as it goes.
+#[derive(Clone, Debug)]
+pub enum BuildProgress {
+    /// A step starts.
+    Step(String),
+    /// A line of output.
+    Output(String),
+    /// Something the user should know.
+    Warning(String),
+}
+
+/// A release to build.
+pub struct BuildRequest<'a> {
+    /// The validated `lain.yaml`.
+    pub spec: &'a crate::spec::AppSpec,
+    /// The unpacked build context (the runtime may move it).
+    pub context: &'a std::path::Path,
+    /// The release version.
+    pub version: &'a str,
+    /// Where the release's files go, for runtimes that keep a directory.
+    pub release_dir: &'a std::path::Path,
 }
 
 impl Observed {
@@ -128,6 +192,13 @@ pub enum RuntimeError {
 pub trait Runtime: Send + Sync {
     /// The runtime's name (`process`, `docker`).
     fn name(&self) -> &'static str;
+    /// Builds a release (LAIN's build, prepare and release phases) and returns the image its
+    /// instances run: a directory on the process runtime, an image tag on Docker.
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<String, RuntimeError>;
     /// Creates an instance without starting it; fails with [`RuntimeError::Exists`] if the name
     /// is taken.
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError>;
@@ -151,4 +222,11 @@ pub trait Runtime: Send + Sync {
     ) -> Result<bool, RuntimeError>;
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;
+    /// Tells the runtime which nodes exist and where they are reached (`name`, `address`).
+    fn sync_nodes(&self, _nodes: &[(String, String)]) {}
+    /// Nodes the last [`Runtime::list`] could not reach; their instances were reported as last
+    /// seen.
+    fn unreachable(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -11,10 +11,13 @@
 //! file-system isolation and no network namespace, so every port gets its own host port, passed
 //! in `PORT`; memory limits use cgroups where writable.
 
+pub mod build;
 pub mod cgroup;
 pub mod shim;
 
-use super::{InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels};
+use super::{
+    BuildProgress, BuildRequest, InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels,
+};
 use cgroup::Cgroups;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -129,6 +132,7 @@ impl ProcessRuntime {
             state,
             host_ports: stored.host_ports,
             memory,
+            health: None,
         }
     }
 
@@ -150,6 +154,14 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<String, RuntimeError> {
+        build::build(&request, progress)
+    }
+
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let invalid = |reason: String| RuntimeError::Invalid {
             name: spec.name.clone(),
@@ -158,7 +170,7 @@ impl Runtime for ProcessRuntime {
         if !valid_name(&spec.name) {
             return Err(invalid("invalid instance name".into()));
         }
-        if spec.argv.is_empty() {
+        if spec.argv().is_empty() {
             return Err(invalid(
                 "no command: the process runtime needs the proc's `cmd` (or `entrypoint`)".into(),
             ));

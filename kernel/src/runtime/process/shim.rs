@@ -76,11 +76,8 @@ fn spawn_and_wait(
     spec: &StoredSpec,
     log: &Arc<Mutex<LogFile>>,
 ) -> anyhow::Result<std::process::ExitStatus> {
-    let (program, args) = spec
-        .spec
-        .argv
-        .split_first()
-        .context("the instance has no command")?;
+    let argv = spec.spec.argv();
+    let (program, args) = argv.split_first().context("the instance has no command")?;
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()

@@ -1,0 +1,234 @@
+//! Builds on Docker: LAIN's prepare, build and release images from the uploaded context, through
+//! the engine's build API (the context is sent as an in-memory tar with generated Dockerfiles).
+//!
+//! - prepare (if any): `FROM base`, the context in `/lain/app`, the prepare scripts, then only the
+//!   `keep` entries stay; tagged `<app>:prepare-<version>` (the explicit version, or a hash of
+//!   base and scripts) and reused while that tag exists;
+//! - build: `FROM` the prepare image (or base), the context in `/lain/app`, the build scripts;
+//!   tagged `<app>:build-<release>`;
+//! - release: the build image re-tagged, or, with `release.dest_base`/`copy`/`script`, a
+//!   multi-stage image (`release.script` runs in the build stage, then `copy` moves files into
+//!   `dest_base`); tagged `<app>:release-<release>`, which instances run.
+
+use crate::runtime::process::build::build_arg_value;
+use crate::runtime::{BuildProgress, BuildRequest, RuntimeError};
+use bollard::Docker;
+use futures::StreamExt;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+/// Where the generated Dockerfiles sit in the context.
+const DOCKERFILES: &str = ".lain-dockerfiles";
+
+/// Builds the release images of `request` on `docker`; returns the release image tag.
+pub async fn build(
+    docker: &Docker,
+    request: &BuildRequest<'_>,
+    progress: &mut (dyn FnMut(BuildProgress) + Send),
+) -> Result<String, RuntimeError> {
+    let app = request.spec;
+    let name = &app.appname;
+    let build_tag = format!("{name}:build-{}", request.version);
+    let release_tag = format!("{name}:release-{}", request.version);
+    let mut args: HashMap<String, String> = HashMap::new();
+    for (k, v) in app
+        .build
+        .prepare
+        .iter()
+        .flat_map(|p| &p.build_arg)
+        .chain(&app.build.build_arg)
+    {
+        args.insert(k.clone(), build_arg_value(v));
+    }
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut base = app.build.base.clone();
+    let mut prepare_tag = None;
+    if let Some(prepare) = &app.build.prepare {
+        let version = prepare.version.clone().unwrap_or_else(|| {
+            let mut h = sha2::Sha256::new();
+            h.update(base.as_bytes());
+            for line in prepare.script.iter().chain(&prepare.keep) {
+                h.update(line.as_bytes());
+                h.update([0]);
+            }
+            hex::encode(&h.finalize()[..6])
+        });
+        let tag = format!("{name}:prepare-{version}");
+        let mut file = stage(&base, &args, true);
+        for line in &prepare.script {
+            run(&mut file, line);
+        }
+        run(&mut file, &keep_only(&prepare.keep));
+        files.push(("prepare".into(), file));
+        base = tag.clone();
+        prepare_tag = Some(tag);
+    }
+    let mut file = stage(&base, &args, true);
+    for line in &app.build.script {
+        run(&mut file, line);
+    }
+    files.push(("build".into(), file));
+    let release = app
+        .release
+        .as_ref()
+        .filter(|r| r.dest_base.is_some() || !r.copy.is_empty() || !r.script.is_empty());
+    if let Some(r) = release {
+        let mut file = format!("FROM {build_tag} AS build\n");
+        for line in &r.script {
+            run(&mut file, line);
+        }
+        if r.dest_base.is_some() || !r.copy.is_empty() {
+            let _ = writeln!(
+                file,
+                "FROM {}",
+                r.dest_base.as_deref().unwrap_or(&build_tag)
+            );
+            for c in &r.copy {
+                let _ = writeln!(
+                    file,
+                    "COPY --from=build {} {}",
+                    in_app(&c.src),
+                    in_app(&c.dest)
+                );
+            }
+        }
+        files.push(("release".into(), file));
+    }
+    let context = context_tar(request.context, &files)?;
+
+    for (stage_name, _) in &files {
+        let tag = match stage_name.as_str() {
+            "prepare" => match &prepare_tag {
+                Some(tag) if docker.inspect_image(tag).await.is_ok() => {
+                    progress(BuildProgress::Step(format!("prepare: reusing {tag}")));
+                    continue;
+                }
+                Some(tag) => tag.clone(),
+                None => continue,
+            },
+            "build" => build_tag.clone(),
+            _ => release_tag.clone(),
+        };
+        progress(BuildProgress::Step(format!("{stage_name}: building {tag}")));
+        let options = bollard::query_parameters::BuildImageOptions {
+            dockerfile: format!("{DOCKERFILES}/{stage_name}"),
+            t: Some(tag.clone()),
+            rm: true,
+            forcerm: true,
+            buildargs: Some(args.clone()),
+            ..Default::default()
+        };
+        let body = bollard::body_full(context.clone().into());
+        let mut stream = docker.build_image(options, None, Some(body));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| RuntimeError::Failed(format!("{stage_name}: {e}")))?;
+            if let Some(detail) = info.error_detail {
+                return Err(RuntimeError::Failed(format!(
+                    "{stage_name}: {}",
+                    detail.message.unwrap_or_default()
+                )));
+            }
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    progress(BuildProgress::Output(line.to_string()));
+                }
+            }
+        }
+    }
+    if release.is_none() {
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(name.clone()),
+            tag: Some(format!("release-{}", request.version)),
+        };
+        docker
+            .tag_image(&build_tag, Some(options))
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("tagging {release_tag}: {e}")))?;
+    }
+    progress(BuildProgress::Step(format!("release image {release_tag}")));
+    Ok(release_tag)
+}
+
+/// A stage starting `FROM base` with the build arguments and the context in `/lain/app`.
+fn stage(base: &str, args: &HashMap<String, String>, copy: bool) -> String {
+    let mut file = format!("FROM {base}\n");
+    let mut names: Vec<&String> = args.keys().collect();
+    names.sort();
+    for name in names {
+        let _ = writeln!(file, "ARG {name}");
+    }
+    file.push_str("WORKDIR /lain/app\n");
+    if copy {
+        file.push_str("COPY . /lain/app/\n");
+        run(&mut file, &format!("rm -rf /lain/app/{DOCKERFILES}"));
+    }
+    file
+}
+
+/// Appends a `RUN` of `line` through `sh -ec` (exec form, so any text is safe).
+fn run(file: &mut String, line: &str) {
+    let argv = serde_json::json!(["/bin/sh", "-ec", line]);
+    let _ = writeln!(file, "RUN {argv}");
+}
+
+/// A script leaving only `keep` in `/lain/app` (LAIN's `prepare.keep`).
+fn keep_only(keep: &[String]) -> String {
+    let patterns: String = keep
+        .iter()
+        .map(|k| format!(" -e {}", shell_words::quote(k.trim_start_matches("./"))))
+        .collect();
+    if keep.is_empty() {
+        "cd /lain/app && ls -A | xargs -r rm -rf".into()
+    } else {
+        format!("cd /lain/app && ls -A | grep -vxF{patterns} | xargs -r rm -rf")
+    }
+}
+
+/// A path of `release.copy`: relative paths are under `/lain/app`.
+fn in_app(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/lain/app/{path}")
+    }
+}
+
+/// The context directory as a tar, with the generated Dockerfiles added.
+fn context_tar(dir: &std::path::Path, files: &[(String, String)]) -> Result<Vec<u8>, RuntimeError> {
+    let fail = |e: std::io::Error| RuntimeError::Failed(format!("packing the build context: {e}"));
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", dir).map_err(fail)?;
+    for (name, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        b.append_data(
+            &mut header,
+            format!("{DOCKERFILES}/{name}"),
+            text.as_bytes(),
+        )
+        .map_err(fail)?;
+    }
+    b.into_inner().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_exec_form_and_paths_land_in_the_app() {
+        let mut f = String::new();
+        run(&mut f, "echo \"a b\" > out");
+        assert_eq!(f, "RUN [\"/bin/sh\",\"-ec\",\"echo \\\"a b\\\" > out\"]\n");
+        assert_eq!(in_app("dist"), "/lain/app/dist");
+        assert_eq!(in_app("/usr/bin/x"), "/usr/bin/x");
+        assert_eq!(
+            keep_only(&["node_modules".into(), "./a b".into()]),
+            "cd /lain/app && ls -A | grep -vxF -e node_modules -e 'a b' | xargs -r rm -rf"
+        );
+    }
+}

@@ -1,0 +1,532 @@
+//! The `docker` runtime: instances are containers on Docker engines, one engine per node.
+//!
+//! Every container carries the instance's labels, so after a kernel restart the reconciler finds
+//! and adopts them from the engines alone; its name is the instance name, so an engine refuses a
+//! second one. Each app gets one bridge network per engine (`lain-<app>`) on which its procs
+//! reach each other by proc name; apps do not share networks, so they are isolated from each
+//! other. Each engine's event stream wakes the reconciler when a container dies or changes
+//! health. An image missing on a node's engine is copied from an engine that has it (save and
+//! load), so releases built on one engine run on all.
+
+pub mod build;
+pub mod container;
+pub mod engine;
+
+use super::{
+    BuildProgress, BuildRequest, InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels,
+};
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use engine::TlsFiles;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A node's engine.
+struct Engine {
+    address: String,
+    docker: Docker,
+    events: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.events.abort();
+    }
+}
+
+/// Containers on the nodes' Docker engines.
+pub struct DockerRuntime {
+    kernel: String,
+    tls: Option<TlsFiles>,
+    wake: Arc<tokio::sync::Notify>,
+    engines: Mutex<BTreeMap<String, Arc<Engine>>>,
+    /// Instance name -> node, learned from creation and listing.
+    nodes_of: Mutex<HashMap<String, String>>,
+    /// When lain last started each container (Unix seconds).
+    started: Mutex<HashMap<String, i64>>,
+    /// Memory set in place after creation.
+    memory: Mutex<HashMap<String, u64>>,
+    /// Each node's last listing, reported again while it is unreachable.
+    last_seen: Mutex<HashMap<String, Vec<Observed>>>,
+    unreachable: Mutex<Vec<String>>,
+    /// Serialises network creation: an engine accepts two networks of one name.
+    networks: tokio::sync::Mutex<()>,
+    /// Containers whose output is being copied into the log store.
+    following: Arc<Mutex<std::collections::HashSet<String>>>,
+}
+
+impl DockerRuntime {
+    /// A runtime for kernel `kernel`, whose engines' events wake `wake`; `tls` is used for
+    /// `tcp://` engines.
+    pub fn new(
+        kernel: &str,
+        tls: Option<TlsFiles>,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> DockerRuntime {
+        DockerRuntime {
+            kernel: kernel.to_string(),
+            tls,
+            wake,
+            engines: Mutex::default(),
+            nodes_of: Mutex::default(),
+            started: Mutex::default(),
+            memory: Mutex::default(),
+            last_seen: Mutex::default(),
+            unreachable: Mutex::default(),
+            networks: tokio::sync::Mutex::new(()),
+            following: Arc::default(),
+        }
+    }
+
+    /// Copies a running container's output into its log file (label [`container::LOG_LABEL`])
+    /// from `since` (Unix seconds) until the container stops. Lines written while no kernel ran
+    /// are not copied.
+    fn follow_logs(&self, engine: &Engine, o: &Observed, since: i64) {
+        let Some(path) = o
+            .labels
+            .get(container::LOG_LABEL)
+            .map(std::path::PathBuf::from)
+        else {
+            return;
+        };
+        if !self.following.lock().insert(o.name.clone()) {
+            return;
+        }
+        let (docker, name, following) = (
+            engine.docker.clone(),
+            o.name.clone(),
+            self.following.clone(),
+        );
+        tokio::spawn(async move {
+            let options = bollard::query_parameters::LogsOptions {
+                follow: true,
+                stdout: true,
+                stderr: true,
+                since: i32::try_from(since).unwrap_or(0),
+                ..Default::default()
+            };
+            let opened = async {
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await
+            };
+            match opened.await {
+                Ok(mut file) => {
+                    use tokio::io::AsyncWriteExt;
+                    let mut stream = docker.logs(&name, Some(options));
+                    while let Some(Ok(chunk)) = stream.next().await {
+                        if file.write_all(&chunk.into_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(instance = %name, "cannot open its log: {e}"),
+            }
+            following.lock().remove(&name);
+        });
+    }
+
+    fn engine(&self, node: &str) -> Result<Arc<Engine>, RuntimeError> {
+        self.engines
+            .lock()
+            .get(node)
+            .cloned()
+            .ok_or_else(|| RuntimeError::Failed(format!("no engine for node `{node}`")))
+    }
+
+    /// The engine holding instance `name`.
+    fn engine_of(&self, name: &str) -> Result<Arc<Engine>, RuntimeError> {
+        let node = self.nodes_of.lock().get(name).cloned();
+        match node {
+            Some(node) => self.engine(&node),
+            None => Err(RuntimeError::NotFound(name.into())),
+        }
+    }
+
+    /// Makes sure the app's network exists on `engine`.
+    async fn ensure_network(&self, engine: &Engine, app: &str) -> Result<String, RuntimeError> {
+        let name = container::network_name(app);
+        let _one_at_a_time = self.networks.lock().await;
+        if engine.docker.inspect_network(&name, None).await.is_ok() {
+            return Ok(name);
+        }
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (labels::KERNEL.to_string(), self.kernel.clone()),
+                (labels::APP.to_string(), app.to_string()),
+            ])),
+            ..Default::default()
+        };
+        match engine.docker.create_network(request).await {
+            Ok(_) => Ok(name),
+            // Created meanwhile by a parallel creation.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(name),
+            Err(e) => Err(RuntimeError::Failed(format!("network {name}: {e}"))),
+        }
+    }
+
+    /// Makes sure `image` is on `engine`, copying it from another engine if needed.
+    async fn ensure_image(&self, engine: &Engine, image: &str) -> Result<(), RuntimeError> {
+        if engine.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let others: Vec<Arc<Engine>> = self.engines.lock().values().cloned().collect();
+        for other in others {
+            if other.address == engine.address || other.docker.inspect_image(image).await.is_err() {
+                continue;
+            }
+            tracing::info!(image, from = %other.address, to = %engine.address, "copying image");
+            let exported = other.docker.export_image(image);
+            let options = bollard::query_parameters::ImportImageOptions::default();
+            let mut loading = engine.docker.import_image_stream(options, exported, None);
+            while let Some(item) = loading.next().await {
+                let info =
+                    item.map_err(|e| RuntimeError::Failed(format!("loading {image}: {e}")))?;
+                if let Some(detail) = info.error_detail {
+                    return Err(RuntimeError::Failed(format!(
+                        "loading {image}: {}",
+                        detail.message.unwrap_or_default()
+                    )));
+                }
+            }
+            return Ok(());
+        }
+        Err(RuntimeError::Failed(format!("no engine has image {image}")))
+    }
+
+    async fn list_engine(
+        &self,
+        engine: &Engine,
+        kernel: &str,
+    ) -> Result<Vec<Observed>, DockerError> {
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{}={kernel}", labels::KERNEL)],
+            )])),
+            ..Default::default()
+        };
+        let summaries = engine.docker.list_containers(Some(options)).await?;
+        let started = self.started.lock().clone();
+        let memory = self.memory.lock().clone();
+        Ok(summaries
+            .iter()
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .as_ref()?
+                    .first()?
+                    .trim_start_matches('/')
+                    .to_string();
+                container::observe(c, started.get(&name).copied(), memory.get(&name).copied())
+            })
+            .collect())
+    }
+}
+
+fn failed(what: &str, name: &str) -> impl Fn(DockerError) -> RuntimeError {
+    let context = format!("{what} {name}");
+    move |e| RuntimeError::Failed(format!("{context}: {e}"))
+}
+
+/// Whether a Docker error is a 404 (already gone) or 304 (already in that state).
+fn is_noop(e: &DockerError) -> bool {
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 304 | 404,
+            ..
+        }
+    )
+}
+
+#[async_trait::async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<String, RuntimeError> {
+        // Build where the kernel runs when it is a node, else on the first node.
+        let engine = {
+            let engines = self.engines.lock();
+            engines
+                .get(crate::lifecycle::nodes::LOCAL)
+                .or_else(|| engines.values().next())
+                .cloned()
+        };
+        let engine =
+            engine.ok_or_else(|| RuntimeError::Failed("no Docker engine to build on".into()))?;
+        progress(BuildProgress::Step(format!(
+            "building on {}",
+            engine.address
+        )));
+        build::build(&engine.docker, &request, progress).await
+    }
+
+    async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
+        let node = spec.labels.get(labels::NODE).cloned().unwrap_or_default();
+        let app = spec.labels.get(labels::APP).cloned().unwrap_or_default();
+        let engine = self.engine(&node)?;
+        self.ensure_image(&engine, &spec.image).await?;
+        let network = self.ensure_network(&engine, &app).await?;
+        let options = bollard::query_parameters::CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match engine
+            .docker
+            .create_container(Some(options), container::create_body(spec, &network))
+            .await
+        {
+            Ok(_) => {}
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => {
+                self.nodes_of.lock().insert(spec.name.clone(), node);
+                return Err(RuntimeError::Exists(spec.name.clone()));
+            }
+            Err(e) => return Err(failed("create", &spec.name)(e)),
+        }
+        self.nodes_of.lock().insert(spec.name.clone(), node);
+        Ok(())
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        match engine.docker.start_container(name, None).await {
+            Ok(()) => {}
+            Err(e) if is_noop(&e) => return Ok(()),
+            Err(e) => return Err(failed("start", name)(e)),
+        }
+        self.started
+            .lock()
+            .insert(name.to_string(), super::process::now_unix());
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let options = bollard::query_parameters::StopContainerOptions {
+            t: Some(i32::try_from(grace.as_secs()).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        match engine.docker.stop_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_noop(&e) => Ok(()),
+            Err(e) => Err(failed("stop", name)(e)),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        let engine = match self.engine_of(name) {
+            Ok(engine) => engine,
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            v: true,
+            ..Default::default()
+        };
+        match engine.docker.remove_container(name, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_noop(&e) => {}
+            Err(e) => return Err(failed("remove", name)(e)),
+        }
+        self.nodes_of.lock().remove(name);
+        self.started.lock().remove(name);
+        self.memory.lock().remove(name);
+        Ok(())
+    }
+
+    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let memory = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let update = bollard::models::ContainerUpdateBody {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            ..Default::default()
+        };
+        engine
+            .docker
+            .update_container(name, update)
+            .await
+            .map_err(failed("update memory of", name))?;
+        self.memory.lock().insert(name.to_string(), bytes);
+        Ok(())
+    }
+
+    async fn list(&self, kernel: &str) -> Result<Vec<Observed>, RuntimeError> {
+        let engines: Vec<(String, Arc<Engine>)> = self
+            .engines
+            .lock()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.clone()))
+            .collect();
+        let listings = futures::future::join_all(engines.iter().map(|(node, engine)| async move {
+            let listed =
+                tokio::time::timeout(Duration::from_secs(5), self.list_engine(engine, kernel))
+                    .await;
+            (node.clone(), listed)
+        }))
+        .await;
+        let mut out = Vec::new();
+        let mut unreachable = Vec::new();
+        for (node, listed) in listings {
+            match listed {
+                Ok(Ok(observed)) => {
+                    if let Some((_, engine)) = engines.iter().find(|(n, _)| *n == node) {
+                        for o in observed.iter().filter(|o| o.state.is_running()) {
+                            // Started by this kernel: from its start; adopted: from now on.
+                            let since = self.started.lock().get(&o.name).copied();
+                            let since = since.unwrap_or_else(|| super::process::now_unix() - 1);
+                            self.follow_logs(engine, o, since);
+                        }
+                    }
+                    let mut nodes_of = self.nodes_of.lock();
+                    for o in &observed {
+                        nodes_of.insert(o.name.clone(), node.clone());
+                    }
+                    self.last_seen.lock().insert(node, observed.clone());
+                    out.extend(observed);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%node, "engine unreachable: {e}");
+                    unreachable.push(node.clone());
+                    out.extend(
+                        self.last_seen
+                            .lock()
+                            .get(&node)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                Err(_) => {
+                    tracing::warn!(%node, "engine did not answer within 5 s");
+                    unreachable.push(node.clone());
+                    out.extend(
+                        self.last_seen
+                            .lock()
+                            .get(&node)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+        }
+        *self.unreachable.lock() = unreachable;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn exec_probe(
+        &self,
+        name: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let exec = engine
+            .docker
+            .create_exec(
+                name,
+                bollard::models::ExecConfig {
+                    cmd: Some(vec!["sh".into(), "-c".into(), command.into()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed("probe of", name))?;
+        let options = bollard::exec::StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        engine
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(failed("probe of", name))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let state = engine
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(failed("probe of", name))?;
+            if state.running != Some(true) {
+                return Ok(state.exit_code == Some(0));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(false)
+    }
+
+    fn host_address(&self, node: &str) -> String {
+        self.engines
+            .lock()
+            .get(node)
+            .map_or_else(|| "127.0.0.1".into(), |e| engine::host_of(&e.address))
+    }
+
+    fn sync_nodes(&self, nodes: &[(String, String)]) {
+        let mut engines = self.engines.lock();
+        engines.retain(|name, e| nodes.iter().any(|(n, a)| n == name && *a == e.address));
+        for (name, address) in nodes {
+            if engines.contains_key(name) {
+                continue;
+            }
+            match engine::connect(address, self.tls.as_ref()) {
+                Ok(docker) => {
+                    let events = tokio::spawn(engine::follow_events(
+                        docker.clone(),
+                        self.kernel.clone(),
+                        self.wake.clone(),
+                    ));
+                    engines.insert(
+                        name.clone(),
+                        Arc::new(Engine {
+                            address: address.clone(),
+                            docker,
+                            events,
+                        }),
+                    );
+                }
+                Err(e) => tracing::warn!(node = %name, "{e}"),
+            }
+        }
+        let mut unreachable = self.unreachable.lock();
+        for (name, _) in nodes {
+            if !engines.contains_key(name) && !unreachable.contains(name) {
+                unreachable.push(name.clone());
+            }
+        }
+    }
+
+    fn unreachable(&self) -> Vec<String> {
+        self.unreachable.lock().clone()
+    }
+}
+
+impl RunState {
+    /// Whether the instance's main process runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::Running { .. })
+    }
+}

@@ -1,0 +1,301 @@
+//! The Docker runtime end to end: real dockerd engines started by the test, the real `lain`
+//! binary, real HTTP. Builds images, deploys, heals, scales, isolates apps by network, survives
+//! `kill -9` of the kernel, and places instances across two engines.
+
+mod docker_engine;
+mod support;
+
+use docker_engine::DockerEngine;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::KernelProcess;
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn kernel_on(dir: &Path, engine: &DockerEngine, extra: &str) -> KernelProcess {
+    KernelProcess::start(
+        &dir.join("data"),
+        &format!(
+            "runtime = \"docker\"\n{extra}\n[docker]\nlocal = \"{}\"\n",
+            engine.address
+        ),
+    )
+}
+
+/// An app: a busybox web server answering with `greeting`, and a worker.
+fn app(dir: &Path, name: &str, greeting: &str, workers: u32) -> String {
+    let app = dir.join(name);
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(
+        app.join("lain.yaml"),
+        format!(
+            "appname: {name}\nbuild:\n  base: {base}\n  script:\n    - echo '{greeting}' > /lain/app/index.html\n\
+             web:\n  cmd: httpd -f -p 80 -h /lain/app\n  healthcheck: /index.html\n\
+             worker:\n  cmd: sh -c 'while true; do echo tick; sleep 1; done'\n  num_instances: {workers}\n",
+            base = docker_engine::BASE
+        ),
+    )
+    .expect("lain.yaml");
+    app.to_string_lossy().into_owned()
+}
+
+fn instances<'a>(view: &'a Value, proc: &str) -> Vec<&'a Value> {
+    view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["proc"] == proc)
+        .collect()
+}
+
+fn wait_for(
+    kernel: &KernelProcess,
+    app: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let view = json(&kernel.lain_ok(&["ps", "-a", app, "-o", "json"]));
+        if check(&view) {
+            return view;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}: {view:#}\n{}", kernel.logs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("body")
+}
+
+#[test]
+fn docker_builds_deploys_heals_scales_and_isolates_apps() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let shop = app(tmp.path(), "shop", "hello from shop", 1);
+
+    let release = json(&kernel.lain_ok(&["build", &shop, "-o", "json"]));
+    let version = release["version"].as_str().expect("version");
+    assert_eq!(release["image"], format!("shop:release-{version}"));
+    engine.docker_ok(&["image", "inspect", &format!("shop:build-{version}")]);
+
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+    let web = instances(&view, "web")[0];
+    assert_eq!(web["health"], "healthy", "Docker's HEALTHCHECK: {web}");
+    assert_eq!(get(web["url"].as_str().expect("url")), "hello from shop\n");
+    let names = engine.containers("lain.app=shop");
+    assert_eq!(names.len(), 2, "{names:?}");
+
+    // Procs of one app reach each other by proc name on the app's network.
+    let worker = instances(&view, "worker")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let body = engine.docker_ok(&[
+        "exec",
+        &worker,
+        "wget",
+        "-q",
+        "-O-",
+        "http://web/index.html",
+    ]);
+    assert_eq!(body, "hello from shop\n");
+
+    // Another app can neither resolve nor reach it.
+    let other = app(tmp.path(), "other", "hello from other", 1);
+    kernel.lain_ok(&["build", &other]);
+    let view_other = json(&kernel.lain_ok(&["deploy", "-a", "other", "-o", "json"]));
+    let stranger = instances(&view_other, "worker")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let web_ip = engine.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        web["name"].as_str().expect("name"),
+    ]);
+    let by_name = engine.docker(&[
+        "exec",
+        &stranger,
+        "wget",
+        "-T",
+        "2",
+        "-q",
+        "-O-",
+        "http://web/index.html",
+    ]);
+    assert!(
+        !String::from_utf8_lossy(&by_name.stdout).contains("hello from shop"),
+        "`web` of shop resolved from another app"
+    );
+    let by_ip = engine.docker(&[
+        "exec",
+        &stranger,
+        "wget",
+        "-T",
+        "2",
+        "-q",
+        "-O-",
+        &format!("http://{}/index.html", web_ip.trim()),
+    ]);
+    assert!(
+        !by_ip.status.success(),
+        "another app reached shop's web by IP"
+    );
+    let own = engine.docker_ok(&[
+        "exec",
+        &stranger,
+        "wget",
+        "-q",
+        "-O-",
+        "http://web/index.html",
+    ]);
+    assert_eq!(own, "hello from other\n", "each app reaches its own web");
+
+    // A container killed from outside is noticed (Docker events) and started again.
+    engine.docker_ok(&["kill", &worker]);
+    let healed = wait_for(&kernel, "shop", "the worker to run again", |v| {
+        instances(v, "worker")
+            .first()
+            .is_some_and(|w| w["state"]["state"] == "running" && w["restarts"] == 1)
+    });
+    assert_eq!(instances(&healed, "worker").len(), 1);
+
+    // Output reaches the log store.
+    let logs = kernel.lain_ok(&["logs", "worker", "-a", "shop"]);
+    assert!(logs.contains("[1] tick"), "{logs}");
+
+    // Scale up and down; memory in place.
+    let view = json(&kernel.lain_ok(&[
+        "scale",
+        "worker",
+        "-a",
+        "shop",
+        "--num-instances",
+        "3",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(instances(&view, "worker").len(), 3);
+    let view = json(&kernel.lain_ok(&[
+        "scale", "worker", "-a", "shop", "--memory", "48M", "-o", "json",
+    ]));
+    let limit = engine.docker_ok(&["inspect", "-f", "{{.HostConfig.Memory}}", &worker]);
+    assert_eq!(limit.trim(), (48u64 << 20).to_string(), "{view:#}");
+    json(&kernel.lain_ok(&[
+        "scale",
+        "worker",
+        "-a",
+        "shop",
+        "--num-instances",
+        "1",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(engine.containers("lain.proc=shop.worker.worker").len(), 1);
+
+    // Undeploy removes the containers.
+    kernel.lain_ok(&["undeploy", "-a", "other"]);
+    assert!(engine.containers("lain.app=other").is_empty());
+}
+
+#[test]
+fn docker_kill_dash_nine_mid_deploy_leaves_no_duplicate_and_adopts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let mut kernel = kernel_on(tmp.path(), &engine, "");
+    let shop = app(tmp.path(), "shop", "hi", 6);
+    kernel.lain_ok(&["build", &shop]);
+    kernel.lain_ok(&["deploy", "-a", "shop", "--no-wait"]);
+    std::thread::sleep(Duration::from_millis(300));
+    kernel.kill9();
+    kernel.restart();
+    let view = wait_for(&kernel, "shop", "convergence", |v| v["converged"] == true);
+    assert_eq!(instances(&view, "worker").len(), 6);
+    let before = engine.containers("lain.app=shop");
+    assert_eq!(
+        before.len(),
+        7,
+        "6 workers and a web, no duplicate: {before:?}"
+    );
+    let ids = engine.docker_ok(&["ps", "-q", "--filter", "label=lain.app=shop"]);
+
+    kernel.kill9();
+    kernel.restart();
+    wait_for(&kernel, "shop", "adoption", |v| {
+        v["converged"] == true && v["pass"].as_u64() > Some(1)
+    });
+    assert_eq!(
+        engine.docker_ok(&["ps", "-q", "--filter", "label=lain.app=shop"]),
+        ids,
+        "the same containers, adopted"
+    );
+}
+
+#[test]
+fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (e1, e2) = (DockerEngine::start(), DockerEngine::start());
+    let kernel = kernel_on(tmp.path(), &e1, "");
+    kernel.lain_ok(&[
+        "node",
+        "add",
+        "n2",
+        "--address",
+        &e2.address,
+        "--memory",
+        "4G",
+    ]);
+    let err = kernel.lain_err(&["node", "add", "n3", "--address", "ssh://somewhere"]);
+    assert!(err.contains("a Docker engine is unix:///path"), "{err}");
+    let shop = app(tmp.path(), "shop", "hi", 4);
+    kernel.lain_ok(&["build", &shop]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    let on = |v: &Value, node: &str| {
+        instances(v, "worker")
+            .iter()
+            .filter(|i| i["node"] == node)
+            .count()
+    };
+    assert_eq!(
+        (on(&view, "local"), on(&view, "n2")),
+        (2, 2),
+        "spread: {view:#}"
+    );
+    assert_eq!(
+        e2.containers("lain.proc=shop.worker.worker").len(),
+        2,
+        "really on the second engine"
+    );
+    let web_url = instances(&view, "web")[0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert_eq!(get(&web_url), "hi\n");
+
+    kernel.lain_ok(&["node", "maintain", "local"]);
+    let view = wait_for(&kernel, "shop", "the drain", |v| {
+        v["converged"] == true && on(v, "local") == 0
+    });
+    assert_eq!(on(&view, "n2"), 4);
+    assert!(
+        e1.containers("lain.app=shop").is_empty(),
+        "{:?}",
+        e1.containers("lain.app=shop")
+    );
+    assert_eq!(e2.containers("lain.app=shop").len(), 5);
+}

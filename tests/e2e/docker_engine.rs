@@ -1,0 +1,224 @@
+//! Private Docker engines for tests: each a `dockerd` with its own data-root, exec-root, socket
+//! and address pool, stopped (by PID) when dropped, with a busybox base image imported without
+//! any registry. Fails, never skips, when dockerd is missing (`.ci/run` installs it).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The base image every test app builds on.
+pub const BASE: &str = "lain-test/busybox:latest";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A running dockerd.
+pub struct DockerEngine {
+    child: Child,
+    /// `unix:///...` address of its API.
+    pub address: String,
+    dir: tempfile::TempDir,
+}
+
+impl DockerEngine {
+    /// Starts a dockerd and imports [`BASE`] into it. Engines start one at a time: daemons
+    /// starting together race on creating the host's iptables chains.
+    pub fn start() -> DockerEngine {
+        static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..3 {
+            match DockerEngine::try_start() {
+                Ok(engine) => {
+                    engine.import_base();
+                    return engine;
+                }
+                Err(e) => last = e,
+            }
+        }
+        panic!("dockerd did not start: {last}");
+    }
+
+    fn try_start() -> Result<DockerEngine, String> {
+        // Socket paths must stay short (108 bytes): keep the engine under /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix("lain-dk")
+            .tempdir_in("/tmp")
+            .expect("engine dir");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        // A private address pool per engine, so engines on one host never overlap.
+        let pool = format!(
+            "base=10.{}.0.0/16,size=24",
+            100 + (std::process::id() * 7 + n) % 150
+        );
+        let socket = dir.path().join("docker.sock");
+        let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("root"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--bridge", "none", "--default-address-pool", &pool])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts (apt-get install docker.io)");
+        let mut engine = DockerEngine {
+            child,
+            address: format!("unix://{}", socket.display()),
+            dir,
+        };
+        engine.wait_ready()?;
+        Ok(engine)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("dockerd exited with {status}: {}", self.log()));
+            }
+            if self.docker(&["version"]).status.success() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(format!("dockerd did not answer: {}", self.log()))
+    }
+
+    /// Imports a busybox rootfs (from Debian's busybox-static) as [`BASE`].
+    fn import_base(&self) {
+        let rootfs = self.dir.path().join("rootfs");
+        let bin = rootfs.join("bin");
+        std::fs::create_dir_all(&bin).expect("rootfs");
+        for d in [
+            "tmp", "etc", "proc", "sys", "dev", "root", "lain/app", "var/www",
+        ] {
+            std::fs::create_dir_all(rootfs.join(d)).expect("rootfs dir");
+        }
+        std::fs::copy("/bin/busybox", bin.join("busybox")).expect("busybox-static");
+        let applets = Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .expect("applets");
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .args(["-c", "."])
+            .output()
+            .expect("tar");
+        let mut import = Command::new("docker")
+            .args(["-H", &self.address, "import", "-", BASE])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("docker import");
+        use std::io::Write;
+        import
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&tar.stdout)
+            .expect("send rootfs");
+        assert!(import.wait().expect("import").success(), "import failed");
+    }
+
+    /// Runs the docker CLI against this engine.
+    pub fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(["-H", &self.address])
+            .args(args)
+            .output()
+            .expect("docker CLI")
+    }
+
+    /// Runs the docker CLI, asserting success; returns stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Names of the containers labelled with `label`.
+    pub fn containers(&self, label: &str) -> Vec<String> {
+        self.docker_ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+
+    /// The last lines of the engine's log.
+    pub fn log(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Stops the engine as a crash of its host would look to lain: SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DockerEngine {
+    fn drop(&mut self) {
+        // Remove what tests left, then stop the daemon cleanly so it unmounts its layers.
+        let ids = self.docker(&["ps", "-aq"]);
+        let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.docker(&args);
+        }
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A path as a string.
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Where the busybox-static binary is.
+pub fn busybox() -> PathBuf {
+    PathBuf::from("/bin/busybox")
+}
