@@ -165,6 +165,28 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
         "http://web/index.html",
     ]);
     assert_eq!(own, "hello from other\n", "each app reaches its own web");
+    // And the other way round: shop cannot reach other's web.
+    let other_web = instances(&view_other, "web")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let other_ip = engine.docker_ok(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &other_web,
+    ]);
+    let back = engine.docker(&[
+        "exec",
+        &worker,
+        "wget",
+        "-T",
+        "2",
+        "-q",
+        "-O-",
+        &format!("http://{}/index.html", other_ip.trim()),
+    ]);
+    assert!(!back.status.success(), "shop reached other's web by IP");
 
     // A container killed from outside is noticed (Docker events) and started again.
     engine.docker_ok(&["kill", &worker]);
@@ -298,4 +320,73 @@ fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
         e1.containers("lain.app=shop")
     );
     assert_eq!(e2.containers("lain.app=shop").len(), 5);
+}
+
+#[test]
+fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instances_move() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (e1, mut e2) = (DockerEngine::start(), DockerEngine::start());
+    let kernel = kernel_on(tmp.path(), &e1, "");
+    kernel.lain_ok(&[
+        "node",
+        "add",
+        "n2",
+        "--address",
+        &e2.address,
+        "--memory",
+        "4G",
+        "--label",
+        "disk=ssd",
+    ]);
+    let dir = tmp.path().join("db");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: db\nbuild:\n  base: {}\n  script: []\n\
+             worker.fast:\n  cmd: sleep 100000\n  num_instances: 2\n  filters:\n    - constraint:disk==ssd\n\
+             worker.any:\n  cmd: sleep 100000\n  num_instances: 2\n",
+            docker_engine::BASE
+        ),
+    )
+    .expect("lain.yaml");
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "db", "-o", "json"]));
+    let fast: Vec<&str> = instances(&view, "fast")
+        .iter()
+        .filter_map(|i| i["node"].as_str())
+        .collect();
+    assert_eq!(fast, ["n2", "n2"], "constraint:disk==ssd: {view:#}");
+
+    // n2's engine dies: the node is marked down; its stateless instances that may run elsewhere
+    // move to `local`; those only n2 may take wait for it, and say so.
+    e2.kill();
+    let view = wait_for(&kernel, "db", "the move", |v| {
+        instances(v, "any")
+            .iter()
+            .filter(|i| i["node"] == "local" && i["state"]["state"] == "running")
+            .count()
+            == 2
+    });
+    let nodes = json(&kernel.lain_ok(&["node", "list", "-o", "json"]));
+    assert!(
+        nodes
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| n["name"] == "n2" && n["state"] == "down"),
+        "{nodes:#}"
+    );
+    let fast = view["procs"]
+        .as_array()
+        .expect("procs")
+        .iter()
+        .find(|p| p["name"] == "fast")
+        .cloned();
+    let problem = fast
+        .as_ref()
+        .and_then(|p| p["problem"].as_str())
+        .unwrap_or_default();
+    assert!(problem.contains("no ready node fits"), "{view:#}");
+    drop(e1);
 }
