@@ -1,0 +1,260 @@
+//! What deploying on Docker costs: lain against a plain shell loop of `docker run -d`.
+//!
+//! Run with `cargo bench -p lain --bench docker` (needs dockerd and busybox-static, as the tests;
+//! the benchmark starts its own engine). Prints a markdown report and writes
+//! `<target dir>/bench/docker.json`.
+//!
+//! # Method
+//!
+//! On one private engine, in interleaved rounds (order rotating), three ways of getting
+//! [`INSTANCES`] containers of the same image running `sleep`:
+//! - *docker run loop*: `for i in ...; do docker run -d ...; done` in `sh`, what an operator
+//!   scripting Docker would do, with the same conditions as lain's containers (a user-defined
+//!   bridge network, a 32 MiB memory limit);
+//! - *runtime only*: `DockerRuntime::create` + `start` of the instances, 16 at a time, without
+//!   the kernel;
+//! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of [`INSTANCES`] instances until
+//!   the reconciler sees them all running.
+//!
+//! The kernel's own overhead per container is `(lain deploy - runtime only) / INSTANCES`.
+//! Everything is removed between rounds, untimed. Medians over rounds; ratios are medians of
+//! per-round paired ratios.
+
+#[path = "../../../tests/e2e/docker_engine.rs"]
+mod docker_engine;
+
+use anyhow::{Result, bail};
+use futures::StreamExt;
+use lain::config::{KernelConfig, RuntimeKind};
+use lain::kernel::Kernel;
+use lain::runtime::docker::DockerRuntime;
+use lain::runtime::{InstanceSpec, Runtime, labels};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Containers per deploy.
+const INSTANCES: usize = 50;
+/// Interleaved rounds.
+const ROUNDS: usize = 3;
+
+fn main() -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<()> {
+    let engine = docker_engine::DockerEngine::start();
+    let tmp = tempfile::tempdir()?;
+    let mut config = KernelConfig {
+        data_dir: tmp.path().join("data"),
+        runtime: RuntimeKind::Docker,
+        ..KernelConfig::default()
+    };
+    config.docker.local = engine.address.clone();
+    let kernel = Kernel::open_with_shim(
+        config,
+        lain_builtin_plugins::BUILTINS,
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+    )?;
+    let lc = kernel.lifecycle.clone();
+    let reconciler = kernel.start_reconciler();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the reconciler connects the engine
+    let yaml = format!(
+        "appname: bench\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {INSTANCES}\n",
+        docker_engine::BASE
+    );
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(yaml.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "lain.yaml", yaml.as_bytes())?;
+    let context = tar.into_inner()?;
+    let build_lc = lc.clone();
+    let release =
+        tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
+
+    let direct = DockerRuntime::new("direct", None, Arc::new(tokio::sync::Notify::new()));
+    direct.sync_nodes(&[("local".into(), engine.address.clone())]);
+
+    let (mut shell, mut runtime_only, mut deploy) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        for variant in (0..3).map(|i| (i + round) % 3) {
+            match variant {
+                0 => shell.push(bench_shell(&engine, &release.image)?),
+                1 => runtime_only.push(bench_runtime(&direct, &release.image).await?),
+                _ => deploy.push(bench_deploy(&lc).await?),
+            }
+        }
+        eprintln!("round {}/{ROUNDS} done", round + 1);
+    }
+    reconciler.abort();
+    let overhead: Vec<f64> = deploy
+        .iter()
+        .zip(&runtime_only)
+        .map(|(d, r)| (d - r) / INSTANCES as f64)
+        .collect();
+    let vs_shell: Vec<f64> = deploy.iter().zip(&shell).map(|(d, s)| d / s).collect();
+    let vs_runtime: Vec<f64> = deploy
+        .iter()
+        .zip(&runtime_only)
+        .map(|(d, r)| d / r)
+        .collect();
+    let m = |v: &[f64]| median(v);
+    println!(
+        "## docker ({INSTANCES} containers, one engine, {ROUNDS} interleaved rounds, medians)\n"
+    );
+    println!("| what | figure |\n|---|---|");
+    println!(
+        "| shell loop of `docker run -d` | {:.0} ms |",
+        m(&shell) * 1e3
+    );
+    println!(
+        "| runtime only: create + start, 16 at a time | {:.0} ms |",
+        m(&runtime_only) * 1e3
+    );
+    println!("| lain deploy until all run | {:.0} ms |", m(&deploy) * 1e3);
+    println!(
+        "| lain deploy / docker run loop | **{:.2}x** (target <= 0.5x) |",
+        m(&vs_shell)
+    );
+    println!("| lain deploy / runtime only | {:.2}x |", m(&vs_runtime));
+    println!(
+        "| kernel's own overhead per container | **{:.2} ms** (target < 5 ms) |",
+        m(&overhead) * 1e3
+    );
+    let report = serde_json::json!({
+        "instances": INSTANCES, "rounds": ROUNDS,
+        "docker_run_loop_ms": m(&shell) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
+        "lain_deploy_ms": m(&deploy) * 1e3, "deploy_vs_docker_run_loop": m(&vs_shell),
+        "deploy_vs_runtime_only": m(&vs_runtime), "kernel_overhead_per_container_ms": m(&overhead) * 1e3,
+    });
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("docker.json"), serde_json::to_vec_pretty(&report)?)?;
+    Ok(())
+}
+
+/// Seconds for the shell loop; then removes its containers, untimed.
+fn bench_shell(engine: &docker_engine::DockerEngine, image: &str) -> Result<f64> {
+    // The same conditions as lain's containers: a bridge network of their own, a memory limit.
+    let _ = engine.docker(&["network", "create", "bench-shell"]);
+    let script = format!(
+        "for i in $(seq {INSTANCES}); do docker -H {} run -d --label bench=shell --network bench-shell \
+         --memory 32m --memory-swap 32m {image} sleep 100000 >/dev/null; done",
+        engine.address
+    );
+    let start = Instant::now();
+    let status = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .status()?;
+    let took = start.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("docker run loop failed");
+    }
+    let ids = engine.docker_ok(&["ps", "-aq", "--filter", "label=bench=shell"]);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.lines());
+    engine.docker_ok(&args);
+    Ok(took)
+}
+
+/// Seconds to create and start the containers through the runtime alone; then removes them.
+async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
+    let specs: Vec<InstanceSpec> = (1..=INSTANCES)
+        .map(|no| InstanceSpec {
+            name: format!("direct.i{no}"),
+            labels: [
+                (labels::KERNEL.to_string(), "direct".to_string()),
+                (labels::APP.to_string(), "direct".to_string()),
+                (labels::NODE.to_string(), "local".to_string()),
+            ]
+            .into(),
+            image: image.to_string(),
+            entrypoint: None,
+            cmd: Some(vec!["sleep".into(), "100000".into()]),
+            user: None,
+            env: Vec::new(),
+            workdir: None,
+            ports: Vec::new(),
+            memory: 32 << 20,
+            cpu: 0,
+            log_file: std::env::temp_dir().join(format!("lain-bench-{no}.log")),
+            aliases: Vec::new(),
+            volumes: Vec::new(),
+            volume_root: std::env::temp_dir(),
+            health: None,
+        })
+        .collect();
+    let start = Instant::now();
+    let results: Vec<_> = futures::stream::iter(&specs)
+        .map(|s| async move {
+            rt.create(s).await?;
+            rt.start(&s.name).await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let took = start.elapsed().as_secs_f64();
+    for r in results {
+        r?;
+    }
+    let listed = rt.list("direct").await?;
+    if listed.iter().filter(|o| o.state.is_running()).count() != INSTANCES {
+        bail!("runtime only: not all running");
+    }
+    futures::stream::iter(&listed)
+        .map(|o| async move {
+            rt.stop(&o.name, Duration::from_secs(1)).await?;
+            rt.remove(&o.name).await
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, _>>()?;
+    Ok(took)
+}
+
+/// Seconds from deploy to all running; then undeploys and waits, untimed.
+async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
+    let start = Instant::now();
+    let deploy_lc = lc.clone();
+    tokio::task::spawn_blocking(move || deploy_lc.deploy("bench", None)).await??;
+    wait(lc, INSTANCES).await?;
+    let took = start.elapsed().as_secs_f64();
+    lc.undeploy("bench")?;
+    wait(lc, 0).await?;
+    Ok(took)
+}
+
+async fn wait(lc: &lain::lifecycle::Lifecycle, want: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let view = lc.status.view(lc.app("bench")?);
+        let running = view
+            .instances
+            .iter()
+            .filter(|i| i.state.is_running())
+            .count();
+        if view.converged && running == want && view.instances.len() == want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "not converged: {running} running; {:?}",
+                view.procs.first().and_then(|p| p.problem.clone())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
