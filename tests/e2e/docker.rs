@@ -81,6 +81,7 @@ fn get(url: &str) -> String {
 
 #[test]
 fn docker_builds_deploys_heals_scales_and_isolates_apps() {
+    let _host = docker_engine::lock_host();
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = DockerEngine::start();
     let kernel = kernel_on(tmp.path(), &engine, "");
@@ -131,9 +132,9 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
     let by_name = engine.docker(&[
         "exec",
         &stranger,
+        "timeout",
+        "3",
         "wget",
-        "-T",
-        "2",
         "-q",
         "-O-",
         "http://web/index.html",
@@ -145,9 +146,9 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
     let by_ip = engine.docker(&[
         "exec",
         &stranger,
+        "timeout",
+        "3",
         "wget",
-        "-T",
-        "2",
         "-q",
         "-O-",
         &format!("http://{}/index.html", web_ip.trim()),
@@ -155,6 +156,20 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
     assert!(
         !by_ip.status.success(),
         "another app reached shop's web by IP"
+    );
+    let control = engine.docker_ok(&[
+        "exec",
+        &worker,
+        "timeout",
+        "3",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{}/index.html", web_ip.trim()),
+    ]);
+    assert_eq!(
+        control, "hello from shop\n",
+        "the same request works inside the app"
     );
     let own = engine.docker_ok(&[
         "exec",
@@ -179,9 +194,9 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
     let back = engine.docker(&[
         "exec",
         &worker,
+        "timeout",
+        "3",
         "wget",
-        "-T",
-        "2",
         "-q",
         "-O-",
         &format!("http://{}/index.html", other_ip.trim()),
@@ -237,6 +252,7 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
 
 #[test]
 fn docker_kill_dash_nine_mid_deploy_leaves_no_duplicate_and_adopts() {
+    let _host = docker_engine::lock_host();
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = DockerEngine::start();
     let mut kernel = kernel_on(tmp.path(), &engine, "");
@@ -270,6 +286,7 @@ fn docker_kill_dash_nine_mid_deploy_leaves_no_duplicate_and_adopts() {
 
 #[test]
 fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
+    let _host = docker_engine::lock_host();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (e1, e2) = (DockerEngine::start(), DockerEngine::start());
     let kernel = kernel_on(tmp.path(), &e1, "");
@@ -324,6 +341,7 @@ fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
 
 #[test]
 fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instances_move() {
+    let _host = docker_engine::lock_host();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (e1, mut e2) = (DockerEngine::start(), DockerEngine::start());
     let kernel = kernel_on(tmp.path(), &e1, "");
@@ -389,4 +407,124 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
         .unwrap_or_default();
     assert!(problem.contains("no ready node fits"), "{view:#}");
     drop(e1);
+}
+
+#[test]
+fn a_portal_is_reachable_by_its_service_name_from_declared_clients_only() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let pg = tmp.path().join("pg");
+    std::fs::create_dir_all(&pg).expect("mkdir");
+    std::fs::write(
+        pg.join("lain.yaml"),
+        format!(
+            "appname: pg\nbuild:\n  base: {}\n  script:\n    - echo 'from pg' > /lain/app/index.html\n\
+             service.db:\n  cmd: httpd -f -p 5432 -h /lain/app\n  port: 5432\n  portal:\n    cmd: httpd -f -p 5432 -h /lain/app\n",
+            docker_engine::BASE
+        ),
+    )
+    .expect("pg");
+    let shop = app(tmp.path(), "shop", "shop", 1);
+    let yaml = std::fs::read_to_string(Path::new(&shop).join("lain.yaml")).expect("read");
+    std::fs::write(
+        Path::new(&shop).join("lain.yaml"),
+        format!("{yaml}use_services:\n  pg:\n    - db\n"),
+    )
+    .expect("write");
+    let other = app(tmp.path(), "other", "other", 1);
+    for (name, dir) in [
+        ("pg", pg.to_string_lossy().into_owned()),
+        ("shop", shop),
+        ("other", other),
+    ] {
+        kernel.lain_ok(&["build", &dir]);
+        kernel.lain_ok(&["deploy", "-a", name]);
+    }
+    let worker_of = |app: &str| {
+        let view = json(&kernel.lain_ok(&["ps", "-a", app, "-o", "json"]));
+        instances(&view, "worker")[0]["name"]
+            .as_str()
+            .expect("name")
+            .to_string()
+    };
+    let (client, stranger) = (worker_of("shop"), worker_of("other"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = engine.docker(&[
+            "exec",
+            &client,
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O-",
+            "http://db:5432/index.html",
+        ]);
+        if String::from_utf8_lossy(&out.stdout) == "from pg\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never reached the portal: {}",
+            kernel.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = engine.docker(&[
+        "exec",
+        &stranger,
+        "timeout",
+        "3",
+        "wget",
+        "-q",
+        "-O-",
+        "http://db:5432/index.html",
+    ]);
+    assert!(
+        !out.status.success(),
+        "an app that did not declare the service reached its portal"
+    );
+
+    // The portal reaches its service on its own app's network.
+    let pg_view = json(&kernel.lain_ok(&["ps", "-a", "pg", "-o", "json"]));
+    let portal = pg_view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .find(|i| i["name"].as_str().is_some_and(|n| n.contains(".portal.")))
+        .and_then(|i| i["name"].as_str())
+        .expect("portal instance")
+        .to_string();
+    let inside = engine.docker_ok(&[
+        "exec",
+        &portal,
+        "wget",
+        "-q",
+        "-O-",
+        "http://db:5432/index.html",
+    ]);
+    assert_eq!(inside, "from pg\n");
+
+    // A client that goes away loses the portal.
+    kernel.lain_ok(&["undeploy", "-a", "shop"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let networks = engine.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &portal,
+        ]);
+        if !networks.contains("lain-shop") {
+            assert!(networks.contains("lain-pg"), "{networks}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "portal still on lain-shop: {networks}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

@@ -13,6 +13,15 @@ pub const BASE: &str = "lain-test/busybox:latest";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// Engines on one host share its iptables chains, and a starting dockerd rebuilds Docker's
+/// network-isolation chain with only its own networks: another engine starting during a test
+/// would undo that test engine's isolation. Each test holds this for its whole run, so engines of
+/// different tests never overlap (a production host runs one engine).
+pub fn lock_host() -> std::sync::MutexGuard<'static, ()> {
+    static HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A running dockerd.
 pub struct DockerEngine {
     child: Child,
@@ -198,6 +207,8 @@ impl Drop for DockerEngine {
             args.extend(ids.iter().map(String::as_str));
             let _ = self.docker(&args);
         }
+        // Networks go too, and with them their iptables rules on the host.
+        let _ = self.docker(&["network", "prune", "-f"]);
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();

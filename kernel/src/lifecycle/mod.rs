@@ -157,12 +157,13 @@ impl Lifecycle {
                 LifecycleError::NotFound(format!("app `{app}` has no release: run `lain build`"))
             })?,
         };
-        let procs = plan::render(self, &release)?;
+        let (procs, use_services) = plan::render(self, &release)?;
         self.update_app(app, |record| {
             record.deploy(Deployment {
                 release: release.version.clone(),
                 deployed_at: now_unix(),
                 procs,
+                use_services,
                 auto_rollback: true,
             });
             Ok(())

@@ -8,8 +8,17 @@ use crate::plugin::bindings::types::AppContext;
 use crate::plugin::kinds::proc_type::ProcTypePlugin;
 use crate::spec::{self, AppType, PluginProcTypes, app_domain};
 
-/// Renders every proc of `release`.
-pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Vec<ProcPlan>, LifecycleError> {
+/// Renders every proc of `release`; also returns the app's `use_services`.
+pub fn render(
+    lc: &Lifecycle,
+    release: &ReleaseRecord,
+) -> Result<
+    (
+        Vec<ProcPlan>,
+        std::collections::BTreeMap<String, Vec<String>>,
+    ),
+    LifecycleError,
+> {
     let types = PluginProcTypes::new(lc.registry.enabled(Kind::ProcType), &lc.config.proc_types)?;
     let parsed = spec::parse("lain.yaml", &release.lain_yaml, &types, &lc.config.domains);
     let Some(app) = parsed.spec else {
@@ -73,5 +82,5 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Vec<ProcPlan>, 
             plan,
         });
     }
-    Ok(plans)
+    Ok((plans, app.use_services))
 }

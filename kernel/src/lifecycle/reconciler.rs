@@ -49,6 +49,8 @@ struct Desired {
     release: String,
     image: String,
     plan: ProcPlan,
+    /// For a portal: the client apps whose networks it joins, with the name they reach it by.
+    grants: Vec<(String, String)>,
 }
 
 /// One step decided by a pass.
@@ -57,6 +59,8 @@ enum Action {
     Start(String),
     Retire(String, Duration),
     SetMemory(String, u64),
+    Connect(String, String, String),
+    Disconnect(String, String),
 }
 
 #[derive(Default)]
@@ -279,7 +283,8 @@ impl Reconciler {
     /// Every proc that should run, by full name.
     fn desired(&mut self) -> anyhow::Result<BTreeMap<String, Desired>> {
         let mut out = BTreeMap::new();
-        for app in self.lc.apps()? {
+        let apps = self.lc.apps()?;
+        for app in &apps {
             let Some(deployed) = &app.deployed else {
                 continue;
             };
@@ -306,10 +311,12 @@ impl Reconciler {
                         release: deployed.release.clone(),
                         image: image.clone(),
                         plan,
+                        grants: Vec::new(),
                     },
                 );
             }
         }
+        grant_portals(&apps, &mut out);
         Ok(out)
     }
 
@@ -478,6 +485,9 @@ impl Reconciler {
                     match &c.state {
                         RunState::Created => actions.push(Action::Start(c.name.clone())),
                         RunState::Running { started_at, .. } => {
+                            if self.lc.runtime.isolates_apps() {
+                                connect_clients(d, c, actions);
+                            }
                             if c.memory != d.plan.plan.memory {
                                 actions.push(Action::SetMemory(c.name.clone(), d.plan.plan.memory));
                             }
@@ -656,6 +666,18 @@ impl Reconciler {
                                 .await
                                 .map_err(|e| e.to_string()),
                         ),
+                        Action::Connect(name, app, alias) => {
+                            tracing::info!(instance = %name, client = %app, "connecting a portal");
+                            let r = runtime.connect(&name, &app, &[alias]).await;
+                            (None, r.map_err(|e| e.to_string()))
+                        }
+                        Action::Disconnect(name, app) => (
+                            None,
+                            runtime
+                                .disconnect(&name, &app)
+                                .await
+                                .map_err(|e| e.to_string()),
+                        ),
                         Action::Retire(..) => (None, Ok(())),
                     }
                 }
@@ -828,6 +850,49 @@ fn ready(o: &Observed, d: &Desired, now: i64, probes: &HashMap<String, Probing>)
         },
         RunState::Exited { code, .. } => *code == Some(0) && !d.plan.restarts_after(*code),
         RunState::Created => false,
+    }
+}
+
+/// Fills each portal's grants: every deployed app whose `use_services` names the portal's
+/// service (and that its `allow_clients` admits) gets the portal on its network, reachable by the
+/// service name (LAIN spec §1.7, §2.9).
+fn grant_portals(apps: &[super::records::AppRecord], desired: &mut BTreeMap<String, Desired>) {
+    for client in apps {
+        let Some(deployed) = &client.deployed else {
+            continue;
+        };
+        for (service_app, names) in &deployed.use_services {
+            for d in desired.values_mut().filter(|d| d.app == *service_app) {
+                let Some(portal) = &d.plan.plan.portal else {
+                    continue;
+                };
+                let allowed = glob::Pattern::new(&portal.allow_clients)
+                    .is_ok_and(|p| p.matches(&client.name));
+                if allowed && names.contains(&portal.service_name) {
+                    d.grants
+                        .push((client.name.clone(), portal.service_name.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Connects a portal instance to the networks of its clients and disconnects it from former
+/// clients'.
+fn connect_clients(d: &Desired, o: &Observed, actions: &mut Vec<Action>) {
+    for (client, alias) in &d.grants {
+        if !o.networks.contains(client) {
+            actions.push(Action::Connect(
+                o.name.clone(),
+                client.clone(),
+                alias.clone(),
+            ));
+        }
+    }
+    for network in &o.networks {
+        if *network != d.app && !d.grants.iter().any(|(c, _)| c == network) {
+            actions.push(Action::Disconnect(o.name.clone(), network.clone()));
+        }
     }
 }
 

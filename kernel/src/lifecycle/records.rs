@@ -117,6 +117,10 @@ pub struct Deployment {
     /// Whether a failed rollout goes back to the previous deployment by itself (false for a
     /// rollback, so a failing rollback does not bounce).
     pub auto_rollback: bool,
+    /// Services of other apps this deployment uses: service app -> service names. Their
+    /// portals are connected to this app's network.
+    #[serde(default)]
+    pub use_services: BTreeMap<String, Vec<String>>,
 }
 
 /// A proc ready to run: what its proc type rendered, plus what the scheduler needs.

@@ -96,6 +96,9 @@ pub struct Observed {
     /// Health as the runtime itself checks it (Docker's HEALTHCHECK); none when the runtime
     /// does not check (then the kernel probes).
     pub health: Option<HealthStatus>,
+    /// Apps whose networks the instance is on (its own, and those of the clients a portal
+    /// serves); empty on runtimes without networks.
+    pub networks: Vec<String>,
 }
 
 /// Health reported by a runtime that checks it itself.
@@ -228,5 +231,23 @@ pub trait Runtime: Send + Sync {
     /// seen.
     fn unreachable(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Whether apps are isolated on networks of their own (then portals are connected to their
+    /// clients' networks with [`Runtime::connect`]).
+    fn isolates_apps(&self) -> bool {
+        false
+    }
+    /// Attaches instance `name` to app `app`'s network, reachable there as `aliases`.
+    async fn connect(
+        &self,
+        _name: &str,
+        _app: &str,
+        _aliases: &[String],
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    /// Detaches instance `name` from app `app`'s network.
+    async fn disconnect(&self, _name: &str, _app: &str) -> Result<(), RuntimeError> {
+        Ok(())
     }
 }

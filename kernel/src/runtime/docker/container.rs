@@ -183,6 +183,16 @@ pub fn observe(
     let memory = memory
         .or_else(|| labels.get(MEMORY_LABEL).and_then(|m| m.parse().ok()))
         .unwrap_or(0);
+    let networks = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .map(|n| {
+            n.keys()
+                .filter_map(|k| k.strip_prefix("lain-").map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
     Some(Observed {
         name,
         labels,
@@ -190,6 +200,7 @@ pub fn observe(
         host_ports,
         memory,
         health,
+        networks,
     })
 }
 

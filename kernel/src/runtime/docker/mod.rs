@@ -522,6 +522,41 @@ impl Runtime for DockerRuntime {
     fn unreachable(&self) -> Vec<String> {
         self.unreachable.lock().clone()
     }
+
+    fn isolates_apps(&self) -> bool {
+        true
+    }
+
+    async fn connect(&self, name: &str, app: &str, aliases: &[String]) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let network = self.ensure_network(&engine, app).await?;
+        let request = bollard::models::NetworkConnectRequest {
+            container: name.to_string(),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        engine
+            .docker
+            .connect_network(&network, request)
+            .await
+            .map_err(failed(&format!("connect to {network}:"), name))
+    }
+
+    async fn disconnect(&self, name: &str, app: &str) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let network = container::network_name(app);
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: name.to_string(),
+            force: Some(true),
+        };
+        match engine.docker.disconnect_network(&network, request).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_noop(&e) => Ok(()),
+            Err(e) => Err(failed(&format!("disconnect from {network}:"), name)(e)),
+        }
+    }
 }
 
 impl RunState {

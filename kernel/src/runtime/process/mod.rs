@@ -133,6 +133,7 @@ impl ProcessRuntime {
             host_ports: stored.host_ports,
             memory,
             health: None,
+            networks: Vec::new(),
         }
     }
 
