@@ -157,7 +157,10 @@ impl Lifecycle {
                 LifecycleError::NotFound(format!("app `{app}` has no release: run `lain build`"))
             })?,
         };
-        let (procs, use_services) = plan::render(self, &release)?;
+        let plan::Rendered {
+            procs,
+            use_services,
+        } = plan::render(self, &release)?;
         self.update_app(app, |record| {
             record.deploy(Deployment {
                 release: release.version.clone(),

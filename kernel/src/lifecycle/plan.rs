@@ -8,17 +8,16 @@ use crate::plugin::bindings::types::AppContext;
 use crate::plugin::kinds::proc_type::ProcTypePlugin;
 use crate::spec::{self, AppType, PluginProcTypes, app_domain};
 
-/// Renders every proc of `release`; also returns the app's `use_services`.
-pub fn render(
-    lc: &Lifecycle,
-    release: &ReleaseRecord,
-) -> Result<
-    (
-        Vec<ProcPlan>,
-        std::collections::BTreeMap<String, Vec<String>>,
-    ),
-    LifecycleError,
-> {
+/// A release ready to deploy: its procs, and the services of other apps it uses.
+pub struct Rendered {
+    /// The procs, as their proc types rendered them.
+    pub procs: Vec<ProcPlan>,
+    /// `use_services`: service app -> service names.
+    pub use_services: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Renders every proc of `release`.
+pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, LifecycleError> {
     let types = PluginProcTypes::new(lc.registry.enabled(Kind::ProcType), &lc.config.proc_types)?;
     let parsed = spec::parse("lain.yaml", &release.lain_yaml, &types, &lc.config.domains);
     let Some(app) = parsed.spec else {
@@ -82,5 +81,8 @@ pub fn render(
             plan,
         });
     }
-    Ok((plans, app.use_services))
+    Ok(Rendered {
+        procs: plans,
+        use_services: app.use_services,
+    })
 }
