@@ -17,6 +17,7 @@
 //! [docker]                            # with runtime = "docker"
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
 //! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
+//! registry = "registry.lain.local:5000"   # releases are pushed here, nodes pull from it
 //!
 //! [plugins.limits]                    # every plugin call runs under these
 //! cpu_ms = 200
@@ -103,6 +104,9 @@ pub struct DockerConfig {
     pub local: String,
     /// Client certificates for engines reached at `tcp://` addresses.
     pub tls: Option<crate::runtime::docker::engine::TlsFiles>,
+    /// A registry (`host:port`) releases are pushed to and nodes pull from; without one, a
+    /// node's engine gets a missing image copied from an engine that has it.
+    pub registry: Option<String>,
 }
 
 impl Default for DockerConfig {
@@ -110,6 +114,7 @@ impl Default for DockerConfig {
         DockerConfig {
             local: "unix:///var/run/docker.sock".into(),
             tls: None,
+            registry: None,
         }
     }
 }

@@ -68,11 +68,10 @@ impl Kernel {
                     &runtime_config.data_dir.join("runtime").join("process"),
                     &shim,
                 )?),
-                RuntimeKind::Docker => Arc::new(DockerRuntime::new(
-                    kernel_id,
-                    runtime_config.docker.tls.clone(),
-                    wake,
-                )),
+                RuntimeKind::Docker => Arc::new(
+                    DockerRuntime::new(kernel_id, runtime_config.docker.tls.clone(), wake)
+                        .with_registry(runtime_config.docker.registry.clone()),
+                ),
             })
         };
         let lifecycle = Lifecycle::new(

@@ -245,6 +245,35 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
     ]));
     assert_eq!(engine.containers("lain.proc=shop.worker.worker").len(), 1);
 
+    // A new release rolls out (new container first, old one retired once healthy); rollback
+    // brings the first back.
+    let yaml = std::fs::read_to_string(Path::new(&shop).join("lain.yaml")).expect("read");
+    std::fs::write(
+        Path::new(&shop).join("lain.yaml"),
+        yaml.replace("hello from shop", "shop v2"),
+    )
+    .expect("write");
+    kernel.lain_ok(&["build", &shop]);
+    let v2 = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    assert_ne!(v2["release"], version);
+    let url = instances(&v2, "web")[0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert_eq!(get(&url), "shop v2\n");
+    assert_eq!(
+        engine.containers("lain.proc=shop.web.web").len(),
+        1,
+        "the old web was retired"
+    );
+    let back = json(&kernel.lain_ok(&["rollback", "-a", "shop", "-o", "json"]));
+    assert_eq!(back["release"], version);
+    let url = instances(&back, "web")[0]["url"]
+        .as_str()
+        .expect("url")
+        .to_string();
+    assert_eq!(get(&url), "hello from shop\n");
+
     // Undeploy removes the containers.
     kernel.lain_ok(&["undeploy", "-a", "other"]);
     assert!(engine.containers("lain.app=other").is_empty());
@@ -527,4 +556,140 @@ fn a_portal_is_reachable_by_its_service_name_from_declared_clients_only() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+#[test]
+fn releases_are_pushed_to_a_real_registry_and_pulled_by_other_nodes() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = docker_engine::Registry::start();
+    let (e1, e2) = (DockerEngine::start(), DockerEngine::start());
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "runtime = \"docker\"\n[docker]\nlocal = \"{}\"\nregistry = \"{}\"\n",
+            e1.address, registry.address
+        ),
+    );
+    kernel.lain_ok(&[
+        "node",
+        "add",
+        "n2",
+        "--address",
+        &e2.address,
+        "--memory",
+        "4G",
+        "--label",
+        "disk=ssd",
+    ]);
+    let dir = tmp.path().join("shop");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: shop\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  filters:\n    - constraint:disk==ssd\n",
+            docker_engine::BASE
+        ),
+    )
+    .expect("lain.yaml");
+    let release = json(&kernel.lain_ok(&["build", dir.to_str().expect("utf-8"), "-o", "json"]));
+    let image = release["image"].as_str().expect("image").to_string();
+    assert!(
+        image.starts_with(&format!("{}/shop:release-", registry.address)),
+        "{image}"
+    );
+    assert!(
+        registry.catalog().contains("\"shop\""),
+        "{}",
+        registry.catalog()
+    );
+    assert!(
+        !e2.docker(&["image", "inspect", &image]).status.success(),
+        "not on n2 before the deploy"
+    );
+
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    assert_eq!(instances(&view, "worker")[0]["node"], "n2", "{view:#}");
+    e2.docker_ok(&["image", "inspect", &image]);
+    assert!(
+        kernel.logs().contains("pulled"),
+        "n2 pulled the release from the registry"
+    );
+    drop(e1);
+}
+
+#[test]
+fn prepare_build_release_and_test_images_follow_lain_yaml() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let dir = tmp.path().join("stages");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let yaml = |test: &str| {
+        format!(
+            "appname: stages\nbuild:\n  base: {base}\n  prepare:\n    version: \"1\"\n    script:\n      - echo deps > /lain/app/deps.txt\n      - echo junk > /lain/app/junk.txt\n    keep:\n      - deps.txt\n  script:\n    - cat deps.txt > built.txt\n    - echo artifact > artifact.txt\n\
+             release:\n  dest_base: {base}\n  copy:\n    - src: artifact.txt\n      dest: /srv/artifact.txt\n    - src: built.txt\n      dest: built.txt\n\
+             test:\n  script:\n    - {test}\n\
+             worker:\n  cmd: sleep 100000\n",
+            base = docker_engine::BASE
+        )
+    };
+    std::fs::write(dir.join("lain.yaml"), yaml("test -f built.txt")).expect("lain.yaml");
+    let path = dir.to_str().expect("utf-8").to_string();
+    let release = json(&kernel.lain_ok(&["build", &path, "-o", "json"]));
+    let version = release["version"].as_str().expect("version").to_string();
+    let image = release["image"].as_str().expect("image").to_string();
+    let cat = |image: &str, file: &str| engine.docker(&["run", "--rm", image, "cat", file]);
+    let out = cat(&image, "/srv/artifact.txt");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "artifact\n",
+        "copied to an absolute dest"
+    );
+    let out = cat(&image, "/lain/app/built.txt");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "deps\n",
+        "built on the prepare image"
+    );
+    assert!(
+        !cat(&image, "/lain/app/deps.txt").status.success(),
+        "dest_base has only what was copied"
+    );
+    assert!(
+        !cat("stages:prepare-1", "/lain/app/junk.txt")
+            .status
+            .success(),
+        "prepare keeps only `keep`"
+    );
+    engine.docker_ok(&["image", "inspect", &format!("stages:test-{version}")]);
+
+    // A changed context rebuilds, reusing the prepare image by its version.
+    std::fs::write(dir.join("README"), "changed").expect("write");
+    let out = kernel.lain(&["build", &path]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prepare: reusing stages:prepare-1"));
+
+    // A failing test script fails the build; no release is recorded.
+    std::fs::write(dir.join("lain.yaml"), yaml("test -f nothing-here")).expect("lain.yaml");
+    let err = kernel.lain_err(&["build", &path]);
+    assert!(err.contains("test"), "{err}");
+    let releases: Value = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    assert_eq!(releases.as_array().map(Vec::len), Some(1));
+    let (status, body) = {
+        let mut resp = ureq::get(&format!("{}/api/v1/apps/stages/releases", kernel.url))
+            .call()
+            .expect("releases");
+        (
+            resp.status(),
+            resp.body_mut().read_to_string().expect("body"),
+        )
+    };
+    assert_eq!(status, 200);
+    assert_eq!(
+        json(&body).as_array().map(Vec::len),
+        Some(2),
+        "two good builds, the failed one not recorded"
+    );
 }

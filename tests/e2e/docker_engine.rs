@@ -233,3 +233,70 @@ pub fn path_str(p: &Path) -> String {
 pub fn busybox() -> PathBuf {
     PathBuf::from("/bin/busybox")
 }
+
+/// A private image registry (Debian's `docker-registry`), stopped when dropped.
+pub struct Registry {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts a registry on a free loopback port (engines trust 127.0.0.0/8 without TLS).
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().expect("registry dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry starts (apt-get install docker-registry)");
+        let registry = Registry {
+            child,
+            address,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("http://{}/v2/", registry.address))
+            .call()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry
+    }
+
+    /// The repositories it holds.
+    pub fn catalog(&self) -> String {
+        ureq::get(&format!("http://{}/v2/_catalog", self.address))
+            .call()
+            .expect("catalog")
+            .body_mut()
+            .read_to_string()
+            .expect("body")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

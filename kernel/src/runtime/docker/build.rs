@@ -8,7 +8,9 @@
 //!   tagged `<app>:build-<release>`;
 //! - release: the build image re-tagged, or, with `release.dest_base`/`copy`/`script`, a
 //!   multi-stage image (`release.script` runs in the build stage, then `copy` moves files into
-//!   `dest_base`); tagged `<app>:release-<release>`, which instances run.
+//!   `dest_base`); tagged `<app>:release-<release>`, which instances run;
+//! - test (with `test.script`): `FROM` the build image, the test scripts; tagged
+//!   `<app>:test-<release>`. A failing test script fails the build, so no release is recorded.
 
 use crate::runtime::process::build::build_arg_value;
 use crate::runtime::{BuildProgress, BuildRequest, RuntimeError};
@@ -55,7 +57,7 @@ pub async fn build(
             hex::encode(&h.finalize()[..6])
         });
         let tag = format!("{name}:prepare-{version}");
-        let mut file = stage(&base, &args, true);
+        let mut file = stage(&base, &args);
         for line in &prepare.script {
             run(&mut file, line);
         }
@@ -64,7 +66,7 @@ pub async fn build(
         base = tag.clone();
         prepare_tag = Some(tag);
     }
-    let mut file = stage(&base, &args, true);
+    let mut file = stage(&base, &args);
     for line in &app.build.script {
         run(&mut file, line);
     }
@@ -95,6 +97,13 @@ pub async fn build(
         }
         files.push(("release".into(), file));
     }
+    if let Some(test) = app.test.as_ref().filter(|t| !t.script.is_empty()) {
+        let mut file = format!("FROM {build_tag}\n");
+        for line in &test.script {
+            run(&mut file, line);
+        }
+        files.push(("test".into(), file));
+    }
     let context = context_tar(request.context, &files)?;
 
     for (stage_name, _) in &files {
@@ -108,6 +117,7 @@ pub async fn build(
                 None => continue,
             },
             "build" => build_tag.clone(),
+            "test" => format!("{name}:test-{}", request.version),
             _ => release_tag.clone(),
         };
         progress(BuildProgress::Step(format!("{stage_name}: building {tag}")));
@@ -150,19 +160,52 @@ pub async fn build(
     Ok(release_tag)
 }
 
+/// Tags `image` (`<app>:<tag>`) as `<registry>/<app>:<tag>` and pushes it; returns the pushed
+/// name, which nodes then pull.
+pub async fn push(
+    docker: &Docker,
+    image: &str,
+    registry: &str,
+    progress: &mut (dyn FnMut(BuildProgress) + Send),
+) -> Result<String, RuntimeError> {
+    let (name, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    let repo = format!("{registry}/{name}");
+    let options = bollard::query_parameters::TagImageOptions {
+        repo: Some(repo.clone()),
+        tag: Some(tag.to_string()),
+    };
+    docker
+        .tag_image(image, Some(options))
+        .await
+        .map_err(|e| RuntimeError::Failed(format!("tagging {repo}:{tag}: {e}")))?;
+    progress(BuildProgress::Step(format!("pushing {repo}:{tag}")));
+    let options = bollard::query_parameters::PushImageOptions {
+        tag: Some(tag.to_string()),
+        ..Default::default()
+    };
+    let mut stream = docker.push_image(&repo, Some(options), None);
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| RuntimeError::Failed(format!("push {repo}:{tag}: {e}")))?;
+        if let Some(detail) = info.error_detail {
+            return Err(RuntimeError::Failed(format!(
+                "push {repo}:{tag}: {}",
+                detail.message.unwrap_or_default()
+            )));
+        }
+    }
+    Ok(format!("{repo}:{tag}"))
+}
+
 /// A stage starting `FROM base` with the build arguments and the context in `/lain/app`.
-fn stage(base: &str, args: &HashMap<String, String>, copy: bool) -> String {
+fn stage(base: &str, args: &HashMap<String, String>) -> String {
     let mut file = format!("FROM {base}\n");
     let mut names: Vec<&String> = args.keys().collect();
     names.sort();
     for name in names {
         let _ = writeln!(file, "ARG {name}");
     }
-    file.push_str("WORKDIR /lain/app\n");
-    if copy {
-        file.push_str("COPY . /lain/app/\n");
-        run(&mut file, &format!("rm -rf /lain/app/{DOCKERFILES}"));
-    }
+    file.push_str("WORKDIR /lain/app\nCOPY . /lain/app/\n");
+    run(&mut file, &format!("rm -rf /lain/app/{DOCKERFILES}"));
     file
 }
 

@@ -56,6 +56,8 @@ pub struct DockerRuntime {
     networks: tokio::sync::Mutex<()>,
     /// Containers whose output is being copied into the log store.
     following: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// Where releases are pushed and pulled, if anywhere.
+    registry: Option<String>,
 }
 
 impl DockerRuntime {
@@ -78,7 +80,36 @@ impl DockerRuntime {
             unreachable: Mutex::default(),
             networks: tokio::sync::Mutex::new(()),
             following: Arc::default(),
+            registry: None,
         }
+    }
+
+    /// Pushes releases to `registry` (`host:port`) and pulls them from it on other nodes.
+    pub fn with_registry(mut self, registry: Option<String>) -> DockerRuntime {
+        self.registry = registry;
+        self
+    }
+
+    /// Pulls `image` from the registry onto `engine`.
+    async fn pull(&self, engine: &Engine, image: &str) -> Result<(), RuntimeError> {
+        let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let options = bollard::query_parameters::CreateImageOptions {
+            from_image: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let mut stream = engine.docker.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| RuntimeError::Failed(format!("pull {image}: {e}")))?;
+            if let Some(detail) = info.error_detail {
+                return Err(RuntimeError::Failed(format!(
+                    "pull {image}: {}",
+                    detail.message.unwrap_or_default()
+                )));
+            }
+        }
+        tracing::info!(image, engine = %engine.address, "pulled");
+        Ok(())
     }
 
     /// Copies a running container's output into its log file (label [`container::LOG_LABEL`])
@@ -182,6 +213,14 @@ impl DockerRuntime {
         if engine.docker.inspect_image(image).await.is_ok() {
             return Ok(());
         }
+        if let Some(registry) = &self.registry
+            && image.starts_with(&format!("{registry}/"))
+        {
+            match self.pull(engine, image).await {
+                Ok(()) => return Ok(()),
+                Err(e) => tracing::warn!("{e}; copying from another engine instead"),
+            }
+        }
         let others: Vec<Arc<Engine>> = self.engines.lock().values().cloned().collect();
         for other in others {
             if other.address == engine.address || other.docker.inspect_image(image).await.is_err() {
@@ -278,7 +317,11 @@ impl Runtime for DockerRuntime {
             "building on {}",
             engine.address
         )));
-        build::build(&engine.docker, &request, progress).await
+        let image = build::build(&engine.docker, &request, progress).await?;
+        match &self.registry {
+            Some(registry) => build::push(&engine.docker, &image, registry, progress).await,
+            None => Ok(image),
+        }
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
