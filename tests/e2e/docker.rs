@@ -693,3 +693,75 @@ fn prepare_build_release_and_test_images_follow_lain_yaml() {
         "two good builds, the failed one not recorded"
     );
 }
+
+#[test]
+fn a_node_reached_over_tcp_with_tls_runs_instances() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    docker_engine::tls_material(&certs);
+    let port = support::free_port();
+    let c = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    let e1 = DockerEngine::start();
+    let e2 = DockerEngine::start_with(&[
+        "--tlsverify".into(),
+        "--tlscacert".into(),
+        c("ca.pem"),
+        "--tlscert".into(),
+        c("server.pem"),
+        "--tlskey".into(),
+        c("server-key.pem"),
+        "-H".into(),
+        format!("tcp://127.0.0.1:{port}"),
+    ]);
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "runtime = \"docker\"\n[docker]\nlocal = \"{}\"\ntls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}\n",
+            e1.address,
+            c("ca.pem"),
+            c("cert.pem"),
+            c("key.pem")
+        ),
+    );
+    let address = format!("tcp://127.0.0.1:{port}");
+    kernel.lain_ok(&[
+        "node",
+        "add",
+        "n2",
+        "--address",
+        &address,
+        "--memory",
+        "4G",
+        "--label",
+        "disk=ssd",
+    ]);
+    let dir = tmp.path().join("shop");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: shop\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  filters:\n    - constraint:disk==ssd\n",
+            docker_engine::BASE
+        ),
+    )
+    .expect("lain.yaml");
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    assert_eq!(instances(&view, "worker")[0]["node"], "n2", "{view:#}");
+    assert_eq!(
+        e2.containers("lain.app=shop").len(),
+        1,
+        "running on the TLS engine"
+    );
+    let nodes = json(&kernel.lain_ok(&["node", "list", "-o", "json"]));
+    assert!(
+        nodes
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .all(|n| n["state"] == "ready"),
+        "{nodes:#}"
+    );
+}

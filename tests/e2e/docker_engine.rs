@@ -34,11 +34,16 @@ impl DockerEngine {
     /// Starts a dockerd and imports [`BASE`] into it. Engines start one at a time: daemons
     /// starting together race on creating the host's iptables chains.
     pub fn start() -> DockerEngine {
+        DockerEngine::start_with(&[])
+    }
+
+    /// [`DockerEngine::start`] with extra dockerd arguments.
+    pub fn start_with(extra: &[String]) -> DockerEngine {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = String::new();
         for _ in 0..3 {
-            match DockerEngine::try_start() {
+            match DockerEngine::try_start(extra) {
                 Ok(engine) => {
                     engine.import_base();
                     return engine;
@@ -49,7 +54,7 @@ impl DockerEngine {
         panic!("dockerd did not start: {last}");
     }
 
-    fn try_start() -> Result<DockerEngine, String> {
+    fn try_start(extra: &[String]) -> Result<DockerEngine, String> {
         // Socket paths must stay short (108 bytes): keep the engine under /tmp.
         let dir = tempfile::Builder::new()
             .prefix("lain-dk")
@@ -73,6 +78,7 @@ impl DockerEngine {
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .args(["--bridge", "none", "--default-address-pool", &pool])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -298,5 +304,78 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with `openssl` in
+/// `dir`: `ca.pem`, `server.pem`, `server-key.pem`, `cert.pem`, `key.pem`.
+pub fn tls_material(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    run(&["genrsa", "-out", "ca-key.pem", "2048"]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "1",
+        "-key",
+        "ca-key.pem",
+        "-subj",
+        "/CN=lain-test-ca",
+        "-out",
+        "ca.pem",
+    ]);
+    for (key, csr, cert, cn, ext) in [
+        (
+            "server-key.pem",
+            "server.csr",
+            "server.pem",
+            "/CN=127.0.0.1",
+            "server.ext",
+        ),
+        (
+            "key.pem",
+            "client.csr",
+            "cert.pem",
+            "/CN=lain",
+            "client.ext",
+        ),
+    ] {
+        run(&["genrsa", "-out", key, "2048"]);
+        run(&["req", "-new", "-key", key, "-subj", cn, "-out", csr]);
+        run(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-extfile",
+            ext,
+        ]);
     }
 }
