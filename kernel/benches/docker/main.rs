@@ -12,7 +12,7 @@
 //!   scripting Docker would do, with the same conditions as lain's containers (a user-defined
 //!   bridge network, a 32 MiB memory limit);
 //! - *runtime only*: `DockerRuntime::create` + `start` of the instances, 16 at a time, without
-//!   the kernel;
+//!   the kernel (the reconciler uses three per core, at most 16);
 //! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of [`INSTANCES`] instances until
 //!   the reconciler sees them all running.
 //!

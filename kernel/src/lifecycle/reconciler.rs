@@ -40,8 +40,11 @@ const TICK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A run this long resets the backoff.
 const STABLE_RUN: Duration = Duration::from_secs(600);
-/// Instances created or started at once.
-const PARALLEL: usize = 16;
+/// Instances created or started at once: three per core, between 4 and 16. The runtime's engine
+/// does the work; measured on 2 cores, 6 at a time deployed 50 containers ~7% faster than 16.
+fn parallelism() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (n.get() * 3).clamp(4, 16))
+}
 
 /// What one proc should be.
 struct Desired {
@@ -682,7 +685,7 @@ impl Reconciler {
                     }
                 }
             })
-            .buffer_unordered(PARALLEL)
+            .buffer_unordered(parallelism())
             .collect()
             .await;
         for (full, result) in results {
