@@ -127,7 +127,11 @@ impl Lifecycle {
             })
         };
         let runtime = self.runtime.clone();
-        let image = tokio::runtime::Handle::current()
+        // Called on a blocking thread of the kernel's runtime (the API's `spawn_blocking`).
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            LifecycleError::Internal(anyhow::anyhow!("builds need the kernel's runtime: {e}"))
+        })?;
+        let image = handle
             .block_on(runtime.build(request, &mut forward))
             .map_err(|e| LifecycleError::Build(e.to_string()))?;
         let release = ReleaseRecord {
