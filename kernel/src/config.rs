@@ -14,6 +14,10 @@
 //! [lifecycle]
 //! rollout_timeout_secs = 120          # a new instance not ready by then fails the rollout
 //!
+//! [router]                            # web traffic to web procs
+//! listen = "127.0.0.1:8080"           # LAIN_ROUTER_LISTEN
+//! drain_ms = 1000                     # an instance takes no traffic this long before it stops
+//!
 //! [docker]                            # with runtime = "docker"
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
 //! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
@@ -71,6 +75,8 @@ pub struct KernelConfig {
     pub lifecycle: LifecycleConfig,
     /// The Docker runtime's engines.
     pub docker: DockerConfig,
+    /// The web router.
+    pub router: RouterConfig,
     /// Plugin limits and per-plugin configuration.
     pub plugins: PluginsConfig,
     /// Which plugin serves each proc type, when not the plugin of the same name.
@@ -94,6 +100,25 @@ pub enum RuntimeKind {
     Process,
     /// Containers on Docker engines, one per node.
     Docker,
+}
+
+/// `[router]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Where web traffic is accepted (`LAIN_ROUTER_LISTEN`).
+    pub listen: String,
+    /// Milliseconds an instance takes no new traffic before it is stopped.
+    pub drain_ms: u64,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            listen: "127.0.0.1:8080".into(),
+            drain_ms: 1000,
+        }
+    }
 }
 
 /// `[docker]`.
@@ -256,6 +281,7 @@ impl Default for KernelConfig {
             store: StoreConfig::default(),
             lifecycle: LifecycleConfig::default(),
             docker: DockerConfig::default(),
+            router: RouterConfig::default(),
             plugins: PluginsConfig::default(),
             proc_types: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
@@ -327,6 +353,9 @@ impl KernelConfig {
                 "etcd" => StoreBackend::Etcd,
                 _ => return Err(bad("LAIN_STORE", &v)),
             };
+        }
+        if let Some(v) = env("LAIN_ROUTER_LISTEN") {
+            self.router.listen = v;
         }
         if let Some(v) = env("LAIN_DOCKER_HOST") {
             self.docker.local = v;

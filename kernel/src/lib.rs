@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod monitor;
 pub mod plugin;
+pub mod router;
 pub mod runtime;
 pub mod schedule;
 pub mod spec;

@@ -16,6 +16,8 @@ pub struct KernelProcess {
     child: Option<Child>,
     /// Base URL of its API.
     pub url: String,
+    /// `127.0.0.1:<port>` of its web router.
+    pub router: String,
     /// Its data dir.
     pub data_dir: PathBuf,
     /// Its configuration file.
@@ -40,6 +42,7 @@ impl KernelProcess {
         let mut kernel = KernelProcess {
             child: None,
             url: format!("http://127.0.0.1:{port}"),
+            router: format!("127.0.0.1:{}", free_port()),
             data_dir: data_dir.to_path_buf(),
             config: config_path,
             log: data_dir.join("kernel.log"),
@@ -61,6 +64,7 @@ impl KernelProcess {
             .arg("--config")
             .arg(&self.config)
             .env("LAIN_LOG", "info")
+            .env("LAIN_ROUTER_LISTEN", &self.router)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

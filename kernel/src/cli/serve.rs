@@ -54,8 +54,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let kernel = Running::start(config).await?;
         eprintln!(
-            "lain kernel listening on {} (data dir {})",
+            "lain kernel listening on {} (web router on http://{}, data dir {})",
             kernel.url(),
+            kernel.router_addr,
             kernel.kernel.config.data_dir.display()
         );
         shutdown().await;
@@ -69,6 +70,10 @@ pub struct Running {
     pub kernel: Arc<Kernel>,
     /// Where the API listens.
     pub addr: std::net::SocketAddr,
+    /// Where the web router listens.
+    pub router_addr: std::net::SocketAddr,
+    /// The web router.
+    pub router: Arc<crate::router::WebRouter>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -99,6 +104,20 @@ impl Running {
             }
         });
         let reconciler = kernel.start_reconciler();
+        let router_listen = kernel.config.router.listen.clone();
+        let router_listener = tokio::net::TcpListener::bind(&router_listen)
+            .await
+            .with_context(|| format!("cannot listen for web traffic on {router_listen}"))?;
+        let router_addr = router_listener.local_addr()?;
+        let router = Arc::new(crate::router::WebRouter::default());
+        let follow = tokio::spawn(router.clone().follow(kernel.lifecycle.clone()));
+        let service = crate::router::app(router.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let routing = tokio::spawn(async move {
+            if let Err(e) = axum::serve(router_listener, service).await {
+                tracing::error!("web router failed: {e}");
+            }
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(listener, crate::api::app(state))
@@ -111,8 +130,10 @@ impl Running {
         Ok(Running {
             kernel,
             addr,
+            router_addr,
+            router,
             server,
-            tasks: vec![pushes, reconciler],
+            tasks: vec![pushes, reconciler, follow, routing],
             stop,
         })
     }

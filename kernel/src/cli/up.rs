@@ -45,6 +45,11 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         Some(path) => KernelConfig::load(path)?,
         None => KernelConfig::default(),
     };
+    if args.config.is_none() {
+        // `*.localhost` names reach this machine in browsers and curl, so the web procs' default
+        // mountpoints (`<app>.localhost`) work without any DNS set-up.
+        config.domains = vec!["localhost".into()];
+    }
     config.apply_env()?;
     config.data_dir = args.data_dir.unwrap_or_else(|| dir.join(".lain"));
     config.listen = args.listen;
@@ -87,6 +92,8 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         let result = match outcome {
             Some(Ok(view)) => {
                 report(&view, output)?;
+                kernel.router.refresh(&kernel.kernel.lifecycle);
+                print_routes(&kernel, &view.app.name);
                 eprintln!("==> {appname} is up; Ctrl-C stops it");
                 tokio::select! {
                     () = shutdown() => {},
@@ -121,6 +128,25 @@ fn report(view: &AppView, output: Output) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Prints the router URL of each web route of `app`.
+fn print_routes(kernel: &Running, app: &str) {
+    let port = kernel.router_addr.port();
+    let table = kernel.router.table();
+    let mut urls: Vec<String> = table
+        .hosts()
+        .flat_map(|(host, routes)| {
+            routes
+                .iter()
+                .filter(|r| r.target.starts_with(&format!("{app}/")))
+                .map(move |r| format!("{} -> http://{host}:{port}{}", r.target, r.prefix))
+        })
+        .collect();
+    urls.sort();
+    for url in urls {
+        println!("{url}");
+    }
 }
 
 /// Reports changes of the app's state (crashes, restarts) while it serves.

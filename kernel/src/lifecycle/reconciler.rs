@@ -60,7 +60,8 @@ struct Desired {
 enum Action {
     Create(Box<InstanceSpec>, String),
     Start(String),
-    Retire(String, Duration),
+    /// Stop (with this grace) and remove, after a drain period if it served traffic.
+    Retire(String, Duration, Duration),
     SetMemory(String, u64),
     Connect(String, String, String),
     Disconnect(String, String),
@@ -181,7 +182,7 @@ impl Reconciler {
         for (full, instances) in &by_proc {
             if !desired.contains_key(full) {
                 for o in instances {
-                    actions.push(Action::Retire(o.name.clone(), Duration::from_secs(10)));
+                    actions.push(self.retire(o, Duration::from_secs(10)));
                 }
             }
         }
@@ -436,7 +437,7 @@ impl Reconciler {
         for o in instances {
             match o.label(labels::INSTANCE).parse::<u32>() {
                 Ok(no) if (1..=n).contains(&no) => by_no.entry(no).or_default().push(o),
-                _ => actions.push(Action::Retire(o.name.clone(), grace)),
+                _ => actions.push(self.retire(o, grace)),
             }
         }
         // Split each number's instances into the one that should stay and the ones to replace.
@@ -474,7 +475,7 @@ impl Reconciler {
                                 .insert((d.plan.full_name.clone(), no), node.to_string());
                         }
                         for o in old {
-                            actions.push(Action::Retire(o.name.clone(), grace));
+                            actions.push(self.retire(o, grace));
                         }
                     } else {
                         self.create(d, no, nodes, actions);
@@ -508,7 +509,7 @@ impl Reconciler {
                     }
                     if ready {
                         for o in old {
-                            actions.push(Action::Retire(o.name.clone(), grace));
+                            actions.push(self.retire(o, grace));
                         }
                     } else if !old.is_empty() {
                         self.check_rollout(d, c);
@@ -516,6 +517,16 @@ impl Reconciler {
                 }
             }
         }
+    }
+
+    /// The retirement of `o`: instances that serve ports are drained first.
+    fn retire(&self, o: &Observed, grace: Duration) -> Action {
+        let drain = if o.host_ports.is_empty() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(self.lc.config.router.drain_ms)
+        };
+        Action::Retire(o.name.clone(), grace, drain)
     }
 
     /// Restarts a crashed instance unless it is backing off.
@@ -621,7 +632,7 @@ impl Reconciler {
         let mut done = 0;
         for action in actions {
             match action {
-                Action::Retire(name, grace) => {
+                Action::Retire(name, grace, drain) => {
                     if !self.busy.lock().insert(name.clone()) {
                         continue;
                     }
@@ -630,6 +641,8 @@ impl Reconciler {
                         (runtime.clone(), self.busy.clone(), self.lc.wake.clone());
                     tokio::spawn(async move {
                         tracing::info!(instance = %name, "retiring");
+                        // Published as retiring (the router stops sending to it) before it stops.
+                        tokio::time::sleep(drain).await;
                         let result = match runtime.stop(&name, grace).await {
                             Ok(()) => runtime.remove(&name).await,
                             Err(e) => Err(e),
@@ -779,6 +792,7 @@ impl Reconciler {
     /// Publishes what this pass saw for the API.
     fn publish(&self, desired: &BTreeMap<String, Desired>, observed: &[Observed]) {
         let now = super::now_unix();
+        let busy = self.busy.lock().clone();
         let probes = self.probes.lock();
         let mut by_app: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
         for o in observed {
@@ -823,6 +837,7 @@ impl Reconciler {
                     memory: o.memory,
                     restarts: backoff.map_or(0, |b| b.restarts),
                     restart_in,
+                    retiring: busy.contains(&o.name),
                 });
         }
         for list in by_app.values_mut() {

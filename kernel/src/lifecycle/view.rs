@@ -50,6 +50,9 @@ pub struct InstanceView {
     pub restarts: u32,
     /// Seconds until the next restart attempt, while it backs off.
     pub restart_in: Option<u64>,
+    /// Being stopped and removed (replaced, scaled down, or its node drained): takes no traffic.
+    #[serde(default)]
+    pub retiring: bool,
 }
 
 /// One proc of an app.
@@ -88,9 +91,15 @@ pub struct AppView {
     pub pass: u64,
 }
 
-/// The reconciler's last observation, shared with the API.
-#[derive(Clone, Default)]
-pub struct StatusBoard(Arc<RwLock<Board>>);
+/// The reconciler's last observation, shared with the API and the router.
+#[derive(Clone)]
+pub struct StatusBoard(Arc<RwLock<Board>>, Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard(Arc::default(), Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
 
 #[derive(Default)]
 struct Board {
@@ -106,10 +115,19 @@ impl StatusBoard {
         instances: BTreeMap<String, Vec<InstanceView>>,
         problems: BTreeMap<String, String>,
     ) {
-        let mut board = self.0.write();
-        board.pass += 1;
-        board.instances = instances;
-        board.problems = problems;
+        let pass = {
+            let mut board = self.0.write();
+            board.pass += 1;
+            board.instances = instances;
+            board.problems = problems;
+            board.pass
+        };
+        self.1.send_replace(pass);
+    }
+
+    /// Notified after every publication (the router rebuilds its table).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.1.subscribe()
     }
 
     /// The number of passes and every app's instances.

@@ -1,0 +1,184 @@
+//! The route table: which instances serve a request, from the deployed web procs' routes (LAIN's
+//! mountpoint rules, applied by the `web` proc type) and the instances that are ready.
+
+use crate::lifecycle::records::AppRecord;
+use crate::lifecycle::view::InstanceView;
+use std::collections::{BTreeMap, HashMap};
+
+/// One route: a host and path prefix, and the instances behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Path prefix (`/` for the whole host); stripped before proxying unless `/`.
+    pub prefix: String,
+    /// `app/proc`, for logs and metrics.
+    pub target: String,
+    /// `host:port` of each ready instance.
+    pub backends: Vec<String>,
+    /// Redirect plain HTTP to HTTPS.
+    pub https_only: bool,
+}
+
+/// Routes by host, longest prefix first.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    hosts: HashMap<String, Vec<Route>>,
+}
+
+impl RouteTable {
+    /// The table for `apps` given the instances the reconciler saw (by app). Instances that are
+    /// not ready, or are being retired, take no traffic.
+    pub fn build(
+        apps: &[AppRecord],
+        instances: &BTreeMap<String, Vec<InstanceView>>,
+    ) -> RouteTable {
+        let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
+        for app in apps {
+            let Some(deployed) = &app.deployed else {
+                continue;
+            };
+            let seen = instances.get(&app.name).map_or(&[][..], Vec::as_slice);
+            for plan in &deployed.procs {
+                if plan.plan.routes.is_empty() {
+                    continue;
+                }
+                let mut backends: Vec<String> = seen
+                    .iter()
+                    .filter(|i| {
+                        i.proc == plan.name && i.ready && !i.retiring && i.state.is_running()
+                    })
+                    .filter_map(|i| i.url.as_deref().and_then(|u| u.strip_prefix("http://")))
+                    .map(str::to_string)
+                    .collect();
+                backends.sort();
+                for r in &plan.plan.routes {
+                    hosts
+                        .entry(r.host.to_ascii_lowercase())
+                        .or_default()
+                        .push(Route {
+                            prefix: normalise(&r.path),
+                            target: format!("{}/{}", app.name, plan.name),
+                            backends: backends.clone(),
+                            https_only: r.https_only,
+                        });
+                }
+            }
+        }
+        for routes in hosts.values_mut() {
+            routes.sort_by(|a, b| {
+                b.prefix
+                    .len()
+                    .cmp(&a.prefix.len())
+                    .then(a.prefix.cmp(&b.prefix))
+            });
+        }
+        RouteTable { hosts }
+    }
+
+    /// The route for `host` (port ignored) and `path`: the longest prefix that matches whole path
+    /// segments.
+    pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
+        let host = host.rsplit_once(':').map_or(host, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let routes = self.hosts.get(&host.to_ascii_lowercase())?;
+        routes.iter().find(|r| {
+            r.prefix == "/"
+                || path == r.prefix
+                || path
+                    .strip_prefix(&r.prefix)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    /// Every host with a route.
+    pub fn hosts(&self) -> impl Iterator<Item = (&String, &Vec<Route>)> {
+        self.hosts.iter()
+    }
+}
+
+/// `/api/` -> `/api`; `` -> `/`.
+fn normalise(path: &str) -> String {
+    let p = path.trim_end_matches('/');
+    if p.is_empty() {
+        "/".into()
+    } else if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+/// The path sent to the instance: the prefix stripped (LAIN's webrouter did for path
+/// mountpoints), always starting with `/`.
+pub fn forwarded_path(route: &Route, path_and_query: &str) -> String {
+    if route.prefix == "/" {
+        return path_and_query.to_string();
+    }
+    let rest = path_and_query
+        .strip_prefix(&route.prefix)
+        .unwrap_or(path_and_query);
+    if rest.is_empty() || rest.starts_with('?') {
+        format!("/{rest}")
+    } else {
+        rest.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(&str, &str)]) -> RouteTable {
+        let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
+        for (host, prefix) in routes {
+            hosts.entry(host.to_string()).or_default().push(Route {
+                prefix: normalise(prefix),
+                target: format!("{host}{prefix}"),
+                backends: vec![],
+                https_only: false,
+            });
+        }
+        for r in hosts.values_mut() {
+            r.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        }
+        RouteTable { hosts }
+    }
+
+    #[test]
+    fn longest_whole_segment_prefix_wins() {
+        let t = table(&[
+            ("a.lain.local", "/"),
+            ("a.lain.local", "/api"),
+            ("a.lain.local", "/api/v2/"),
+        ]);
+        let find = |p: &str| t.find("A.lain.local:8080", p).map(|r| r.prefix.clone());
+        assert_eq!(find("/"), Some("/".into()));
+        assert_eq!(find("/api"), Some("/api".into()));
+        assert_eq!(find("/api/x"), Some("/api".into()));
+        assert_eq!(
+            find("/apix"),
+            Some("/".into()),
+            "a prefix matches whole segments"
+        );
+        assert_eq!(find("/api/v2/users"), Some("/api/v2".into()));
+        assert!(t.find("b.lain.local", "/").is_none());
+    }
+
+    #[test]
+    fn path_prefixes_are_stripped() {
+        let r = |prefix: &str| Route {
+            prefix: normalise(prefix),
+            target: String::new(),
+            backends: vec![],
+            https_only: false,
+        };
+        assert_eq!(forwarded_path(&r("/"), "/x?y=1"), "/x?y=1");
+        assert_eq!(forwarded_path(&r("/books"), "/books/1?a"), "/1?a");
+        assert_eq!(forwarded_path(&r("/books"), "/books"), "/");
+        assert_eq!(forwarded_path(&r("/books"), "/books?a=b"), "/?a=b");
+    }
+}
