@@ -216,3 +216,106 @@ fn a_rolling_upgrade_and_a_crash_under_load_fail_no_request() {
     let (_, body) = get(&kernel, "shop.example.org", "/");
     assert!(body.starts_with("v2 "), "{body}");
 }
+
+#[test]
+fn the_exported_nginx_config_passes_nginx_t_and_serves_the_same_routes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let dir = site(&tmp.path().join("site"), "v1");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "site"]);
+    wait_until("routes", || {
+        get(&kernel, "admin.example.org", "/panel/").0 == 200
+    });
+    let port = support::free_port();
+    let snippet = kernel.lain_ok(&[
+        "router",
+        "nginx-config",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(
+        snippet.contains("server_name shop.example.org;"),
+        "{snippet}"
+    );
+    let nginx_dir = tmp.path().join("nginx");
+    std::fs::create_dir_all(nginx_dir.join("logs")).expect("mkdir");
+    std::fs::write(nginx_dir.join("lain.conf"), &snippet).expect("snippet");
+    std::fs::write(
+        nginx_dir.join("nginx.conf"),
+        "daemon off;\npid nginx.pid;\nerror_log logs/error.log;\nevents {}\n\
+         http {\n  access_log off;\n  client_body_temp_path tmp;\n  proxy_temp_path tmp;\n  fastcgi_temp_path tmp;\n  uwsgi_temp_path tmp;\n  scgi_temp_path tmp;\n  include lain.conf;\n}\n",
+    )
+    .expect("nginx.conf");
+    std::fs::create_dir_all(nginx_dir.join("tmp")).expect("tmp");
+    let nginx = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("nginx");
+        cmd.arg("-p")
+            .arg(&nginx_dir)
+            .args(["-c", "nginx.conf"])
+            .args(args);
+        cmd
+    };
+    let test = nginx(&["-t"])
+        .output()
+        .expect("nginx -t (apt-get install nginx)");
+    assert!(
+        test.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let mut server = nginx(&[]).spawn().expect("nginx starts");
+    let through_nginx = |host: &str, path: &str| {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match agent
+                .get(&format!("http://127.0.0.1:{port}{path}"))
+                .header("Host", host)
+                .call()
+            {
+                Ok(mut r) => {
+                    return (
+                        r.status().as_u16(),
+                        r.body_mut().read_to_string().unwrap_or_default(),
+                    );
+                }
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("nginx: {e}"),
+            }
+        }
+    };
+    for (host, path) in [
+        ("shop.example.org", "/hello?x=1"),
+        ("site.lain.local", "/api/users"),
+        ("site.lain.local", "/api"),
+        ("admin.example.org", "/panel/users"),
+        ("admin.example.org", "/other"),
+        ("nope.example.org", "/"),
+    ] {
+        let (status, body) = through_nginx(host, path);
+        let (want_status, want) = get(&kernel, host, path);
+        assert_eq!(
+            status, want_status,
+            "{host}{path}: nginx {body} / lain {want}"
+        );
+        if status == 200 {
+            // Instance numbers may differ (each balances); the proc, path and host must not.
+            let strip = |b: &str| {
+                let w: Vec<&str> = b.split(' ').collect();
+                format!("{} {} {}", w[1], w[3], w[4])
+            };
+            assert_eq!(strip(&body), strip(&want), "{host}{path}");
+        }
+    }
+    // SIGTERM, so the master stops its workers too (SIGKILL would orphan them).
+    let _ = std::process::Command::new("kill")
+        .arg(server.id().to_string())
+        .status();
+    let _ = server.wait();
+}

@@ -320,3 +320,39 @@ fn read_new(dir: &std::path::Path, offsets: &mut Vec<(u32, u64)>, tail: u64) -> 
     }
     out
 }
+
+/// Options of the nginx export.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct NginxQuery {
+    /// The `listen` of the generated servers (default `80`).
+    pub listen: Option<String>,
+}
+
+/// The router's current routes as an nginx configuration snippet (`upstream` and `server`
+/// blocks for the `http` context).
+#[utoipa::path(get, path = "/api/v1/router/nginx", tag = "apps", params(NginxQuery),
+    responses((status = 200, description = "text/plain nginx configuration")))]
+pub async fn nginx(
+    State(state): State<AppState>,
+    Query(q): Query<NginxQuery>,
+) -> Result<Response, ApiError> {
+    let listen = q.listen.unwrap_or_else(|| "80".into());
+    if listen.is_empty()
+        || !listen
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:[]".contains(c))
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid listen `{listen}`: e.g. 80 or 127.0.0.1:8081"
+        )));
+    }
+    let lc = state.lifecycle.clone();
+    let apps = blocking(move || Ok(lc.apps()?)).await?;
+    let (_, instances) = state.lifecycle.status.snapshot();
+    let table = crate::router::table::RouteTable::build(&apps, &instances);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        crate::router::nginx::render(&table, &listen),
+    )
+        .into_response())
+}

@@ -56,7 +56,7 @@ pub struct AppState {
         plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
         validate::validate,
         apps::build, apps::list, apps::show, apps::releases, apps::deploy, apps::rollback,
-        apps::undeploy, apps::scale, apps::logs,
+        apps::undeploy, apps::scale, apps::logs, apps::nginx,
         nodes::list, nodes::add, nodes::maintain, nodes::remove,
     ),
     components(schemas(Health, WhoAmI, ErrorBody)),
@@ -93,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(apps::rollback))
         .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
+        .route("/api/v1/router/nginx", get(apps::nginx))
         .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))

@@ -9,6 +9,7 @@
 //! error takes an instance out for a few seconds (passive health check) and a request without a
 //! body is retried once on another instance.
 
+pub mod nginx;
 pub mod table;
 
 use crate::lifecycle::Lifecycle;
