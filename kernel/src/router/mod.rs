@@ -50,6 +50,8 @@ pub struct WebRouter {
     client: Client<HttpConnector, Body>,
     next: AtomicUsize,
     failed: Mutex<HashMap<String, Instant>>,
+    /// Entries in `failed`: zero on the fast path, which then takes no lock and allocates nothing.
+    failures: AtomicUsize,
 }
 
 impl Default for WebRouter {
@@ -65,6 +67,7 @@ impl Default for WebRouter {
             client,
             next: AtomicUsize::new(0),
             failed: Mutex::default(),
+            failures: AtomicUsize::new(0),
         }
     }
 }
@@ -80,6 +83,11 @@ impl WebRouter {
             }
             Err(e) => tracing::warn!("router: cannot read apps: {e}"),
         }
+    }
+
+    /// Replaces the table.
+    pub fn set_table(&self, table: RouteTable) {
+        self.table.store(Arc::new(table));
     }
 
     /// The current table.
@@ -100,7 +108,16 @@ impl WebRouter {
 
     /// The next backend of `backends`, skipping those that failed recently (unless all did).
     fn pick(&self, backends: &[String], skip: Option<&str>) -> Option<String> {
-        let failed = self.failed.lock();
+        if skip.is_none() && self.failures.load(Ordering::Relaxed) == 0 {
+            if backends.is_empty() {
+                return None;
+            }
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % backends.len();
+            return backends.get(i).cloned();
+        }
+        let mut failed = self.failed.lock();
+        failed.retain(|_, t| t.elapsed() <= PASSIVE_HOLD);
+        self.failures.store(failed.len(), Ordering::Relaxed);
         let usable: Vec<&String> = backends
             .iter()
             .filter(|b| Some(b.as_str()) != skip)
@@ -202,7 +219,11 @@ async fn proxy(
             }
             Err(e) => {
                 tracing::warn!(%backend, %target, "router: {e}");
-                router.failed.lock().insert(backend.clone(), Instant::now());
+                {
+                    let mut failed = router.failed.lock();
+                    failed.insert(backend.clone(), Instant::now());
+                    router.failures.store(failed.len(), Ordering::Relaxed);
+                }
                 let retry = (attempt == 0 && replayable)
                     .then(|| router.pick(&route.backends, Some(&backend)))
                     .flatten();

@@ -25,6 +25,23 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// A table of the given `(host, route)` pairs (benchmarks and tools; the kernel builds its
+    /// table with [`RouteTable::build`]).
+    pub fn from_routes(routes: impl IntoIterator<Item = (String, Route)>) -> RouteTable {
+        let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
+        for (host, mut route) in routes {
+            route.prefix = normalise(&route.prefix);
+            hosts
+                .entry(host.to_ascii_lowercase())
+                .or_default()
+                .push(route);
+        }
+        for routes in hosts.values_mut() {
+            routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        }
+        RouteTable { hosts }
+    }
+
     /// The table for `apps` given the instances the reconciler saw (by app). Instances that are
     /// not ready, or are being retired, take no traffic.
     pub fn build(

@@ -1,0 +1,218 @@
+//! The web router against nginx, under `wrk`, on loopback.
+//!
+//! Run with `cargo bench -p lain --bench router` (needs nginx and wrk). Prints a markdown report
+//! and writes `<target dir>/bench/router.json`.
+//!
+//! # Method
+//!
+//! One backend: an nginx answering `ok` (a separate process, fast enough that the proxies are
+//! what is measured). In front of it, in the same run: lain's router (`WebRouter`, in this
+//! process, on a 2-worker tokio runtime) and an nginx reverse proxy (2 workers, upstream
+//! keep-alive, the configuration `lain router nginx-config` generates). `wrk -t2 -c32 -d5s` runs
+//! against each, alternating, for [`ROUNDS`] rounds. Reported: requests/s and p99 latency
+//! (medians over rounds), and lain/nginx ratios (medians of per-round ratios).
+
+use anyhow::{Context, Result, bail};
+use lain::router::WebRouter;
+use lain::router::table::{Route, RouteTable};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Alternating rounds.
+const ROUNDS: usize = 5;
+/// Seconds per wrk run.
+const SECONDS: u32 = 5;
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// An nginx with `http_block` in its `http` context, stopped when dropped.
+struct Nginx(Child, tempfile::TempDir);
+
+impl Nginx {
+    fn start(http_block: &str) -> Result<Nginx> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            format!(
+                "daemon off;\nworker_processes 2;\npid nginx.pid;\nerror_log stderr error;\n\
+                 events {{ worker_connections 4096; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path tmp;\n proxy_temp_path tmp;\n\
+                 fastcgi_temp_path tmp;\n uwsgi_temp_path tmp;\n scgi_temp_path tmp;\n{http_block}\n}}\n"
+            ),
+        )?;
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .args(["-c", "nginx.conf"])
+            .spawn()
+            .context("nginx (apt-get install nginx-light)")?;
+        Ok(Nginx(child, dir))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// (requests/s, p99 ms) of wrk against `port` with `Host: bench.local`.
+fn wrk(port: u16) -> Result<(f64, f64)> {
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            "-c32",
+            &format!("-d{SECONDS}s"),
+            "--latency",
+            "-H",
+            "Host: bench.local",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .context("wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("wrk output: {text}"))?;
+    let p99 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("99%"))
+        .map(|v| millis(v.trim()))
+        .with_context(|| format!("wrk output: {text}"))??;
+    if text.contains("Non-2xx") || text.contains("Socket errors") {
+        bail!("errors under load: {text}");
+    }
+    Ok((rps, p99))
+}
+
+/// `1.23ms`, `850.00us`, `1.02s` -> milliseconds.
+fn millis(v: &str) -> Result<f64> {
+    let (number, factor) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        bail!("latency {v}")
+    };
+    Ok(number.parse::<f64>()? * factor)
+}
+
+fn main() -> Result<()> {
+    let backend_port = free_port()?;
+    let _backend = Nginx::start(&format!(
+        "server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 \"ok\\n\"; }} }}"
+    ))?;
+    wait_port(backend_port)?;
+
+    // lain's router, with the route `lain router nginx-config` also exports.
+    let route = Route {
+        prefix: "/".into(),
+        target: "bench/web".into(),
+        backends: vec![format!("127.0.0.1:{backend_port}")],
+        https_only: false,
+    };
+    let table = RouteTable::from_routes([("bench.local".to_string(), route)]);
+    let front_nginx_port = free_port()?;
+    let snippet = lain::router::nginx::render(&table, &format!("127.0.0.1:{front_nginx_port}"));
+    let _front = Nginx::start(&snippet)?;
+    wait_port(front_nginx_port)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let router = Arc::new(WebRouter::default());
+    router.set_table(table);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let router_port = listener.local_addr()?.port();
+    let service =
+        lain::router::app(router).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    runtime.spawn(async move { axum::serve(listener, service).await });
+    wait_port(router_port)?;
+
+    let (mut lain_rps, mut lain_p99, mut nginx_rps, mut nginx_p99) =
+        (vec![], vec![], vec![], vec![]);
+    wrk(router_port)?; // warm both pools
+    wrk(front_nginx_port)?;
+    for round in 0..ROUNDS {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for lain_first in order {
+            if lain_first {
+                let (r, p) = wrk(router_port)?;
+                lain_rps.push(r);
+                lain_p99.push(p);
+            } else {
+                let (r, p) = wrk(front_nginx_port)?;
+                nginx_rps.push(r);
+                nginx_p99.push(p);
+            }
+        }
+        eprintln!("round {}/{ROUNDS} done", round + 1);
+    }
+    let m = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rps_ratio: Vec<f64> = lain_rps
+        .iter()
+        .zip(&nginx_rps)
+        .map(|(l, n)| l / n)
+        .collect();
+    let p99_ratio: Vec<f64> = lain_p99
+        .iter()
+        .zip(&nginx_p99)
+        .map(|(l, n)| l / n)
+        .collect();
+    println!(
+        "## router vs nginx (wrk -t2 -c32 -d{SECONDS}s, loopback, {ROUNDS} alternating rounds, medians)\n"
+    );
+    println!("| what | lain router | nginx | lain / nginx |\n|---|---|---|---|");
+    println!(
+        "| requests/s | {:.0} | {:.0} | **{:.2}x** (target >= 0.9x) |",
+        m(&lain_rps),
+        m(&nginx_rps),
+        m(&rps_ratio)
+    );
+    println!(
+        "| p99 latency | {:.2} ms | {:.2} ms | **{:.2}x** (target <= 1.2x) |",
+        m(&lain_p99),
+        m(&nginx_p99),
+        m(&p99_ratio)
+    );
+    let report = serde_json::json!({
+        "lain_rps": m(&lain_rps), "nginx_rps": m(&nginx_rps), "rps_ratio": m(&rps_ratio),
+        "lain_p99_ms": m(&lain_p99), "nginx_p99_ms": m(&nginx_p99), "p99_ratio": m(&p99_ratio),
+    });
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("router.json"), serde_json::to_vec_pretty(&report)?)?;
+    Ok(())
+}
