@@ -31,8 +31,11 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-/// An nginx with `http_block` in its `http` context, stopped when dropped.
-struct Nginx(Child, tempfile::TempDir);
+/// An nginx with `http_block` in its `http` context, stopped when dropped (with its directory).
+struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Nginx {
     fn start(http_block: &str) -> Result<Nginx> {
@@ -53,14 +56,16 @@ impl Nginx {
             .args(["-c", "nginx.conf"])
             .spawn()
             .context("nginx (apt-get install nginx-light)")?;
-        Ok(Nginx(child, dir))
+        Ok(Nginx { child, _dir: dir })
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 }
 
