@@ -118,7 +118,11 @@ async fn start_is_idempotent_and_stop_kills_after_the_grace_period() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let rt = runtime(tmp.path());
     // Ignores SIGTERM (and so does its `sleep`): only SIGKILL ends it.
-    let s = spec(tmp.path(), "b.i1", &["sh", "-c", "trap '' TERM; sleep 100"]);
+    let s = spec(
+        tmp.path(),
+        "b.i1",
+        &["sh", "-c", "trap '' TERM; echo ready; sleep 100"],
+    );
     rt.create(&s).await.expect("create");
     rt.start("b.i1").await.expect("start");
     let RunState::Running { pid: Some(pid), .. } = state(&rt, "b.i1").await else {
@@ -137,6 +141,12 @@ async fn start_is_idempotent_and_stop_kills_after_the_grace_period() {
         "running: not removable"
     );
 
+    // Only once the trap is set does SIGTERM go unheard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&s.log_file).is_ok_and(|l| l.contains("ready")) {
+        assert!(Instant::now() < deadline, "the script never got ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let t = Instant::now();
     rt.stop("b.i1", Duration::from_secs(1)).await.expect("stop");
     let took = t.elapsed();

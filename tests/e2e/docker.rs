@@ -405,9 +405,9 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
         .collect();
     assert_eq!(fast, ["n2", "n2"], "constraint:disk==ssd: {view:#}");
 
-    // n2's engine dies: the node is marked down; its stateless instances that may run elsewhere
+    // n2's engine goes away: the node is marked down; its stateless instances that may run elsewhere
     // move to `local`; those only n2 may take wait for it, and say so.
-    e2.kill();
+    e2.stop();
     let view = wait_for(&kernel, "db", "the move", |v| {
         instances(v, "any")
             .iter()

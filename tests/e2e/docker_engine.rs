@@ -193,8 +193,20 @@ impl DockerEngine {
         self.dir.path()
     }
 
-    /// Stops the engine as a crash of its host would look to lain: SIGKILL.
-    pub fn kill(&mut self) {
+    /// Stops the engine (SIGTERM; dockerd stops its containers), as a node going away looks to
+    /// lain: its socket stops answering. (A SIGKILL would leave containerd, its containers and
+    /// their mounts behind on the test host.)
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

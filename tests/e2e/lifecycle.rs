@@ -420,12 +420,14 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let api = format!("127.0.0.1:{}", support::free_port());
+    let router = format!("127.0.0.1:{}", support::free_port());
     let mut up = Command::new(support::lain_bin())
         .arg("up")
         .arg(hello_dir())
         .arg("--data-dir")
         .arg(&data)
         .args(["--listen", &api])
+        .env("LAIN_ROUTER_LISTEN", &router)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(tmp.path().join("up.err")).expect("log"))
         .spawn()
@@ -460,6 +462,18 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
     for url in &urls {
         assert!(get(url).starts_with("Hello from lain: instance"), "{url}");
     }
+    // The router serves the web proc at its default mountpoint, `hello.localhost`.
+    let through_router = ureq::get(&format!("http://{router}/"))
+        .header("Host", "hello.localhost")
+        .call()
+        .expect("router")
+        .body_mut()
+        .read_to_string()
+        .expect("body");
+    assert!(
+        through_router.starts_with("Hello from lain: instance"),
+        "{through_router}"
+    );
     let metrics = get(&format!("http://{api}/metrics"));
     let line = metrics
         .lines()
