@@ -139,6 +139,7 @@ impl Lifecycle {
             version: version.clone(),
             digest: digest.to_string(),
             created_at: now,
+            built_ms: now_ms(),
             lain_yaml,
             image,
         };
@@ -153,4 +154,11 @@ impl Lifecycle {
         });
         Ok(release)
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -136,7 +136,9 @@ impl Lifecycle {
                     .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
             );
         }
-        out.sort_by(|a, b| (a.created_at, &a.version).cmp(&(b.created_at, &b.version)));
+        out.sort_by(|a, b| {
+            (a.created_at, a.built_ms, &a.version).cmp(&(b.created_at, b.built_ms, &b.version))
+        });
         Ok(out)
     }
 

@@ -182,6 +182,10 @@ pub struct ReleaseRecord {
     pub digest: String,
     /// Unix seconds.
     pub created_at: i64,
+    /// Milliseconds since the epoch when it was recorded: orders releases built within one
+    /// second (the newest is what `lain deploy` deploys by default).
+    #[serde(default)]
+    pub built_ms: i64,
     /// The release's `lain.yaml`.
     pub lain_yaml: String,
     /// What instances run: a directory (process runtime) or an image (Docker).
