@@ -77,10 +77,7 @@ pub async fn build(State(state): State<AppState>, body: Bytes) -> Response {
         };
         let result = lc.build(&body, &mut send);
         let last = match result {
-            Ok(release) => BuildEvent::Done {
-                release,
-                reused: false,
-            },
+            Ok(release) => BuildEvent::Done { release },
             Err(crate::lifecycle::LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
                 message: "lain.yaml has errors".into(),
                 diagnostics,

@@ -37,10 +37,8 @@ pub enum BuildEvent {
     },
     /// The release is ready.
     Done {
-        /// The release.
+        /// The release (an earlier one when the same context was built before).
         release: ReleaseRecord,
-        /// Whether an identical earlier build was reused.
-        reused: bool,
     },
     /// The build failed; nothing was recorded.
     Failed {

@@ -160,6 +160,7 @@ impl Reconciler {
         self.sync_pipeline(&nodes);
         self.sync_procs(&desired, &observed);
         self.sync_placements(&desired, &observed);
+        self.forget_gone(&observed);
         self.probe(&desired, &observed);
         let mut busy = self.busy.lock().clone();
         // Instances on a node that does not answer cannot be stopped; they are left until it
@@ -223,6 +224,15 @@ impl Reconciler {
             }
         }
         nodes
+    }
+
+    /// Drops what is remembered about instances that no longer exist, so a long-running kernel's
+    /// memory does not grow with every instance it ever ran.
+    fn forget_gone(&mut self, observed: &[Observed]) {
+        let live: HashSet<&str> = observed.iter().map(|o| o.name.as_str()).collect();
+        self.first_seen
+            .retain(|name, _| live.contains(name.as_str()));
+        self.backoff.retain(|name, _| live.contains(name.as_str()));
     }
 
     /// (Re)builds the pipeline when plugins changed and mirrors the nodes into it.

@@ -167,6 +167,13 @@ pub enum RunState {
     },
 }
 
+impl RunState {
+    /// Whether the instance's main process runs.
+    pub fn is_running(&self) -> bool {
+        matches!(self, RunState::Running { .. })
+    }
+}
+
 /// A failure of a runtime operation.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

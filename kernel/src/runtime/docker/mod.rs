@@ -12,9 +12,7 @@ pub mod build;
 pub mod container;
 pub mod engine;
 
-use super::{
-    BuildProgress, BuildRequest, InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels,
-};
+use super::{BuildProgress, BuildRequest, InstanceSpec, Observed, Runtime, RuntimeError, labels};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use engine::TlsFiles;
@@ -599,12 +597,5 @@ impl Runtime for DockerRuntime {
             Err(e) if is_noop(&e) => Ok(()),
             Err(e) => Err(failed(&format!("disconnect from {network}:"), name)(e)),
         }
-    }
-}
-
-impl RunState {
-    /// Whether the instance's main process runs.
-    pub fn is_running(&self) -> bool {
-        matches!(self, RunState::Running { .. })
     }
 }
