@@ -9,11 +9,7 @@ use docker_engine::DockerEngine;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::KernelProcess;
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use support::{KernelProcess, get, instances, json};
 
 fn kernel_on(dir: &Path, engine: &DockerEngine, extra: &str) -> KernelProcess {
     KernelProcess::start(
@@ -40,43 +36,6 @@ fn app(dir: &Path, name: &str, greeting: &str, workers: u32) -> String {
     )
     .expect("lain.yaml");
     app.to_string_lossy().into_owned()
-}
-
-fn instances<'a>(view: &'a Value, proc: &str) -> Vec<&'a Value> {
-    view["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .filter(|i| i["proc"] == proc)
-        .collect()
-}
-
-fn wait_for(
-    kernel: &KernelProcess,
-    app: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let view = json(&kernel.lain_ok(&["ps", "-a", app, "-o", "json"]));
-        if check(&view) {
-            return view;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}: {view:#}\n{}", kernel.logs());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn get(url: &str) -> String {
-    ureq::get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .body_mut()
-        .read_to_string()
-        .expect("body")
 }
 
 #[test]
@@ -205,7 +164,7 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
 
     // A container killed from outside is noticed (Docker events) and started again.
     engine.docker_ok(&["kill", &worker]);
-    let healed = wait_for(&kernel, "shop", "the worker to run again", |v| {
+    let healed = kernel.wait_for("shop", "the worker to run again", |v| {
         instances(v, "worker")
             .first()
             .is_some_and(|w| w["state"]["state"] == "running" && w["restarts"] == 1)
@@ -291,7 +250,7 @@ fn docker_kill_dash_nine_mid_deploy_leaves_no_duplicate_and_adopts() {
     std::thread::sleep(Duration::from_millis(300));
     kernel.kill9();
     kernel.restart();
-    let view = wait_for(&kernel, "shop", "convergence", |v| v["converged"] == true);
+    let view = kernel.wait_for("shop", "convergence", |v| v["converged"] == true);
     assert_eq!(instances(&view, "worker").len(), 6);
     let before = engine.containers("lain.app=shop");
     assert_eq!(
@@ -303,7 +262,7 @@ fn docker_kill_dash_nine_mid_deploy_leaves_no_duplicate_and_adopts() {
 
     kernel.kill9();
     kernel.restart();
-    wait_for(&kernel, "shop", "adoption", |v| {
+    kernel.wait_for("shop", "adoption", |v| {
         v["converged"] == true && v["pass"].as_u64() > Some(1)
     });
     assert_eq!(
@@ -356,7 +315,7 @@ fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
     assert_eq!(get(&web_url), "hi\n");
 
     kernel.lain_ok(&["node", "maintain", "local"]);
-    let view = wait_for(&kernel, "shop", "the drain", |v| {
+    let view = kernel.wait_for("shop", "the drain", |v| {
         v["converged"] == true && on(v, "local") == 0
     });
     assert_eq!(on(&view, "n2"), 4);
@@ -408,7 +367,7 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
     // n2's engine goes away: the node is marked down; its stateless instances that may run elsewhere
     // move to `local`; those only n2 may take wait for it, and say so.
     e2.stop();
-    let view = wait_for(&kernel, "db", "the move", |v| {
+    let view = kernel.wait_for("db", "the move", |v| {
         instances(v, "any")
             .iter()
             .filter(|i| i["node"] == "local" && i["state"]["state"] == "running")

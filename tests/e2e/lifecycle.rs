@@ -9,57 +9,10 @@ mod support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::KernelProcess;
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
+use support::{KernelProcess, get, instances, json};
 
 fn hello_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello")
-}
-
-fn ps(kernel: &KernelProcess, app: &str) -> Value {
-    json(&kernel.lain_ok(&["ps", "-a", app, "-o", "json"]))
-}
-
-/// The instances of `proc` in a ps view.
-fn instances<'a>(view: &'a Value, proc: &str) -> Vec<&'a Value> {
-    view["instances"]
-        .as_array()
-        .expect("instances")
-        .iter()
-        .filter(|i| i["proc"] == proc)
-        .collect()
-}
-
-/// Polls `lain ps` until `check` holds, or panics with the last view.
-fn wait_for(
-    kernel: &KernelProcess,
-    app: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let view = ps(kernel, app);
-        if check(&view) {
-            return view;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out waiting for {what}: {view:#}\n{}", kernel.logs());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn get(url: &str) -> String {
-    ureq::get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-        .body_mut()
-        .read_to_string()
-        .expect("body")
 }
 
 fn pid(instance: &Value) -> i64 {
@@ -124,7 +77,7 @@ fn hello_builds_deploys_heals_scales_upgrades_rolls_back_and_undeploys() {
             .expect("kill")
             .success()
     );
-    let healed = wait_for(&kernel, "hello", "the worker to come back", |v| {
+    let healed = kernel.wait_for("hello", "the worker to come back", |v| {
         instances(v, "worker").first().is_some_and(|w| {
             w["state"]["state"] == "running" && w["state"]["pid"].as_i64() != Some(old_pid)
         })
@@ -137,10 +90,7 @@ fn hello_builds_deploys_heals_scales_upgrades_rolls_back_and_undeploys() {
         1,
         "oneshot ran again: {logs}"
     );
-    assert_eq!(
-        instances(&ps(&kernel, "hello"), "migrate")[0]["restarts"],
-        0
-    );
+    assert_eq!(instances(&kernel.ps("hello"), "migrate")[0]["restarts"], 0);
 
     // Scale up, down, and memory in place (same process).
     let view = json(&kernel.lain_ok(&[
@@ -230,7 +180,7 @@ fn hello_builds_deploys_heals_scales_upgrades_rolls_back_and_undeploys() {
     );
     let err = kernel.lain_err(&["scale", "web", "-a", "hello", "--memory", "1k"]);
     assert!(err.contains("below the minimum"), "{err}");
-    assert_eq!(ps(&kernel, "hello")["release"], v1.as_str());
+    assert_eq!(kernel.ps("hello")["release"], v1.as_str());
 
     // Undeploy stops everything.
     let view = json(&kernel.lain_ok(&["undeploy", "-a", "hello", "-o", "json"]));
@@ -294,7 +244,7 @@ fn kill9_mid_deploy_leaves_no_duplicate(config: &str) {
     std::thread::sleep(Duration::from_millis(150));
     kernel.kill9();
     kernel.restart();
-    let view = wait_for(&kernel, "sleeper", "8 workers", |v| v["converged"] == true);
+    let view = kernel.wait_for("sleeper", "8 workers", |v| v["converged"] == true);
     assert_eq!(instances(&view, "worker").len(), 8, "{view:#}");
     let mut pids: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
     pids.sort();
@@ -304,7 +254,7 @@ fn kill9_mid_deploy_leaves_no_duplicate(config: &str) {
     // A crash in steady state: everything is adopted, nothing restarted.
     kernel.kill9();
     kernel.restart();
-    let view = wait_for(&kernel, "sleeper", "adoption", |v| {
+    let view = kernel.wait_for("sleeper", "adoption", |v| {
         v["converged"] == true && v["pass"].as_u64() > Some(1)
     });
     let mut after: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
@@ -358,7 +308,7 @@ fn maintenance_drains_a_node_and_removal_waits_for_it() {
         "{err}"
     );
     kernel.lain_ok(&["node", "maintain", "local"]);
-    let view = wait_for(&kernel, "sleeper", "the drain", |v| {
+    let view = kernel.wait_for("sleeper", "the drain", |v| {
         v["converged"] == true && on(v, "local") == 0
     });
     assert_eq!(on(&view, "n2"), 4, "{view:#}");
@@ -394,9 +344,7 @@ fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_relea
     kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
     let err = kernel.lain_err(&["deploy", "-a", "sleeper", "--timeout", "60"]);
     assert!(err.contains("while waiting"), "{err}");
-    let view = wait_for(&kernel, "sleeper", "the rollback", |v| {
-        v["converged"] == true
-    });
+    let view = kernel.wait_for("sleeper", "the rollback", |v| v["converged"] == true);
     assert_eq!(view["release"], v1["release"], "{view:#}");
     let error = view["app"]["last_error"].as_str().unwrap_or_default();
     assert!(

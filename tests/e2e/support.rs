@@ -135,6 +135,31 @@ impl KernelProcess {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `lain ps -a app -o json`.
+    pub fn ps(&self, app: &str) -> serde_json::Value {
+        json(&self.lain_ok(&["ps", "-a", app, "-o", "json"]))
+    }
+
+    /// Polls `lain ps` until `check` holds, or panics with the last view and the kernel's log.
+    pub fn wait_for(
+        &self,
+        app: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let view = self.ps(app);
+            if check(&view) {
+                return view;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}: {view:#}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Runs the CLI, asserting failure, and returns its stderr.
     pub fn lain_err(&self, args: &[&str]) -> String {
         let out = self.lain(args);
@@ -181,4 +206,29 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Parses CLI output as JSON, or panics showing it.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The instances of `proc` in a `lain ps -o json` view.
+pub fn instances<'a>(view: &'a serde_json::Value, proc: &str) -> Vec<&'a serde_json::Value> {
+    view["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .filter(|i| i["proc"] == proc)
+        .collect()
+}
+
+/// GET `url`, the body as text, or panic.
+pub fn get(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("body")
 }
