@@ -16,7 +16,14 @@
 //!
 //! [router]                            # web traffic to web procs
 //! listen = "127.0.0.1:8080"           # LAIN_ROUTER_LISTEN
+//! https_listen = "127.0.0.1:8443"     # LAIN_ROUTER_HTTPS_LISTEN; needs certificates
 //! drain_ms = 1000                     # an instance takes no traffic this long before it stops
+//! workers = 0                         # router threads; 0 = one per core
+//! access_log = true                   # <data_dir>/logs/<app>/<proc>/access.log
+//! health = { interval_ms = 3000, timeout_ms = 1000, rise = 2, fall = 5 }  # active checks
+//! [[router.certificates]]             # the first one valid for the SNI name, else the first
+//! cert = "/etc/lain/tls/lain.local.pem"   # PEM chain, leaf first
+//! key = "/etc/lain/tls/lain.local.key"
 //!
 //! [docker]                            # with runtime = "docker"
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
@@ -108,17 +115,68 @@ pub enum RuntimeKind {
 pub struct RouterConfig {
     /// Where web traffic is accepted (`LAIN_ROUTER_LISTEN`).
     pub listen: String,
+    /// Where HTTPS is accepted (`LAIN_ROUTER_HTTPS_LISTEN`); needs `certificates`.
+    pub https_listen: Option<String>,
     /// Milliseconds an instance takes no new traffic before it is stopped.
     pub drain_ms: u64,
+    /// Router threads, each with its own listener and connection pools; 0 means one per core.
+    pub workers: usize,
+    /// Write an access log per web proc into the log store.
+    pub access_log: bool,
+    /// The router's active health checks of instances with a `healthcheck` path.
+    pub health: RouterHealthConfig,
+    /// Certificates for HTTPS.
+    pub certificates: Vec<CertificateConfig>,
 }
 
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
             listen: "127.0.0.1:8080".into(),
+            https_listen: None,
             drain_ms: 1000,
+            workers: 0,
+            access_log: true,
+            health: RouterHealthConfig::default(),
+            certificates: Vec::new(),
         }
     }
+}
+
+/// `[router.health]`: LAIN's webrouter checks (`interval=3000 rise=2 fall=5 timeout=1000`, a 2xx
+/// or 3xx answer to `GET <healthcheck>` is alive).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterHealthConfig {
+    /// Milliseconds between two checks of an instance; 0 disables active checks.
+    pub interval_ms: u64,
+    /// Milliseconds before a check counts as failed.
+    pub timeout_ms: u64,
+    /// Consecutive successes that put an instance back.
+    pub rise: u32,
+    /// Consecutive failures that take an instance out.
+    pub fall: u32,
+}
+
+impl Default for RouterHealthConfig {
+    fn default() -> Self {
+        RouterHealthConfig {
+            interval_ms: 3000,
+            timeout_ms: 1000,
+            rise: 2,
+            fall: 5,
+        }
+    }
+}
+
+/// `[[router.certificates]]`: a PEM certificate chain and its private key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[docker]`.
@@ -356,6 +414,9 @@ impl KernelConfig {
         }
         if let Some(v) = env("LAIN_ROUTER_LISTEN") {
             self.router.listen = v;
+        }
+        if let Some(v) = env("LAIN_ROUTER_HTTPS_LISTEN") {
+            self.router.https_listen = Some(v);
         }
         if let Some(v) = env("LAIN_DOCKER_HOST") {
             self.docker.local = v;

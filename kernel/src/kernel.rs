@@ -10,6 +10,7 @@ use crate::plugin::engine::PluginEngine;
 use crate::plugin::kinds::scheduler::LiveScheduler;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, Cause, Kind, LoadedPlugin};
+use crate::router::WebRouter;
 use crate::runtime::Runtime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
@@ -29,6 +30,8 @@ pub struct Kernel {
     pub registry: Arc<Registry>,
     /// Apps, releases, nodes and the runtime.
     pub lifecycle: Arc<Lifecycle>,
+    /// The web router's state (its sockets are started by `serve`).
+    pub router: Arc<WebRouter>,
 }
 
 impl Kernel {
@@ -81,11 +84,14 @@ impl Kernel {
             make_runtime,
         )?;
         lifecycle.register_local_node()?;
+        let router = WebRouter::new(&config.router, &config.data_dir.join("logs"))
+            .context("cannot start the web router's access log")?;
         Ok(Kernel {
             config,
             store,
             registry,
             lifecycle: Arc::new(lifecycle),
+            router: Arc::new(router),
         })
     }
 
@@ -119,7 +125,8 @@ impl Kernel {
             registry: self.registry.clone(),
             auth: AuthChain::new(self.registry.clone(), self.config.auth.providers.clone()),
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
-                .with_lifecycle(self.lifecycle.status.clone()),
+                .with_lifecycle(self.lifecycle.status.clone())
+                .with_router(self.router.clone()),
             proc_types: self.config.proc_types.clone(),
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),

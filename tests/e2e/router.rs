@@ -11,15 +11,38 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::KernelProcess;
 
+/// The instances: they answer `<version> <proc> <instance> <path> <X-Forwarded-Host>
+/// <X-Forwarded-Proto>`; `/healthz` fails while `$HEALTH_DIR/sick-<instance>` exists; an
+/// `Upgrade: echo` request is switched and then echoes lines.
 const SERVER: &str = r#"
 import http.server, os
 NAME = os.environ.get("LAIN_PROCNAME")
 NO = os.environ.get("LAIN_INSTANCE_NO")
 VERSION = os.environ.get("VERSION", "v1")
+HEALTH_DIR = os.environ.get("HEALTH_DIR", "")
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = f"{VERSION} {NAME} {NO} {self.path} {self.headers.get('X-Forwarded-Host')}\n".encode()
+        if self.path == "/healthz" and os.path.exists(os.path.join(HEALTH_DIR, "sick-" + NO)):
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.headers.get("Upgrade") == "echo":
+            self.send_response(101)
+            self.send_header("Upgrade", "echo")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    break
+                self.wfile.write(b"echo " + line)
+                self.wfile.flush()
+            self.close_connection = True
+            return
+        body = f"{VERSION} {NAME} {NO} {self.path} {self.headers.get('X-Forwarded-Host')} {self.headers.get('X-Forwarded-Proto')}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -36,8 +59,10 @@ fn site(dir: &Path, version: &str) -> String {
         dir.join("lain.yaml"),
         format!(
             "appname: site\nbuild:\n  base: busybox\n  script: []\n\
-             web:\n  cmd: python3 server.py\n  num_instances: 2\n  healthcheck: /healthz\n  env:\n    - VERSION={version}\n  mountpoint:\n    - shop.example.org\n    - /api\n\
-             web.admin:\n  cmd: python3 server.py\n  mountpoint:\n    - admin.example.org/panel\n"
+             web:\n  cmd: python3 server.py\n  num_instances: 2\n  healthcheck: /healthz\n  env:\n    - VERSION={version}\n    - HEALTH_DIR={health}\n  mountpoint:\n    - shop.example.org\n    - /api\n\
+             web.admin:\n  cmd: python3 server.py\n  mountpoint:\n    - admin.example.org/panel\n\
+             web.secure:\n  cmd: python3 server.py\n  https_only: true\n  mountpoint:\n    - secure.example.org\n",
+            health = dir.join("health").display()
         ),
     )
     .expect("lain.yaml");
@@ -318,4 +343,380 @@ fn the_exported_nginx_config_passes_nginx_t_and_serves_the_same_routes() {
         .arg(server.id().to_string())
         .status();
     let _ = server.wait();
+}
+
+/// The router's own settings for these tests: fast active health checks.
+const FAST_CHECKS: &str =
+    "[router]\nhealth = { interval_ms = 200, timeout_ms = 500, rise = 2, fall = 2 }\n";
+
+#[test]
+fn health_checks_take_an_instance_out_and_put_it_back_and_requests_are_logged_counted_and_upgraded()
+{
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, FAST_CHECKS);
+    let dir = site(&tmp.path().join("site"), "v1");
+    let health = tmp.path().join("site/health");
+    std::fs::create_dir_all(&health).expect("health dir");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "site"]);
+    wait_until("routes", || get(&kernel, "shop.example.org", "/").0 == 200);
+    let seen = |n: usize| {
+        (0..n)
+            .map(|_| get(&kernel, "shop.example.org", "/").1)
+            .filter_map(|b| b.split(' ').nth(2).map(str::to_string))
+            .collect::<BTreeSet<_>>()
+    };
+    let both = BTreeSet::from(["1".to_string(), "2".to_string()]);
+    wait_until("both instances", || seen(10) == both);
+
+    // Instance 1's health check fails: within a few checks it takes no traffic, and no request
+    // fails meanwhile (it still answers, only its health endpoint is broken).
+    std::fs::write(health.join("sick-1"), "").expect("sick");
+    let started = Instant::now();
+    wait_until("instance 1 taken out", || {
+        seen(8) == BTreeSet::from(["2".to_string()])
+    });
+    let taken_out = started.elapsed();
+    assert!(
+        (0..20).all(|_| get(&kernel, "shop.example.org", "/").1.split(' ').nth(2) == Some("2")),
+        "instance 1 stays out while its check fails"
+    );
+    std::fs::remove_file(health.join("sick-1")).expect("healthy again");
+    let started = Instant::now();
+    wait_until("instance 1 put back", || seen(10) == both);
+    eprintln!(
+        "taken out after {taken_out:?}, put back after {:?}",
+        started.elapsed()
+    );
+
+    // An upgrade (WebSocket-style) is tunnelled to an instance once it answers 101.
+    let mut conn = std::net::TcpStream::connect(&kernel.router).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    use std::io::{BufRead, Write};
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: shop.example.org\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+    )
+    .expect("upgrade request");
+    let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("response head");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        head.push_str(&line);
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: echo"),
+        "{head}"
+    );
+    for word in ["ping", "pong"] {
+        conn.write_all(format!("{word}\n").as_bytes())
+            .expect("write");
+        let mut echoed = String::new();
+        reader.read_line(&mut echoed).expect("echo");
+        assert_eq!(echoed, format!("echo {word}\n"));
+    }
+    drop((conn, reader));
+
+    // Access logs: in the log store, through `lain logs --access`; unrouted requests apart.
+    assert_eq!(get(&kernel, "shop.example.org", "/logged?q=1").0, 200);
+    assert_eq!(get(&kernel, "nope.example.org", "/lost").0, 404);
+    wait_until("the access log line", || {
+        let logs = kernel.lain_ok(&["logs", "web", "-a", "site", "--access"]);
+        logs.lines().any(|l| {
+            l.contains("\"GET /logged?q=1 HTTP/1.1\" 200")
+                && l.contains("host=shop.example.org")
+                && l.contains("upstream=127.0.0.1:")
+        })
+    });
+    let instance_logs = kernel.lain_ok(&["logs", "web", "-a", "site"]);
+    assert!(
+        !instance_logs.contains("/logged?q=1"),
+        "instance output and access log stay apart"
+    );
+    wait_until("the unrouted log line", || {
+        std::fs::read_to_string(data.join("logs/.router/unrouted.log")).is_ok_and(|l| {
+            l.contains("\"GET /lost HTTP/1.1\" 404") && l.contains("host=nope.example.org")
+        })
+    });
+
+    // Request counts and latencies in the metrics.
+    let metrics = support::get(&format!("{}/metrics", kernel.url));
+    let value = |prefix: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let web = ["app=\"site\"", "proc=\"web\""];
+    let ok = value(
+        "lain_router_requests_total{",
+        &[web[0], web[1], "code=\"2xx\""],
+    );
+    assert!(ok >= 40.0, "2xx counted: {ok}\n{metrics}");
+    let count = value("lain_router_request_duration_seconds_count{", &web);
+    let inf = value(
+        "lain_router_request_duration_seconds_bucket{",
+        &[web[0], web[1], "le=\"+Inf\""],
+    );
+    assert!(count >= ok && inf == count, "{count} {inf}\n{metrics}");
+    let lost = value("lain_router_requests_total{", &["app=\"\"", "code=\"4xx\""]);
+    assert!(lost >= 1.0, "the unrouted 404 counted: {lost}\n{metrics}");
+}
+
+/// A CA and two server certificates: an RSA (PKCS#8) one for `shop.example.org` and
+/// `secure.example.org`, an EC (SEC1) one for `*.lain.local`.
+fn certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-x509",
+        "-days",
+        "1",
+        "-key",
+        "ca.key",
+        "-subj",
+        "/CN=lain-router-test-ca",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "shop.key",
+    ]);
+    run(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        "local.key",
+    ]);
+    for (name, sans) in [
+        ("shop", "DNS:shop.example.org,DNS:secure.example.org"),
+        ("local", "DNS:*.lain.local"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName={sans}\nextendedKeyUsage=serverAuth\n"),
+        )
+        .expect("ext");
+        run(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-days",
+            "1",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+/// `curl` (a real client, with HTTP/2 and SNI); (status, HTTP version, redirect, body).
+fn curl(args: &[&str]) -> (String, String, String, String) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code} %{http_version} %{redirect_url}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, meta) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut meta = meta.split(' ').map(str::to_string);
+    let mut next = || meta.next().unwrap_or_default();
+    let (status, version, redirect) = (next(), next(), next());
+    (status, version, redirect, body.trim_end().to_string())
+}
+
+#[test]
+fn https_with_certificates_by_sni_http2_and_https_only_redirects() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).expect("certs dir");
+    certificates(&certs);
+    let cert = |name: &str| certs.join(name).display().to_string();
+
+    // A certificate that cannot be read stops the kernel at start, naming the entry and file.
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).expect("bad dir");
+    let bad = bad_dir.join("lain.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "data_dir = {:?}\n[router]\nlisten = \"127.0.0.1:0\"\nhttps_listen = \"127.0.0.1:0\"\n\
+             [[router.certificates]]\ncert = {:?}\nkey = {:?}\n",
+            bad_dir.join("data").display().to_string(),
+            cert("missing.pem"),
+            cert("shop.key")
+        ),
+    )
+    .expect("bad config");
+    let mut child = std::process::Command::new(support::lain_bin())
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .env("LAIN_LISTEN", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lain serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("lain serve started with an unreadable certificate");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!status.success());
+    assert!(
+        stderr.contains("router.certificates[0]: certificate") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+
+    let https_port = support::free_port();
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "[router]\nhttps_listen = \"127.0.0.1:{https_port}\"\n\
+             [[router.certificates]]\ncert = {:?}\nkey = {:?}\n\
+             [[router.certificates]]\ncert = {:?}\nkey = {:?}\n",
+            cert("shop.pem"),
+            cert("shop.key"),
+            cert("local.pem"),
+            cert("local.key")
+        ),
+    );
+    let dir = site(&tmp.path().join("site"), "v1");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "site"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(&kernel, "shop.example.org", "/").0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no route: {:?}\n{}",
+            get(&kernel, "shop.example.org", "/"),
+            kernel.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let http = format!("http://{}/a/b?c=1", kernel.router);
+    wait_until("the https_only proc", || {
+        curl(&["-H", "Host: secure.example.org", &http]).0 == "301"
+    });
+
+    // https_only: plain HTTP is sent to the router's HTTPS port, path and query kept.
+    let (status, _, redirect, _) = curl(&["-H", "Host: secure.example.org", &http]);
+    assert_eq!(status, "301");
+    assert_eq!(
+        redirect,
+        format!("https://secure.example.org:{https_port}/a/b?c=1")
+    );
+
+    // HTTPS, verified against the CA: each name gets the certificate that covers it (SNI),
+    // HTTP/2 by ALPN, HTTP/1.1 on request; the instance learns the scheme.
+    let ca = certs.join("ca.pem").display().to_string();
+    let https = |host: &str, path: &str, extra: &[&str]| {
+        let resolve = format!("{host}:{https_port}:127.0.0.1");
+        let url = format!("https://{host}:{https_port}{path}");
+        let mut args = vec!["--cacert", ca.as_str(), "--resolve", resolve.as_str()];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    };
+    let (status, version, _, body) = https("secure.example.org", "/a?b=1", &["--http2"]);
+    assert_eq!((status.as_str(), version.as_str()), ("200", "2"), "{body}");
+    assert!(
+        body.starts_with("v1 secure 1 /a?b=1 secure.example.org:") && body.ends_with(" https"),
+        "{body}"
+    );
+    let (status, version, _, body) = https("site.lain.local", "/api/users", &["--http1.1"]);
+    assert_eq!(
+        (status.as_str(), version.as_str()),
+        ("200", "1.1"),
+        "{body}"
+    );
+    assert!(
+        body.starts_with("v1 web ") && body.contains(" /users "),
+        "{body}"
+    );
+    let (status, _, _, body) = https("shop.example.org", "/", &[]);
+    assert_eq!(status, "200", "{body}");
+    // Plain HTTP/2 without TLS (h2c, prior knowledge) is served too.
+    let (status, version, _, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        "Host: shop.example.org",
+        &format!("http://{}/h2c", kernel.router),
+    ]);
+    assert_eq!((status.as_str(), version.as_str()), ("200", "2"), "{body}");
+    assert!(body.contains(" /h2c "), "{body}");
 }

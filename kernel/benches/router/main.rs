@@ -6,11 +6,12 @@
 //! # Method
 //!
 //! One backend: an nginx answering `ok` (a separate process, fast enough that the proxies are
-//! what is measured). In front of it, in the same run: lain's router (`WebRouter`, in this
-//! process, on a 2-worker tokio runtime) and an nginx reverse proxy (2 workers, upstream
-//! keep-alive, the configuration `lain router nginx-config` generates). `wrk -t2 -c32 -d5s` runs
-//! against each, alternating, for [`ROUNDS`] rounds. Reported: requests/s and p99 latency
-//! (medians over rounds), and lain/nginx ratios (medians of per-round ratios).
+//! what is measured). In front of it, in the same run: lain's router (`WebRouter` served by
+//! `router::server`, in this process, 2 worker threads, access log on) and an nginx reverse proxy
+//! (2 workers, upstream keep-alive, the configuration `lain router nginx-config` generates,
+//! buffered access log on). `wrk -t2 -c32 -d5s` runs against each, alternating, for [`ROUNDS`]
+//! rounds. Reported: requests/s and p99 latency (medians over rounds), and lain/nginx ratios
+//! (medians of per-round ratios).
 
 use anyhow::{Context, Result, bail};
 use lain::router::WebRouter;
@@ -38,15 +39,21 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(http_block: &str) -> Result<Nginx> {
+    /// `log`: write a buffered access log, as the router writes its own.
+    fn start(http_block: &str, log: bool) -> Result<Nginx> {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir_all(dir.path().join("tmp"))?;
+        let access_log = if log {
+            "access_log access.log combined buffer=64k flush=1s;"
+        } else {
+            "access_log off;"
+        };
         std::fs::write(
             dir.path().join("nginx.conf"),
             format!(
                 "daemon off;\nworker_processes 2;\npid nginx.pid;\nerror_log stderr error;\n\
                  events {{ worker_connections 4096; }}\n\
-                 http {{\n access_log off;\n client_body_temp_path tmp;\n proxy_temp_path tmp;\n\
+                 http {{\n {access_log}\n client_body_temp_path tmp;\n proxy_temp_path tmp;\n\
                  fastcgi_temp_path tmp;\n uwsgi_temp_path tmp;\n scgi_temp_path tmp;\n{http_block}\n}}\n"
             ),
         )?;
@@ -127,35 +134,35 @@ fn millis(v: &str) -> Result<f64> {
 
 fn main() -> Result<()> {
     let backend_port = free_port()?;
-    let _backend = Nginx::start(&format!(
-        "server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 \"ok\\n\"; }} }}"
-    ))?;
+    let _backend = Nginx::start(
+        &format!(
+            "server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 \"ok\\n\"; }} }}"
+        ),
+        false,
+    )?;
     wait_port(backend_port)?;
 
     // lain's router, with the route `lain router nginx-config` also exports.
-    let route = Route {
-        prefix: "/".into(),
-        target: "bench/web".into(),
-        backends: vec![format!("127.0.0.1:{backend_port}")],
-        https_only: false,
-    };
+    let route = Route::new("/", "bench/web", vec![format!("127.0.0.1:{backend_port}")]);
     let table = RouteTable::from_routes([("bench.local".to_string(), route)]);
     let front_nginx_port = free_port()?;
     let snippet = lain::router::nginx::render(&table, &format!("127.0.0.1:{front_nginx_port}"));
-    let _front = Nginx::start(&snippet)?;
+    let _front = Nginx::start(&snippet, true)?;
     wait_port(front_nginx_port)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let router = Arc::new(WebRouter::default());
+    let logs = tempfile::tempdir()?;
+    let config = lain::config::RouterConfig::default();
+    let router = Arc::new(WebRouter::new(&config, logs.path())?);
     router.set_table(table);
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let router_port = listener.local_addr()?.port();
-    let service =
-        lain::router::app(router).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    runtime.spawn(async move { axum::serve(listener, service).await });
+    let server = lain::router::server::serve(
+        router.clone(),
+        lain::router::server::Listen {
+            http: "127.0.0.1:0".into(),
+            https: None,
+            workers: 2,
+        },
+    )?;
+    let router_port = server.http.port();
     wait_port(router_port)?;
 
     let (mut lain_rps, mut lain_p99, mut nginx_rps, mut nginx_p99) =

@@ -207,6 +207,9 @@ pub struct LogsQuery {
     pub follow: bool,
     /// Bytes of each instance's log sent first (default 64 KiB).
     pub tail: Option<u64>,
+    /// The web router's access log of the proc instead of its instances' output.
+    #[serde(default)]
+    pub access: bool,
 }
 
 /// The logs of every instance of a proc, each line prefixed with `[<instance>]`.
@@ -234,12 +237,12 @@ pub async fn logs(
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
     let tail = q.tail.unwrap_or(64 << 10);
-    let follow = q.follow;
+    let (follow, access) = (q.follow, q.access);
     let stream = futures::stream::unfold(
         (dir, Vec::new(), true),
         move |(dir, mut offsets, first)| async move {
             if first {
-                let chunk = read_new(&dir, &mut offsets, tail);
+                let chunk = read_new(&dir, &mut offsets, tail, access);
                 return Some((
                     Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
                     (dir, offsets, false),
@@ -250,7 +253,7 @@ pub async fn logs(
             }
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                let chunk = read_new(&dir, &mut offsets, 0);
+                let chunk = read_new(&dir, &mut offsets, 0, access);
                 if !chunk.is_empty() {
                     return Some((Ok(Bytes::from(chunk)), (dir, offsets, false)));
                 }
@@ -267,7 +270,13 @@ pub async fn logs(
 /// What each `<n>.log` in `dir` gained since its offset in `offsets`, whole lines only, each
 /// prefixed with `[<n>] `. A file seen for the first time starts `tail` bytes before its end (at
 /// a line start); a file shorter than its offset was rotated and is read from the start.
-fn read_new(dir: &std::path::Path, offsets: &mut Vec<(u32, u64)>, tail: u64) -> Vec<u8> {
+/// With `access`, the router's `access.log` is read instead, without prefixes.
+fn read_new(
+    dir: &std::path::Path,
+    offsets: &mut Vec<(u32, u64)>,
+    tail: u64,
+    access: bool,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -276,6 +285,9 @@ fn read_new(dir: &std::path::Path, offsets: &mut Vec<(u32, u64)>, tail: u64) -> 
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
+            if access {
+                return (name == "access.log").then(|| (0, e.path()));
+            }
             let no = name.strip_suffix(".log")?.parse().ok()?;
             Some((no, e.path()))
         })
@@ -306,7 +318,9 @@ fn read_new(dir: &std::path::Path, offsets: &mut Vec<(u32, u64)>, tail: u64) -> 
             0
         };
         for line in buf[skip..end].split_inclusive(|b| *b == b'\n') {
-            out.extend_from_slice(format!("[{no}] ").as_bytes());
+            if !access {
+                out.extend_from_slice(format!("[{no}] ").as_bytes());
+            }
             out.extend_from_slice(line);
         }
         let consumed = start + end as u64;

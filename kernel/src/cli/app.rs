@@ -309,10 +309,17 @@ fn state_text(state: &RunState) -> String {
     }
 }
 
-/// `lain logs PROC [-f]`.
-pub fn logs(client: &Client, app: &str, proc: &str, follow: bool, tail: u64) -> anyhow::Result<()> {
+/// `lain logs PROC [-f] [--access]`.
+pub fn logs(
+    client: &Client,
+    app: &str,
+    proc: &str,
+    follow: bool,
+    tail: u64,
+    access: bool,
+) -> anyhow::Result<()> {
     let stream = client.get_stream(&format!(
-        "/api/v1/apps/{app}/procs/{proc}/logs?follow={follow}&tail={tail}"
+        "/api/v1/apps/{app}/procs/{proc}/logs?follow={follow}&tail={tail}&access={access}"
     ))?;
     let stdout = std::io::stdout();
     for line in stream.lines() {

@@ -99,6 +99,9 @@ enum Command {
         /// Bytes of each instance's log to print first.
         #[arg(long, default_value_t = 65536)]
         tail: u64,
+        /// Print the web router's access log of the proc instead.
+        #[arg(long)]
+        access: bool,
     },
     /// Go back to the previous deployment and wait until it runs.
     Rollback {
@@ -198,9 +201,10 @@ pub fn main() -> ExitCode {
             app: a,
             follow,
             tail,
+            access,
         } => a
             .resolve()
-            .and_then(|name| app::logs(&client, &name, &proc, follow, tail)),
+            .and_then(|name| app::logs(&client, &name, &proc, follow, tail, access)),
         Command::Rollback { app: a, wait } => (|| {
             let view = client.send::<(), _>(
                 "POST",

@@ -53,8 +53,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let kernel = Running::start(config).await?;
+        let https = kernel
+            .router_https_addr
+            .map(|a| format!(" and https://{a}"))
+            .unwrap_or_default();
         eprintln!(
-            "lain kernel listening on {} (web router on http://{}, data dir {})",
+            "lain kernel listening on {} (web router on http://{}{https}, data dir {})",
             kernel.url(),
             kernel.router_addr,
             kernel.kernel.config.data_dir.display()
@@ -72,8 +76,11 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     /// Where the web router listens.
     pub router_addr: std::net::SocketAddr,
+    /// Where the web router serves HTTPS, if it does.
+    pub router_https_addr: Option<std::net::SocketAddr>,
     /// The web router.
     pub router: Arc<crate::router::WebRouter>,
+    routing: crate::router::server::RouterServer,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -104,20 +111,10 @@ impl Running {
             }
         });
         let reconciler = kernel.start_reconciler();
-        let router_listen = kernel.config.router.listen.clone();
-        let router_listener = tokio::net::TcpListener::bind(&router_listen)
-            .await
-            .with_context(|| format!("cannot listen for web traffic on {router_listen}"))?;
-        let router_addr = router_listener.local_addr()?;
-        let router = Arc::new(crate::router::WebRouter::default());
+        let router = kernel.router.clone();
+        let routing = crate::router::server::serve(router.clone(), router_listen(&kernel.config)?)?;
         let follow = tokio::spawn(router.clone().follow(kernel.lifecycle.clone()));
-        let service = crate::router::app(router.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let routing = tokio::spawn(async move {
-            if let Err(e) = axum::serve(router_listener, service).await {
-                tracing::error!("web router failed: {e}");
-            }
-        });
+        let checks = tokio::spawn(router.clone().check_health());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(listener, crate::api::app(state))
@@ -130,10 +127,12 @@ impl Running {
         Ok(Running {
             kernel,
             addr,
-            router_addr,
+            router_addr: routing.http,
+            router_https_addr: routing.https,
             router,
+            routing,
             server,
-            tasks: vec![pushes, reconciler, follow, routing],
+            tasks: vec![pushes, reconciler, follow, checks],
             stop,
         })
     }
@@ -149,10 +148,32 @@ impl Running {
             task.abort();
         }
         let _ = self.stop.send(());
+        let routing = self.routing;
+        tokio::task::spawn_blocking(move || routing.stop()).await?;
         self.server.await?.context("API server failed")?;
         tracing::info!("kernel stopped");
         Ok(())
     }
+}
+
+/// The router's listeners as `[router]` configures them (certificates loaded and checked).
+fn router_listen(config: &KernelConfig) -> anyhow::Result<crate::router::server::Listen> {
+    let r = &config.router;
+    let https = match (&r.https_listen, r.certificates.is_empty()) {
+        (None, _) => None,
+        (Some(address), false) => Some((
+            address.clone(),
+            crate::router::tls::server_config(&r.certificates)?,
+        )),
+        (Some(address), true) => anyhow::bail!(
+            "router.https_listen = {address:?} needs at least one [[router.certificates]] entry"
+        ),
+    };
+    Ok(crate::router::server::Listen {
+        http: r.listen.clone(),
+        https,
+        workers: r.workers,
+    })
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -133,6 +133,7 @@ fn report(view: &AppView, output: Output) -> anyhow::Result<()> {
 /// Prints the router URL of each web route of `app`.
 fn print_routes(kernel: &Running, app: &str) {
     let port = kernel.router_addr.port();
+    let https = kernel.router_https_addr.map(|a| a.port());
     let table = kernel.router.table();
     let mut urls: Vec<String> = table
         .hosts()
@@ -140,7 +141,12 @@ fn print_routes(kernel: &Running, app: &str) {
             routes
                 .iter()
                 .filter(|r| r.target.starts_with(&format!("{app}/")))
-                .map(move |r| format!("{} -> http://{host}:{port}{}", r.target, r.prefix))
+                .map(move |r| match https {
+                    Some(tls) if r.https_only => {
+                        format!("{} -> https://{host}:{tls}{}", r.target, r.prefix)
+                    }
+                    _ => format!("{} -> http://{host}:{port}{}", r.target, r.prefix),
+                })
         })
         .collect();
     urls.sort();

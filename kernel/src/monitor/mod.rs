@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 mod lifecycle;
 
 use crate::lifecycle::view::StatusBoard;
+use crate::router::WebRouter;
 
 /// The kernel's metrics and its exporters.
 #[derive(Clone)]
@@ -31,6 +32,8 @@ pub struct Monitor {
     infos: Arc<parking_lot::Mutex<HashMap<(String, String), ExporterInfo>>>,
     /// The lifecycle's status, for instance metrics.
     status: Option<StatusBoard>,
+    /// The web router, for request metrics.
+    router: Option<Arc<WebRouter>>,
 }
 
 /// One pull endpoint's response.
@@ -50,12 +53,19 @@ impl Monitor {
             started: Instant::now(),
             infos: Default::default(),
             status: None,
+            router: None,
         }
     }
 
     /// Adds the lifecycle's instance metrics.
     pub fn with_lifecycle(mut self, status: StatusBoard) -> Monitor {
         self.status = Some(status);
+        self
+    }
+
+    /// Adds the web router's request counts and latencies.
+    pub fn with_router(mut self, router: Arc<WebRouter>) -> Monitor {
+        self.router = Some(router);
         self
     }
 
@@ -117,10 +127,13 @@ impl Monitor {
             kind,
             samples,
         };
-        let lifecycle = match &self.status {
+        let mut lifecycle = match &self.status {
             Some(board) => lifecycle::families(board, &mut label_sets),
             None => Vec::new(),
         };
+        if let Some(router) = &self.router {
+            lifecycle.extend(router.stats.families(&mut label_sets));
+        }
         let mut batch = SampleBatch {
             timestamp_ms: unix_ms(),
             label_sets,

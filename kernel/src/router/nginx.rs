@@ -43,22 +43,25 @@ pub fn render(table: &RouteTable, listen: &str) -> String {
         );
         for r in routes {
             let upstream = upstream_name(&r.target);
-            let body = if r.https_only {
-                "        return 301 https://$host$request_uri;\n".to_string()
+            let target = if r.prefix == "/" {
+                format!("http://{upstream}")
             } else {
-                let target = if r.prefix == "/" {
-                    format!("http://{upstream}")
-                } else {
-                    format!("http://{upstream}/")
-                };
-                format!(
-                    "        proxy_pass {target};\n        proxy_http_version 1.1;\n        \
-                     proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        \
-                     proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
-                     proxy_set_header X-Forwarded-Host $host;\n        \
-                     proxy_set_header X-Forwarded-Proto $scheme;\n"
-                )
+                format!("http://{upstream}/")
             };
+            // Only plain HTTP is redirected, so a site adding `listen 443 ssl` serves the route.
+            let redirect = if r.https_only {
+                "        if ($scheme = http) {\n            return 301 https://$host$request_uri;\n        }\n"
+            } else {
+                ""
+            };
+            let body = format!(
+                "{redirect}        proxy_pass {target};\n        proxy_http_version 1.1;\n        \
+                 proxy_set_header Connection \"\";\n        proxy_set_header Host $host;\n        \
+                 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        \
+                 proxy_set_header X-Real-IP $remote_addr;\n        \
+                 proxy_set_header X-Forwarded-Host $host;\n        \
+                 proxy_set_header X-Forwarded-Proto $scheme;\n"
+            );
             if r.prefix == "/" {
                 let _ = write!(out, "    location / {{\n{body}    }}\n");
             } else {

@@ -1,12 +1,16 @@
 //! The route table: which instances serve a request, from the deployed web procs' routes (LAIN's
 //! mountpoint rules, applied by the `web` proc type) and the instances that are ready.
 
+use super::metrics::RouteStats;
 use crate::lifecycle::records::AppRecord;
 use crate::lifecycle::view::InstanceView;
+use crate::plugin::bindings::types::Probe;
+use hyper::http::uri::Authority;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// One route: a host and path prefix, and the instances behind it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Route {
     /// Path prefix (`/` for the whole host); stripped before proxying unless `/`.
     pub prefix: String,
@@ -14,12 +18,59 @@ pub struct Route {
     pub target: String,
     /// `host:port` of each ready instance.
     pub backends: Vec<String>,
+    /// `backends` as URI authorities, parsed once per table rather than once per request (kept
+    /// in step by [`Route::prepare`]).
+    pub upstreams: Vec<Authority>,
     /// Redirect plain HTTP to HTTPS.
     pub https_only: bool,
+    /// Path the router's active health checks GET on each backend (the proc's `healthcheck`).
+    pub health: Option<String>,
+    /// Request counters of the route's proc, shared by every route of that proc and kept across
+    /// table rebuilds by the router.
+    pub stats: Arc<RouteStats>,
+}
+
+impl Route {
+    /// A route to `target` (`app/proc`) under `prefix`, with fresh counters.
+    pub fn new(prefix: &str, target: &str, backends: Vec<String>) -> Route {
+        Route {
+            prefix: normalise(prefix),
+            target: target.to_string(),
+            backends,
+            upstreams: Vec::new(),
+            https_only: false,
+            health: None,
+            stats: Arc::new(RouteStats::new(target)),
+        }
+        .prepare()
+    }
+
+    /// Recomputes `upstreams` from `backends` (a backend that is not a valid authority is
+    /// dropped, with a warning).
+    pub fn prepare(mut self) -> Route {
+        self.refresh_upstreams();
+        self
+    }
+
+    /// [`Route::prepare`] in place.
+    pub fn refresh_upstreams(&mut self) {
+        let mut kept = Vec::with_capacity(self.backends.len());
+        self.upstreams.clear();
+        for b in self.backends.drain(..) {
+            match b.parse::<Authority>() {
+                Ok(a) => {
+                    self.upstreams.push(a);
+                    kept.push(b);
+                }
+                Err(e) => tracing::warn!(backend = %b, target = %self.target, "router: {e}"),
+            }
+        }
+        self.backends = kept;
+    }
 }
 
 /// Routes by host, longest prefix first.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RouteTable {
     hosts: HashMap<String, Vec<Route>>,
 }
@@ -31,6 +82,7 @@ impl RouteTable {
         let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
         for (host, mut route) in routes {
             route.prefix = normalise(&route.prefix);
+            route.refresh_upstreams();
             hosts
                 .entry(host.to_ascii_lowercase())
                 .or_default()
@@ -67,16 +119,25 @@ impl RouteTable {
                     .map(str::to_string)
                     .collect();
                 backends.sort();
+                let health = plan.plan.health.as_ref().and_then(|h| match &h.probe {
+                    Probe::Http(p) => Some(p.path.clone()),
+                    Probe::Command(_) => None,
+                });
+                let target = format!("{}/{}", app.name, plan.name);
+                let stats = Arc::new(RouteStats::new(&target));
                 for r in &plan.plan.routes {
-                    hosts
-                        .entry(r.host.to_ascii_lowercase())
-                        .or_default()
-                        .push(Route {
+                    hosts.entry(r.host.to_ascii_lowercase()).or_default().push(
+                        Route {
                             prefix: normalise(&r.path),
-                            target: format!("{}/{}", app.name, plan.name),
+                            target: target.clone(),
                             backends: backends.clone(),
+                            upstreams: Vec::new(),
                             https_only: r.https_only,
-                        });
+                            health: health.clone(),
+                            stats: stats.clone(),
+                        }
+                        .prepare(),
+                    );
                 }
             }
         }
@@ -101,7 +162,11 @@ impl RouteTable {
                 host
             }
         });
-        let routes = self.hosts.get(&host.to_ascii_lowercase())?;
+        let routes = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.hosts.get(&host.to_ascii_lowercase())?
+        } else {
+            self.hosts.get(host)?
+        };
         routes.iter().find(|r| {
             r.prefix == "/"
                 || path == r.prefix
@@ -114,6 +179,16 @@ impl RouteTable {
     /// Every host with a route.
     pub fn hosts(&self) -> impl Iterator<Item = (&String, &Vec<Route>)> {
         self.hosts.iter()
+    }
+
+    /// Every route, mutably (the router swaps in its long-lived counters and filters backends).
+    pub fn routes_mut(&mut self) -> impl Iterator<Item = &mut Route> {
+        self.hosts.values_mut().flatten()
+    }
+
+    /// Every route.
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.hosts.values().flatten()
     }
 }
 
@@ -152,12 +227,11 @@ mod tests {
     fn table(routes: &[(&str, &str)]) -> RouteTable {
         let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
         for (host, prefix) in routes {
-            hosts.entry(host.to_string()).or_default().push(Route {
-                prefix: normalise(prefix),
-                target: format!("{host}{prefix}"),
-                backends: vec![],
-                https_only: false,
-            });
+            hosts.entry(host.to_string()).or_default().push(Route::new(
+                prefix,
+                &format!("{host}{prefix}"),
+                vec![],
+            ));
         }
         for r in hosts.values_mut() {
             r.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -187,12 +261,7 @@ mod tests {
 
     #[test]
     fn path_prefixes_are_stripped() {
-        let r = |prefix: &str| Route {
-            prefix: normalise(prefix),
-            target: String::new(),
-            backends: vec![],
-            https_only: false,
-        };
+        let r = |prefix: &str| Route::new(prefix, "a/web", vec![]);
         assert_eq!(forwarded_path(&r("/"), "/x?y=1"), "/x?y=1");
         assert_eq!(forwarded_path(&r("/books"), "/books/1?a"), "/1?a");
         assert_eq!(forwarded_path(&r("/books"), "/books"), "/");
