@@ -159,7 +159,10 @@ fn main() -> Result<()> {
         lain::router::server::Listen {
             http: "127.0.0.1:0".into(),
             https: None,
-            workers: 2,
+            workers: std::env::var("LAIN_BENCH_WORKERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
         },
     )?;
     let router_port = server.http.port();

@@ -157,6 +157,8 @@ pub async fn handle(
     let (mut parts, body) = request.into_parts();
     prepare_headers(&mut parts.headers, &host, peer, upgrade.is_some());
     parts.version = Version::HTTP_11;
+    // A retry needs another backend; with one there is nothing to keep the headers for.
+    let replayable = replayable && route.upstreams.len() > 1;
     let retry_headers = replayable.then(|| parts.headers.clone());
     let mut outgoing = Some(Request::from_parts(parts, Either::Left(body)));
     for attempt in 0..2 {
