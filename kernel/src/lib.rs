@@ -14,5 +14,6 @@ pub mod plugin;
 pub mod router;
 pub mod runtime;
 pub mod schedule;
+pub mod secrets;
 pub mod spec;
 pub mod store;
