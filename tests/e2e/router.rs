@@ -89,6 +89,14 @@ fn get(kernel: &KernelProcess, host: &str, path: &str) -> (u16, String) {
     }
 }
 
+/// The instance numbers that answered `n` requests to `shop.example.org`.
+fn instances_answering(kernel: &KernelProcess, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .map(|_| get(kernel, "shop.example.org", "/").1)
+        .filter_map(|b| b.split(' ').nth(2).map(str::to_string))
+        .collect()
+}
+
 fn wait_until(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !check() {
@@ -133,12 +141,7 @@ fn hosts_paths_prefixes_balancing_live_updates_and_unknown_hosts() {
         "{body}"
     );
 
-    let seen = |n: usize| {
-        (0..n)
-            .map(|_| get(&kernel, "shop.example.org", "/").1)
-            .filter_map(|b| b.split(' ').nth(2).map(str::to_string))
-            .collect::<BTreeSet<_>>()
-    };
+    let seen = |n: usize| instances_answering(&kernel, n);
     assert_eq!(
         seen(10),
         BTreeSet::from(["1".to_string(), "2".to_string()]),
@@ -361,12 +364,7 @@ fn health_checks_take_an_instance_out_and_put_it_back_and_requests_are_logged_co
     kernel.lain_ok(&["build", &dir]);
     kernel.lain_ok(&["deploy", "-a", "site"]);
     wait_until("routes", || get(&kernel, "shop.example.org", "/").0 == 200);
-    let seen = |n: usize| {
-        (0..n)
-            .map(|_| get(&kernel, "shop.example.org", "/").1)
-            .filter_map(|b| b.split(' ').nth(2).map(str::to_string))
-            .collect::<BTreeSet<_>>()
-    };
+    let seen = |n: usize| instances_answering(&kernel, n);
     let both = BTreeSet::from(["1".to_string(), "2".to_string()]);
     wait_until("both instances", || seen(10) == both);
 
@@ -473,18 +471,7 @@ fn health_checks_take_an_instance_out_and_put_it_back_and_requests_are_logged_co
 /// A CA and two server certificates: an RSA (PKCS#8) one for `shop.example.org` and
 /// `secure.example.org`, an EC (SEC1) one for `*.lain.local`.
 fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| support::openssl(dir, args);
     run(&[
         "ecparam",
         "-genkey",
@@ -658,16 +645,7 @@ fn https_with_certificates_by_sni_http2_and_https_only_redirects() {
     let dir = site(&tmp.path().join("site"), "v1");
     kernel.lain_ok(&["build", &dir]);
     kernel.lain_ok(&["deploy", "-a", "site"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while get(&kernel, "shop.example.org", "/").0 != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "no route: {:?}\n{}",
-            get(&kernel, "shop.example.org", "/"),
-            kernel.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until("routes", || get(&kernel, "shop.example.org", "/").0 == 200);
     let http = format!("http://{}/a/b?c=1", kernel.router);
     wait_until("the https_only proc", || {
         curl(&["-H", "Host: secure.example.org", &http]).0 == "301"

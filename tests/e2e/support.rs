@@ -232,3 +232,17 @@ pub fn get(url: &str) -> String {
         .read_to_string()
         .expect("body")
 }
+
+/// Runs `openssl` with `args` in `dir` (certificates for TLS tests), or panics with its stderr.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

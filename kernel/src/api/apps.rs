@@ -286,7 +286,7 @@ fn read_new(
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             if access {
-                return (name == "access.log").then(|| (0, e.path()));
+                return (name == crate::router::access::ACCESS_LOG).then(|| (0, e.path()));
             }
             let no = name.strip_suffix(".log")?.parse().ok()?;
             Some((no, e.path()))

@@ -36,8 +36,10 @@ pub struct AccessLog {
     queue: SyncSender<(Arc<RouteStats>, String)>,
     /// Lines dropped because the writer fell behind.
     pub dropped: AtomicU64,
-    logs_dir: PathBuf,
 }
+
+/// The file name of a proc's access log in its log directory.
+pub const ACCESS_LOG: &str = "access.log";
 
 impl AccessLog {
     /// Starts the writer thread for the log store at `logs_dir`; it ends when the `AccessLog` is
@@ -51,13 +53,7 @@ impl AccessLog {
         Ok(AccessLog {
             queue,
             dropped: AtomicU64::new(0),
-            logs_dir: logs_dir.to_path_buf(),
         })
-    }
-
-    /// Where the access log of `target` (`app/proc`, or empty for unrouted requests) is.
-    pub fn path(&self, target: &str) -> PathBuf {
-        access_log_path(&self.logs_dir, target)
     }
 
     /// Queues `line` (without its newline) for the log of the proc counted by `stats`.
@@ -76,7 +72,7 @@ impl AccessLog {
 /// store `logs_dir`.
 pub fn access_log_path(logs_dir: &Path, target: &str) -> PathBuf {
     match target.split_once('/') {
-        Some((app, proc)) => logs_dir.join(app).join(proc).join("access.log"),
+        Some((app, proc)) => logs_dir.join(app).join(proc).join(ACCESS_LOG),
         None => logs_dir.join(".router").join("unrouted.log"),
     }
 }

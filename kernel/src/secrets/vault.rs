@@ -1,5 +1,6 @@
 //! The encrypted store of secret files and its master keys.
 
+use crate::lifecycle::build::now_ms;
 use crate::store::{Op, Store, StoreError, get_json, put_json};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -78,7 +79,7 @@ struct Sealed {
     nonce: String,
     data: String,
     size: usize,
-    updated_ms: u64,
+    updated_ms: i64,
 }
 
 /// What listings show of a secret: never its content.
@@ -93,7 +94,7 @@ pub struct SecretInfo {
     /// Bytes of plaintext.
     pub size: usize,
     /// Milliseconds since the Unix epoch of the last write.
-    pub updated_ms: u64,
+    pub updated_ms: i64,
     /// The master key it is encrypted under.
     pub key_id: String,
 }
@@ -215,12 +216,6 @@ fn record_key(app: &str, proc: &str, path: &str) -> String {
 
 fn aad(app: &str, proc: &str, path: &str) -> Vec<u8> {
     format!("lain-secret\0{app}\0{proc}\0{path}").into_bytes()
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Vault {
@@ -377,7 +372,7 @@ impl Vault {
         proc: &str,
         path: &str,
         content: &[u8],
-        updated_ms: u64,
+        updated_ms: i64,
     ) -> Result<Sealed, SecretError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
