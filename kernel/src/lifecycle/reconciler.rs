@@ -10,8 +10,8 @@
 //!
 //! Rolling upgrade: an instance number whose instance runs another release (or sits on a node
 //! that is no longer ready, for stateless procs) gets a new instance first; the old one is
-//! retired once the new one is ready (healthy, or `setup_time` elapsed without a health check).
-//! One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
+//! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
+//! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an
 //! upgrade; stateful procs (which own their node's volumes) are still stopped first and
 //! recreated on the same node. A new instance that is not ready within the rollout timeout
@@ -38,6 +38,10 @@ pub type Members = Box<dyn Fn() -> Result<Vec<MemberSpec>, CallError> + Send>;
 const TICK: Duration = Duration::from_secs(1);
 /// Longest backoff between restarts of a crashing instance.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Without a health check, an instance counts as ready only after it has run this long
+/// (whole seconds, so at least one real second): a command that exits at once must not pass for
+/// a ready instance and retire the old release's during a rollout.
+const MIN_UP_SECS: i64 = 2;
 /// A run this long resets the backoff.
 const STABLE_RUN: Duration = Duration::from_secs(600);
 /// Instances created or started at once: three per core, between 4 and 16. The runtime's engine
@@ -870,7 +874,7 @@ impl Reconciler {
 fn ready(o: &Observed, d: &Desired, now: i64, probes: &HashMap<String, Probing>) -> bool {
     match &o.state {
         RunState::Running { started_at, .. } => match (&d.plan.plan.health, o.health) {
-            (None, _) => now - started_at >= i64::from(d.plan.plan.setup_time),
+            (None, _) => now - started_at >= i64::from(d.plan.plan.setup_time).max(MIN_UP_SECS),
             (Some(_), Some(runtime)) => runtime == HealthStatus::Healthy,
             (Some(_), None) => probes
                 .get(&o.name)
