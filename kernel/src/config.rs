@@ -49,6 +49,13 @@
 //!
 //! [auth]
 //! providers = ["token", "jwt"]        # asked in this order
+//! admin_groups = ["admins"]           # principals in these groups are cluster admins
+//! admin_users = []                    # ... and these subjects
+//! bootstrap = true                    # embedded store only: <data_dir>/bootstrap.token is admin
+//! audit_keep = 20000                  # newest audit records kept
+//!
+//! [secrets]
+//! key_file = "/etc/lain/vault.key"    # the master key (64 hex digits); default <data_dir>/vault.key
 //!
 //! [monitor]
 //! exporters = ["prometheus"]
@@ -61,6 +68,9 @@ use crate::plugin::Limits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// The local bootstrap token's file name in the data dir.
+pub const BOOTSTRAP_TOKEN_FILE: &str = "bootstrap.token";
 
 /// The whole configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -90,8 +100,10 @@ pub struct KernelConfig {
     pub proc_types: BTreeMap<String, String>,
     /// The scheduling pipeline.
     pub scheduler: SchedulerConfig,
-    /// The authentication chain.
+    /// The authentication chain, cluster admins and the audit log.
     pub auth: AuthConfig,
+    /// Secret files (the vault).
+    pub secrets: SecretsConfig,
     /// Monitoring exporters.
     pub monitor: MonitorConfig,
     /// Backups.
@@ -286,14 +298,36 @@ impl Default for SchedulerConfig {
 pub struct AuthConfig {
     /// Auth providers, asked in this order; the first that recognises the credentials decides.
     pub providers: Vec<String>,
+    /// Principals in any of these groups are cluster admins.
+    pub admin_groups: Vec<String>,
+    /// Principals with these subjects are cluster admins.
+    pub admin_users: Vec<String>,
+    /// On the embedded store, the token in `<data_dir>/bootstrap.token` (created 0600) is a
+    /// cluster admin: the local bootstrap. Ignored with etcd, where only providers admit.
+    pub bootstrap: bool,
+    /// Newest audit records kept; older ones are pruned.
+    pub audit_keep: usize,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
             providers: vec!["token".into(), "jwt".into()],
+            admin_groups: vec!["admins".into()],
+            admin_users: Vec::new(),
+            bootstrap: true,
+            audit_keep: 20_000,
         }
     }
+}
+
+/// `[secrets]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The vault's master key file (64 hex digits; created 0600 with a random key when missing).
+    /// Default `<data_dir>/vault.key`; keep it off the data dir's backups.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[monitor]`.
@@ -344,6 +378,7 @@ impl Default for KernelConfig {
             proc_types: BTreeMap::new(),
             scheduler: SchedulerConfig::default(),
             auth: AuthConfig::default(),
+            secrets: SecretsConfig::default(),
             monitor: MonitorConfig::default(),
             backup: BackupConfig::default(),
         }
@@ -432,6 +467,20 @@ impl KernelConfig {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// The vault's master key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.secrets
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("vault.key"))
+    }
+
+    /// The local bootstrap token's file, when the local bootstrap is on (embedded store only).
+    pub fn bootstrap_token_file(&self) -> Option<PathBuf> {
+        (self.auth.bootstrap && self.store.backend == StoreBackend::Embedded)
+            .then(|| self.data_dir.join(BOOTSTRAP_TOKEN_FILE))
     }
 
     /// The plugin serving proc type `ty`.

@@ -1,7 +1,7 @@
 //! Assembling a kernel from its configuration: state store, plugin engine, registry, chains.
 
 use crate::api::AppState;
-use crate::auth::AuthChain;
+use crate::auth::Access;
 use crate::config::{KernelConfig, RuntimeKind, StoreBackend};
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::reconciler::Reconciler;
@@ -32,6 +32,8 @@ pub struct Kernel {
     pub lifecycle: Arc<Lifecycle>,
     /// The web router's state (its sockets are started by `serve`).
     pub router: Arc<WebRouter>,
+    /// Who may do what through the API, and the audit log.
+    pub access: Arc<Access>,
 }
 
 impl Kernel {
@@ -86,12 +88,15 @@ impl Kernel {
         lifecycle.register_local_node()?;
         let router = WebRouter::new(&config.router, &config.data_dir.join("logs"))
             .context("cannot start the web router's access log")?;
+        let access = Access::new(&config, store.clone(), registry.clone())
+            .context("cannot set up API access")?;
         Ok(Kernel {
             config,
             store,
             registry,
             lifecycle: Arc::new(lifecycle),
             router: Arc::new(router),
+            access: Arc::new(access),
         })
     }
 
@@ -123,7 +128,7 @@ impl Kernel {
     pub fn app_state(&self) -> AppState {
         AppState {
             registry: self.registry.clone(),
-            auth: AuthChain::new(self.registry.clone(), self.config.auth.providers.clone()),
+            access: self.access.clone(),
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
                 .with_lifecycle(self.lifecycle.status.clone())
                 .with_router(self.router.clone()),

@@ -32,6 +32,7 @@ fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
         volumes: Vec::new(),
         volume_root: dir.join("volumes"),
         health: None,
+        secret_files: Vec::new(),
     }
 }
 

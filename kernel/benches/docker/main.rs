@@ -187,6 +187,7 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
             volumes: Vec::new(),
             volume_root: std::env::temp_dir(),
             health: None,
+            secret_files: Vec::new(),
         })
         .collect();
     let start = Instant::now();

@@ -198,6 +198,7 @@ async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
             volumes: Vec::new(),
             volume_root: release.join("volumes"),
             health: None,
+            secret_files: Vec::new(),
         })
         .collect();
     let start = Instant::now();

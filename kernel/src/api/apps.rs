@@ -2,14 +2,18 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
+use crate::auth::Caller;
+use crate::auth::rights::Right;
+use crate::lifecycle::LifecycleError;
 use crate::lifecycle::build::BuildEvent;
 use crate::lifecycle::records::{ReleaseRecord, Scale};
 use crate::lifecycle::view::AppView;
-use axum::Json;
+use crate::store::Op;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Seek};
 
@@ -28,11 +32,27 @@ pub struct AppSummary {
     pub last_error: Option<String>,
 }
 
-/// Every app.
+/// The apps the caller may read: every app for cluster admins, the apps they maintain for others.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps", responses((status = 200, body = Vec<AppSummary>)))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<AppSummary>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let lc = state.lifecycle.clone();
-    let apps = blocking(move || Ok(lc.apps()?)).await?;
+    let access = state.access.clone();
+    let apps = blocking(move || {
+        let mut visible = Vec::new();
+        for app in lc.apps()? {
+            if access
+                .authorize(&caller, Right::Read, Some(&app.name))
+                .is_ok()
+            {
+                visible.push(app);
+            }
+        }
+        Ok(visible)
+    })
+    .await?;
     Ok(Json(
         apps.into_iter()
             .map(|app| {
@@ -64,18 +84,52 @@ pub async fn show(
 
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's
 /// directory). Answers with one JSON event per line as the build goes (`step`, `output`,
-/// `warning`, then `done` or `failed`).
+/// `warning`, then `done` or `failed`). Building an existing app needs the `operate` right on
+/// it; a new app may be registered by any authenticated caller, who becomes its maintainer.
 #[utoipa::path(post, path = "/api/v1/builds", tag = "apps",
     request_body(content = String, content_type = "application/x-tar", description = "Build context"),
-    responses((status = 200, description = "application/x-ndjson stream of build events")))]
-pub async fn build(State(state): State<AppState>, body: Bytes) -> Response {
+    responses((status = 200, description = "application/x-ndjson stream of build events"),
+        (status = 403, body = ErrorBody)))]
+pub async fn build(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let access = state.access.clone();
+    let store = state.lifecycle.store.clone();
+    let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
+        if !exists {
+            return Ok(vec![crate::auth::maintainers::first(
+                app,
+                &caller.principal.subject,
+            )?]);
+        }
+        match access.authorize(&caller, Right::Operate, Some(app)) {
+            Ok(()) => Ok(Vec::new()),
+            Err(crate::auth::Denied::Store(e)) => Err(e.into()),
+            Err(denied) => Err(LifecycleError::Forbidden(denied.to_string())),
+        }
+    };
+    // Refused before the stream starts, so a refusal is a plain 403.
+    let context = body.clone();
+    let admit = blocking(move || {
+        if let Some(app) = crate::lifecycle::build::context_appname(&context) {
+            let exists = store
+                .get(&crate::lifecycle::records::app_key(&app))
+                .map_err(ApiError::from)?
+                .is_some();
+            admit(&app, exists)?;
+        }
+        Ok(admit)
+    })
+    .await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BuildEvent>();
     let lc = state.lifecycle.clone();
     tokio::task::spawn_blocking(move || {
         let mut send = |e: BuildEvent| {
             let _ = tx.send(e);
         };
-        let result = lc.build(&body, &mut send);
+        let result = lc.build_as(&body, &mut send, &admit);
         let last = match result {
             Ok(release) => BuildEvent::Done { release },
             Err(crate::lifecycle::LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
@@ -95,11 +149,11 @@ pub async fn build(State(state): State<AppState>, body: Bytes) -> Response {
         line.push(b'\n');
         Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }
 
 /// The built releases of an app, oldest first.

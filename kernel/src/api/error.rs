@@ -95,6 +95,12 @@ impl From<InstallError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> ApiError {
+        ApiError::new(e.status(), "bad-request", e.body_text())
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> ApiError {
         ApiError::new(e.status(), "bad-request", e.body_text())
@@ -117,6 +123,7 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
             L::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             L::Invalid(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             L::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            L::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             L::Spec(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-lain-yaml"),
             L::Build(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-failed"),
             L::Plugin(_) => (StatusCode::BAD_GATEWAY, "plugin-failed"),
@@ -132,5 +139,30 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
             _ => e.to_string(),
         };
         ApiError::new(status, code, message)
+    }
+}
+
+impl From<crate::secrets::vault::SecretError> for ApiError {
+    fn from(e: crate::secrets::vault::SecretError) -> ApiError {
+        use crate::secrets::vault::SecretError as S;
+        let (status, code) = match &e {
+            S::InvalidPath { .. } => (StatusCode::BAD_REQUEST, "bad-request"),
+            S::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
+            S::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
+            S::Tampered { .. } => (StatusCode::CONFLICT, "tampered"),
+            S::KeyFile { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "master-key"),
+            S::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store-unavailable",
+            e.to_string(),
+        )
     }
 }

@@ -1,24 +1,27 @@
 //! The platform API: JSON over HTTP, described by an OpenAPI 3 document at `/api/openapi.json`.
 //!
 //! [`app`] builds the router from an [`AppState`]; tests call it directly with `tower::ServiceExt`,
-//! without a socket.
+//! without a socket. Every route passes [`guard::guard`] (authentication, the rights table,
+//! the audit log) before its handler.
 
+pub mod access;
 pub mod apps;
 pub mod error;
+pub mod guard;
 pub mod nodes;
 pub mod plugins;
+pub mod secrets;
 pub mod validate;
 
-use crate::auth::{AuthChain, Outcome};
+use crate::auth::{Access, Caller};
 use crate::monitor::Monitor;
-use crate::plugin::bindings::types::Principal;
 use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
+use axum::{Extension, Router};
 use error::{ApiError, ErrorBody};
 use serde::Serialize;
 use std::sync::Arc;
@@ -34,8 +37,8 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 pub struct AppState {
     /// Installed and built-in plugins.
     pub registry: Arc<Registry>,
-    /// The chain of auth providers.
-    pub auth: AuthChain,
+    /// Who may do what, and the audit log.
+    pub access: Arc<Access>,
     /// Metrics and exporters.
     pub monitor: Monitor,
     /// Which plugin serves each proc type (`[proc_types]`).
@@ -51,7 +54,9 @@ pub struct AppState {
 #[openapi(
     info(title = "lain platform API", description = "Plugins, apps and the cluster of a lain kernel."),
     paths(
-        healthz, whoami,
+        healthz, openapi, whoami,
+        secrets::list, secrets::put, secrets::show, secrets::remove, secrets::rotate_key,
+        access::list, access::add, access::remove, access::audit,
         plugins::list, plugins::show, plugins::install, plugins::upgrade,
         plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
         validate::validate,
@@ -60,13 +65,31 @@ pub struct AppState {
         nodes::list, nodes::add, nodes::maintain, nodes::remove,
     ),
     components(schemas(Health, WhoAmI, ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
     tags(
         (name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"),
         (name = "apps", description = "Apps: builds, deploys, scale, rollback, instances, logs"),
         (name = "nodes", description = "Nodes instances are scheduled on"),
+        (name = "secrets", description = "Secret files of procs, encrypted at rest"),
+        (name = "access", description = "App maintainers and the audit log"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer-token scheme every non-public route takes (see `docs/permissions.md`).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The router of the platform API.
 pub fn app(state: AppState) -> Router {
@@ -97,6 +120,28 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))
+        .route("/api/v1/apps/{app}/secrets", get(secrets::list))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/secrets",
+            put(secrets::put)
+                .delete(secrets::remove)
+                .layer(DefaultBodyLimit::max(secrets::MAX_SECRET_BODY)),
+        )
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/secrets/content",
+            get(secrets::show),
+        )
+        .route("/api/v1/secrets/rotate-key", post(secrets::rotate_key))
+        .route("/api/v1/apps/{app}/maintainers", get(access::list))
+        .route(
+            "/api/v1/apps/{app}/maintainers/{kind}/{name}",
+            put(access::add).delete(access::remove),
+        )
+        .route("/api/v1/audit", get(access::audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .fallback(pull_exporter)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -113,7 +158,7 @@ pub struct Health {
 }
 
 /// Answers while the kernel runs.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -121,7 +166,10 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", security(()),
+    responses((status = 200, description = "The OpenAPI 3 document of the platform API")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
@@ -136,52 +184,23 @@ pub struct WhoAmI {
     pub provider: String,
     /// Unix seconds after which the credentials expire.
     pub expires_at: Option<i64>,
+    /// Whether the caller is a cluster admin.
+    pub admin: bool,
 }
 
-/// Authenticates the request's `Authorization` header through the auth-provider chain.
+/// Who the caller is, as the local bootstrap or the auth-provider chain decided.
 #[utoipa::path(get, path = "/api/v1/whoami", responses(
     (status = 200, body = WhoAmI),
     (status = 401, description = "No or invalid credentials", body = ErrorBody)))]
-pub async fn whoami(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<WhoAmI>, ApiError> {
-    let principal = authenticate(&state, &headers).await?;
-    Ok(Json(WhoAmI {
-        subject: principal.subject,
-        groups: principal.groups,
-        provider: principal.provider,
-        expires_at: principal.expires_at,
-    }))
-}
-
-/// The caller's principal, or 401. Denial reasons are logged, not returned.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let chain = state.auth.clone();
-    let wall = state.registry.engine().limits().wall();
-    let outcome = within_wall_clock(wall, move || chain.authenticate(header.as_deref()))
-        .await
-        .unwrap_or_else(|cause| Outcome::Denied(format!("auth chain: {cause}")));
-    match outcome {
-        Outcome::Authenticated(p) => Ok(p),
-        Outcome::Anonymous => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "credentials required",
-        )),
-        Outcome::Denied(reason) => {
-            tracing::info!(%reason, "authentication denied");
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "invalid credentials",
-            ))
-        }
-    }
+pub async fn whoami(Extension(caller): Extension<Caller>) -> Json<WhoAmI> {
+    let p = caller.principal;
+    Json(WhoAmI {
+        subject: p.subject,
+        groups: p.groups,
+        provider: p.provider,
+        expires_at: p.expires_at,
+        admin: caller.admin,
+    })
 }
 
 /// Serves pull exporters on their paths (`/metrics` for `prometheus`); anything else is a 404.

@@ -10,7 +10,7 @@ use super::{Lifecycle, LifecycleError, now_unix};
 use crate::plugin::Kind;
 use crate::runtime::{BuildProgress, BuildRequest};
 use crate::spec::{self, PluginProcTypes};
-use crate::store::{get_json, put_json};
+use crate::store::{Op, get_json, put_json};
 use anyhow::Context;
 use serde::Serialize;
 use sha2::Digest;
@@ -49,12 +49,27 @@ pub enum BuildEvent {
     },
 }
 
+/// Decides whether a build of app `name` may go on, given whether the app exists; returns the
+/// writes that go with registering a new app (its first maintainer).
+pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<Vec<Op>, LifecycleError> + Sync);
+
 impl Lifecycle {
     /// Builds a release of the app whose `lain.yaml` is in the `context` tar.
     pub fn build(
         &self,
         context: &[u8],
         progress: &mut (dyn FnMut(BuildEvent) + Send),
+    ) -> Result<ReleaseRecord, LifecycleError> {
+        self.build_as(context, progress, &|_, _| Ok(Vec::new()))
+    }
+
+    /// [`Lifecycle::build`], asking `admit` once the app's name is known (before anything is
+    /// built) and again when the release is recorded, whether the caller may build it.
+    pub fn build_as(
+        &self,
+        context: &[u8],
+        progress: &mut (dyn FnMut(BuildEvent) + Send),
+        admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
         let digest = hex::encode(sha2::Sha256::digest(context));
         let staging =
@@ -63,7 +78,7 @@ impl Lifecycle {
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("cannot create {}", staging.display()))?;
-        let result = self.build_in(&staging, &digest, context, progress);
+        let result = self.build_in(&staging, &digest, context, progress, admit);
         let _ = std::fs::remove_dir_all(&staging);
         result
     }
@@ -74,6 +89,7 @@ impl Lifecycle {
         digest: &str,
         context: &[u8],
         progress: &mut (dyn FnMut(BuildEvent) + Send),
+        admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
         progress(BuildEvent::Step {
             message: format!("unpacking the build context ({} KiB)", context.len() / 1024),
@@ -98,6 +114,11 @@ impl Lifecycle {
                 "appname `{name}` cannot be used as a name here: use a-z 0-9 - _ ."
             )));
         }
+        let app_key = records::app_key(&name);
+        admit(
+            &name,
+            get_json::<AppRecord>(&*self.store, &app_key)?.is_some(),
+        )?;
         if let Some(existing) = self
             .releases(&name)?
             .into_iter()
@@ -141,10 +162,12 @@ impl Lifecycle {
             lain_yaml,
             image,
         };
-        let app_key = records::app_key(&name);
         let mut ops = vec![put_json(&records::release_key(&name, &version), &release)?];
-        if get_json::<AppRecord>(&*self.store, &app_key)?.is_none() {
+        let exists = get_json::<AppRecord>(&*self.store, &app_key)?.is_some();
+        let admitted = admit(&name, exists)?;
+        if !exists {
             ops.push(put_json(&app_key, &AppRecord::new(&name, now))?);
+            ops.extend(admitted);
         }
         self.store.apply(ops)?;
         progress(BuildEvent::Step {
@@ -152,6 +175,28 @@ impl Lifecycle {
         });
         Ok(release)
     }
+}
+
+/// The `appname` of the `lain.yaml` in a build context, if it can be read (for deciding who may
+/// build before building; the build itself validates everything).
+pub fn context_appname(context: &[u8]) -> Option<String> {
+    let mut archive = tar::Archive::new(context);
+    let mut entry = archive.entries().ok()?.flatten().find(|e| {
+        e.path().is_ok_and(|p| {
+            p.components()
+                .filter(|c| *c != std::path::Component::CurDir)
+                .eq(Path::new("lain.yaml").components())
+        })
+    })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
+    let doc = marked_yaml::parse_yaml(0, &text).ok()?;
+    let name = doc
+        .as_mapping()?
+        .get_scalar("appname")?
+        .as_str()
+        .to_string();
+    Some(name)
 }
 
 /// Milliseconds since the Unix epoch.

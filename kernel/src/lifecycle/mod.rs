@@ -19,7 +19,7 @@ use crate::plugin::registry::Registry;
 use crate::runtime::Runtime;
 use crate::spec::Diagnostic;
 use crate::store::{Op, Store, StoreError, get_json, put_json};
-use records::{AppRecord, Deployment, ReleaseRecord, Scale};
+use records::{AppRecord, Deployment, ProcPlan, ReleaseRecord, Scale};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -35,6 +35,9 @@ pub enum LifecycleError {
     /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The `lain.yaml` has errors.
     #[error("lain.yaml has {} error(s)", .0.iter().filter(|d| d.severity == crate::spec::Severity::Error).count())]
     Spec(Vec<Diagnostic>),
@@ -72,6 +75,8 @@ pub struct Lifecycle {
     pub wake: Arc<tokio::sync::Notify>,
     /// What the reconciler saw last.
     pub status: view::StatusBoard,
+    /// Secret files, placed into instances as they are created.
+    pub vault: Arc<crate::secrets::vault::Vault>,
     /// Serialises read-modify-write of app records within this kernel.
     writes: parking_lot::Mutex<()>,
 }
@@ -98,7 +103,10 @@ impl Lifecycle {
         };
         let wake = Arc::new(tokio::sync::Notify::new());
         let runtime = runtime(&kernel_id, wake.clone())?;
+        let vault = crate::secrets::vault::Vault::open(store.clone(), &config.key_file())
+            .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("cannot open the vault: {e}")))?;
         Ok(Lifecycle {
+            vault: Arc::new(vault),
             store,
             registry,
             config,
@@ -163,6 +171,7 @@ impl Lifecycle {
             procs,
             use_services,
         } = plan::render(self, &release)?;
+        self.check_secrets(app, &procs)?;
         self.update_app(app, |record| {
             record.deploy(Deployment {
                 release: release.version.clone(),
@@ -173,6 +182,38 @@ impl Lifecycle {
             });
             Ok(())
         })
+    }
+
+    /// Fails when a proc declares a secret file the vault lacks (unless `secret_files_bypass`),
+    /// naming every missing file and how to add it (LAIN checked the same before deploying).
+    fn check_secrets(&self, app: &str, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
+        let mut missing = Vec::new();
+        for proc in procs.iter().filter(|p| !p.secret_files.is_empty()) {
+            let have: std::collections::BTreeSet<String> = self
+                .vault
+                .list(app, Some(&proc.name))
+                .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("{e}")))?
+                .into_iter()
+                .map(|s| s.path)
+                .collect();
+            for path in proc.secret_files.iter().filter(|p| !have.contains(*p)) {
+                if proc.secret_files_bypass {
+                    tracing::warn!(app, proc = %proc.name, path, "secret file missing; deploying without it (secret_files_bypass)");
+                } else {
+                    missing.push(format!(
+                        "proc `{}`: {path} (lain secret add {} {path} -a {app} -f FILE)",
+                        proc.name, proc.name
+                    ));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(LifecycleError::Conflict(format!(
+            "secret files declared in lain.yaml are missing from the vault:\n  {}\n(or set secret_files_bypass: true to deploy without them)",
+            missing.join("\n  ")
+        )))
     }
 
     /// Goes back to the deployment before the current one.

@@ -78,6 +78,8 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             stateful: proc.proc.stateful,
             volumes: proc.proc.volumes.iter().map(|v| v.path.clone()).collect(),
             env,
+            secret_files: proc.proc.secret_files.clone(),
+            secret_files_bypass: proc.proc.secret_files_bypass,
             plan,
         });
     }

@@ -23,8 +23,9 @@ use super::view::{Health, InstanceView};
 use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling;
 use crate::plugin::bindings::types::Probe;
-use crate::runtime::{HealthStatus, InstanceSpec, Observed, RunState, labels};
+use crate::runtime::{HealthStatus, InstanceSpec, Observed, RunState, SecretFile, labels};
 use crate::schedule::{MemberSpec, Pipeline, ProcId};
+use crate::secrets::vault::SecretError;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -501,6 +502,12 @@ impl Reconciler {
                         .or_insert_with(Instant::now);
                     let ready = self.is_ready(c, d, now);
                     match &c.state {
+                        // Secret files go in between creation and the first start; a
+                        // created instance seen here may have missed them (the kernel died
+                        // in between), so it is replaced rather than started.
+                        RunState::Created if !d.plan.secret_files.is_empty() => {
+                            actions.push(self.retire(c, grace));
+                        }
                         RunState::Created => actions.push(Action::Start(c.name.clone())),
                         RunState::Running { started_at, .. } => {
                             if self.lc.runtime.isolates_apps() {
@@ -596,6 +603,13 @@ impl Reconciler {
         actions: &mut Vec<Action>,
     ) {
         let full = &d.plan.full_name;
+        let secrets = match secret_files(&self.lc, d) {
+            Ok(secrets) => secrets,
+            Err(problem) => {
+                self.problems.insert(full.clone(), problem);
+                return;
+            }
+        };
         let (Some(pipeline), Some((proc, _))) = (self.pipeline.as_mut(), self.defined.get(full))
         else {
             return;
@@ -632,7 +646,8 @@ impl Reconciler {
             return;
         };
         self.pins.remove(&(full.clone(), no));
-        let spec = instance_spec(&self.lc, d, no, &node);
+        let mut spec = instance_spec(&self.lc, d, no, &node);
+        spec.secret_files = secrets;
         self.placed.insert(spec.name.clone(), (full.clone(), node));
         actions.push(Action::Create(Box::new(spec), full.clone()));
     }
@@ -971,7 +986,25 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
             .join(&d.plan.name)
             .join(no.to_string()),
         health: p.health.clone(),
+        secret_files: Vec::new(),
     }
+}
+
+/// The secret files of `d`'s instances, read from the vault. A missing one is skipped with
+/// `secret_files_bypass`, else it is a problem that keeps the instance from being created.
+fn secret_files(lc: &Lifecycle, d: &Desired) -> Result<Vec<SecretFile>, String> {
+    let mut out = Vec::with_capacity(d.plan.secret_files.len());
+    for path in &d.plan.secret_files {
+        match lc.vault.get(&d.app, &d.plan.name, path) {
+            Ok(content) => out.push(SecretFile {
+                path: path.clone(),
+                content,
+            }),
+            Err(SecretError::NotFound { .. }) if d.plan.secret_files_bypass => {}
+            Err(e) => return Err(format!("secret file {path}: {e}")),
+        }
+    }
+    Ok(out)
 }
 
 /// Whether GET `url` answers 2xx or 3xx within `timeout`.

@@ -145,6 +145,12 @@ pub struct ProcPlan {
     pub volumes: Vec<String>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
+    /// Absolute paths of the secret files placed into every instance (contents in the vault).
+    #[serde(default)]
+    pub secret_files: Vec<String>,
+    /// Run even when a secret file is missing from the vault.
+    #[serde(default)]
+    pub secret_files_bypass: bool,
     /// How every instance runs.
     pub plan: ContainerPlan,
 }

@@ -66,6 +66,28 @@ pub struct InstanceSpec {
     pub volume_root: PathBuf,
     /// The health check, for runtimes that run it themselves (Docker's HEALTHCHECK).
     pub health: Option<HealthCheck>,
+    /// Secret files placed into the instance before it first starts. Never serialized: a
+    /// runtime that records its specs (the process runtime's `spec.json`) records none.
+    #[serde(skip)]
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// One secret file for an instance. Its `Debug` shows the path and size, never the content.
+#[derive(Clone)]
+pub struct SecretFile {
+    /// Absolute path in the instance.
+    pub path: String,
+    /// The plaintext.
+    pub content: Vec<u8>,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("path", &self.path)
+            .field("size", &self.content.len())
+            .finish()
+    }
 }
 
 impl InstanceSpec {

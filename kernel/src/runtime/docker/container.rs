@@ -95,6 +95,25 @@ pub fn create_body(spec: &InstanceSpec, network: &str) -> ContainerCreateBody {
 
 /// Docker's HEALTHCHECK for a proc's health check. An HTTP probe becomes a `wget` (or `curl`)
 /// of the container port inside the container.
+/// A tar of `files` at their absolute paths (relative to `/` in the archive), mode 0400 and
+/// owned by root like LAIN's secret files. No directory entries: the engine creates missing
+/// parents (0755) and leaves existing ones, such as an app-owned `/lain/app`, as they are.
+pub fn secrets_tar(files: &[crate::runtime::SecretFile]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for file in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o400);
+        header.set_size(file.content.len() as u64);
+        header.set_mtime(0);
+        tar.append_data(
+            &mut header,
+            file.path.trim_start_matches('/'),
+            file.content.as_slice(),
+        )?;
+    }
+    tar.into_inner()
+}
+
 fn health_config(
     h: &crate::plugin::bindings::types::HealthCheck,
     main: Option<&u16>,

@@ -347,6 +347,35 @@ impl Runtime for DockerRuntime {
             Err(e) => return Err(failed("create", &spec.name)(e)),
         }
         self.nodes_of.lock().insert(spec.name.clone(), node);
+        if !spec.secret_files.is_empty() {
+            // Into the container's own writable layer, before it starts: never an image
+            // layer, an env var or a label. A container that did not get them is removed.
+            let uploaded = match container::secrets_tar(&spec.secret_files) {
+                Ok(tar) => {
+                    let options = bollard::query_parameters::UploadToContainerOptions {
+                        path: "/".into(),
+                        ..Default::default()
+                    };
+                    engine
+                        .docker
+                        .upload_to_container(
+                            &spec.name,
+                            Some(options),
+                            bollard::body_full(tar.into()),
+                        )
+                        .await
+                        .map_err(failed("place secret files into", &spec.name))
+                }
+                Err(e) => Err(RuntimeError::Failed(format!(
+                    "secret files of {}: {e}",
+                    spec.name
+                ))),
+            };
+            if let Err(e) = uploaded {
+                let _ = self.remove(&spec.name).await;
+                return Err(e);
+            }
+        }
         Ok(())
     }
 

@@ -193,6 +193,13 @@ impl Runtime for ProcessRuntime {
         if let Some(port) = host_ports.first() {
             env.push(("PORT".into(), port.to_string()));
         }
+        if !spec.secret_files.is_empty() {
+            let dir = self.root.join(&spec.name).join(SECRETS_DIR);
+            env.push((
+                "LAIN_SECRETS_DIR".into(),
+                dir.to_string_lossy().into_owned(),
+            ));
+        }
         let stored = StoredSpec {
             spec: spec.clone(),
             host_ports,
@@ -207,6 +214,10 @@ impl Runtime for ProcessRuntime {
         std::fs::create_dir(&tmp).map_err(fail)?;
         let json = serde_json::to_vec(&stored).map_err(|e| RuntimeError::Failed(e.to_string()))?;
         write_atomic(&tmp.join("spec.json"), &json).map_err(fail)?;
+        if let Err(e) = place_secrets(&tmp.join(SECRETS_DIR), &spec.secret_files) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(fail(e));
+        }
         // rename(2) onto an existing non-empty directory fails: the name is taken at most once.
         match std::fs::rename(&tmp, self.root.join(&spec.name)) {
             Ok(()) => Ok(()),
@@ -392,6 +403,34 @@ async fn wait_shim_exit(dir: &Path, limit: Duration) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Where an instance's secret files are, in its directory: `/lain/app/conf` is
+/// `$LAIN_SECRETS_DIR/lain/app/conf` (no file-system isolation, so no other place is the
+/// instance's own).
+const SECRETS_DIR: &str = "secrets";
+
+/// Writes `files` under `dir` as 0600 files in 0700 directories, readable by the instance's user
+/// (the kernel's) only.
+fn place_secrets(dir: &Path, files: &[super::SecretFile]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    for file in files {
+        let path = dir.join(file.path.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(&file.content)?;
+    }
+    Ok(())
 }
 
 /// The instance's working directory: LAIN's `/lain/app` is the release directory.

@@ -1,0 +1,143 @@
+//! The one gate every API route passes: authenticate, authorize by the rights table, audit.
+//!
+//! Runs as a route layer, so the router has already matched the route: the rule is looked up by
+//! method and route pattern ([`crate::auth::rights::rule_for`]); a route without a rule is refused
+//! (fail closed). The handler runs only when the caller holds the right, and sees the [`Caller`]
+//! as a request extension.
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::audit::AuditRecord;
+use crate::auth::rights::{Right, rule_for};
+use crate::auth::{Caller, Denied, Outcome};
+use crate::plugin::limits::within_wall_clock;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// The middleware: see the module docs.
+pub async fn guard(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let pattern = matched.as_str().to_string();
+    let Some(rule) = rule_for(req.method(), &pattern) else {
+        tracing::error!(route = %pattern, method = %req.method(), "no access rule: refused");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route has no access rule",
+        )
+        .into_response();
+    };
+    if rule.right == Right::Public {
+        return next.run(req).await;
+    }
+    let app = params
+        .iter()
+        .find(|(k, _)| *k == "app")
+        .map(|(_, v)| v.to_string());
+    let mut record = AuditRecord {
+        at_ms: crate::lifecycle::build::now_ms(),
+        subject: None,
+        provider: None,
+        action: format!("{} {}", req.method(), rule.path),
+        target: req.uri().path().to_string(),
+        app: app.clone(),
+        status: 0,
+        result: String::new(),
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let decision = decide(&state, authorization, rule.right, app).await;
+    let response = match decision {
+        Ok(caller) => {
+            record.subject = Some(caller.principal.subject.clone());
+            record.provider = Some(caller.principal.provider.clone());
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err((caller, e)) => {
+            record.subject = caller.as_ref().map(|c| c.principal.subject.clone());
+            record.provider = caller.map(|c| c.principal.provider);
+            e.into_response()
+        }
+    };
+    if rule.audited {
+        let status = response.status();
+        record.status = status.as_u16();
+        record.result = match status.as_u16() {
+            401 | 403 => "denied",
+            s if s < 400 => "ok",
+            _ => "failed",
+        }
+        .into();
+        let access = state.access.clone();
+        let store = state.lifecycle.store.clone();
+        let written =
+            tokio::task::spawn_blocking(move || access.audit.append(&*store, &record)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            // The call happened; an audit log that cannot be written is an operator alarm.
+            tracing::error!(?written, "cannot write the audit log");
+        }
+    }
+    response
+}
+
+type Refusal = (Option<Caller>, ApiError);
+
+/// Who the caller is and whether they hold `right` (on `app`).
+async fn decide(
+    state: &AppState,
+    header: Option<String>,
+    right: Right,
+    app: Option<String>,
+) -> Result<Caller, Refusal> {
+    let access = state.access.clone();
+    let wall = state.registry.engine().limits().wall();
+    let outcome = within_wall_clock(wall, move || {
+        let outcome = access.authenticate(header.as_deref());
+        let Outcome::Authenticated(principal) = outcome else {
+            return Err(outcome);
+        };
+        let caller = access.caller(principal);
+        let decided = access.authorize(&caller, right, app.as_deref());
+        Ok((caller, decided))
+    })
+    .await
+    .unwrap_or_else(|cause| Err(Outcome::Denied(format!("auth chain: {cause}"))));
+    match outcome {
+        Ok((caller, Ok(()))) => Ok(caller),
+        Ok((caller, Err(Denied::Store(e)))) => Err((
+            Some(caller),
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                format!("cannot check access: {e}"),
+            ),
+        )),
+        Ok((caller, Err(denied))) => Err((
+            Some(caller),
+            ApiError::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string()),
+        )),
+        Err(Outcome::Denied(reason)) => {
+            tracing::info!(%reason, "authentication denied");
+            Err((None, unauthenticated("invalid credentials")))
+        }
+        Err(_) => Err((
+            None,
+            unauthenticated("credentials required: run `lain login`"),
+        )),
+    }
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+}
