@@ -26,6 +26,7 @@ async fn call(kernel: &Kernel, method: &str, uri: &str, body: Body) -> (StatusCo
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
+        .header("authorization", common::admin(kernel))
         .body(body)
         .expect("request");
     let response = lain::api::app(kernel.app_state())

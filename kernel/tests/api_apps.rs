@@ -25,6 +25,7 @@ async fn raw(kernel: &Kernel, method: &str, uri: &str, body: Body) -> (StatusCod
         .method(method)
         .uri(uri)
         .header("content-type", "application/json")
+        .header("authorization", common::admin(kernel))
         .body(body)
         .expect("request");
     let response = lain::api::app(kernel.app_state())

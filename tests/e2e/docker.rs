@@ -638,6 +638,7 @@ fn prepare_build_release_and_test_images_follow_lain_yaml() {
     assert_eq!(releases.as_array().map(Vec::len), Some(1));
     let (status, body) = {
         let mut resp = ureq::get(&format!("{}/api/v1/apps/stages/releases", kernel.url))
+            .header("Authorization", &format!("Bearer {}", kernel.token()))
             .call()
             .expect("releases");
         (

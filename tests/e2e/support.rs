@@ -114,13 +114,80 @@ impl KernelProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Runs the `lain` CLI against this kernel.
+    /// Runs the `lain` CLI against this kernel, as the local bootstrap admin (the CLI finds
+    /// the token through `LAIN_DATA_DIR`, as documented), with its own user config file.
     pub fn lain(&self, args: &[&str]) -> Output {
-        Command::new(lain_bin())
-            .args(args)
+        self.lain_cmd(args).output().expect("run lain")
+    }
+
+    /// The CLI command [`KernelProcess::lain`] runs, to add to.
+    pub fn lain_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(lain_bin());
+        cmd.args(args)
             .env("LAIN_KERNEL", &self.url)
-            .output()
-            .expect("run lain")
+            .env("LAIN_DATA_DIR", &self.data_dir)
+            .env("LAIN_CONFIG", self.data_dir.with_extension("cli.toml"))
+            .env_remove("LAIN_TOKEN");
+        cmd
+    }
+
+    /// The local bootstrap (admin) token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("bootstrap.token"))
+            .expect("bootstrap token")
+            .trim()
+            .to_string()
+    }
+
+    /// Calls the API with `token` (none: anonymous); the status and the body.
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let auth = token.map(|t| format!("Bearer {t}"));
+        macro_rules! send {
+            ($req:expr) => {{
+                let mut req = $req;
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                match body {
+                    Some(b) => req.header("content-type", "application/json").send(b),
+                    None => req.send_empty(),
+                }
+            }};
+        }
+        let resp = match method {
+            "GET" => {
+                let mut req = agent.get(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
+            "DELETE" => {
+                let mut req = agent.delete(&url);
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
+            }
+            "POST" => send!(agent.post(&url)),
+            "PUT" => send!(agent.put(&url)),
+            "PATCH" => send!(agent.patch(&url)),
+            other => panic!("method {other}"),
+        };
+        let mut resp = resp.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
     }
 
     /// Runs the CLI, asserting success, and returns its stdout.

@@ -107,6 +107,7 @@ fn the_kernel_validates_with_the_same_parser() {
     let post = |body: &str| -> Value {
         let mut resp = ureq::post(&format!("{}/api/v1/validate", kernel.url))
             .header("Content-Type", "application/yaml")
+            .header("Authorization", &format!("Bearer {}", kernel.token()))
             .send(body)
             .expect("request");
         serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("json")

@@ -174,7 +174,7 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 /// Who the caller is, as the auth-provider chain decided.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     /// User or service id.
     pub subject: String,

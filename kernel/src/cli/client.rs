@@ -9,11 +9,13 @@ use std::time::Duration;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Bearer <token>`, sent with every request.
+    authorization: Option<String>,
 }
 
 impl Client {
-    /// A client of the kernel at `base` (e.g. `http://127.0.0.1:7070`).
-    pub fn new(base: &str) -> Client {
+    /// A client of the kernel at `base` (e.g. `http://127.0.0.1:7070`) sending `token`.
+    pub fn new(base: &str, token: Option<String>) -> Client {
         let config = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(120)))
             .http_status_as_error(false)
@@ -21,14 +23,41 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent: config.into(),
+            authorization: token.map(|t| format!("Bearer {}", t.trim())),
         }
+    }
+
+    /// Adds the credentials to a request.
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(a) => req.header("Authorization", a),
+            None => req,
+        }
+    }
+
+    /// GET `path`, returning the raw answer body (for secret contents).
+    pub fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let mut resp = self
+            .auth(self.agent.get(&self.url(path)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        if !resp.status().is_success() {
+            return Err(self
+                .decode::<serde_json::Value>(resp)
+                .err()
+                .unwrap_or_else(|| anyhow!("the kernel refused")));
+        }
+        resp.body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_vec()
+            .context("reading the kernel's answer")
     }
 
     /// GET `path`, decoding the JSON answer.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let resp = self
-            .agent
-            .get(&self.url(path))
+            .auth(self.agent.get(&self.url(path)))
             .call()
             .map_err(|e| self.unreachable(e))?;
         self.decode(resp)
@@ -43,12 +72,12 @@ impl Client {
     ) -> anyhow::Result<T> {
         let url = self.url(path);
         let resp = match (method, body) {
-            ("POST", Some(b)) => self.agent.post(&url).send_json(b),
-            ("POST", None) => self.agent.post(&url).send_empty(),
-            ("PUT", Some(b)) => self.agent.put(&url).send_json(b),
-            ("PUT", None) => self.agent.put(&url).send_empty(),
-            ("PATCH", Some(b)) => self.agent.patch(&url).send_json(b),
-            ("DELETE", _) => self.agent.delete(&url).call(),
+            ("POST", Some(b)) => self.auth(self.agent.post(&url)).send_json(b),
+            ("POST", None) => self.auth(self.agent.post(&url)).send_empty(),
+            ("PUT", Some(b)) => self.auth(self.agent.put(&url)).send_json(b),
+            ("PUT", None) => self.auth(self.agent.put(&url)).send_empty(),
+            ("PATCH", Some(b)) => self.auth(self.agent.patch(&url)).send_json(b),
+            ("DELETE", _) => self.auth(self.agent.delete(&url)).call(),
             _ => return Err(anyhow!("unsupported method {method}")),
         }
         .map_err(|e| self.unreachable(e))?;
@@ -64,8 +93,7 @@ impl Client {
         body: &[u8],
     ) -> anyhow::Result<Box<dyn std::io::BufRead>> {
         let resp = self
-            .streaming()
-            .post(&self.url(path))
+            .auth(self.streaming().post(&self.url(path)))
             .header("content-type", content_type)
             .send(body)
             .map_err(|e| self.unreachable(e))?;
@@ -75,8 +103,7 @@ impl Client {
     /// GETs `path` and returns the answer as a stream (logs that follow).
     pub fn get_stream(&self, path: &str) -> anyhow::Result<Box<dyn std::io::BufRead>> {
         let resp = self
-            .streaming()
-            .get(&self.url(path))
+            .auth(self.streaming().get(&self.url(path)))
             .call()
             .map_err(|e| self.unreachable(e))?;
         self.reader(resp)

@@ -1,11 +1,15 @@
 //! The `lain` command line: `lain serve` runs a kernel; the other commands talk to one over the
-//! platform API (found with `--kernel URL` or `LAIN_KERNEL`).
+//! platform API (found with `--kernel URL` or `LAIN_KERNEL`), with the credentials
+//! [`credentials`] finds.
 
+mod access;
 mod app;
 mod client;
+mod credentials;
 mod node;
 mod output;
 mod plugin;
+mod secret;
 mod serve;
 mod up;
 mod validate;
@@ -26,6 +30,10 @@ pub struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     kernel: String,
+    /// Bearer token; default: the one `lain login` stored for the kernel, else the local
+    /// bootstrap token in $LAIN_DATA_DIR (or .lain-data).
+    #[arg(long, global = true, env = "LAIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Output format: `table` for people, `json` for scripts.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
@@ -129,6 +137,21 @@ enum Command {
     /// Manage WebAssembly plugins (proc types, scheduling, backup hooks, exporters, auth).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Secret files of an app's procs, encrypted at rest and placed into instances.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
+    /// Store a token for the kernel in your config file (0600), after checking it; reads the
+    /// token from standard input unless --token-file.
+    Login(access::LoginArgs),
+    /// Forget the token stored for the kernel.
+    Logout,
+    /// Who the kernel takes you for.
+    Whoami,
+    /// An app's maintainers: who may read and operate it and manage its secrets.
+    #[command(subcommand)]
+    Maintainer(access::MaintainerCommand),
+    /// The audit log: who changed what, when, with which result (cluster admins).
+    Audit(access::AuditArgs),
     /// Check a lain.yaml offline: every problem with file, line, column and a hint; exit 1 on error.
     Validate(validate::ValidateArgs),
     /// Supervise one instance of the process runtime (started by the kernel).
@@ -154,7 +177,10 @@ enum RouterCommand {
 /// Runs the command line; the exit code is 0 on success, 1 on any error (printed to stderr).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = client::Client::new(&cli.kernel);
+    let client = client::Client::new(
+        &cli.kernel,
+        credentials::token_for(cli.token.clone(), &cli.kernel),
+    );
     let out = cli.output;
     let result = match cli.command {
         Command::Up(args) => up::run(args, out),
@@ -233,6 +259,12 @@ pub fn main() -> ExitCode {
             }),
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),
         Command::Validate(args) => validate::run(args, out),
+        Command::Secret(cmd) => secret::run(cmd, &client, out),
+        Command::Login(args) => access::login(&cli.kernel, args, out),
+        Command::Logout => access::logout(&cli.kernel),
+        Command::Whoami => access::whoami(&client, out),
+        Command::Maintainer(cmd) => access::maintainer(cmd, &client, out),
+        Command::Audit(args) => access::audit(args, &client, out),
         Command::Shim { dir } => crate::runtime::process::shim::run(&dir),
     };
     match result {
@@ -242,4 +274,17 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved kept).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

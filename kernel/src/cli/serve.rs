@@ -63,6 +63,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             kernel.router_addr,
             kernel.kernel.config.data_dir.display()
         );
+        match kernel.kernel.access.bootstrap_file() {
+            Some(f) => eprintln!(
+                "local bootstrap: the admin token is in {} (`lain` uses it with LAIN_DATA_DIR={}; see docs/permissions.md)",
+                f.display(),
+                kernel.kernel.config.data_dir.display()
+            ),
+            None => eprintln!("access: auth providers {:?} only (no local bootstrap)", kernel.kernel.config.auth.providers),
+        }
         shutdown().await;
         kernel.stop().await
     })

@@ -64,9 +64,15 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
             kernel.kernel.config.data_dir.display()
         );
         let client_url = url.clone();
+        // `lain up` is the local bootstrap's user: it holds the kernel's admin token.
+        let token = kernel
+            .kernel
+            .access
+            .bootstrap_file()
+            .and_then(|f| std::fs::read_to_string(f).ok());
         let timeout = args.timeout;
         let work = tokio::task::spawn_blocking(move || {
-            let client = Client::new(&client_url);
+            let client = Client::new(&client_url, token);
             let release = app::build(&client, &dir, Output::Table)?;
             let wait = WaitArgs {
                 no_wait: false,

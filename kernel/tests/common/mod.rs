@@ -68,3 +68,10 @@ pub fn proc(name: &str, ty: &str) -> Proc {
         ..Proc::with_lain_defaults("bookshelf", name, ty)
     }
 }
+
+/// `Bearer <the kernel's local bootstrap token>`: the cluster admin of an embedded kernel.
+pub fn admin(kernel: &lain::kernel::Kernel) -> String {
+    let file = kernel.access.bootstrap_file().expect("local bootstrap on");
+    let token = std::fs::read_to_string(file).expect("bootstrap token");
+    format!("Bearer {}", token.trim())
+}
