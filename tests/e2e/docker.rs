@@ -725,3 +725,101 @@ fn a_node_reached_over_tcp_with_tls_runs_instances() {
         "{nodes:#}"
     );
 }
+
+#[test]
+fn secret_files_are_written_into_containers_before_they_start_and_nowhere_else() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let plaintext = "api_key = \"s3cr3t-in-the-container-only\"\n";
+    let app = tmp.path().join("sealed");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(
+        app.join("lain.yaml"),
+        format!(
+            "appname: sealed\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sh -c 'sha256sum /lain/app/conf/key.toml; sleep 100000'\n  secret_files:\n    - conf/key.toml\n",
+            docker_engine::BASE
+        ),
+    )
+    .expect("lain.yaml");
+    let release = json(&kernel.lain_ok(&["build", &app.to_string_lossy(), "-o", "json"]));
+    let image = release["image"].as_str().expect("image").to_string();
+    let file = tmp.path().join("key.toml");
+    std::fs::write(&file, plaintext).expect("write");
+    kernel.lain_ok(&[
+        "secret",
+        "add",
+        "worker",
+        "conf/key.toml",
+        "-a",
+        "sealed",
+        "-f",
+        &file.to_string_lossy(),
+    ]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "sealed", "-o", "json"]));
+    let name = instances(&view, "worker")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+
+    // In the container, root-owned 0400, in its own layer only.
+    assert_eq!(
+        engine.docker_ok(&["exec", &name, "cat", "/lain/app/conf/key.toml"]),
+        plaintext
+    );
+    assert_eq!(
+        engine
+            .docker_ok(&[
+                "exec",
+                &name,
+                "stat",
+                "-c",
+                "%a %u",
+                "/lain/app/conf/key.toml"
+            ])
+            .trim(),
+        "400 0"
+    );
+    assert!(
+        engine
+            .docker_ok(&["diff", &name])
+            .contains("/lain/app/conf/key.toml")
+    );
+    let from_image = engine.docker(&["run", "--rm", &image, "cat", "/lain/app/conf/key.toml"]);
+    assert!(!from_image.status.success(), "the image does not hold it");
+    let logs = support::until("the worker reads its secret", || {
+        let out = engine.docker_ok(&["logs", &name]);
+        out.contains("/lain/app/conf/key.toml").then_some(out)
+    });
+    assert!(!logs.contains("s3cr3t"), "{logs}");
+
+    // Not in the container's or the image's configuration (env, labels, cmd), not in lain's
+    // output, not in lain's data dir.
+    for args in [
+        vec!["inspect", name.as_str()],
+        vec!["image", "inspect", image.as_str()],
+        vec!["history", "--no-trunc", image.as_str()],
+    ] {
+        let out = engine.docker_ok(&args);
+        assert!(!out.contains("s3cr3t"), "{args:?}: {out}");
+    }
+    for args in [
+        vec!["ps", "-a", "sealed", "-o", "json"],
+        vec!["secret", "list", "-a", "sealed", "-o", "json"],
+        vec!["logs", "worker", "-a", "sealed"],
+    ] {
+        let out = kernel.lain_ok(&args);
+        assert!(!out.contains("s3cr3t"), "{args:?}: {out}");
+    }
+    let grep = std::process::Command::new("grep")
+        .args(["-rl", "s3cr3t-in-the-container-only"])
+        .arg(&kernel.data_dir)
+        .output()
+        .expect("grep");
+    assert_eq!(
+        String::from_utf8_lossy(&grep.stdout),
+        "",
+        "lain's data dir holds no plaintext"
+    );
+}
