@@ -449,7 +449,7 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
         ])
         // The documented local bootstrap: the CLI finds the admin token in the data dir.
         .env("LAIN_DATA_DIR", &data)
-        .env("LAIN_CONFIG", tmp.path().join("cli.toml"))
+        .env("LAIN_USER_CONFIG", tmp.path().join("cli.toml"))
         .env_remove("LAIN_TOKEN")
         .stdout(Stdio::piped())
         .spawn()

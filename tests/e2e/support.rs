@@ -126,7 +126,7 @@ impl KernelProcess {
         cmd.args(args)
             .env("LAIN_KERNEL", &self.url)
             .env("LAIN_DATA_DIR", &self.data_dir)
-            .env("LAIN_CONFIG", self.data_dir.with_extension("cli.toml"))
+            .env("LAIN_USER_CONFIG", self.data_dir.with_extension("cli.toml"))
             .env_remove("LAIN_TOKEN");
         cmd
     }

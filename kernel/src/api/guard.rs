@@ -67,7 +67,15 @@ pub async fn guard(
         Err((caller, e)) => {
             record.subject = caller.as_ref().map(|c| c.principal.subject.clone());
             record.provider = caller.map(|c| c.principal.provider);
-            e.into_response()
+            let mut response = e.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                // RFC 6750: say which scheme is expected.
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer realm=\"lain\""),
+                );
+            }
+            response
         }
     };
     if rule.audited {

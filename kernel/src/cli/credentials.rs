@@ -1,7 +1,7 @@
 //! The user's credentials: which token the `lain` command sends to which kernel.
 //!
 //! In order: `--token` / `LAIN_TOKEN`; the token `lain login` stored for the kernel's URL in the
-//! user's config file (`$LAIN_CONFIG`, else `$XDG_CONFIG_HOME/lain/config.toml`, else
+//! user's config file (`$LAIN_USER_CONFIG`, else `$XDG_CONFIG_HOME/lain/config.toml`, else
 //! `~/.config/lain/config.toml`; mode 0600); the local bootstrap token of a kernel on this
 //! machine (`$LAIN_DATA_DIR/bootstrap.token`, else `.lain-data/bootstrap.token`), when readable.
 
@@ -30,13 +30,13 @@ pub struct KernelEntry {
 /// Where the user's config file is.
 pub fn config_path() -> anyhow::Result<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if let Some(p) = env("LAIN_CONFIG") {
+    if let Some(p) = env("LAIN_USER_CONFIG") {
         return Ok(PathBuf::from(p));
     }
     let base = match (env("XDG_CONFIG_HOME"), env("HOME")) {
         (Some(x), _) => PathBuf::from(x),
         (None, Some(h)) => PathBuf::from(h).join(".config"),
-        (None, None) => anyhow::bail!("neither LAIN_CONFIG, XDG_CONFIG_HOME nor HOME is set"),
+        (None, None) => anyhow::bail!("neither LAIN_USER_CONFIG, XDG_CONFIG_HOME nor HOME is set"),
     };
     Ok(base.join("lain").join("config.toml"))
 }

@@ -6,7 +6,12 @@
 //! any changed byte is reported as tampering rather than returned. Rotation re-encrypts every
 //! file under a new key while both keys can still open them, so readers never see a gap.
 //!
-//! Status: the vault and its tests. Placing secrets into instances, the API, `lain secret` and
-//! the rights that guard them are the rest of issue 7.
+//! The reconciler reads an instance's declared `secret_files` from the vault when it creates the
+//! instance and hands them to the runtime, which places them before the first start (Docker:
+//! into the container's own layer; process runtime: 0600 files in the instance's directory).
+//! Contents never enter a spec that is stored, a label, an env var or a log line.
+//!
+//! With several kernels on one etcd, every kernel needs the same key file; `rotate-key` rewrites
+//! the one of the kernel that runs it, so copy the new key to the others before they restart.
 
 pub mod vault;
