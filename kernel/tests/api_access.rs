@@ -877,3 +877,29 @@ async fn bad_input_to_secret_and_access_endpoints_gets_a_clear_4xx_and_changes_n
         );
     }
 }
+
+#[tokio::test]
+async fn remembered_credentials_are_forgotten_when_the_provider_is_disabled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    let alice = token("alice");
+    for _ in 0..2 {
+        let (status, me) = call(&kernel, "GET", "/api/v1/whoami", Some(&alice), Value::Null).await;
+        assert_eq!((status, &me["subject"]), (StatusCode::OK, &json!("alice")));
+    }
+    let (status, _) = call(
+        &kernel,
+        "POST",
+        "/api/v1/plugins/token/disable",
+        Some(&common::admin(&kernel)),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&kernel, "GET", "/api/v1/whoami", Some(&alice), Value::Null).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a disabled provider vouches for no one"
+    );
+}

@@ -233,10 +233,16 @@ fn processes_in(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
-fn kill9_mid_deploy_leaves_no_duplicate(config: &str) {
+fn kill9_mid_deploy_leaves_no_duplicate(config: &str, token: Option<&str>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let mut kernel = KernelProcess::start(&data, config);
+    kernel.cli_token = token.map(str::to_string);
+    assert_eq!(
+        data.join("bootstrap.token").exists(),
+        token.is_none(),
+        "the local bootstrap exists on the embedded store only"
+    );
     let app = tmp.path().join("sleeper");
     sleeper_app(&app, 8);
     kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
@@ -265,17 +271,24 @@ fn kill9_mid_deploy_leaves_no_duplicate(config: &str) {
 
 #[test]
 fn kill_dash_nine_mid_deploy_then_restart_leaves_the_same_instances_and_no_duplicate() {
-    kill9_mid_deploy_leaves_no_duplicate("");
+    kill9_mid_deploy_leaves_no_duplicate("", None);
 }
 
 #[test]
 fn the_same_holds_with_state_in_a_real_etcd() {
     let etcd = etcd_server::EtcdServer::start().expect("etcd (etcd-server) starts");
     let prefix = format!("/lain-e2e-{}/", std::process::id());
-    kill9_mid_deploy_leaves_no_duplicate(&format!(
-        "[store]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\n",
-        etcd.endpoint
-    ));
+    // No local bootstrap with etcd: the CLI is a cluster admin through the `token` provider.
+    let token = "etcd-admin-token-0123456789";
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token));
+    kill9_mid_deploy_leaves_no_duplicate(
+        &format!(
+            "[store]\nbackend = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{prefix}\"\n\
+             [plugins.config.token]\ntokens = [{{ user = \"ci\", groups = [\"admins\"], sha256 = \"{hash}\" }}]\n",
+            etcd.endpoint
+        ),
+        Some(token),
+    );
 }
 
 #[test]

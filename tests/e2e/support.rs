@@ -24,6 +24,8 @@ pub struct KernelProcess {
     pub config: PathBuf,
     /// Where its logs go.
     pub log: PathBuf,
+    /// The token the CLI sends (`LAIN_TOKEN`); none: the CLI finds the local bootstrap token.
+    pub cli_token: Option<String>,
 }
 
 impl KernelProcess {
@@ -46,6 +48,7 @@ impl KernelProcess {
             data_dir: data_dir.to_path_buf(),
             config: config_path,
             log: data_dir.join("kernel.log"),
+            cli_token: None,
         };
         kernel.spawn(port);
         kernel
@@ -128,6 +131,9 @@ impl KernelProcess {
             .env("LAIN_DATA_DIR", &self.data_dir)
             .env("LAIN_USER_CONFIG", self.data_dir.with_extension("cli.toml"))
             .env_remove("LAIN_TOKEN");
+        if let Some(token) = &self.cli_token {
+            cmd.env("LAIN_TOKEN", token);
+        }
         cmd
     }
 

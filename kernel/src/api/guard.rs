@@ -101,7 +101,9 @@ pub async fn guard(
 
 type Refusal = (Option<Caller>, ApiError);
 
-/// Who the caller is and whether they hold `right` (on `app`).
+/// Who the caller is and whether they hold `right` (on `app`). The bootstrap token and
+/// recently authenticated credentials are decided on this thread; provider plugin calls and
+/// maintainer reads (which may block on the store) go to the blocking pool.
 async fn decide(
     state: &AppState,
     header: Option<String>,
@@ -109,21 +111,43 @@ async fn decide(
     app: Option<String>,
 ) -> Result<Caller, Refusal> {
     let access = state.access.clone();
-    let wall = state.registry.engine().limits().wall();
-    let outcome = within_wall_clock(wall, move || {
-        let outcome = access.authenticate(header.as_deref());
-        let Outcome::Authenticated(principal) = outcome else {
-            return Err(outcome);
-        };
-        let caller = access.caller(principal);
-        let decided = access.authorize(&caller, right, app.as_deref());
-        Ok((caller, decided))
-    })
-    .await
-    .unwrap_or_else(|cause| Err(Outcome::Denied(format!("auth chain: {cause}"))));
-    match outcome {
-        Ok((caller, Ok(()))) => Ok(caller),
-        Ok((caller, Err(Denied::Store(e)))) => Err((
+    let known = access
+        .bootstrap_caller(header.as_deref())
+        .or_else(|| access.cached_caller(header.as_deref()));
+    let caller = match known {
+        Some(caller) => caller,
+        None => {
+            let wall = state.registry.engine().limits().wall();
+            let chain = access.clone();
+            let outcome = within_wall_clock(wall, move || chain.authenticate(header.as_deref()))
+                .await
+                .unwrap_or_else(|cause| Err(Outcome::Denied(format!("auth chain: {cause}"))));
+            match outcome {
+                Ok(caller) => caller,
+                Err(Outcome::Denied(reason)) => {
+                    tracing::info!(%reason, "authentication denied");
+                    return Err((None, unauthenticated("invalid credentials")));
+                }
+                Err(_) => {
+                    return Err((
+                        None,
+                        unauthenticated("credentials required: run `lain login`"),
+                    ));
+                }
+            }
+        }
+    };
+    let decided = if right.per_app() && !caller.admin {
+        let (access, who) = (access.clone(), caller.clone());
+        tokio::task::spawn_blocking(move || access.authorize(&who, right, app.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(Denied::Store(crate::store::StoreError(e.to_string()))))
+    } else {
+        access.authorize(&caller, right, app.as_deref())
+    };
+    match decided {
+        Ok(()) => Ok(caller),
+        Err(Denied::Store(e)) => Err((
             Some(caller),
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -131,17 +155,9 @@ async fn decide(
                 format!("cannot check access: {e}"),
             ),
         )),
-        Ok((caller, Err(denied))) => Err((
+        Err(denied) => Err((
             Some(caller),
             ApiError::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string()),
-        )),
-        Err(Outcome::Denied(reason)) => {
-            tracing::info!(%reason, "authentication denied");
-            Err((None, unauthenticated("invalid credentials")))
-        }
-        Err(_) => Err((
-            None,
-            unauthenticated("credentials required: run `lain login`"),
         )),
     }
 }

@@ -21,7 +21,10 @@ use crate::plugin::bindings::types::Principal;
 use crate::plugin::registry::Registry;
 use crate::store::{Store, StoreError};
 use rights::Right;
+use sha2::Digest as _;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// An authenticated caller, as handlers see it.
 #[derive(Clone, Debug)]
@@ -52,10 +55,26 @@ pub enum Denied {
     Store(#[from] StoreError),
 }
 
+/// How long a provider's positive answer is reused for the same credentials (never beyond the
+/// principal's `expires_at`, and forgotten when plugins change). A provider plugin call costs a
+/// thread hand-off (~20 µs, the wall-clock bound needs it); scripts and the CLI send the same
+/// token many times a second. Refusals are never cached.
+pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Cached credentials at most; the cache is emptied when full.
+const AUTH_CACHE_MAX: usize = 4096;
+
+struct Remembered {
+    caller: Caller,
+    until: Instant,
+    generation: u64,
+}
+
 /// Authentication and authorization of API calls.
 pub struct Access {
     store: Arc<dyn Store>,
+    registry: Arc<Registry>,
     chain: AuthChain,
+    cache: parking_lot::Mutex<HashMap<[u8; 32], Remembered>>,
     bootstrap: Option<bootstrap::Bootstrap>,
     admin_groups: Vec<String>,
     admin_users: Vec<String>,
@@ -77,7 +96,9 @@ impl Access {
             .transpose()?;
         Ok(Access {
             store,
-            chain: AuthChain::new(registry, config.auth.providers.clone()),
+            chain: AuthChain::new(registry.clone(), config.auth.providers.clone()),
+            registry,
+            cache: parking_lot::Mutex::new(HashMap::new()),
             bootstrap,
             admin_groups: config.auth.admin_groups.clone(),
             admin_users: config.auth.admin_users.clone(),
@@ -90,23 +111,76 @@ impl Access {
         self.bootstrap.as_ref().map(|b| b.file.as_path())
     }
 
-    /// Authenticates an `Authorization` header value: the bootstrap token, else the provider
-    /// chain. Blocking: runs plugin calls.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Outcome {
-        if let (Some(b), Some(token)) = (
-            &self.bootstrap,
-            authorization.and_then(|h| h.trim().strip_prefix("Bearer ")),
-        ) && let Some(principal) = b.check(token.trim())
-        {
-            return Outcome::Authenticated(principal);
+    /// Authenticates an `Authorization` header value: the bootstrap token (a cluster admin),
+    /// else the provider chain. Anything but a caller is the chain's outcome (anonymous or
+    /// denied). Blocking: runs plugin calls.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Caller, Outcome> {
+        if let Some(caller) = self.bootstrap_caller(authorization) {
+            return Ok(caller);
         }
-        self.chain.authenticate(authorization)
+        let generation = self.registry.generation();
+        match self.chain.authenticate(authorization) {
+            Outcome::Authenticated(principal) => {
+                let caller = self.caller(principal);
+                self.remember(authorization, &caller, generation);
+                Ok(caller)
+            }
+            other => Err(other),
+        }
     }
 
-    /// The caller `principal` is.
-    pub fn caller(&self, principal: Principal) -> Caller {
-        let admin = principal.provider == bootstrap::BOOTSTRAP
-            || self.admin_users.contains(&principal.subject)
+    /// The caller these credentials authenticated as within [`AUTH_CACHE_TTL`], if the plugins
+    /// have not changed since.
+    pub fn cached_caller(&self, authorization: Option<&str>) -> Option<Caller> {
+        let key = cache_key(authorization?);
+        let mut cache = self.cache.lock();
+        let hit = cache.get(&key)?;
+        if hit.until > Instant::now() && hit.generation == self.registry.generation() {
+            return Some(hit.caller.clone());
+        }
+        cache.remove(&key);
+        None
+    }
+
+    fn remember(&self, authorization: Option<&str>, caller: &Caller, generation: u64) {
+        let Some(header) = authorization else { return };
+        let mut ttl = AUTH_CACHE_TTL;
+        if let Some(expires) = caller.principal.expires_at {
+            let left = expires - crate::lifecycle::now_unix();
+            if left <= 0 {
+                return;
+            }
+            ttl = ttl.min(Duration::from_secs(left as u64));
+        }
+        let mut cache = self.cache.lock();
+        if cache.len() >= AUTH_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            cache_key(header),
+            Remembered {
+                caller: caller.clone(),
+                until: Instant::now() + ttl,
+                generation,
+            },
+        );
+    }
+
+    /// The bootstrap admin, when `authorization` carries the bootstrap token. Cheap (one
+    /// SHA-256) and never blocks, so it runs before any work is handed to another thread.
+    pub fn bootstrap_caller(&self, authorization: Option<&str>) -> Option<Caller> {
+        let token = authorization?.trim().strip_prefix("Bearer ")?;
+        let principal = self.bootstrap.as_ref()?.check(token.trim())?;
+        Some(Caller {
+            principal,
+            admin: true,
+        })
+    }
+
+    /// The caller a provider's `principal` is: an admin by `[auth] admin_users` or
+    /// `admin_groups` (never by the provider's name, which a plugin chooses).
+    fn caller(&self, principal: Principal) -> Caller {
+        let admin = self.admin_users.contains(&principal.subject)
             || principal
                 .groups
                 .iter()
@@ -151,4 +225,10 @@ impl Access {
         Ok(maintainers::get(&*self.store, app)?
             .admit(&caller.principal.subject, &caller.principal.groups))
     }
+}
+
+/// The cache's key for an `Authorization` header: its SHA-256, so no token is kept in memory
+/// longer than the request.
+fn cache_key(header: &str) -> [u8; 32] {
+    sha2::Sha256::digest(header.as_bytes()).into()
 }
