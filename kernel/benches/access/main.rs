@@ -5,9 +5,10 @@
 //! request and the ratio to the floor:
 //! - *public*: `GET /healthz`, which the guard lets through without authenticating: the floor;
 //! - *bootstrap*: `GET /api/v1/whoami` with the local bootstrap token (a SHA-256 compare);
-//! - *token plugin*: the same with a token of the `token` auth-provider plugin (one wasm call);
-//! - *jwt plugin*: the same with an HS256 JWT (`token` says not-mine, then `jwt` verifies: two
-//!   wasm calls);
+//! - *token plugin, remembered*: the same with a token of the `token` auth-provider plugin, sent
+//!   again and again: the plugin is asked once, then the answer is reused for 10 s;
+//! - *jwt plugin, a new token per call*: an HS256 JWT never sent before (a fresh `jti`), so
+//!   `token` says not-mine and `jwt` verifies it: two wasm calls on the blocking pool, every time;
 //! - *read as maintainer*: `GET /api/v1/apps/bench` with a `token` principal who maintains the
 //!   app (authentication, a store read for the maintainers, the handler).
 //!
@@ -75,6 +76,7 @@ async fn run() -> Result<()> {
         bail!("build failed: {}", String::from_utf8_lossy(&body));
     }
 
+    // `Some("")` as the header: a fresh JWT per call.
     let variants: Vec<(&str, &str, Option<String>)> = vec![
         ("public (/healthz)", "/healthz", None),
         (
@@ -82,11 +84,15 @@ async fn run() -> Result<()> {
             "/api/v1/whoami",
             Some(format!("Bearer {}", bootstrap.trim())),
         ),
-        ("token plugin", "/api/v1/whoami", Some(alice.clone())),
         (
-            "jwt plugin",
+            "token plugin, remembered",
             "/api/v1/whoami",
-            Some(format!("Bearer {}", jwt())),
+            Some(alice.clone()),
+        ),
+        (
+            "jwt plugin, a new token per call",
+            "/api/v1/whoami",
+            Some(String::new()),
         ),
         (
             "read as maintainer",
@@ -98,10 +104,15 @@ async fn run() -> Result<()> {
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS}...", round + 1);
         for (i, (name, path, auth)) in variants.iter().enumerate() {
-            for _ in 0..CALLS {
+            let fresh: Vec<String> = (0..CALLS)
+                .map(|n| format!("Bearer {}", jwt(round * CALLS + n)))
+                .collect();
+            for token in &fresh {
                 let mut req = Request::get(*path);
-                if let Some(a) = auth {
-                    req = req.header("authorization", a);
+                match auth.as_deref() {
+                    Some("") => req = req.header("authorization", token),
+                    Some(a) => req = req.header("authorization", a),
+                    None => {}
                 }
                 let req = req.body(Body::empty())?;
                 let t = Instant::now();
@@ -135,8 +146,8 @@ async fn run() -> Result<()> {
     Ok(())
 }
 
-/// An HS256 JWT for `alice`, valid for an hour.
-fn jwt() -> String {
+/// An HS256 JWT for `alice`, valid for an hour, with `jti` `n`.
+fn jwt(n: usize) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -146,7 +157,7 @@ fn jwt() -> String {
     let input = format!(
         "{}.{}",
         enc(json!({"alg": "HS256", "typ": "JWT"})),
-        enc(json!({"sub": "alice", "iss": "bench", "aud": "lain", "exp": now + 3600}))
+        enc(json!({"sub": "alice", "iss": "bench", "aud": "lain", "exp": now + 3600, "jti": n}))
     );
     let mut mac =
         hmac::Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET.as_bytes()).expect("any key length");
