@@ -377,6 +377,44 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     )
     .await;
     assert_eq!((status, &me["admin"]), (StatusCode::OK, &json!(true)));
+    // One record per call, written ahead as `pending` and then completed.
+    let (_, log) = call(
+        &kernel,
+        "GET",
+        "/api/v1/audit?subject=alice",
+        Some(&token("root")),
+        Value::Null,
+    )
+    .await;
+    let records = log.as_array().expect("records");
+    let adds: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "PUT /api/v1/apps/{app}/maintainers/{kind}/{name}")
+        .collect();
+    assert_eq!(adds.len(), 2, "{log:#}");
+    assert!(
+        adds.iter()
+            .all(|r| r["result"] == "ok" && r["status"] == 200)
+    );
+    assert!(records.iter().all(|r| r["result"] != "pending"), "{log:#}");
+    let removals: Vec<(&str, u64)> = records
+        .iter()
+        .filter(|r| r["action"] == "DELETE /api/v1/apps/{app}/maintainers/{kind}/{name}")
+        .map(|r| {
+            (
+                r["target"].as_str().unwrap_or_default(),
+                r["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        removals,
+        [
+            ("/api/v1/apps/vault/maintainers/users/alice", 409),
+            ("/api/v1/apps/vault/maintainers/users/bob", 200)
+        ],
+        "newest first"
+    );
 }
 
 /// An HS256 JWT over `header` and `claims`, signed with `secret`.

@@ -56,13 +56,24 @@ pub async fn guard(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let decision = decide(&state, authorization, rule.right, app).await;
-    let response = match decision {
+    match decide(&state, authorization, rule.right, app).await {
         Ok(caller) => {
             record.subject = Some(caller.principal.subject.clone());
             record.provider = Some(caller.principal.provider.clone());
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            // Written ahead: a kernel killed during the call leaves a `pending` record.
+            let pending = if rule.audited {
+                record.result = "pending".into();
+                audit(&state, None, record.clone()).await
+            } else {
+                None
+            };
+            let response = next.run(req).await;
+            if rule.audited {
+                finish(&mut record, &response);
+                audit(&state, pending, record).await;
+            }
+            response
         }
         Err((caller, e)) => {
             record.subject = caller.as_ref().map(|c| c.principal.subject.clone());
@@ -75,28 +86,44 @@ pub async fn guard(
                     header::HeaderValue::from_static("Bearer realm=\"lain\""),
                 );
             }
+            if rule.audited {
+                finish(&mut record, &response);
+                audit(&state, None, record).await;
+            }
             response
         }
-    };
-    if rule.audited {
-        let status = response.status();
-        record.status = status.as_u16();
-        record.result = match status.as_u16() {
-            401 | 403 => "denied",
-            s if s < 400 => "ok",
-            _ => "failed",
-        }
-        .into();
-        let access = state.access.clone();
-        let store = state.lifecycle.store.clone();
-        let written =
-            tokio::task::spawn_blocking(move || access.audit.append(&*store, &record)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            // The call happened; an audit log that cannot be written is an operator alarm.
-            tracing::error!(?written, "cannot write the audit log");
+    }
+}
+
+/// Fills in the outcome of an audited call from its response.
+fn finish(record: &mut AuditRecord, response: &Response) {
+    let status = response.status().as_u16();
+    record.status = status;
+    record.result = match status {
+        401 | 403 => "denied",
+        s if s < 400 => "ok",
+        _ => "failed",
+    }
+    .into();
+}
+
+/// Writes `record` (over the record at `key`, if given); returns its key. The call is not
+/// refused when the log cannot be written: that is an operator alarm, logged as an error.
+async fn audit(state: &AppState, key: Option<String>, record: AuditRecord) -> Option<String> {
+    let access = state.access.clone();
+    let store = state.lifecycle.store.clone();
+    let written = tokio::task::spawn_blocking(move || match key {
+        Some(key) => access.audit.update(&*store, &key, &record).map(|()| key),
+        None => access.audit.append(&*store, &record),
+    })
+    .await;
+    match written {
+        Ok(Ok(key)) => Some(key),
+        other => {
+            tracing::error!(?other, "cannot write the audit log");
+            None
         }
     }
-    response
 }
 
 type Refusal = (Option<Caller>, ApiError);

@@ -23,7 +23,8 @@ pub struct AuditRecord {
     pub app: Option<String>,
     /// The HTTP status answered.
     pub status: u16,
-    /// `ok`, `denied` (401/403) or `failed`.
+    /// `ok`, `denied` (401/403), `failed`, or `pending` while the call runs (a record still
+    /// `pending` after a restart is a call the kernel died during).
     pub result: String,
 }
 
@@ -61,8 +62,8 @@ impl AuditLog {
         }
     }
 
-    /// Records `record`.
-    pub fn append(&self, store: &dyn Store, record: &AuditRecord) -> Result<(), StoreError> {
+    /// Records `record`; returns its key, for [`AuditLog::update`].
+    pub fn append(&self, store: &dyn Store, record: &AuditRecord) -> Result<String, StoreError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!(
             "{PREFIX}{:015}-{:08x}-{seq:08}",
@@ -73,6 +74,17 @@ impl AuditLog {
         if seq % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune(store)?;
         }
+        Ok(key)
+    }
+
+    /// Replaces the record at `key` (a `pending` one, with its outcome).
+    pub fn update(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        record: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        store.apply(vec![put_json(key, record)?])?;
         Ok(())
     }
 

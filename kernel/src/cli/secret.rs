@@ -84,6 +84,9 @@ pub fn run(cmd: SecretCommand, client: &Client, out: Output) -> anyhow::Result<(
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", f.display()))?,
                 (None, Some(c)) => c.into_bytes(),
                 (None, None) => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprintln!("reading the secret from standard input; end it with Ctrl-D");
+                    }
                     let mut buf = Vec::new();
                     std::io::stdin().read_to_end(&mut buf)?;
                     buf
