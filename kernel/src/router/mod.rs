@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod server;
 pub mod table;
 pub mod tls;
+pub mod upstream;
 
 use crate::config::{RouterConfig, RouterHealthConfig};
 use crate::lifecycle::Lifecycle;

@@ -10,19 +10,18 @@
 use super::WebRouter;
 use super::metrics::RouteStats;
 use super::table::forwarded_path;
+use super::upstream::Upstreams;
 use bytes::Bytes;
 use http_body_util::{Either, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::{PathAndQuery, Scheme};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the router sends to instances.
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
@@ -45,20 +44,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 pub struct Worker {
     /// The shared router.
     pub router: Arc<WebRouter>,
-    client: Client<HttpConnector, UpstreamBody>,
+    upstreams: Upstreams,
 }
 
 impl Worker {
     /// A worker with fresh pools (connections are owned by the thread that opened them).
     pub fn new(router: Arc<WebRouter>) -> Worker {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Worker { router, client }
+        Worker {
+            router,
+            upstreams: Upstreams::default(),
+        }
     }
 }
 
@@ -173,19 +168,12 @@ pub async fn handle(
                 r
             }
         };
-        let mut uri = hyper::http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = route.upstreams.get(backend).cloned();
-        uri.path_and_query = Some(path.clone());
-        match Uri::from_parts(uri) {
-            Ok(uri) => *upstream.uri_mut() = uri,
-            Err(e) => {
-                let response = text(StatusCode::BAD_REQUEST, format!("lain: bad request: {e}\n"));
-                finish(w, stats, &base, response.status(), started);
-                return response;
-            }
-        }
-        match w.client.request(upstream).await {
+        let Some(authority) = route.upstreams.get(backend) else {
+            break;
+        };
+        // Origin form: the connection already goes to the instance; `Host` stays the client's.
+        *upstream.uri_mut() = Uri::from(path.clone());
+        match w.upstreams.send(authority, upstream).await {
             Ok(mut response) => {
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_side) = upgrade
