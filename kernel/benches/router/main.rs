@@ -14,6 +14,10 @@
 //! (medians of per-round ratios).
 
 use anyhow::{Context, Result, bail};
+
+/// The allocator the `lain` binary uses, so the router is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use lain::router::WebRouter;
 use lain::router::table::{Route, RouteTable};
 use std::path::Path;
