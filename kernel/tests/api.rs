@@ -4,13 +4,11 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn kernel(dir: &std::path::Path) -> Kernel {
     let config = KernelConfig {
@@ -22,24 +20,8 @@ fn kernel(dir: &std::path::Path) -> Kernel {
 }
 
 async fn call(kernel: &Kernel, method: &str, uri: &str, body: Body) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("authorization", common::admin(kernel))
-        .body(body)
-        .expect("request");
-    let response = lain::api::app(kernel.app_state())
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let (status, bytes) =
+        common::api_raw(kernel, method, uri, Some(&common::admin(kernel)), body).await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),

@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use hmac::Mac as _;
-use http_body_util::BodyExt;
 use lain::auth::rights::{RULES, Right, Rule};
 use lain::config::KernelConfig;
 use lain::kernel::Kernel;
@@ -54,25 +53,7 @@ async fn raw(
     auth: Option<&str>,
     body: Body,
 ) -> (StatusCode, Vec<u8>) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
-    if let Some(a) = auth {
-        request = request.header("authorization", a);
-    }
-    let response = lain::api::app(kernel.app_state())
-        .oneshot(request.body(body).expect("request"))
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
+    common::api_raw(kernel, method, uri, auth, body).await
 }
 
 async fn call(

@@ -4,12 +4,10 @@
 mod common;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 fn kernel(dir: &std::path::Path) -> Kernel {
     let config = KernelConfig {
@@ -21,25 +19,7 @@ fn kernel(dir: &std::path::Path) -> Kernel {
 }
 
 async fn raw(kernel: &Kernel, method: &str, uri: &str, body: Body) -> (StatusCode, Vec<u8>) {
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("authorization", common::admin(kernel))
-        .body(body)
-        .expect("request");
-    let response = lain::api::app(kernel.app_state())
-        .oneshot(request)
-        .await
-        .expect("router answers");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, bytes.to_vec())
+    common::api_raw(kernel, method, uri, Some(&common::admin(kernel)), body).await
 }
 
 async fn call(kernel: &Kernel, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {

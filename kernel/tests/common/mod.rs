@@ -75,3 +75,35 @@ pub fn admin(kernel: &lain::kernel::Kernel) -> String {
     let token = std::fs::read_to_string(file).expect("bootstrap token");
     format!("Bearer {}", token.trim())
 }
+
+/// Calls the API router of `kernel` without a socket, sending `authorization` (none:
+/// anonymous); the status and the body's bytes.
+pub async fn api_raw(
+    kernel: &lain::kernel::Kernel,
+    method: &str,
+    uri: &str,
+    authorization: Option<&str>,
+    body: axum::body::Body,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    if let Some(a) = authorization {
+        request = request.header("authorization", a);
+    }
+    let response = lain::api::app(kernel.app_state())
+        .oneshot(request.body(body).expect("request"))
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, bytes.to_vec())
+}
