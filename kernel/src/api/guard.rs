@@ -42,7 +42,7 @@ pub async fn guard(
         .find(|(k, _)| *k == "app")
         .map(|(_, v)| v.to_string());
     let mut record = AuditRecord {
-        at_ms: crate::lifecycle::build::now_ms(),
+        at_ms: crate::clock::unix_ms(),
         subject: None,
         provider: None,
         action: format!("{} {}", req.method(), rule.path),

@@ -2,7 +2,6 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
-use crate::lifecycle::now_unix;
 use crate::lifecycle::records::{NodeRecord, NodeState};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -55,7 +54,7 @@ pub async fn add(
         memory: node.memory,
         cpu: node.cpu,
         state: NodeState::Ready,
-        added_at: now_unix(),
+        added_at: crate::clock::unix_secs(),
     };
     let node = blocking(move || Ok(lc.add_node(record)?)).await?;
     Ok((StatusCode::CREATED, Json(node)))

@@ -57,7 +57,7 @@ impl AuditLog {
     pub fn new(keep: usize) -> AuditLog {
         AuditLog {
             keep: keep.max(1),
-            nonce: std::process::id() ^ (crate::lifecycle::build::now_ms() as u32),
+            nonce: std::process::id() ^ (crate::clock::unix_ms() as u32),
             seq: AtomicU64::new(0),
         }
     }

@@ -146,7 +146,7 @@ impl Access {
         let Some(header) = authorization else { return };
         let mut ttl = AUTH_CACHE_TTL;
         if let Some(expires) = caller.principal.expires_at {
-            let left = expires - crate::lifecycle::now_unix();
+            let left = expires - crate::clock::unix_secs();
             if left <= 0 {
                 return;
             }

@@ -6,7 +6,7 @@
 //! rebuilding.
 
 use super::records::{self, AppRecord, ReleaseRecord};
-use super::{Lifecycle, LifecycleError, now_unix};
+use super::{Lifecycle, LifecycleError};
 use crate::plugin::Kind;
 use crate::runtime::{BuildProgress, BuildRequest};
 use crate::spec::{self, PluginProcTypes};
@@ -129,7 +129,7 @@ impl Lifecycle {
             });
             return Ok(existing);
         }
-        let now = now_unix();
+        let now = crate::clock::unix_secs();
         let version = format!("{now}-{}", &digest[..12]);
         let dest = self.releases_dir().join(&name).join(&version);
         let request = BuildRequest {
@@ -158,7 +158,7 @@ impl Lifecycle {
             version: version.clone(),
             digest: digest.to_string(),
             created_at: now,
-            built_ms: now_ms(),
+            built_ms: crate::clock::unix_ms(),
             lain_yaml,
             image,
         };
@@ -197,11 +197,4 @@ pub fn context_appname(context: &[u8]) -> Option<String> {
         .as_str()
         .to_string();
     Some(name)
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -175,7 +175,7 @@ impl Lifecycle {
         self.update_app(app, |record| {
             record.deploy(Deployment {
                 release: release.version.clone(),
-                deployed_at: now_unix(),
+                deployed_at: crate::clock::unix_secs(),
                 procs,
                 use_services,
                 auto_rollback: true,
@@ -224,7 +224,7 @@ impl Lifecycle {
                     "app `{app}` has no earlier deployment to roll back to"
                 )));
             };
-            previous.deployed_at = now_unix();
+            previous.deployed_at = crate::clock::unix_secs();
             previous.auto_rollback = false;
             record.deployed = Some(previous);
             record.last_error = None;
@@ -256,7 +256,7 @@ impl Lifecycle {
                     "{message}; rolling back to {}",
                     previous.release
                 );
-                previous.deployed_at = now_unix();
+                previous.deployed_at = crate::clock::unix_secs();
                 previous.auto_rollback = false;
                 record.deployed = Some(previous);
                 record.last_error = Some(format!("{message}; rolled back"));
@@ -364,13 +364,6 @@ fn new_kernel_id() -> String {
         h.update(host);
     }
     hex::encode(&h.finalize()[..8])
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Lifecycle {

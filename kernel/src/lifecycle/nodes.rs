@@ -1,7 +1,7 @@
 //! Nodes: the embedded default registers this host; operators add, remove and drain others.
 
 use super::records::{self, NodeRecord, NodeState};
-use super::{Lifecycle, LifecycleError, now_unix};
+use super::{Lifecycle, LifecycleError};
 use crate::store::{Op, StoreError, get_json, put_json};
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ impl Lifecycle {
             memory: host_memory(),
             cpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u32) * 1000,
             state: NodeState::Ready,
-            added_at: now_unix(),
+            added_at: crate::clock::unix_secs(),
         };
         self.store.apply(vec![
             put_json(&records::node_key(LOCAL), &node)?,

@@ -440,7 +440,7 @@ impl Reconciler {
         nodes: &BTreeMap<String, NodeRecord>,
         actions: &mut Vec<Action>,
     ) {
-        let now = super::now_unix();
+        let now = crate::clock::unix_secs();
         let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
         let n = d.plan.num_instances;
         let node_ready = |o: &Observed| {
@@ -746,7 +746,7 @@ impl Reconciler {
 
     /// Starts health probes that are due.
     fn probe(&mut self, desired: &BTreeMap<String, Desired>, observed: &[Observed]) {
-        let now = super::now_unix();
+        let now = crate::clock::unix_secs();
         let mut probes = self.probes.lock();
         probes.retain(|name, _| observed.iter().any(|o| o.name == *name));
         for o in observed {
@@ -820,7 +820,7 @@ impl Reconciler {
 
     /// Publishes what this pass saw for the API.
     fn publish(&self, desired: &BTreeMap<String, Desired>, observed: &[Observed]) {
-        let now = super::now_unix();
+        let now = crate::clock::unix_secs();
         let busy = self.busy.lock().clone();
         let probes = self.probes.lock();
         let mut by_app: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();

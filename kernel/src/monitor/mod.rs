@@ -135,7 +135,7 @@ impl Monitor {
             lifecycle.extend(router.stats.families(&mut label_sets));
         }
         let mut batch = SampleBatch {
-            timestamp_ms: unix_ms(),
+            timestamp_ms: crate::clock::unix_ms(),
             label_sets,
             families: vec![
                 family(
@@ -268,11 +268,4 @@ async fn send(address: &str, body: &[u8]) -> std::io::Result<()> {
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
     stream.shutdown().await
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -283,7 +283,7 @@ impl Registry {
             builtin: false,
             enabled,
             policy,
-            installed_at: now_unix(),
+            installed_at: crate::clock::unix_secs(),
         };
         let mut ops = vec![Op::Put(format!("{BLOBS}{}", record.sha256), bytes.to_vec())];
         ops.push(
@@ -470,11 +470,4 @@ fn view(entry: &Entry) -> PluginView {
         health: entry.plugin.health().report(entry.plugin.policy()),
         default_config: m.config.clone(),
     }
-}
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

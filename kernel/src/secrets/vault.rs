@@ -1,6 +1,5 @@
 //! The encrypted store of secret files and its master keys.
 
-use crate::lifecycle::build::now_ms;
 use crate::store::{Op, Store, StoreError, get_json, put_json};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -266,7 +265,7 @@ impl Vault {
                 size: content.len(),
             });
         }
-        let sealed = self.seal(app, proc, path, content, now_ms())?;
+        let sealed = self.seal(app, proc, path, content, crate::clock::unix_ms())?;
         let info = info(app, proc, &sealed);
         self.store
             .apply(vec![put_json(&record_key(app, proc, path), &sealed)?])?;

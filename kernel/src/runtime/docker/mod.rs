@@ -388,7 +388,7 @@ impl Runtime for DockerRuntime {
         }
         self.started
             .lock()
-            .insert(name.to_string(), super::process::now_unix());
+            .insert(name.to_string(), crate::clock::unix_secs());
         Ok(())
     }
 
@@ -466,7 +466,7 @@ impl Runtime for DockerRuntime {
                         for o in observed.iter().filter(|o| o.state.is_running()) {
                             // Started by this kernel: from its start; adopted: from now on.
                             let since = self.started.lock().get(&o.name).copied();
-                            let since = since.unwrap_or_else(|| super::process::now_unix() - 1);
+                            let since = since.unwrap_or_else(|| crate::clock::unix_secs() - 1);
                             self.follow_logs(engine, o, since);
                         }
                     }

@@ -104,7 +104,9 @@ impl ProcessRuntime {
         let state = if shim_alive(dir) {
             RunState::Running {
                 pid: pid.as_ref().map(|p| p.pid),
-                started_at: pid.as_ref().map_or_else(now_unix, |p| p.started_at),
+                started_at: pid
+                    .as_ref()
+                    .map_or_else(crate::clock::unix_secs, |p| p.started_at),
             }
         } else if let Some(exit) = read_json::<ExitRecord>(&dir.join("exit")) {
             RunState::Exited {
@@ -478,13 +480,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status in
 //! `DIR/exit`, which is how a oneshot's result survives a kernel restart.
 
-use super::{ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, now_unix, write_atomic};
+use super::{ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, write_atomic};
 use anyhow::Context;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -54,7 +54,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         Ok(status) => ExitRecord {
             code: status.code(),
             signal: status.signal(),
-            finished_at: now_unix(),
+            finished_at: crate::clock::unix_secs(),
             error: None,
         },
         Err(e) => {
@@ -62,7 +62,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             ExitRecord {
                 code: Some(127),
                 signal: None,
-                finished_at: now_unix(),
+                finished_at: crate::clock::unix_secs(),
                 error: Some(format!("{e:#}")),
             }
         }
@@ -92,7 +92,7 @@ fn spawn_and_wait(
         .with_context(|| format!("cannot run `{program}` in {}", spec.cwd.display()))?;
     let pid = PidRecord {
         pid: child.id(),
-        started_at: now_unix(),
+        started_at: crate::clock::unix_secs(),
     };
     write_atomic(&dir.join("pid"), &serde_json::to_vec(&pid)?)?;
     let copiers: Vec<_> = [
