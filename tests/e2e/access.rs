@@ -149,6 +149,49 @@ fn secret_files_reach_instances_and_nowhere_else_and_survive_kill_9_and_rotation
         PLAINTEXT
     );
 
+    // A deploy after the rotation replaces nothing (same versions of the secrets); a changed
+    // secret rolls out with the next deploy, instance by instance.
+    let names_of = |view: &Value| {
+        let mut names: Vec<String> = instances(view, "worker")
+            .iter()
+            .map(|i| i["name"].as_str().expect("name").to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "vaulted", "-o", "json"]));
+    assert_eq!(names_of(&view), before, "a key rotation rolls nothing out");
+    let changed = "db_password = \"a-completely-new-passphrase\"\n";
+    std::fs::write(&file, changed).expect("write");
+    kernel.lain_ok(&[
+        "secret",
+        "add",
+        "worker",
+        "conf/db.toml",
+        "-a",
+        "vaulted",
+        "-f",
+        file.to_str().expect("utf-8"),
+    ]);
+    let unchanged = kernel.ps("vaulted");
+    assert_eq!(
+        names_of(&unchanged),
+        before,
+        "nothing changes before the deploy"
+    );
+    kernel.lain_ok(&["deploy", "-a", "vaulted"]);
+    let view = kernel.wait_for("vaulted", "the new secret's rollout", |v| {
+        v["converged"] == true && names_of(v).iter().all(|n| !before.contains(n))
+    });
+    assert_eq!(names_of(&view).len(), 2);
+    for name in names_of(&view) {
+        let placed = data
+            .join("runtime/process")
+            .join(&name)
+            .join("secrets/lain/app/conf/db.toml");
+        assert_eq!(std::fs::read_to_string(&placed).expect("placed"), changed);
+    }
+
     let audit = json(&kernel.lain_ok(&["audit", "-a", "vaulted", "-o", "json"]));
     let actions: Vec<&str> = audit
         .as_array()

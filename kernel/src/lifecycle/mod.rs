@@ -171,7 +171,8 @@ impl Lifecycle {
             procs,
             use_services,
         } = plan::render(self, &release)?;
-        self.check_secrets(app, &procs)?;
+        let mut procs = procs;
+        self.check_secrets(app, &mut procs)?;
         self.update_app(app, |record| {
             record.deploy(Deployment {
                 release: release.version.clone(),
@@ -185,18 +186,22 @@ impl Lifecycle {
     }
 
     /// Fails when a proc declares a secret file the vault lacks (unless `secret_files_bypass`),
-    /// naming every missing file and how to add it (LAIN checked the same before deploying).
-    fn check_secrets(&self, app: &str, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
+    /// naming every missing file and how to add it (LAIN checked the same before deploying);
+    /// stamps each proc with the versions of its secret files.
+    fn check_secrets(&self, app: &str, procs: &mut [ProcPlan]) -> Result<(), LifecycleError> {
         let mut missing = Vec::new();
-        for proc in procs.iter().filter(|p| !p.secret_files.is_empty()) {
-            let have: std::collections::BTreeSet<String> = self
+        for proc in procs.iter_mut().filter(|p| !p.secret_files.is_empty()) {
+            let versions: std::collections::BTreeMap<String, i64> = self
                 .vault
                 .list(app, Some(&proc.name))
                 .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("{e}")))?
                 .into_iter()
-                .map(|s| s.path)
+                .filter(|s| proc.secret_files.contains(&s.path))
+                .map(|s| (s.path, s.updated_ms))
                 .collect();
-            for path in proc.secret_files.iter().filter(|p| !have.contains(*p)) {
+            proc.secrets_stamp = secrets_stamp(&versions);
+            let have = &versions;
+            for path in proc.secret_files.iter().filter(|p| !have.contains_key(*p)) {
                 if proc.secret_files_bypass {
                     tracing::warn!(app, proc = %proc.name, path, "secret file missing; deploying without it (secret_files_bypass)");
                 } else {
@@ -386,4 +391,18 @@ impl Lifecycle {
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(count)
     }
+}
+
+/// A short digest of secret files' paths and write times (not their contents, which the
+/// reconciler does not read to compare, and not the key they are sealed under, so a key
+/// rotation replaces no instance).
+fn secrets_stamp(versions: &std::collections::BTreeMap<String, i64>) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (path, updated_ms) in versions {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(updated_ms.to_le_bytes());
+    }
+    hex::encode(&h.finalize()[..6])
 }

@@ -469,7 +469,9 @@ impl Reconciler {
                 (rank, std::cmp::Reverse(o.name.clone()))
             });
             let pos = mine.iter().position(|o| {
-                o.label(labels::RELEASE) == d.release && (d.plan.stateful || node_ready(o))
+                o.label(labels::RELEASE) == d.release
+                    && o.label(labels::SECRETS) == d.plan.secrets_stamp
+                    && (d.plan.stateful || node_ready(o))
             });
             let cur = pos.map(|i| mine.remove(i));
             split.insert(no, (cur, mine));
@@ -961,10 +963,22 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
         (labels::NODE, node),
     ]
     .into_iter()
+    .chain(
+        (!d.plan.secrets_stamp.is_empty())
+            .then_some((labels::SECRETS, d.plan.secrets_stamp.as_str())),
+    )
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     InstanceSpec {
-        name: format!("{}.i{no}.{}.{node}", d.plan.full_name, d.release),
+        // A new version of the secrets is a new instance, as a new release is.
+        name: if d.plan.secrets_stamp.is_empty() {
+            format!("{}.i{no}.{}.{node}", d.plan.full_name, d.release)
+        } else {
+            format!(
+                "{}.i{no}.{}.s{}.{node}",
+                d.plan.full_name, d.release, d.plan.secrets_stamp
+            )
+        },
         labels,
         image: d.image.clone(),
         entrypoint: p.entrypoint.clone(),

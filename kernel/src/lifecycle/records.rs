@@ -151,6 +151,11 @@ pub struct ProcPlan {
     /// Run even when a secret file is missing from the vault.
     #[serde(default)]
     pub secret_files_bypass: bool,
+    /// Which versions of the secret files the deploy saw (a digest of their paths and write
+    /// times, empty without secret files): instances labelled otherwise are replaced, so a
+    /// changed secret rolls out with the next deploy, as a changed image did in LAIN.
+    #[serde(default)]
+    pub secrets_stamp: String,
     /// How every instance runs.
     pub plan: ContainerPlan,
 }

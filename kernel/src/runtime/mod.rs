@@ -29,12 +29,14 @@ pub mod labels {
     pub const RELEASE: &str = "lain.release";
     /// Node name.
     pub const NODE: &str = "lain.node";
+    /// The secrets stamp of the deploy that created it (procs with secret files only).
+    pub const SECRETS: &str = "lain.secrets";
 }
 
 /// Everything needed to create one instance.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InstanceSpec {
-    /// Unique name, chosen by the kernel (`<proc>.i<no>.<release>.<node>`).
+    /// Unique name, chosen by the kernel (`<proc>.i<no>.<release>[.s<secrets stamp>].<node>`).
     pub name: String,
     /// Labels (see [`labels`]).
     pub labels: BTreeMap<String, String>,
