@@ -21,6 +21,31 @@ fn app(dir: &Path) {
     .expect("lain.yaml");
 }
 
+/// The names of the `worker` instances in a `lain ps` view, sorted.
+fn worker_names(view: &Value) -> Vec<String> {
+    let mut names: Vec<String> = instances(view, "worker")
+        .iter()
+        .map(|i| i["name"].as_str().expect("name").to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `lain secret add worker conf/db.toml -a vaulted -f <file holding content>`; its output.
+fn add_secret(kernel: &KernelProcess, file: &Path, content: &str) -> String {
+    std::fs::write(file, content).expect("write");
+    kernel.lain_ok(&[
+        "secret",
+        "add",
+        "worker",
+        "conf/db.toml",
+        "-a",
+        "vaulted",
+        "-f",
+        file.to_str().expect("utf-8"),
+    ])
+}
+
 /// Every file under `dir` holding `needle`, except those under a `skip` component.
 fn files_holding(dir: &Path, needle: &[u8], skip: &str) -> Vec<String> {
     let mut found = Vec::new();
@@ -59,23 +84,10 @@ fn secret_files_reach_instances_and_nowhere_else_and_survive_kill_9_and_rotation
         "{err}"
     );
     let file = tmp.path().join("db.toml");
-    std::fs::write(&file, PLAINTEXT).expect("write");
-    let added = kernel.lain_ok(&[
-        "secret",
-        "add",
-        "worker",
-        "conf/db.toml",
-        "-a",
-        "vaulted",
-        "-f",
-        file.to_str().expect("utf-8"),
-    ]);
+    let added = add_secret(&kernel, &file, PLAINTEXT);
     assert!(added.contains("/lain/app/conf/db.toml"), "{added}");
     let view = json(&kernel.lain_ok(&["deploy", "-a", "vaulted", "-o", "json"]));
-    let names: Vec<String> = instances(&view, "worker")
-        .iter()
-        .map(|i| i["name"].as_str().expect("name").to_string())
-        .collect();
+    let names = worker_names(&view);
     assert_eq!(names.len(), 2);
 
     // Each instance has its own 0600 copy, which the app reads (it logs the digest).
@@ -128,14 +140,12 @@ fn secret_files_reach_instances_and_nowhere_else_and_survive_kill_9_and_rotation
         PLAINTEXT
     );
     let view = kernel.wait_for("vaulted", "adoption", |v| v["converged"] == true);
-    let mut after: Vec<String> = instances(&view, "worker")
-        .iter()
-        .map(|i| i["name"].as_str().expect("name").to_string())
-        .collect();
-    after.sort();
-    let mut before = names.clone();
-    before.sort();
-    assert_eq!(before, after);
+    assert_eq!(
+        names,
+        worker_names(&view),
+        "the same instances, no duplicate"
+    );
+    let before = names;
 
     let key = std::fs::read_to_string(data.join("vault.key")).expect("key");
     let rotated = json(&kernel.lain_ok(&["secret", "rotate-key", "-o", "json"]));
@@ -151,40 +161,26 @@ fn secret_files_reach_instances_and_nowhere_else_and_survive_kill_9_and_rotation
 
     // A deploy after the rotation replaces nothing (same versions of the secrets); a changed
     // secret rolls out with the next deploy, instance by instance.
-    let names_of = |view: &Value| {
-        let mut names: Vec<String> = instances(view, "worker")
-            .iter()
-            .map(|i| i["name"].as_str().expect("name").to_string())
-            .collect();
-        names.sort();
-        names
-    };
     let view = json(&kernel.lain_ok(&["deploy", "-a", "vaulted", "-o", "json"]));
-    assert_eq!(names_of(&view), before, "a key rotation rolls nothing out");
+    assert_eq!(
+        worker_names(&view),
+        before,
+        "a key rotation rolls nothing out"
+    );
     let changed = "db_password = \"a-completely-new-passphrase\"\n";
-    std::fs::write(&file, changed).expect("write");
-    kernel.lain_ok(&[
-        "secret",
-        "add",
-        "worker",
-        "conf/db.toml",
-        "-a",
-        "vaulted",
-        "-f",
-        file.to_str().expect("utf-8"),
-    ]);
+    add_secret(&kernel, &file, changed);
     let unchanged = kernel.ps("vaulted");
     assert_eq!(
-        names_of(&unchanged),
+        worker_names(&unchanged),
         before,
         "nothing changes before the deploy"
     );
     kernel.lain_ok(&["deploy", "-a", "vaulted"]);
     let view = kernel.wait_for("vaulted", "the new secret's rollout", |v| {
-        v["converged"] == true && names_of(v).iter().all(|n| !before.contains(n))
+        v["converged"] == true && worker_names(v).iter().all(|n| !before.contains(n))
     });
-    assert_eq!(names_of(&view).len(), 2);
-    for name in names_of(&view) {
+    assert_eq!(worker_names(&view).len(), 2);
+    for name in worker_names(&view) {
         let placed = data
             .join("runtime/process")
             .join(&name)

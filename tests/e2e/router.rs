@@ -98,11 +98,7 @@ fn instances_answering(kernel: &KernelProcess, n: usize) -> BTreeSet<String> {
 }
 
 fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::until(what, || check().then_some(()));
 }
 
 #[test]

@@ -24,9 +24,8 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let pattern = matched.as_str().to_string();
-    let Some(rule) = rule_for(req.method(), &pattern) else {
-        tracing::error!(route = %pattern, method = %req.method(), "no access rule: refused");
+    let Some(rule) = rule_for(req.method(), matched.as_str()) else {
+        tracing::error!(route = %matched.as_str(), method = %req.method(), "no access rule: refused");
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
@@ -41,7 +40,8 @@ pub async fn guard(
         .iter()
         .find(|(k, _)| *k == "app")
         .map(|(_, v)| v.to_string());
-    let mut record = AuditRecord {
+    // Only audited calls pay for a record.
+    let mut record = rule.audited.then(|| AuditRecord {
         at_ms: crate::clock::unix_ms(),
         subject: None,
         provider: None,
@@ -50,7 +50,7 @@ pub async fn guard(
         app: app.clone(),
         status: 0,
         result: String::new(),
-    };
+    });
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -58,26 +58,25 @@ pub async fn guard(
         .map(str::to_string);
     match decide(&state, authorization, rule.right, app).await {
         Ok(caller) => {
-            record.subject = Some(caller.principal.subject.clone());
-            record.provider = Some(caller.principal.provider.clone());
-            req.extensions_mut().insert(caller);
             // Written ahead: a kernel killed during the call leaves a `pending` record.
-            let pending = if rule.audited {
-                record.result = "pending".into();
-                audit(&state, None, record.clone()).await
-            } else {
-                None
+            let pending = match &mut record {
+                Some(r) => {
+                    r.subject = Some(caller.principal.subject.clone());
+                    r.provider = Some(caller.principal.provider.clone());
+                    r.result = "pending".into();
+                    audit(&state, None, r.clone()).await
+                }
+                None => None,
             };
+            req.extensions_mut().insert(caller);
             let response = next.run(req).await;
-            if rule.audited {
-                finish(&mut record, &response);
-                audit(&state, pending, record).await;
+            if let Some(mut r) = record {
+                finish(&mut r, &response);
+                audit(&state, pending, r).await;
             }
             response
         }
         Err((caller, e)) => {
-            record.subject = caller.as_ref().map(|c| c.principal.subject.clone());
-            record.provider = caller.map(|c| c.principal.provider);
             let mut response = e.into_response();
             if response.status() == StatusCode::UNAUTHORIZED {
                 // RFC 6750: say which scheme is expected.
@@ -86,9 +85,11 @@ pub async fn guard(
                     header::HeaderValue::from_static("Bearer realm=\"lain\""),
                 );
             }
-            if rule.audited {
-                finish(&mut record, &response);
-                audit(&state, None, record).await;
+            if let Some(mut r) = record {
+                r.subject = caller.as_ref().map(|c| c.principal.subject.clone());
+                r.provider = caller.map(|c| c.principal.provider);
+                finish(&mut r, &response);
+                audit(&state, None, r).await;
             }
             response
         }
