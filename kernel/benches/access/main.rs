@@ -14,6 +14,8 @@
 //!
 //! Nothing is asserted about speed; the program fails only if a call is refused.
 
+#[path = "../support/mode.rs"]
+mod mode;
 use anyhow::{Result, bail};
 use axum::body::Body;
 use axum::http::Request;
@@ -27,12 +29,17 @@ use std::time::Instant;
 use tower::ServiceExt;
 
 /// Requests per variant per round.
-const CALLS: usize = 2000;
+fn calls_n() -> usize {
+    mode::pick(2000, 100)
+}
 /// Interleaved rounds.
-const ROUNDS: usize = 5;
+fn rounds_n() -> usize {
+    mode::pick(5, 1)
+}
 const JWT_SECRET: &str = "a-bench-secret-that-is-long-enough";
 
 fn main() -> Result<()> {
+    mode::announce("access");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -40,6 +47,8 @@ fn main() -> Result<()> {
 }
 
 async fn run() -> Result<()> {
+    let calls = calls_n();
+    let rounds = rounds_n();
     let tmp = tempfile::tempdir()?;
     let mut config = KernelConfig {
         data_dir: tmp.path().join("data"),
@@ -101,11 +110,11 @@ async fn run() -> Result<()> {
         ),
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for round in 0..ROUNDS {
-        eprintln!("round {}/{ROUNDS}...", round + 1);
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}...", round + 1);
         for (i, (name, path, auth)) in variants.iter().enumerate() {
-            let fresh: Vec<String> = (0..CALLS)
-                .map(|n| format!("Bearer {}", jwt(round * CALLS + n)))
+            let fresh: Vec<String> = (0..calls)
+                .map(|n| format!("Bearer {}", jwt(round * calls + n)))
                 .collect();
             for token in &fresh {
                 let mut req = Request::get(*path);

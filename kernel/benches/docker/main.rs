@@ -7,22 +7,24 @@
 //! # Method
 //!
 //! On one private engine, in interleaved rounds (order rotating), three ways of getting
-//! [`INSTANCES`] containers of the same image running `sleep`:
+//! `instances_n()` containers of the same image running `sleep`:
 //! - *docker run loop*: `for i in ...; do docker run -d ...; done` in `sh`, what an operator
 //!   scripting Docker would do, with the same conditions as lain's containers (a user-defined
 //!   bridge network, a 32 MiB memory limit);
 //! - *runtime only*: `DockerRuntime::create` + `start` of the instances, 16 at a time, without
 //!   the kernel (the reconciler uses three per core, at most 16);
-//! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of [`INSTANCES`] instances until
+//! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of `instances_n()` instances until
 //!   the reconciler sees them all running.
 //!
-//! The kernel's own overhead per container is `(lain deploy - runtime only) / INSTANCES`.
+//! The kernel's own overhead per container is `(lain deploy - runtime only) / instances`.
 //! Everything is removed between rounds, untimed. Medians over rounds; ratios are medians of
 //! per-round paired ratios.
 
 #[path = "../../../tests/e2e/docker_engine.rs"]
 mod docker_engine;
 
+#[path = "../support/mode.rs"]
+mod mode;
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use lain::config::{KernelConfig, RuntimeKind};
@@ -34,11 +36,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Containers per deploy.
-const INSTANCES: usize = 50;
+fn instances_n() -> usize {
+    mode::pick(50, 3)
+}
 /// Interleaved rounds.
-const ROUNDS: usize = 3;
+fn rounds_n() -> usize {
+    mode::pick(3, 1)
+}
 
 fn main() -> Result<()> {
+    mode::announce("docker");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -46,6 +53,8 @@ fn main() -> Result<()> {
 }
 
 async fn run() -> Result<()> {
+    let instances = instances_n();
+    let rounds = rounds_n();
     let engine = docker_engine::DockerEngine::start();
     let tmp = tempfile::tempdir()?;
     let mut config = KernelConfig {
@@ -63,7 +72,7 @@ async fn run() -> Result<()> {
     let reconciler = kernel.start_reconciler();
     tokio::time::sleep(Duration::from_millis(1500)).await; // the reconciler connects the engine
     let yaml = format!(
-        "appname: bench\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {INSTANCES}\n",
+        "appname: bench\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {instances}\n",
         docker_engine::BASE
     );
     let mut tar = tar::Builder::new(Vec::new());
@@ -81,7 +90,7 @@ async fn run() -> Result<()> {
     direct.sync_nodes(&[("local".into(), engine.address.clone())]);
 
     let (mut shell, mut runtime_only, mut deploy) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for variant in (0..3).map(|i| (i + round) % 3) {
             match variant {
                 0 => shell.push(bench_shell(&engine, &release.image)?),
@@ -89,13 +98,13 @@ async fn run() -> Result<()> {
                 _ => deploy.push(bench_deploy(&lc).await?),
             }
         }
-        eprintln!("round {}/{ROUNDS} done", round + 1);
+        eprintln!("round {}/{rounds} done", round + 1);
     }
     reconciler.abort();
     let overhead: Vec<f64> = deploy
         .iter()
         .zip(&runtime_only)
-        .map(|(d, r)| (d - r) / INSTANCES as f64)
+        .map(|(d, r)| (d - r) / instances as f64)
         .collect();
     let vs_shell: Vec<f64> = deploy.iter().zip(&shell).map(|(d, s)| d / s).collect();
     let vs_runtime: Vec<f64> = deploy
@@ -105,7 +114,7 @@ async fn run() -> Result<()> {
         .collect();
     let m = |v: &[f64]| median(v);
     println!(
-        "## docker ({INSTANCES} containers, one engine, {ROUNDS} interleaved rounds, medians)\n"
+        "## docker ({instances} containers, one engine, {rounds} interleaved rounds, medians)\n"
     );
     println!("| what | figure |\n|---|---|");
     println!(
@@ -127,23 +136,27 @@ async fn run() -> Result<()> {
         m(&overhead) * 1e3
     );
     let report = serde_json::json!({
-        "instances": INSTANCES, "rounds": ROUNDS,
+        "instances": instances, "rounds": rounds,
         "docker_run_loop_ms": m(&shell) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
         "lain_deploy_ms": m(&deploy) * 1e3, "deploy_vs_docker_run_loop": m(&vs_shell),
         "deploy_vs_runtime_only": m(&vs_runtime), "kernel_overhead_per_container_ms": m(&overhead) * 1e3,
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("docker.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(
+        out.join(mode::report_file("docker")),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
     Ok(())
 }
 
 /// Seconds for the shell loop; then removes its containers, untimed.
 fn bench_shell(engine: &docker_engine::DockerEngine, image: &str) -> Result<f64> {
+    let instances = instances_n();
     // The same conditions as lain's containers: a bridge network of their own, a memory limit.
     let _ = engine.docker(&["network", "create", "bench-shell"]);
     let script = format!(
-        "for i in $(seq {INSTANCES}); do docker -H {} run -d --label bench=shell --network bench-shell \
+        "for i in $(seq {instances}); do docker -H {} run -d --label bench=shell --network bench-shell \
          --memory 32m --memory-swap 32m {image} sleep 100000 >/dev/null; done",
         engine.address
     );
@@ -164,7 +177,8 @@ fn bench_shell(engine: &docker_engine::DockerEngine, image: &str) -> Result<f64>
 
 /// Seconds to create and start the containers through the runtime alone; then removes them.
 async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
-    let specs: Vec<InstanceSpec> = (1..=INSTANCES)
+    let instances = instances_n();
+    let specs: Vec<InstanceSpec> = (1..=instances)
         .map(|no| InstanceSpec {
             name: format!("direct.i{no}"),
             labels: [
@@ -204,7 +218,7 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
         r?;
     }
     let listed = rt.list("direct").await?;
-    if listed.iter().filter(|o| o.state.is_running()).count() != INSTANCES {
+    if listed.iter().filter(|o| o.state.is_running()).count() != instances {
         bail!("runtime only: not all running");
     }
     futures::stream::iter(&listed)
@@ -222,10 +236,11 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
 
 /// Seconds from deploy to all running; then undeploys and waits, untimed.
 async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
+    let instances = instances_n();
     let start = Instant::now();
     let deploy_lc = lc.clone();
     tokio::task::spawn_blocking(move || deploy_lc.deploy("bench", None)).await??;
-    wait(lc, INSTANCES).await?;
+    wait(lc, instances).await?;
     let took = start.elapsed().as_secs_f64();
     lc.undeploy("bench")?;
     wait(lc, 0).await?;

@@ -5,7 +5,7 @@
 //!
 //! # Method
 //!
-//! **Deploy.** Three ways of getting [`INSTANCES`] `sleep` processes running, measured in
+//! **Deploy.** Three ways of getting `instances_n()` `sleep` processes running, measured in
 //! interleaved rounds (the order rotates each round, so machine drift hits all alike):
 //! - *plain spawn*: `std::process::Command::spawn` of `sleep` 100 times, the floor;
 //! - *runtime only*: `ProcessRuntime::create` + `start` of the 100 instances, 16 at a time (what
@@ -22,6 +22,8 @@
 //! **API reads.** `GET /api/v1/apps/bench` (the `lain ps` view of the 100 instances) next to
 //! `GET /healthz` (the floor of the HTTP stack), over loopback with keep-alive clients.
 
+#[path = "../support/mode.rs"]
+mod mode;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use lain::config::KernelConfig;
@@ -33,15 +35,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Instances per deploy.
-const INSTANCES: usize = 100;
+fn instances_n() -> usize {
+    mode::pick(100, 10)
+}
 /// Interleaved rounds.
-const ROUNDS: usize = 5;
+fn rounds_n() -> usize {
+    mode::pick(5, 1)
+}
 /// Seconds each API read is hammered.
-const READ_SECS: u64 = 3;
+fn read_secs_n() -> u64 {
+    mode::pick(3, 1)
+}
 /// Concurrent API clients.
 const CLIENTS: usize = 4;
 
 fn main() -> Result<()> {
+    mode::announce("lifecycle");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -49,6 +58,8 @@ fn main() -> Result<()> {
 }
 
 async fn run() -> Result<()> {
+    let instances = instances_n();
+    let rounds = rounds_n();
     let tmp = tempfile::tempdir()?;
     let shim = Path::new(env!("CARGO_BIN_EXE_lain"));
     let config = KernelConfig {
@@ -63,7 +74,7 @@ async fn run() -> Result<()> {
     std::fs::write(
         app_dir.join("lain.yaml"),
         format!(
-            "appname: bench\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {INSTANCES}\n  memory: 16M\n"
+            "appname: bench\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {instances}\n  memory: 16M\n"
         ),
     )?;
     let mut tar = tar::Builder::new(Vec::new());
@@ -78,7 +89,7 @@ async fn run() -> Result<()> {
     let mut plain = Vec::new();
     let mut runtime_only = Vec::new();
     let mut deploy = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for variant in (0..3).map(|i| (i + round) % 3) {
             match variant {
                 0 => plain.push(bench_plain()?),
@@ -86,12 +97,12 @@ async fn run() -> Result<()> {
                 _ => deploy.push(bench_deploy(&lc).await?),
             }
         }
-        eprintln!("round {}/{ROUNDS} done", round + 1);
+        eprintln!("round {}/{rounds} done", round + 1);
     }
     let overhead: Vec<f64> = deploy
         .iter()
         .zip(&runtime_only)
-        .map(|(d, r)| (d - r) / INSTANCES as f64)
+        .map(|(d, r)| (d - r) / instances as f64)
         .collect();
     let vs_runtime: Vec<f64> = deploy
         .iter()
@@ -107,16 +118,20 @@ async fn run() -> Result<()> {
     let addr = listener.local_addr()?;
     let server =
         tokio::spawn(axum::serve(listener, lain::api::app(kernel.app_state())).into_future());
-    let health = reads(format!("http://{addr}/healthz")).await?;
-    let view = reads(format!("http://{addr}/api/v1/apps/bench")).await?;
-    let list = reads(format!("http://{addr}/api/v1/apps")).await?;
+    // Every API route but /healthz needs credentials: the local bootstrap admin's token.
+    let token = std::fs::read_to_string(tmp.path().join("data/bootstrap.token"))
+        .context("the kernel's bootstrap token")?;
+    let auth = format!("Bearer {}", token.trim());
+    let health = reads(format!("http://{addr}/healthz"), &auth).await?;
+    let view = reads(format!("http://{addr}/api/v1/apps/bench"), &auth).await?;
+    let list = reads(format!("http://{addr}/api/v1/apps"), &auth).await?;
     server.abort();
     reconciler.abort();
     lc.stop_all().await?;
 
     let m = |v: &[f64]| median(v);
     let report = serde_json::json!({
-        "instances": INSTANCES, "rounds": ROUNDS,
+        "instances": instances, "rounds": rounds,
         "plain_spawn_ms": m(&plain) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
         "lain_deploy_ms": m(&deploy) * 1e3,
         "kernel_overhead_per_instance_ms": m(&overhead) * 1e3,
@@ -124,19 +139,19 @@ async fn run() -> Result<()> {
         "api_reads_per_s": {"healthz": health, "app_view_100_instances": view, "app_list": list},
     });
     println!(
-        "## lifecycle ({INSTANCES} instances, process runtime, {ROUNDS} interleaved rounds, medians)\n"
+        "## lifecycle ({instances} instances, process runtime, {rounds} interleaved rounds, medians)\n"
     );
     println!("| what | figure |\n|---|---|");
     println!(
-        "| plain spawn of {INSTANCES} `sleep` | {:.1} ms |",
+        "| plain spawn of {instances} `sleep` | {:.1} ms |",
         m(&plain) * 1e3
     );
     println!(
-        "| runtime only: create + start {INSTANCES} shim-supervised instances | {:.1} ms |",
+        "| runtime only: create + start {instances} shim-supervised instances | {:.1} ms |",
         m(&runtime_only) * 1e3
     );
     println!(
-        "| lain deploy until all {INSTANCES} run | {:.1} ms |",
+        "| lain deploy until all {instances} run | {:.1} ms |",
         m(&deploy) * 1e3
     );
     println!(
@@ -147,7 +162,7 @@ async fn run() -> Result<()> {
     println!("| lain deploy / plain spawn | {:.2}x |", m(&vs_plain));
     println!("| API `GET /healthz` ({CLIENTS} keep-alive clients) | {health:.0} req/s |");
     println!(
-        "| API `GET /api/v1/apps/bench` (ps view, {INSTANCES} instances) | {view:.0} req/s ({:.2}x healthz) |",
+        "| API `GET /api/v1/apps/bench` (ps view, {instances} instances) | {view:.0} req/s ({:.2}x healthz) |",
         view / health
     );
     println!(
@@ -157,17 +172,18 @@ async fn run() -> Result<()> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(
-        out.join("lifecycle.json"),
+        out.join(mode::report_file("lifecycle")),
         serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(())
 }
 
-/// Seconds to spawn `INSTANCES` plain processes (killed afterwards, untimed).
+/// Seconds to spawn `instances_n()` plain processes (killed afterwards, untimed).
 fn bench_plain() -> Result<f64> {
+    let instances = instances_n();
     let start = Instant::now();
-    let mut children = Vec::with_capacity(INSTANCES);
-    for _ in 0..INSTANCES {
+    let mut children = Vec::with_capacity(instances);
+    for _ in 0..instances {
         children.push(std::process::Command::new("sleep").arg("100000").spawn()?);
     }
     let took = start.elapsed().as_secs_f64();
@@ -178,9 +194,10 @@ fn bench_plain() -> Result<f64> {
     Ok(took)
 }
 
-/// Seconds to create and start `INSTANCES` instances on the runtime directly.
+/// Seconds to create and start `instances_n()` instances on the runtime directly.
 async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
-    let specs: Vec<InstanceSpec> = (1..=INSTANCES)
+    let instances = instances_n();
+    let specs: Vec<InstanceSpec> = (1..=instances)
         .map(|no| InstanceSpec {
             name: format!("direct.i{no}"),
             labels: [(labels::KERNEL.to_string(), "direct".to_string())].into(),
@@ -215,8 +232,8 @@ async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
         r?;
     }
     let running = rt.list("direct").await?;
-    if running.len() != INSTANCES {
-        bail!("runtime only: {} instances, not {INSTANCES}", running.len());
+    if running.len() != instances {
+        bail!("runtime only: {} instances, not {instances}", running.len());
     }
     futures::stream::iter(&running)
         .map(|o| async move {
@@ -244,6 +261,7 @@ async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
 }
 
 async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
+    let instances = instances_n();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let view = lc.status.view(lc.app("bench")?);
@@ -252,7 +270,7 @@ async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
             .iter()
             .filter(|i| matches!(i.state, lain::runtime::RunState::Running { .. }))
             .count();
-        let want = if view.release.is_some() { INSTANCES } else { 0 };
+        let want = if view.release.is_some() { instances } else { 0 };
         if view.converged && running == want && view.instances.len() == want {
             return Ok(());
         }
@@ -268,16 +286,22 @@ async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
 }
 
 /// Requests per second on `url` from `CLIENTS` keep-alive clients over `READ_SECS`.
-async fn reads(url: String) -> Result<f64> {
+async fn reads(url: String, authorization: &str) -> Result<f64> {
+    let read_secs = read_secs_n();
     let handles: Vec<_> = (0..CLIENTS)
         .map(|_| {
             let url = url.clone();
+            let authorization = authorization.to_string();
             tokio::task::spawn_blocking(move || -> Result<u64> {
                 let agent = ureq::Agent::new_with_defaults();
-                let deadline = Instant::now() + Duration::from_secs(READ_SECS);
+                let deadline = Instant::now() + Duration::from_secs(read_secs);
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    let mut resp = agent.get(&url).call().context("API read")?;
+                    let mut resp = agent
+                        .get(&url)
+                        .header("Authorization", &authorization)
+                        .call()
+                        .context("API read")?;
                     resp.body_mut().read_to_vec()?;
                     n += 1;
                 }
@@ -289,7 +313,7 @@ async fn reads(url: String) -> Result<f64> {
     for h in handles {
         total += h.await??;
     }
-    Ok(total as f64 / READ_SECS as f64)
+    Ok(total as f64 / read_secs as f64)
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -2,7 +2,7 @@
 
 use crate::report::{Fresh, Instantiation};
 use crate::stats::Percentiles;
-use crate::{SAMPLES, WARMUP_SAMPLES, builtin, load};
+use crate::{WARMUP_SAMPLES, builtin, load, sample_count};
 use anyhow::Result;
 use lain::plugin::LoadedPlugin;
 use lain::plugin::engine::PluginEngine;
@@ -20,7 +20,7 @@ pub fn bench_instantiation(
         .map(|name| load(engine, name))
         .collect::<Result<Vec<_>>>()?;
     let mut samples: Vec<FreshSamples> = names.iter().map(|_| FreshSamples::default()).collect();
-    for i in 0..WARMUP_SAMPLES + SAMPLES {
+    for i in 0..WARMUP_SAMPLES + sample_count() {
         for (plugin, samples) in plugins.iter().zip(&mut samples) {
             let sample = fresh_instance(plugin)?;
             if i >= WARMUP_SAMPLES {
@@ -35,7 +35,7 @@ pub fn bench_instantiation(
             Ok(Instantiation {
                 plugin: name.to_string(),
                 component_kib: builtin(name)?.len() / 1024,
-                samples: SAMPLES,
+                samples: sample_count(),
                 fresh: samples.summary(),
             })
         })

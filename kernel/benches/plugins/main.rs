@@ -45,6 +45,8 @@
 //! and [`report`] prints and saves the figures.
 
 mod instantiate;
+#[path = "../support/mode.rs"]
+mod mode;
 mod native;
 mod natural;
 mod pipeline;
@@ -61,19 +63,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Measured samples per fresh-instance figure and per `render` figure.
-const SAMPLES: usize = 5_000;
+fn sample_count() -> usize {
+    mode::pick(5_000, 50)
+}
 /// Samples run and discarded first (page faults of fresh pool slots, lazy initialisation).
 const WARMUP_SAMPLES: usize = 200;
 /// Cluster sizes of the scheduling benchmark.
-const NODE_COUNTS: [usize; 2] = [500, 5_000];
+fn node_counts() -> [usize; 2] {
+    mode::pick([500, 5_000], [50, 500])
+}
 /// Placements per timed batch.
 const BATCH: usize = 200;
 /// Measured rounds per cluster size (odd, so the median is one round).
-const ROUNDS: usize = 201;
+fn rounds() -> usize {
+    mode::pick(201, 3)
+}
 /// Rounds run and discarded first (plan building in `constraint`, allocator growth).
 const WARMUP_ROUNDS: usize = 3;
 /// Measured rounds of the per-member breakdown.
-const BREAKDOWN_ROUNDS: usize = 51;
+fn breakdown_rounds() -> usize {
+    mode::pick(51, 3)
+}
 
 const GIB: u64 = 1 << 30;
 /// Allocatable memory of every node.
@@ -118,18 +128,20 @@ const PROCS: [ProcSpec; 3] = [
 const MEMBERS: [&str; 3] = ["resources", "constraint", "spread"];
 
 fn main() -> Result<()> {
+    mode::announce("plugins");
     let target = target_dir()?;
     let engine = PluginEngine::new(Limits::default(), Some(target.join("bench/compiled")))?;
     let machine = Machine::probe();
 
-    eprintln!("instantiation: {SAMPLES} samples per plugin...");
+    let (samples, rounds) = (sample_count(), rounds());
+    eprintln!("instantiation: {samples} samples per plugin...");
     let instantiation = instantiate::bench_instantiation(&engine, &["worker", "jwt"])?;
     let mut scheduling = Vec::new();
-    for nodes in NODE_COUNTS {
-        eprintln!("scheduling at {nodes} nodes: {ROUNDS} rounds of {BATCH} placements...");
+    for nodes in node_counts() {
+        eprintln!("scheduling at {nodes} nodes: {rounds} rounds of {BATCH} placements...");
         scheduling.push(scheduling::bench_scheduling(&engine, nodes)?);
     }
-    eprintln!("proc-type render: {SAMPLES} samples...");
+    eprintln!("proc-type render: {samples} samples...");
     let render = render::bench_render(&engine)?;
 
     let targets = targets(&instantiation, &scheduling);
@@ -142,7 +154,7 @@ fn main() -> Result<()> {
     };
     print!("{}", report.markdown()?);
 
-    let json = target.join("bench/plugins.json");
+    let json = target.join("bench").join(mode::report_file("plugins"));
     std::fs::create_dir_all(target.join("bench"))?;
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;

@@ -3,7 +3,7 @@
 use crate::instantiate::{FreshSamples, fresh_instance};
 use crate::report::Render;
 use crate::stats::Percentiles;
-use crate::{SAMPLES, WARMUP_SAMPLES, load, strings};
+use crate::{WARMUP_SAMPLES, load, sample_count, strings};
 use anyhow::{Result, anyhow};
 use lain::plugin::bindings::types::{AppContext, EnvVar, Label, Proc};
 use lain::plugin::engine::PluginEngine;
@@ -28,8 +28,8 @@ pub fn bench_render(engine: &Arc<PluginEngine>) -> Result<Render> {
         .map_err(|problems| anyhow!("web refused the benchmark proc: {problems:?}"))?;
 
     let mut fresh = FreshSamples::default();
-    let mut render = Vec::with_capacity(SAMPLES);
-    for i in 0..WARMUP_SAMPLES + SAMPLES {
+    let mut render = Vec::with_capacity(sample_count());
+    for i in 0..WARMUP_SAMPLES + sample_count() {
         let sample = fresh_instance(&plugin)?;
         let start = Instant::now();
         let plan = web.render(&proc, &ctx)?;
@@ -44,7 +44,7 @@ pub fn bench_render(engine: &Arc<PluginEngine>) -> Result<Render> {
     let render = Percentiles::of(render);
     Ok(Render {
         plugin: "web".into(),
-        samples: SAMPLES,
+        samples: sample_count(),
         beyond_fresh_instance_p50_us: render.p50_us - fresh.full_cycle.p50_us,
         fresh,
         render,

@@ -3,7 +3,7 @@
 use crate::scheduling::Variant;
 use crate::stats::{Percentiles, Ratio};
 use crate::{
-    BATCH, BREAKDOWN_ROUNDS, MEMBERS, PROCS, ROUNDS, SAMPLES, WARMUP_ROUNDS, WARMUP_SAMPLES,
+    BATCH, MEMBERS, PROCS, WARMUP_ROUNDS, WARMUP_SAMPLES, breakdown_rounds, rounds, sample_count,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -175,6 +175,7 @@ impl Report {
     pub fn markdown(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         let m = &self.machine;
+        let (samples, rounds, breakdown_rounds) = (sample_count(), rounds(), breakdown_rounds());
         writeln!(out, "# lain plugin benchmark\n")?;
         writeln!(
             out,
@@ -186,7 +187,7 @@ impl Report {
         writeln!(
             out,
             "## 1. Fresh instance from `InstancePre` (pooling allocator)\n\n\
-             {SAMPLES} samples per figure after {WARMUP_SAMPLES} warm-up ones, plugins \
+             {samples} samples per figure after {WARMUP_SAMPLES} warm-up ones, plugins \
              interleaved. \"+ drop\" adds dropping the store, which every call of a \
              non-scheduler plugin also pays.\n"
         )?;
@@ -214,7 +215,7 @@ impl Report {
         writeln!(
             out,
             "\n## 2. Scheduling pipeline: `{}`\n\n\
-             {ROUNDS} interleaved rounds (after {WARMUP_ROUNDS} warm-up ones) of {BATCH} \
+             {rounds} interleaved rounds (after {WARMUP_ROUNDS} warm-up ones) of {BATCH} \
              placements cycling over {} procs; all three variants chose identical nodes in every \
              round. Time per placement: median over rounds. \"wasm throughput vs this\": median \
              (quartiles) of the per-round ratio this variant's time / wasm's time; 1.00x is equal \
@@ -246,7 +247,7 @@ impl Report {
         writeln!(
             out,
             "\n### Where a placement's time goes\n\n\
-             {BREAKDOWN_ROUNDS} further rounds of a and b with each member's `evaluate` timed on \
+             {breakdown_rounds} further rounds of a and b with each member's `evaluate` timed on \
              its own (which adds two clock reads per call). Median µs per placement per column; \
              \"pipeline\" is the rest: candidate bitmap, score totals, best node, bookkeeping.\n"
         )?;

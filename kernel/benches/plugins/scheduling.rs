@@ -5,7 +5,7 @@ use crate::natural::Natural;
 use crate::pipeline::{PipelinePlacer, native_members, timed, wasm_members};
 use crate::report::{Breakdown, MemberTime, Scheduling, VariantResult};
 use crate::stats::{Ratio, median, per_placement};
-use crate::{BATCH, BREAKDOWN_ROUNDS, GIB, MEMBERS, NODE_MEMORY, PROCS, ROUNDS, WARMUP_ROUNDS};
+use crate::{BATCH, GIB, MEMBERS, NODE_MEMORY, PROCS, WARMUP_ROUNDS, breakdown_rounds, rounds};
 use anyhow::{Result, bail};
 use lain::plugin::bindings::scheduling::NodeState;
 use lain::plugin::engine::PluginEngine;
@@ -71,7 +71,7 @@ pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Sche
         Contestant::new(Variant::NaturalNative, Natural::new(&cluster)?),
     ];
     let mut times: [Vec<f64>; 3] = Default::default();
-    run_rounds(&mut contestants, ROUNDS, |i, elapsed, measured| {
+    run_rounds(&mut contestants, rounds(), |i, elapsed, measured| {
         if measured && let Some(t) = times.get_mut(i) {
             t.push(per_placement(elapsed));
         }
@@ -102,7 +102,7 @@ pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Sche
     Ok(Scheduling {
         nodes,
         batch: BATCH,
-        rounds: ROUNDS,
+        rounds: rounds(),
         variants,
         breakdown: bench_breakdown(engine, &cluster)?,
     })
@@ -128,7 +128,7 @@ pub fn bench_breakdown(engine: &Arc<PluginEngine>, cluster: &Cluster) -> Result<
     let mut samples = [(); 2].map(|_| vec![Vec::new(); MEMBERS.len() + 1]);
     run_rounds(
         &mut contestants,
-        BREAKDOWN_ROUNDS,
+        breakdown_rounds(),
         |i, elapsed, measured| {
             let (Some(counters), Some(columns)) = (spent.get(i), samples.get_mut(i)) else {
                 return;

@@ -9,10 +9,12 @@
 //! what is measured). In front of it, in the same run: lain's router (`WebRouter` served by
 //! `router::server`, in this process, 2 worker threads, access log on) and an nginx reverse proxy
 //! (2 workers, upstream keep-alive, the configuration `lain router nginx-config` generates,
-//! buffered access log on). `wrk -t2 -c32 -d5s` runs against each, alternating, for [`ROUNDS`]
+//! buffered access log on). `wrk -t2 -c32 -d5s` runs against each, alternating, for `rounds_n()`
 //! rounds. Reported: requests/s and p99 latency (medians over rounds), and lain/nginx ratios
 //! (medians of per-round ratios).
 
+#[path = "../support/mode.rs"]
+mod mode;
 use anyhow::{Context, Result, bail};
 
 /// The allocator the `lain` binary uses, so the router is measured as it runs.
@@ -26,9 +28,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Alternating rounds.
-const ROUNDS: usize = 5;
+fn rounds_n() -> usize {
+    mode::pick(5, 1)
+}
 /// Seconds per wrk run.
-const SECONDS: u32 = 5;
+fn seconds_n() -> u32 {
+    mode::pick(5, 1)
+}
 
 fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -93,11 +99,12 @@ fn wait_port(port: u16) -> Result<()> {
 
 /// (requests/s, p99 ms) of wrk against `port` with `Host: bench.local`.
 fn wrk(port: u16) -> Result<(f64, f64)> {
+    let seconds = seconds_n();
     let out = Command::new("wrk")
         .args([
             "-t2",
             "-c32",
-            &format!("-d{SECONDS}s"),
+            &format!("-d{seconds}s"),
             "--latency",
             "-H",
             "Host: bench.local",
@@ -137,6 +144,9 @@ fn millis(v: &str) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
+    mode::announce("router");
+    let rounds = rounds_n();
+    let seconds = seconds_n();
     let backend_port = free_port()?;
     let _backend = Nginx::start(
         &format!(
@@ -176,7 +186,7 @@ fn main() -> Result<()> {
         (vec![], vec![], vec![], vec![]);
     wrk(router_port)?; // warm both pools
     wrk(front_nginx_port)?;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let order = if round % 2 == 0 {
             [true, false]
         } else {
@@ -193,7 +203,7 @@ fn main() -> Result<()> {
                 nginx_p99.push(p);
             }
         }
-        eprintln!("round {}/{ROUNDS} done", round + 1);
+        eprintln!("round {}/{rounds} done", round + 1);
     }
     let m = |v: &[f64]| {
         let mut v = v.to_vec();
@@ -211,7 +221,7 @@ fn main() -> Result<()> {
         .map(|(l, n)| l / n)
         .collect();
     println!(
-        "## router vs nginx (wrk -t2 -c32 -d{SECONDS}s, loopback, {ROUNDS} alternating rounds, medians)\n"
+        "## router vs nginx (wrk -t2 -c32 -d{seconds}s, loopback, {rounds} alternating rounds, medians)\n"
     );
     println!("| what | lain router | nginx | lain / nginx |\n|---|---|---|---|");
     println!(
@@ -232,6 +242,9 @@ fn main() -> Result<()> {
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;
-    std::fs::write(out.join("router.json"), serde_json::to_vec_pretty(&report)?)?;
+    std::fs::write(
+        out.join(mode::report_file("router")),
+        serde_json::to_vec_pretty(&report)?,
+    )?;
     Ok(())
 }
