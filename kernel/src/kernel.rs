@@ -63,7 +63,8 @@ impl Kernel {
                 builtins,
                 config.plugins.config.clone(),
             )
-            .context("cannot load plugins")?,
+            .context("cannot load plugins")?
+            .with_proc_types(config.proc_types.clone()),
         );
         let shim = shim.to_path_buf();
         let runtime_config = config.clone();

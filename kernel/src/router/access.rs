@@ -69,11 +69,15 @@ impl AccessLog {
 }
 
 /// The access log of `target` (`app/proc`, or empty for requests without a route) under the log
-/// store `logs_dir`.
+/// store `logs_dir`; a target whose app or proc is not one path component is logged with the
+/// requests without a route, never outside `logs_dir`.
 pub fn access_log_path(logs_dir: &Path, target: &str) -> PathBuf {
+    use crate::lifecycle::component;
     match target.split_once('/') {
-        Some((app, proc)) => logs_dir.join(app).join(proc).join(ACCESS_LOG),
-        None => logs_dir.join(".router").join("unrouted.log"),
+        Some((app, proc)) if component("app", app).is_ok() && component("proc", proc).is_ok() => {
+            logs_dir.join(app).join(proc).join(ACCESS_LOG)
+        }
+        _ => logs_dir.join(".router").join("unrouted.log"),
     }
 }
 
