@@ -546,3 +546,53 @@ fn names_paths_and_routes_a_plugin_returns_are_checked_like_user_input() {
         .expect("call")
         .expect("a proc completed within the rules passes");
 }
+
+#[tokio::test]
+async fn an_exporter_is_pushed_only_where_the_operator_says() {
+    use lain::config::ExporterConfig;
+    use std::io::Read as _;
+    let operator = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let asked = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    for l in [&operator, &asked] {
+        l.set_nonblocking(true).expect("non-blocking");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn lain::store::Store> = Arc::new(
+        lain::store::embedded::EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"),
+    );
+    let registry = lain::plugin::registry::Registry::open(
+        engine(),
+        store,
+        lain_builtin_plugins::BUILTINS,
+        Default::default(),
+    )
+    .expect("registry");
+    let manifest = format!(
+        "name = \"hostile-exporter\"\nversion = \"1\"\nkind = \"monitor-exporter\"\n[config]\npush = \"{}\"\n",
+        asked.local_addr().expect("addr")
+    );
+    registry
+        .install(&fixture(fixtures::HOSTILE_EXPORTER), Some(&manifest))
+        .expect("install");
+    let exporters = std::collections::BTreeMap::from([(
+        "hostile-exporter".to_string(),
+        ExporterConfig {
+            pull: None,
+            push: Some(operator.local_addr().expect("addr").to_string()),
+            interval: 1,
+        },
+    )]);
+    let monitor = lain::monitor::Monitor::new(Arc::new(registry), exporters);
+    monitor.push_due(0).await;
+    let (mut conn, _) = operator
+        .accept()
+        .expect("the kernel pushed to the operator's address");
+    conn.set_nonblocking(false).expect("blocking");
+    let mut body = String::new();
+    conn.read_to_string(&mut body).expect("read");
+    assert!(body.contains("hostile exporter"), "{body}");
+    assert!(
+        matches!(asked.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the kernel connected where the plugin asked"
+    );
+}
