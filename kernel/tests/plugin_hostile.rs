@@ -74,7 +74,14 @@ fn endless_loop_is_stopped_by_the_cpu_budget() {
 
 #[test]
 fn memory_bomb_is_stopped_by_the_memory_cap() {
-    let engine = engine();
+    // The CPU budget is an epoch (wall-clock) deadline: on a loaded machine filling 64 MiB can
+    // take longer than the default 200 ms, so it is raised for the memory cap to be what stops
+    // the call.
+    let engine = engine_with(Limits {
+        cpu_ms: 10_000,
+        wall_ms: 20_000,
+        ..Limits::default()
+    });
     let hostile = fixture_plugin(&engine, fixtures::HOSTILE);
     let err = render_fails(&hostile, "alloc");
     assert!(
