@@ -420,3 +420,19 @@ fn secrets_stamp(versions: &std::collections::BTreeMap<String, i64>) -> String {
     }
     hex::encode(&h.finalize()[..6])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::component;
+
+    #[test]
+    fn only_one_plain_path_component_names_a_log_or_volume_directory() {
+        for ok in ["web", "hello.redis.resource", "a-b_c", "..."] {
+            assert_eq!(component("proc", ok).ok(), Some(ok));
+        }
+        for bad in ["", ".", "..", "../../../canary/x", "a/b", "a\0b"] {
+            let err = component("proc", bad).expect_err(bad).to_string();
+            assert!(err.contains("is not one path component"), "{err}");
+        }
+    }
+}

@@ -166,6 +166,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_target_escapes_the_log_store() {
+        let logs = Path::new("/data/logs");
+        assert_eq!(
+            access_log_path(logs, "shop/web"),
+            Path::new("/data/logs/shop/web/access.log")
+        );
+        for target in [
+            "shop/../../../canary/x",
+            "../x/web",
+            "shop/",
+            "/web",
+            "shop/a\0b",
+        ] {
+            assert_eq!(
+                access_log_path(logs, target),
+                Path::new("/data/logs/.router/unrouted.log"),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
     fn lines_reach_the_files_of_their_procs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = AccessLog::start(dir.path()).expect("start");
