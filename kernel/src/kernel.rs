@@ -51,6 +51,10 @@ impl Kernel {
         builtins: &[(&str, &[u8])],
         shim: &std::path::Path,
     ) -> anyhow::Result<Kernel> {
+        config
+            .monitor
+            .check()
+            .map_err(|e| anyhow::anyhow!("kernel config: {e}"))?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
         let store = open_store(&config)?;
@@ -63,7 +67,8 @@ impl Kernel {
                 builtins,
                 config.plugins.config.clone(),
             )
-            .context("cannot load plugins")?,
+            .context("cannot load plugins")?
+            .with_proc_types(config.proc_types.clone()),
         );
         let shim = shim.to_path_buf();
         let runtime_config = config.clone();

@@ -187,7 +187,7 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
                 Right::Read | Right::Operate | Right::Secrets => {
                     matches!(*role, "maintainer" | "admin" | "bootstrap")
                 }
-                Right::Admin => matches!(*role, "admin" | "bootstrap"),
+                Right::Admin | Right::Metrics => matches!(*role, "admin" | "bootstrap"),
             };
             // Builds name their app inside the context: `vault` exists, so building it needs
             // `operate` on it (a new app would admit any authenticated caller).
@@ -922,4 +922,116 @@ async fn remembered_credentials_are_forgotten_when_the_provider_is_disabled() {
         StatusCode::UNAUTHORIZED,
         "a disabled provider vouches for no one"
     );
+}
+
+#[tokio::test]
+async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_readers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hash = |user: &str| hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
+    let mut config = KernelConfig {
+        data_dir: dir.path().to_path_buf(),
+        cache_dir: Some(common::cache_dir()),
+        ..KernelConfig::default()
+    };
+    config.plugins.config.insert(
+        "token".into(),
+        json!({ "tokens": [
+            { "user": "root", "groups": ["admins"], "sha256": hash("root") },
+            { "user": "bob", "groups": [], "sha256": hash("bob") },
+            { "user": "carol", "groups": [], "sha256": hash("carol") },
+            { "user": "dave", "groups": ["monitoring"], "sha256": hash("dave") },
+        ] }),
+    );
+    config.auth.metrics_users = vec!["carol".into()];
+    config.auth.metrics_groups = vec!["monitoring".into()];
+    config.monitor.exporters.insert(
+        "hostile-exporter".into(),
+        lain::config::ExporterConfig {
+            pull: Some("/metrics/hostile".into()),
+            push: None,
+            interval: 60,
+        },
+    );
+    let kernel = Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens");
+    // The exporter asks to be served on an API path, as HTML.
+    let manifest = "name = \"hostile-exporter\"\nversion = \"1\"\nkind = \"monitor-exporter\"\n\
+                    [config]\npull = \"/api/v1/hostile\"\ncontent_type = \"text/html\"\n";
+    kernel
+        .registry
+        .install(
+            &common::fixture(lain_builtin_plugins::fixtures::HOSTILE_EXPORTER),
+            Some(manifest),
+        )
+        .expect("install");
+
+    for auth in [None, Some(token("root")), Some(token("carol"))] {
+        let (status, body) = raw(
+            &kernel,
+            "GET",
+            "/api/v1/hostile",
+            auth.as_deref(),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (status, _) = raw(&kernel, "GET", "/metrics", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(&kernel, "GET", "/metrics", Some(&token("bob")), Value::Null).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`metrics` right")),
+        "{body}"
+    );
+    for reader in ["root", "carol", "dave"] {
+        let (status, body) = raw(
+            &kernel,
+            "GET",
+            "/metrics",
+            Some(&token(reader)),
+            Body::empty(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reader}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("# TYPE lain_plugin_calls_total counter"),
+            "{reader}"
+        );
+    }
+    let (status, _) = raw(
+        &kernel,
+        "GET",
+        "/metrics/hostile",
+        Some(&token("bob")),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "every pull path needs the right"
+    );
+    let response = lain::api::app(kernel.app_state())
+        .oneshot(
+            Request::get("/metrics/hostile")
+                .header("authorization", token("carol"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("router answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers();
+    assert_eq!(
+        headers["content-type"], "application/octet-stream",
+        "never served as HTML"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
 }

@@ -74,7 +74,14 @@ fn endless_loop_is_stopped_by_the_cpu_budget() {
 
 #[test]
 fn memory_bomb_is_stopped_by_the_memory_cap() {
-    let engine = engine();
+    // The CPU budget is an epoch (wall-clock) deadline: on a loaded machine filling 64 MiB can
+    // take longer than the default 200 ms, so it is raised for the memory cap to be what stops
+    // the call.
+    let engine = engine_with(Limits {
+        cpu_ms: 10_000,
+        wall_ms: 20_000,
+        ..Limits::default()
+    });
     let hostile = fixture_plugin(&engine, fixtures::HOSTILE);
     let err = render_fails(&hostile, "alloc");
     assert!(
@@ -288,5 +295,317 @@ async fn wall_clock_bound_stops_waiting() {
         started.elapsed() < Duration::from_secs(2),
         "waited {:?}",
         started.elapsed()
+    );
+}
+
+/// The hostile plugin, loaded with `manifest` (its embedded one when `None`) and the operator's
+/// configuration `operator`, on an engine with `limits`.
+fn hostile_with(
+    limits: Limits,
+    manifest: Option<Manifest>,
+    operator: Option<serde_json::Value>,
+) -> Arc<LoadedPlugin> {
+    let engine = engine_with(limits);
+    let bytes = fixture(fixtures::HOSTILE);
+    let manifest = manifest.unwrap_or_else(|| {
+        Manifest::embedded(&bytes)
+            .expect("parses")
+            .expect("embedded")
+    });
+    Arc::new(
+        LoadedPlugin::load(&engine, manifest, &bytes, false, operator.as_ref()).expect("loads"),
+    )
+}
+
+/// The environment variable `name` of the proc `validate` returned for a proc named `proc_name`.
+fn validated_env(plugin: &LoadedPlugin, proc_name: &str, name: &str) -> Option<String> {
+    let proc = ProcTypePlugin(plugin)
+        .validate(&proc(proc_name), &ctx())
+        .expect("call")
+        .expect("validated");
+    proc.env
+        .into_iter()
+        .find(|v| v.name == name)
+        .map(|v| v.value)
+}
+
+#[test]
+fn a_manifest_cannot_grant_files_only_the_operator_can() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("vault.key");
+    std::fs::write(&key, "master key").expect("write");
+    // A manifest that grants itself a file is refused at parse time, naming the fix.
+    let text = format!(
+        "name = \"hostile\"\nversion = \"0.1.0\"\nkind = \"proc-type\"\n[config.files]\nkey = {:?}\n",
+        key.display().to_string()
+    );
+    let err = Manifest::parse(&text).expect_err("a manifest granting files");
+    assert!(
+        err.to_string().contains("a manifest cannot grant files"),
+        "{err}"
+    );
+    // A manifest recorded before this rule still reads nothing: its `files` are dropped.
+    let mut old = Manifest::embedded(&fixture(fixtures::HOSTILE))
+        .expect("parses")
+        .expect("embedded");
+    old.config = serde_json::json!({ "files": { "key": key } });
+    let plugin = hostile_with(Limits::default(), Some(old), None);
+    assert_eq!(validated_env(&plugin, "read-key", "HOSTILE_FILE"), None);
+    let refusal = validated_env(&plugin, "read-key", "HOSTILE_FILE_ERROR").expect("refused");
+    assert!(refusal.contains("is not granted"), "{refusal}");
+    assert!(plugin.granted_files().is_empty());
+    // The operator's grant is read, by name.
+    let granted = serde_json::json!({ "files": { "key": key } });
+    let plugin = hostile_with(Limits::default(), None, Some(granted));
+    assert_eq!(
+        validated_env(&plugin, "read-key", "HOSTILE_FILE").as_deref(),
+        Some("master key")
+    );
+}
+
+#[test]
+fn read_file_refuses_what_is_not_a_regular_file_and_bounds_the_read() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .expect("mkfifo");
+    // A writer feeds 5 MiB, more than the 4 MiB cap; it opens read-write so it never waits.
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .expect("open the fifo");
+    std::thread::spawn(move || {
+        let _ = writer.write_all(&vec![b'x'; 5 << 20]);
+    });
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'y'; (4 << 20) + 1]).expect("write");
+    let mut files = serde_json::json!({ "fifo": fifo, "big": big, "dev": "/dev/null" });
+    // `/proc` files say they are empty: this one holds more than 4 MiB on most kernels.
+    let kallsyms = std::fs::read("/proc/kallsyms").map_or(0, |b| b.len());
+    if kallsyms > 4 << 20 {
+        files["proc"] = "/proc/kallsyms".into();
+    } else {
+        eprintln!("/proc/kallsyms holds {kallsyms} bytes here: the /proc case is skipped");
+    }
+    // Time spent reading in the host counts against the epoch deadline: raised, so that a loaded
+    // machine does not turn a slow `/proc` read into a budget error.
+    let plugin = hostile_with(
+        Limits {
+            cpu_ms: 10_000,
+            wall_ms: 20_000,
+            ..Limits::default()
+        },
+        None,
+        Some(serde_json::json!({ "files": files })),
+    );
+    let (done, result) = std::sync::mpsc::channel();
+    let p = plugin.clone();
+    std::thread::spawn(move || {
+        let refusal = |name: &str| {
+            let len = validated_env(&p, &format!("read-{name}"), "HOSTILE_FILE_LEN");
+            let error = validated_env(&p, &format!("read-{name}"), "HOSTILE_FILE_ERROR");
+            (name.to_string(), len, error)
+        };
+        let names = ["fifo", "dev", "big", "proc"];
+        let _ = done.send(names.map(refusal));
+    });
+    let outcomes = result
+        .recv_timeout(Duration::from_secs(20))
+        .expect("read-file never blocks");
+    for (name, len, error) in outcomes {
+        if name == "proc" && kallsyms <= 4 << 20 {
+            continue;
+        }
+        let error = error.unwrap_or_else(|| panic!("{name}: read {len:?} bytes"));
+        let expected = match name.as_str() {
+            "fifo" | "dev" => "not a regular file",
+            _ => "larger than 4194304 bytes",
+        };
+        assert!(error.contains(expected), "{name}: {error}");
+    }
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_plugin_cannot_forge_split_or_flood_the_kernel_log() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let plugin = hostile_with(
+        Limits {
+            cpu_ms: 10_000,
+            wall_ms: 20_000,
+            log_lines_per_sec: 50,
+            ..Limits::default()
+        },
+        None,
+        None,
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        validated_env(&plugin, "flood", "none");
+    });
+    let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("2025-01-01T00:00:00")),
+        "a forged line: {}",
+        lines
+            .iter()
+            .find(|l| l.starts_with("2025-01-01"))
+            .unwrap_or(&"")
+    );
+    let records = lines.iter().filter(|l| l.contains("record ")).count();
+    assert!(
+        (50..=60).contains(&records),
+        "{records} records of 1000 were logged"
+    );
+    assert!(
+        lines.iter().all(|l| l.len() < 64 << 10),
+        "a line of {} bytes",
+        lines.iter().map(|l| l.len()).max().unwrap_or(0)
+    );
+    let first = lines
+        .iter()
+        .find(|l| l.contains("record 0"))
+        .expect("record 0");
+    assert!(
+        first.contains("record 0\\n2025-01-01T00:00:00.000000Z  INFO lain::auth: admin login ok"),
+        "the newline is escaped: {first}"
+    );
+    assert!(first.contains("(8 more fields dropped)"), "{first}");
+    // Dropped lines are counted and said, in one or more notices.
+    let dropped: u64 = lines
+        .iter()
+        .filter(|l| l.contains("log lines dropped: over the limit of 50 lines per second"))
+        .filter_map(|l| {
+            let at = l.find(" log lines dropped")?;
+            l[..at].rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(
+        dropped as usize + records,
+        1000,
+        "{records} logged, {dropped} dropped"
+    );
+}
+
+#[test]
+fn names_paths_and_routes_a_plugin_returns_are_checked_like_user_input() {
+    let engine = engine();
+    let hostile = fixture_plugin(&engine, fixtures::HOSTILE);
+    for (name, expected) in [
+        ("rename", "cannot rename"),
+        ("bad-volume", "volume `/data/../../../etc`"),
+        ("bad-secret", "secret file `../vault.key`"),
+        ("bad-env", "environment variable `A=B`"),
+    ] {
+        let err = ProcTypePlugin(&hostile)
+            .validate(&proc(name), &ctx())
+            .expect_err(name);
+        assert!(
+            matches!(&err.cause, Cause::BadResult(m) if m.contains(expected)),
+            "{name}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("plugin `hostile` 0.1.0") && text.contains("`validate`"),
+            "{text}"
+        );
+        // An invalid answer is a fault: enough of them quarantine the plugin.
+        hostile.health().release();
+    }
+    for (name, expected) in [
+        (
+            "bad-route",
+            "route host `evil.lain.local; include /etc/shadow`",
+        ),
+        ("bad-workdir", "workdir `../../etc`"),
+    ] {
+        let err = render_fails(&hostile, name);
+        assert!(
+            matches!(&err.cause, Cause::BadResult(m) if m.contains(expected)),
+            "{name}: {err}"
+        );
+    }
+    assert_eq!(hostile.health().report(hostile.policy()).failures, 6);
+    hostile.health().release();
+    ProcTypePlugin(&hostile)
+        .validate(&proc("fine"), &ctx())
+        .expect("call")
+        .expect("a proc completed within the rules passes");
+}
+
+#[tokio::test]
+async fn an_exporter_is_pushed_only_where_the_operator_says() {
+    use lain::config::ExporterConfig;
+    use std::io::Read as _;
+    let operator = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let asked = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    for l in [&operator, &asked] {
+        l.set_nonblocking(true).expect("non-blocking");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn lain::store::Store> = Arc::new(
+        lain::store::embedded::EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"),
+    );
+    let registry = lain::plugin::registry::Registry::open(
+        engine(),
+        store,
+        lain_builtin_plugins::BUILTINS,
+        Default::default(),
+    )
+    .expect("registry");
+    let manifest = format!(
+        "name = \"hostile-exporter\"\nversion = \"1\"\nkind = \"monitor-exporter\"\n[config]\npush = \"{}\"\n",
+        asked.local_addr().expect("addr")
+    );
+    registry
+        .install(&fixture(fixtures::HOSTILE_EXPORTER), Some(&manifest))
+        .expect("install");
+    let exporters = std::collections::BTreeMap::from([(
+        "hostile-exporter".to_string(),
+        ExporterConfig {
+            pull: None,
+            push: Some(operator.local_addr().expect("addr").to_string()),
+            interval: 1,
+        },
+    )]);
+    let monitor = lain::monitor::Monitor::new(Arc::new(registry), exporters);
+    monitor.push_due(0).await;
+    let (mut conn, _) = operator
+        .accept()
+        .expect("the kernel pushed to the operator's address");
+    conn.set_nonblocking(false).expect("blocking");
+    let mut body = String::new();
+    conn.read_to_string(&mut body).expect("read");
+    assert!(body.contains("hostile exporter"), "{body}");
+    assert!(
+        matches!(asked.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the kernel connected where the plugin asked"
     );
 }

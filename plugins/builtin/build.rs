@@ -29,6 +29,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("lain-plugin-template", "TEMPLATE"),
     ("lain-fixture-hostile", "HOSTILE"),
     ("lain-fixture-hostile-scheduler", "HOSTILE_SCHEDULER"),
+    ("lain-fixture-hostile-exporter", "HOSTILE_EXPORTER"),
     ("lain-fixture-forbidden-import", "FORBIDDEN_IMPORT"),
 ];
 

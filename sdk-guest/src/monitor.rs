@@ -1,6 +1,8 @@
 //! Monitoring exporters: how collected samples leave the platform.
 //!
-//! The exporter only encodes; the kernel serves the bytes (pull) or sends them (push).
+//! The exporter only encodes; the kernel serves the bytes (pull) or sends them (push) where the
+//! operator's `[monitor.exporters.<name>]` says. What `describe` says about the delivery (a path,
+//! an address) is never used: a plugin cannot open a route or make the kernel connect anywhere.
 //!
 //! A complete exporter that writes one `name{labels} value` line per sample:
 //!

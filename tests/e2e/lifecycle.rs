@@ -435,7 +435,9 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
         through_router.starts_with("Hello from lain: instance"),
         "{through_router}"
     );
-    let metrics = get(&format!("http://{api}/metrics"));
+    // Behind the `metrics` right: the local bootstrap token is an admin's.
+    let token = std::fs::read_to_string(data.join("bootstrap.token")).expect("bootstrap token");
+    let metrics = support::get_as(&format!("http://{api}/metrics"), token.trim());
     let line = metrics
         .lines()
         .find(|l| {

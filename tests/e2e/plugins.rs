@@ -150,12 +150,86 @@ fn refusals_name_the_culprit_and_change_nothing() {
         "{err}"
     );
 
+    // A manifest only asks for files; one that grants itself a file is refused.
+    let greedy = dir.path().join("greedy.toml");
+    std::fs::write(
+        &greedy,
+        "name = \"greedy\"\nversion = \"1\"\nkind = \"proc-type\"\n[config.files]\nkey = \"/etc/shadow\"\n",
+    )
+    .expect("write");
+    let greedy = greedy.to_str().expect("utf-8");
+    let err = kernel.lain_err(&["plugin", "install", fixtures::HOSTILE, "--manifest", greedy]);
+    assert!(err.contains("a manifest cannot grant files"), "{err}");
+    // A plugin that says it serves a built-in type is refused naming the holder.
+    let squatter = dir.path().join("squatter.toml");
+    std::fs::write(
+        &squatter,
+        "name = \"zz-worker\"\nversion = \"1\"\nkind = \"proc-type\"\n[config]\ntype = \"worker\"\n",
+    )
+    .expect("write");
+    let squatter = squatter.to_str().expect("utf-8");
+    let err = kernel.lain_err(&[
+        "plugin",
+        "install",
+        fixtures::HOSTILE,
+        "--manifest",
+        squatter,
+    ]);
+    assert!(
+        err.contains("proc type `worker`") && err.contains("built-in plugin `worker`"),
+        "{err}"
+    );
+
     let err = kernel.lain_err(&["plugin", "upgrade", "nope", fixtures::TEMPLATE]);
     assert!(err.contains("no plugin named `nope`"), "{err}");
     assert_eq!(
         names(&json(&kernel.lain_ok(&["plugin", "list", "-o", "json"]))),
         BUILTINS
     );
+}
+
+#[test]
+fn install_and_show_say_what_a_plugin_asks_for_and_what_the_operator_granted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let granted = dir.path().join("jwks.json");
+    std::fs::write(&granted, "{}").expect("write");
+    let config = format!(
+        "[plugins.config.asker]\nfiles = {{ jwks = {:?} }}\n",
+        granted.display().to_string()
+    );
+    let kernel = KernelProcess::start(dir.path(), &config);
+    let manifest = dir.path().join("asker.toml");
+    std::fs::write(
+        &manifest,
+        "name = \"asker\"\nversion = \"1\"\nkind = \"proc-type\"\n[config]\ntype = \"asker\"\n\
+         [files]\njwks = \"the keys tokens are signed with\"\nca = \"the CA to trust\"\n",
+    )
+    .expect("write");
+    let manifest = manifest.to_str().expect("utf-8");
+    let out = kernel.lain_ok(&[
+        "plugin",
+        "install",
+        fixtures::HOSTILE,
+        "--manifest",
+        manifest,
+    ]);
+    assert!(
+        out.contains(&format!(
+            "file jwks: granted {} (asked: the keys tokens are signed with)",
+            granted.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("file ca: asked, not granted (the CA to trust)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[plugins.config.asker] files = { ca = \"/path\" }"),
+        "{out}"
+    );
+    let show = kernel.lain_ok(&["plugin", "show", "asker"]);
+    assert!(show.contains("file ca: asked, not granted"), "{show}");
 }
 
 #[test]
@@ -250,7 +324,10 @@ fn api_serves_health_metrics_openapi_and_authenticates_through_plugins() {
         "the denial reason is logged, not returned: {body}"
     );
 
-    let (status, body) = get("/metrics", None);
+    // Metrics are not public: the `metrics` right, which admins hold (`ci` is in `admins`).
+    let (status, _) = get("/metrics", None);
+    assert_eq!(status, 401);
+    let (status, body) = get("/metrics", Some("ci-token-0123456789"));
     assert_eq!(status, 200);
     assert!(
         body.contains("# TYPE lain_plugin_calls_total counter"),
@@ -276,7 +353,7 @@ fn graphite_exporter_pushes_plaintext_lines() {
     let address = listener.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
-        "[monitor]\nexporters = [\"graphite\"]\n[plugins.config.graphite]\naddress = \"{address}\"\ninterval = 1\nprefix = \"lain_local\"\npath_labels = [\"plugin\"]\n"
+        "[monitor.exporters.graphite]\npush = \"{address}\"\ninterval = 1\n[plugins.config.graphite]\nprefix = \"lain_local\"\npath_labels = [\"plugin\"]\n"
     );
     let _kernel = KernelProcess::start(dir.path(), &config);
     listener.set_nonblocking(false).expect("blocking");

@@ -440,7 +440,8 @@ fn health_checks_take_an_instance_out_and_put_it_back_and_requests_are_logged_co
     });
 
     // Request counts and latencies in the metrics.
-    let metrics = support::get(&format!("{}/metrics", kernel.url));
+    // Behind the `metrics` right: the bootstrap token is an admin's.
+    let metrics = support::get_as(&format!("{}/metrics", kernel.url), &kernel.token());
     let value = |prefix: &str, labels: &[&str]| -> f64 {
         metrics
             .lines()

@@ -306,6 +306,17 @@ pub fn get(url: &str) -> String {
         .expect("body")
 }
 
+/// GET `url` with `Authorization: Bearer <token>`, the body as text, or panic.
+pub fn get_as(url: &str, token: &str) -> String {
+    ureq::get(url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .body_mut()
+        .read_to_string()
+        .expect("body")
+}
+
 /// Runs `openssl` with `args` in `dir` (certificates for TLS tests), or panics with its stderr.
 pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

@@ -285,7 +285,7 @@ pub async fn logs(
         .flat_map(|d| &d.procs)
         .find(|p| p.name == proc2)
         .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no proc `{proc}`")))?;
-    let dir = state.lifecycle.log_file(&app, &plan.name, 0);
+    let dir = state.lifecycle.log_file(&app, &plan.name, 0)?;
     let dir = dir
         .parent()
         .map(std::path::Path::to_path_buf)

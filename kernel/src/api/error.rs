@@ -86,6 +86,7 @@ impl From<InstallError> for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "forbidden-import")
             }
             InstallError::Compile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile-failed"),
+            InstallError::Describe(_) => (StatusCode::UNPROCESSABLE_ENTITY, "describe-failed"),
             InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             InstallError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             InstallError::BuiltIn(..) => (StatusCode::CONFLICT, "built-in"),

@@ -8,7 +8,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::auth::audit::AuditRecord;
-use crate::auth::rights::{Right, rule_for};
+use crate::auth::rights::{PULL_RULE, Right, rule_for};
 use crate::auth::{Caller, Denied, Outcome};
 use crate::plugin::limits::within_wall_clock;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
@@ -24,7 +24,12 @@ pub async fn guard(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(rule) = rule_for(req.method(), matched.as_str()) else {
+    // An exporter's pull path is the operator's, so it is not in the table by name.
+    let pull = || {
+        (req.method() == axum::http::Method::GET && state.monitor.is_pull_path(matched.as_str()))
+            .then_some(&PULL_RULE)
+    };
+    let Some(rule) = rule_for(req.method(), matched.as_str()).or_else(pull) else {
         tracing::error!(route = %matched.as_str(), method = %req.method(), "no access rule: refused");
         return ApiError::new(
             StatusCode::FORBIDDEN,

@@ -8,6 +8,7 @@ pub mod access;
 pub mod apps;
 pub mod error;
 pub mod guard;
+pub mod metrics;
 pub mod nodes;
 pub mod plugins;
 pub mod secrets;
@@ -15,10 +16,8 @@ pub mod validate;
 
 use crate::auth::{Access, Caller};
 use crate::monitor::Monitor;
-use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::header;
+use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Extension, Router};
@@ -54,7 +53,7 @@ pub struct AppState {
 #[openapi(
     info(title = "lain platform API", description = "Plugins, apps and the cluster of a lain kernel."),
     paths(
-        healthz, openapi, whoami,
+        healthz, openapi, whoami, metrics::pull,
         secrets::list, secrets::put, secrets::show, secrets::remove, secrets::rotate_key,
         access::list, access::add, access::remove, access::audit,
         plugins::list, plugins::show, plugins::install, plugins::upgrade,
@@ -73,6 +72,7 @@ pub struct AppState {
         (name = "nodes", description = "Nodes instances are scheduled on"),
         (name = "secrets", description = "Secret files of procs, encrypted at rest"),
         (name = "access", description = "App maintainers and the audit log"),
+        (name = "monitoring", description = "Exporters' output on the pull paths the operator configures"),
     )
 )]
 pub struct ApiDoc;
@@ -91,9 +91,14 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The router of the platform API.
+/// The router of the platform API: the routes below, plus each exporter pull path the operator
+/// configured (`[monitor.exporters.<name>] pull`, checked at start not to be one of them).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for path in state.monitor.pull_paths() {
+        router = router.route(&path, get(metrics::pull));
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(openapi))
         .route("/api/v1/whoami", get(whoami))
@@ -142,7 +147,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             guard::guard,
         ))
-        .fallback(pull_exporter)
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -203,20 +208,7 @@ pub async fn whoami(Extension(caller): Extension<Caller>) -> Json<WhoAmI> {
     })
 }
 
-/// Serves pull exporters on their paths (`/metrics` for `prometheus`); anything else is a 404.
-async fn pull_exporter(
-    State(state): State<AppState>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-) -> Response {
-    let path = uri.path().to_string();
-    if method == axum::http::Method::GET {
-        let monitor = state.monitor.clone();
-        let wall = state.registry.engine().limits().wall();
-        let scraped = within_wall_clock(wall, move || monitor.scrape(&path)).await;
-        if let Ok(Some(scrape)) = scraped {
-            return ([(header::CONTENT_TYPE, scrape.content_type)], scrape.body).into_response();
-        }
-    }
+/// Anything that is not a route is a 404 saying so.
+async fn no_route(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
 }

@@ -78,6 +78,8 @@ pub struct Access {
     bootstrap: Option<bootstrap::Bootstrap>,
     admin_groups: Vec<String>,
     admin_users: Vec<String>,
+    metrics_groups: Vec<String>,
+    metrics_users: Vec<String>,
     /// The audit log.
     pub audit: audit::AuditLog,
 }
@@ -102,6 +104,8 @@ impl Access {
             bootstrap,
             admin_groups: config.auth.admin_groups.clone(),
             admin_users: config.auth.admin_users.clone(),
+            metrics_groups: config.auth.metrics_groups.clone(),
+            metrics_users: config.auth.metrics_users.clone(),
             audit: audit::AuditLog::new(config.auth.audit_keep),
         })
     }
@@ -207,6 +211,18 @@ impl Access {
             Right::Public | Right::Authenticated => Ok(()),
             _ if caller.admin => Ok(()),
             Right::Admin => denied("only cluster admins hold it"),
+            Right::Metrics => {
+                let p = &caller.principal;
+                if self.metrics_users.contains(&p.subject)
+                    || p.groups.iter().any(|g| self.metrics_groups.contains(g))
+                {
+                    Ok(())
+                } else {
+                    denied(
+                        "only cluster admins and the principals in `[auth] metrics_users` or `metrics_groups` hold it",
+                    )
+                }
+            }
             Right::Read | Right::Operate | Right::Secrets => {
                 let Some(app) = app else {
                     return denied("the route names no app");

@@ -19,6 +19,9 @@ pub enum Right {
     Operate,
     /// Read and write an app's secret files: its maintainers and cluster admins.
     Secrets,
+    /// Read what exporters serve on their pull paths (`/metrics`): cluster admins and the
+    /// principals in `[auth] metrics_users` / `metrics_groups`.
+    Metrics,
     /// The cluster itself (nodes, plugins, the master key, the audit log): cluster admins.
     Admin,
 }
@@ -32,6 +35,7 @@ impl Right {
             Right::Read => "read",
             Right::Operate => "operate",
             Right::Secrets => "secrets",
+            Right::Metrics => "metrics",
             Right::Admin => "admin",
         }
     }
@@ -66,7 +70,11 @@ const fn rule(method: &'static str, path: &'static str, right: Right) -> Rule {
     }
 }
 
-use Right::{Admin, Authenticated, Operate, Public, Read, Secrets};
+use Right::{Admin, Authenticated, Metrics, Operate, Public, Read, Secrets};
+
+/// The rule of every exporter pull path the operator configures (`[monitor.exporters.<name>]
+/// pull`); the table shows it at the default path `/metrics`.
+pub const PULL_RULE: Rule = rule("GET", "/metrics", Metrics);
 
 /// Every endpoint of the platform API and the right it needs. `POST /api/v1/builds` names its
 /// app inside the build context: the build handler checks `operate` on it once it has read the
@@ -84,6 +92,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/plugins", Authenticated),
     rule("GET", "/api/v1/plugins/{name}", Authenticated),
     rule("GET", "/api/v1/nodes", Authenticated),
+    PULL_RULE,
     rule("POST", "/api/v1/builds", Authenticated),
     rule("GET", "/api/v1/apps/{app}", Read),
     rule("GET", "/api/v1/apps/{app}/releases", Read),

@@ -105,7 +105,8 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
             );
             let p: PluginView = client.send("POST", "/api/v1/plugins", Some(&body))?;
             print(output, &p, |p| {
-                println!("installed {} {} ({}), enabled", p.name, p.version, p.kind)
+                println!("installed {} {} ({}), enabled", p.name, p.version, p.kind);
+                files(p);
             })
         }
         PluginCommand::Upgrade {
@@ -217,6 +218,33 @@ fn show(p: &PluginView) {
         println!("last failure:  {e}");
     }
     println!("default config: {}", p.default_config);
+    files(p);
+}
+
+/// What files the plugin asks for and what the operator granted, and how to grant the rest.
+fn files(p: &PluginView) {
+    for (name, reason) in &p.files_requested {
+        match p.files_granted.get(name) {
+            Some(path) => println!("file {name}: granted {path} (asked: {reason})"),
+            None => println!("file {name}: asked, not granted ({reason})"),
+        }
+    }
+    for (name, path) in &p.files_granted {
+        if !p.files_requested.contains_key(name) {
+            println!("file {name}: granted {path} (not asked for)");
+        }
+    }
+    let missing: Vec<&String> = p
+        .files_requested
+        .keys()
+        .filter(|n| !p.files_granted.contains_key(*n))
+        .collect();
+    if let Some(first) = missing.first() {
+        println!(
+            "  only the operator grants files: in the kernel config, `[plugins.config.{}] files = {{ {first} = \"/path\" }}`, then restart the kernel",
+            p.name
+        );
+    }
 }
 
 fn install_body(file: &Path, manifest: Option<&Path>) -> anyhow::Result<serde_json::Value> {

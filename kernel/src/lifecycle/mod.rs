@@ -343,15 +343,29 @@ impl Lifecycle {
         self.config.data_dir.join("releases")
     }
 
-    /// The log file of instance `no` of proc `proc` of `app`.
-    pub fn log_file(&self, app: &str, proc: &str, no: u32) -> PathBuf {
-        self.config
+    /// The log file of instance `no` of proc `proc` of `app`, always inside `<data_dir>/logs`:
+    /// a name that is not one plain path component is refused.
+    pub fn log_file(&self, app: &str, proc: &str, no: u32) -> Result<PathBuf, LifecycleError> {
+        Ok(self
+            .config
             .data_dir
             .join("logs")
-            .join(app)
-            .join(proc)
-            .join(format!("{no}.log"))
+            .join(component("app", app)?)
+            .join(component("proc", proc)?)
+            .join(format!("{no}.log")))
     }
+}
+
+/// `name` if it is one plain path component (not empty, `.` or `..`, no `/` or NUL), so that
+/// joining it to a directory stays inside that directory; else an error naming `what`.
+pub fn component<'a>(what: &str, name: &'a str) -> Result<&'a str, LifecycleError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(LifecycleError::Invalid(format!(
+            "{what} name `{}` is not one path component",
+            name.escape_debug()
+        )));
+    }
+    Ok(name)
 }
 
 /// A kernel id: random enough to tell kernels sharing a host apart.
@@ -405,4 +419,20 @@ fn secrets_stamp(versions: &std::collections::BTreeMap<String, i64>) -> String {
         h.update(updated_ms.to_le_bytes());
     }
     hex::encode(&h.finalize()[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::component;
+
+    #[test]
+    fn only_one_plain_path_component_names_a_log_or_volume_directory() {
+        for ok in ["web", "hello.redis.resource", "a-b_c", "..."] {
+            assert_eq!(component("proc", ok).ok(), Some(ok));
+        }
+        for bad in ["", ".", "..", "../../../canary/x", "a/b", "a\0b"] {
+            let err = component("proc", bad).expect_err(bad).to_string();
+            assert!(err.contains("is not one path component"), "{err}");
+        }
+    }
 }

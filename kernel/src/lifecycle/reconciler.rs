@@ -648,7 +648,13 @@ impl Reconciler {
             return;
         };
         self.pins.remove(&(full.clone(), no));
-        let mut spec = instance_spec(&self.lc, d, no, &node);
+        let mut spec = match instance_spec(&self.lc, d, no, &node) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.problems.insert(full.clone(), e.to_string());
+                return;
+            }
+        };
         spec.secret_files = secrets;
         self.placed.insert(spec.name.clone(), (full.clone(), node));
         actions.push(Action::Create(Box::new(spec), full.clone()));
@@ -946,7 +952,12 @@ fn connect_clients(d: &Desired, o: &Observed, actions: &mut Vec<Action>) {
 }
 
 /// The runtime spec of instance `no` of `d` on `node`.
-fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSpec {
+fn instance_spec(
+    lc: &Lifecycle,
+    d: &Desired,
+    no: u32,
+    node: &str,
+) -> Result<InstanceSpec, super::LifecycleError> {
     let p = &d.plan.plan;
     let mut env = d.plan.env.clone();
     env.extend([
@@ -969,7 +980,7 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
     )
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    InstanceSpec {
+    Ok(InstanceSpec {
         // A new version of the secrets is a new instance, as a new release is.
         name: if d.plan.secrets_stamp.is_empty() {
             format!("{}.i{no}.{}.{node}", d.plan.full_name, d.release)
@@ -989,7 +1000,7 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
         ports: p.ports.iter().map(|p| p.number).collect(),
         memory: p.memory,
         cpu: p.cpu,
-        log_file: lc.log_file(&d.app, &d.plan.name, no),
+        log_file: lc.log_file(&d.app, &d.plan.name, no)?,
         aliases: vec![d.plan.name.clone()],
         volumes: d.plan.volumes.clone(),
         volume_root: lc
@@ -1001,7 +1012,7 @@ fn instance_spec(lc: &Lifecycle, d: &Desired, no: u32, node: &str) -> InstanceSp
             .join(no.to_string()),
         health: p.health.clone(),
         secret_files: Vec::new(),
-    }
+    })
 }
 
 /// The secret files of `d`'s instances, read from the vault. A missing one is skipped with

@@ -1,18 +1,23 @@
 //! Monitoring: the kernel's own metrics, encoded by monitoring-exporter plugins.
 //!
-//! Exporters only encode; the kernel delivers. A `pull` exporter's bytes are served on its path
-//! (e.g. `GET /metrics`); a `push` exporter's bytes are sent over TCP to its address every interval.
+//! Exporters only encode; the kernel delivers, where the operator's `[monitor.exporters.<name>]`
+//! says and nowhere else: a `pull` exporter's bytes are served on the operator's path (e.g.
+//! `GET /metrics`, behind the `metrics` right), a `push` exporter's bytes are sent over TCP to
+//! the operator's `host:port` every `interval` seconds. What an exporter's `describe()` says
+//! about its delivery (a path, an address) is never used: a plugin cannot open a route or make
+//! the kernel connect anywhere. Its content type is used only when it is a plain, inert one.
 //! Exporters fail open: a failing exporter loses its own output and nothing else.
 
+use crate::config::ExporterConfig;
 use crate::plugin::bindings::monitoring::{
-    Delivery, ExporterInfo, MetricFamily, MetricKind, Sample, SampleBatch,
+    ExporterInfo, MetricFamily, MetricKind, Sample, SampleBatch,
 };
 use crate::plugin::bindings::types::Label;
 use crate::plugin::kinds::monitor::ExporterPlugin;
 use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, LoadedPlugin};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +30,7 @@ use crate::router::WebRouter;
 #[derive(Clone)]
 pub struct Monitor {
     registry: Arc<Registry>,
-    exporters: Vec<String>,
+    exporters: Arc<BTreeMap<String, ExporterConfig>>,
     started: Instant,
     /// Each exporter's `describe` answer, by plugin name and content hash: it only changes
     /// with the plugin, and the push loop would otherwise ask every second.
@@ -45,11 +50,11 @@ pub struct Scrape {
 }
 
 impl Monitor {
-    /// A monitor using the named exporters.
-    pub fn new(registry: Arc<Registry>, exporters: Vec<String>) -> Monitor {
+    /// A monitor using the operator's exporters (`[monitor.exporters]`, checked).
+    pub fn new(registry: Arc<Registry>, exporters: BTreeMap<String, ExporterConfig>) -> Monitor {
         Monitor {
             registry,
-            exporters,
+            exporters: Arc::new(exporters),
             started: Instant::now(),
             infos: Default::default(),
             status: None,
@@ -177,46 +182,67 @@ impl Monitor {
         batch
     }
 
-    /// Encodes the current samples for the pull exporter serving `path`, if any. Blocking.
+    /// Whether `path` is one of the operator's pull paths.
+    pub fn is_pull_path(&self, path: &str) -> bool {
+        self.exporters
+            .values()
+            .any(|e| e.pull.as_deref() == Some(path))
+    }
+
+    /// The operator's pull paths: the routes the API serves exporters on.
+    pub fn pull_paths(&self) -> Vec<String> {
+        self.exporters
+            .values()
+            .filter_map(|e| e.pull.clone())
+            .collect()
+    }
+
+    /// Encodes the current samples for the exporter the operator serves on `path`, if any.
+    /// Blocking.
     pub fn scrape(&self, path: &str) -> Option<Scrape> {
-        for plugin in self.plugins() {
-            let exporter = ExporterPlugin(&plugin);
-            let info = match self.info(&plugin) {
-                Ok(info) => info,
-                Err(e) => {
-                    tracing::warn!("monitoring exporter skipped: {e}");
-                    continue;
-                }
-            };
-            if !matches!(&info.delivery, Delivery::Pull(p) if p == path) {
-                continue;
+        let (name, _) = self
+            .exporters
+            .iter()
+            .find(|(_, e)| e.pull.as_deref() == Some(path))?;
+        let plugin = self.plugin(name)?;
+        let info = match self.info(&plugin) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!("monitoring exporter skipped: {e}");
+                return None;
             }
-            match exporter.encode(&self.collect()) {
-                Ok(body) => {
-                    return Some(Scrape {
-                        content_type: info.content_type,
-                        body,
-                    });
-                }
-                Err(e) => tracing::warn!("monitoring exporter failed: {e}"),
+        };
+        match ExporterPlugin(&plugin).encode(&self.collect()) {
+            Ok(body) => Some(Scrape {
+                content_type: inert_content_type(&info.content_type),
+                body,
+            }),
+            Err(e) => {
+                tracing::warn!("monitoring exporter failed: {e}");
+                None
             }
         }
-        None
     }
 
     /// Sends the current samples to every push exporter whose interval has come; call it every
     /// second. Failures are logged and dropped (exporters fail open).
     pub async fn push_due(&self, tick: u64) {
         let wall = self.registry.engine().limits().wall();
-        for plugin in self.plugins() {
-            let name = plugin.name().to_string();
+        for (name, exporter) in self.exporters.iter() {
+            let Some(address) = exporter.push.clone() else {
+                continue;
+            };
+            if exporter.interval == 0 || !tick.is_multiple_of(u64::from(exporter.interval)) {
+                continue;
+            }
+            let Some(plugin) = self.plugin(name) else {
+                continue;
+            };
             let batch = self.collect();
-            let monitor = self.clone();
-            let due =
-                within_wall_clock(wall, move || monitor.encode_if_due(&plugin, &batch, tick)).await;
-            let (address, body) = match due {
-                Ok(Ok(Some(due))) => due,
-                Ok(Ok(None)) => continue,
+            let encoded =
+                within_wall_clock(wall, move || ExporterPlugin(&plugin).encode(&batch)).await;
+            let body = match encoded {
+                Ok(Ok(body)) => body,
                 Ok(Err(e)) => {
                     tracing::warn!("monitoring exporter failed: {e}");
                     continue;
@@ -232,29 +258,40 @@ impl Monitor {
         }
     }
 
-    /// The push address and encoded batch of a push exporter whose interval has come at `tick`.
-    fn encode_if_due(
-        &self,
-        plugin: &LoadedPlugin,
-        batch: &SampleBatch,
-        tick: u64,
-    ) -> Result<Option<(String, Vec<u8>)>, CallError> {
-        match self.info(plugin)?.delivery {
-            Delivery::Push(t) if t.interval > 0 && tick.is_multiple_of(u64::from(t.interval)) => {
-                Ok(Some((t.address, ExporterPlugin(plugin).encode(batch)?)))
-            }
-            _ => Ok(None),
+    /// The enabled plugin `name`, if any.
+    fn plugin(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        match self.registry.get(name) {
+            Some(Ok(p)) => Some(p),
+            _ => None,
         }
     }
+}
 
-    fn plugins(&self) -> Vec<Arc<LoadedPlugin>> {
-        self.exporters
-            .iter()
-            .filter_map(|name| match self.registry.get(name) {
-                Some(Ok(p)) => Some(p),
-                _ => None,
-            })
-            .collect()
+/// An exporter's content type if it is a plain `type/subtype` (with parameters) that a browser
+/// does not run or render as a document (no HTML, XML, SVG or script); else
+/// `application/octet-stream`. The API also sends `X-Content-Type-Options: nosniff`.
+pub fn inert_content_type(given: &str) -> String {
+    let lower = given.trim().to_ascii_lowercase();
+    let essence = lower.split(';').next().unwrap_or_default().trim();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    let well_formed = lower.len() <= 128
+        && essence
+            .split_once('/')
+            .is_some_and(|(t, st)| token(t) && token(st))
+        && lower
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " !#$&^_.+-/;=\"".contains(c));
+    let active = ["html", "xml", "svg", "script", "pdf"]
+        .iter()
+        .any(|a| essence.contains(a));
+    if well_formed && !active {
+        lower
+    } else {
+        "application/octet-stream".into()
     }
 }
 
@@ -268,4 +305,36 @@ async fn send(address: &str, body: &[u8]) -> std::io::Result<()> {
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inert_content_type;
+
+    #[test]
+    fn only_inert_content_types_are_served() {
+        for plain in [
+            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0",
+            "application/json",
+        ] {
+            assert_eq!(inert_content_type(plain), plain);
+        }
+        for active in [
+            "text/html",
+            "TEXT/HTML; charset=utf-8",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "application/javascript",
+            "text/plain\r\nSet-Cookie: a=b",
+            "nonsense",
+            "",
+        ] {
+            assert_eq!(
+                inert_content_type(active),
+                "application/octet-stream",
+                "{active:?}"
+            );
+        }
+    }
 }

@@ -18,7 +18,7 @@ wasmtime::component::bindgen!({
         }
     ",
     path: "../wit/lain-plugin-0.1.0",
-    additional_derives: [serde::Serialize, serde::Deserialize],
+    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
 pub use self::exports::lain::plugin::{

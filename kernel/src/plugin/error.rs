@@ -133,7 +133,11 @@ pub enum InstallError {
     /// Compilation failed.
     #[error("cannot be compiled: {0}")]
     Compile(String),
-    /// A plugin of that name exists (install) or does not (upgrade).
+    /// The plugin's `describe` failed at install, so what it claims cannot be checked.
+    #[error("its `describe` failed: {0}")]
+    Describe(String),
+    /// A plugin of that name exists (install) or does not (upgrade), or what the plugin claims
+    /// (a proc type) is held by another.
     #[error("{0}")]
     Conflict(String),
     /// No plugin of that name.

@@ -29,6 +29,9 @@ pub struct Limits {
     pub quarantine_after: u32,
     /// Seconds a quarantined plugin waits before one call is tried again.
     pub quarantine_secs: u64,
+    /// Lines a plugin may write into the kernel's log per second (all its instances together);
+    /// the rest are dropped and counted.
+    pub log_lines_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -41,6 +44,7 @@ impl Default for Limits {
             tick_ms: 5,
             quarantine_after: 5,
             quarantine_secs: 60,
+            log_lines_per_sec: 100,
         }
     }
 }

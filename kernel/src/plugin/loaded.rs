@@ -8,7 +8,8 @@ use super::kind::{FailurePolicy, Kind};
 use super::manifest::Manifest;
 use super::state::{Identity, PluginState};
 use parking_lot::RwLock;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
@@ -81,8 +82,10 @@ pub struct LoadedPlugin {
 const IDLE_INSTANCES: usize = 4;
 
 impl LoadedPlugin {
-    /// Compiles (or loads from cache), checks and pre-links a component. `config` is the
-    /// operator's configuration for the plugin, merged over the manifest's defaults.
+    /// Compiles (or loads from cache), checks and pre-links a component. `operator_config` is the
+    /// operator's configuration for the plugin, merged over the manifest's defaults; only its
+    /// `files` grant files (a `files` key among the manifest's defaults is dropped, whatever
+    /// record it came from).
     pub fn load(
         engine: &Arc<PluginEngine>,
         manifest: Manifest,
@@ -95,10 +98,22 @@ impl LoadedPlugin {
         let pre = engine.check(&component, manifest.kind)?;
         let exports = Exports::new(manifest.kind, &pre)?;
         let mut config = manifest.config.clone();
+        if let Some(defaults) = config.as_object_mut()
+            && defaults.remove("files").is_some()
+        {
+            tracing::warn!(plugin = %manifest.name, "ignoring `files` in the manifest's configuration: only the operator grants files");
+        }
         if let Some(overrides) = operator_config {
             merge(&mut config, overrides);
         }
-        let identity = Arc::new(Identity::new(&manifest.name, &manifest.version, &config));
+        let files = granted_files(&manifest.name, operator_config);
+        let identity = Arc::new(Identity::new(
+            &manifest.name,
+            &manifest.version,
+            &config,
+            files,
+            engine.limits().log_lines_per_sec,
+        ));
         Ok(LoadedPlugin {
             manifest,
             sha256,
@@ -111,6 +126,11 @@ impl LoadedPlugin {
             policy: RwLock::new(None),
             idle: parking_lot::Mutex::new(Vec::new()),
         })
+    }
+
+    /// The files the operator granted: name -> path.
+    pub fn granted_files(&self) -> &BTreeMap<String, PathBuf> {
+        &self.identity.files
     }
 
     /// Plugin name.
@@ -220,6 +240,7 @@ impl LoadedPlugin {
     ) -> Result<R, CallError> {
         self.health
             .record(result.as_ref().map(|_| ()), self.engine.limits());
+        self.identity.report_dropped_lines();
         result.map_err(|cause| self.error(function, cause))
     }
 
@@ -273,6 +294,32 @@ fn panic_message(stderr: &str) -> String {
     } else {
         format!("{message} (at {location})")
     }
+}
+
+/// The operator's file grants in `config` (`files.<name> = "/path"`); an entry that is not a
+/// string or whose name is not a file name is left out with a warning.
+fn granted_files(plugin: &str, config: Option<&serde_json::Value>) -> BTreeMap<String, PathBuf> {
+    let Some(files) = config.and_then(|c| c.get("files")) else {
+        return BTreeMap::new();
+    };
+    let Some(files) = files.as_object() else {
+        tracing::warn!(%plugin, "`files` in the plugin's configuration is not a table: no file granted");
+        return BTreeMap::new();
+    };
+    files
+        .iter()
+        .filter_map(|(name, path)| {
+            let granted = super::manifest::check_file_name(name)
+                .and_then(|()| path.as_str().ok_or_else(|| "not a path".to_string()));
+            match granted {
+                Ok(path) => Some((name.clone(), PathBuf::from(path))),
+                Err(e) => {
+                    tracing::warn!(%plugin, file = %name, "file grant left out: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
 }
 
 /// SHA-256 of `bytes`, lower-case hex.

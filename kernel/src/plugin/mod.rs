@@ -11,6 +11,7 @@
 pub mod bindings;
 pub mod engine;
 pub mod error;
+pub mod guest_log;
 pub mod health;
 pub mod kind;
 pub mod kinds;

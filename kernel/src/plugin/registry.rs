@@ -13,6 +13,7 @@ use super::engine::PluginEngine;
 use super::error::{Cause, InstallError};
 use super::health::HealthReport;
 use super::kind::{FailurePolicy, Kind};
+use super::kinds::proc_type::ProcTypePlugin;
 use super::loaded::{LoadedPlugin, sha256_hex};
 use super::manifest::Manifest;
 use crate::store::{self, Op, Store};
@@ -76,9 +77,16 @@ pub struct PluginView {
     pub policy_overridden: bool,
     /// Calls, faults, quarantine and the effective policy.
     pub health: HealthReport,
-    /// Default configuration from the manifest.
+    /// Default configuration from the manifest (it never grants files).
     #[schema(value_type = Object)]
     pub default_config: serde_json::Value,
+    /// Files the plugin's manifest asks for: name -> why.
+    #[serde(default)]
+    pub files_requested: BTreeMap<String, String>,
+    /// Files the operator granted (`[plugins.config.<name>] files` in the kernel config): name
+    /// -> path.
+    #[serde(default)]
+    pub files_granted: BTreeMap<String, String>,
 }
 
 /// The registry.
@@ -86,6 +94,7 @@ pub struct Registry {
     engine: Arc<PluginEngine>,
     store: Arc<dyn Store>,
     operator_config: BTreeMap<String, serde_json::Value>,
+    proc_types: BTreeMap<String, String>,
     entries: ArcSwap<BTreeMap<String, Entry>>,
     write: Mutex<()>,
     generation: std::sync::atomic::AtomicU64,
@@ -108,7 +117,13 @@ impl Registry {
             .into_iter()
             .filter_map(
                 |(key, bytes)| match serde_json::from_slice::<Record>(&bytes) {
-                    Ok(r) => Some((r.manifest.name.clone(), r)),
+                    Ok(r) => match stored_manifest(r) {
+                        Ok(r) => Some((r.manifest.name.clone(), r)),
+                        Err(e) => {
+                            tracing::error!(%key, "plugin record left out: {e}");
+                            None
+                        }
+                    },
                     Err(e) => {
                         tracing::error!(%key, "ignoring corrupt plugin record: {e}");
                         None
@@ -197,10 +212,18 @@ impl Registry {
             engine,
             store,
             operator_config,
+            proc_types: BTreeMap::new(),
             entries: ArcSwap::from_pointee(entries),
             write: Mutex::new(()),
             generation: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// The operator's `[proc_types]` (type -> plugin): the one way to give a proc-type plugin a
+    /// type another plugin serves or a built-in type.
+    pub fn with_proc_types(mut self, overrides: BTreeMap<String, String>) -> Registry {
+        self.proc_types = overrides;
+        self
     }
 
     /// The engine plugins run on.
@@ -208,7 +231,49 @@ impl Registry {
         &self.engine
     }
 
-    /// Installs a new plugin. `manifest` (TOML text) overrides the embedded one.
+    /// Refuses an enabled proc-type plugin whose type another plugin serves, or that is
+    /// reserved (see [`crate::spec::proc_types::claim_conflict`]), naming the holder. Asks every
+    /// enabled proc-type plugin (but built-ins, which hold their own types) for its type.
+    fn check_claim(&self, plugin: &LoadedPlugin) -> Result<(), InstallError> {
+        if plugin.kind() != Kind::ProcType || plugin.builtin {
+            return Ok(());
+        }
+        let info = ProcTypePlugin(plugin)
+            .describe()
+            .map_err(|e| InstallError::Describe(e.to_string()))?;
+        let others: Vec<(String, String)> = self
+            .entries
+            .load()
+            .values()
+            .filter(|e| {
+                e.record.enabled
+                    && e.record.manifest.kind == Kind::ProcType
+                    && e.record.manifest.name != plugin.name()
+            })
+            .filter_map(|e| {
+                let ty = ProcTypePlugin(&e.plugin).describe().ok()?.name;
+                Some((e.record.manifest.name.clone(), ty))
+            })
+            .collect();
+        match crate::spec::proc_types::claim_conflict(
+            plugin.name(),
+            &info.name,
+            &self.proc_types,
+            &others,
+        ) {
+            None => Ok(()),
+            Some(why) => Err(InstallError::Conflict(format!(
+                "`{}` describes itself as proc type `{}`, which it may not serve: {why}",
+                plugin.name(),
+                info.name.escape_debug()
+            ))),
+        }
+    }
+
+    /// Installs a new plugin. `manifest` (TOML text) overrides the embedded one. A proc-type
+    /// plugin whose type is served by another plugin, or is a built-in type or a key of
+    /// `lain.yaml`, is refused naming the holder, unless the operator's `[proc_types]` gives it
+    /// that type.
     pub fn install(
         &self,
         bytes: &[u8],
@@ -276,6 +341,9 @@ impl Registry {
             false,
             self.operator_config.get(&name),
         )?;
+        if enabled {
+            self.check_claim(&plugin)?;
+        }
         plugin.set_policy(policy);
         let record = Record {
             manifest,
@@ -315,12 +383,18 @@ impl Registry {
     }
 
     /// Enables or disables a plugin. Enabling also lifts a quarantine.
+    /// A proc-type plugin is not enabled while its type is served by another (see
+    /// [`Registry::install`]).
     pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<PluginView, InstallError> {
         self.update(name, |entry| {
+            if enabled && !entry.record.enabled {
+                self.check_claim(&entry.plugin)?;
+            }
             entry.record.enabled = enabled;
             if enabled {
                 entry.plugin.health().release();
             }
+            Ok(())
         })
     }
 
@@ -333,17 +407,18 @@ impl Registry {
         self.update(name, |entry| {
             entry.record.policy = policy;
             entry.plugin.set_policy(policy);
+            Ok(())
         })
     }
 
     fn update(
         &self,
         name: &str,
-        change: impl FnOnce(&mut Entry),
+        change: impl FnOnce(&mut Entry) -> Result<(), InstallError>,
     ) -> Result<PluginView, InstallError> {
         let _guard = self.write.lock();
         let mut entry = self.entry(name)?;
-        change(&mut entry);
+        change(&mut entry)?;
         let op = store::put_json(&format!("{RECORDS}{name}"), &entry.record)
             .map_err(|e| InstallError::Store(e.to_string()))?;
         self.store
@@ -469,5 +544,24 @@ fn view(entry: &Entry) -> PluginView {
         policy_overridden: entry.record.policy.is_some(),
         health: entry.plugin.health().report(entry.plugin.policy()),
         default_config: m.config.clone(),
+        files_requested: m.files.clone(),
+        files_granted: entry
+            .plugin
+            .granted_files()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.display().to_string()))
+            .collect(),
     }
+}
+
+/// A stored record's manifest made to obey today's rules: a `files` key among its defaults
+/// (written before manifests could only ask for files) is dropped, and the bounds are checked.
+fn stored_manifest(mut record: Record) -> Result<Record, InstallError> {
+    if let Some(defaults) = record.manifest.config.as_object_mut()
+        && defaults.remove("files").is_some()
+    {
+        tracing::warn!(plugin = %record.manifest.name, "stored manifest grants files: ignored, only the operator grants files");
+    }
+    record.manifest.check()?;
+    Ok(record)
 }

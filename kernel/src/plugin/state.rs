@@ -1,6 +1,7 @@
 //! Per-call host state: what a plugin instance may see, and the host functions it may call.
 
 use super::bindings::{host, types};
+use super::guest_log::{self, LogBudget};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +10,11 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Largest file `read-file` returns.
-const MAX_FILE_BYTES: u64 = 4 << 20;
-/// Largest log record kept.
-const MAX_LOG_BYTES: usize = 64 << 10;
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
 /// How much of a plugin's stderr is kept (for panic messages).
 pub const STDERR_CAPACITY: usize = 16 << 10;
 
 /// Who a plugin instance is, and what the operator granted it.
-#[derive(Debug)]
 pub struct Identity {
     /// Plugin name.
     pub name: String,
@@ -24,28 +22,54 @@ pub struct Identity {
     pub version: String,
     /// Effective configuration, as JSON text.
     pub config_json: String,
-    /// Files granted by name (`files.<name> = "/path"` in the configuration).
+    /// Files granted by name: `files.<name> = "/path"` in the operator's configuration of the
+    /// plugin, never the manifest's.
     pub files: BTreeMap<String, PathBuf>,
+    /// What the plugin may still write into the kernel's log.
+    pub log: LogBudget,
 }
 
 impl Identity {
-    /// Builds an identity from the effective configuration (a JSON object).
-    pub fn new(name: &str, version: &str, config: &serde_json::Value) -> Identity {
-        let files = config
-            .get("files")
-            .and_then(|f| f.as_object())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|p| (k.clone(), PathBuf::from(p))))
-                    .collect()
-            })
-            .unwrap_or_default();
+    /// Builds an identity from the effective configuration (a JSON object) and the operator's
+    /// file grants; the plugin may log `log_lines_per_sec` lines a second.
+    pub fn new(
+        name: &str,
+        version: &str,
+        config: &serde_json::Value,
+        files: BTreeMap<String, PathBuf>,
+        log_lines_per_sec: u32,
+    ) -> Identity {
         Identity {
             name: name.to_string(),
             version: version.to_string(),
             config_json: config.to_string(),
             files,
+            log: LogBudget::new(log_lines_per_sec),
         }
+    }
+
+    /// Says in the kernel's log how many lines the plugin had dropped over its budget, if any.
+    pub fn report_dropped_lines(&self) {
+        let dropped = self.log.take_dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                target: "lain::plugin::guest",
+                plugin = %self.name,
+                version = %self.version,
+                "{dropped} log lines dropped: over the limit of {} lines per second",
+                self.log.per_sec()
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,20 +165,14 @@ impl types::Host for PluginState {}
 
 impl host::Host for PluginState {
     fn log(&mut self, level: host::LogLevel, message: String, fields: Vec<(String, String)>) {
-        let mut message = message;
-        if message.len() > MAX_LOG_BYTES {
-            let mut end = MAX_LOG_BYTES;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
+        let identity = &self.identity;
+        if !identity.log.admit() {
+            return;
         }
-        let fields: String = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let (name, version) = (&self.identity.name, &self.identity.version);
+        identity.report_dropped_lines();
+        let message = guest_log::escape(&message, guest_log::MAX_MESSAGE);
+        let fields = guest_log::fields(&fields);
+        let (name, version) = (&identity.name, &identity.version);
         macro_rules! emit {
             ($lvl:ident) => {
                 tracing::$lvl!(target: "lain::plugin::guest", plugin = %name, version = %version, %fields, "{message}")
@@ -175,15 +193,12 @@ impl host::Host for PluginState {
 
     fn read_file(&mut self, name: String) -> Result<Vec<u8>, String> {
         let Some(path) = self.identity.files.get(&name) else {
-            return Err(format!("file `{name}` is not granted to this plugin"));
-        };
-        let meta = std::fs::metadata(path).map_err(|e| format!("file `{name}`: {e}"))?;
-        if meta.len() > MAX_FILE_BYTES {
             return Err(format!(
-                "file `{name}` is larger than {MAX_FILE_BYTES} bytes"
+                "file `{}` is not granted to this plugin",
+                name.escape_debug()
             ));
-        }
-        std::fs::read(path).map_err(|e| format!("file `{name}`: {e}"))
+        };
+        read_granted(path, MAX_FILE_BYTES).map_err(|e| format!("file `{name}`: {e}"))
     }
 
     fn now(&mut self) -> types::Timestamp {
@@ -195,4 +210,30 @@ impl host::Host for PluginState {
             nanoseconds: d.subsec_nanos(),
         }
     }
+}
+
+/// Reads a granted file, at most `max` bytes. Opened non-blocking (a FIFO without a writer does
+/// not stall the call) and refused unless it is a regular file (no FIFO, device, socket or
+/// directory); the read itself is bounded, because `/proc` files say they are empty.
+pub fn read_granted(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String> {
+    use rustix::fs::{Mode, OFlags};
+    use std::io::Read as _;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::open(path, flags, Mode::empty())
+        .map_err(|e| std::io::Error::from(e).to_string())?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, device, socket or directory is never read)".into(),
+        );
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(max)).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
 }

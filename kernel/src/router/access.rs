@@ -69,11 +69,15 @@ impl AccessLog {
 }
 
 /// The access log of `target` (`app/proc`, or empty for requests without a route) under the log
-/// store `logs_dir`.
+/// store `logs_dir`; a target whose app or proc is not one path component is logged with the
+/// requests without a route, never outside `logs_dir`.
 pub fn access_log_path(logs_dir: &Path, target: &str) -> PathBuf {
+    use crate::lifecycle::component;
     match target.split_once('/') {
-        Some((app, proc)) => logs_dir.join(app).join(proc).join(ACCESS_LOG),
-        None => logs_dir.join(".router").join("unrouted.log"),
+        Some((app, proc)) if component("app", app).is_ok() && component("proc", proc).is_ok() => {
+            logs_dir.join(app).join(proc).join(ACCESS_LOG)
+        }
+        _ => logs_dir.join(".router").join("unrouted.log"),
     }
 }
 
@@ -160,6 +164,28 @@ fn append(files: &mut HashMap<PathBuf, Open>, path: &Path, line: &str) -> std::i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_target_escapes_the_log_store() {
+        let logs = Path::new("/data/logs");
+        assert_eq!(
+            access_log_path(logs, "shop/web"),
+            Path::new("/data/logs/shop/web/access.log")
+        );
+        for target in [
+            "shop/../../../canary/x",
+            "../x/web",
+            "shop/",
+            "/web",
+            "shop/a\0b",
+        ] {
+            assert_eq!(
+                access_log_path(logs, target),
+                Path::new("/data/logs/.router/unrouted.log"),
+                "{target}"
+            );
+        }
+    }
 
     #[test]
     fn lines_reach_the_files_of_their_procs() {

@@ -19,7 +19,7 @@ pub mod proc_types;
 mod app;
 mod proc_keys;
 mod sections;
-mod values;
+pub(crate) mod values;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};

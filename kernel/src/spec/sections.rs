@@ -18,7 +18,7 @@ use marked_yaml::Node;
 use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 
 /// Prefixes that are section keywords but not types.
-const KEYWORDS: &[&str] = &["proc", "service"];
+pub(crate) const KEYWORDS: &[&str] = &["proc", "service"];
 
 /// One declared proc, before its keys are read.
 pub struct Section<'a> {

@@ -8,7 +8,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default)]
 pub struct Config {
-    /// Carbon's plaintext listener, `host:port`. Required.
+    /// Carbon's plaintext listener, `host:port`: only shown in the summary. Where the lines go
+    /// is the operator's `[monitor.exporters.graphite] push` in the kernel config.
     pub address: Option<String>,
     /// Seconds between two pushes.
     pub interval: u32,
@@ -32,8 +33,8 @@ impl Default for Config {
 /// The configuration once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// Carbon's plaintext listener, `host:port`.
-    pub address: String,
+    /// Carbon's plaintext listener, `host:port`, if configured.
+    pub address: Option<String>,
     /// Seconds between two pushes, at least 1.
     pub interval: u32,
     /// The prefix's components, each sanitised; empty ones dropped.
@@ -46,13 +47,9 @@ impl Config {
     /// Checks the configuration. Errors name the key.
     pub fn check(self) -> Result<Settings, PluginError> {
         let bad = |key: &str, why: String| PluginError::BadConfig(format!("{key}: {why}"));
-        let address = self.address.ok_or_else(|| {
-            bad(
-                "address",
-                "required: carbon's plaintext listener, `host:port`".into(),
-            )
-        })?;
-        check_address(&address).map_err(|why| bad("address", why))?;
+        if let Some(address) = &self.address {
+            check_address(address).map_err(|why| bad("address", why))?;
+        }
         if self.interval == 0 {
             return Err(bad("interval", "must be at least 1 second".into()));
         }
@@ -66,7 +63,7 @@ impl Config {
             .filter(|c| !c.is_empty())
             .collect();
         Ok(Settings {
-            address,
+            address: self.address,
             interval: self.interval,
             prefix,
             path_labels: self.path_labels,
@@ -138,18 +135,15 @@ mod tests {
             "carbon:1",
         ] {
             let settings = with_address(address).check().unwrap();
-            assert_eq!(settings.address, address);
+            assert_eq!(settings.address.as_deref(), Some(address));
             assert_eq!(settings.interval, 60);
             assert_eq!(settings.prefix, ["lain"]);
         }
     }
 
     #[test]
-    fn address_is_required_and_checked() {
-        assert_eq!(
-            error(Config::default().check()),
-            "address: required: carbon's plaintext listener, `host:port`"
-        );
+    fn address_is_optional_and_checked() {
+        assert!(matches!(Config::default().check(), Ok(s) if s.address.is_none()));
         assert_eq!(
             error(with_address("graphite").check()),
             "address: `graphite` is not `host:port`"

@@ -1,6 +1,7 @@
 //! The built-in `graphite` monitoring exporter (LAIN spec §4.6: LAIN fed Graphite through
-//! collectd): the Graphite plaintext protocol, pushed by the kernel to carbon every `interval`
-//! seconds.
+//! collectd): the Graphite plaintext protocol, pushed by the kernel to carbon. Where and how
+//! often is the operator's `[monitor.exporters.graphite]` (`push`, `interval`) in the kernel
+//! config; the address this plugin describes is only shown.
 
 mod config;
 mod plaintext;
@@ -22,14 +23,11 @@ impl Exporter for Graphite {
     fn describe(&self) -> Result<ExporterInfo, PluginError> {
         Ok(ExporterInfo {
             delivery: Delivery::Push(PushTarget {
-                address: self.0.address.clone(),
+                address: self.0.address.clone().unwrap_or_default(),
                 interval: self.0.interval,
             }),
             content_type: "text/plain".into(),
-            summary: format!(
-                "Graphite plaintext protocol, pushed to {} every {} s",
-                self.0.address, self.0.interval
-            ),
+            summary: "Graphite plaintext protocol, pushed where the operator's [monitor.exporters.graphite] says".into(),
         })
     }
 

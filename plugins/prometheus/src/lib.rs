@@ -1,5 +1,6 @@
 //! The built-in `prometheus` monitoring exporter: the Prometheus text exposition format 0.0.4,
-//! served by the kernel on GET of the configured path for Prometheus to scrape.
+//! served by the kernel on GET of the path the operator configures (`[monitor.exporters.prometheus]
+//! pull`, default `/metrics`) for Prometheus to scrape; its own `path` is only shown.
 
 mod config;
 mod text;

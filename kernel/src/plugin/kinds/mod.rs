@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod backup;
 pub mod monitor;
+pub mod proc_checks;
 pub mod proc_type;
 pub mod scheduler;
 

@@ -1,6 +1,6 @@
 //! Calls into proc-type plugins.
 
-use super::{within_limit, wrong_kind};
+use super::{proc_checks, within_limit, wrong_kind};
 use crate::plugin::bindings::proc_rendering::{ContainerPlan, TypeInfo};
 use crate::plugin::bindings::types::{AppContext, PluginError, Problem, Proc};
 use crate::plugin::error::{CallError, Cause};
@@ -24,6 +24,7 @@ impl ProcTypePlugin<'_> {
     }
 
     /// Validates a proc and fills in the type's defaults; `Ok(Err(problems))` lists every problem.
+    /// The completed proc is re-checked like user input ([`proc_checks::validated`]).
     pub fn validate(
         &self,
         proc: &Proc,
@@ -39,11 +40,18 @@ impl ProcTypePlugin<'_> {
                 idx.load(&mut *store, instance)?
                     .call_validate(&mut *store, proc, ctx)
             },
-            |r| within_limit(self.0, r),
+            |r| {
+                within_limit(self.0, r)?;
+                match r {
+                    Ok(out) => proc_checks::validated(proc, out),
+                    Err(problems) => problems_ok(problems),
+                }
+            },
         )
     }
 
-    /// Renders the plan every instance of the proc runs by.
+    /// Renders the plan every instance of the proc runs by, re-checked like user input
+    /// ([`proc_checks::rendered`]).
     pub fn render(&self, proc: &Proc, ctx: &AppContext) -> Result<ContainerPlan, CallError> {
         let Exports::ProcType(idx) = self.0.exports() else {
             return Err(wrong_kind(self.0, "render"));
@@ -55,8 +63,25 @@ impl ProcTypePlugin<'_> {
                 idx.load(&mut *store, instance)?
                     .call_render(&mut *store, proc, ctx)
             },
-            |r| within_limit(self.0, r),
+            |r| {
+                within_limit(self.0, r)?;
+                match r {
+                    Ok(plan) => proc_checks::rendered(proc, plan),
+                    Err(_) => Ok(()),
+                }
+            },
         )?;
         answer.map_err(|e| self.0.error("render", Cause::Guest(e)))
     }
+}
+
+/// Problems are shown to the user: at most 1,000, each message on one line.
+fn problems_ok(problems: &[Problem]) -> Result<(), Cause> {
+    if problems.len() > 1000 {
+        return Err(Cause::BadResult(format!(
+            "{} problems, more than 1000",
+            problems.len()
+        )));
+    }
+    Ok(())
 }

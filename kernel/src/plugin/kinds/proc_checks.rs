@@ -1,0 +1,484 @@
+//! What a proc-type plugin returns is re-checked like user input before the kernel uses it.
+//!
+//! `validate` returns the proc it was given, completed: the proc's identity (app, name, type) must
+//! come back unchanged, and every value the plugin changed or added must pass the rules the
+//! kernel's parser applies to `lain.yaml` (names, environment, ports, paths, volumes, secret
+//! files, filters, bounds). `render` returns a plan whose values are checked the same way (routes,
+//! health checks, portal, labels). Values the plugin passed through unchanged came from the user
+//! and were checked when `lain.yaml` was parsed. A refusal is [`Cause::BadResult`], which names the
+//! plugin, its version and the function, and counts as a fault of the plugin.
+
+use crate::plugin::bindings::proc_rendering::ContainerPlan;
+use crate::plugin::bindings::types::{EnvVar, HealthCheck, Label, Probe, Proc};
+use crate::plugin::error::Cause;
+use crate::spec::values;
+
+/// Volume paths a proc may not mount over (as in `lain.yaml`).
+const FORBIDDEN_VOLUMES: &[&str] = &["/", "/lain", "/lain/app"];
+/// Most items of any list a plugin returns.
+const MAX_ITEMS: usize = 4096;
+/// Longest string a plugin returns where the kernel expects a name, path or word.
+const MAX_TEXT: usize = 4096;
+
+/// Checks the proc `validate` returned for `input`.
+pub fn validated(input: &Proc, out: &Proc) -> Result<(), Cause> {
+    for (what, before, after) in [
+        ("app", &input.app, &out.app),
+        ("name", &input.name, &out.name),
+        ("type", &input.proc_type, &out.proc_type),
+    ] {
+        if before != after {
+            return bad(format!(
+                "changed the proc's {what} from `{}` to `{}`; a plugin cannot rename a proc",
+                before.escape_debug(),
+                after.escape_debug()
+            ));
+        }
+    }
+    if out.image != input.image {
+        word("image", &out.image)?;
+    }
+    if out.entrypoint != input.entrypoint {
+        command("entrypoint", out.entrypoint.as_deref())?;
+    }
+    if out.cmd != input.cmd {
+        command("cmd", out.cmd.as_deref())?;
+    }
+    if out.user != input.user
+        && let Some(user) = &out.user
+    {
+        word("user", user)?;
+    }
+    if out.workdir != input.workdir
+        && let Some(dir) = &out.workdir
+    {
+        container_path("workdir", dir)?;
+    }
+    env(&out.env, &input.env)?;
+    if out.num_instances > 10_000 {
+        return bad(format!(
+            "num_instances {} is more than 10000",
+            out.num_instances
+        ));
+    }
+    if out.memory != input.memory && out.memory < values::MIN_MEMORY {
+        return bad(format!("memory {} is below the minimum of 4m", out.memory));
+    }
+    count("ports", out.ports.len())?;
+    if out.ports.iter().any(|p| p.number == 0) {
+        return bad("port 0: expected a number from 1 to 65535".into());
+    }
+    count("stream ports", out.stream_ports.len())?;
+    for p in &out.stream_ports {
+        if !(9500..=10000).contains(&p.source) || p.destination == 0 {
+            return bad(format!(
+                "stream port {}:{}: the source must be 9500-10000 and the destination 1-65535",
+                p.source, p.destination
+            ));
+        }
+    }
+    count("mountpoints", out.mountpoints.len())?;
+    for m in out
+        .mountpoints
+        .iter()
+        .filter(|m| !input.mountpoints.contains(m))
+    {
+        word("mountpoint", m)?;
+    }
+    if out.healthcheck != input.healthcheck
+        && let Some(path) = &out.healthcheck
+    {
+        word("healthcheck", path)?;
+    }
+    if out.container_healthcheck != input.container_healthcheck
+        && let Some(check) = &out.container_healthcheck
+    {
+        health("container_healthcheck", check)?;
+    }
+    volumes(out, input)?;
+    count("logs", out.logs.len())?;
+    for log in out.logs.iter().filter(|l| !input.logs.contains(l)) {
+        relative_path("logs", log)?;
+    }
+    count("secret files", out.secret_files.len())?;
+    for path in out
+        .secret_files
+        .iter()
+        .filter(|p| !input.secret_files.contains(p))
+    {
+        container_path("secret file", path)?;
+        if path == "/" {
+            return bad("secret file `/` is not a file".into());
+        }
+    }
+    if out.setup_time != input.setup_time && out.setup_time > 120 {
+        return bad(format!("setup_time {} is more than 120", out.setup_time));
+    }
+    if out.kill_timeout != input.kill_timeout && !(10..=60).contains(&out.kill_timeout) {
+        return bad(format!("kill_timeout {} is not 10-60", out.kill_timeout));
+    }
+    labels(&out.labels, &input.labels)?;
+    count("filters", out.filters.len())?;
+    for f in out.filters.iter().filter(|f| !input.filters.contains(f)) {
+        values::filter(f).map_err(Cause::BadResult)?;
+    }
+    if out.service_name != input.service_name
+        && let Some(name) = &out.service_name
+    {
+        values::check_name(name).map_err(|e| Cause::BadResult(format!("service_name: {e}")))?;
+    }
+    if out.allow_clients != input.allow_clients
+        && let Some(glob) = &out.allow_clients
+    {
+        allow_clients(glob)?;
+    }
+    if out.extra != input.extra
+        && (out.extra.len() > 64 << 10
+            || !serde_json::from_str::<serde_json::Value>(&out.extra).is_ok_and(|v| v.is_object()))
+    {
+        return bad("extra is not a JSON object of at most 64 KiB".into());
+    }
+    Ok(())
+}
+
+/// Checks the plan `render` returned for the validated `proc`.
+pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
+    if plan.image != proc.image {
+        word("image", &plan.image)?;
+    }
+    command("entrypoint", plan.entrypoint.as_deref())?;
+    command("cmd", plan.cmd.as_deref())?;
+    env(&plan.env, &proc.env)?;
+    if plan.user != proc.user
+        && let Some(user) = &plan.user
+    {
+        word("user", user)?;
+    }
+    if plan.workdir != proc.workdir
+        && let Some(dir) = &plan.workdir
+    {
+        container_path("workdir", dir)?;
+    }
+    count("ports", plan.ports.len())?;
+    if plan.ports.iter().any(|p| p.number == 0) {
+        return bad("port 0: expected a number from 1 to 65535".into());
+    }
+    if plan.memory != proc.memory && plan.memory < values::MIN_MEMORY {
+        return bad(format!("memory {} is below the minimum of 4m", plan.memory));
+    }
+    if let Some(check) = &plan.health {
+        health("health", check)?;
+    }
+    count("routes", plan.routes.len())?;
+    for route in &plan.routes {
+        if !is_dns_name(&route.host) {
+            return bad(format!(
+                "route host `{}` is not a host name",
+                route.host.escape_debug()
+            ));
+        }
+        url_path("route path", &route.path)?;
+    }
+    if let Some(portal) = &plan.portal {
+        values::check_name(&portal.service_name)
+            .map_err(|e| Cause::BadResult(format!("portal service name: {e}")))?;
+        allow_clients(&portal.allow_clients)?;
+    }
+    labels(&plan.labels, &proc.labels)?;
+    if let Some(l) = plan.labels.iter().find(|l| l.key.starts_with("lain.")) {
+        return bad(format!(
+            "label `{}`: keys under `lain.` belong to the kernel",
+            l.key.escape_debug()
+        ));
+    }
+    if plan.setup_time != proc.setup_time && plan.setup_time > 120 {
+        return bad(format!("setup_time {} is more than 120", plan.setup_time));
+    }
+    if plan.kill_timeout != proc.kill_timeout && !(10..=60).contains(&plan.kill_timeout) {
+        return bad(format!("kill_timeout {} is not 10-60", plan.kill_timeout));
+    }
+    Ok(())
+}
+
+fn bad<T>(message: String) -> Result<T, Cause> {
+    Err(Cause::BadResult(message))
+}
+
+fn count(what: &str, n: usize) -> Result<(), Cause> {
+    if n > MAX_ITEMS {
+        return bad(format!("{n} {what}, more than {MAX_ITEMS}"));
+    }
+    Ok(())
+}
+
+/// One word: 1-4096 characters, no whitespace or control characters.
+fn word(what: &str, text: &str) -> Result<(), Cause> {
+    if text.is_empty()
+        || text.len() > MAX_TEXT
+        || text.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad(format!(
+            "{what} `{}` is not one word of 1-{MAX_TEXT} characters",
+            text.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A command's words: none holds a NUL (which no program can receive).
+fn command(what: &str, words: Option<&[String]>) -> Result<(), Cause> {
+    let words = words.unwrap_or_default();
+    count(what, words.len())?;
+    if words.iter().any(|w| w.contains('\0')) {
+        return bad(format!("{what} holds a NUL character"));
+    }
+    Ok(())
+}
+
+/// An absolute container path in the kernel's normal form (no `.`, `..` or empty components).
+fn container_path(what: &str, path: &str) -> Result<(), Cause> {
+    if path.len() > MAX_TEXT
+        || !path.starts_with('/')
+        || values::container_path(path) != path
+        || path.chars().any(char::is_control)
+    {
+        return bad(format!(
+            "{what} `{}` is not an absolute path without `.`, `..` or empty components",
+            path.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A relative path of plain components (as under `/lain/logs`).
+fn relative_path(what: &str, path: &str) -> Result<(), Cause> {
+    let plain = !path.is_empty()
+        && path.len() <= MAX_TEXT
+        && !path.chars().any(char::is_control)
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    if !plain {
+        return bad(format!(
+            "{what} `{}` is not a relative path of plain components",
+            path.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// An absolute URL path: no whitespace, control characters, query or fragment.
+fn url_path(what: &str, path: &str) -> Result<(), Cause> {
+    if !path.starts_with('/')
+        || path.len() > MAX_TEXT
+        || path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return bad(format!(
+            "{what} `{}` is not an absolute URL path",
+            path.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Environment entries the plugin added (not in `given`): names as in `lain.yaml` (no `=`, no
+/// whitespace), no NUL anywhere.
+fn env(out: &[EnvVar], given: &[EnvVar]) -> Result<(), Cause> {
+    count("environment variables", out.len())?;
+    for var in out.iter().filter(|v| !given.contains(v)) {
+        let ok = !var.name.is_empty()
+            && var.name.len() <= 256
+            && !var
+                .name
+                .chars()
+                .any(|c| c == '=' || c.is_whitespace() || c.is_control())
+            && !var.value.contains('\0');
+        if !ok {
+            return bad(format!(
+                "environment variable `{}`: a name without `=`, whitespace or control characters, a value without NUL",
+                var.name.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Labels the plugin added: a key without control characters, a value likewise.
+fn labels(out: &[Label], given: &[Label]) -> Result<(), Cause> {
+    count("labels", out.len())?;
+    for l in out.iter().filter(|l| !given.contains(l)) {
+        if l.key.trim().is_empty()
+            || l.key.len() > 256
+            || l.value.len() > MAX_TEXT
+            || l.key.chars().chain(l.value.chars()).any(char::is_control)
+        {
+            return bad(format!(
+                "label `{}`: a key of 1-256 characters, no control characters",
+                l.key.escape_debug()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Volumes: the plugin's own must be normal absolute paths, not `/`, `/lain` or `/lain/app`;
+/// none twice.
+fn volumes(out: &Proc, input: &Proc) -> Result<(), Cause> {
+    count("volumes", out.volumes.len())?;
+    for (i, v) in out.volumes.iter().enumerate() {
+        if !input.volumes.iter().any(|given| given.path == v.path) {
+            container_path("volume", &v.path)?;
+            if FORBIDDEN_VOLUMES.contains(&v.path.as_str()) {
+                return bad(format!("volume {} is /, /lain or /lain/app", v.path));
+            }
+        }
+        if out.volumes[..i].iter().any(|o| o.path == v.path) {
+            return bad(format!("volume {} is listed twice", v.path.escape_debug()));
+        }
+    }
+    Ok(())
+}
+
+fn health(what: &str, check: &HealthCheck) -> Result<(), Cause> {
+    match &check.probe {
+        Probe::Command(cmd) if cmd.contains('\0') || cmd.len() > MAX_TEXT => {
+            bad(format!("{what}: the command holds a NUL or is too long"))
+        }
+        Probe::Http(http) if http.port == 0 => bad(format!("{what}: port 0")),
+        Probe::Http(http) => url_path(&format!("{what} path"), &http.path),
+        Probe::Command(_) => Ok(()),
+    }
+}
+
+fn allow_clients(glob: &str) -> Result<(), Cause> {
+    word("allow_clients", glob)?;
+    glob::Pattern::new(glob)
+        .map(|_| ())
+        .map_err(|e| Cause::BadResult(format!("allow_clients `{}`: {e}", glob.escape_debug())))
+}
+
+/// A DNS name: at most 253 characters of dot-separated labels, each 1-63 letters, digits or
+/// `-`, not starting or ending with `-` (the rule of the `web` type's mountpoints).
+fn is_dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::proc_rendering::{RestartPolicy, Route};
+    use crate::plugin::bindings::types::Volume;
+
+    fn proc() -> Proc {
+        Proc::with_lain_defaults("app", "web", "web")
+    }
+
+    fn refused(out: &Proc) -> String {
+        match validated(&proc(), out) {
+            Err(Cause::BadResult(m)) => m,
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn validate_may_complete_a_proc_but_not_rename_it_or_escape() {
+        let mut out = proc();
+        out.ports.push(crate::plugin::bindings::types::Port {
+            number: 80,
+            protocol: crate::plugin::bindings::types::Protocol::Tcp,
+        });
+        out.mountpoints.push("app.lain.local".into());
+        validated(&proc(), &out).expect("defaults are fine");
+
+        let mut out = proc();
+        out.name = "../../../canary/x".into();
+        assert!(refused(&out).contains("cannot rename"));
+        let mut out = proc();
+        out.volumes.push(Volume {
+            path: "/data/../../etc".into(),
+            backup_full: None,
+            backup_increment: None,
+        });
+        assert!(refused(&out).contains("volume `/data/../../etc`"));
+        let mut out = proc();
+        out.secret_files.push("relative/secret".into());
+        assert!(refused(&out).contains("secret file"));
+        let mut out = proc();
+        out.env.push(EnvVar {
+            name: "A=B".into(),
+            value: "x".into(),
+        });
+        assert!(refused(&out).contains("environment variable `A=B`"));
+        let mut out = proc();
+        out.logs.push("../x".into());
+        assert!(refused(&out).contains("logs `../x`"));
+        let mut out = proc();
+        out.filters.push("constraint:bad".into());
+        assert!(refused(&out).contains("invalid filter"));
+        let mut out = proc();
+        out.service_name = Some("a b".into());
+        assert!(refused(&out).contains("service_name"));
+        let mut out = proc();
+        out.kill_timeout = 100_000;
+        assert!(refused(&out).contains("kill_timeout"));
+    }
+
+    #[test]
+    fn render_routes_health_and_labels_are_checked() {
+        let mut plan = ContainerPlan {
+            image: String::new(),
+            entrypoint: None,
+            cmd: None,
+            env: vec![],
+            user: None,
+            workdir: None,
+            ports: vec![],
+            cpu: 0,
+            memory: 32 << 20,
+            health: None,
+            restart: RestartPolicy::Always,
+            routes: vec![Route {
+                host: "app.lain.local".into(),
+                path: "/".into(),
+                https_only: false,
+            }],
+            portal: None,
+            labels: vec![],
+            kill_timeout: 10,
+            setup_time: 0,
+        };
+        rendered(&proc(), &plan).expect("a plain plan is fine");
+        plan.routes[0].host = "app.lain.local; include /etc/passwd".into();
+        assert!(
+            matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("route host"))
+        );
+        plan.routes[0].host = "app.lain.local".into();
+        plan.routes[0].path = "/x y".into();
+        assert!(
+            matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("route path"))
+        );
+        plan.routes.clear();
+        plan.labels.push(Label {
+            key: "lain.app".into(),
+            value: "other".into(),
+        });
+        assert!(
+            matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("belong to the kernel"))
+        );
+        plan.labels.clear();
+        plan.workdir = Some("../../etc".into());
+        assert!(
+            matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("workdir"))
+        );
+    }
+}
