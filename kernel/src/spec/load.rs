@@ -38,9 +38,7 @@ pub enum ReadError {
 /// large; the rest is never read, so a device or a FIFO cannot exhaust memory).
 pub fn read(source: impl Read) -> Result<String, ReadError> {
     let mut bytes = Vec::new();
-    source
-        .take(MAX_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
+    source.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes)?;
     if bytes.len() > MAX_BYTES {
         return Err(ReadError::TooLarge);
     }
@@ -123,7 +121,10 @@ fn too_deep(text: &str) -> Option<Marker> {
         // produced an event of that collection: counting again the text before that point finds
         // where lain's (lower) limit is passed.
         Count::FlowLimit(index) => {
-            let end = text.char_indices().nth(index).map_or(text.len(), |(i, _)| i);
+            let end = text
+                .char_indices()
+                .nth(index)
+                .map_or(text.len(), |(i, _)| i);
             match count(&text[..end]) {
                 Count::Over(at) => Some(at),
                 _ => None,
@@ -206,28 +207,14 @@ fn load_error(e: &LoadError, report: &mut Report) {
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/hostile.rs"]
+mod hostile;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// `text` nested `n` levels deep in one of the ways YAML allows, under a top-level key.
-    fn deep(kind: &str, n: usize) -> String {
-        match kind {
-            "block-seq" => format!("a:\n  {}v\n", "- ".repeat(n)),
-            "explicit-key" => format!("a:\n  {}v\n", "? ".repeat(n)),
-            "flow-seq" => format!("a:\n  {}{}\n", "[".repeat(n), "]".repeat(n)),
-            "flow-map" => format!("a:\n  {}v{}\n", "{a: ".repeat(n), "}".repeat(n)),
-            "mixed" => format!("a:\n  {}v\n", "- ? ".repeat(n / 2)),
-            "indented-map" => {
-                let mut s = String::new();
-                for i in 0..n {
-                    s.push_str(&" ".repeat(i));
-                    s.push_str("k:\n");
-                }
-                s
-            }
-            other => panic!("no kind {other}"),
-        }
-    }
+    use super::hostile::{ONE_LINE_KINDS, deep_yaml as deep};
 
     fn first_error(text: &str) -> Diagnostic {
         let mut report = Report::new("lain.yaml");
@@ -237,13 +224,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_deep_nesting_is_refused_where_it_passes_the_limit() {
-        for kind in [
-            "block-seq",
-            "explicit-key",
-            "flow-seq",
-            "flow-map",
-            "mixed",
-        ] {
+        for kind in ONE_LINE_KINDS {
             for n in [5_000, 200_000] {
                 let d = first_error(&deep(kind, n));
                 assert_eq!(
@@ -278,15 +259,24 @@ mod tests {
     #[test]
     fn reads_are_bounded() {
         let zeros = std::io::repeat(0);
-        assert!(matches!(read(zeros), Err(ReadError::TooLarge)), "an endless source stops");
+        assert!(
+            matches!(read(zeros), Err(ReadError::TooLarge)),
+            "an endless source stops"
+        );
         let exact = "a".repeat(MAX_BYTES);
-        assert_eq!(read(exact.as_bytes()).map(|s| s.len()).ok(), Some(MAX_BYTES));
+        assert_eq!(
+            read(exact.as_bytes()).map(|s| s.len()).ok(),
+            Some(MAX_BYTES)
+        );
         assert!(matches!(read(&b"\xff"[..]), Err(ReadError::NotUtf8)));
     }
 
     #[test]
     fn appname_goes_through_the_same_bounds() {
-        assert_eq!(appname("f", "appname: shop\nx: [1]\n").as_deref(), Ok("shop"));
+        assert_eq!(
+            appname("f", "appname: shop\nx: [1]\n").as_deref(),
+            Ok("shop")
+        );
         let deep = format!("appname: shop\nx: {}", "[".repeat(5_000));
         let e = appname("f", &deep).expect_err("too deep");
         assert_eq!(e.line, 2, "{e}");

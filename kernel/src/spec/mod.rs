@@ -24,9 +24,9 @@ mod values;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use load::{MAX_BYTES, MAX_DEPTH, ReadError, appname, read};
 pub use model::{AppSpec, AppType, ProcSpec, app_domain};
 pub use proc_types::{PluginProcTypes, ProcTypes};
-pub use load::{MAX_BYTES, MAX_DEPTH, ReadError, appname, read};
 pub use values::memory as parse_memory;
 
 use crate::plugin::bindings::types::{AppContext, Problem, Proc};
