@@ -1,7 +1,7 @@
 //! Hostile build inputs through the API router, without a socket (issue 12): deeply nested
-//! `lain.yaml`s, hostile tars, symlinked `lain.yaml`s and two identical builds at once. Every
-//! refusal names what it refuses, records nothing, and writes nothing outside the build's
-//! staging directory.
+//! `lain.yaml`s, hostile tars, symlinked `lain.yaml`s, two identical builds at once, and what
+//! the audit log says about builds. Every refusal names what it refuses, records nothing, and
+//! writes nothing outside the build's staging directory.
 
 mod common;
 
@@ -368,4 +368,116 @@ async fn two_identical_builds_at_once_share_one_release() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".build-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The audit records of builds, newest first.
+async fn build_records(kernel: &Kernel) -> Vec<Value> {
+    let admin = common::admin(kernel);
+    let (status, bytes) = common::api_raw(
+        kernel,
+        "GET",
+        "/api/v1/audit?limit=1000",
+        Some(&admin),
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let all: Vec<Value> = serde_json::from_slice(&bytes).expect("records");
+    all.into_iter()
+        .filter(|r| r["action"] == "POST /api/v1/builds")
+        .collect()
+}
+
+#[tokio::test]
+async fn builds_are_audited_with_their_app_and_how_they_ended() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(&root.path().join("data"));
+    let done = build(
+        &kernel,
+        RawTar::new()
+            .file("lain.yaml", 0o644, APP.as_bytes())
+            .finish(),
+    )
+    .await;
+    assert_eq!(done.last().expect("event")["event"], "done");
+    let r = &build_records(&kernel).await[0];
+    assert_eq!(
+        (&r["subject"], &r["app"], &r["status"], &r["result"]),
+        (&json!("alice"), &json!("shop"), &json!(200), &json!("ok")),
+        "{r}"
+    );
+
+    let failing = APP.replace("echo built > out.txt", "false");
+    let events = build(
+        &kernel,
+        RawTar::new()
+            .file("lain.yaml", 0o644, failing.as_bytes())
+            .finish(),
+    )
+    .await;
+    failure(&events);
+    let r = &build_records(&kernel).await[0];
+    assert_eq!(
+        (&r["app"], &r["status"], &r["result"]),
+        (&json!("shop"), &json!(200), &json!("failed")),
+        "{r}"
+    );
+    assert!(
+        r["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("build: `false`: exited")),
+        "{r}"
+    );
+
+    // bob's lain.yaml is a hard link, which the check before the stream does not read: the
+    // build itself refuses him once it has read the name, and the record says so.
+    let bobs = APP.replace("sleep 100", "sleep 200");
+    let tar = RawTar::new()
+        .file("real.yaml", 0o644, bobs.as_bytes())
+        .hard_link("lain.yaml", "real.yaml")
+        .finish();
+    let events = build_as(&kernel, "bob", tar).await;
+    let message = failure(&events)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("bob"), "{message}");
+    let r = &build_records(&kernel).await[0];
+    assert_eq!(
+        (
+            &r["subject"],
+            &r["app"],
+            &r["status"],
+            &r["result"],
+            &r["reason"]
+        ),
+        (
+            &json!("bob"),
+            &json!("shop"),
+            &json!(200),
+            &json!("denied"),
+            &json!(message)
+        ),
+        "{r}"
+    );
+    // Refused before the stream: a 403, with the app.
+    let (status, _) = common::api_raw(
+        &kernel,
+        "POST",
+        "/api/v1/builds",
+        Some(&token("bob")),
+        Body::from(
+            RawTar::new()
+                .file("lain.yaml", 0o644, bobs.as_bytes())
+                .finish(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let r = &build_records(&kernel).await[0];
+    assert_eq!(
+        (&r["subject"], &r["app"], &r["status"], &r["result"]),
+        (&json!("bob"), &json!("shop"), &json!(403), &json!("denied")),
+        "{r}"
+    );
 }

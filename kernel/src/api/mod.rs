@@ -11,6 +11,7 @@ pub mod guard;
 pub mod nodes;
 pub mod plugins;
 pub mod secrets;
+pub mod trail;
 pub mod validate;
 
 use crate::auth::{Access, Caller};
