@@ -386,3 +386,56 @@ fn input_files_are_opened_without_following_links() {
         assert!(e.to_string().contains(want), "{name}: {e}");
     }
 }
+
+/// A context like an app's repository: `dirs` directories of `per_dir` 1 KiB files, three
+/// levels deep, plus `lain.yaml`.
+fn repository(dirs: usize, per_dir: usize) -> Vec<u8> {
+    let mut tar = RawTar::new().file("lain.yaml", 0o644, b"appname: x\n");
+    for d in 0..dirs {
+        let dir = format!("src/m{}/p{d}", d % 10);
+        for f in 0..per_dir {
+            tar = tar.file(&format!("{dir}/f{f}.py"), 0o644, &[b'x'; 1024]);
+        }
+    }
+    tar.finish()
+}
+
+/// Unpacks a 3,000-file context completely. With `LAIN_MEASURE_UNPACK=1` (and `--nocapture`)
+/// it also prints what that costs next to `tar::Archive::unpack`, the unpacker before issue 12
+/// (medians of 5 interleaved rounds; `TMPDIR=/dev/shm` leaves the disk out).
+#[test]
+fn a_few_thousand_files_unpack_completely() {
+    let context = repository(100, 30);
+    let rounds = if std::env::var_os("LAIN_MEASURE_UNPACK").is_some() {
+        5
+    } else {
+        1
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let s = Stage::new();
+        let started = Instant::now();
+        let unpacked = unpack(&context, &s.dir, &Limits::default()).expect("unpacks");
+        ours.push(started.elapsed());
+        // 3,001 files, 100 + 10 + 1 directories.
+        assert_eq!(unpacked.tree.len(), 3_001 + 111);
+        assert_eq!(unpacked.bytes, 3_000 * 1024 + 11);
+        if rounds == 1 {
+            return;
+        }
+        let s = Stage::new();
+        let started = Instant::now();
+        tar::Archive::new(&context[..])
+            .unpack(s.path(""))
+            .expect("tar unpacks");
+        theirs.push(started.elapsed());
+    }
+    ours.sort();
+    theirs.sort();
+    eprintln!(
+        "unpack of 3,000 files ({} KiB): lain {:?}, tar::Archive::unpack {:?} (medians of 5)",
+        context.len() / 1024,
+        ours[2],
+        theirs[2]
+    );
+}
