@@ -127,8 +127,8 @@ pub enum Problem {
     #[error("{0} entries are not allowed (only files, directories, symlinks and hard links)")]
     Special(String),
     /// The same path twice.
-    #[error("it appears twice in the build context")]
-    Duplicate,
+    #[error("it appears twice in the build context (first as a {0})")]
+    Duplicate(&'static str),
     /// A parent that is not a directory.
     #[error("its parent `{parent}` is a {kind}, not a directory (links are not followed)")]
     ParentNotDir {
@@ -274,7 +274,7 @@ impl Unpacker<'_> {
         }
         match self.tree.get(&path) {
             Some(Node::Dir) if kind == EntryType::Directory => return Ok(()),
-            Some(_) => return Err(refuse(Problem::Duplicate)),
+            Some(first) => return Err(refuse(Problem::Duplicate(first.kind()))),
             None => {}
         }
         for parent in self.tree.missing_parents(&path).map_err(refuse)? {

@@ -261,10 +261,23 @@ fn an_entry_appears_once() {
             .file("lain.yaml", 0o644, b"appname: b\n"),
         "lain.yaml",
     );
-    assert!(m.contains("appears twice"), "{m}");
+    assert!(
+        m.contains("appears twice in the build context (first as a file)"),
+        "{m}"
+    );
     let s = Stage::new();
     let m = s.refused(RawTar::new().dir("d").symlink("d", "."), "d");
-    assert!(m.contains("appears twice"), "{m}");
+    assert!(
+        m.contains("appears twice in the build context (first as a directory)"),
+        "{m}"
+    );
+    // A directory made for an earlier entry counts.
+    let s = Stage::new();
+    let m = s.refused(
+        RawTar::new().file("a/b", 0o644, b"").file("a", 0o644, b""),
+        "a",
+    );
+    assert!(m.contains("(first as a directory)"), "{m}");
     let s = Stage::new();
     s.unpack(
         RawTar::new()
