@@ -207,14 +207,10 @@ fn load_error(e: &LoadError, report: &mut Report) {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/hostile.rs"]
-mod hostile;
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::hostile::{ONE_LINE_KINDS, deep_yaml as deep};
+    use crate::hostile::{ONE_LINE_KINDS, deep_yaml as deep};
 
     fn first_error(text: &str) -> Diagnostic {
         let mut report = Report::new("lain.yaml");

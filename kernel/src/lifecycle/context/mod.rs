@@ -190,7 +190,7 @@ pub fn unpack(context: &[u8], dest: &Dir, limits: &Limits) -> Result<Unpacked, C
         let mut entry = entry.map_err(ContextError::NotATar)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         seen += 1;
-        if seen > limits.max_entries || unpacker.tree.len() > limits.max_entries {
+        if seen > limits.max_entries || unpacker.tree.count() > limits.max_entries {
             return Err(ContextError::TooManyEntries {
                 max: limits.max_entries,
             });
@@ -203,7 +203,7 @@ pub fn unpack(context: &[u8], dest: &Dir, limits: &Limits) -> Result<Unpacked, C
         }
         unpacker.entry(&mut entry, &name)?;
     }
-    if unpacker.tree.len() > limits.max_entries {
+    if unpacker.tree.count() > limits.max_entries {
         return Err(ContextError::TooManyEntries {
             max: limits.max_entries,
         });

@@ -48,7 +48,7 @@ impl Tree {
     }
 
     /// How many paths were unpacked (directories made for entries included).
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.nodes.len()
     }
 
