@@ -300,24 +300,13 @@ impl Unpacker<'_> {
             }
             EntryType::Link => {
                 let target = self.link_name(entry, name)?;
-                let inside = tree::clean(&target, self.limits.max_depth, usize::MAX);
-                let why = match inside.as_ref().map(|t| self.tree.get(t)) {
-                    Ok(Some(Node::File)) => None,
-                    Ok(Some(other)) => Some(format!("it is a {}", other.kind())),
-                    Ok(None) => Some("no earlier regular file of the build context".into()),
-                    Err(problem) => Some(problem.to_string()),
-                };
-                match (why, inside) {
-                    (None, Ok(target)) => {
-                        self.dest.hard_link(&target, self.dest, &path).map_err(io)?;
-                    }
-                    (why, _) => {
-                        return Err(refuse(Problem::HardLink {
-                            target: target.display().to_string(),
-                            why: why.unwrap_or_default(),
-                        }));
-                    }
-                }
+                let file = self.earlier_file(&target).map_err(|why| {
+                    refuse(Problem::HardLink {
+                        target: target.display().to_string(),
+                        why,
+                    })
+                })?;
+                self.dest.hard_link(&file, self.dest, &path).map_err(io)?;
                 Node::File
             }
             _ => {
@@ -370,6 +359,17 @@ impl Unpacker<'_> {
         let mode = if executable { 0o755 } else { 0o644 };
         file.set_permissions(Permissions::from_mode(mode))
             .map_err(io)
+    }
+
+    /// The earlier regular file of the context a hard link names, or why it cannot be linked.
+    fn earlier_file(&self, target: &Path) -> Result<PathBuf, String> {
+        let inside = tree::clean(target, self.limits.max_depth, usize::MAX)
+            .map_err(|problem| problem.to_string())?;
+        match self.tree.get(&inside) {
+            Some(Node::File) => Ok(inside),
+            Some(other) => Err(format!("it is a {}", other.kind())),
+            None => Err("no earlier regular file of the build context".into()),
+        }
     }
 
     fn mkdir(&self, path: &Path) -> std::io::Result<()> {
