@@ -18,3 +18,8 @@ pub mod schedule;
 pub mod secrets;
 pub mod spec;
 pub mod store;
+
+/// Hostile inputs shared with the integration and end-to-end tests.
+#[cfg(test)]
+#[path = "../tests/common/hostile.rs"]
+mod hostile;

@@ -1,6 +1,10 @@
-//! End-to-end: `lain validate` offline and `POST /api/v1/validate` on a kernel give the same verdict.
+//! End-to-end: `lain validate` offline and `POST /api/v1/validate` on a kernel give the same
+//! verdict, and a deeply nested file is a located error for both (issue 12, finding 2).
 
 mod support;
+
+#[path = "../../kernel/tests/common/hostile.rs"]
+mod hostile;
 
 use serde_json::Value;
 use std::process::Command;
@@ -142,4 +146,65 @@ fn the_kernel_validates_with_the_same_parser() {
         lain_builtin_plugins::fixtures::TEMPLATE,
     ]);
     assert_eq!(post(cron)["valid"], true);
+}
+
+#[test]
+fn deep_nesting_is_a_located_error_offline_and_on_the_kernel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).expect("app dir");
+    let file = app.join("lain.yaml");
+    let shown = file.display().to_string();
+    for kind in hostile::ONE_LINE_KINDS {
+        for n in [5_000, 200_000] {
+            std::fs::write(&file, hostile::deep_yaml(kind, n)).expect("write");
+            let out = validate(&[&shown, "-o", "json"], dir.path());
+            assert_eq!(out.status.code(), Some(1), "{kind} x{n}: {out:?}");
+            let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+            let d = &report["diagnostics"][0];
+            assert_eq!(
+                (d["message"].as_str(), d["line"].as_u64()),
+                (Some("nested deeper than 64 levels"), Some(2)),
+                "{kind} x{n}: {d}"
+            );
+        }
+    }
+    // As a person reads it: the 65th level is the 64th `-` on line 2.
+    std::fs::write(&file, hostile::deep_yaml("block-seq", 200_000)).expect("write");
+    let out = validate(&[&shown], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{shown}:2:129: error: nested deeper than 64 levels"
+        )),
+        "{err}"
+    );
+
+    // The kernel answers the same over HTTP, to `lain build` too, and keeps serving.
+    let kernel = KernelProcess::start(&dir.path().join("data"), "");
+    let post = |body: String| -> Value {
+        let mut resp = ureq::post(&format!("{}/api/v1/validate", kernel.url))
+            .header("Authorization", &format!("Bearer {}", kernel.token()))
+            .send(body)
+            .expect("request");
+        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("json")
+    };
+    for kind in hostile::ONE_LINE_KINDS {
+        let report = post(hostile::deep_yaml(kind, 200_000));
+        assert_eq!(
+            report["diagnostics"][0]["message"], "nested deeper than 64 levels",
+            "{kind}: {report}"
+        );
+    }
+    let err = kernel.lain_err(&["build", app.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("lain.yaml:2:129: error: nested deeper than 64 levels"),
+        "{err}"
+    );
+    assert_eq!(
+        post(GOOD.to_string())["valid"],
+        true,
+        "the kernel still serves"
+    );
 }

@@ -2,6 +2,7 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
+use super::trail::{AuditTrail, Outcome};
 use crate::auth::Caller;
 use crate::auth::rights::Right;
 use crate::lifecycle::LifecycleError;
@@ -93,11 +94,17 @@ pub async fn show(
 pub async fn build(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    trail: Option<Extension<AuditTrail>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let access = state.access.clone();
     let store = state.lifecycle.store.clone();
+    let trail = trail.map(|Extension(t)| t);
+    let named = trail.clone();
     let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
+        if let Some(trail) = &named {
+            trail.set_app(app);
+        }
         if !exists {
             return Ok(vec![crate::auth::maintainers::first(
                 app,
@@ -123,6 +130,10 @@ pub async fn build(
         Ok(admit)
     })
     .await?;
+    // From here the answer is 200 and the outcome is the last event: the audit record waits for it.
+    if let Some(trail) = &trail {
+        trail.defer();
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BuildEvent>();
     let lc = state.lifecycle.clone();
     tokio::task::spawn_blocking(move || {
@@ -130,9 +141,14 @@ pub async fn build(
             let _ = tx.send(e);
         };
         let result = lc.build_as(&body, &mut send, &admit);
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
         let last = match result {
             Ok(release) => BuildEvent::Done { release },
-            Err(crate::lifecycle::LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
+            Err(LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
                 message: "lain.yaml has errors".into(),
                 diagnostics,
             },
@@ -142,6 +158,9 @@ pub async fn build(
             },
         };
         send(last);
+        if let Some(trail) = trail {
+            trail.finish(outcome);
+        }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;

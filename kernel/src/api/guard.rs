@@ -3,10 +3,11 @@
 //! Runs as a route layer, so the router has already matched the route: the rule is looked up by
 //! method and route pattern ([`crate::auth::rights::rule_for`]); a route without a rule is refused
 //! (fail closed). The handler runs only when the caller holds the right, and sees the [`Caller`]
-//! as a request extension.
+//! (and, for audited calls, an [`AuditTrail`]) as request extensions.
 
 use super::AppState;
 use super::error::ApiError;
+use super::trail::{AuditTrail, Handover};
 use crate::auth::audit::AuditRecord;
 use crate::auth::rights::{PULL_RULE, Right, rule_for};
 use crate::auth::{Caller, Denied, Outcome};
@@ -55,6 +56,7 @@ pub async fn guard(
         app: app.clone(),
         status: 0,
         result: String::new(),
+        reason: None,
     });
     let authorization = req
         .headers()
@@ -74,10 +76,19 @@ pub async fn guard(
                 None => None,
             };
             req.extensions_mut().insert(caller);
+            let trail = record
+                .as_ref()
+                .map(|_| AuditTrail::new(state.access.clone(), state.lifecycle.store.clone()));
+            if let Some(trail) = &trail {
+                req.extensions_mut().insert(trail.clone());
+            }
             let response = next.run(req).await;
-            if let Some(mut r) = record {
+            if let (Some(mut r), Some(trail)) = (record, trail) {
                 finish(&mut r, &response);
-                audit(&state, pending, r).await;
+                // A build names its app in its context and may end after its 200 (see `trail`).
+                if let Handover::Write(r) = trail.hand_over(r, pending.clone()) {
+                    audit(&state, pending, r).await;
+                }
             }
             response
         }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod plugins;
 pub mod secrets;
+pub mod trail;
 pub mod validate;
 
 use crate::auth::{Access, Caller};

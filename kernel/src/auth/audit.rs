@@ -24,8 +24,12 @@ pub struct AuditRecord {
     /// The HTTP status answered.
     pub status: u16,
     /// `ok`, `denied` (401/403), `failed`, or `pending` while the call runs (a record still
-    /// `pending` after a restart is a call the kernel died during).
+    /// `pending` after a restart is a call the kernel died during). A build answers 200 when
+    /// its event stream starts: its result is how the build ended.
     pub result: String,
+    /// Why a call that answered 200 still failed or was refused (a build that ended `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Which records a query wants.

@@ -171,12 +171,20 @@ pub fn audit(args: AuditArgs, client: &Client, out: Output) -> anyhow::Result<()
         let rows: Vec<Vec<String>> = records
             .iter()
             .map(|r| {
+                // A build names its app in its context, not in its path.
+                let mut what = r.target.clone();
+                if let Some(app) = r.app.as_ref().filter(|a| !what.contains(&format!("/{a}"))) {
+                    what.push_str(&format!(" ({app})"));
+                }
+                if let Some(reason) = &r.reason {
+                    what.push_str(&format!(": {reason}"));
+                }
                 vec![
                     time(r.at_ms),
                     r.subject.clone().unwrap_or_else(|| "-".into()),
                     r.result.clone(),
                     r.status.to_string(),
-                    r.target.clone(),
+                    what,
                 ]
             })
             .collect();

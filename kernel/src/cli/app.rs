@@ -52,20 +52,20 @@ pub enum AppCommand {
     Show(AppArg),
 }
 
-/// Reads `appname` from the `lain.yaml` in `dir`.
+/// Reads `appname` from the `lain.yaml` in `dir` (bounded and depth-checked like every
+/// `lain.yaml` lain reads).
 pub fn appname(dir: &Path) -> anyhow::Result<String> {
     let file = dir.join("lain.yaml");
-    let text = std::fs::read_to_string(&file).with_context(|| {
-        format!(
-            "cannot read {} (give --app, or run in the app's directory)",
-            file.display()
-        )
-    })?;
-    let node = marked_yaml::parse_yaml(0, &text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    node.as_mapping()
-        .and_then(|m| m.get_scalar("appname"))
-        .map(|s| s.as_str().to_string())
-        .ok_or_else(|| anyhow!("{}: no `appname`", file.display()))
+    let text = std::fs::File::open(&file)
+        .map_err(crate::spec::ReadError::from)
+        .and_then(crate::spec::read)
+        .with_context(|| {
+            format!(
+                "cannot read {} (give --app, or run in the app's directory)",
+                file.display()
+            )
+        })?;
+    crate::spec::appname(&file.display().to_string(), &text).map_err(|d| anyhow!("{d}"))
 }
 
 /// `lain build [PATH]`: sends the directory as a build context and prints the build's progress.

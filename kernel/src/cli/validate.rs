@@ -31,7 +31,9 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<()> {
     } else {
         args.path.clone()
     };
-    let text = std::fs::read_to_string(&file)
+    let text = std::fs::File::open(&file)
+        .map_err(spec::ReadError::from)
+        .and_then(spec::read)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let types = proc_types(&args.plugins)?;
     let shown = file.display().to_string();

@@ -1,10 +1,12 @@
 //! Builds: an uploaded build context (a tar holding `lain.yaml`) becomes a release.
 //!
-//! The context is unpacked and its `lain.yaml` validated here; the runtime then builds the
+//! The context is unpacked (by [`super::context`], which trusts nothing in it) and its
+//! `lain.yaml` read without following links and validated here; the runtime then builds the
 //! release (a directory on the process runtime, images on Docker) and the release is recorded.
 //! The same context uploaded again gives the same release (found by its sha256) without
 //! rebuilding.
 
+use super::context as unpack;
 use super::records::{self, AppRecord, ReleaseRecord};
 use super::{Lifecycle, LifecycleError};
 use crate::plugin::Kind;
@@ -12,9 +14,13 @@ use crate::runtime::{BuildProgress, BuildRequest};
 use crate::spec::{self, PluginProcTypes};
 use crate::store::{Op, get_json, put_json};
 use anyhow::Context;
+use cap_std::fs::Dir;
 use serde::Serialize;
 use sha2::Digest;
-use std::path::Path;
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Progress of a build, streamed to the client as one JSON object per line.
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +71,9 @@ impl Lifecycle {
 
     /// [`Lifecycle::build`], asking `admit` once the app's name is known (before anything is
     /// built) and again when the release is recorded, whether the caller may build it.
+    ///
+    /// Each call unpacks into a staging directory of its own. A build of the same bytes as one in
+    /// progress waits for it, and then gets its release.
     pub fn build_as(
         &self,
         context: &[u8],
@@ -72,20 +81,18 @@ impl Lifecycle {
         admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
         let digest = hex::encode(sha2::Sha256::digest(context));
-        let staging =
-            self.releases_dir()
-                .join(format!(".build-{}-{}", &digest[..12], std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging)
-            .with_context(|| format!("cannot create {}", staging.display()))?;
-        let result = self.build_in(&staging, &digest, context, progress, admit);
-        let _ = std::fs::remove_dir_all(&staging);
-        result
+        let _alone = self.builds.enter(&digest, || {
+            progress(BuildEvent::Step {
+                message: "the same build context is being built: waiting for it".into(),
+            })
+        });
+        let staging = Staging::create(&self.releases_dir(), &digest)?;
+        self.build_in(&staging, &digest, context, progress, admit)
     }
 
     fn build_in(
         &self,
-        staging: &Path,
+        staging: &Staging,
         digest: &str,
         context: &[u8],
         progress: &mut (dyn FnMut(BuildEvent) + Send),
@@ -94,12 +101,14 @@ impl Lifecycle {
         progress(BuildEvent::Step {
             message: format!("unpacking the build context ({} KiB)", context.len() / 1024),
         });
-        tar::Archive::new(context).unpack(staging).map_err(|e| {
-            LifecycleError::Invalid(format!("the build context is not a valid tar: {e}"))
-        })?;
-        let lain_yaml = std::fs::read_to_string(staging.join("lain.yaml")).map_err(|e| {
-            LifecycleError::Invalid(format!("the build context has no readable lain.yaml: {e}"))
-        })?;
+        unpack::unpack(context, &staging.dir, &unpack::Limits::default())
+            .map_err(|e| LifecycleError::Invalid(e.to_string()))?;
+        let lain_yaml = unpack::open_file(&staging.dir, Path::new("lain.yaml"))
+            .map_err(|e| e.to_string())
+            .and_then(|file| spec::read(file).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                LifecycleError::Invalid(format!("the build context has no readable lain.yaml: {e}"))
+            })?;
         let types = PluginProcTypes::new(
             self.registry.enabled(Kind::ProcType),
             &self.config.proc_types,
@@ -134,7 +143,7 @@ impl Lifecycle {
         let dest = self.releases_dir().join(&name).join(&version);
         let request = BuildRequest {
             spec: &app,
-            context: staging,
+            context: &staging.path,
             version: &version,
             release_dir: &dest,
         };
@@ -178,23 +187,107 @@ impl Lifecycle {
 }
 
 /// The `appname` of the `lain.yaml` in a build context, if it can be read (for deciding who may
-/// build before building; the build itself validates everything).
+/// build before building; the build itself validates everything). Only a regular `lain.yaml`
+/// entry is read, at most [`spec::MAX_BYTES`], through the same depth-checked loader.
 pub fn context_appname(context: &[u8]) -> Option<String> {
     let mut archive = tar::Archive::new(context);
-    let mut entry = archive.entries().ok()?.flatten().find(|e| {
-        e.path().is_ok_and(|p| {
-            p.components()
-                .filter(|c| *c != std::path::Component::CurDir)
-                .eq(Path::new("lain.yaml").components())
-        })
-    })?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
-    let doc = marked_yaml::parse_yaml(0, &text).ok()?;
-    let name = doc
-        .as_mapping()?
-        .get_scalar("appname")?
-        .as_str()
-        .to_string();
-    Some(name)
+    let mut entry = archive
+        .entries()
+        .ok()?
+        .take(unpack::Limits::default().max_entries)
+        .map_while(Result::ok)
+        .find(|e| {
+            e.path().is_ok_and(|p| {
+                p.components()
+                    .filter(|c| *c != std::path::Component::CurDir)
+                    .eq(Path::new("lain.yaml").components())
+            })
+        })?;
+    if !entry.header().entry_type().is_file() {
+        return None;
+    }
+    let text = spec::read(&mut entry).ok()?;
+    spec::appname("lain.yaml", &text).ok()
+}
+
+/// A staging directory of one build, under a name no other build uses, created exclusively
+/// (never reused); removed when dropped (the process runtime moves it to the release first).
+pub struct Staging {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The capability every write of the unpack goes through.
+    pub dir: Dir,
+}
+
+impl Staging {
+    fn create(root: &Path, digest: &str) -> Result<Staging, LifecycleError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create {}", root.display()))?;
+        let name = format!(
+            ".build-{}-{}-{}",
+            &digest[..12],
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = root.join(name);
+        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let staging = Staging {
+            dir: Dir::open_ambient_dir(&path, cap_std::ambient_authority())
+                .with_context(|| format!("cannot open {}", path.display()))?,
+            path,
+        };
+        std::fs::set_permissions(&staging.path, std::fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("cannot set the mode of {}", staging.path.display()))?;
+        Ok(staging)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(path = %self.path.display(), "cannot remove a staging directory: {e}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The digests of the contexts being built, so that identical builds run one after the other.
+#[derive(Default)]
+pub struct InFlight {
+    digests: parking_lot::Mutex<HashSet<String>>,
+    done: parking_lot::Condvar,
+}
+
+impl InFlight {
+    /// Waits until no build of `digest` runs (calling `waiting` first if one does), then holds
+    /// `digest` until the guard is dropped.
+    fn enter(&self, digest: &str, waiting: impl FnOnce()) -> InFlightGuard<'_> {
+        let mut digests = self.digests.lock();
+        if digests.contains(digest) {
+            waiting();
+            while digests.contains(digest) {
+                self.done.wait(&mut digests);
+            }
+        }
+        digests.insert(digest.to_string());
+        InFlightGuard {
+            owner: self,
+            digest: digest.to_string(),
+        }
+    }
+}
+
+struct InFlightGuard<'a> {
+    owner: &'a InFlight,
+    digest: String,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.owner.digests.lock().remove(&self.digest);
+        self.owner.done.notify_all();
+    }
 }

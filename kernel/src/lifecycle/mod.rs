@@ -7,6 +7,7 @@
 //! by the next pass from what the store wants and what the runtime runs.
 
 pub mod build;
+pub mod context;
 pub mod nodes;
 pub mod plan;
 pub mod reconciler;
@@ -79,6 +80,8 @@ pub struct Lifecycle {
     pub vault: Arc<crate::secrets::vault::Vault>,
     /// Serialises read-modify-write of app records within this kernel.
     writes: parking_lot::Mutex<()>,
+    /// The build contexts being built.
+    builds: build::InFlight,
 }
 
 impl Lifecycle {
@@ -115,6 +118,7 @@ impl Lifecycle {
             wake,
             status: view::StatusBoard::default(),
             writes: parking_lot::Mutex::new(()),
+            builds: build::InFlight::default(),
         })
     }
 

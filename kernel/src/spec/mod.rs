@@ -17,23 +17,21 @@ pub mod model;
 pub mod proc_types;
 
 mod app;
+mod load;
 mod proc_keys;
 mod sections;
 pub(crate) mod values;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use load::{MAX_BYTES, MAX_DEPTH, ReadError, appname, read};
 pub use model::{AppSpec, AppType, ProcSpec, app_domain};
 pub use proc_types::{PluginProcTypes, ProcTypes};
 pub use values::memory as parse_memory;
 
 use crate::plugin::bindings::types::{AppContext, Problem, Proc};
 use diagnostic::Report;
-use marked_yaml::loader::{LoadError, LoaderOptions};
 use marked_yaml::{Node, Span};
-
-/// The largest `lain.yaml` read (a real one is a few KiB).
-pub const MAX_BYTES: usize = 1 << 20;
 
 /// The outcome of parsing: the spec if there was no error, and every problem found.
 #[derive(Debug)]
@@ -62,34 +60,7 @@ fn parse_into(
     cluster_domains: &[String],
     report: &mut Report,
 ) -> Option<AppSpec> {
-    if text.len() > MAX_BYTES {
-        report.error(
-            &Span::new_blank(),
-            "",
-            format!("the file is larger than {MAX_BYTES} bytes"),
-        );
-        return None;
-    }
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
-    // The loader asserts on states its parser should never produce; a malformed input must
-    // still end in a located error, never a panic of the kernel.
-    let loaded =
-        std::panic::catch_unwind(|| marked_yaml::parse_yaml_with_options(0, text, options));
-    let node = match loaded {
-        Ok(Ok(node)) => node,
-        Ok(Err(e)) => {
-            load_error(&e, report);
-            return None;
-        }
-        Err(_) => {
-            report.error(
-                &Span::new_blank(),
-                "",
-                "the YAML parser failed on this input",
-            );
-            return None;
-        }
-    };
+    let node = load::load(text, report)?;
     let Node::Mapping(doc) = &node else {
         report.error(node.span(), "", "lain.yaml must be a mapping of keys");
         return None;
@@ -236,46 +207,5 @@ fn locate(problem: &Problem, section: &sections::Section, report: &mut Report) {
     let d = report.error(span, &path, problem.message.clone());
     if let Some(hint) = &problem.hint {
         d.hint(hint.clone());
-    }
-}
-
-fn load_error(e: &LoadError, report: &mut Report) {
-    let at = |m: &marked_yaml::Marker| Span::new_start(*m);
-    match e {
-        LoadError::TopLevelMustBeMapping(m) => {
-            report.error(&at(m), "", "lain.yaml must be a mapping of keys");
-        }
-        LoadError::UnexpectedAnchor(m) => {
-            report
-                .error(
-                    &at(m),
-                    "",
-                    "YAML anchors and aliases are not supported in lain.yaml",
-                )
-                .hint("write the values out");
-        }
-        LoadError::UnexpectedTag(m) => {
-            report.error(&at(m), "", "YAML tags are not supported in lain.yaml");
-        }
-        LoadError::MappingKeyMustBeScalar(m) => {
-            report.error(&at(m), "", "mapping keys must be plain scalars");
-        }
-        LoadError::DuplicateKey(inner) => {
-            let line = inner.prev_key.span().start().map_or(0, |m| m.line());
-            report.error(
-                inner.key.span(),
-                inner.key.as_str(),
-                format!(
-                    "duplicate key {} (first on line {line})",
-                    inner.key.as_str()
-                ),
-            );
-        }
-        LoadError::ScanError(m, scan) => {
-            report.error(&at(m), "", format!("invalid YAML: {scan}"));
-        }
-        other => {
-            report.error(&Span::new_blank(), "", format!("invalid YAML: {other}"));
-        }
     }
 }

@@ -1,6 +1,8 @@
 //! Shared set-up for the plugin host tests: an engine, built-in plugins, fixtures.
 #![allow(dead_code)]
 
+pub mod hostile;
+
 use lain::plugin::bindings::types::Proc;
 use lain::plugin::engine::PluginEngine;
 use lain::plugin::{Limits, LoadedPlugin, Manifest};

@@ -274,4 +274,48 @@ mod tests {
             "cd /lain/app && ls -A | grep -vxF -e node_modules -e 'a b' | xargs -r rm -rf"
         );
     }
+
+    /// The engine gets the context's symlinks as symlinks: nothing they point at outside the
+    /// context (a file, a directory, an absolute path) is read into the tar sent to it.
+    #[test]
+    fn the_engine_context_keeps_links_as_links() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = root.path().join("outside");
+        std::fs::create_dir(&outside).expect("outside");
+        std::fs::write(outside.join("secret.txt"), "host secret").expect("secret");
+        let ctx = root.path().join("ctx");
+        std::fs::create_dir(&ctx).expect("ctx");
+        std::fs::write(ctx.join("lain.yaml"), "appname: x\n").expect("lain.yaml");
+        symlink("../outside/secret.txt", ctx.join("file-link")).expect("link");
+        symlink("../outside", ctx.join("dir-link")).expect("link");
+        symlink("/etc", ctx.join("abs-link")).expect("link");
+        let tar = context_tar(&ctx, &[("build".into(), "FROM scratch\n".into())]).expect("tar");
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut links = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").display().to_string();
+            let mut content = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut content).ok();
+            assert!(!content.contains("host secret"), "{path}");
+            assert!(
+                !path.contains("-link/"),
+                "{path}: a linked directory was walked"
+            );
+            if entry.header().entry_type() == tar::EntryType::Symlink {
+                let target = entry.link_name().expect("link").expect("target");
+                links.push((path, target.display().to_string()));
+            }
+        }
+        links.sort();
+        assert_eq!(
+            links,
+            [
+                ("abs-link".to_string(), "/etc".to_string()),
+                ("dir-link".into(), "../outside".into()),
+                ("file-link".into(), "../outside/secret.txt".into()),
+            ]
+        );
+    }
 }
