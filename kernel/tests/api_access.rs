@@ -35,6 +35,8 @@ fn kernel(dir: &std::path::Path) -> Kernel {
         "token".into(),
         json!({ "tokens": [entry("root", &["admins"]), entry("alice", &["dev"]), entry("bob", &[])] }),
     );
+    // alice may register apps; bob may not (only admins may by default).
+    config.auth.register_users = vec!["token:alice".into()];
     config.plugins.config.insert(
         "jwt".into(),
         json!({ "issuer": ISSUER, "audience": "lain", "hs256_secret": JWT_SECRET }),
@@ -187,7 +189,7 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
                 Right::Read | Right::Operate | Right::Secrets => {
                     matches!(*role, "maintainer" | "admin" | "bootstrap")
                 }
-                Right::Admin => matches!(*role, "admin" | "bootstrap"),
+                Right::Admin | Right::Register => matches!(*role, "admin" | "bootstrap"),
             };
             // Builds name their app inside the context: `vault` exists, so building it needs
             // `operate` on it (a new app would admit any authenticated caller).
@@ -284,7 +286,10 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     .await;
     assert_eq!(
         (status, m),
-        (StatusCode::OK, json!({"users": ["alice"], "groups": []}))
+        (
+            StatusCode::OK,
+            json!({"users": ["token:alice"], "groups": []})
+        )
     );
 
     // bob may not build alice's app, and is told why; nothing is recorded.
@@ -315,7 +320,7 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     let (status, _) = call(
         &kernel,
         "PUT",
-        "/api/v1/apps/vault/maintainers/users/bob",
+        "/api/v1/apps/vault/maintainers/users/token:bob",
         Some(&token("alice")),
         Value::Null,
     )
@@ -334,7 +339,7 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
         let (s, body) = call(
             &kernel,
             "DELETE",
-            &format!("/api/v1/apps/vault/maintainers/users/{who}"),
+            &format!("/api/v1/apps/vault/maintainers/users/token:{who}"),
             Some(&token("alice")),
             Value::Null,
         )
@@ -392,8 +397,8 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     assert_eq!(
         removals,
         [
-            ("/api/v1/apps/vault/maintainers/users/alice", 409),
-            ("/api/v1/apps/vault/maintainers/users/bob", 200)
+            ("/api/v1/apps/vault/maintainers/users/token:alice", 409),
+            ("/api/v1/apps/vault/maintainers/users/token:bob", 200)
         ],
         "newest first"
     );

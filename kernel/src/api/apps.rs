@@ -85,7 +85,8 @@ pub async fn show(
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's
 /// directory). Answers with one JSON event per line as the build goes (`step`, `output`,
 /// `warning`, then `done` or `failed`). Building an existing app needs the `operate` right on
-/// it; a new app may be registered by any authenticated caller, who becomes its maintainer.
+/// it; registering a new app needs the `register` right, and its registrant becomes its
+/// maintainer.
 #[utoipa::path(post, path = "/api/v1/builds", tag = "apps",
     request_body(content = String, content_type = "application/x-tar", description = "Build context"),
     responses((status = 200, description = "application/x-ndjson stream of build events"),
@@ -98,13 +99,14 @@ pub async fn build(
     let access = state.access.clone();
     let store = state.lifecycle.store.clone();
     let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
-        if !exists {
-            return Ok(vec![crate::auth::maintainers::first(
-                app,
-                &caller.principal.subject,
-            )?]);
-        }
-        match access.authorize(&caller, Right::Operate, Some(app)) {
+        // A new app needs the `register` right; its registrant becomes its maintainer.
+        let right = if exists {
+            Right::Operate
+        } else {
+            Right::Register
+        };
+        match access.authorize(&caller, right, Some(app)) {
+            Ok(()) if !exists => Ok(vec![crate::auth::maintainers::first(app, &caller.id())?]),
             Ok(()) => Ok(Vec::new()),
             Err(crate::auth::Denied::Store(e)) => Err(e.into()),
             Err(denied) => Err(LifecycleError::Forbidden(denied.to_string())),
@@ -412,9 +414,15 @@ pub async fn nginx(
         )));
     }
     let lc = state.lifecycle.clone();
-    let apps = blocking(move || Ok(lc.apps()?)).await?;
+    let (apps, claims) =
+        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
     let (_, instances) = state.lifecycle.status.snapshot();
-    let table = crate::router::table::RouteTable::build(&apps, &instances);
+    let table = crate::router::table::RouteTable::build(
+        &apps,
+        &claims,
+        &state.lifecycle.config.domains,
+        &instances,
+    );
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         crate::router::nginx::render(&table, &listen),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 pub mod nodes;
 pub mod plugins;
+pub mod routes;
 pub mod secrets;
 pub mod validate;
 
@@ -62,6 +63,7 @@ pub struct AppState {
         validate::validate,
         apps::build, apps::list, apps::show, apps::releases, apps::deploy, apps::rollback,
         apps::undeploy, apps::scale, apps::logs, apps::nginx,
+        routes::list, routes::assign, routes::release,
         nodes::list, nodes::add, nodes::maintain, nodes::remove,
     ),
     components(schemas(Health, WhoAmI, ErrorBody)),
@@ -117,6 +119,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
         .route("/api/v1/router/nginx", get(apps::nginx))
+        .route(
+            "/api/v1/router/claims",
+            get(routes::list)
+                .put(routes::assign)
+                .delete(routes::release),
+        )
         .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))

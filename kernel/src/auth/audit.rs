@@ -36,6 +36,9 @@ pub struct AuditQuery {
     pub app: Option<String>,
     /// Only this subject's.
     pub subject: Option<String>,
+    /// Only principals of this auth provider (`bootstrap` for the local bootstrap): a subject
+    /// names a principal only together with its provider.
+    pub provider: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<usize>,
 }
@@ -124,7 +127,11 @@ impl AuditLog {
                 && query
                     .subject
                     .as_ref()
-                    .is_none_or(|s| record.subject.as_ref() == Some(s));
+                    .is_none_or(|s| record.subject.as_ref() == Some(s))
+                && query
+                    .provider
+                    .as_ref()
+                    .is_none_or(|p| record.provider.as_ref() == Some(p));
             if wanted {
                 out.push(record);
             }

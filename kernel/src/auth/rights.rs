@@ -21,6 +21,10 @@ pub enum Right {
     Secrets,
     /// The cluster itself (nodes, plugins, the master key, the audit log): cluster admins.
     Admin,
+    /// Register a new app (its first build, which makes the caller its maintainer): cluster
+    /// admins and the principals of `[auth] register_users` and `register_groups`. Checked by
+    /// the build handler once it has read the app's name; no route needs it alone.
+    Register,
 }
 
 impl Right {
@@ -33,6 +37,7 @@ impl Right {
             Right::Operate => "operate",
             Right::Secrets => "secrets",
             Right::Admin => "admin",
+            Right::Register => "register",
         }
     }
 
@@ -70,7 +75,7 @@ use Right::{Admin, Authenticated, Operate, Public, Read, Secrets};
 
 /// Every endpoint of the platform API and the right it needs. `POST /api/v1/builds` names its
 /// app inside the build context: the build handler checks `operate` on it once it has read the
-/// context, and a new app admits any authenticated caller, who becomes its first maintainer.
+/// context, or [`Right::Register`] when the app is new (the caller becomes its first maintainer).
 pub const RULES: &[Rule] = &[
     rule("GET", "/healthz", Public),
     rule("GET", "/api/openapi.json", Public),
@@ -124,6 +129,10 @@ pub const RULES: &[Rule] = &[
     rule("DELETE", "/api/v1/nodes/{name}", Admin),
     rule("POST", "/api/v1/nodes/{name}/maintain", Admin),
     rule("GET", "/api/v1/router/nginx", Admin),
+    // Route claims: listed for the apps the caller may read; only admins reassign or release.
+    rule("GET", "/api/v1/router/claims", Authenticated),
+    rule("PUT", "/api/v1/router/claims", Admin),
+    rule("DELETE", "/api/v1/router/claims", Admin),
     rule("POST", "/api/v1/secrets/rotate-key", Admin),
     rule("GET", "/api/v1/audit", Admin),
 ];
