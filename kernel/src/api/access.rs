@@ -30,7 +30,9 @@ pub async fn list(
     params(("app" = String, Path, description = "App name"),
         ("kind" = String, Path, description = "`users` or `groups`"),
         ("name" = String, Path, description = "`provider:subject` or group")),
-    responses((status = 200, body = Maintainers), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Maintainers),
+        (status = 400, description = "Not `users` or `groups`, or not a valid member", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
     Path((app, kind, name)): Path<(String, String, String)>,
@@ -43,7 +45,9 @@ pub async fn add(
     params(("app" = String, Path, description = "App name"),
         ("kind" = String, Path, description = "`users` or `groups`"),
         ("name" = String, Path, description = "`provider:subject` or group")),
-    responses((status = 200, body = Maintainers), (status = 404, body = ErrorBody),
+    responses((status = 200, body = Maintainers),
+        (status = 400, description = "Not `users` or `groups`, or not a valid member", body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 409, description = "The last maintainer", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,

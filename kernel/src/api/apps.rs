@@ -182,7 +182,10 @@ pub struct DeployRequest {
 #[utoipa::path(post, path = "/api/v1/apps/{app}/deploy", tag = "apps",
     params(("app" = String, Path, description = "App name")),
     request_body = DeployRequest,
-    responses((status = 202, body = AppView), (status = 404, body = ErrorBody),
+    responses((status = 202, body = AppView),
+        (status = 400, description = "Not a deploy request, or a proc type rendered a route that is no mountpoint", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A route belongs to another app (named), or a secret file is missing", body = ErrorBody),
         (status = 422, description = "lain.yaml no longer valid with the installed proc types", body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
@@ -207,7 +210,8 @@ pub async fn deploy(
 /// Goes back to the previous deployment.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/rollback", tag = "apps",
     params(("app" = String, Path, description = "App name")),
-    responses((status = 202, body = AppView), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = AppView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn rollback(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -241,12 +245,14 @@ pub async fn undeploy(
 #[utoipa::path(patch, path = "/api/v1/apps/{app}/procs/{proc}", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = Scale,
-    responses((status = 202, body = AppView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = AppView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The app is not deployed", body = ErrorBody)))]
 pub async fn scale(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
-    Json(scale): Json<Scale>,
+    scale: Result<Json<Scale>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let Json(scale) = scale?;
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
     Ok((
@@ -257,6 +263,7 @@ pub async fn scale(
 
 /// Options of the logs endpoint.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Keep the response open and send new lines as they are written.
     #[serde(default)]
@@ -275,8 +282,9 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
-    Query(q): Query<LogsQuery>,
+    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let lc = state.lifecycle.clone();
     let (app2, proc2) = (app.clone(), proc.clone());
     let record = blocking(move || Ok(lc.app(&app2)?)).await?;
@@ -390,6 +398,7 @@ fn read_new(
 
 /// Options of the nginx export.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NginxQuery {
     /// The `listen` of the generated servers (default `80`).
     pub listen: Option<String>,
@@ -401,8 +410,9 @@ pub struct NginxQuery {
     responses((status = 200, description = "text/plain nginx configuration")))]
 pub async fn nginx(
     State(state): State<AppState>,
-    Query(q): Query<NginxQuery>,
+    q: Result<Query<NginxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let listen = q.listen.unwrap_or_else(|| "80".into());
     if listen.is_empty()
         || !listen

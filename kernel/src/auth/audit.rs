@@ -31,6 +31,7 @@ pub struct AuditRecord {
 /// Which records a query wants.
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this app's.
     pub app: Option<String>,
