@@ -178,7 +178,16 @@ async fn the_answers_around_the_handlers_are_documented_as_sent() {
     let json = "application/json";
     let secret = "/api/v1/apps/x/procs/web/secrets";
     let huge = vec![b' '; lain::api::secrets::MAX_SECRET_BODY + 1];
-    let cases: [(&str, &str, &str, &str, Vec<u8>, StatusCode); 7] = [
+    // (method, uri, route template, content type, body, expected status)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        Vec<u8>,
+        StatusCode,
+    );
+    let cases: [Case; 7] = [
         (
             "PUT",
             secret,

@@ -452,3 +452,40 @@ async fn the_router_serves_only_owners_even_when_the_store_holds_a_conflict() {
         Some("early/web")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_concurrent_deploys_of_one_route_one_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    for round in 0..3 {
+        let host = format!("race{round}.example.org");
+        let (a, b) = (format!("one{round}"), format!("two{round}"));
+        // Registered and built first, so that only the deploys race.
+        for (user, app) in [("owner", &a), ("outsider", &b)] {
+            let (status, body) = build_and_deploy(&kernel, user, &app_yaml(app, &[])).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        let (yaml_a, yaml_b) = (app_yaml(&a, &[&host]), app_yaml(&b, &[&host]));
+        let (first, second) = tokio::join!(
+            build_and_deploy(&kernel, "owner", &yaml_a),
+            build_and_deploy(&kernel, "outsider", &yaml_b),
+        );
+        let mut statuses = [first.0, second.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::ACCEPTED, StatusCode::CONFLICT],
+            "{first:?} {second:?}"
+        );
+        let winner = if first.0 == StatusCode::ACCEPTED {
+            &a
+        } else {
+            &b
+        };
+        let target = format!("{winner}/web");
+        assert_eq!(
+            routed(&kernel, &host, "/").as_deref(),
+            Some(target.as_str())
+        );
+    }
+}
