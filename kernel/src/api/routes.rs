@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
 use crate::auth::rights::Right;
-use crate::router::claims::{ClaimError, Claims, RouteClaim, parse_mountpoint};
+use crate::router::claims::{ClaimError, Claims, RouteClaim, listed, parse_mountpoint};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -56,7 +56,7 @@ pub struct Assign {
 pub struct Assigned {
     /// The new claim.
     pub claim: RouteClaim,
-    /// Claims of other apps it replaced (`host[/path]` and app).
+    /// Claims of other apps it replaced.
     pub replaced: Vec<RouteClaim>,
 }
 
@@ -82,7 +82,7 @@ pub async fn assign(
         for _ in 0..ATTEMPTS {
             let mut claims = Claims::of_hosts(&*lc.store, [host.as_str()])?;
             let now = crate::clock::unix_secs();
-            let dropped = claims.assign(&body.app, &host, &path, &by, now);
+            let replaced = claims.assign(&body.app, &host, &path, &by, now);
             if lc
                 .store
                 .apply_if(&claims.expect(), claims.ops()?)?
@@ -97,20 +97,6 @@ pub async fn assign(
                 .find(|c| c.host == host && c.path == path)
                 .cloned()
                 .ok_or_else(|| ApiError::internal("the assigned claim is missing"))?;
-            let replaced = dropped
-                .into_iter()
-                .map(|(mountpoint, app)| {
-                    let (h, p) = parse_mountpoint(&mountpoint).unwrap_or_default();
-                    RouteClaim {
-                        mountpoint,
-                        host: h,
-                        path: p,
-                        app,
-                        since: now,
-                        assigned_by: None,
-                    }
-                })
-                .collect();
             return Ok(Json(Assigned { claim, replaced }));
         }
         Err(busy())
@@ -165,14 +151,7 @@ pub async fn release(
                 continue;
             }
             lc.wake.notify_one();
-            return Ok(Json(RouteClaim {
-                mountpoint: crate::router::claims::mountpoint(&host, &path),
-                host,
-                path,
-                app: claim.app,
-                since: claim.since,
-                assigned_by: claim.assigned_by,
-            }));
+            return Ok(Json(listed(&host, &path, &claim)));
         }
         Err(busy())
     })

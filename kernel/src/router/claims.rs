@@ -362,8 +362,8 @@ impl Claims {
     }
 
     /// An admin's assignment of `host` + `path` to `app`: the claims it covers (of any app) are
-    /// dropped, the other apps' returned as (mountpoint, app); a broader claim of another app
-    /// stays, with this path carved out of it (the router matches the longest prefix).
+    /// dropped, the other apps' returned; a broader claim of another app stays, with this path
+    /// carved out of it (the router matches the longest prefix).
     pub fn assign(
         &mut self,
         app: &str,
@@ -371,13 +371,13 @@ impl Claims {
         path: &str,
         by: &str,
         now: i64,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<RouteClaim> {
         let claims = &mut self.hosts.entry(host.to_string()).or_default().1;
         let mut dropped = Vec::new();
         claims.paths.retain(|held, c| {
             let keep = !covers(path, held);
             if !keep && c.app != app {
-                dropped.push((mountpoint(host, held), c.app.clone()));
+                dropped.push(listed(host, held, c));
             }
             keep
         });
@@ -435,16 +435,24 @@ impl Claims {
         self.hosts
             .iter()
             .flat_map(|(host, (_, claims))| {
-                claims.paths.iter().map(move |(path, c)| RouteClaim {
-                    mountpoint: mountpoint(host, path),
-                    host: host.clone(),
-                    path: path.clone(),
-                    app: c.app.clone(),
-                    since: c.since,
-                    assigned_by: c.assigned_by.clone(),
-                })
+                claims
+                    .paths
+                    .iter()
+                    .map(move |(path, c)| listed(host, path, c))
             })
             .collect()
+    }
+}
+
+/// The claim `c` of `host` + `path` as the API lists it.
+pub fn listed(host: &str, path: &str, c: &Claim) -> RouteClaim {
+    RouteClaim {
+        mountpoint: mountpoint(host, path),
+        host: host.to_string(),
+        path: path.to_string(),
+        app: c.app.clone(),
+        since: c.since,
+        assigned_by: c.assigned_by.clone(),
     }
 }
 
@@ -533,10 +541,11 @@ mod tests {
         );
         assert!(c.claim("a", "shop.example.org", "/login", &d, 3).is_err());
         let dropped = c.assign("b", "appa.lain.local", "/", "token:root", 4);
-        assert_eq!(
-            dropped,
-            [("appa.lain.local".to_string(), "appa".to_string())]
-        );
+        let dropped: Vec<(&str, &str, i64)> = dropped
+            .iter()
+            .map(|c| (c.mountpoint.as_str(), c.app.as_str(), c.since))
+            .collect();
+        assert_eq!(dropped, [("appa.lain.local", "appa", 1)]);
         assert!(c.serves("b", "appa.lain.local", "/", &d));
         assert!(!c.serves("appa", "appa.lain.local", "/", &d));
         assert!(c.claim("b", "appa.lain.local", "/x", &d, 5).is_ok());
