@@ -51,9 +51,11 @@
 //! [auth]
 //! providers = ["token", "jwt"]        # asked in this order
 //! admin_groups = ["admins"]           # principals in these groups are cluster admins
-//! admin_users = []                    # ... and these subjects
+//! admin_users = []                    # ... and these `provider:subject`s (e.g. "jwt:carol")
+//! register_groups = ["developers"]    # besides admins, these may register new apps
+//! register_users = ["jwt:alice"]      # ... and these `provider:subject`s (default: nobody)
 //! metrics_groups = ["monitoring"]     # principals in these groups may read pull exporters
-//! metrics_users = ["prometheus"]      # ... and these subjects (admins always may)
+//! metrics_users = ["token:prometheus"]   # ... and these `provider:subject`s (admins always may)
 //! bootstrap = true                    # embedded store only: <data_dir>/bootstrap.token is admin
 //! audit_keep = 20000                  # newest audit records kept
 //!
@@ -309,12 +311,17 @@ pub struct AuthConfig {
     pub providers: Vec<String>,
     /// Principals in any of these groups are cluster admins.
     pub admin_groups: Vec<String>,
-    /// Principals with these subjects are cluster admins.
+    /// These principals (`provider:subject`) are cluster admins.
     pub admin_users: Vec<String>,
     /// Principals in any of these groups hold the `metrics` right (read pull exporters).
     pub metrics_groups: Vec<String>,
-    /// Principals with these subjects hold the `metrics` right.
+    /// These principals (`provider:subject`) hold the `metrics` right.
     pub metrics_users: Vec<String>,
+    /// Principals in any of these groups may register new apps (the `register` right), as
+    /// cluster admins may. Default none: see `docs/permissions.md`.
+    pub register_groups: Vec<String>,
+    /// These principals (`provider:subject`) may register new apps.
+    pub register_users: Vec<String>,
     /// On the embedded store, the token in `<data_dir>/bootstrap.token` (created 0600) is a
     /// cluster admin: the local bootstrap. Ignored with etcd, where only providers admit.
     pub bootstrap: bool,
@@ -330,6 +337,8 @@ impl Default for AuthConfig {
             admin_users: Vec::new(),
             metrics_groups: Vec::new(),
             metrics_users: Vec::new(),
+            register_groups: Vec::new(),
+            register_users: Vec::new(),
             bootstrap: true,
             audit_keep: 20_000,
         }

@@ -91,6 +91,9 @@ impl Kernel {
             make_runtime,
         )?;
         lifecycle.register_local_node()?;
+        lifecycle
+            .claim_existing_routes()
+            .context("cannot claim the routes of existing deployments")?;
         let router = WebRouter::new(&config.router, &config.data_dir.join("logs"))
             .context("cannot start the web router's access log")?;
         let access = Access::new(&config, store.clone(), registry.clone())

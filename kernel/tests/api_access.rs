@@ -19,8 +19,9 @@ use tower::ServiceExt;
 const JWT_SECRET: &str = "a-development-secret-that-is-long-enough";
 const ISSUER: &str = "https://sso.example.org";
 
-/// A kernel whose `token` provider knows root (group `admins`), alice and bob, and whose `jwt`
-/// provider takes HS256 tokens of [`ISSUER`] for audience `lain`.
+/// A kernel whose `token` provider knows root (group `admins`), alice, bob and a user named
+/// `bootstrap`, and whose `jwt` provider takes HS256 tokens of [`ISSUER`] for audience `lain`;
+/// alice may register apps.
 fn kernel(dir: &std::path::Path) -> Kernel {
     let entry = |user: &str, groups: &[&str]| {
         let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
@@ -33,8 +34,10 @@ fn kernel(dir: &std::path::Path) -> Kernel {
     };
     config.plugins.config.insert(
         "token".into(),
-        json!({ "tokens": [entry("root", &["admins"]), entry("alice", &["dev"]), entry("bob", &[])] }),
+        json!({ "tokens": [entry("root", &["admins"]), entry("alice", &["dev"]), entry("bob", &[]), entry("bootstrap", &[])] }),
     );
+    // alice may register apps; bob may not (only admins may by default).
+    config.auth.register_users = vec!["token:alice".into()];
     config.plugins.config.insert(
         "jwt".into(),
         json!({ "issuer": ISSUER, "audience": "lain", "hs256_secret": JWT_SECRET }),
@@ -178,7 +181,9 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
         ("admin", Some(token("root"))),
         ("bootstrap", Some(admin_bootstrap)),
     ];
+    let (_, doc) = call(&kernel, "GET", "/api/openapi.json", None, Value::Null).await;
     let mut refused = 0;
+    let mut undocumented = Vec::new();
     for rule in RULES {
         for (role, auth) in &roles {
             let allowed = match rule.right {
@@ -187,7 +192,9 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
                 Right::Read | Right::Operate | Right::Secrets => {
                     matches!(*role, "maintainer" | "admin" | "bootstrap")
                 }
-                Right::Admin | Right::Metrics => matches!(*role, "admin" | "bootstrap"),
+                Right::Admin | Right::Register | Right::Metrics => {
+                    matches!(*role, "admin" | "bootstrap")
+                }
             };
             // Builds name their app inside the context: `vault` exists, so building it needs
             // `operate` on it (a new app would admit any authenticated caller).
@@ -214,6 +221,12 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
             } else {
                 call(&kernel, rule.method, &uri, auth.as_deref(), body).await
             };
+            // The OpenAPI document describes every answer (finding 19).
+            let documented = &doc["paths"][rule.path][rule.method.to_ascii_lowercase()]["responses"]
+                [status.as_str()];
+            if !documented.is_object() {
+                undocumented.push(format!("{what}: {status}"));
+            }
             if allowed {
                 assert!(
                     status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
@@ -241,6 +254,10 @@ async fn every_endpoint_refuses_every_role_without_the_right_and_changes_nothing
             assert_eq!(before, snapshot(&kernel), "{what} changed the store");
         }
     }
+    assert!(
+        undocumented.is_empty(),
+        "answers the OpenAPI document does not describe: {undocumented:#?}"
+    );
     eprintln!("{refused} refusals checked over {} rules", RULES.len());
     assert!(refused > 80, "{refused} refusals checked");
 
@@ -284,7 +301,10 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     .await;
     assert_eq!(
         (status, m),
-        (StatusCode::OK, json!({"users": ["alice"], "groups": []}))
+        (
+            StatusCode::OK,
+            json!({"users": ["token:alice"], "groups": []})
+        )
     );
 
     // bob may not build alice's app, and is told why; nothing is recorded.
@@ -315,7 +335,7 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     let (status, _) = call(
         &kernel,
         "PUT",
-        "/api/v1/apps/vault/maintainers/users/bob",
+        "/api/v1/apps/vault/maintainers/users/token:bob",
         Some(&token("alice")),
         Value::Null,
     )
@@ -334,7 +354,7 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
         let (s, body) = call(
             &kernel,
             "DELETE",
-            &format!("/api/v1/apps/vault/maintainers/users/{who}"),
+            &format!("/api/v1/apps/vault/maintainers/users/token:{who}"),
             Some(&token("alice")),
             Value::Null,
         )
@@ -392,8 +412,8 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
     assert_eq!(
         removals,
         [
-            ("/api/v1/apps/vault/maintainers/users/alice", 409),
-            ("/api/v1/apps/vault/maintainers/users/bob", 200)
+            ("/api/v1/apps/vault/maintainers/users/token:alice", 409),
+            ("/api/v1/apps/vault/maintainers/users/token:bob", 200)
         ],
         "newest first"
     );
@@ -925,6 +945,189 @@ async fn remembered_credentials_are_forgotten_when_the_provider_is_disabled() {
 }
 
 #[tokio::test]
+async fn registering_an_app_is_a_right_of_admins_and_the_principals_the_operator_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    let yaml = |name: &str| APP.replace("appname: vault", &format!("appname: {name}"));
+    let before = snapshot(&kernel);
+    let (status, body) = raw(
+        &kernel,
+        "POST",
+        "/api/v1/builds",
+        Some(&token("bob")),
+        Body::from(context(&yaml("bobs"))),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body.contains("`register`") && body.contains("register_users"),
+        "says which right and who holds it: {body}"
+    );
+    assert_eq!(
+        before,
+        snapshot(&kernel),
+        "a refused registration records nothing"
+    );
+    for (who, app) in [("root", "roots"), ("alice", "alices")] {
+        let (status, body) = raw(
+            &kernel,
+            "POST",
+            "/api/v1/builds",
+            Some(&token(who)),
+            Body::from(context(&yaml(app))),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{who}");
+        assert!(String::from_utf8_lossy(&body).contains("\"event\":\"done\""));
+        let (_, m) = call(
+            &kernel,
+            "GET",
+            &format!("/api/v1/apps/{app}/maintainers"),
+            Some(&token(who)),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            m["users"],
+            json!([format!("token:{who}")]),
+            "the registrant maintains it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subject_means_nothing_without_its_provider() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    setup(&kernel).await;
+    // The local bootstrap registers an app: the `token` user named `bootstrap` gets nothing.
+    let (status, _) = raw(
+        &kernel,
+        "POST",
+        "/api/v1/builds",
+        Some(&common::admin(&kernel)),
+        Body::from(context(&APP.replace("appname: vault", "appname: sys"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, m) = call(
+        &kernel,
+        "GET",
+        "/api/v1/apps/sys/maintainers",
+        Some(&common::admin(&kernel)),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(m["users"], json!(["bootstrap:bootstrap"]));
+    let (status, body) = call(
+        &kernel,
+        "GET",
+        "/api/v1/apps/sys",
+        Some(&token("bootstrap")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("token:bootstrap")),
+        "{body}"
+    );
+    // An SSO user `alice` is not the `token` user `alice` who maintains `vault`.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let sso_alice = jwt(
+        json!({"alg": "HS256", "typ": "JWT"}),
+        json!({"sub": "alice", "iss": ISSUER, "aud": "lain", "exp": now + 600}),
+        JWT_SECRET,
+    );
+    let (status, body) = call(
+        &kernel,
+        "GET",
+        "/api/v1/apps/vault",
+        Some(&format!("Bearer {sso_alice}")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A bare subject is refused with what to write instead; nothing changes.
+    let before = snapshot(&kernel);
+    let (status, body) = call(
+        &kernel,
+        "PUT",
+        "/api/v1/apps/vault/maintainers/users/bob",
+        Some(&token("alice")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("token:bob"), "{body}");
+    assert_eq!(before, snapshot(&kernel));
+
+    // Maintainers stored before subjects were scoped: rewritten once at start, `bootstrap`
+    // for the local bootstrap only, anyone else for each configured provider.
+    kernel
+        .store
+        .apply(vec![
+            lain::store::Op::Put(
+                "maintainers/vault".into(),
+                json!({"users": ["bootstrap", "bob"], "groups": []})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            lain::store::Op::Delete("kernel/maintainers-scoped".into()),
+        ])
+        .expect("legacy record");
+    drop(kernel);
+    let kernel = self::kernel(dir.path());
+    let (_, m) = call(
+        &kernel,
+        "GET",
+        "/api/v1/apps/vault/maintainers",
+        Some(&token("bob")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(
+        m["users"],
+        json!(["bootstrap:bootstrap", "jwt:bob", "token:bob"]),
+        "{m}"
+    );
+    let (status, _) = call(
+        &kernel,
+        "GET",
+        "/api/v1/apps/vault",
+        Some(&token("bootstrap")),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // admin_users name a provider, or the kernel does not start.
+    drop(kernel);
+    let mut config = KernelConfig {
+        data_dir: dir.path().to_path_buf(),
+        cache_dir: Some(common::cache_dir()),
+        ..KernelConfig::default()
+    };
+    config.auth.admin_users = vec!["carol".into()];
+    let err = format!(
+        "{:#}",
+        Kernel::open(config, lain_builtin_plugins::BUILTINS)
+            .err()
+            .expect("refused")
+    );
+    assert!(
+        err.contains("admin_users") && err.contains("token:carol"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_readers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hash = |user: &str| hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
@@ -942,7 +1145,7 @@ async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_r
             { "user": "dave", "groups": ["monitoring"], "sha256": hash("dave") },
         ] }),
     );
-    config.auth.metrics_users = vec!["carol".into()];
+    config.auth.metrics_users = vec!["token:carol".into()];
     config.auth.metrics_groups = vec!["monitoring".into()];
     config.monitor.exporters.insert(
         "hostile-exporter".into(),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use std::path::Path;
 
-/// A kernel whose `token` provider knows alice and bob (no admins).
+/// A kernel whose `token` provider knows alice and bob (no admins); alice may register apps.
 fn kernel(dir: &Path) -> Kernel {
     let entry = |user: &str| {
         let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
@@ -29,6 +29,7 @@ fn kernel(dir: &Path) -> Kernel {
         "token".into(),
         json!({ "tokens": [entry("alice"), entry("bob")] }),
     );
+    config.auth.register_users = vec!["token:alice".into()];
     Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens")
 }
 

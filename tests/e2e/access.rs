@@ -216,7 +216,7 @@ fn login_stores_the_token_privately_and_maintainers_decide_who_operates() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let hash = |t: &str| hex::encode(sha2::Sha256::digest(t));
     let config = format!(
-        "[auth]\nbootstrap = false\n[plugins.config.token]\ntokens = [{{ user = \"alice\", sha256 = \"{}\" }}, {{ user = \"bob\", sha256 = \"{}\" }}, {{ user = \"root\", groups = [\"admins\"], sha256 = \"{}\" }}]\n",
+        "[auth]\nbootstrap = false\nregister_users = [\"token:alice\"]\n[plugins.config.token]\ntokens = [{{ user = \"alice\", sha256 = \"{}\" }}, {{ user = \"bob\", sha256 = \"{}\" }}, {{ user = \"root\", groups = [\"admins\"], sha256 = \"{}\" }}]\n",
         hash("alice-secret-token-000"),
         hash("bob-secret-token-00000"),
         hash("root-secret-token-0000"),
@@ -288,8 +288,21 @@ fn login_stores_the_token_privately_and_maintainers_decide_who_operates() {
         !out.status.success() && err.contains("403") && err.contains("secrets"),
         "{err}"
     );
-    let m = json(&kernel.lain_ok(&["maintainer", "add", "bob", "-a", "vaulted", "-o", "json"]));
-    assert_eq!(m["users"], serde_json::json!(["alice", "bob"]));
+    let err = kernel.lain_err(&["maintainer", "add", "bob", "-a", "vaulted"]);
+    assert!(
+        err.contains("token:bob"),
+        "a bare subject is refused: {err}"
+    );
+    let m = json(&kernel.lain_ok(&[
+        "maintainer",
+        "add",
+        "token:bob",
+        "-a",
+        "vaulted",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(m["users"], serde_json::json!(["token:alice", "token:bob"]));
     assert!(bob(&["secret", "list", "-a", "vaulted"]).status.success());
     let err = kernel.lain_err(&["audit"]);
     assert!(err.contains("403") && err.contains("admin"), "{err}");

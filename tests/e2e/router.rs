@@ -695,3 +695,96 @@ fn https_with_certificates_by_sni_http2_and_https_only_redirects() {
     assert_eq!((status.as_str(), version.as_str()), ("200", "2"), "{body}");
     assert!(body.contains(" /h2c "), "{body}");
 }
+
+/// An outsider's deploy that mounts the owner's host, or a path under it, is refused naming the
+/// owner; the router goes on serving the owner's instances there; the claims are shown.
+#[test]
+fn a_refused_takeover_leaves_the_owner_served() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let hash = |t: &str| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(t));
+    let config = format!(
+        "[auth]\nregister_groups = [\"dev\"]\n[plugins.config.token]\ntokens = [{{ user = \"owner\", groups = [\"dev\"], sha256 = \"{}\" }}, {{ user = \"outsider\", groups = [\"dev\"], sha256 = \"{}\" }}]\n",
+        hash("owner-token-0123456789"),
+        hash("outsider-token-0123456789"),
+    );
+    let kernel = KernelProcess::start(&tmp.path().join("data"), &config);
+    let as_user = |token: &str, args: &[&str]| {
+        let mut all = vec!["--token", token];
+        all.extend_from_slice(args);
+        kernel.lain(&all)
+    };
+    let owner = "owner-token-0123456789";
+    let outsider = "outsider-token-0123456789";
+
+    let appa = tmp.path().join("appa");
+    std::fs::create_dir_all(&appa).expect("mkdir");
+    std::fs::write(appa.join("server.py"), SERVER).expect("server");
+    std::fs::write(
+        appa.join("lain.yaml"),
+        "appname: appa\nbuild:\n  base: busybox\n  script: []\nweb:\n  cmd: python3 server.py\n  env:\n    - VERSION=appa\n",
+    )
+    .expect("lain.yaml");
+    for args in [
+        vec!["build", appa.to_str().expect("utf-8")],
+        vec!["deploy", "-a", "appa"],
+    ] {
+        let out = as_user(owner, &args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_until("appa is served", || {
+        get(&kernel, "appa.lain.local", "/login")
+            .1
+            .starts_with("appa web ")
+    });
+
+    for (i, mountpoint) in ["appa.lain.local", "appa.lain.local/login"]
+        .iter()
+        .enumerate()
+    {
+        let evil = tmp.path().join(format!("evil{i}"));
+        std::fs::create_dir_all(&evil).expect("mkdir");
+        std::fs::write(
+            evil.join("lain.yaml"),
+            format!("appname: evil\nbuild:\n  base: busybox\n  script: []\nweb:\n  cmd: python3 server.py\n  mountpoint:\n    - {mountpoint}\n"),
+        )
+        .expect("lain.yaml");
+        std::fs::write(evil.join("server.py"), SERVER).expect("server");
+        let out = as_user(outsider, &["build", evil.to_str().expect("utf-8")]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = as_user(outsider, &["deploy", "-a", "evil"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.contains("409")
+                && err.contains("app `appa`")
+                && err.contains(mountpoint),
+            "{mountpoint}: {err}"
+        );
+    }
+    for path in ["/", "/login", "/login/x"] {
+        let (status, body) = get(&kernel, "appa.lain.local", path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.starts_with("appa web 1 "), "{path}: {body}");
+    }
+
+    let claims = support::json(&kernel.lain_ok(&["router", "claims", "-o", "json"]));
+    let appa_holds = claims
+        .as_array()
+        .expect("claims")
+        .iter()
+        .any(|c| c["mountpoint"] == "appa.lain.local" && c["app"] == "appa");
+    assert!(appa_holds, "{claims:#}");
+    let table = kernel.lain_ok(&["router", "claims"]);
+    assert!(
+        table.contains("appa.lain.local") && table.contains("deploy"),
+        "{table}"
+    );
+}

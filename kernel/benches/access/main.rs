@@ -59,6 +59,7 @@ async fn run() -> Result<()> {
         "token".into(),
         json!({ "tokens": [{ "user": "alice", "sha256": hash }] }),
     );
+    config.auth.register_users = vec!["token:alice".into()];
     config.plugins.config.insert(
         "jwt".into(),
         json!({ "issuer": "bench", "audience": "lain", "hs256_secret": JWT_SECRET }),

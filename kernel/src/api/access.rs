@@ -24,12 +24,15 @@ pub async fn list(
     .await
 }
 
-/// Makes a user or a group (`kind` is `users` or `groups`) a maintainer of the app.
+/// Makes a user (`provider:subject`, e.g. `token:alice`) or a group (`kind` is `users` or
+/// `groups`) a maintainer of the app.
 #[utoipa::path(put, path = "/api/v1/apps/{app}/maintainers/{kind}/{name}", tag = "access",
     params(("app" = String, Path, description = "App name"),
         ("kind" = String, Path, description = "`users` or `groups`"),
-        ("name" = String, Path, description = "Subject or group")),
-    responses((status = 200, body = Maintainers), (status = 404, body = ErrorBody)))]
+        ("name" = String, Path, description = "`provider:subject` or group")),
+    responses((status = 200, body = Maintainers),
+        (status = 400, description = "Not `users` or `groups`, or not a valid member", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
     Path((app, kind, name)): Path<(String, String, String)>,
@@ -41,8 +44,10 @@ pub async fn add(
 #[utoipa::path(delete, path = "/api/v1/apps/{app}/maintainers/{kind}/{name}", tag = "access",
     params(("app" = String, Path, description = "App name"),
         ("kind" = String, Path, description = "`users` or `groups`"),
-        ("name" = String, Path, description = "Subject or group")),
-    responses((status = 200, body = Maintainers), (status = 404, body = ErrorBody),
+        ("name" = String, Path, description = "`provider:subject` or group")),
+    responses((status = 200, body = Maintainers),
+        (status = 400, description = "Not `users` or `groups`, or not a valid member", body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 409, description = "The last maintainer", body = ErrorBody)))]
 pub async fn remove(
     State(state): State<AppState>,
@@ -72,6 +77,10 @@ async fn change(
         return Err(ApiError::bad_request(
             "a maintainer is 1 to 256 characters without control characters",
         ));
+    }
+    if kind == MemberKind::Users && add {
+        maintainers::check_user(&name, &state.lifecycle.config.auth.providers)
+            .map_err(ApiError::bad_request)?;
     }
     blocking(move || {
         state.lifecycle.app(&app)?;

@@ -86,7 +86,8 @@ pub async fn show(
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's
 /// directory). Answers with one JSON event per line as the build goes (`step`, `output`,
 /// `warning`, then `done` or `failed`). Building an existing app needs the `operate` right on
-/// it; a new app may be registered by any authenticated caller, who becomes its maintainer.
+/// it; registering a new app needs the `register` right, and its registrant becomes its
+/// maintainer.
 #[utoipa::path(post, path = "/api/v1/builds", tag = "apps",
     request_body(content = String, content_type = "application/x-tar", description = "Build context"),
     responses((status = 200, description = "application/x-ndjson stream of build events"),
@@ -105,13 +106,14 @@ pub async fn build(
         if let Some(trail) = &named {
             trail.set_app(app);
         }
-        if !exists {
-            return Ok(vec![crate::auth::maintainers::first(
-                app,
-                &caller.principal.subject,
-            )?]);
-        }
-        match access.authorize(&caller, Right::Operate, Some(app)) {
+        // A new app needs the `register` right; its registrant becomes its maintainer.
+        let right = if exists {
+            Right::Operate
+        } else {
+            Right::Register
+        };
+        match access.authorize(&caller, right, Some(app)) {
+            Ok(()) if !exists => Ok(vec![crate::auth::maintainers::first(app, &caller.id())?]),
             Ok(()) => Ok(Vec::new()),
             Err(crate::auth::Denied::Store(e)) => Err(e.into()),
             Err(denied) => Err(LifecycleError::Forbidden(denied.to_string())),
@@ -199,7 +201,10 @@ pub struct DeployRequest {
 #[utoipa::path(post, path = "/api/v1/apps/{app}/deploy", tag = "apps",
     params(("app" = String, Path, description = "App name")),
     request_body = DeployRequest,
-    responses((status = 202, body = AppView), (status = 404, body = ErrorBody),
+    responses((status = 202, body = AppView),
+        (status = 400, description = "Not a deploy request, or a proc type rendered a route that is no mountpoint", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A route belongs to another app (named), or a secret file is missing", body = ErrorBody),
         (status = 422, description = "lain.yaml no longer valid with the installed proc types", body = ErrorBody)))]
 pub async fn deploy(
     State(state): State<AppState>,
@@ -224,7 +229,8 @@ pub async fn deploy(
 /// Goes back to the previous deployment.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/rollback", tag = "apps",
     params(("app" = String, Path, description = "App name")),
-    responses((status = 202, body = AppView), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = AppView), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
 pub async fn rollback(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -258,12 +264,14 @@ pub async fn undeploy(
 #[utoipa::path(patch, path = "/api/v1/apps/{app}/procs/{proc}", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = Scale,
-    responses((status = 202, body = AppView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = AppView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The app is not deployed", body = ErrorBody)))]
 pub async fn scale(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
-    Json(scale): Json<Scale>,
+    scale: Result<Json<Scale>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<AppView>), ApiError> {
+    let Json(scale) = scale?;
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
     Ok((
@@ -274,6 +282,7 @@ pub async fn scale(
 
 /// Options of the logs endpoint.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Keep the response open and send new lines as they are written.
     #[serde(default)]
@@ -292,8 +301,9 @@ pub struct LogsQuery {
 pub async fn logs(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
-    Query(q): Query<LogsQuery>,
+    q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let lc = state.lifecycle.clone();
     let (app2, proc2) = (app.clone(), proc.clone());
     let record = blocking(move || Ok(lc.app(&app2)?)).await?;
@@ -407,6 +417,7 @@ fn read_new(
 
 /// Options of the nginx export.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NginxQuery {
     /// The `listen` of the generated servers (default `80`).
     pub listen: Option<String>,
@@ -418,8 +429,9 @@ pub struct NginxQuery {
     responses((status = 200, description = "text/plain nginx configuration")))]
 pub async fn nginx(
     State(state): State<AppState>,
-    Query(q): Query<NginxQuery>,
+    q: Result<Query<NginxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let listen = q.listen.unwrap_or_else(|| "80".into());
     if listen.is_empty()
         || !listen
@@ -431,9 +443,15 @@ pub async fn nginx(
         )));
     }
     let lc = state.lifecycle.clone();
-    let apps = blocking(move || Ok(lc.apps()?)).await?;
+    let (apps, claims) =
+        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
     let (_, instances) = state.lifecycle.status.snapshot();
-    let table = crate::router::table::RouteTable::build(&apps, &instances);
+    let table = crate::router::table::RouteTable::build(
+        &apps,
+        &claims,
+        &state.lifecycle.config.domains,
+        &instances,
+    );
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         crate::router::nginx::render(&table, &listen),

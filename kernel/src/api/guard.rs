@@ -9,7 +9,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::trail::{AuditTrail, Handover};
 use crate::auth::audit::AuditRecord;
-use crate::auth::rights::{PULL_RULE, Right, rule_for};
+use crate::auth::rights::{PULL_RULE, RULES, Right, rule_for};
 use crate::auth::{Caller, Denied, Outcome};
 use crate::plugin::limits::within_wall_clock;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
@@ -31,6 +31,31 @@ pub async fn guard(
             .then_some(&PULL_RULE)
     };
     let Some(rule) = rule_for(req.method(), matched.as_str()).or_else(pull) else {
+        let mut allowed: Vec<&str> = RULES
+            .iter()
+            .filter(|r| r.path == matched.as_str())
+            .map(|r| r.method)
+            .collect();
+        if state.monitor.is_pull_path(matched.as_str()) {
+            allowed.push("GET");
+        }
+        if !allowed.is_empty() {
+            // The route exists, the method does not (the router would say 405 too).
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                format!(
+                    "{} is not allowed here: {}",
+                    req.method(),
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
+            return response;
+        }
         tracing::error!(route = %matched.as_str(), method = %req.method(), "no access rule: refused");
         return ApiError::new(
             StatusCode::FORBIDDEN,

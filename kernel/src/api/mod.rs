@@ -10,7 +10,9 @@ pub mod error;
 pub mod guard;
 pub mod metrics;
 pub mod nodes;
+pub mod openapi;
 pub mod plugins;
+pub mod routes;
 pub mod secrets;
 pub mod trail;
 pub mod validate;
@@ -25,7 +27,9 @@ use axum::{Extension, Router};
 use error::{ApiError, ErrorBody};
 use serde::Serialize;
 use std::sync::Arc;
-use utoipa::OpenApi;
+use utoipa::OpenApi as _;
+
+pub use openapi::ApiDoc;
 
 pub use axum::Json;
 
@@ -47,49 +51,6 @@ pub struct AppState {
     pub domains: Vec<String>,
     /// Apps, releases, nodes.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
-}
-
-/// The OpenAPI document of the platform API.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "lain platform API", description = "Plugins, apps and the cluster of a lain kernel."),
-    paths(
-        healthz, openapi, whoami, metrics::pull,
-        secrets::list, secrets::put, secrets::show, secrets::remove, secrets::rotate_key,
-        access::list, access::add, access::remove, access::audit,
-        plugins::list, plugins::show, plugins::install, plugins::upgrade,
-        plugins::enable, plugins::disable, plugins::set_policy, plugins::remove,
-        validate::validate,
-        apps::build, apps::list, apps::show, apps::releases, apps::deploy, apps::rollback,
-        apps::undeploy, apps::scale, apps::logs, apps::nginx,
-        nodes::list, nodes::add, nodes::maintain, nodes::remove,
-    ),
-    components(schemas(Health, WhoAmI, ErrorBody)),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    tags(
-        (name = "plugins", description = "WebAssembly plugins: proc types, scheduling, backup, monitoring, auth"),
-        (name = "apps", description = "Apps: builds, deploys, scale, rollback, instances, logs"),
-        (name = "nodes", description = "Nodes instances are scheduled on"),
-        (name = "secrets", description = "Secret files of procs, encrypted at rest"),
-        (name = "access", description = "App maintainers and the audit log"),
-        (name = "monitoring", description = "Exporters' output on the pull paths the operator configures"),
-    )
-)]
-pub struct ApiDoc;
-
-/// Declares the bearer-token scheme every non-public route takes (see `docs/permissions.md`).
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
 }
 
 /// The router of the platform API: the routes below, plus each exporter pull path the operator
@@ -123,6 +84,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
         .route("/api/v1/router/nginx", get(apps::nginx))
+        .route(
+            "/api/v1/router/claims",
+            get(routes::list)
+                .put(routes::assign)
+                .delete(routes::release),
+        )
         .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))
@@ -154,27 +121,28 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Liveness.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Health {
+/// Liveness of the kernel (`GET /healthz`; not an instance's health).
+#[derive(Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Liveness {
     /// Always `ok` when the kernel answers.
-    pub status: &'static str,
+    pub status: String,
     /// Kernel version.
-    pub version: &'static str,
+    pub version: String,
 }
 
 /// Answers while the kernel runs.
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok",
-        version: env!("CARGO_PKG_VERSION"),
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = Liveness)))]
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
     })
 }
 
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", security(()),
-    responses((status = 200, description = "The OpenAPI 3 document of the platform API")))]
+    responses((status = 200, description = "The OpenAPI 3 document of the platform API",
+        content_type = "application/json")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

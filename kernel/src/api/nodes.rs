@@ -44,8 +44,9 @@ fn local() -> String {
     responses((status = 201, body = NodeRecord), (status = 400, body = ErrorBody)))]
 pub async fn add(
     State(state): State<AppState>,
-    Json(node): Json<NewNode>,
+    node: Result<Json<NewNode>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<NodeRecord>), ApiError> {
+    let Json(node) = node?;
     let lc = state.lifecycle.clone();
     let record = NodeRecord {
         name: node.name,
@@ -74,8 +75,9 @@ pub struct Maintain {
 pub async fn maintain(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(m): Json<Maintain>,
+    m: Result<Json<Maintain>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<NodeRecord>, ApiError> {
+    let Json(m) = m?;
     let lc = state.lifecycle.clone();
     Ok(Json(
         blocking(move || Ok(lc.set_maintenance(&name, m.on)?)).await?,

@@ -30,6 +30,7 @@ pub struct PutSecret {
 /// Which secret file.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PathQuery {
     /// Absolute path in the instance.
     pub path: String,
@@ -38,6 +39,7 @@ pub struct PathQuery {
 /// Which secrets to list.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this proc's.
     pub proc: Option<String>,
@@ -89,6 +91,7 @@ pub async fn list(
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = PutSecret,
     responses((status = 200, body = SecretInfo), (status = 400, body = ErrorBody),
+        (status = 404, description = "No such app", body = ErrorBody),
         (status = 413, body = ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,

@@ -35,11 +35,15 @@ pub struct AuditRecord {
 /// Which records a query wants.
 #[derive(Clone, Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this app's.
     pub app: Option<String>,
     /// Only this subject's.
     pub subject: Option<String>,
+    /// Only principals of this auth provider (`bootstrap` for the local bootstrap): a subject
+    /// names a principal only together with its provider.
+    pub provider: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<usize>,
 }
@@ -128,7 +132,11 @@ impl AuditLog {
                 && query
                     .subject
                     .as_ref()
-                    .is_none_or(|s| record.subject.as_ref() == Some(s));
+                    .is_none_or(|s| record.subject.as_ref() == Some(s))
+                && query
+                    .provider
+                    .as_ref()
+                    .is_none_or(|p| record.provider.as_ref() == Some(p));
             if wanted {
                 out.push(record);
             }

@@ -35,6 +35,13 @@ pub struct Caller {
     pub admin: bool,
 }
 
+impl Caller {
+    /// `provider:subject`: who the caller is, unambiguous across providers.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.principal.provider, self.principal.subject)
+    }
+}
+
 /// Why a caller may not do something (answered as 403).
 #[derive(Debug, thiserror::Error)]
 pub enum Denied {
@@ -80,6 +87,8 @@ pub struct Access {
     admin_users: Vec<String>,
     metrics_groups: Vec<String>,
     metrics_users: Vec<String>,
+    register_groups: Vec<String>,
+    register_users: Vec<String>,
     /// The audit log.
     pub audit: audit::AuditLog,
 }
@@ -92,6 +101,26 @@ impl Access {
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
     ) -> anyhow::Result<Access> {
+        for (key, users) in [
+            ("admin_users", &config.auth.admin_users),
+            ("register_users", &config.auth.register_users),
+            ("metrics_users", &config.auth.metrics_users),
+        ] {
+            for user in users {
+                maintainers::check_user(user, &config.auth.providers)
+                    .map_err(|e| anyhow::anyhow!("`[auth] {key}`: {e}"))?;
+            }
+        }
+        anyhow::ensure!(
+            !config
+                .auth
+                .providers
+                .iter()
+                .any(|p| p == bootstrap::BOOTSTRAP),
+            "`[auth] providers`: `{}` is the local bootstrap's name; no provider may use it",
+            bootstrap::BOOTSTRAP
+        );
+        maintainers::scope_legacy_users(&*store, &config.auth.providers)?;
         let bootstrap = config
             .bootstrap_token_file()
             .map(|f| bootstrap::Bootstrap::open(&f))
@@ -106,6 +135,8 @@ impl Access {
             admin_users: config.auth.admin_users.clone(),
             metrics_groups: config.auth.metrics_groups.clone(),
             metrics_users: config.auth.metrics_users.clone(),
+            register_groups: config.auth.register_groups.clone(),
+            register_users: config.auth.register_users.clone(),
             audit: audit::AuditLog::new(config.auth.audit_keep),
         })
     }
@@ -181,10 +212,11 @@ impl Access {
         })
     }
 
-    /// The caller a provider's `principal` is: an admin by `[auth] admin_users` or
-    /// `admin_groups` (never by the provider's name, which a plugin chooses).
+    /// The caller a provider's `principal` is: an admin by `[auth] admin_users`
+    /// (`provider:subject`) or `admin_groups`.
     fn caller(&self, principal: Principal) -> Caller {
-        let admin = self.admin_users.contains(&principal.subject)
+        let id = format!("{}:{}", principal.provider, principal.subject);
+        let admin = self.admin_users.contains(&id)
             || principal
                 .groups
                 .iter()
@@ -201,7 +233,7 @@ impl Access {
     ) -> Result<(), Denied> {
         let denied = |who| {
             Err(Denied::Right {
-                subject: caller.principal.subject.clone(),
+                subject: caller.id(),
                 right: right.name(),
                 on: app.map(|a| format!(" on app `{a}`")).unwrap_or_default(),
                 who,
@@ -213,13 +245,25 @@ impl Access {
             Right::Admin => denied("only cluster admins hold it"),
             Right::Metrics => {
                 let p = &caller.principal;
-                if self.metrics_users.contains(&p.subject)
+                if self.metrics_users.contains(&caller.id())
                     || p.groups.iter().any(|g| self.metrics_groups.contains(g))
                 {
                     Ok(())
                 } else {
                     denied(
                         "only cluster admins and the principals in `[auth] metrics_users` or `metrics_groups` hold it",
+                    )
+                }
+            }
+            Right::Register => {
+                let p = &caller.principal;
+                if self.register_users.contains(&caller.id())
+                    || p.groups.iter().any(|g| self.register_groups.contains(g))
+                {
+                    Ok(())
+                } else {
+                    denied(
+                        "cluster admins and the principals of `[auth] register_users` and `register_groups` hold it",
                     )
                 }
             }
@@ -238,8 +282,7 @@ impl Access {
 
     /// Whether `caller` is one of `app`'s maintainers.
     pub fn maintains(&self, caller: &Caller, app: &str) -> Result<bool, StoreError> {
-        Ok(maintainers::get(&*self.store, app)?
-            .admit(&caller.principal.subject, &caller.principal.groups))
+        Ok(maintainers::get(&*self.store, app)?.admit(&caller.id(), &caller.principal.groups))
     }
 }
 

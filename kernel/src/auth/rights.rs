@@ -24,6 +24,10 @@ pub enum Right {
     Metrics,
     /// The cluster itself (nodes, plugins, the master key, the audit log): cluster admins.
     Admin,
+    /// Register a new app (its first build, which makes the caller its maintainer): cluster
+    /// admins and the principals of `[auth] register_users` and `register_groups`. Checked by
+    /// the build handler once it has read the app's name; no route needs it alone.
+    Register,
 }
 
 impl Right {
@@ -37,6 +41,7 @@ impl Right {
             Right::Secrets => "secrets",
             Right::Metrics => "metrics",
             Right::Admin => "admin",
+            Right::Register => "register",
         }
     }
 
@@ -78,7 +83,7 @@ pub const PULL_RULE: Rule = rule("GET", "/metrics", Metrics);
 
 /// Every endpoint of the platform API and the right it needs. `POST /api/v1/builds` names its
 /// app inside the build context: the build handler checks `operate` on it once it has read the
-/// context, and a new app admits any authenticated caller, who becomes its first maintainer.
+/// context, or [`Right::Register`] when the app is new (the caller becomes its first maintainer).
 pub const RULES: &[Rule] = &[
     rule("GET", "/healthz", Public),
     rule("GET", "/api/openapi.json", Public),
@@ -133,6 +138,10 @@ pub const RULES: &[Rule] = &[
     rule("DELETE", "/api/v1/nodes/{name}", Admin),
     rule("POST", "/api/v1/nodes/{name}/maintain", Admin),
     rule("GET", "/api/v1/router/nginx", Admin),
+    // Route claims: listed for the apps the caller may read; only admins reassign or release.
+    rule("GET", "/api/v1/router/claims", Authenticated),
+    rule("PUT", "/api/v1/router/claims", Admin),
+    rule("DELETE", "/api/v1/router/claims", Admin),
     rule("POST", "/api/v1/secrets/rotate-key", Admin),
     rule("GET", "/api/v1/audit", Admin),
 ];

@@ -28,7 +28,7 @@ pub enum MaintainerCommand {
     },
     /// Make a user (or with `--group`, a group) a maintainer of the app.
     Add {
-        /// Subject or group.
+        /// `provider:subject` (e.g. `token:alice`, `jwt:alice`: see `lain whoami`), or a group.
         name: String,
         #[command(flatten)]
         app: AppArg,
@@ -38,7 +38,7 @@ pub enum MaintainerCommand {
     },
     /// Remove a maintainer (the last one cannot be removed).
     Remove {
-        /// Subject or group.
+        /// `provider:subject`, or a group.
         name: String,
         #[command(flatten)]
         app: AppArg,
@@ -57,6 +57,9 @@ pub struct AuditArgs {
     /// Only this subject's records.
     #[arg(long)]
     pub subject: Option<String>,
+    /// Only records of principals of this auth provider (`bootstrap`: the local bootstrap).
+    #[arg(long)]
+    pub provider: Option<String>,
     /// At most this many, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
@@ -161,7 +164,11 @@ pub fn maintainer(cmd: MaintainerCommand, client: &Client, out: Output) -> anyho
 /// Runs `lain audit`.
 pub fn audit(args: AuditArgs, client: &Client, out: Output) -> anyhow::Result<()> {
     let mut query = format!("/api/v1/audit?limit={}", args.limit);
-    for (k, v) in [("app", &args.app), ("subject", &args.subject)] {
+    for (k, v) in [
+        ("app", &args.app),
+        ("subject", &args.subject),
+        ("provider", &args.provider),
+    ] {
         if let Some(v) = v {
             query.push_str(&format!("&{k}={}", super::encode(v)));
         }
@@ -181,7 +188,11 @@ pub fn audit(args: AuditArgs, client: &Client, out: Output) -> anyhow::Result<()
                 }
                 vec![
                     time(r.at_ms),
-                    r.subject.clone().unwrap_or_else(|| "-".into()),
+                    match (&r.provider, &r.subject) {
+                        (Some(p), Some(s)) => format!("{p}:{s}"),
+                        (_, Some(s)) => s.clone(),
+                        _ => "-".into(),
+                    },
                     r.result.clone(),
                     r.status.to_string(),
                     what,

@@ -9,6 +9,7 @@ mod credentials;
 mod node;
 mod output;
 mod plugin;
+mod router;
 mod secret;
 mod serve;
 mod up;
@@ -131,9 +132,9 @@ enum Command {
     /// Nodes instances are scheduled on.
     #[command(subcommand)]
     Node(node::NodeCommand),
-    /// The web router.
+    /// The web router: route claims (which app each host and path belongs to), nginx export.
     #[command(subcommand)]
-    Router(RouterCommand),
+    Router(router::RouterCommand),
     /// Manage WebAssembly plugins (proc types, scheduling, backup hooks, exporters, auth).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -159,18 +160,6 @@ enum Command {
     Shim {
         /// The instance's directory.
         dir: PathBuf,
-    },
-}
-
-/// `lain router ...`.
-#[derive(Subcommand)]
-enum RouterCommand {
-    /// Print the router's routes as nginx configuration (upstreams and servers to include in
-    /// nginx's `http` block), for sites that front lain with nginx.
-    NginxConfig {
-        /// What the generated servers listen on.
-        #[arg(long, default_value = "80")]
-        listen: String,
     },
 }
 
@@ -251,12 +240,7 @@ pub fn main() -> ExitCode {
             output::print(out, &view, app::print_app)
         })(),
         Command::Node(cmd) => node::run(cmd, &client, out),
-        Command::Router(RouterCommand::NginxConfig { listen }) => client
-            .get_stream(&format!("/api/v1/router/nginx?listen={listen}"))
-            .and_then(|mut r| {
-                std::io::copy(&mut r, &mut std::io::stdout())?;
-                Ok(())
-            }),
+        Command::Router(cmd) => router::run(cmd, &client, out),
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),
         Command::Validate(args) => validate::run(args, out),
         Command::Secret(cmd) => secret::run(cmd, &client, out),

@@ -7,6 +7,7 @@
 //! by the next pass from what the store wants and what the runtime runs.
 
 pub mod build;
+pub mod claims;
 pub mod context;
 pub mod nodes;
 pub mod plan;
@@ -177,16 +178,21 @@ impl Lifecycle {
         } = plan::render(self, &release)?;
         let mut procs = procs;
         self.check_secrets(app, &mut procs)?;
-        self.update_app(app, |record| {
-            record.deploy(Deployment {
-                release: release.version.clone(),
-                deployed_at: crate::clock::unix_secs(),
-                procs,
-                use_services,
-                auto_rollback: true,
-            });
-            Ok(())
-        })
+        let routes = claims::routes_of(&procs)?;
+        self.update_app_claiming(
+            app,
+            |_| Ok(routes.clone()),
+            |record| {
+                record.deploy(Deployment {
+                    release: release.version.clone(),
+                    deployed_at: crate::clock::unix_secs(),
+                    procs: procs.clone(),
+                    use_services: use_services.clone(),
+                    auto_rollback: true,
+                });
+                Ok(())
+            },
+        )
     }
 
     /// Fails when a proc declares a secret file the vault lacks (unless `secret_files_bypass`),
@@ -225,9 +231,14 @@ impl Lifecycle {
         )))
     }
 
-    /// Goes back to the deployment before the current one.
+    /// Goes back to the deployment before the current one (its routes are claimed again, so a
+    /// route an admin gave to another app meanwhile refuses the rollback).
     pub fn rollback(&self, app: &str) -> Result<AppRecord, LifecycleError> {
-        self.update_app(app, |record| {
+        let routes = |record: &AppRecord| match record.history.last() {
+            Some(previous) => claims::routes_of(&previous.procs),
+            None => Ok(Vec::new()),
+        };
+        self.update_app_claiming(app, routes, |record| {
             let Some(mut previous) = record.history.pop() else {
                 return Err(LifecycleError::Conflict(format!(
                     "app `{app}` has no earlier deployment to roll back to"

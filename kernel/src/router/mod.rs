@@ -9,12 +9,14 @@
 //! - [`proxy`]: one request: route, `https_only` redirect, proxy with one retry, upgrades.
 //! - [`health`]: active checks on the `healthcheck` path and passive ones on connection errors.
 //! - [`metrics`] and [`access`]: request counts and latencies, and access logs in the log store.
+//! - [`claims`]: which app each host and path belongs to; the table serves only the owner's.
 //! - [`nginx`]: the same routes as nginx configuration, for sites that front lain with nginx.
 //!
 //! Only ready instances take traffic; an instance being retired is taken out of the table first
 //! and stopped after a drain period, so rolling upgrades drop no request.
 
 pub mod access;
+pub mod claims;
 pub mod health;
 pub mod metrics;
 pub mod nginx;
@@ -90,12 +92,18 @@ impl WebRouter {
 
     /// Rebuilds the table from the deployed apps and the reconciler's last observation.
     pub fn refresh(&self, lc: &Lifecycle) {
-        match lc.apps() {
-            Ok(apps) => {
+        let read = lc.apps().map_err(|e| e.to_string()).and_then(|apps| {
+            let claims = claims::Claims::all(&*lc.store).map_err(|e| e.to_string())?;
+            Ok((apps, claims))
+        });
+        match read {
+            Ok((apps, claims)) => {
                 let (_, instances) = lc.status.snapshot();
-                self.set_table(RouteTable::build(&apps, &instances));
+                let table = RouteTable::build(&apps, &claims, &lc.config.domains, &instances);
+                self.set_table(table);
             }
-            Err(e) => tracing::warn!("router: cannot read apps: {e}"),
+            // The table in use stays: a store that cannot be read takes no route away.
+            Err(e) => tracing::warn!("router: cannot read apps and route claims: {e}"),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The route table: which instances serve a request, from the deployed web procs' routes (LAIN's
 //! mountpoint rules, applied by the `web` proc type) and the instances that are ready.
 
+use super::claims::{Claims, canonical};
 use super::metrics::RouteStats;
 use crate::lifecycle::records::AppRecord;
 use crate::lifecycle::view::InstanceView;
@@ -95,9 +96,13 @@ impl RouteTable {
     }
 
     /// The table for `apps` given the instances the reconciler saw (by app). Instances that are
-    /// not ready, or are being retired, take no traffic.
+    /// not ready, or are being retired, take no traffic. A route is served only for the app that
+    /// owns it by `claims` (a deployment in the store that mounts another app's route, e.g. one
+    /// made before claims existed, is left out), so no app takes over another's traffic.
     pub fn build(
         apps: &[AppRecord],
+        claims: &Claims,
+        domains: &[String],
         instances: &BTreeMap<String, Vec<InstanceView>>,
     ) -> RouteTable {
         let mut hosts: HashMap<String, Vec<Route>> = HashMap::new();
@@ -126,6 +131,12 @@ impl RouteTable {
                 let target = format!("{}/{}", app.name, plan.name);
                 let stats = Arc::new(RouteStats::new(&target));
                 for r in &plan.plan.routes {
+                    let owned = canonical(&r.host, &r.path)
+                        .is_ok_and(|(host, path)| claims.serves(&app.name, &host, &path, domains));
+                    if !owned {
+                        tracing::debug!(app = %app.name, host = %r.host, path = %r.path, "router: a route the app does not own is not served");
+                        continue;
+                    }
                     hosts.entry(r.host.to_ascii_lowercase()).or_default().push(
                         Route {
                             prefix: normalise(&r.path),

@@ -5,7 +5,7 @@
 //! revisions, so a watcher can resume from a recent revision even after a restart. Live
 //! watchers get committed changes through an in-process broadcast.
 
-use super::{Change, Op, Store, StoreError, Watch, compacted, last_op_per_key};
+use super::{Change, Expect, Op, Store, StoreError, Watch, compacted, last_op_per_key};
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use std::path::Path;
@@ -104,6 +104,66 @@ impl EmbeddedStore {
         }
         txn.commit().map_err(err)
     }
+
+    /// One write transaction: checks `expect`, applies `ops`, logs the changes and tells the
+    /// watchers; `None` when a condition fails (the transaction is dropped, so nothing changes).
+    fn commit(&self, expect: &[Expect], ops: Vec<Op>) -> Result<Option<u64>, StoreError> {
+        let mut watchers = self.watchers.lock();
+        let txn = self.db.begin_write().map_err(err)?;
+        let (revision, changes) = {
+            let mut table = txn.open_table(KV).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let current = meta_value(&meta, REVISION)?;
+            for e in expect {
+                let now = table.get(e.key.as_str()).map_err(err)?;
+                if now.as_ref().map(|v| v.value()) != e.value.as_deref() {
+                    return Ok(None);
+                }
+            }
+            let mut changes = Vec::new();
+            for op in last_op_per_key(ops) {
+                let changed = match &op {
+                    Op::Put(k, v) => table.insert(k.as_str(), v.as_slice()).map(|_| true),
+                    Op::Delete(k) => table.remove(k.as_str()).map(|old| old.is_some()),
+                };
+                if changed.map_err(err)? {
+                    changes.push(op);
+                }
+            }
+            if changes.is_empty() {
+                return Ok(Some(current));
+            }
+            let next = current + 1;
+            let mut log = txn.open_table(CHANGES).map_err(err)?;
+            for (i, op) in changes.iter().enumerate() {
+                let index = u32::try_from(i).map_err(err)?;
+                let entry = match op {
+                    Op::Put(k, v) => (k.as_str(), Some(v.as_slice())),
+                    Op::Delete(k) => (k.as_str(), None),
+                };
+                log.insert((next, index), entry).map_err(err)?;
+            }
+            meta.insert(REVISION, next).map_err(err)?;
+            trim(&mut log, &mut meta, next.saturating_sub(self.retention))?;
+            (next, changes)
+        };
+        txn.commit().map_err(err)?;
+        watchers.retain(|w| {
+            w.alive.strong_count() > 0
+                && (revision <= w.from
+                    || changes
+                        .iter()
+                        .filter(|op| op.key().starts_with(&w.prefix))
+                        .all(|op| {
+                            let change = Change {
+                                revision,
+                                op: op.clone(),
+                            };
+                            w.tx.send(Ok(change)).is_ok()
+                        }))
+        });
+        Ok(Some(revision))
+    }
 }
 
 /// Removes the log entries up to revision `through` and raises the floor to it.
@@ -143,55 +203,12 @@ impl Store for EmbeddedStore {
     }
 
     fn apply(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
-        let mut watchers = self.watchers.lock();
-        let txn = self.db.begin_write().map_err(err)?;
-        let (revision, changes) = {
-            let mut table = txn.open_table(KV).map_err(err)?;
-            let mut meta = txn.open_table(META).map_err(err)?;
-            let current = meta_value(&meta, REVISION)?;
-            let mut changes = Vec::new();
-            for op in last_op_per_key(ops) {
-                let changed = match &op {
-                    Op::Put(k, v) => table.insert(k.as_str(), v.as_slice()).map(|_| true),
-                    Op::Delete(k) => table.remove(k.as_str()).map(|old| old.is_some()),
-                };
-                if changed.map_err(err)? {
-                    changes.push(op);
-                }
-            }
-            if changes.is_empty() {
-                return Ok(current);
-            }
-            let next = current + 1;
-            let mut log = txn.open_table(CHANGES).map_err(err)?;
-            for (i, op) in changes.iter().enumerate() {
-                let index = u32::try_from(i).map_err(err)?;
-                let entry = match op {
-                    Op::Put(k, v) => (k.as_str(), Some(v.as_slice())),
-                    Op::Delete(k) => (k.as_str(), None),
-                };
-                log.insert((next, index), entry).map_err(err)?;
-            }
-            meta.insert(REVISION, next).map_err(err)?;
-            trim(&mut log, &mut meta, next.saturating_sub(self.retention))?;
-            (next, changes)
-        };
-        txn.commit().map_err(err)?;
-        watchers.retain(|w| {
-            w.alive.strong_count() > 0
-                && (revision <= w.from
-                    || changes
-                        .iter()
-                        .filter(|op| op.key().starts_with(&w.prefix))
-                        .all(|op| {
-                            let change = Change {
-                                revision,
-                                op: op.clone(),
-                            };
-                            w.tx.send(Ok(change)).is_ok()
-                        }))
-        });
-        Ok(revision)
+        self.commit(&[], ops)?
+            .ok_or_else(|| StoreError("an apply without conditions was refused".into()))
+    }
+
+    fn apply_if(&self, expect: &[Expect], ops: Vec<Op>) -> Result<Option<u64>, StoreError> {
+        self.commit(expect, ops)
     }
 
     fn revision(&self) -> Result<u64, StoreError> {

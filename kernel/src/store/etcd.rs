@@ -10,10 +10,10 @@
 //! Limits come from etcd: one apply may hold at most `--max-txn-ops` ops (128 by default) and
 //! `--max-request-bytes` of data (1.5 MiB by default).
 
-use super::{Change, Op, Store, StoreError, Watch, compacted, last_op_per_key};
+use super::{Change, Expect, Op, Store, StoreError, Watch, compacted, last_op_per_key};
 use etcd_client::{
-    Client, CompactionOptions, ConnectOptions, EventType, GetOptions, KvClient, Txn, TxnOp,
-    WatchClient, WatchOptions, WatchStream,
+    Client, CompactionOptions, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient,
+    Txn, TxnOp, WatchClient, WatchOptions, WatchStream,
 };
 use std::future::Future;
 use std::sync::mpsc::{Sender, channel};
@@ -173,6 +173,13 @@ impl Store for EtcdStore {
 
     /// One etcd transaction with every put and delete; returns its header revision.
     fn apply(&self, ops: Vec<Op>) -> Result<u64, StoreError> {
+        self.apply_if(&[], ops)?
+            .ok_or_else(|| StoreError("etcd: a transaction without conditions failed".into()))
+    }
+
+    /// One etcd transaction whose `compare` is `expect` (a value, or version 0 for an absent
+    /// key) and whose success branch is every put and delete.
+    fn apply_if(&self, expect: &[Expect], ops: Vec<Op>) -> Result<Option<u64>, StoreError> {
         let ops: Vec<TxnOp> = last_op_per_key(ops)
             .into_iter()
             .map(|op| match op {
@@ -180,12 +187,23 @@ impl Store for EtcdStore {
                 Op::Delete(k) => TxnOp::delete(self.full_key(&k), None),
             })
             .collect();
-        if ops.is_empty() {
-            return self.revision();
+        let compares: Vec<Compare> = expect
+            .iter()
+            .map(|e| match &e.value {
+                Some(v) => Compare::value(self.full_key(&e.key), CompareOp::Equal, v.clone()),
+                None => Compare::version(self.full_key(&e.key), CompareOp::Equal, 0),
+            })
+            .collect();
+        if ops.is_empty() && compares.is_empty() {
+            return self.revision().map(Some);
         }
         let mut kv = self.kv.clone();
-        let response = self.run(async move { kv.txn(Txn::new().and_then(ops)).await })?;
-        header_revision(response.header())
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self.run(async move { kv.txn(txn).await })?;
+        if !response.succeeded() {
+            return Ok(None);
+        }
+        header_revision(response.header()).map(Some)
     }
 
     fn revision(&self) -> Result<u64, StoreError> {

@@ -47,6 +47,15 @@ impl Op {
     }
 }
 
+/// A condition of [`Store::apply_if`]: `key` holds exactly `value` (`None`: `key` is absent).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expect {
+    /// The key.
+    pub key: String,
+    /// Its expected value, or `None` for "no such key".
+    pub value: Option<Vec<u8>>,
+}
+
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
 #[error("state store: {0}")]
@@ -63,6 +72,12 @@ pub trait Store: Send + Sync {
     /// Applies `ops` atomically and durably; returns the new revision (see the module docs).
     /// When several ops name the same key, the last one wins.
     fn apply(&self, ops: Vec<Op>) -> Result<u64, StoreError>;
+
+    /// Compare-and-set: applies `ops` like [`Store::apply`], in the same atomic step as checking
+    /// that every key of `expect` still holds its expected value; returns the new revision, or
+    /// `None` (and writes nothing) when a condition fails. Read, decide, then `apply_if` what
+    /// was read: a concurrent writer (this kernel or another one) makes it fail, never lose.
+    fn apply_if(&self, expect: &[Expect], ops: Vec<Op>) -> Result<Option<u64>, StoreError>;
 
     /// The current revision (0 for an empty embedded store).
     fn revision(&self) -> Result<u64, StoreError>;

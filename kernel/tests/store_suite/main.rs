@@ -109,6 +109,7 @@ both!(
     concurrent_appliers_never_lose_a_write,
     writes_are_durable,
     usable_from_tokio_through_spawn_blocking,
+    compare_and_set_writes_only_what_was_decided_on,
 );
 
 /// Two stores with different key prefixes share one etcd without seeing each other's keys.

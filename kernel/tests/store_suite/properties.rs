@@ -1,6 +1,6 @@
 //! The properties every [`Store`] backend must have, each a function over a [`Backend`].
 
-use lain::store::{Change, Op, Store, StoreError, Watch};
+use lain::store::{Change, Expect, Op, Store, StoreError, Watch};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,4 +307,74 @@ pub fn usable_from_tokio_through_spawn_blocking(backend: &impl Backend) -> TestR
         drop(store);
         Ok(())
     })
+}
+
+/// `apply_if` writes only when every expected value (or absence) still holds, and nothing at
+/// all otherwise; increments by read-then-compare-and-set on several threads lose nothing.
+pub fn compare_and_set_writes_only_what_was_decided_on(backend: &impl Backend) -> TestResult {
+    let store = Arc::new(backend.open()?);
+    let expect = |key: &str, value: Option<&[u8]>| Expect {
+        key: key.to_string(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    store.apply(vec![put("c/a", b"1")])?;
+    let watch = store.watch("c/", store.revision()?)?;
+    let rev = store.apply_if(
+        &[expect("c/a", Some(b"1")), expect("c/b", None)],
+        vec![put("c/a", b"2"), put("c/b", b"x")],
+    )?;
+    let Some(rev) = rev else {
+        return Err("the conditions held, yet nothing was written".into());
+    };
+    assert_eq!(store.get("c/a")?.as_deref(), Some(&b"2"[..]));
+    assert_eq!(take(&watch, 2)?.len(), 2);
+    for failing in [
+        vec![expect("c/a", Some(b"1"))],
+        vec![expect("c/b", None)],
+        vec![expect("c/a", Some(b"2")), expect("c/none", Some(b""))],
+    ] {
+        let result = store.apply_if(&failing, vec![put("c/c", b"no"), del("c/a")])?;
+        assert_eq!(result, None, "{failing:?}");
+        assert_eq!(store.get("c/c")?, None);
+        assert_eq!(store.get("c/a")?.as_deref(), Some(&b"2"[..]));
+        assert_eq!(store.revision()?, rev);
+    }
+    assert_quiet(&watch)?;
+
+    const THREADS: usize = 4;
+    const EACH: usize = 15;
+    let workers: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || -> Result<usize, StoreError> {
+                let mut retries = 0;
+                for _ in 0..EACH {
+                    loop {
+                        let seen = store.get("c/n")?;
+                        let n: usize = seen
+                            .as_deref()
+                            .map_or(0, |v| String::from_utf8_lossy(v).parse().unwrap_or(0));
+                        let cond = [Expect {
+                            key: "c/n".into(),
+                            value: seen,
+                        }];
+                        let next = (n + 1).to_string().into_bytes();
+                        if store.apply_if(&cond, vec![put("c/n", &next)])?.is_some() {
+                            break;
+                        }
+                        retries += 1;
+                    }
+                }
+                Ok(retries)
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| "a worker panicked")??;
+    }
+    assert_eq!(
+        store.get("c/n")?.as_deref(),
+        Some((THREADS * EACH).to_string().as_bytes())
+    );
+    Ok(())
 }

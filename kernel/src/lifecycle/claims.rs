@@ -1,0 +1,154 @@
+//! Deploys and rollbacks claim their web routes ([`crate::router::claims`]) in the same
+//! compare-and-set as the app record they write: a deploy that would mount another app's route
+//! is refused naming the owner, with nothing written, and two concurrent deploys of one route
+//! cannot both win.
+
+use super::records::{self, AppRecord, ProcPlan};
+use super::{Lifecycle, LifecycleError};
+use crate::router::claims::{Claims, MIGRATED, canonical};
+use crate::store::{Expect, Op, StoreError, put_json};
+
+/// A web route of a proc, canonical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcRoute {
+    /// The proc that mounts it.
+    pub proc: String,
+    /// Host, lower case.
+    pub host: String,
+    /// Path, `/` for the whole host.
+    pub path: String,
+}
+
+/// How often a compare-and-set is tried when other writers keep getting there first.
+const ATTEMPTS: usize = 16;
+
+/// The web routes of `procs`. A route a proc-type plugin rendered that is not a mountpoint is
+/// refused (plugins are not trusted to name hosts).
+pub fn routes_of(procs: &[ProcPlan]) -> Result<Vec<ProcRoute>, LifecycleError> {
+    let mut out = Vec::new();
+    for proc in procs {
+        for r in &proc.plan.routes {
+            let (host, path) = canonical(&r.host, &r.path).map_err(|e| {
+                LifecycleError::Invalid(format!(
+                    "proc `{}` (its proc type's route): {e}",
+                    proc.name
+                ))
+            })?;
+            out.push(ProcRoute {
+                proc: proc.name.clone(),
+                host,
+                path,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl Lifecycle {
+    /// Reads app `app`, claims the routes `routes` names for it, lets `change` modify it and
+    /// writes the record and the claims in one compare-and-set (again from the start when
+    /// another writer changed either meanwhile); wakes the reconciler.
+    pub(super) fn update_app_claiming(
+        &self,
+        app: &str,
+        routes: impl Fn(&AppRecord) -> Result<Vec<ProcRoute>, LifecycleError>,
+        mut change: impl FnMut(&mut AppRecord) -> Result<(), LifecycleError>,
+    ) -> Result<AppRecord, LifecycleError> {
+        let _guard = self.writes.lock();
+        let key = records::app_key(app);
+        for _ in 0..ATTEMPTS {
+            let raw = self
+                .store
+                .get(&key)?
+                .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{app}`")))?;
+            let mut record: AppRecord = serde_json::from_slice(&raw)
+                .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
+            let wanted = routes(&record)?;
+            let mut claims =
+                Claims::of_hosts(&*self.store, wanted.iter().map(|r| r.host.as_str()))?;
+            let now = crate::clock::unix_secs();
+            let refused: Vec<String> = wanted
+                .iter()
+                .filter_map(|r| {
+                    claims
+                        .claim(app, &r.host, &r.path, &self.config.domains, now)
+                        .err()
+                        .map(|e| format!("proc `{}`: {e}", r.proc))
+                })
+                .collect();
+            if !refused.is_empty() {
+                return Err(LifecycleError::Conflict(refused.join("\n")));
+            }
+            change(&mut record)?;
+            let mut ops = claims.ops()?;
+            ops.push(put_json(&key, &record)?);
+            let mut expect = claims.expect();
+            expect.push(Expect {
+                key: key.clone(),
+                value: Some(raw),
+            });
+            if self.store.apply_if(&expect, ops)?.is_some() {
+                self.wake.notify_one();
+                return Ok(record);
+            }
+        }
+        Err(LifecycleError::Conflict(format!(
+            "app `{app}` or the claims on its routes kept changing; try again"
+        )))
+    }
+
+    /// Once per store: claims the routes of the deployments made before route claims existed,
+    /// oldest app first, under the same rules as a deploy. A route that another app owns (by
+    /// default domain or an earlier app's claim) is left unclaimed, so the router does not serve
+    /// it for the later app; each one is logged with both apps.
+    pub fn claim_existing_routes(&self) -> Result<(), LifecycleError> {
+        for _ in 0..ATTEMPTS {
+            let marker = self.store.get(MIGRATED)?;
+            if marker.is_some() {
+                return Ok(());
+            }
+            let mut apps = self.apps()?;
+            apps.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+            let mut claims = Claims::all(&*self.store)?;
+            let mut hosts = Vec::new();
+            for app in &apps {
+                for proc in app.deployed.iter().flat_map(|d| &d.procs) {
+                    for r in &proc.plan.routes {
+                        if let Ok((host, _)) = canonical(&r.host, &r.path) {
+                            hosts.push(host);
+                        }
+                    }
+                }
+            }
+            // Hosts nobody claims yet are read too, so that their absence is a condition.
+            let unread = Claims::of_hosts(&*self.store, hosts.iter().map(String::as_str))?;
+            claims.merge_missing(unread);
+            let now = crate::clock::unix_secs();
+            for app in &apps {
+                for proc in app.deployed.iter().flat_map(|d| &d.procs) {
+                    for r in &proc.plan.routes {
+                        let claimed = canonical(&r.host, &r.path).and_then(|(host, path)| {
+                            claims.claim(&app.name, &host, &path, &self.config.domains, now)
+                        });
+                        if let Err(e) = claimed {
+                            tracing::warn!(app = %app.name, proc = %proc.name, "route not claimed, so not served: {e}");
+                        }
+                    }
+                }
+            }
+            let mut ops = claims.ops()?;
+            ops.push(Op::Put(MIGRATED.into(), b"1".to_vec()));
+            let mut expect = claims.expect();
+            expect.push(Expect {
+                key: MIGRATED.into(),
+                value: None,
+            });
+            if self.store.apply_if(&expect, ops)?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(LifecycleError::Conflict(
+            "the route claims kept changing while claiming existing routes".into(),
+        ))
+    }
+}
