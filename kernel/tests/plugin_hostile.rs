@@ -560,6 +560,35 @@ fn names_paths_and_routes_a_plugin_returns_are_checked_like_user_input() {
         .expect("a proc completed within the rules passes");
 }
 
+#[test]
+fn problems_a_plugin_reports_are_cut_and_escaped() {
+    let engine = engine();
+    let hostile = fixture_plugin(&engine, fixtures::HOSTILE);
+    let problems = ProcTypePlugin(&hostile)
+        .validate(&proc("escape-problem"), &ctx())
+        .expect("the call itself succeeds")
+        .expect_err("the proc is refused");
+    let p = &problems[0];
+    let texts = [
+        p.message.as_str(),
+        p.hint.as_deref().unwrap_or(""),
+        &p.path[0],
+    ];
+    for text in texts {
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+    }
+    assert!(
+        p.message.contains("\\u{1b}[2J") && p.message.contains("\\nINFO"),
+        "escaped, not dropped: {}",
+        p.message
+    );
+    assert!(
+        p.hint.as_ref().is_some_and(|h| h.ends_with("bytes cut)")),
+        "the hint is cut: {:?}",
+        p.hint
+    );
+}
+
 #[tokio::test]
 async fn an_exporter_is_pushed_only_where_the_operator_says() {
     use lain::config::ExporterConfig;

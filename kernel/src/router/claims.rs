@@ -199,16 +199,19 @@ pub fn canonical(host: &str, path: &str) -> Result<(String, String), ClaimError>
         .split('/')
         .skip(1)
         .any(|s| s.is_empty() || s == "." || s == "..");
-    if bad_segment
-        || trimmed
-            .chars()
-            .any(|c| c.is_whitespace() || "?#".contains(c))
-    {
+    if bad_segment || !trimmed.bytes().all(path_byte) {
         return Err(invalid(
-            "the path must be non-empty segments other than `.` and `..`, without spaces, query or fragment",
+            "the path must be non-empty segments other than `.` and `..` of letters, digits, \
+             `%` escapes and `-._~!$&'()*+,=:@/` (no spaces, `;`, quotes, braces, query or fragment)",
         ));
     }
     Ok((host, trimmed.to_string()))
+}
+
+/// Whether `b` may appear in a route's path: RFC 3986's path characters without `;` (the one
+/// that ends a directive in the nginx export, which writes paths into its configuration).
+fn path_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,=:@/".contains(&b)
 }
 
 /// Parses `host[/path]` (an admin's argument) into a canonical route.
@@ -575,6 +578,14 @@ mod tests {
             "a.org/x/../y",
             "a.org//x",
             "a.org/x y",
+            "a.org/x;include /etc/shadow",
+            "a.org/x{",
+            "a.org/x}",
+            "a.org/\"x",
+            "a.org/x\\y",
+            "a.org/x\ny",
+            "a.org/x\u{7f}",
+            "a.org/ü",
         ] {
             assert!(parse_mountpoint(bad).is_err(), "{bad}");
         }

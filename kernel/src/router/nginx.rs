@@ -65,10 +65,11 @@ pub fn render(table: &RouteTable, listen: &str) -> String {
             if r.prefix == "/" {
                 let _ = write!(out, "    location / {{\n{body}    }}\n");
             } else {
-                // `/api` itself and everything under `/api/`, with the prefix stripped.
+                // `/api` itself and everything under `/api/`, with the prefix stripped. Paths
+                // are quoted (and can hold no `"`, `\\`, `;` or braces: `claims::canonical`).
                 let _ = write!(
                     out,
-                    "    location = {p} {{\n{body}    }}\n    location {p}/ {{\n{body}    }}\n",
+                    "    location = \"{p}\" {{\n{body}    }}\n    location \"{p}/\" {{\n{body}    }}\n",
                     p = r.prefix
                 );
             }

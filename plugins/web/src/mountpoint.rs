@@ -135,13 +135,11 @@ fn parse(entry: &str) -> Result<Entry, Fault> {
         Some(slash) => entry.split_at(slash),
         None => (entry, ""),
     };
-    if let Some(c) = path
-        .chars()
-        .find(|c| c.is_whitespace() || "?#".contains(*c))
-    {
+    if let Some(c) = path.chars().find(|c| !path_char(*c)) {
         return Err(Fault {
             message: format!("path of mountpoint `{entry}` contains {c:?}"),
-            hint: "a mountpoint path is a plain URL path prefix: no spaces, query or fragment",
+            hint: "a mountpoint path is a plain URL path prefix: letters, digits, `%` escapes and \
+                   `-._~!$&'()*+,=:@/`; no spaces, `;`, quotes, braces, query or fragment",
         });
     }
     let path = path.trim_end_matches('/');
@@ -158,6 +156,12 @@ fn parse(entry: &str) -> Result<Entry, Fault> {
         "{}{path}",
         host.to_ascii_lowercase()
     )))
+}
+
+/// Whether `c` may appear in a mountpoint's path: RFC 3986's path characters without `;`,
+/// which the kernel also refuses (its nginx export writes paths into a configuration file).
+fn path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~%!$&'()*+,=:@/".contains(c)
 }
 
 /// Whether `host` is a DNS name: at most 253 characters of dot-separated labels, each 1-63
@@ -315,6 +319,33 @@ mod tests {
         assert!(problems[0].message.contains("scheme"));
         assert!(problems[1].message.contains("not a valid host name"));
         assert!(problems[2].message.contains("' '"));
+    }
+
+    #[test]
+    fn paths_hold_url_path_characters_only() {
+        for bad in [
+            "x.org/a;b",
+            "x.org/a{",
+            "x.org/a}",
+            "x.org/\"a",
+            "x.org/a\\b",
+            "/a\u{1b}[2J",
+        ] {
+            let mut problems = Vec::new();
+            let kept = expand("admin", &strings(&[bad]), &lain_local(), &mut problems);
+            assert!(kept.is_empty(), "{bad}");
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert!(problems[0].message.contains("contains"), "{bad}");
+        }
+        let mut problems = Vec::new();
+        let kept = expand(
+            "admin",
+            &strings(&["x.org/a-b_c.d~e/%20/!$&'()*+,=:@"]),
+            &lain_local(),
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(kept.len(), 1);
     }
 
     #[test]

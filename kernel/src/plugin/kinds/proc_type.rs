@@ -33,7 +33,7 @@ impl ProcTypePlugin<'_> {
         let Exports::ProcType(idx) = self.0.exports() else {
             return Err(wrong_kind(self.0, "validate"));
         };
-        self.0.call(
+        let answer = self.0.call(
             "validate",
             None,
             |store, instance, _| {
@@ -47,7 +47,8 @@ impl ProcTypePlugin<'_> {
                     Err(problems) => problems_ok(problems),
                 }
             },
-        )
+        )?;
+        Ok(answer.map_err(|problems| problems.into_iter().map(shown).collect()))
     }
 
     /// Renders the plan every instance of the proc runs by, re-checked like user input
@@ -76,6 +77,25 @@ impl ProcTypePlugin<'_> {
 }
 
 /// Problems are shown to the user: at most 1,000, each message on one line.
+/// Longest problem message or hint shown, in bytes.
+const MAX_PROBLEM_TEXT: usize = 1024;
+
+/// A plugin's problem as users see it: message, hint and key path cut and escaped like the
+/// plugin's log records, so no control character or terminal escape reaches a terminal, a
+/// JSON consumer or the kernel's log through a diagnostic.
+fn shown(problem: Problem) -> Problem {
+    use crate::plugin::guest_log::escape;
+    Problem {
+        path: problem
+            .path
+            .iter()
+            .map(|k| escape(k, MAX_PROBLEM_TEXT))
+            .collect(),
+        message: escape(&problem.message, MAX_PROBLEM_TEXT),
+        hint: problem.hint.map(|h| escape(&h, MAX_PROBLEM_TEXT)),
+    }
+}
+
 fn problems_ok(problems: &[Problem]) -> Result<(), Cause> {
     if problems.len() > 1000 {
         return Err(Cause::BadResult(format!(
