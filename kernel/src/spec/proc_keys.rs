@@ -584,6 +584,15 @@ fn logs(node: &Node, path: &str, report: &mut Report) -> Vec<String> {
     for (i, log) in strings(node, path, report, false).into_iter().enumerate() {
         if log.starts_with('/') {
             report.error(item_span(node, i), &format!("{path}[{i}]"), format!("Log in Logs section MUST be a relative path based on /lain/logs. Wrong path: {log}"));
+        } else if log.split('/').any(|part| part == "..") || log.chars().any(char::is_control) {
+            report.error(
+                item_span(node, i),
+                &format!("{path}[{i}]"),
+                format!(
+                    "log `{}` leaves /lain/logs: a log is a file under it, without `..`",
+                    log.escape_debug()
+                ),
+            );
         } else if !out.contains(&log) {
             out.push(log);
         }
