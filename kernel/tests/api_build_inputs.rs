@@ -482,3 +482,19 @@ async fn builds_are_audited_with_their_app_and_how_they_ended() {
         "{r}"
     );
 }
+
+#[test]
+fn a_restarted_kernel_removes_what_unfinished_builds_left() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("data");
+    let releases = dir.join("releases");
+    // What a build killed with its kernel leaves: a staging directory with the context in it.
+    let stale = releases.join(".build-0123456789ab-4242-0");
+    std::fs::create_dir_all(stale.join("src")).expect("stale staging");
+    std::fs::write(stale.join("src/big"), vec![0u8; 4096]).expect("file");
+    let kept = releases.join("shop");
+    std::fs::create_dir_all(&kept).expect("an app's releases");
+    drop(kernel(&dir));
+    assert!(!stale.exists(), "the staging directory is swept at start");
+    assert!(kept.exists(), "releases stay");
+}

@@ -210,6 +210,28 @@ pub fn context_appname(context: &[u8]) -> Option<String> {
     spec::appname("lain.yaml", &text).ok()
 }
 
+/// Removes the staging directories (`.build-*`) left under `root` by builds a killed kernel
+/// never finished. Call it before any build of this process starts.
+pub fn sweep_staging(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(".build-") {
+            continue;
+        }
+        // `remove_dir_all` never follows symlinks; a staging dir is never one (created here).
+        match std::fs::remove_dir_all(entry.path()) {
+            Ok(()) => {
+                tracing::info!(path = %entry.path().display(), "removed the staging directory of an unfinished build")
+            }
+            Err(e) => {
+                tracing::warn!(path = %entry.path().display(), "cannot remove a stale staging directory: {e}")
+            }
+        }
+    }
+}
+
 /// A staging directory of one build, under a name no other build uses, created exclusively
 /// (never reused); removed when dropped (the process runtime moves it to the release first).
 pub struct Staging {

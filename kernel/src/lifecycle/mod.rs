@@ -105,6 +105,9 @@ impl Lifecycle {
                 id
             }
         };
+        // Builds of a kernel that died (kill -9) left their staging directories; no build of
+        // this process runs yet, and one kernel holds a data dir.
+        build::sweep_staging(&config.data_dir.join("releases"));
         let wake = Arc::new(tokio::sync::Notify::new());
         let runtime = runtime(&kernel_id, wake.clone())?;
         let vault = crate::secrets::vault::Vault::open(store.clone(), &config.key_file())
