@@ -107,9 +107,17 @@ async fn run() -> Result<()> {
     let addr = listener.local_addr()?;
     let server =
         tokio::spawn(axum::serve(listener, lain::api::app(kernel.app_state())).into_future());
-    let health = reads(format!("http://{addr}/healthz")).await?;
-    let view = reads(format!("http://{addr}/api/v1/apps/bench")).await?;
-    let list = reads(format!("http://{addr}/api/v1/apps")).await?;
+    // Every API route but /healthz needs credentials: the local bootstrap token.
+    let token = kernel
+        .access
+        .bootstrap_file()
+        .map(std::fs::read_to_string)
+        .transpose()?
+        .context("the bench kernel has no bootstrap token")?;
+    let auth = format!("Bearer {}", token.trim());
+    let health = reads(format!("http://{addr}/healthz"), auth.clone()).await?;
+    let view = reads(format!("http://{addr}/api/v1/apps/bench"), auth.clone()).await?;
+    let list = reads(format!("http://{addr}/api/v1/apps"), auth).await?;
     server.abort();
     reconciler.abort();
     lc.stop_all().await?;
@@ -267,17 +275,22 @@ async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
     }
 }
 
-/// Requests per second on `url` from `CLIENTS` keep-alive clients over `READ_SECS`.
-async fn reads(url: String) -> Result<f64> {
+/// Requests per second on `url` (sending `authorization`) from `CLIENTS` keep-alive clients
+/// over `READ_SECS`.
+async fn reads(url: String, authorization: String) -> Result<f64> {
     let handles: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let url = url.clone();
+            let (url, authorization) = (url.clone(), authorization.clone());
             tokio::task::spawn_blocking(move || -> Result<u64> {
                 let agent = ureq::Agent::new_with_defaults();
                 let deadline = Instant::now() + Duration::from_secs(READ_SECS);
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    let mut resp = agent.get(&url).call().context("API read")?;
+                    let mut resp = agent
+                        .get(&url)
+                        .header("Authorization", &authorization)
+                        .call()
+                        .context("API read")?;
                     resp.body_mut().read_to_vec()?;
                     n += 1;
                 }
