@@ -1,6 +1,8 @@
 //! The process runtime against real processes, with the real `lain shim`.
 
+use lain::config::ProcessConfig;
 use lain::runtime::process::ProcessRuntime;
+use lain::runtime::process::sandbox::Sandbox;
 use lain::runtime::{InstanceSpec, RunState, Runtime, RuntimeError, labels};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ fn runtime(dir: &Path) -> ProcessRuntime {
     ProcessRuntime::open(
         &dir.join("instances"),
         Path::new(env!("CARGO_BIN_EXE_lain")),
+        Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox"),
     )
     .expect("runtime opens")
 }

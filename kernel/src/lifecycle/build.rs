@@ -54,20 +54,25 @@ pub enum BuildEvent {
 pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<Vec<Op>, LifecycleError> + Sync);
 
 impl Lifecycle {
-    /// Builds a release of the app whose `lain.yaml` is in the `context` tar.
+    /// Builds a release of the app whose `lain.yaml` is in the `context` tar (no build
+    /// argument values: `$VAR`s are empty).
     pub fn build(
         &self,
         context: &[u8],
         progress: &mut (dyn FnMut(BuildEvent) + Send),
     ) -> Result<ReleaseRecord, LifecycleError> {
-        self.build_as(context, progress, &|_, _| Ok(Vec::new()))
+        self.build_as(context, &Default::default(), progress, &|_, _| {
+            Ok(Vec::new())
+        })
     }
 
-    /// [`Lifecycle::build`], asking `admit` once the app's name is known (before anything is
-    /// built) and again when the release is recorded, whether the caller may build it.
+    /// [`Lifecycle::build`] with the client's values of the variables `build_arg`s name,
+    /// asking `admit` once the app's name is known (before anything is built) and again when the
+    /// release is recorded, whether the caller may build it.
     pub fn build_as(
         &self,
         context: &[u8],
+        build_args: &crate::runtime::build_args::Sent,
         progress: &mut (dyn FnMut(BuildEvent) + Send),
         admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
@@ -78,7 +83,7 @@ impl Lifecycle {
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("cannot create {}", staging.display()))?;
-        let result = self.build_in(&staging, &digest, context, progress, admit);
+        let result = self.build_in(&staging, &digest, context, build_args, progress, admit);
         let _ = std::fs::remove_dir_all(&staging);
         result
     }
@@ -88,6 +93,7 @@ impl Lifecycle {
         staging: &Path,
         digest: &str,
         context: &[u8],
+        build_args: &crate::runtime::build_args::Sent,
         progress: &mut (dyn FnMut(BuildEvent) + Send),
         admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
@@ -137,6 +143,7 @@ impl Lifecycle {
             context: staging,
             version: &version,
             release_dir: &dest,
+            build_args,
         };
         let mut forward = |p: BuildProgress| {
             progress(match p {
