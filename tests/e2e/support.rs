@@ -26,11 +26,18 @@ pub struct KernelProcess {
     pub log: PathBuf,
     /// The token the CLI sends (`LAIN_TOKEN`); none: the CLI finds the local bootstrap token.
     pub cli_token: Option<String>,
+    /// Extra environment of the kernel process.
+    pub env: Vec<(String, String)>,
 }
 
 impl KernelProcess {
     /// Starts a kernel on `data_dir` with `config` (TOML) and waits until `/healthz` answers.
     pub fn start(data_dir: &Path, config: &str) -> KernelProcess {
+        KernelProcess::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`KernelProcess::start`] with `env` added to the kernel's environment (on every start).
+    pub fn start_with_env(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> KernelProcess {
         let port = free_port();
         let config_path = data_dir.join("lain.toml");
         // Compiled plugins are cached across tests (keyed by hash and engine) to keep them fast.
@@ -49,6 +56,10 @@ impl KernelProcess {
             config: config_path,
             log: data_dir.join("kernel.log"),
             cli_token: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         kernel.spawn(port);
         kernel
@@ -68,6 +79,7 @@ impl KernelProcess {
             .arg(&self.config)
             .env("LAIN_LOG", "info")
             .env("LAIN_ROUTER_LISTEN", &self.router)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -160,16 +160,6 @@ enum Command {
         /// The instance's directory.
         dir: PathBuf,
     },
-    /// The init (pid 1) of a process-runtime sandbox (started by bwrap).
-    #[command(hide = true)]
-    SandboxInit {
-        /// Where to report how the program ended.
-        #[arg(long)]
-        status_fd: Option<i32>,
-        /// The program and its arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        argv: Vec<String>,
-    },
 }
 
 /// `lain router ...`.
@@ -187,9 +177,6 @@ enum RouterCommand {
 /// Runs the command line; the exit code is 0 on success, 1 on any error (printed to stderr).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::SandboxInit { status_fd, argv } = &cli.command {
-        return crate::runtime::process::sandbox::init::run(*status_fd, argv);
-    }
     let client = client::Client::new(
         &cli.kernel,
         credentials::token_for(cli.token.clone(), &cli.kernel),
@@ -279,7 +266,6 @@ pub fn main() -> ExitCode {
         Command::Maintainer(cmd) => access::maintainer(cmd, &client, out),
         Command::Audit(args) => access::audit(args, &client, out),
         Command::Shim { dir } => crate::runtime::process::shim::run(&dir),
-        Command::SandboxInit { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

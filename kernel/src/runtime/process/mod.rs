@@ -78,8 +78,8 @@ pub struct ProcessRuntime {
 
 impl ProcessRuntime {
     /// A runtime keeping its instances under `root`; `shim` is the `lain` executable (whose
-    /// `shim` subcommand supervises an instance, and whose `sandbox-init` is every sandbox's
-    /// init). Fails, saying how to fix it, when `sandbox` cannot run a program here.
+    /// `shim` subcommand supervises an instance; `lain-sandbox-init` next to it is every
+    /// sandbox's init). Fails, saying how to fix it, when `sandbox` cannot run a program here.
     pub fn open(
         root: &Path,
         shim: &Path,
@@ -88,7 +88,7 @@ impl ProcessRuntime {
         std::fs::create_dir_all(root)
             .map_err(|e| RuntimeError::Failed(format!("cannot create {}: {e}", root.display())))?;
         sandbox
-            .check(shim)
+            .check(&sandbox::init::executable(shim))
             .map_err(|e| RuntimeError::Failed(e.to_string()))?;
         let cgroups = Cgroups::detect();
         if cgroups.is_none() {
@@ -197,7 +197,12 @@ impl Runtime for ProcessRuntime {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<String, RuntimeError> {
-        build::build(&request, progress, &self.sandbox, &self.shim)
+        build::build(
+            &request,
+            progress,
+            &self.sandbox,
+            &sandbox::init::executable(&self.shim),
+        )
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
@@ -403,7 +408,7 @@ impl Runtime for ProcessRuntime {
             .map_err(|e| RuntimeError::Failed(format!("probe of {name}: {e}")))?;
         let cmd = stored
             .sandbox
-            .command(jail, &self.shim, None)
+            .command(jail, &sandbox::init::executable(&self.shim), None)
             .map_err(|e| RuntimeError::Failed(format!("probe of {name}: {e}")))?;
         let mut cmd = tokio::process::Command::from(cmd);
         cmd.stdin(std::process::Stdio::null())

@@ -90,9 +90,12 @@ fn spawn_and_wait(
         instance_jail(dir, spec, spec.spec.argv()).context("cannot open the instance's files")?;
     let (report, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("cannot create a pipe")?;
-    let mut cmd = spec
-        .sandbox
-        .command(jail, Path::new("/proc/self/exe"), Some(report_w))?;
+    let lain = std::env::current_exe().context("cannot find the lain executable")?;
+    let mut cmd = spec.sandbox.command(
+        jail,
+        &super::sandbox::init::executable(&lain),
+        Some(report_w),
+    )?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

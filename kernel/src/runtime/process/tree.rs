@@ -145,9 +145,10 @@ pub fn hand_over(context: &Path, owner: Owner) -> Result<(), TreeError> {
 }
 
 /// Normalises a build's output before it becomes a release: owned by `owner` (the kernel, when
-/// root), directories 0755, files 0644 (0755 when the owner may execute), no setuid or setgid,
-/// no file sharing its inode with anything else; fifos, sockets and devices are removed. Returns
-/// what was removed.
+/// root), directories 0700, files 0644 (0755 when the owner may execute: sandboxes read them
+/// through hard links, never through these directories), no setuid or setgid, no file sharing
+/// its inode with anything else; fifos, sockets and devices are removed. Returns what was
+/// removed.
 pub fn normalize(context: &Path, owner: Option<Owner>) -> Result<Vec<PathBuf>, TreeError> {
     let parent = context.parent().unwrap_or(Path::new("/"));
     let name = context.file_name().map(Path::new).unwrap_or(Path::new("."));
@@ -155,7 +156,7 @@ pub fn normalize(context: &Path, owner: Option<Owner>) -> Result<Vec<PathBuf>, T
     if let Some(owner) = owner {
         chown(&parent_dir, name, owner, context)?;
     }
-    chmod(&parent_dir, name, 0o755, context)?;
+    chmod(&parent_dir, name, 0o700, context)?;
     let mut removed = Vec::new();
     walk(
         &open(context)?,
@@ -175,7 +176,7 @@ pub fn normalize(context: &Path, owner: Option<Owner>) -> Result<Vec<PathBuf>, T
                 chown(dir, name, owner, path)?;
             }
             if kind.is_dir() {
-                chmod(dir, name, 0o755, path)?;
+                chmod(dir, name, 0o700, path)?;
             } else if kind.is_file() {
                 let exec = meta.mode() & 0o100 != 0;
                 chmod(dir, name, if exec { 0o755 } else { 0o644 }, path)?;
@@ -308,7 +309,7 @@ mod tests {
             0o755,
             "no setuid, setgid or group/other write"
         );
-        assert_eq!(mode("sub"), 0o755);
+        assert_eq!(mode("sub"), 0o700);
         assert_eq!(mode("sub/deeper/data") & 0o022, 0);
         std::fs::set_permissions(r.join("linked"), std::fs::Permissions::from_mode(0o600))
             .expect("chmod");

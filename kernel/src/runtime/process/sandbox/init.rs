@@ -1,4 +1,4 @@
-//! `lain sandbox-init [--status-fd N] -- PROGRAM ARGS...`: pid 1 of every sandbox.
+//! `lain-sandbox-init [--status-fd N] -- PROGRAM ARGS...`: pid 1 of every sandbox.
 //!
 //! It runs as the sandbox's user with no capabilities. It marks every inherited descriptor
 //! above stderr close-on-exec (so nothing the launcher passed reaches the program), makes itself
@@ -31,6 +31,33 @@ pub const CANNOT_RUN: i32 = 127;
 
 /// The report's first line once the program runs (and hears SIGTERM).
 pub const STARTED: &str = "started";
+
+/// The name of the init executable, installed next to `lain`.
+pub const EXECUTABLE: &str = "lain-sandbox-init";
+
+/// The init executable that goes with the `lain` executable `lain`.
+pub fn executable(lain: &std::path::Path) -> std::path::PathBuf {
+    lain.with_file_name(EXECUTABLE)
+}
+
+/// The `lain-sandbox-init` program: its arguments, then [`run`].
+pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (status_fd, rest) = match args.split_first() {
+        Some((flag, rest)) if flag == "--status-fd" => match rest.split_first() {
+            Some((fd, rest)) => (fd.parse().ok(), rest),
+            None => (None, rest),
+        },
+        _ => (None, &args[..]),
+    };
+    match rest.split_first() {
+        Some((dashes, argv)) if dashes == "--" && !argv.is_empty() => run(status_fd, argv),
+        _ => {
+            eprintln!("usage: {EXECUTABLE} [--status-fd N] -- PROGRAM ARGS...");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// Runs `argv` to its end; see the module documentation.
 pub fn run(status_fd: Option<i32>, argv: &[String]) -> ExitCode {

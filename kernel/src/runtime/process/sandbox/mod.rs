@@ -184,8 +184,8 @@ impl Sandbox {
         self.root
     }
 
-    /// Runs `true` in a sandbox (with `init`, the lain executable, as its init): the runtime
-    /// refuses to start when this fails, saying why.
+    /// Runs `true` in a sandbox (with `init` as its init, see [`init::executable`]): the
+    /// runtime refuses to start when this fails, saying why.
     pub fn check(&self, init: &Path) -> Result<(), SandboxError> {
         let jail = Jail {
             identity: self.identity("lain-sandbox-check"),
@@ -228,7 +228,8 @@ impl Sandbox {
             .map(|root| root.display().to_string())
     }
 
-    /// A command that runs `jail` in a sandbox, under `init` (the lain executable) as its pid 1.
+    /// A command that runs `jail` in a sandbox, under `init` (`lain-sandbox-init`, see
+    /// [`init::executable`]) as its pid 1.
     /// With `status`, init writes how the program ended to that pipe (see [`init::Status`]).
     /// The command is its own process group; its members ignore SIGTERM except the program, so
     /// `kill(-pgid, SIGTERM)` reaches the program alone and SIGKILL ends the whole sandbox.
@@ -239,8 +240,12 @@ impl Sandbox {
         status: Option<OwnedFd>,
     ) -> Result<Command, SandboxError> {
         let io = |what: &str, e: std::io::Error| SandboxError::Io(format!("{what}: {e}"));
-        let init = std::fs::File::open(init)
-            .map_err(|e| io(&format!("cannot open {}", init.display()), e))?;
+        let init = std::fs::File::open(init).map_err(|e| {
+            SandboxError::Unavailable(format!(
+                "lain's sandbox init {} cannot be opened ({e})",
+                init.display()
+            ))
+        })?;
         let mut args: Vec<String> = [
             "--unshare-all",
             "--share-net",
@@ -297,7 +302,6 @@ impl Sandbox {
                 &jail.cwd,
                 "--",
                 &format!("/proc/self/fd/{}", raw(&keep[0])),
-                "sandbox-init",
             ],
         );
         if let Some(fd) = &status {
