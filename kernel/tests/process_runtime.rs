@@ -271,3 +271,48 @@ async fn memory_limits_go_to_the_cgroup_where_one_is_writable() {
     rt.stop("f.i1", Duration::from_secs(5)).await.expect("stop");
     rt.remove("f.i1").await.expect("remove");
 }
+
+#[test]
+fn without_a_working_bubblewrap_the_runtime_refuses_to_start_saying_how_to_fix_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = |bwrap: &str| ProcessConfig {
+        bwrap: bwrap.into(),
+        ..ProcessConfig::default()
+    };
+    let err = Sandbox::new(&config("/nonexistent/bwrap"), &[])
+        .expect_err("no bwrap")
+        .to_string();
+    assert!(
+        err.contains("`/nonexistent/bwrap` is not installed")
+            && err.contains("apt-get install bubblewrap")
+            && err.contains("runtime = \"docker\""),
+        "{err}"
+    );
+    // A bwrap that cannot create a sandbox (as where user namespaces are off) fails the start.
+    let broken = Sandbox::new(&config("/bin/false"), &[]).expect("found");
+    let err = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+        broken,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("could not create a sandbox here") && err.contains("user.max_user_namespaces"),
+        "{err}"
+    );
+    let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
+    let err = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        &tmp.path().join("lain"),
+        sandbox,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("lain-sandbox-init") && err.contains("next to the lain executable"),
+        "{err}"
+    );
+}

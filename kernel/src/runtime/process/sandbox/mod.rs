@@ -37,6 +37,12 @@ pub enum SandboxError {
          `kernel.apparmor_restrict_unprivileged_userns=0`), or use runtime = \"docker\""
     )]
     Unavailable(String),
+    /// lain's sandbox init is not installed next to `lain`.
+    #[error(
+        "lain's sandbox init {0} cannot be opened ({1}): install it next to the lain executable \
+         (`cargo install` and `cargo build` put both there)"
+    )]
+    MissingInit(String, String),
     /// Preparing one sandbox failed.
     #[error("sandbox: {0}")]
     Io(String),
@@ -240,12 +246,8 @@ impl Sandbox {
         status: Option<OwnedFd>,
     ) -> Result<Command, SandboxError> {
         let io = |what: &str, e: std::io::Error| SandboxError::Io(format!("{what}: {e}"));
-        let init = std::fs::File::open(init).map_err(|e| {
-            SandboxError::Unavailable(format!(
-                "lain's sandbox init {} cannot be opened ({e})",
-                init.display()
-            ))
-        })?;
+        let init = std::fs::File::open(init)
+            .map_err(|e| SandboxError::MissingInit(init.display().to_string(), e.to_string()))?;
         let mut args: Vec<String> = [
             "--unshare-all",
             "--share-net",
