@@ -316,3 +316,49 @@ fn without_a_working_bubblewrap_the_runtime_refuses_to_start_saying_how_to_fix_i
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_kernels_paths_under_a_system_dir_are_hidden_and_system_dirs_are_read_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A system directory of the test's own, outside /tmp (every sandbox has its own /tmp),
+    // that everyone may read: what the kernel keeps there must still be out of reach.
+    let sys = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let sys = sys.path();
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(sys, open.clone()).expect("chmod");
+    std::fs::write(sys.join("visible.txt"), "visible-to-all\n").expect("write");
+    std::fs::write(sys.join("lain.toml"), "token = \"config-secret\"\n").expect("write");
+    std::fs::create_dir(sys.join("keys")).expect("mkdir");
+    std::fs::set_permissions(sys.join("keys"), open).expect("chmod");
+    std::fs::write(sys.join("keys/tls.key"), "key-secret\n").expect("write");
+    let mut config = ProcessConfig::default();
+    config.system_dirs.push(sys.to_path_buf());
+    let sandbox =
+        Sandbox::new(&config, &[sys.join("lain.toml"), sys.join("keys")]).expect("sandbox");
+    let rt = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+        sandbox,
+    )
+    .expect("runtime opens");
+    let d = sys.display();
+    let script = format!(
+        "cat {d}/visible.txt; cat {d}/lain.toml; echo \"LS[$(ls {d}/keys)]\"; cat {d}/keys/tls.key; \
+         if touch {d}/new 2>/dev/null; then echo WROTE; else echo READ-ONLY; fi"
+    );
+    let s = spec(tmp.path(), "m.i1", &["sh", "-c", &script]);
+    rt.create(&s).await.expect("create");
+    rt.start("m.i1").await.expect("start");
+    wait_exited(&rt, "m.i1").await;
+    let log = std::fs::read_to_string(&s.log_file).expect("log");
+    assert!(
+        log.contains("visible-to-all") && log.contains("READ-ONLY"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("config-secret") && !log.contains("key-secret") && log.contains("LS[]"),
+        "{log}"
+    );
+    assert!(!sys.join("new").exists());
+}

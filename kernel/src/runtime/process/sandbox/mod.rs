@@ -105,6 +105,13 @@ impl Sandbox {
         let bwrap = find_program(&config.bwrap).ok_or_else(|| {
             SandboxError::Unavailable(format!("`{}` is not installed", config.bwrap.display()))
         })?;
+        // A sandbox's /tmp is its own, and a root kernel stages binds on /tmp (see `spawn`).
+        if bwrap.starts_with("/tmp") {
+            return Err(bad(format!(
+                "bwrap: {} is under /tmp, which sandboxes do not share; install it elsewhere",
+                bwrap.display()
+            )));
+        }
         let mut system = Vec::new();
         for dir in &config.system_dirs {
             let text = dir.to_string_lossy();
@@ -120,10 +127,10 @@ impl Sandbox {
                 || ["/tmp", "/lain"]
                     .iter()
                     .chain(RESERVED)
-                    .any(|r| Path::new(r) == dir)
+                    .any(|r| dir.starts_with(r))
             {
                 return Err(bad(format!(
-                    "system_dirs: `{text}` must be an absolute path without `..`, and not /, /tmp, /lain, /proc or /dev"
+                    "system_dirs: `{text}` must be an absolute path without `..`, not / and not under /tmp, /lain, /proc or /dev"
                 )));
             }
             match std::fs::symlink_metadata(dir) {
@@ -464,6 +471,13 @@ mod tests {
                     ..ProcessConfig::default()
                 },
                 "/tmp",
+            ),
+            (
+                ProcessConfig {
+                    system_dirs: vec!["/tmp/opt".into()],
+                    ..ProcessConfig::default()
+                },
+                "under /tmp",
             ),
             (
                 ProcessConfig {
