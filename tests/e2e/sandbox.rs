@@ -398,3 +398,70 @@ fn the_data_dir_and_what_the_kernel_writes_in_it_are_the_kernels_alone() {
         0o700
     );
 }
+
+#[test]
+fn a_kernel_that_is_not_root_runs_sandboxes_as_itself_and_they_still_see_nothing_of_it() {
+    const USER: u32 = 4242;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start_with(&data, "", &[("LAIN_E2E_CANARY", CANARY)], Some(USER));
+    let other = write_app(
+        &tmp.path().join("other"),
+        "appname: other\nbuild:\n  base: busybox\n  script:\n    - echo other-secret > secret.txt\n",
+        &[],
+    );
+    build(&kernel, &other);
+    let probe = write_app(
+        &tmp.path().join("probe"),
+        "appname: probe\nbuild:\n  base: busybox\n  script:\n    - sh probe.sh\n    - echo original > release.txt\n\
+         worker:\n  cmd: sh -c 'sh probe.sh; echo changed >> release.txt && echo \"WROTE $(tr \"\\n\" \" \" < release.txt)\"; sleep 100000'\n",
+        &[("probe.sh", &probe_script(&data))],
+    );
+    let built = build(&kernel, &probe);
+    let (denied, leaked, uid) = verdicts(&built);
+    assert_eq!(
+        leaked,
+        Vec::<String>::new(),
+        "a build script got through: {built}"
+    );
+    assert_eq!(denied, PROBES, "{built}");
+    assert_eq!(uid, Some(USER), "the kernel's own uid: {built}");
+
+    kernel.lain_ok(&["deploy", "-a", "probe"]);
+    let logs = support::until("the instance reports", || {
+        let logs = kernel.lain_ok(&["logs", "worker", "-a", "probe"]);
+        logs.contains("WROTE").then_some(logs)
+    });
+    let mine: String = logs
+        .lines()
+        .filter_map(|l| l.strip_prefix("[1] "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (denied, leaked, uid) = verdicts(&mine);
+    assert_eq!(
+        leaked,
+        Vec::<String>::new(),
+        "the instance got through: {mine}"
+    );
+    assert_eq!(denied, PROBES, "{mine}");
+    assert_eq!(uid, Some(USER));
+    assert!(
+        mine.contains("WROTE original changed"),
+        "its /lain/app is its own copy: {mine}"
+    );
+    let view = kernel.ps("probe");
+    let release = view["release"].as_str().expect("release");
+    assert_eq!(
+        std::fs::read_to_string(
+            data.join("releases/probe")
+                .join(release)
+                .join("release.txt")
+        )
+        .expect("release file"),
+        "original\n",
+        "the release itself never changes"
+    );
+    let meta = std::fs::metadata(&data).expect("meta");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (USER, 0o700));
+}

@@ -152,9 +152,16 @@ impl Sandbox {
                 System::Symlink(..) => None,
             })
             .collect();
+        // A path that does not exist yet (a key file created later) is taken by its directory.
+        let canonical = |p: &PathBuf| {
+            p.canonicalize().ok().or_else(|| {
+                let parent = p.parent()?.canonicalize().ok()?;
+                Some(parent.join(p.file_name()?))
+            })
+        };
         let hidden = kernel_paths
             .iter()
-            .filter_map(|p| p.canonicalize().ok())
+            .filter_map(canonical)
             .filter(|p| bound.iter().any(|b| p.starts_with(b)))
             .collect();
         Ok(Sandbox {
@@ -272,7 +279,8 @@ impl Sandbox {
                 }
             }
         }
-        for hidden in self.hidden.iter().filter(|p| reachable(p, &jail.identity)) {
+        let to_hide = |p: &&PathBuf| p.exists() && reachable(p, &jail.identity);
+        for hidden in self.hidden.iter().filter(to_hide) {
             if hidden.is_dir() {
                 push(&mut args, &["--tmpfs", &path(hidden)]);
             } else {
