@@ -415,8 +415,15 @@ fn a_kernel_that_is_not_root_runs_sandboxes_as_itself_and_they_still_see_nothing
     let probe = write_app(
         &tmp.path().join("probe"),
         "appname: probe\nbuild:\n  base: busybox\n  script:\n    - sh probe.sh\n    - echo original > release.txt\n\
-         worker:\n  cmd: sh -c 'sh probe.sh; echo changed >> release.txt && echo \"WROTE $(tr \"\\n\" \" \" < release.txt)\"; sleep 100000'\n",
-        &[("probe.sh", &probe_script(&data))],
+         worker:\n  cmd: sh -c 'sh probe.sh; echo changed >> release.txt && echo \"WROTE $(tr \"\\n\" \" \" < release.txt)\"; sh close.sh; sleep 100000'\n",
+        &[
+            ("probe.sh", &probe_script(&data)),
+            // Directories the instance closes, even to its owner: removing it still works.
+            (
+                "close.sh",
+                "mkdir -p closed/inner && touch closed/inner/f && chmod 000 closed/inner closed && echo CLOSED\n",
+            ),
+        ],
     );
     let built = build(&kernel, &probe);
     let (denied, leaked, uid) = verdicts(&built);
@@ -431,7 +438,7 @@ fn a_kernel_that_is_not_root_runs_sandboxes_as_itself_and_they_still_see_nothing
     kernel.lain_ok(&["deploy", "-a", "probe"]);
     let logs = support::until("the instance reports", || {
         let logs = kernel.lain_ok(&["logs", "worker", "-a", "probe"]);
-        logs.contains("WROTE").then_some(logs)
+        logs.contains("CLOSED").then_some(logs)
     });
     let mine: String = logs
         .lines()
@@ -464,4 +471,17 @@ fn a_kernel_that_is_not_root_runs_sandboxes_as_itself_and_they_still_see_nothing
     );
     let meta = std::fs::metadata(&data).expect("meta");
     assert_eq!((meta.uid(), meta.mode() & 0o777), (USER, 0o700));
+
+    // The kernel removes what its user's instance closed to it.
+    kernel.lain_ok(&["undeploy", "-a", "probe"]);
+    let instances_left = || {
+        std::fs::read_dir(data.join("runtime/process"))
+            .expect("instances")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("probe."))
+            .count()
+    };
+    support::until("the instance is removed", || {
+        (instances_left() == 0).then_some(())
+    });
 }

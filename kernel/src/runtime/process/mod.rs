@@ -349,8 +349,7 @@ impl Runtime for ProcessRuntime {
                 "{name} is running; stop it first"
             )));
         }
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| RuntimeError::Failed(format!("remove {name}: {e}")))?;
+        tree::remove(&dir).map_err(|e| RuntimeError::Failed(format!("remove {name}: {e}")))?;
         if let Some(cgroups) = &self.cgroups {
             cgroups.remove(name);
         }

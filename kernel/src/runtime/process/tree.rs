@@ -113,14 +113,44 @@ fn farm_dir(
                 chown(to, &name, owner, &path)?;
             }
         } else if kind.is_file() {
-            if owner.is_some() {
-                from.hard_link(&name, to, &name).map_err(at(&path))?;
-            } else {
+            // A copy where a link is impossible (another file system) is the kernel's too.
+            let linked = owner.is_some()
+                && match from.hard_link(&name, to, &name) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => false,
+                    Err(e) => return Err(at(&path)(e)),
+                };
+            if !linked {
                 from.copy(&name, to, &name).map_err(at(&path))?;
             }
         }
     }
     Ok(())
+}
+
+/// Removes the tree at `path`, first making its directories the owner's to empty (a sandbox
+/// running as the kernel's user may have closed some).
+pub fn remove(path: &Path) -> Result<(), TreeError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().map(Path::new).unwrap_or(Path::new("."));
+    chmod(&open(parent)?, name, 0o700, path)?;
+    walk(
+        &open(path)?,
+        Path::new(""),
+        0,
+        &mut |dir, name, meta, rel| {
+            if meta.file_type().is_dir() {
+                chmod(dir, name, 0o700, rel)?;
+            }
+            Ok(Keep::Yes)
+        },
+    )?;
+    std::fs::remove_dir_all(path).map_err(at(path))
 }
 
 /// Hands a build context over to the build's user `owner`: everything in it becomes theirs.
