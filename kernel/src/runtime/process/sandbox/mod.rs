@@ -293,7 +293,7 @@ impl Sandbox {
         );
         let mut binds = jail.binds;
         binds.sort_by_key(|(_, dest)| dest.matches('/').count());
-        let stage = spawn::Stage::new(jail.identity.switch, binds.len());
+        let stage = spawn::Stage::new(jail.identity.switch);
         let mut keep = vec![init.into()];
         let mut mounts = Vec::new();
         for (i, (dir, dest)) in binds.into_iter().enumerate() {

@@ -23,8 +23,8 @@ pub(super) struct Stage {
 const STAGE: &str = "/tmp";
 
 impl Stage {
-    /// A stage for `switch` (the kernel is root and the child switches user).
-    pub(super) fn new(switch: bool, _binds: usize) -> Stage {
+    /// A stage, used when `switch` (the kernel is root and the child switches user).
+    pub(super) fn new(switch: bool) -> Stage {
         Stage { used: switch }
     }
 
