@@ -25,6 +25,12 @@
 //! cert = "/etc/lain/tls/lain.local.pem"   # PEM chain, leaf first
 //! key = "/etc/lain/tls/lain.local.key"
 //!
+//! [process]                           # with runtime = "process": the sandbox (bubblewrap)
+//! bwrap = "bwrap"                     # the bubblewrap executable
+//! uid_base = 1879048192               # kernel as root: app A runs as uid and gid
+//! uid_count = 65536                   #   uid_base + sha256(A) % uid_count (1: one uid for all)
+//! system_dirs = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
+//!
 //! [docker]                            # with runtime = "docker"
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
 //! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
@@ -98,6 +104,8 @@ pub struct KernelConfig {
     pub store: StoreConfig,
     /// Deploys and rollouts.
     pub lifecycle: LifecycleConfig,
+    /// The process runtime's sandbox.
+    pub process: ProcessConfig,
     /// The Docker runtime's engines.
     pub docker: DockerConfig,
     /// The web router.
@@ -118,6 +126,9 @@ pub struct KernelConfig {
     pub monitor: MonitorConfig,
     /// Backups.
     pub backup: BackupConfig,
+    /// The file this configuration was loaded from (hidden from every sandbox).
+    #[serde(skip)]
+    pub config_file: Option<PathBuf>,
 }
 
 /// The runtime instances run on.
@@ -199,6 +210,39 @@ pub struct CertificateConfig {
     pub cert: PathBuf,
     /// The private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// `[process]`: how the process runtime confines builds, instances and command probes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// The bubblewrap executable (a bare name is looked up in `PATH`).
+    pub bwrap: PathBuf,
+    /// When the kernel runs as root, app `A` runs as uid and gid
+    /// `uid_base + sha256(A) % uid_count`: one unprivileged id per app, the same on every start.
+    /// The default range is one systemd leaves unused (above the container ranges).
+    pub uid_base: u32,
+    /// How many ids apps are spread over (1: every app runs as `uid_base`).
+    pub uid_count: u32,
+    /// Host directories every sandbox sees read-only at the same path (symlinks stay symlinks,
+    /// missing ones are skipped); anything of the kernel under them is hidden.
+    pub system_dirs: Vec<PathBuf>,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            bwrap: PathBuf::from("bwrap"),
+            uid_base: 0x7000_0000,
+            uid_count: 0x1_0000,
+            system_dirs: [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        }
+    }
 }
 
 /// `[docker]`.
@@ -526,6 +570,7 @@ impl Default for KernelConfig {
             runtime: RuntimeKind::default(),
             store: StoreConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            process: ProcessConfig::default(),
             docker: DockerConfig::default(),
             router: RouterConfig::default(),
             plugins: PluginsConfig::default(),
@@ -535,6 +580,7 @@ impl Default for KernelConfig {
             secrets: SecretsConfig::default(),
             monitor: MonitorConfig::default(),
             backup: BackupConfig::default(),
+            config_file: None,
         }
     }
 }
@@ -567,10 +613,12 @@ impl KernelConfig {
             path: path.into(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: KernelConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.into(),
             message: e.to_string(),
-        })
+        })?;
+        config.config_file = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Applies the environment overrides `LAIN_DATA_DIR`, `LAIN_LISTEN`, `LAIN_RUNTIME`,
@@ -635,6 +683,21 @@ impl KernelConfig {
     pub fn bootstrap_token_file(&self) -> Option<PathBuf> {
         (self.auth.bootstrap && self.store.backend == StoreBackend::Embedded)
             .then(|| self.data_dir.join(BOOTSTRAP_TOKEN_FILE))
+    }
+
+    /// Every file and directory of the kernel's own: the data dir, the cache, the configuration
+    /// file, the vault's key, TLS keys and the files granted to plugins. Sandboxes never see them.
+    pub fn kernel_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![self.data_dir.clone(), self.cache_dir(), self.key_file()];
+        paths.extend(self.config_file.clone());
+        paths.extend(self.router.certificates.iter().map(|c| c.key.clone()));
+        paths.extend(self.docker.tls.as_ref().map(|t| t.key.clone()));
+        for plugin in self.plugins.config.values() {
+            if let Some(files) = plugin.get("files").and_then(|f| f.as_object()) {
+                paths.extend(files.values().filter_map(|v| v.as_str()).map(PathBuf::from));
+            }
+        }
+        paths
     }
 
     /// The plugin serving proc type `ty`.

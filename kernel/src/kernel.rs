@@ -14,6 +14,7 @@ use crate::router::WebRouter;
 use crate::runtime::Runtime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
+use crate::runtime::process::sandbox::Sandbox;
 use crate::schedule::{Backend, MemberSpec};
 use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
@@ -55,8 +56,7 @@ impl Kernel {
             .monitor
             .check()
             .map_err(|e| anyhow::anyhow!("kernel config: {e}"))?;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        private_data_dir(&config.data_dir)?;
         let store = open_store(&config)?;
         let engine = PluginEngine::new(config.plugins.limits.clone(), Some(config.cache_dir()))
             .context("cannot start the plugin engine")?;
@@ -77,6 +77,8 @@ impl Kernel {
                 RuntimeKind::Process => Arc::new(ProcessRuntime::open(
                     &runtime_config.data_dir.join("runtime").join("process"),
                     &shim,
+                    Sandbox::new(&runtime_config.process, &runtime_config.kernel_paths())
+                        .map_err(|e| crate::runtime::RuntimeError::Failed(e.to_string()))?,
                 )?),
                 RuntimeKind::Docker => Arc::new(
                     DockerRuntime::new(kernel_id, runtime_config.docker.tls.clone(), wake)
@@ -145,6 +147,25 @@ impl Kernel {
             lifecycle: self.lifecycle.clone(),
         }
     }
+}
+
+/// Creates the data dir if needed and makes it the kernel's alone (0700): state, logs,
+/// releases, keys and instances are reached through it.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make data dir {} private (0700)", dir.display()))
+}
+
+/// Makes every file and directory the kernel process (and its shims) create the owner's alone
+/// (umask 077). Files meant for sandboxes get their modes explicitly.
+pub fn private_files() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 /// The state store the configuration names.

@@ -42,7 +42,13 @@ fn kernel(dir: &std::path::Path) -> Kernel {
         "jwt".into(),
         json!({ "issuer": ISSUER, "audience": "lain", "hs256_secret": JWT_SECRET }),
     );
-    Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens")
+    // The process runtime's shims and sandbox init are the built `lain` binaries.
+    Kernel::open_with_shim(
+        config,
+        lain_builtin_plugins::BUILTINS,
+        std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
+    )
+    .expect("kernel opens")
 }
 
 fn token(user: &str) -> String {

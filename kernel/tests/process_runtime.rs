@@ -1,6 +1,8 @@
 //! The process runtime against real processes, with the real `lain shim`.
 
+use lain::config::ProcessConfig;
 use lain::runtime::process::ProcessRuntime;
+use lain::runtime::process::sandbox::Sandbox;
 use lain::runtime::{InstanceSpec, RunState, Runtime, RuntimeError, labels};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,6 +11,7 @@ fn runtime(dir: &Path) -> ProcessRuntime {
     ProcessRuntime::open(
         &dir.join("instances"),
         Path::new(env!("CARGO_BIN_EXE_lain")),
+        Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox"),
     )
     .expect("runtime opens")
 }
@@ -267,4 +270,95 @@ async fn memory_limits_go_to_the_cgroup_where_one_is_writable() {
     }
     rt.stop("f.i1", Duration::from_secs(5)).await.expect("stop");
     rt.remove("f.i1").await.expect("remove");
+}
+
+#[test]
+fn without_a_working_bubblewrap_the_runtime_refuses_to_start_saying_how_to_fix_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = |bwrap: &str| ProcessConfig {
+        bwrap: bwrap.into(),
+        ..ProcessConfig::default()
+    };
+    let err = Sandbox::new(&config("/nonexistent/bwrap"), &[])
+        .expect_err("no bwrap")
+        .to_string();
+    assert!(
+        err.contains("`/nonexistent/bwrap` is not installed")
+            && err.contains("apt-get install bubblewrap")
+            && err.contains("runtime = \"docker\""),
+        "{err}"
+    );
+    // A bwrap that cannot create a sandbox (as where user namespaces are off) fails the start.
+    let broken = Sandbox::new(&config("/bin/false"), &[]).expect("found");
+    let err = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+        broken,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("could not create a sandbox here") && err.contains("user.max_user_namespaces"),
+        "{err}"
+    );
+    let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
+    let err = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        &tmp.path().join("lain"),
+        sandbox,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("lain-sandbox-init") && err.contains("next to the lain executable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_kernels_paths_under_a_system_dir_are_hidden_and_system_dirs_are_read_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A system directory of the test's own, outside /tmp (every sandbox has its own /tmp),
+    // that everyone may read: what the kernel keeps there must still be out of reach.
+    let sys = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let sys = sys.path();
+    let open = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(sys, open.clone()).expect("chmod");
+    std::fs::write(sys.join("visible.txt"), "visible-to-all\n").expect("write");
+    std::fs::write(sys.join("lain.toml"), "token = \"config-secret\"\n").expect("write");
+    std::fs::create_dir(sys.join("keys")).expect("mkdir");
+    std::fs::set_permissions(sys.join("keys"), open).expect("chmod");
+    std::fs::write(sys.join("keys/tls.key"), "key-secret\n").expect("write");
+    let mut config = ProcessConfig::default();
+    config.system_dirs.push(sys.to_path_buf());
+    let sandbox =
+        Sandbox::new(&config, &[sys.join("lain.toml"), sys.join("keys")]).expect("sandbox");
+    let rt = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        Path::new(env!("CARGO_BIN_EXE_lain")),
+        sandbox,
+    )
+    .expect("runtime opens");
+    let d = sys.display();
+    let script = format!(
+        "cat {d}/visible.txt; cat {d}/lain.toml; echo \"LS[$(ls {d}/keys)]\"; cat {d}/keys/tls.key; \
+         if touch {d}/new 2>/dev/null; then echo WROTE; else echo READ-ONLY; fi"
+    );
+    let s = spec(tmp.path(), "m.i1", &["sh", "-c", &script]);
+    rt.create(&s).await.expect("create");
+    rt.start("m.i1").await.expect("start");
+    wait_exited(&rt, "m.i1").await;
+    let log = std::fs::read_to_string(&s.log_file).expect("log");
+    assert!(
+        log.contains("visible-to-all") && log.contains("READ-ONLY"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("config-secret") && !log.contains("key-secret") && log.contains("LS[]"),
+        "{log}"
+    );
+    assert!(!sys.join("new").exists());
 }

@@ -16,7 +16,7 @@ fn app(dir: &Path) {
     std::fs::create_dir_all(dir).expect("mkdir");
     std::fs::write(
         dir.join("lain.yaml"),
-        "appname: vaulted\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh -c 'sha256sum \"$LAIN_SECRETS_DIR/lain/app/conf/db.toml\"; sleep 100000'\n  num_instances: 2\n  secret_files:\n    - conf/db.toml\n",
+        "appname: vaulted\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh -c 'sha256sum /lain/app/conf/db.toml; sleep 100000'\n  num_instances: 2\n  secret_files:\n    - conf/db.toml\n",
     )
     .expect("lain.yaml");
 }

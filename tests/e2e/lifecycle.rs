@@ -205,32 +205,57 @@ fn sleeper_app(dir: &Path, instances: u32) {
     .expect("write");
 }
 
-/// Live `sleep` processes whose working directory is under `dir`.
-fn processes_under(dir: &Path) -> Vec<u32> {
-    let dir = dir.canonicalize().expect("canonical");
-    std::fs::read_dir("/proc")
+/// Live processes of the kernel on `data`, with their command lines: its shims (`lain shim
+/// <data>/runtime/process/...`) and everything below them (each instance's sandbox, its init
+/// and its program). Instances run in sandboxes (their working directory there is `/lain/app`),
+/// so they are found by ancestry, not by path.
+fn processes_of(data: &Path) -> Vec<(u32, String)> {
+    let data = data.canonicalize().expect("canonical");
+    let procs: Vec<(u32, u32, String)> = std::fs::read_dir("/proc")
         .expect("/proc")
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-                && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                    .is_ok_and(|c| c.starts_with("sleep"))
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+            Some((pid, ppid, cmdline.replace('\0', " ")))
         })
+        .collect();
+    let is_shim = |cmdline: &str| {
+        let mut args = cmdline.split(' ');
+        args.nth(1) == Some("shim") && args.next().is_some_and(|d| Path::new(d).starts_with(&data))
+    };
+    let parent = |pid: u32| procs.iter().find(|p| p.0 == pid);
+    procs
+        .iter()
+        .filter(|(pid, _, _)| {
+            let mut at = parent(*pid);
+            for _ in 0..16 {
+                match at {
+                    Some((_, ppid, cmdline)) if !is_shim(cmdline) => at = parent(*ppid),
+                    Some(_) => return true,
+                    None => return false,
+                }
+            }
+            false
+        })
+        .map(|(pid, _, cmdline)| (*pid, cmdline.clone()))
         .collect()
 }
 
-/// Live processes of any command whose working directory is under `dir`.
-fn processes_in(dir: &Path) -> Vec<u32> {
-    let dir = dir.canonicalize().expect("canonical");
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-        })
-        .collect()
+/// Live `sleep` processes of the kernel on `data`.
+fn sleeps_of(data: &Path) -> usize {
+    processes_of(data)
+        .iter()
+        .filter(|(_, cmdline)| cmdline.starts_with("sleep "))
+        .count()
 }
 
 fn kill9_mid_deploy_leaves_no_duplicate(config: &str, token: Option<&str>) {
@@ -254,8 +279,7 @@ fn kill9_mid_deploy_leaves_no_duplicate(config: &str, token: Option<&str>) {
     assert_eq!(instances(&view, "worker").len(), 8, "{view:#}");
     let mut pids: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
     pids.sort();
-    let releases = data.join("releases");
-    assert_eq!(processes_under(&releases).len(), 8, "no duplicate process");
+    assert_eq!(sleeps_of(&data), 8, "no duplicate process");
 
     // A crash in steady state: everything is adopted, nothing restarted.
     kernel.kill9();
@@ -266,7 +290,7 @@ fn kill9_mid_deploy_leaves_no_duplicate(config: &str, token: Option<&str>) {
     let mut after: Vec<i64> = instances(&view, "worker").iter().map(|i| pid(i)).collect();
     after.sort();
     assert_eq!(pids, after, "the same processes, adopted");
-    assert_eq!(processes_under(&releases).len(), 8);
+    assert_eq!(sleeps_of(&data), 8);
 }
 
 #[test]
@@ -495,7 +519,7 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
     let err = std::fs::read_to_string(tmp.path().join("up.err")).unwrap_or_default();
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains("stopped 4 instance(s)"), "{err}");
-    assert!(processes_in(&data).is_empty(), "no process left");
+    assert_eq!(processes_of(&data), Vec::new(), "no process left");
     let left = std::fs::read_dir(data.join("runtime/process")).map_or(0, |d| d.count());
     assert_eq!(left, 0, "every instance removed");
 }

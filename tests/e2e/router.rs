@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use support::KernelProcess;
 
 /// The instances: they answer `<version> <proc> <instance> <path> <X-Forwarded-Host>
-/// <X-Forwarded-Proto>`; `/healthz` fails while `$HEALTH_DIR/sick-<instance>` exists; an
-/// `Upgrade: echo` request is switched and then echoes lines.
+/// <X-Forwarded-Proto>`; `/healthz` fails while `$HEALTH_DIR/sick-<instance>` exists (the web
+/// proc's volume, which the test writes on the host); an `Upgrade: echo` request is switched and
+/// then echoes lines.
 const SERVER: &str = r#"
 import http.server, os
 NAME = os.environ.get("LAIN_PROCNAME")
@@ -59,10 +60,9 @@ fn site(dir: &Path, version: &str) -> String {
         dir.join("lain.yaml"),
         format!(
             "appname: site\nbuild:\n  base: busybox\n  script: []\n\
-             web:\n  cmd: python3 server.py\n  num_instances: 2\n  healthcheck: /healthz\n  env:\n    - VERSION={version}\n    - HEALTH_DIR={health}\n  mountpoint:\n    - shop.example.org\n    - /api\n\
+             web:\n  cmd: python3 server.py\n  num_instances: 2\n  healthcheck: /healthz\n  volumes:\n    - health\n  env:\n    - VERSION={version}\n    - HEALTH_DIR=/lain/app/health\n  mountpoint:\n    - shop.example.org\n    - /api\n\
              web.admin:\n  cmd: python3 server.py\n  mountpoint:\n    - admin.example.org/panel\n\
              web.secure:\n  cmd: python3 server.py\n  https_only: true\n  mountpoint:\n    - secure.example.org\n",
-            health = dir.join("health").display()
         ),
     )
     .expect("lain.yaml");
@@ -355,8 +355,8 @@ fn health_checks_take_an_instance_out_and_put_it_back_and_requests_are_logged_co
     let data = tmp.path().join("data");
     let kernel = KernelProcess::start(&data, FAST_CHECKS);
     let dir = site(&tmp.path().join("site"), "v1");
-    let health = tmp.path().join("site/health");
-    std::fs::create_dir_all(&health).expect("health dir");
+    // Instance 1's volume `health` (/lain/app/health in its sandbox), on the host.
+    let health = data.join("volumes/site/web/1/lain/app/health");
     kernel.lain_ok(&["build", &dir]);
     kernel.lain_ok(&["deploy", "-a", "site"]);
     wait_until("routes", || get(&kernel, "shop.example.org", "/").0 == 200);

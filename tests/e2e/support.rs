@@ -26,16 +26,53 @@ pub struct KernelProcess {
     pub log: PathBuf,
     /// The token the CLI sends (`LAIN_TOKEN`); none: the CLI finds the local bootstrap token.
     pub cli_token: Option<String>,
+    /// Extra environment of the kernel process.
+    pub env: Vec<(String, String)>,
+    /// The uid (and gid) the kernel runs as, when not the test's.
+    pub user: Option<u32>,
 }
 
 impl KernelProcess {
     /// Starts a kernel on `data_dir` with `config` (TOML) and waits until `/healthz` answers.
     pub fn start(data_dir: &Path, config: &str) -> KernelProcess {
+        KernelProcess::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`KernelProcess::start`] with `env` added to the kernel's environment (on every start).
+    pub fn start_with_env(data_dir: &Path, config: &str, env: &[(&str, &str)]) -> KernelProcess {
+        KernelProcess::start_with(data_dir, config, env, None)
+    }
+
+    /// [`KernelProcess::start_with_env`], the kernel running as uid and gid `user` (which owns
+    /// `data_dir`, with the compiled plugins copied into it) when given.
+    pub fn start_with(
+        data_dir: &Path,
+        config: &str,
+        env: &[(&str, &str)],
+        user: Option<u32>,
+    ) -> KernelProcess {
         let port = free_port();
         let config_path = data_dir.join("lain.toml");
         // Compiled plugins are cached across tests (keyed by hash and engine) to keep them fast.
-        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+        let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
         std::fs::create_dir_all(data_dir).expect("data dir");
+        let cache = match user {
+            None => shared,
+            Some(uid) => {
+                let own = data_dir.join("cache");
+                std::fs::create_dir_all(&own).expect("cache dir");
+                for entry in std::fs::read_dir(&shared).into_iter().flatten().flatten() {
+                    let _ = std::fs::copy(entry.path(), own.join(entry.file_name()));
+                }
+                let status = Command::new("chown")
+                    .args(["-R", &format!("{uid}:{uid}")])
+                    .arg(data_dir)
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "chown {}", data_dir.display());
+                own
+            }
+        };
         std::fs::write(
             &config_path,
             format!("cache_dir = {:?}\n{config}", cache.display().to_string()),
@@ -49,6 +86,11 @@ impl KernelProcess {
             config: config_path,
             log: data_dir.join("kernel.log"),
             cli_token: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            user,
         };
         kernel.spawn(port);
         kernel
@@ -60,7 +102,12 @@ impl KernelProcess {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(lain_bin())
+        let mut cmd = Command::new(lain_bin());
+        if let Some(uid) = self.user {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, uid);
+        }
+        let child = cmd
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -68,6 +115,7 @@ impl KernelProcess {
             .arg(&self.config)
             .env("LAIN_LOG", "info")
             .env("LAIN_ROUTER_LISTEN", &self.router)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -64,7 +64,11 @@ async fn run() -> Result<()> {
         "jwt".into(),
         json!({ "issuer": "bench", "audience": "lain", "hs256_secret": JWT_SECRET }),
     );
-    let kernel = Kernel::open(config, lain_builtin_plugins::BUILTINS)?;
+    let kernel = Kernel::open_with_shim(
+        config,
+        lain_builtin_plugins::BUILTINS,
+        std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
+    )?;
     let router = lain::api::app(kernel.app_state());
     let bootstrap = std::fs::read_to_string(tmp.path().join("data/bootstrap.token"))?;
     let alice = "Bearer alice-bench-token-0123".to_string();

@@ -82,7 +82,11 @@ async fn run() -> Result<()> {
     let context = tar.into_inner()?;
     let build_lc = lc.clone();
     tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
-    let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim)?;
+    let sandbox = lain::runtime::process::sandbox::Sandbox::new(
+        &lain::config::ProcessConfig::default(),
+        &[],
+    )?;
+    let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim, sandbox)?;
     let release_dir = tmp.path().join("release");
     std::fs::create_dir_all(&release_dir)?;
 

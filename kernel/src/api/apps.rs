@@ -87,17 +87,28 @@ pub async fn show(
 /// directory). Answers with one JSON event per line as the build goes (`step`, `output`,
 /// `warning`, then `done` or `failed`). Building an existing app needs the `operate` right on
 /// it; registering a new app needs the `register` right, and its registrant becomes its
-/// maintainer.
+/// maintainer. The values of the variables `build_arg`s name (`$VAR`) come from the client, in
+/// the `X-Lain-Build-Args` header (base64 of a JSON object; see `runtime::build_args`), never
+/// from the kernel's environment.
 #[utoipa::path(post, path = "/api/v1/builds", tag = "apps",
+    params(("x-lain-build-args" = Option<String>, Header,
+        description = "base64 of a JSON object: the client's values of the variables build_args name")),
     request_body(content = String, content_type = "application/x-tar", description = "Build context"),
     responses((status = 200, description = "application/x-ndjson stream of build events"),
-        (status = 403, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn build(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     trail: Option<Extension<AuditTrail>>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let build_args = match headers.get(crate::runtime::build_args::HEADER) {
+        Some(value) => {
+            crate::runtime::build_args::decode(value.as_bytes()).map_err(ApiError::bad_request)?
+        }
+        None => Default::default(),
+    };
     let access = state.access.clone();
     let store = state.lifecycle.store.clone();
     let trail = trail.map(|Extension(t)| t);
@@ -142,7 +153,7 @@ pub async fn build(
         let mut send = |e: BuildEvent| {
             let _ = tx.send(e);
         };
-        let result = lc.build_as(&body, &mut send, &admit);
+        let result = lc.build_as(&body, &build_args, &mut send, &admit);
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),

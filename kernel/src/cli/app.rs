@@ -78,7 +78,14 @@ pub fn build(client: &Client, dir: &Path, output: Output) -> anyhow::Result<Rele
             context.len() / 1024
         );
     }
-    let stream = client.post_stream("/api/v1/builds", "application/x-tar", &context)?;
+    let args = build_arg_values(dir)?;
+    let header = crate::runtime::build_args::encode(&args).map_err(|e| anyhow!("{e}"))?;
+    let stream = client.post_stream(
+        "/api/v1/builds",
+        "application/x-tar",
+        &[(crate::runtime::build_args::HEADER, &header)],
+        &context,
+    )?;
     for line in stream.lines() {
         let line = line.context("reading the build's progress")?;
         let v: serde_json::Value = serde_json::from_str(&line)
@@ -105,6 +112,46 @@ pub fn build(client: &Client, dir: &Path, output: Output) -> anyhow::Result<Rele
         }
     }
     bail!("the kernel ended the build without a result")
+}
+
+/// The values, from this environment, of the variables the `build_arg`s of `dir/lain.yaml` name
+/// (`$VAR`): the build gets these and nothing else (see `runtime::build_args`). An unset one is
+/// left out (the build warns that it is empty).
+fn build_arg_values(dir: &Path) -> anyhow::Result<crate::runtime::build_args::Sent> {
+    let file = dir.join("lain.yaml");
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(Default::default());
+    };
+    let Ok(node) = marked_yaml::parse_yaml(0, &text) else {
+        return Ok(Default::default());
+    };
+    let build = node.as_mapping().and_then(|m| m.get_mapping("build"));
+    let lists = build
+        .and_then(|b| b.get_sequence("build_arg"))
+        .into_iter()
+        .chain(
+            build
+                .and_then(|b| b.get_mapping("prepare"))
+                .and_then(|p| p.get_sequence("build_arg")),
+        );
+    let mut sent = crate::runtime::build_args::Sent::new();
+    for item in lists.flat_map(|l| l.iter()) {
+        let Some((name, value)) = item.as_scalar().and_then(|s| s.as_str().split_once('=')) else {
+            continue;
+        };
+        let Some(var) = crate::runtime::build_args::variable(value) else {
+            continue;
+        };
+        match std::env::var(var) {
+            Ok(v) => {
+                sent.insert(var.to_string(), v);
+            }
+            Err(_) => eprintln!(
+                "warning: build_arg {name}={value}: ${var} is not set here, so the build gets an empty value"
+            ),
+        }
+    }
+    Ok(sent)
 }
 
 fn render_diagnostic(d: &serde_json::Value) -> String {

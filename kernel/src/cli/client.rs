@@ -84,19 +84,22 @@ impl Client {
         self.decode(resp)
     }
 
-    /// POSTs `body` with `content_type` and returns the answer as a stream of lines (for
-    /// answers that report progress as they go).
+    /// POSTs `body` with `content_type` and `headers` and returns the answer as a stream of
+    /// lines (for answers that report progress as they go).
     pub fn post_stream(
         &self,
         path: &str,
         content_type: &str,
+        headers: &[(&str, &str)],
         body: &[u8],
     ) -> anyhow::Result<Box<dyn std::io::BufRead>> {
-        let resp = self
+        let mut req = self
             .auth(self.streaming().post(&self.url(path)))
-            .header("content-type", content_type)
-            .send(body)
-            .map_err(|e| self.unreachable(e))?;
+            .header("content-type", content_type);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req.send(body).map_err(|e| self.unreachable(e))?;
         self.reader(resp)
     }
 

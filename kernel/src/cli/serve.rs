@@ -95,8 +95,11 @@ pub struct Running {
 }
 
 impl Running {
-    /// Opens the kernel, binds its API and starts the reconciler and the exporters' pushes.
+    /// Opens the kernel (the process's files private from here on, see
+    /// [`crate::kernel::private_files`]), binds its API and starts the reconciler and the
+    /// exporters' pushes.
     pub async fn start(config: KernelConfig) -> anyhow::Result<Running> {
+        crate::kernel::private_files();
         let listen = config.listen.clone();
         let kernel = tokio::task::spawn_blocking(move || {
             Kernel::open(config, lain_builtin_plugins::BUILTINS)

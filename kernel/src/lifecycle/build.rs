@@ -60,23 +60,28 @@ pub enum BuildEvent {
 pub type Admit<'a> = &'a (dyn Fn(&str, bool) -> Result<Vec<Op>, LifecycleError> + Sync);
 
 impl Lifecycle {
-    /// Builds a release of the app whose `lain.yaml` is in the `context` tar.
+    /// Builds a release of the app whose `lain.yaml` is in the `context` tar (no build
+    /// argument values: `$VAR`s are empty).
     pub fn build(
         &self,
         context: &[u8],
         progress: &mut (dyn FnMut(BuildEvent) + Send),
     ) -> Result<ReleaseRecord, LifecycleError> {
-        self.build_as(context, progress, &|_, _| Ok(Vec::new()))
+        self.build_as(context, &Default::default(), progress, &|_, _| {
+            Ok(Vec::new())
+        })
     }
 
-    /// [`Lifecycle::build`], asking `admit` once the app's name is known (before anything is
-    /// built) and again when the release is recorded, whether the caller may build it.
+    /// [`Lifecycle::build`] with the client's values of the variables `build_arg`s name,
+    /// asking `admit` once the app's name is known (before anything is built) and again when the
+    /// release is recorded, whether the caller may build it.
     ///
     /// Each call unpacks into a staging directory of its own. A build of the same bytes as one in
     /// progress waits for it, and then gets its release.
     pub fn build_as(
         &self,
         context: &[u8],
+        build_args: &crate::runtime::build_args::Sent,
         progress: &mut (dyn FnMut(BuildEvent) + Send),
         admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
@@ -87,7 +92,7 @@ impl Lifecycle {
             })
         });
         let staging = Staging::create(&self.releases_dir(), &digest)?;
-        self.build_in(&staging, &digest, context, progress, admit)
+        self.build_in(&staging, &digest, context, build_args, progress, admit)
     }
 
     fn build_in(
@@ -95,6 +100,7 @@ impl Lifecycle {
         staging: &Staging,
         digest: &str,
         context: &[u8],
+        build_args: &crate::runtime::build_args::Sent,
         progress: &mut (dyn FnMut(BuildEvent) + Send),
         admit: Admit<'_>,
     ) -> Result<ReleaseRecord, LifecycleError> {
@@ -146,6 +152,7 @@ impl Lifecycle {
             context: &staging.path,
             version: &version,
             release_dir: &dest,
+            build_args,
         };
         let mut forward = |p: BuildProgress| {
             progress(match p {

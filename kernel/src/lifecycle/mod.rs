@@ -53,7 +53,7 @@ pub enum LifecycleError {
     #[error("{0}")]
     Store(#[from] StoreError),
     /// The runtime failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
     /// Anything else (I/O of the data dir, ...).
     #[error("{0:#}")]

@@ -8,6 +8,7 @@
 //! runs. The embedded default is [`process::ProcessRuntime`]: each instance a supervised local
 //! process. The Docker runtime implements the same trait.
 
+pub mod build_args;
 pub mod docker;
 pub mod process;
 
@@ -158,6 +159,8 @@ pub struct BuildRequest<'a> {
     pub version: &'a str,
     /// Where the release's files go, for runtimes that keep a directory.
     pub release_dir: &'a std::path::Path,
+    /// The values of the variables `build_arg`s name, as the client sent them.
+    pub build_args: &'a build_args::Sent,
 }
 
 impl Observed {

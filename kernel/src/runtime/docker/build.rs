@@ -12,8 +12,7 @@
 //! - test (with `test.script`): `FROM` the build image, the test scripts; tagged
 //!   `<app>:test-<release>`. A failing test script fails the build, so no release is recorded.
 
-use crate::runtime::process::build::build_arg_value;
-use crate::runtime::{BuildProgress, BuildRequest, RuntimeError};
+use crate::runtime::{BuildProgress, BuildRequest, RuntimeError, build_args};
 use bollard::Docker;
 use futures::StreamExt;
 use sha2::Digest;
@@ -41,7 +40,11 @@ pub async fn build(
         .flat_map(|p| &p.build_arg)
         .chain(&app.build.build_arg)
     {
-        args.insert(k.clone(), build_arg_value(v));
+        let (value, warning) = build_args::resolve(k, v, request.build_args);
+        if let Some(w) = warning {
+            progress(BuildProgress::Warning(w));
+        }
+        args.insert(k.clone(), value);
     }
     let mut files: Vec<(String, String)> = Vec::new();
     let mut base = app.build.base.clone();

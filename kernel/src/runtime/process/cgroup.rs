@@ -33,11 +33,9 @@ impl Cgroups {
                 limit_file: "memory.limit_in_bytes",
             }
         };
-        candidate
-            .base
-            .join("cgroup.procs")
-            .exists()
-            .then_some(candidate)
+        // The tree may exist (made by another user, e.g. root) without being ours to write.
+        let writable = rustix::fs::access(&candidate.base, rustix::fs::Access::WRITE_OK).is_ok();
+        (writable && candidate.base.join("cgroup.procs").exists()).then_some(candidate)
     }
 
     /// Creates the group of instance `name` with `bytes` as its limit and moves `pid` into it.

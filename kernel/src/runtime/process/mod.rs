@@ -6,20 +6,30 @@
 //! directory, so a name is taken at most once; starting runs a [`shim`] that survives the
 //! kernel; [`Runtime::list`] rebuilds the whole state from the directories alone.
 //!
-//! What differs from Docker: the "image" is a release directory, which is the instance's
-//! working directory (LAIN's `/lain/app`; `workdir` under `/lain/app` maps into it); there is no
-//! file-system isolation and no network namespace, so every port gets its own host port, passed
-//! in `PORT`; memory limits use cgroups where writable.
+//! Every instance, build script and command probe runs in a [`sandbox`] (bubblewrap): its own
+//! view of the files, its own processes, an unprivileged user, nothing of the kernel's. An
+//! instance's `/lain/app` is its own copy of the release (`<dir>/app`, see [`tree::farm`]), its
+//! secret files are placed at their declared paths (kept 0600 in `<dir>/secrets`, copied into
+//! the sandbox read-only at each start), its volumes are directories under the data dir bound
+//! at their declared paths, kept across restarts and new releases of the same instance number.
+//!
+//! What differs from Docker: the "image" is a release directory; there is no network namespace,
+//! so every port gets its own host port, passed in `PORT`; memory limits use cgroups where
+//! writable.
 
 pub mod build;
 pub mod cgroup;
+pub mod sandbox;
 pub mod shim;
+pub mod tree;
 
 use super::{
     BuildProgress, BuildRequest, InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels,
 };
 use cgroup::Cgroups;
+use sandbox::{Identity, Jail, Sandbox};
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,9 +38,19 @@ use std::time::{Duration, Instant};
 pub(crate) struct StoredSpec {
     pub spec: InstanceSpec,
     pub host_ports: Vec<u16>,
-    pub cwd: PathBuf,
+    /// Working directory in the sandbox.
+    pub cwd: String,
     pub env: Vec<(String, String)>,
+    /// The sandbox's settings when the instance was created.
+    pub sandbox: Sandbox,
+    /// Who the instance runs as.
+    pub identity: Identity,
+    /// Paths of its secret files in the sandbox (the files are in `<dir>/secrets`).
+    pub secrets: Vec<String>,
 }
+
+/// Where an instance's own `/lain/app` is, in its directory.
+const APP_DIR: &str = "app";
 
 /// `pid`: the main process, written by the shim once it runs.
 #[derive(Serialize, Deserialize)]
@@ -48,27 +68,42 @@ pub(crate) struct ExitRecord {
     pub error: Option<String>,
 }
 
-/// Local processes supervised by shims.
+/// Local processes supervised by shims, each in a sandbox.
 pub struct ProcessRuntime {
     root: PathBuf,
     shim: PathBuf,
     cgroups: Option<Cgroups>,
+    sandbox: Sandbox,
 }
 
 impl ProcessRuntime {
     /// A runtime keeping its instances under `root`; `shim` is the `lain` executable (whose
-    /// `shim` subcommand supervises an instance).
-    pub fn open(root: &Path, shim: &Path) -> Result<ProcessRuntime, RuntimeError> {
+    /// `shim` subcommand supervises an instance; `lain-sandbox-init` next to it is every
+    /// sandbox's init). Fails, saying how to fix it, when `sandbox` cannot run a program here.
+    pub fn open(
+        root: &Path,
+        shim: &Path,
+        sandbox: Sandbox,
+    ) -> Result<ProcessRuntime, RuntimeError> {
         std::fs::create_dir_all(root)
             .map_err(|e| RuntimeError::Failed(format!("cannot create {}: {e}", root.display())))?;
+        sandbox
+            .check(&sandbox::init::executable(shim))
+            .map_err(|e| RuntimeError::Failed(e.to_string()))?;
         let cgroups = Cgroups::detect();
         if cgroups.is_none() {
             tracing::warn!("no writable memory cgroup: memory limits are recorded, not enforced");
+        }
+        if !sandbox.switches_user() {
+            tracing::warn!(
+                "the kernel does not run as root: sandboxes run as its own user (files, processes and environment are isolated; what that user may do on the host is not)"
+            );
         }
         Ok(ProcessRuntime {
             root: root.to_path_buf(),
             shim: shim.to_path_buf(),
             cgroups,
+            sandbox,
         })
     }
 
@@ -162,7 +197,12 @@ impl Runtime for ProcessRuntime {
         request: BuildRequest<'_>,
         progress: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<String, RuntimeError> {
-        build::build(&request, progress)
+        build::build(
+            &request,
+            progress,
+            &self.sandbox,
+            &sandbox::init::executable(&self.shim),
+        )
     }
 
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
@@ -185,7 +225,20 @@ impl Runtime for ProcessRuntime {
                 spec.image
             )));
         }
-        let cwd = working_dir(&release, spec.workdir.as_deref());
+        let places = spec.volumes.iter().map(|v| ("volume", v.as_str())).chain(
+            spec.secret_files
+                .iter()
+                .map(|f| ("secret file", f.path.as_str())),
+        );
+        for (what, path) in places {
+            check_place(&self.sandbox, what, path).map_err(invalid)?;
+        }
+        let app = spec
+            .labels
+            .get(labels::APP)
+            .cloned()
+            .unwrap_or_else(|| spec.name.clone());
+        let identity = self.sandbox.identity(&app);
         let mut host_ports = Vec::with_capacity(spec.ports.len());
         for _ in &spec.ports {
             host_ports.push(free_port().map_err(|e| invalid(format!("no free port: {e}")))?);
@@ -195,28 +248,27 @@ impl Runtime for ProcessRuntime {
         if let Some(port) = host_ports.first() {
             env.push(("PORT".into(), port.to_string()));
         }
-        if !spec.secret_files.is_empty() {
-            let dir = self.root.join(&spec.name).join(SECRETS_DIR);
-            env.push((
-                "LAIN_SECRETS_DIR".into(),
-                dir.to_string_lossy().into_owned(),
-            ));
-        }
         let stored = StoredSpec {
             spec: spec.clone(),
             host_ports,
-            cwd,
+            cwd: working_dir(spec.workdir.as_deref()),
             env,
+            sandbox: self.sandbox.clone(),
+            identity,
+            secrets: spec.secret_files.iter().map(|f| f.path.clone()).collect(),
         };
-        let fail = |e: std::io::Error| RuntimeError::Failed(format!("create {}: {e}", spec.name));
+        let fail = |e: String| RuntimeError::Failed(format!("create {}: {e}", spec.name));
         let tmp = self
             .root
             .join(format!(".tmp-{}-{}", spec.name, std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(fail)?;
-        let json = serde_json::to_vec(&stored).map_err(|e| RuntimeError::Failed(e.to_string()))?;
-        write_atomic(&tmp.join("spec.json"), &json).map_err(fail)?;
-        if let Err(e) = place_secrets(&tmp.join(SECRETS_DIR), &spec.secret_files) {
+        let prepared = {
+            let (tmp, spec, release) = (tmp.clone(), spec.clone(), release.clone());
+            tokio::task::spawn_blocking(move || prepare(&tmp, &spec, &release, &stored))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+        };
+        if let Err(e) = prepared {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(fail(e));
         }
@@ -228,7 +280,7 @@ impl Runtime for ProcessRuntime {
                 if self.root.join(&spec.name).join("spec.json").exists() {
                     Err(RuntimeError::Exists(spec.name.clone()))
                 } else {
-                    Err(fail(e))
+                    Err(fail(e.to_string()))
                 }
             }
         }
@@ -297,8 +349,7 @@ impl Runtime for ProcessRuntime {
                 "{name} is running; stop it first"
             )));
         }
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| RuntimeError::Failed(format!("remove {name}: {e}")))?;
+        tree::remove(&dir).map_err(|e| RuntimeError::Failed(format!("remove {name}: {e}")))?;
         if let Some(cgroups) = &self.cgroups {
             cgroups.remove(name);
         }
@@ -351,13 +402,15 @@ impl Runtime for ProcessRuntime {
     ) -> Result<bool, RuntimeError> {
         let dir = self.dir(name)?;
         let stored = Self::read_spec(&dir)?;
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(command)
-            .env_clear()
-            .envs(stored.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&stored.cwd)
-            .stdin(std::process::Stdio::null())
+        let argv = ["sh", "-c", command].map(String::from).to_vec();
+        let jail = instance_jail(&dir, &stored, argv)
+            .map_err(|e| RuntimeError::Failed(format!("probe of {name}: {e}")))?;
+        let cmd = stored
+            .sandbox
+            .command(jail, &sandbox::init::executable(&self.shim), None)
+            .map_err(|e| RuntimeError::Failed(format!("probe of {name}: {e}")))?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
@@ -407,13 +460,120 @@ async fn wait_shim_exit(dir: &Path, limit: Duration) -> bool {
     }
 }
 
-/// Where an instance's secret files are, in its directory: `/lain/app/conf` is
-/// `$LAIN_SECRETS_DIR/lain/app/conf` (no file-system isolation, so no other place is the
-/// instance's own).
+/// Where an instance's secret files are kept, in its directory: `/lain/app/conf` is
+/// `secrets/lain/app/conf`; each start copies them into the sandbox at their own paths.
 const SECRETS_DIR: &str = "secrets";
 
-/// Writes `files` under `dir` as 0600 files in 0700 directories, readable by the instance's user
-/// (the kernel's) only.
+/// Checks that `path` (a volume's or a secret file's path in the sandbox) is absolute, has no
+/// `.` or `..`, and is not where the sandbox cannot place anything (the read-only system
+/// directories, `/proc`, `/dev`) or where the app itself is (`/`, `/lain`, `/lain/app`).
+fn check_place(sandbox: &Sandbox, what: &str, path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let normal = p.is_absolute()
+        && p.components()
+            .skip(1)
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        && p.components().collect::<PathBuf>().as_os_str() == path;
+    if !normal || ["/", "/lain", "/lain/app"].contains(&path) {
+        return Err(format!(
+            "{what} {path}: a path in the sandbox is absolute, without `.` or `..`, and not /, /lain or /lain/app"
+        ));
+    }
+    match sandbox.reserved(path) {
+        Some(root) => Err(format!(
+            "{what} {path}: {root} is shared read-only with the host on the process runtime; use a path outside it (e.g. under /lain/app)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Prepares instance `spec` in `tmp` (a new directory): its spec, its secret files (0600 in
+/// 0700 directories, the kernel's), its own `/lain/app` and its volumes.
+fn prepare(
+    tmp: &Path,
+    spec: &InstanceSpec,
+    release: &Path,
+    stored: &StoredSpec,
+) -> Result<(), String> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(tmp)
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    let json = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
+    write_atomic(&tmp.join("spec.json"), &json).map_err(|e| e.to_string())?;
+    place_secrets(&tmp.join(SECRETS_DIR), &spec.secret_files)
+        .map_err(|e| format!("secret files: {e}"))?;
+    let who = stored.identity;
+    let owner = who.switch.then_some((who.uid, who.gid));
+    tree::farm(release, &tmp.join(APP_DIR), owner).map_err(|e| format!("/lain/app: {e}"))?;
+    for volume in &spec.volumes {
+        make_volume(&spec.volume_root, volume, owner)
+            .map_err(|e| format!("volume {volume}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Creates volume `path` (a sandbox path) under `root` if it is missing, owned by `owner`.
+fn make_volume(root: &Path, path: &str, owner: Option<tree::Owner>) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)?;
+    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+    let rel = path.trim_start_matches('/');
+    dir.create_dir_all(rel)?;
+    if let Some((uid, gid)) = owner {
+        rustix::fs::chownat(
+            &dir,
+            rel,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
+}
+
+/// What instance `dir` sees when it runs `argv`: its own `/lain/app`, its volumes and its secret
+/// files (every path opened here, through capabilities, never resolved again).
+pub(crate) fn instance_jail(
+    dir: &Path,
+    stored: &StoredSpec,
+    argv: Vec<String>,
+) -> std::io::Result<Jail> {
+    let open = |path: &Path| cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority());
+    let fd = |d: cap_std::fs::Dir| OwnedFd::from(d.into_std_file());
+    let mut binds = vec![(fd(open(&dir.join(APP_DIR))?), "/lain/app".to_string())];
+    if !stored.spec.volumes.is_empty() {
+        let root = open(&stored.spec.volume_root)?;
+        for volume in &stored.spec.volumes {
+            binds.push((
+                fd(root.open_dir(volume.trim_start_matches('/'))?),
+                volume.clone(),
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    if !stored.secrets.is_empty() {
+        let secrets = open(&dir.join(SECRETS_DIR))?;
+        for path in &stored.secrets {
+            let file = secrets.open(path.trim_start_matches('/'))?;
+            files.push((OwnedFd::from(file.into_std()), path.clone()));
+        }
+    }
+    Ok(Jail {
+        identity: stored.identity,
+        binds,
+        files,
+        cwd: stored.cwd.clone(),
+        env: stored.env.clone(),
+        argv,
+    })
+}
+
+/// Writes `files` under `dir` as 0600 files in 0700 directories, the kernel's.
 fn place_secrets(dir: &Path, files: &[super::SecretFile]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -435,32 +595,22 @@ fn place_secrets(dir: &Path, files: &[super::SecretFile]) -> std::io::Result<()>
     Ok(())
 }
 
-/// The instance's working directory: LAIN's `/lain/app` is the release directory.
-fn working_dir(release: &Path, workdir: Option<&str>) -> PathBuf {
+/// The instance's working directory in the sandbox: `/lain/app` unless `workdir` says
+/// otherwise (relative paths are under `/lain/app`).
+fn working_dir(workdir: Option<&str>) -> String {
     match workdir {
-        None => release.to_path_buf(),
-        Some(w) => match w.strip_prefix("/lain/app") {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
-                release.join(rest.trim_start_matches('/'))
-            }
-            _ if w.starts_with('/') => PathBuf::from(w),
-            _ => release.join(w),
-        },
+        None => "/lain/app".into(),
+        Some(w) if w.starts_with('/') => w.into(),
+        Some(w) => format!("/lain/app/{w}"),
     }
 }
 
-/// What every instance inherits from the kernel's environment.
+/// The environment every instance starts from; the rest is LAIN's and the proc's own.
 fn base_env() -> Vec<(String, String)> {
-    let mut env = vec![(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
-    )];
-    for key in ["HOME", "LANG", "LC_ALL", "TZ"] {
-        if let Ok(v) = std::env::var(key) {
-            env.push((key.to_string(), v));
-        }
-    }
-    env
+    vec![
+        ("PATH".into(), sandbox::DEFAULT_PATH.into()),
+        ("HOME".into(), "/tmp".into()),
+    ]
 }
 
 /// A TCP port free on this host right now.
@@ -487,14 +637,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn workdir_maps_lain_app_into_the_release() {
-        let r = Path::new("/rel");
-        assert_eq!(working_dir(r, None), Path::new("/rel"));
-        assert_eq!(working_dir(r, Some("/lain/app")), Path::new("/rel"));
-        assert_eq!(working_dir(r, Some("/lain/app/web")), Path::new("/rel/web"));
-        assert_eq!(working_dir(r, Some("/lain/apps")), Path::new("/lain/apps"));
-        assert_eq!(working_dir(r, Some("sub")), Path::new("/rel/sub"));
-        assert_eq!(working_dir(r, Some("/tmp")), Path::new("/tmp"));
+    fn workdir_is_a_path_in_the_sandbox() {
+        assert_eq!(working_dir(None), "/lain/app");
+        assert_eq!(working_dir(Some("/lain/app/web")), "/lain/app/web");
+        assert_eq!(working_dir(Some("sub")), "/lain/app/sub");
+        assert_eq!(working_dir(Some("/srv")), "/srv");
+    }
+
+    #[test]
+    fn volumes_and_secret_files_go_only_where_a_sandbox_can_place_them() {
+        let sandbox = Sandbox::new(&crate::config::ProcessConfig::default(), &[]).expect("sandbox");
+        for ok in [
+            "/lain/app/conf/db.toml",
+            "/data",
+            "/var/lib/mysql",
+            "/lain/logs",
+        ] {
+            assert_eq!(check_place(&sandbox, "volume", ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("/usr/share/x", "/usr is shared read-only"),
+            ("/etc/nginx/key.pem", "/etc is shared read-only"),
+            ("/proc/x", "/proc is shared"),
+            ("/lain/app", "not /, /lain or /lain/app"),
+            ("/", "not /"),
+            ("/lain/app/../../etc/x", "without `.` or `..`"),
+            ("/lain/./app", "without `.` or `..`"),
+            ("/lain/app/", "without `.` or `..`"),
+            ("relative", "absolute"),
+        ] {
+            let err = check_place(&sandbox, "secret file", bad).expect_err(bad);
+            assert!(
+                err.contains(why) && err.starts_with("secret file"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -4,16 +4,19 @@
 //! kernel restart (even `kill -9`) and Ctrl-C in the kernel's terminal does not reach it. The
 //! shim holds an exclusive lock on `DIR/lock` for its whole life: a second shim for the same
 //! instance exits at once (no duplicate), and the kernel knows the instance runs while the lock
-//! is held. It runs the program in a process group of its own, copies its stdout and stderr into
-//! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status in
-//! `DIR/exit`, which is how a oneshot's result survives a kernel restart.
+//! is held. It joins the instance's memory cgroup, runs the program in its sandbox (a process
+//! group of its own, see [`super::sandbox::Sandbox::command`]), copies its stdout and stderr into
+//! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status the
+//! sandbox's init reports in `DIR/exit`, which is how a oneshot's result survives a kernel
+//! restart.
 
-use super::{ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, write_atomic};
+use super::sandbox::init::{STARTED, Status};
+use super::{ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, instance_jail, write_atomic};
 use anyhow::Context;
-use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::{BufRead, Read, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 /// A log file is renamed to `<file>.1` when it grows past this size.
@@ -51,12 +54,17 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     let log = Arc::new(Mutex::new(LogFile::open(&spec.spec.log_file)?));
     let outcome = spawn_and_wait(dir, &spec, &log);
     let record = match outcome {
-        Ok(status) => ExitRecord {
-            code: status.code(),
-            signal: status.signal(),
-            finished_at: crate::clock::unix_secs(),
-            error: None,
-        },
+        Ok(status) => {
+            if let Some(error) = &status.error {
+                log_line(&log, &format!("lain: cannot start the instance: {error}"));
+            }
+            ExitRecord {
+                code: status.code,
+                signal: status.signal,
+                finished_at: crate::clock::unix_secs(),
+                error: status.error,
+            }
+        }
         Err(e) => {
             log_line(&log, &format!("lain: cannot start the instance: {e:#}"));
             ExitRecord {
@@ -71,30 +79,29 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs the instance in its sandbox until it ends; how it ended, as its init reported it (or as
+/// the sandbox ended, when the init could not report).
 fn spawn_and_wait(
     dir: &Path,
     spec: &StoredSpec,
     log: &Arc<Mutex<LogFile>>,
-) -> anyhow::Result<std::process::ExitStatus> {
-    let argv = spec.spec.argv();
-    let (program, args) = argv.split_first().context("the instance has no command")?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
+) -> anyhow::Result<Status> {
+    let jail =
+        instance_jail(dir, spec, spec.spec.argv()).context("cannot open the instance's files")?;
+    let (report, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .context("cannot create a pipe")?;
+    let lain = std::env::current_exe().context("cannot find the lain executable")?;
+    let mut cmd = spec.sandbox.command(
+        jail,
+        &super::sandbox::init::executable(&lain),
+        Some(report_w),
+    )?;
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot run `{program}` in {}", spec.cwd.display()))?;
-    let pid = PidRecord {
-        pid: child.id(),
-        started_at: crate::clock::unix_secs(),
-    };
-    write_atomic(&dir.join("pid"), &serde_json::to_vec(&pid)?)?;
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start the sandbox")?;
+    // Only the sandbox keeps the descriptors it was given (the report's write end included).
+    drop(cmd);
     let copiers: Vec<_> = [
         child
             .stdout
@@ -112,11 +119,42 @@ fn spawn_and_wait(
         std::thread::spawn(move || copy_lines(stream, &log))
     })
     .collect();
+    // The sandbox's process group is recorded once the program runs: a stop sent earlier
+    // would reach no one who hears it.
+    let mut report = std::io::BufReader::new(std::fs::File::from(report).take(64 << 10));
+    let mut line = String::new();
+    let _ = report.read_line(&mut line);
+    if line.trim() == STARTED {
+        let pid = PidRecord {
+            pid: child.id(),
+            started_at: crate::clock::unix_secs(),
+        };
+        write_atomic(&dir.join("pid"), &serde_json::to_vec(&pid)?)?;
+        line.clear();
+        let _ = report.read_line(&mut line);
+    }
     let status = child.wait().context("waiting for the instance")?;
     for c in copiers {
         let _ = c.join();
     }
-    Ok(status)
+    if let Ok(status) = serde_json::from_str::<Status>(line.trim()) {
+        return Ok(status);
+    }
+    // No report: the sandbox was killed with the program, or never started it.
+    Ok(match status.signal() {
+        Some(signal) => Status {
+            code: None,
+            signal: Some(signal),
+            error: None,
+        },
+        None => Status {
+            code: status.code(),
+            signal: None,
+            error: Some(format!(
+                "the sandbox ended ({status}) before the program ran; its reason is in the log"
+            )),
+        },
+    })
 }
 
 /// Copies `stream` into the log, a line at a time so streams do not tear each other's lines.
