@@ -42,13 +42,7 @@ fn kernel(dir: &std::path::Path) -> Kernel {
         "jwt".into(),
         json!({ "issuer": ISSUER, "audience": "lain", "hs256_secret": JWT_SECRET }),
     );
-    // The process runtime's shims and sandbox init are the built `lain` binaries.
-    Kernel::open_with_shim(
-        config,
-        lain_builtin_plugins::BUILTINS,
-        std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
-    )
-    .expect("kernel opens")
+    common::open_kernel(config).expect("kernel opens")
 }
 
 fn token(user: &str) -> String {
@@ -1121,12 +1115,7 @@ async fn a_subject_means_nothing_without_its_provider() {
         ..KernelConfig::default()
     };
     config.auth.admin_users = vec!["carol".into()];
-    let err = format!(
-        "{:#}",
-        Kernel::open(config, lain_builtin_plugins::BUILTINS)
-            .err()
-            .expect("refused")
-    );
+    let err = format!("{:#}", common::open_kernel(config).err().expect("refused"));
     assert!(
         err.contains("admin_users") && err.contains("token:carol"),
         "{err}"
@@ -1161,7 +1150,7 @@ async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_r
             interval: 60,
         },
     );
-    let kernel = Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens");
+    let kernel = common::open_kernel(config).expect("kernel opens");
     // The exporter asks to be served on an API path, as HTML.
     let manifest = "name = \"hostile-exporter\"\nversion = \"1\"\nkind = \"monitor-exporter\"\n\
                     [config]\npull = \"/api/v1/hostile\"\ncontent_type = \"text/html\"\n";

@@ -21,7 +21,7 @@ fn kernel(dir: &std::path::Path) -> Kernel {
         cache_dir: Some(common::cache_dir()),
         ..KernelConfig::default()
     };
-    Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens")
+    common::open_kernel(config).expect("kernel opens")
 }
 
 /// The document as the kernel serves it.

@@ -30,7 +30,7 @@ fn kernel(dir: &std::path::Path) -> Kernel {
         json!({ "tokens": [entry("root", &["admins"]), entry("owner", &["dev"]), entry("outsider", &["dev"])] }),
     );
     config.auth.register_groups = vec!["dev".into()];
-    Kernel::open(config, lain_builtin_plugins::BUILTINS).expect("kernel opens")
+    common::open_kernel(config).expect("kernel opens")
 }
 
 fn token(user: &str) -> String {

@@ -16,13 +16,7 @@ fn kernel(dir: &std::path::Path, edit: impl FnOnce(&mut KernelConfig)) -> Kernel
         ..KernelConfig::default()
     };
     edit(&mut config);
-    // The process runtime's shims and sandbox init are the built `lain` binaries.
-    Kernel::open_with_shim(
-        config,
-        lain_builtin_plugins::BUILTINS,
-        std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
-    )
-    .expect("kernel opens")
+    common::open_kernel(config).expect("kernel opens")
 }
 
 #[test]

@@ -109,3 +109,14 @@ pub async fn api_raw(
         .to_bytes();
     (status, bytes.to_vec())
 }
+
+/// A kernel on `config` with the built-in plugins, whose process runtime runs the built `lain`
+/// binaries as its shims and sandbox init (a test's own executable is the test harness, and
+/// `Kernel::open` would look for them next to it).
+pub fn open_kernel(config: lain::config::KernelConfig) -> anyhow::Result<lain::kernel::Kernel> {
+    lain::kernel::Kernel::open_with_shim(
+        config,
+        lain_builtin_plugins::BUILTINS,
+        std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
+    )
+}
