@@ -118,11 +118,16 @@ pub fn build(client: &Client, dir: &Path, output: Output) -> anyhow::Result<Rele
 /// (`$VAR`): the build gets these and nothing else (see `runtime::build_args`). An unset one is
 /// left out (the build warns that it is empty).
 fn build_arg_values(dir: &Path) -> anyhow::Result<crate::runtime::build_args::Sent> {
+    // Read and loaded with the kernel's bounds (size, nesting); a file they refuse sends no
+    // values, and the build itself then says what is wrong with it.
     let file = dir.join("lain.yaml");
-    let Ok(text) = std::fs::read_to_string(&file) else {
+    let Ok(text) = std::fs::File::open(&file)
+        .map_err(crate::spec::ReadError::from)
+        .and_then(crate::spec::read)
+    else {
         return Ok(Default::default());
     };
-    let Ok(node) = marked_yaml::parse_yaml(0, &text) else {
+    let Ok(node) = crate::spec::tree(&file.display().to_string(), &text) else {
         return Ok(Default::default());
     };
     let build = node.as_mapping().and_then(|m| m.get_mapping("build"));

@@ -88,19 +88,33 @@ pub fn load(text: &str, report: &mut Report) -> Option<Node> {
     }
 }
 
+/// The YAML tree of the lain.yaml `text` (named `file` in problems), loaded through [`load`]
+/// (bounded) without validating it: for reading one key before the kernel validates it all.
+pub fn tree(file: &str, text: &str) -> Result<Node, Diagnostic> {
+    let mut report = Report::new(file);
+    let node = load(text, &mut report);
+    match (node, report.into_diagnostics().into_iter().next()) {
+        (Some(node), None) => Ok(node),
+        (_, Some(problem)) => Err(problem),
+        (None, None) => Err(Diagnostic {
+            severity: super::Severity::Error,
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message: "the YAML could not be loaded".into(),
+            hint: None,
+        }),
+    }
+}
+
 /// The `appname` of the lain.yaml `text` (named `file` in problems), read through [`load`]
 /// without validating the rest: for deciding who may build before the build validates it all.
 pub fn appname(file: &str, text: &str) -> Result<String, Diagnostic> {
-    let mut report = Report::new(file);
-    let name = load(text, &mut report).and_then(|node| {
-        let name = node.as_mapping()?.get_scalar("appname")?;
-        Some(name.as_str().to_string())
-    });
-    let first = report.into_diagnostics().into_iter().next();
-    match (name, first) {
-        (Some(name), None) => Ok(name),
-        (_, Some(problem)) => Err(problem),
-        (None, None) => Err(Diagnostic {
+    let node = tree(file, text)?;
+    match node.as_mapping().and_then(|m| m.get_scalar("appname")) {
+        Some(name) => Ok(name.as_str().to_string()),
+        None => Err(Diagnostic {
             severity: super::Severity::Error,
             file: file.to_string(),
             line: 1,

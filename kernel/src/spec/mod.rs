@@ -24,7 +24,7 @@ pub(crate) mod values;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use load::{MAX_BYTES, MAX_DEPTH, ReadError, appname, read};
+pub use load::{MAX_BYTES, MAX_DEPTH, ReadError, appname, read, tree};
 pub use model::{AppSpec, AppType, ProcSpec, app_domain};
 pub use proc_types::{PluginProcTypes, ProcTypes};
 pub use values::memory as parse_memory;
