@@ -13,7 +13,6 @@ use lain::auth::rights::{RULES, Right, Rule};
 use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use tower::ServiceExt;
 
 const JWT_SECRET: &str = "a-development-secret-that-is-long-enough";
@@ -23,18 +22,15 @@ const ISSUER: &str = "https://sso.example.org";
 /// `bootstrap`, and whose `jwt` provider takes HS256 tokens of [`ISSUER`] for audience `lain`;
 /// alice may register apps.
 fn kernel(dir: &std::path::Path) -> Kernel {
-    let entry = |user: &str, groups: &[&str]| {
-        let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
-        json!({ "user": user, "groups": groups, "sha256": hash })
-    };
-    let mut config = KernelConfig {
-        data_dir: dir.to_path_buf(),
-        cache_dir: Some(common::cache_dir()),
-        ..KernelConfig::default()
-    };
-    config.plugins.config.insert(
-        "token".into(),
-        json!({ "tokens": [entry("root", &["admins"]), entry("alice", &["dev"]), entry("bob", &[]), entry("bootstrap", &[])] }),
+    let mut config = common::config(dir);
+    common::token_users(
+        &mut config,
+        &[
+            ("root", &["admins"]),
+            ("alice", &["dev"]),
+            ("bob", &[]),
+            ("bootstrap", &[]),
+        ],
     );
     // alice may register apps; bob may not (only admins may by default).
     config.auth.register_users = vec!["token:alice".into()];
@@ -45,9 +41,7 @@ fn kernel(dir: &std::path::Path) -> Kernel {
     common::open_kernel(config).expect("kernel opens")
 }
 
-fn token(user: &str) -> String {
-    format!("Bearer {user}-token-0123456789")
-}
+use common::token;
 
 async fn raw(
     kernel: &Kernel,
@@ -1125,20 +1119,15 @@ async fn a_subject_means_nothing_without_its_provider() {
 #[tokio::test]
 async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_readers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let hash = |user: &str| hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
-    let mut config = KernelConfig {
-        data_dir: dir.path().to_path_buf(),
-        cache_dir: Some(common::cache_dir()),
-        ..KernelConfig::default()
-    };
-    config.plugins.config.insert(
-        "token".into(),
-        json!({ "tokens": [
-            { "user": "root", "groups": ["admins"], "sha256": hash("root") },
-            { "user": "bob", "groups": [], "sha256": hash("bob") },
-            { "user": "carol", "groups": [], "sha256": hash("carol") },
-            { "user": "dave", "groups": ["monitoring"], "sha256": hash("dave") },
-        ] }),
+    let mut config = common::config(dir.path());
+    common::token_users(
+        &mut config,
+        &[
+            ("root", &["admins"]),
+            ("bob", &[]),
+            ("carol", &[]),
+            ("dave", &["monitoring"]),
+        ],
     );
     config.auth.metrics_users = vec!["token:carol".into()];
     config.auth.metrics_groups = vec!["monitoring".into()];

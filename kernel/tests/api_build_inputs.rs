@@ -8,34 +8,19 @@ mod common;
 use axum::body::Body;
 use axum::http::StatusCode;
 use common::hostile::{ONE_LINE_KINDS, RawTar, deep_yaml, kind};
-use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 use std::path::Path;
 
 /// A kernel whose `token` provider knows alice and bob (no admins); alice may register apps.
 fn kernel(dir: &Path) -> Kernel {
-    let entry = |user: &str| {
-        let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
-        json!({ "user": user, "groups": [], "sha256": hash })
-    };
-    let mut config = KernelConfig {
-        data_dir: dir.to_path_buf(),
-        cache_dir: Some(common::cache_dir()),
-        ..KernelConfig::default()
-    };
-    config.plugins.config.insert(
-        "token".into(),
-        json!({ "tokens": [entry("alice"), entry("bob")] }),
-    );
+    let mut config = common::config(dir);
+    common::token_users(&mut config, &[("alice", &[]), ("bob", &[])]);
     config.auth.register_users = vec!["token:alice".into()];
     common::open_kernel(config).expect("kernel opens")
 }
 
-fn token(user: &str) -> String {
-    format!("Bearer {user}-token-0123456789")
-}
+use common::token;
 
 async fn call(kernel: &Kernel, method: &str, uri: &str, body: Body) -> (StatusCode, Value) {
     let (status, bytes) = common::api_raw(kernel, method, uri, Some(&token("alice")), body).await;

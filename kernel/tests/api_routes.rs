@@ -8,34 +8,26 @@ mod common;
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use serde_json::{Value, json};
-use sha2::Digest as _;
 
 /// A kernel whose `token` provider knows `root` (an admin), `owner` and `outsider` (both may
 /// register apps).
 fn kernel(dir: &std::path::Path) -> Kernel {
-    let entry = |user: &str, groups: &[&str]| {
-        let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
-        json!({ "user": user, "groups": groups, "sha256": hash })
-    };
-    let mut config = KernelConfig {
-        data_dir: dir.to_path_buf(),
-        cache_dir: Some(common::cache_dir()),
-        ..KernelConfig::default()
-    };
-    config.plugins.config.insert(
-        "token".into(),
-        json!({ "tokens": [entry("root", &["admins"]), entry("owner", &["dev"]), entry("outsider", &["dev"])] }),
+    let mut config = common::config(dir);
+    common::token_users(
+        &mut config,
+        &[
+            ("root", &["admins"]),
+            ("owner", &["dev"]),
+            ("outsider", &["dev"]),
+        ],
     );
     config.auth.register_groups = vec!["dev".into()];
     common::open_kernel(config).expect("kernel opens")
 }
 
-fn token(user: &str) -> String {
-    format!("Bearer {user}-token-0123456789")
-}
+use common::token;
 
 async fn call(
     kernel: &Kernel,

@@ -174,16 +174,7 @@ pub fn canonical(host: &str, path: &str) -> Result<(String, String), ClaimError>
         reason: reason.to_string(),
     };
     let host = host.to_ascii_lowercase();
-    let dns = host.len() <= 253
-        && host.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if !dns {
+    if !crate::spec::values::is_dns_name(&host) {
         return Err(invalid(
             "the host must be dot-separated labels of letters, digits and `-`, without a port",
         ));

@@ -165,6 +165,21 @@ pub fn container_path(text: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// A DNS name: at most 253 characters of dot-separated labels, each 1-63 letters, digits or
+/// `-`, not starting or ending with `-` (mountpoint hosts, whoever names them: the `web` type
+/// checks the same rule in its own crate).
+pub fn is_dns_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// An environment entry `NAME=value`.
 pub fn env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {

@@ -120,3 +120,34 @@ pub fn open_kernel(config: lain::config::KernelConfig) -> anyhow::Result<lain::k
         std::path::Path::new(env!("CARGO_BIN_EXE_lain")),
     )
 }
+
+/// A kernel configuration on the data dir `dir`, with the tests' shared plugin cache.
+pub fn config(dir: &std::path::Path) -> lain::config::KernelConfig {
+    lain::config::KernelConfig {
+        data_dir: dir.to_path_buf(),
+        cache_dir: Some(cache_dir()),
+        ..lain::config::KernelConfig::default()
+    }
+}
+
+/// Makes the `token` provider know `users` (name, groups), each with the token
+/// [`token`]`(name)` sends.
+pub fn token_users(config: &mut lain::config::KernelConfig, users: &[(&str, &[&str])]) {
+    use sha2::Digest as _;
+    let tokens: Vec<serde_json::Value> = users
+        .iter()
+        .map(|(user, groups)| {
+            let hash = hex::encode(sha2::Sha256::digest(format!("{user}-token-0123456789")));
+            serde_json::json!({ "user": user, "groups": groups, "sha256": hash })
+        })
+        .collect();
+    config
+        .plugins
+        .config
+        .insert("token".into(), serde_json::json!({ "tokens": tokens }));
+}
+
+/// The `Authorization` header of a user [`token_users`] made.
+pub fn token(user: &str) -> String {
+    format!("Bearer {user}-token-0123456789")
+}

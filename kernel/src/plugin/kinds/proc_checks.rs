@@ -171,7 +171,7 @@ pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
     }
     count("routes", plan.routes.len())?;
     for route in &plan.routes {
-        if !is_dns_name(&route.host) {
+        if !crate::spec::values::is_dns_name(&route.host) {
             return bad(format!(
                 "route host `{}` is not a host name",
                 route.host.escape_debug()
@@ -357,20 +357,6 @@ fn allow_clients(glob: &str) -> Result<(), Cause> {
     glob::Pattern::new(glob)
         .map(|_| ())
         .map_err(|e| Cause::BadResult(format!("allow_clients `{}`: {e}", glob.escape_debug())))
-}
-
-/// A DNS name: at most 253 characters of dot-separated labels, each 1-63 letters, digits or
-/// `-`, not starting or ending with `-` (the rule of the `web` type's mountpoints).
-fn is_dns_name(host: &str) -> bool {
-    host.len() <= 253
-        && host.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 #[cfg(test)]
