@@ -2,7 +2,7 @@
 
 use crate::api::AppState;
 use crate::auth::Access;
-use crate::config::{KernelConfig, RuntimeKind, StoreBackend};
+use crate::config::KernelConfig;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::reconciler::Reconciler;
 use crate::monitor::Monitor;
@@ -11,13 +11,13 @@ use crate::plugin::kinds::scheduler::LiveScheduler;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, Cause, Kind, LoadedPlugin};
 use crate::router::WebRouter;
-use crate::runtime::Runtime;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::process::sandbox::Sandbox;
+use crate::runtime::{Runtime, RuntimeKind};
 use crate::schedule::{Backend, MemberSpec};
-use crate::store::Store;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{self, Store};
 use anyhow::Context;
 use std::sync::Arc;
 
@@ -53,7 +53,6 @@ impl Kernel {
         shim: &std::path::Path,
     ) -> anyhow::Result<Kernel> {
         config
-            .monitor
             .check()
             .map_err(|e| anyhow::anyhow!("kernel config: {e}"))?;
         private_data_dir(&config.data_dir)?;
@@ -98,8 +97,13 @@ impl Kernel {
             .context("cannot claim the routes of existing deployments")?;
         let router = WebRouter::new(&config.router, &config.data_dir.join("logs"))
             .context("cannot start the web router's access log")?;
-        let access = Access::new(&config, store.clone(), registry.clone())
-            .context("cannot set up API access")?;
+        let access = Access::new(
+            &config.auth,
+            config.bootstrap_token_file().as_deref(),
+            store.clone(),
+            registry.clone(),
+        )
+        .context("cannot set up API access")?;
         Ok(Kernel {
             config,
             store,
@@ -171,21 +175,21 @@ pub fn private_files() {
 /// The state store the configuration names.
 fn open_store(config: &KernelConfig) -> anyhow::Result<Arc<dyn Store>> {
     match config.store.backend {
-        StoreBackend::Embedded => {
+        store::Backend::Embedded => {
             let path = config.data_dir.join("state.redb");
             Ok(Arc::new(EmbeddedStore::open(&path).with_context(|| {
                 format!("cannot open the state store {}", path.display())
             })?))
         }
         #[cfg(feature = "etcd")]
-        StoreBackend::Etcd => Ok(Arc::new(
+        store::Backend::Etcd => Ok(Arc::new(
             crate::store::etcd::EtcdStore::connect(&config.store.endpoints, &config.store.prefix)
                 .with_context(|| {
                 format!("cannot reach etcd at {}", config.store.endpoints.join(","))
             })?,
         )),
         #[cfg(not(feature = "etcd"))]
-        StoreBackend::Etcd => anyhow::bail!("this lain was built without the `etcd` feature"),
+        store::Backend::Etcd => anyhow::bail!("this lain was built without the `etcd` feature"),
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -18,6 +19,10 @@ pub mod schedule;
 pub mod secrets;
 pub mod spec;
 pub mod store;
+
+/// A small tmpfs for the full-disk tests.
+#[cfg(test)]
+mod full_disk;
 
 /// Hostile inputs shared with the integration and end-to-end tests.
 #[cfg(test)]

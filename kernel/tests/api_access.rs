@@ -1133,7 +1133,7 @@ async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_r
     config.auth.metrics_groups = vec!["monitoring".into()];
     config.monitor.exporters.insert(
         "hostile-exporter".into(),
-        lain::config::ExporterConfig {
+        lain::monitor::ExporterConfig {
             pull: Some("/metrics/hostile".into()),
             push: None,
             interval: 60,

@@ -591,7 +591,7 @@ fn problems_a_plugin_reports_are_cut_and_escaped() {
 
 #[tokio::test]
 async fn an_exporter_is_pushed_only_where_the_operator_says() {
-    use lain::config::ExporterConfig;
+    use lain::monitor::ExporterConfig;
     use std::io::Read as _;
     let operator = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let asked = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");

@@ -1,6 +1,6 @@
 //! The process runtime against real processes, with the real `lain shim`.
 
-use lain::config::ProcessConfig;
+use lain::runtime::process::Config as ProcessConfig;
 use lain::runtime::process::ProcessRuntime;
 use lain::runtime::process::sandbox::Sandbox;
 use lain::runtime::{InstanceSpec, RunState, Runtime, RuntimeError, labels};

@@ -83,7 +83,7 @@ async fn run() -> Result<()> {
     let build_lc = lc.clone();
     tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
     let sandbox = lain::runtime::process::sandbox::Sandbox::new(
-        &lain::config::ProcessConfig::default(),
+        &lain::runtime::process::Config::default(),
         &[],
     )?;
     let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim, sandbox)?;

@@ -165,7 +165,7 @@ fn main() -> Result<()> {
     wait_port(front_nginx_port)?;
 
     let logs = tempfile::tempdir()?;
-    let config = lain::config::RouterConfig::default();
+    let config = lain::router::Config::default();
     let router = Arc::new(WebRouter::new(&config, logs.path())?);
     router.set_table(table);
     let server = lain::router::server::serve(

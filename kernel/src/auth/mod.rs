@@ -11,18 +11,20 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod chain;
+mod config;
 pub mod maintainers;
 pub mod rights;
 
 pub use chain::{AuthChain, Outcome};
+pub use config::Config;
 
-use crate::config::KernelConfig;
 use crate::plugin::bindings::types::Principal;
 use crate::plugin::registry::Registry;
 use crate::store::{Store, StoreError};
 use rights::Right;
 use sha2::Digest as _;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,50 +96,46 @@ pub struct Access {
 }
 
 impl Access {
-    /// The access rules of a kernel configured by `config`; creates the bootstrap token file
-    /// when the local bootstrap is on.
+    /// The access rules `[auth]` configures; with `bootstrap_token` (the local bootstrap is on),
+    /// creates that token file when missing.
     pub fn new(
-        config: &KernelConfig,
+        config: &Config,
+        bootstrap_token: Option<&Path>,
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
     ) -> anyhow::Result<Access> {
         for (key, users) in [
-            ("admin_users", &config.auth.admin_users),
-            ("register_users", &config.auth.register_users),
-            ("metrics_users", &config.auth.metrics_users),
+            ("admin_users", &config.admin_users),
+            ("register_users", &config.register_users),
+            ("metrics_users", &config.metrics_users),
         ] {
             for user in users {
-                maintainers::check_user(user, &config.auth.providers)
+                maintainers::check_user(user, &config.providers)
                     .map_err(|e| anyhow::anyhow!("`[auth] {key}`: {e}"))?;
             }
         }
         anyhow::ensure!(
-            !config
-                .auth
-                .providers
-                .iter()
-                .any(|p| p == bootstrap::BOOTSTRAP),
+            !config.providers.iter().any(|p| p == bootstrap::BOOTSTRAP),
             "`[auth] providers`: `{}` is the local bootstrap's name; no provider may use it",
             bootstrap::BOOTSTRAP
         );
-        maintainers::scope_legacy_users(&*store, &config.auth.providers)?;
-        let bootstrap = config
-            .bootstrap_token_file()
-            .map(|f| bootstrap::Bootstrap::open(&f))
+        maintainers::scope_legacy_users(&*store, &config.providers)?;
+        let bootstrap = bootstrap_token
+            .map(bootstrap::Bootstrap::open)
             .transpose()?;
         Ok(Access {
             store,
-            chain: AuthChain::new(registry.clone(), config.auth.providers.clone()),
+            chain: AuthChain::new(registry.clone(), config.providers.clone()),
             registry,
             cache: parking_lot::Mutex::new(HashMap::new()),
             bootstrap,
-            admin_groups: config.auth.admin_groups.clone(),
-            admin_users: config.auth.admin_users.clone(),
-            metrics_groups: config.auth.metrics_groups.clone(),
-            metrics_users: config.auth.metrics_users.clone(),
-            register_groups: config.auth.register_groups.clone(),
-            register_users: config.auth.register_users.clone(),
-            audit: audit::AuditLog::new(config.auth.audit_keep),
+            admin_groups: config.admin_groups.clone(),
+            admin_users: config.admin_users.clone(),
+            metrics_groups: config.metrics_groups.clone(),
+            metrics_users: config.metrics_users.clone(),
+            register_groups: config.register_groups.clone(),
+            register_users: config.register_users.clone(),
+            audit: audit::AuditLog::new(config.audit_keep),
         })
     }
 

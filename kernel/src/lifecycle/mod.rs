@@ -8,12 +8,15 @@
 
 pub mod build;
 pub mod claims;
+mod config;
 pub mod context;
 pub mod nodes;
 pub mod plan;
 pub mod reconciler;
 pub mod records;
 pub mod view;
+
+pub use config::Config;
 
 use crate::config::KernelConfig;
 use crate::plugin::CallError;

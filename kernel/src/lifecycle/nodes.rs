@@ -2,11 +2,9 @@
 
 use super::records::{self, NodeRecord, NodeState};
 use super::{Lifecycle, LifecycleError};
+use crate::runtime::LOCAL_NODE as LOCAL;
 use crate::store::{Op, StoreError, get_json, put_json};
 use std::collections::BTreeMap;
-
-/// The node the embedded default registers for this host.
-pub const LOCAL: &str = "local";
 
 impl Lifecycle {
     /// Every node, by name.

@@ -8,7 +8,6 @@
 //! the kernel connect anywhere. Its content type is used only when it is a plain, inert one.
 //! Exporters fail open: a failing exporter loses its own output and nothing else.
 
-use crate::config::ExporterConfig;
 use crate::plugin::bindings::monitoring::{
     ExporterInfo, MetricFamily, MetricKind, Sample, SampleBatch,
 };
@@ -17,10 +16,12 @@ use crate::plugin::kinds::monitor::ExporterPlugin;
 use crate::plugin::limits::within_wall_clock;
 use crate::plugin::registry::Registry;
 use crate::plugin::{CallError, LoadedPlugin};
+pub use config::{Config, ExporterConfig};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod config;
 mod lifecycle;
 
 use crate::lifecycle::view::StatusBoard;

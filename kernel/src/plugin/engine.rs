@@ -3,9 +3,9 @@
 
 use super::bindings;
 use super::error::InstallError;
-use super::kind::Kind;
 use super::limits::Limits;
 use super::state::PluginState;
+use super::world::Kind;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

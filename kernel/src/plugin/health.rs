@@ -4,8 +4,8 @@
 //! is only taken once something has gone wrong (a fault recorded, a quarantine in force).
 
 use super::error::Cause;
-use super::kind::FailurePolicy;
 use super::limits::Limits;
+use super::world::FailurePolicy;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A plugin's health, shared by all calls to it.
 #[derive(Debug, Default)]
-pub struct Health {
+pub struct PluginHealth {
     calls: AtomicU64,
     /// Set while faults are counted or a quarantine is in force: calls take the slow path.
     troubled: AtomicBool,
@@ -45,10 +45,10 @@ pub struct HealthReport {
     pub policy: FailurePolicy,
 }
 
-impl Health {
+impl PluginHealth {
     /// A healthy plugin.
-    pub fn new() -> Health {
-        Health::default()
+    pub fn new() -> PluginHealth {
+        PluginHealth::default()
     }
 
     /// Whether a call may go ahead. A quarantined plugin gets one trial call after

@@ -3,10 +3,10 @@
 use super::bindings::{authentication, backup, monitoring, proc_rendering, scheduling};
 use super::engine::PluginEngine;
 use super::error::{CallError, Cause, InstallError};
-use super::health::Health;
-use super::kind::{FailurePolicy, Kind};
+use super::health::PluginHealth;
 use super::manifest::Manifest;
 use super::state::{Identity, PluginState};
+use super::world::{FailurePolicy, Kind};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ pub struct LoadedPlugin {
     pre: InstancePre<PluginState>,
     exports: Exports,
     identity: Arc<Identity>,
-    health: Health,
+    health: PluginHealth,
     policy: RwLock<Option<FailurePolicy>>,
     idle: parking_lot::Mutex<Vec<(Store<PluginState>, Instance)>>,
 }
@@ -122,7 +122,7 @@ impl LoadedPlugin {
             pre,
             exports,
             identity,
-            health: Health::new(),
+            health: PluginHealth::new(),
             policy: RwLock::new(None),
             idle: parking_lot::Mutex::new(Vec::new()),
         })
@@ -154,7 +154,7 @@ impl LoadedPlugin {
     }
 
     /// The plugin's health.
-    pub fn health(&self) -> &Health {
+    pub fn health(&self) -> &PluginHealth {
         &self.health
     }
 

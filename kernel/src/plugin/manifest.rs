@@ -11,7 +11,7 @@
 //! (`[plugins.config.<name>] files`), and a `files` key in the manifest's `[config]` is refused.
 
 use super::error::InstallError;
-use super::kind::Kind;
+use super::world::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

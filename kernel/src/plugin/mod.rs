@@ -5,24 +5,27 @@
 //!   the linker, compilation with an on-disk cache, and the install-time checks.
 //! - [`loaded::LoadedPlugin`]: a compiled, checked, pre-linked plugin and the machinery of one call
 //!   under limits (CPU budget, memory cap, result size), with typed errors and quarantine.
+//! - [`world`]: the five kinds ([`Kind`]), the WIT world each implements, their failure policies.
 //! - [`kinds`]: typed entry points for each of the five kinds.
 //! - [`registry::Registry`]: installed and built-in plugins, persisted in the state store.
 
 pub mod bindings;
+mod config;
 pub mod engine;
 pub mod error;
 pub mod guest_log;
 pub mod health;
-pub mod kind;
 pub mod kinds;
 pub mod limits;
 pub mod loaded;
 pub mod manifest;
 pub mod registry;
 pub mod state;
+pub mod world;
 
+pub use config::Config;
 pub use error::{CallError, Cause, InstallError};
-pub use kind::{FailurePolicy, Kind};
 pub use limits::Limits;
 pub use loaded::LoadedPlugin;
 pub use manifest::Manifest;
+pub use world::{FailurePolicy, Kind};

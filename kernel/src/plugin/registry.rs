@@ -12,10 +12,10 @@
 use super::engine::PluginEngine;
 use super::error::{Cause, InstallError};
 use super::health::HealthReport;
-use super::kind::{FailurePolicy, Kind};
 use super::kinds::proc_type::ProcTypePlugin;
 use super::loaded::{LoadedPlugin, sha256_hex};
 use super::manifest::Manifest;
+use super::world::{FailurePolicy, Kind};
 use crate::store::{self, Op, Store};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;

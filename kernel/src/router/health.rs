@@ -11,7 +11,7 @@
 //! Taking out fails open: when every backend of a route is out, all of them are kept (a broken
 //! health endpoint alone should not take an app offline; nginx does the same for `max_fails`).
 
-use crate::config::RouterHealthConfig;
+use super::HealthConfig as RouterHealthConfig;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;

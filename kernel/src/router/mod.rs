@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod claims;
+mod config;
 pub mod health;
 pub mod metrics;
 pub mod nginx;
@@ -26,9 +27,9 @@ pub mod table;
 pub mod tls;
 pub mod upstream;
 
-use crate::config::{RouterConfig, RouterHealthConfig};
 use crate::lifecycle::Lifecycle;
 use arc_swap::ArcSwap;
+pub use config::{CertificateConfig, Config, HealthConfig};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub struct WebRouter {
     next: AtomicUsize,
     /// What the health checks know.
     pub health: health::Health,
-    health_config: RouterHealthConfig,
+    health_config: HealthConfig,
     /// Request counters by proc.
     pub stats: metrics::Stats,
     /// The access-log writer, if enabled.
@@ -67,7 +68,7 @@ impl Default for WebRouter {
             rebuild: Mutex::new(()),
             next: AtomicUsize::new(0),
             health: health::Health::default(),
-            health_config: RouterHealthConfig::default(),
+            health_config: HealthConfig::default(),
             stats: metrics::Stats::default(),
             access: None,
             https_port: AtomicU16::new(0),
@@ -77,7 +78,7 @@ impl Default for WebRouter {
 
 impl WebRouter {
     /// A router configured by `[router]`, writing access logs under `logs_dir` if enabled.
-    pub fn new(config: &RouterConfig, logs_dir: &Path) -> std::io::Result<WebRouter> {
+    pub fn new(config: &Config, logs_dir: &Path) -> std::io::Result<WebRouter> {
         let access = if config.access_log {
             Some(access::AccessLog::start(logs_dir)?)
         } else {

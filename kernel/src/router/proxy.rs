@@ -23,8 +23,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What the router sends to instances.
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 /// What the router answers: the instance's body, or its own short text.
 pub type RouterBody = Either<Incoming, Full<Bytes>>;
 

@@ -6,7 +6,7 @@
 //! speak HTTP/2 or HTTP/1.1 (ALPN). rustls with the *ring* provider, which the Docker client
 //! already builds.
 
-use crate::config::CertificateConfig;
+use super::CertificateConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};

@@ -12,7 +12,8 @@
 //! instance closed meanwhile costs a retry on another connection, not an error, whatever the
 //! request's body.
 
-use super::proxy::UpstreamBody;
+use bytes::Bytes;
+use http_body_util::{Either, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::http::uri::Authority;
@@ -20,6 +21,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::time::Duration;
+
+/// What the router sends to instances: the client's body, or none.
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 
 /// How long connecting to an instance may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -16,6 +16,21 @@ use crate::plugin::bindings::types::HealthCheck;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// The node of the host the kernel runs on: registered by the embedded default, and on Docker
+/// the node whose engine is `[docker] local` (where releases are built when it is a node).
+pub const LOCAL_NODE: &str = "local";
+
+/// The runtime instances run on (`runtime = "..."` in the kernel configuration).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Supervised local processes (the embedded default).
+    #[default]
+    Process,
+    /// Containers on Docker engines, one per node.
+    Docker,
+}
+
 /// Label keys every instance carries.
 pub mod labels {
     /// The kernel that owns the instance.

@@ -8,9 +8,11 @@
 //! summed over what is left; the best node wins, ties going to the lowest node id.
 
 pub mod backend;
+mod config;
 pub mod inventory;
 pub mod pipeline;
 
 pub use backend::Backend;
+pub use config::Config;
 pub use inventory::{NodeId, ProcId};
 pub use pipeline::{MemberSpec, Pipeline, ScheduleError};

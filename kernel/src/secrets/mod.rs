@@ -14,4 +14,7 @@
 //! With several kernels on one etcd, every kernel needs the same key file; `rotate-key` rewrites
 //! the one of the kernel that runs it, so copy the new key to the others before they restart.
 
+mod config;
 pub mod vault;
+
+pub use config::Config;

@@ -452,3 +452,23 @@ fn a_few_thousand_files_unpack_completely() {
         theirs[2]
     );
 }
+
+#[test]
+fn a_full_disk_is_reported_as_such_not_as_a_bad_tar() {
+    let Some(disk) = crate::full_disk::SmallDisk::mount("2m") else {
+        return;
+    };
+    let dir = Dir::open_ambient_dir(disk.path(), cap_std::ambient_authority()).expect("open");
+    let big = vec![7u8; 3 << 20];
+    let tar = RawTar::new()
+        .file("lain.yaml", 0o644, b"appname: x\n")
+        .file("big", 0o644, &big)
+        .file("after", 0o644, b"more");
+    let e = unpack(&tar.finish(), &dir, &Limits::default()).expect_err("the disk is full");
+    assert!(
+        matches!(&e, ContextError::Io { entry, source }
+            if entry == "big" && source.kind() == std::io::ErrorKind::StorageFull),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("No space left on device"), "{e}");
+}

@@ -9,8 +9,12 @@
 //! load), so releases built on one engine run on all.
 
 pub mod build;
+mod config;
 pub mod container;
 pub mod engine;
+mod logs;
+
+pub use config::Config;
 
 use super::{BuildProgress, BuildRequest, InstanceSpec, Observed, Runtime, RuntimeError, labels};
 use bollard::Docker;
@@ -108,59 +112,6 @@ impl DockerRuntime {
         }
         tracing::info!(image, engine = %engine.address, "pulled");
         Ok(())
-    }
-
-    /// Copies a running container's output into its log file (label [`container::LOG_LABEL`])
-    /// from `since` (Unix seconds) until the container stops. Lines written while no kernel ran
-    /// are not copied.
-    fn follow_logs(&self, engine: &Engine, o: &Observed, since: i64) {
-        let Some(path) = o
-            .labels
-            .get(container::LOG_LABEL)
-            .map(std::path::PathBuf::from)
-        else {
-            return;
-        };
-        if !self.following.lock().insert(o.name.clone()) {
-            return;
-        }
-        let (docker, name, following) = (
-            engine.docker.clone(),
-            o.name.clone(),
-            self.following.clone(),
-        );
-        tokio::spawn(async move {
-            let options = bollard::query_parameters::LogsOptions {
-                follow: true,
-                stdout: true,
-                stderr: true,
-                since: i32::try_from(since).unwrap_or(0),
-                ..Default::default()
-            };
-            let opened = async {
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .await
-            };
-            match opened.await {
-                Ok(mut file) => {
-                    use tokio::io::AsyncWriteExt;
-                    let mut stream = docker.logs(&name, Some(options));
-                    while let Some(Ok(chunk)) = stream.next().await {
-                        if file.write_all(&chunk.into_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(instance = %name, "cannot open its log: {e}"),
-            }
-            following.lock().remove(&name);
-        });
     }
 
     fn engine(&self, node: &str) -> Result<Arc<Engine>, RuntimeError> {
@@ -305,7 +256,7 @@ impl Runtime for DockerRuntime {
         let engine = {
             let engines = self.engines.lock();
             engines
-                .get(crate::lifecycle::nodes::LOCAL)
+                .get(super::LOCAL_NODE)
                 .or_else(|| engines.values().next())
                 .cloned()
         };
@@ -453,7 +404,9 @@ impl Runtime for DockerRuntime {
         let listings = futures::future::join_all(engines.iter().map(|(node, engine)| async move {
             let listed =
                 tokio::time::timeout(Duration::from_secs(5), self.list_engine(engine, kernel))
-                    .await;
+                    .await
+                    .map_err(|_| "did not answer within 5 s".to_string())
+                    .and_then(|listed| listed.map_err(|e| e.to_string()));
             (node.clone(), listed)
         }))
         .await;
@@ -461,7 +414,7 @@ impl Runtime for DockerRuntime {
         let mut unreachable = Vec::new();
         for (node, listed) in listings {
             match listed {
-                Ok(Ok(observed)) => {
+                Ok(observed) => {
                     if let Some((_, engine)) = engines.iter().find(|(n, _)| *n == node) {
                         for o in observed.iter().filter(|o| o.state.is_running()) {
                             // Started by this kernel: from its start; adopted: from now on.
@@ -477,19 +430,8 @@ impl Runtime for DockerRuntime {
                     self.last_seen.lock().insert(node, observed.clone());
                     out.extend(observed);
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(%node, "engine unreachable: {e}");
-                    unreachable.push(node.clone());
-                    out.extend(
-                        self.last_seen
-                            .lock()
-                            .get(&node)
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                }
-                Err(_) => {
-                    tracing::warn!(%node, "engine did not answer within 5 s");
                     unreachable.push(node.clone());
                     out.extend(
                         self.last_seen

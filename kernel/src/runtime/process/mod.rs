@@ -19,6 +19,8 @@
 
 pub mod build;
 pub mod cgroup;
+mod config;
+mod instance;
 pub mod sandbox;
 pub mod shim;
 pub mod tree;
@@ -26,10 +28,14 @@ pub mod tree;
 use super::{
     BuildProgress, BuildRequest, InstanceSpec, Observed, RunState, Runtime, RuntimeError, labels,
 };
+pub use config::Config;
+
+pub(crate) use instance::instance_jail;
+use instance::{check_place, prepare};
+
 use cgroup::Cgroups;
-use sandbox::{Identity, Jail, Sandbox};
+use sandbox::{Identity, Sandbox};
 use serde::{Deserialize, Serialize};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -460,141 +466,6 @@ async fn wait_shim_exit(dir: &Path, limit: Duration) -> bool {
     }
 }
 
-/// Where an instance's secret files are kept, in its directory: `/lain/app/conf` is
-/// `secrets/lain/app/conf`; each start copies them into the sandbox at their own paths.
-const SECRETS_DIR: &str = "secrets";
-
-/// Checks that `path` (a volume's or a secret file's path in the sandbox) is absolute, has no
-/// `.` or `..`, and is not where the sandbox cannot place anything (the read-only system
-/// directories, `/proc`, `/dev`) or where the app itself is (`/`, `/lain`, `/lain/app`).
-fn check_place(sandbox: &Sandbox, what: &str, path: &str) -> Result<(), String> {
-    let p = Path::new(path);
-    let normal = p.is_absolute()
-        && p.components()
-            .skip(1)
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-        && p.components().collect::<PathBuf>().as_os_str() == path;
-    if !normal || ["/", "/lain", "/lain/app"].contains(&path) {
-        return Err(format!(
-            "{what} {path}: a path in the sandbox is absolute, without `.` or `..`, and not /, /lain or /lain/app"
-        ));
-    }
-    match sandbox.reserved(path) {
-        Some(root) => Err(format!(
-            "{what} {path}: {root} is shared read-only with the host on the process runtime; use a path outside it (e.g. under /lain/app)"
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Prepares instance `spec` in `tmp` (a new directory): its spec, its secret files (0600 in
-/// 0700 directories, the kernel's), its own `/lain/app` and its volumes.
-fn prepare(
-    tmp: &Path,
-    spec: &InstanceSpec,
-    release: &Path,
-    stored: &StoredSpec,
-) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(tmp)
-        .map_err(|e| format!("{}: {e}", tmp.display()))?;
-    let json = serde_json::to_vec(stored).map_err(|e| e.to_string())?;
-    write_atomic(&tmp.join("spec.json"), &json).map_err(|e| e.to_string())?;
-    place_secrets(&tmp.join(SECRETS_DIR), &spec.secret_files)
-        .map_err(|e| format!("secret files: {e}"))?;
-    let who = stored.identity;
-    let owner = who.switch.then_some((who.uid, who.gid));
-    tree::farm(release, &tmp.join(APP_DIR), owner).map_err(|e| format!("/lain/app: {e}"))?;
-    for volume in &spec.volumes {
-        make_volume(&spec.volume_root, volume, owner)
-            .map_err(|e| format!("volume {volume}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// Creates volume `path` (a sandbox path) under `root` if it is missing, owned by `owner`.
-fn make_volume(root: &Path, path: &str, owner: Option<tree::Owner>) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)?;
-    let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
-    let rel = path.trim_start_matches('/');
-    dir.create_dir_all(rel)?;
-    if let Some((uid, gid)) = owner {
-        rustix::fs::chownat(
-            &dir,
-            rel,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
-    }
-    Ok(())
-}
-
-/// What instance `dir` sees when it runs `argv`: its own `/lain/app`, its volumes and its secret
-/// files (every path opened here, through capabilities, never resolved again).
-pub(crate) fn instance_jail(
-    dir: &Path,
-    stored: &StoredSpec,
-    argv: Vec<String>,
-) -> std::io::Result<Jail> {
-    let open = |path: &Path| cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority());
-    let fd = |d: cap_std::fs::Dir| OwnedFd::from(d.into_std_file());
-    let mut binds = vec![(fd(open(&dir.join(APP_DIR))?), "/lain/app".to_string())];
-    if !stored.spec.volumes.is_empty() {
-        let root = open(&stored.spec.volume_root)?;
-        for volume in &stored.spec.volumes {
-            binds.push((
-                fd(root.open_dir(volume.trim_start_matches('/'))?),
-                volume.clone(),
-            ));
-        }
-    }
-    let mut files = Vec::new();
-    if !stored.secrets.is_empty() {
-        let secrets = open(&dir.join(SECRETS_DIR))?;
-        for path in &stored.secrets {
-            let file = secrets.open(path.trim_start_matches('/'))?;
-            files.push((OwnedFd::from(file.into_std()), path.clone()));
-        }
-    }
-    Ok(Jail {
-        identity: stored.identity,
-        binds,
-        files,
-        cwd: stored.cwd.clone(),
-        env: stored.env.clone(),
-        argv,
-    })
-}
-
-/// Writes `files` under `dir` as 0600 files in 0700 directories, the kernel's.
-fn place_secrets(dir: &Path, files: &[super::SecretFile]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    for file in files {
-        let path = dir.join(file.path.trim_start_matches('/'));
-        if let Some(parent) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        f.write_all(&file.content)?;
-    }
-    Ok(())
-}
-
 /// The instance's working directory in the sandbox: `/lain/app` unless `workdir` says
 /// otherwise (relative paths are under `/lain/app`).
 fn working_dir(workdir: Option<&str>) -> String {
@@ -633,52 +504,4 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn workdir_is_a_path_in_the_sandbox() {
-        assert_eq!(working_dir(None), "/lain/app");
-        assert_eq!(working_dir(Some("/lain/app/web")), "/lain/app/web");
-        assert_eq!(working_dir(Some("sub")), "/lain/app/sub");
-        assert_eq!(working_dir(Some("/srv")), "/srv");
-    }
-
-    #[test]
-    fn volumes_and_secret_files_go_only_where_a_sandbox_can_place_them() {
-        let sandbox = Sandbox::new(&crate::config::ProcessConfig::default(), &[]).expect("sandbox");
-        for ok in [
-            "/lain/app/conf/db.toml",
-            "/data",
-            "/var/lib/mysql",
-            "/lain/logs",
-        ] {
-            assert_eq!(check_place(&sandbox, "volume", ok), Ok(()), "{ok}");
-        }
-        for (bad, why) in [
-            ("/usr/share/x", "/usr is shared read-only"),
-            ("/etc/nginx/key.pem", "/etc is shared read-only"),
-            ("/proc/x", "/proc is shared"),
-            ("/lain/app", "not /, /lain or /lain/app"),
-            ("/", "not /"),
-            ("/lain/app/../../etc/x", "without `.` or `..`"),
-            ("/lain/./app", "without `.` or `..`"),
-            ("/lain/app/", "without `.` or `..`"),
-            ("relative", "absolute"),
-        ] {
-            let err = check_place(&sandbox, "secret file", bad).expect_err(bad);
-            assert!(
-                err.contains(why) && err.starts_with("secret file"),
-                "{bad}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn names_are_safe_file_names() {
-        assert!(valid_name("hello.web.web.i1.r1.local"));
-        for bad in ["", ".hidden", "a/b", "..", "a b"] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -2,7 +2,7 @@
 //! a bubblewrap (`bwrap`) sandbox under lain's own init ([`init`]).
 //!
 //! A sandbox has its own user, mount, pid, IPC, UTS and cgroup namespaces and shares the host's
-//! network. It sees the [`ProcessConfig::system_dirs`] read-only (with every path of the kernel
+//! network. It sees the [`Config::system_dirs`] read-only (with every path of the kernel
 //! under them hidden), a private `/tmp`, its own `/proc` and a minimal `/dev`, and only the
 //! directories and files a [`Jail`] names: a build context or an instance's own `/lain/app`, its
 //! volumes, its secret files. Its environment is the one the jail gives, nothing of the kernel's.
@@ -14,7 +14,7 @@
 pub mod init;
 mod spawn;
 
-use crate::config::ProcessConfig;
+use super::Config;
 use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 use std::os::fd::OwnedFd;
@@ -90,7 +90,7 @@ impl Sandbox {
     /// The sandbox `config` describes; `kernel_paths` (see
     /// [`crate::config::KernelConfig::kernel_paths`]) are hidden wherever a system directory
     /// would show them.
-    pub fn new(config: &ProcessConfig, kernel_paths: &[PathBuf]) -> Result<Sandbox, SandboxError> {
+    pub fn new(config: &Config, kernel_paths: &[PathBuf]) -> Result<Sandbox, SandboxError> {
         let bad = |m: String| SandboxError::Config(m);
         if config.uid_count == 0 {
             return Err(bad("uid_count must be at least 1".into()));
@@ -460,37 +460,37 @@ mod tests {
     fn bad_ranges_and_system_dirs_are_refused() {
         for (config, why) in [
             (
-                ProcessConfig {
+                Config {
                     uid_count: 0,
-                    ..ProcessConfig::default()
+                    ..Config::default()
                 },
                 "uid_count",
             ),
             (
-                ProcessConfig {
+                Config {
                     uid_base: 0,
-                    ..ProcessConfig::default()
+                    ..Config::default()
                 },
                 "uid_base",
             ),
             (
-                ProcessConfig {
+                Config {
                     system_dirs: vec!["/tmp".into()],
-                    ..ProcessConfig::default()
+                    ..Config::default()
                 },
                 "/tmp",
             ),
             (
-                ProcessConfig {
+                Config {
                     system_dirs: vec!["/tmp/opt".into()],
-                    ..ProcessConfig::default()
+                    ..Config::default()
                 },
                 "under /tmp",
             ),
             (
-                ProcessConfig {
+                Config {
                     system_dirs: vec!["/usr/../etc".into()],
-                    ..ProcessConfig::default()
+                    ..Config::default()
                 },
                 "..",
             ),

@@ -1,4 +1,5 @@
-//! The five kinds of plugin, the WIT world each implements, and their default failure policies.
+//! The five kinds of plugin: the WIT world each implements (its [`Kind`]), the package they
+//! belong to, and their default failure policies. [`super::kinds`] holds the typed calls of each.
 
 use serde::{Deserialize, Serialize};
 
