@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::auth::rights::Right;
 use crate::lifecycle::LifecycleError;
 use crate::lifecycle::build::BuildEvent;
+use crate::lifecycle::logs::LogRequest;
 use crate::lifecycle::records::{ReleaseRecord, Scale};
 use crate::lifecycle::view::AppView;
 use crate::store::Op;
@@ -16,7 +17,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Seek};
 
 /// One line of `GET /api/v1/apps`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -315,115 +315,21 @@ pub async fn logs(
     q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
+    let request = LogRequest {
+        follow: q.follow,
+        tail: q.tail.unwrap_or(64 << 10),
+        access: q.access,
+    };
     let lc = state.lifecycle.clone();
-    let (app2, proc2) = (app.clone(), proc.clone());
-    let record = blocking(move || Ok(lc.app(&app2)?)).await?;
-    let plan = record
-        .deployed
-        .iter()
-        .chain(record.history.iter().rev())
-        .flat_map(|d| &d.procs)
-        .find(|p| p.name == proc2)
-        .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no proc `{proc}`")))?;
-    let dir = state.lifecycle.log_file(&app, &plan.name, 0)?;
-    let dir = dir
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let tail = q.tail.unwrap_or(64 << 10);
-    let (follow, access) = (q.follow, q.access);
-    let stream = futures::stream::unfold(
-        (dir, Vec::new(), true),
-        move |(dir, mut offsets, first)| async move {
-            if first {
-                let chunk = read_new(&dir, &mut offsets, tail, access);
-                return Some((
-                    Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
-                    (dir, offsets, false),
-                ));
-            }
-            if !follow {
-                return None;
-            }
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                let chunk = read_new(&dir, &mut offsets, 0, access);
-                if !chunk.is_empty() {
-                    return Some((Ok(Bytes::from(chunk)), (dir, offsets, false)));
-                }
-            }
-        },
-    );
+    let reader = blocking(move || Ok(lc.proc_logs(&app, &proc, request)?)).await?;
+    let stream = futures::StreamExt::map(reader.stream(), |chunk| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(chunk))
+    });
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// What each `<n>.log` in `dir` gained since its offset in `offsets`, whole lines only, each
-/// prefixed with `[<n>] `. A file seen for the first time starts `tail` bytes before its end (at
-/// a line start); a file shorter than its offset was rotated and is read from the start.
-/// With `access`, the router's `access.log` is read instead, without prefixes.
-fn read_new(
-    dir: &std::path::Path,
-    offsets: &mut Vec<(u32, u64)>,
-    tail: u64,
-    access: bool,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    let mut files: Vec<(u32, std::path::PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if access {
-                return (name == crate::router::access::ACCESS_LOG).then(|| (0, e.path()));
-            }
-            let no = name.strip_suffix(".log")?.parse().ok()?;
-            Some((no, e.path()))
-        })
-        .collect();
-    files.sort();
-    for (no, path) in files {
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let len = file.metadata().map_or(0, |m| m.len());
-        let known = offsets.iter().position(|(n, _)| *n == no);
-        let start = match known.map(|i| offsets[i].1) {
-            Some(off) if off <= len => off,
-            Some(_) => 0,
-            None => len.saturating_sub(tail),
-        };
-        let mut buf = Vec::new();
-        if file.seek(std::io::SeekFrom::Start(start)).is_ok() {
-            let _ = file.take(len - start).read_to_end(&mut buf);
-        }
-        let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let skip = if known.is_none() && start > 0 {
-            buf[..end]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(end, |i| i + 1)
-        } else {
-            0
-        };
-        for line in buf[skip..end].split_inclusive(|b| *b == b'\n') {
-            if !access {
-                out.extend_from_slice(format!("[{no}] ").as_bytes());
-            }
-            out.extend_from_slice(line);
-        }
-        let consumed = start + end as u64;
-        match known {
-            Some(i) => offsets[i].1 = consumed,
-            None => offsets.push((no, consumed)),
-        }
-    }
-    out
 }
 
 /// Options of the nginx export.
