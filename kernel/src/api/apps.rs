@@ -1,22 +1,32 @@
-//! Apps: builds, deploys, scale, rollback, undeploy, instances and logs.
+//! Apps: builds, deploys, scale, rollback, undeploy, instances and logs. Each handler reads its
+//! input, calls one function of the lifecycle and answers with its result.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use super::trail::{AuditTrail, Outcome};
-use crate::auth::Caller;
 use crate::auth::rights::Right;
+use crate::auth::{Caller, Denied};
 use crate::lifecycle::LifecycleError;
-use crate::lifecycle::build::BuildEvent;
 use crate::lifecycle::logs::LogRequest;
-use crate::lifecycle::records::{ReleaseRecord, Scale};
+use crate::lifecycle::records::{AppRecord, ReleaseRecord, Scale};
 use crate::lifecycle::view::AppView;
-use crate::store::Op;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The answer to a change the reconciler carries out: 202 and the app as it is now.
+type Accepted = (StatusCode, Json<AppView>);
+
+fn accepted(state: &AppState, record: AppRecord) -> Accepted {
+    (
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    )
+}
 
 /// One line of `GET /api/v1/apps`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -109,77 +119,44 @@ pub async fn build(
         }
         None => Default::default(),
     };
-    let access = state.access.clone();
-    let store = state.lifecycle.store.clone();
     let trail = trail.map(|Extension(t)| t);
-    let named = trail.clone();
-    let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
+    let (access, named) = (state.access.clone(), trail.clone());
+    let admit = Arc::new(move |app: &str, exists: bool| {
         if let Some(trail) = &named {
             trail.set_app(app);
         }
-        // A new app needs the `register` right; its registrant becomes its maintainer.
-        let right = if exists {
-            Right::Operate
-        } else {
-            Right::Register
-        };
-        match access.authorize(&caller, right, Some(app)) {
-            Ok(()) if !exists => Ok(vec![crate::auth::maintainers::first(app, &caller.id())?]),
-            Ok(()) => Ok(Vec::new()),
-            Err(crate::auth::Denied::Store(e)) => Err(e.into()),
-            Err(denied) => Err(LifecycleError::Forbidden(denied.to_string())),
+        access
+            .admit_build(&caller, app, exists)
+            .map_err(|denied| match denied {
+                Denied::Store(e) => LifecycleError::Store(e),
+                denied => LifecycleError::Forbidden(denied.to_string()),
+            })
+    });
+    let finished = {
+        let trail = trail.clone();
+        move |result: &Result<ReleaseRecord, LifecycleError>| {
+            let outcome = match result {
+                Ok(_) => Outcome::Ok,
+                Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            if let Some(trail) = trail {
+                trail.finish(outcome);
+            }
         }
     };
-    // Refused before the stream starts, so a refusal is a plain 403.
-    let context = body.clone();
-    let admit = blocking(move || {
-        if let Some(app) = crate::lifecycle::build::context_appname(&context) {
-            let exists = store
-                .get(&crate::lifecycle::records::app_key(&app))
-                .map_err(ApiError::from)?
-                .is_some();
-            admit(&app, exists)?;
-        }
-        Ok(admit)
-    })
-    .await?;
+    let lc = state.lifecycle.clone();
+    // A refusal comes before the stream starts: a plain 403.
+    let events = blocking(move || Ok(lc.start_build(body, build_args, admit, finished)?)).await?;
     // From here the answer is 200 and the outcome is the last event: the audit record waits for it.
     if let Some(trail) = &trail {
         trail.defer();
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BuildEvent>();
-    let lc = state.lifecycle.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut send = |e: BuildEvent| {
-            let _ = tx.send(e);
-        };
-        let result = lc.build_as(&body, &build_args, &mut send, &admit);
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        let last = match result {
-            Ok(release) => BuildEvent::Done { release },
-            Err(LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
-                message: "lain.yaml has errors".into(),
-                diagnostics,
-            },
-            Err(e) => BuildEvent::Failed {
-                message: e.to_string(),
-                diagnostics: Vec::new(),
-            },
-        };
-        send(last);
-        if let Some(trail) = trail {
-            trail.finish(outcome);
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), events))
     });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -221,7 +198,7 @@ pub async fn deploy(
     State(state): State<AppState>,
     Path(app): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     // The body is optional: none (or `{}`) deploys the newest release.
     let request: DeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeployRequest::default()
@@ -231,10 +208,7 @@ pub async fn deploy(
     };
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.deploy(&app, request.release.as_deref())?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Goes back to the previous deployment.
@@ -245,13 +219,10 @@ pub async fn deploy(
 pub async fn rollback(
     State(state): State<AppState>,
     Path(app): Path<String>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.rollback(&app)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Stops every instance of an app; releases and history stay.
@@ -261,13 +232,10 @@ pub async fn rollback(
 pub async fn undeploy(
     State(state): State<AppState>,
     Path(app): Path<String>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.undeploy(&app)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Sets instances, memory (bytes) or cpu (milli-cores) of a proc; memory changes apply to
@@ -281,14 +249,11 @@ pub async fn scale(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
     scale: Result<Json<Scale>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let Json(scale) = scale?;
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Options of the logs endpoint.

@@ -280,6 +280,23 @@ impl Access {
         }
     }
 
+    /// Whether `caller` may build app `app`: the `operate` right on an existing app, the
+    /// `register` right for a new one, whose registrant becomes its maintainer; the writes that
+    /// go with registering it. Blocking: reads the store.
+    pub fn admit_build(
+        &self,
+        caller: &Caller,
+        app: &str,
+        exists: bool,
+    ) -> Result<Vec<crate::store::Op>, Denied> {
+        if exists {
+            self.authorize(caller, Right::Operate, Some(app))?;
+            return Ok(Vec::new());
+        }
+        self.authorize(caller, Right::Register, Some(app))?;
+        Ok(vec![maintainers::first(app, &caller.id())?])
+    }
+
     /// Whether `caller` is one of `app`'s maintainers.
     pub fn maintains(&self, caller: &Caller, app: &str) -> Result<bool, StoreError> {
         Ok(maintainers::get(&*self.store, app)?.admit(&caller.id(), &caller.principal.groups))
