@@ -10,6 +10,7 @@ use crate::lifecycle::LifecycleError;
 use crate::lifecycle::logs::LogRequest;
 use crate::lifecycle::records::{AppRecord, ReleaseRecord, Scale};
 use crate::lifecycle::view::AppView;
+use crate::router::nginx::Listen;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -314,29 +315,13 @@ pub async fn nginx(
     q: Result<Query<NginxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let listen = q.listen.unwrap_or_else(|| "80".into());
-    if listen.is_empty()
-        || !listen
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".:[]".contains(c))
-    {
-        return Err(ApiError::bad_request(format!(
-            "invalid listen `{listen}`: e.g. 80 or 127.0.0.1:8081"
-        )));
-    }
+    let listen = Listen::parse(q.listen.as_deref().unwrap_or("80"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let lc = state.lifecycle.clone();
-    let (apps, claims) =
-        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
-    let (_, instances) = state.lifecycle.status.snapshot();
-    let table = crate::router::table::RouteTable::build(
-        &apps,
-        &claims,
-        &state.lifecycle.config.domains,
-        &instances,
-    );
+    let config = blocking(move || Ok(crate::router::nginx::export(&lc, &listen)?)).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        crate::router::nginx::render(&table, &listen),
+        config,
     )
         .into_response())
 }
