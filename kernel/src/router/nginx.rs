@@ -5,7 +5,6 @@
 //! The output is an `http`-context snippet (upstreams and servers) to `include`; it is a
 //! snapshot: regenerate and reload nginx when routes change.
 
-use super::claims::Claims;
 use super::table::RouteTable;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use std::collections::BTreeMap;
@@ -38,11 +37,7 @@ impl Listen {
 /// The routes the router serves now (the deployed apps, their route claims and the instances the
 /// reconciler saw last) as nginx configuration listening on `listen`.
 pub fn export(lc: &Lifecycle, listen: &Listen) -> Result<String, LifecycleError> {
-    let apps = lc.apps()?;
-    let claims = Claims::all(&*lc.store)?;
-    let (_, instances) = lc.status.snapshot();
-    let table = RouteTable::build(&apps, &claims, &lc.config.domains, &instances);
-    Ok(render(&table, &listen.0))
+    Ok(render(&RouteTable::read(lc)?, &listen.0))
 }
 
 /// The routes of `table` as nginx `upstream` and `server` blocks listening on `listen`.
