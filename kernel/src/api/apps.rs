@@ -4,7 +4,6 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use super::trail::{AuditTrail, Outcome};
-use crate::auth::rights::Right;
 use crate::auth::{Caller, Denied};
 use crate::lifecycle::LifecycleError;
 use crate::lifecycle::logs::LogRequest;
@@ -50,35 +49,25 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
-    let lc = state.lifecycle.clone();
-    let access = state.access.clone();
-    let apps = blocking(move || {
-        let mut visible = Vec::new();
-        for app in lc.apps()? {
-            if access
-                .authorize(&caller, Right::Read, Some(&app.name))
-                .is_ok()
-            {
-                visible.push(app);
-            }
-        }
-        Ok(visible)
-    })
-    .await?;
+    let (lc, access) = (state.lifecycle.clone(), state.access.clone());
+    let apps = blocking(move || Ok(access.readable(&caller, lc.apps()?, |a| &a.name)?)).await?;
     Ok(Json(
         apps.into_iter()
-            .map(|app| {
-                let view = state.lifecycle.status.view(app);
-                AppSummary {
-                    name: view.app.name.clone(),
-                    release: view.release.clone(),
-                    instances: view.instances.len(),
-                    converged: view.converged,
-                    last_error: view.app.last_error.clone(),
-                }
-            })
+            .map(|app| AppSummary::from(state.lifecycle.status.view(app)))
             .collect(),
     ))
+}
+
+impl From<AppView> for AppSummary {
+    fn from(view: AppView) -> AppSummary {
+        AppSummary {
+            name: view.app.name,
+            release: view.release,
+            instances: view.instances.len(),
+            converged: view.converged,
+            last_error: view.app.last_error,
+        }
+    }
 }
 
 /// An app with its procs and instances (`lain ps`).

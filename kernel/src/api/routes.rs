@@ -4,7 +4,6 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
-use crate::auth::rights::Right;
 use crate::router::claims::{ClaimError, RouteClaim, parse_mountpoint};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -20,18 +19,8 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<RouteClaim>>, ApiError> {
     blocking(move || {
-        let mut visible = Vec::new();
-        for claim in state.lifecycle.route_claims()? {
-            match state
-                .access
-                .authorize(&caller, Right::Read, Some(&claim.app))
-            {
-                Ok(()) => visible.push(claim),
-                Err(crate::auth::Denied::Store(e)) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
-        Ok(Json(visible))
+        let claims = state.lifecycle.route_claims()?;
+        Ok(Json(state.access.readable(&caller, claims, |c| &c.app)?))
     })
     .await
 }

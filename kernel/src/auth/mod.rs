@@ -297,6 +297,25 @@ impl Access {
         Ok(vec![maintainers::first(app, &caller.id())?])
     }
 
+    /// The `items` whose app (`app_of`) `caller` may read, in order. Blocking: reads the store;
+    /// a store that cannot be read fails the whole answer rather than hiding items.
+    pub fn readable<T>(
+        &self,
+        caller: &Caller,
+        items: Vec<T>,
+        app_of: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut visible = Vec::with_capacity(items.len());
+        for item in items {
+            match self.authorize(caller, Right::Read, Some(app_of(&item))) {
+                Ok(()) => visible.push(item),
+                Err(Denied::Store(e)) => return Err(e),
+                Err(Denied::Right { .. }) => {}
+            }
+        }
+        Ok(visible)
+    }
+
     /// Whether `caller` is one of `app`'s maintainers.
     pub fn maintains(&self, caller: &Caller, app: &str) -> Result<bool, StoreError> {
         Ok(maintainers::get(&*self.store, app)?.admit(&caller.id(), &caller.principal.groups))
