@@ -1,22 +1,32 @@
-//! Apps: builds, deploys, scale, rollback, undeploy, instances and logs.
+//! Apps: builds, deploys, scale, rollback, undeploy, instances and logs. Each handler reads its
+//! input, calls one function of the lifecycle and answers with its result.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use super::trail::{AuditTrail, Outcome};
-use crate::auth::Caller;
-use crate::auth::rights::Right;
+use crate::auth::{Caller, Denied};
 use crate::lifecycle::LifecycleError;
-use crate::lifecycle::build::BuildEvent;
-use crate::lifecycle::records::{ReleaseRecord, Scale};
+use crate::lifecycle::logs::LogRequest;
+use crate::lifecycle::records::{AppRecord, ReleaseRecord, Scale};
 use crate::lifecycle::view::AppView;
-use crate::store::Op;
+use crate::router::nginx::Listen;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use std::io::{Read, Seek};
+use std::sync::Arc;
+
+/// The answer to a change the reconciler carries out: 202 and the app as it is now.
+type Accepted = (StatusCode, Json<AppView>);
+
+fn accepted(state: &AppState, record: AppRecord) -> Accepted {
+    (
+        StatusCode::ACCEPTED,
+        Json(state.lifecycle.status.view(record)),
+    )
+}
 
 /// One line of `GET /api/v1/apps`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -39,35 +49,25 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
-    let lc = state.lifecycle.clone();
-    let access = state.access.clone();
-    let apps = blocking(move || {
-        let mut visible = Vec::new();
-        for app in lc.apps()? {
-            if access
-                .authorize(&caller, Right::Read, Some(&app.name))
-                .is_ok()
-            {
-                visible.push(app);
-            }
-        }
-        Ok(visible)
-    })
-    .await?;
+    let (lc, access) = (state.lifecycle.clone(), state.access.clone());
+    let apps = blocking(move || Ok(access.readable(&caller, lc.apps()?, |a| &a.name)?)).await?;
     Ok(Json(
         apps.into_iter()
-            .map(|app| {
-                let view = state.lifecycle.status.view(app);
-                AppSummary {
-                    name: view.app.name.clone(),
-                    release: view.release.clone(),
-                    instances: view.instances.len(),
-                    converged: view.converged,
-                    last_error: view.app.last_error.clone(),
-                }
-            })
+            .map(|app| AppSummary::from(state.lifecycle.status.view(app)))
             .collect(),
     ))
+}
+
+impl From<AppView> for AppSummary {
+    fn from(view: AppView) -> AppSummary {
+        AppSummary {
+            name: view.app.name,
+            release: view.release,
+            instances: view.instances.len(),
+            converged: view.converged,
+            last_error: view.app.last_error,
+        }
+    }
 }
 
 /// An app with its procs and instances (`lain ps`).
@@ -109,77 +109,44 @@ pub async fn build(
         }
         None => Default::default(),
     };
-    let access = state.access.clone();
-    let store = state.lifecycle.store.clone();
     let trail = trail.map(|Extension(t)| t);
-    let named = trail.clone();
-    let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
+    let (access, named) = (state.access.clone(), trail.clone());
+    let admit = Arc::new(move |app: &str, exists: bool| {
         if let Some(trail) = &named {
             trail.set_app(app);
         }
-        // A new app needs the `register` right; its registrant becomes its maintainer.
-        let right = if exists {
-            Right::Operate
-        } else {
-            Right::Register
-        };
-        match access.authorize(&caller, right, Some(app)) {
-            Ok(()) if !exists => Ok(vec![crate::auth::maintainers::first(app, &caller.id())?]),
-            Ok(()) => Ok(Vec::new()),
-            Err(crate::auth::Denied::Store(e)) => Err(e.into()),
-            Err(denied) => Err(LifecycleError::Forbidden(denied.to_string())),
+        access
+            .admit_build(&caller, app, exists)
+            .map_err(|denied| match denied {
+                Denied::Store(e) => LifecycleError::Store(e),
+                denied => LifecycleError::Forbidden(denied.to_string()),
+            })
+    });
+    let finished = {
+        let trail = trail.clone();
+        move |result: &Result<ReleaseRecord, LifecycleError>| {
+            let outcome = match result {
+                Ok(_) => Outcome::Ok,
+                Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            if let Some(trail) = trail {
+                trail.finish(outcome);
+            }
         }
     };
-    // Refused before the stream starts, so a refusal is a plain 403.
-    let context = body.clone();
-    let admit = blocking(move || {
-        if let Some(app) = crate::lifecycle::build::context_appname(&context) {
-            let exists = store
-                .get(&crate::lifecycle::records::app_key(&app))
-                .map_err(ApiError::from)?
-                .is_some();
-            admit(&app, exists)?;
-        }
-        Ok(admit)
-    })
-    .await?;
+    let lc = state.lifecycle.clone();
+    // A refusal comes before the stream starts: a plain 403.
+    let events = blocking(move || Ok(lc.start_build(body, build_args, admit, finished)?)).await?;
     // From here the answer is 200 and the outcome is the last event: the audit record waits for it.
     if let Some(trail) = &trail {
         trail.defer();
     }
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<BuildEvent>();
-    let lc = state.lifecycle.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut send = |e: BuildEvent| {
-            let _ = tx.send(e);
-        };
-        let result = lc.build_as(&body, &build_args, &mut send, &admit);
-        let outcome = match &result {
-            Ok(_) => Outcome::Ok,
-            Err(LifecycleError::Forbidden(why)) => Outcome::Denied(why.clone()),
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        let last = match result {
-            Ok(release) => BuildEvent::Done { release },
-            Err(LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
-                message: "lain.yaml has errors".into(),
-                diagnostics,
-            },
-            Err(e) => BuildEvent::Failed {
-                message: e.to_string(),
-                diagnostics: Vec::new(),
-            },
-        };
-        send(last);
-        if let Some(trail) = trail {
-            trail.finish(outcome);
-        }
-    });
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        let event = rx.recv().await?;
+    let stream = futures::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), events))
     });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
@@ -221,7 +188,7 @@ pub async fn deploy(
     State(state): State<AppState>,
     Path(app): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     // The body is optional: none (or `{}`) deploys the newest release.
     let request: DeployRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DeployRequest::default()
@@ -231,10 +198,7 @@ pub async fn deploy(
     };
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.deploy(&app, request.release.as_deref())?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Goes back to the previous deployment.
@@ -245,13 +209,10 @@ pub async fn deploy(
 pub async fn rollback(
     State(state): State<AppState>,
     Path(app): Path<String>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.rollback(&app)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Stops every instance of an app; releases and history stay.
@@ -261,13 +222,10 @@ pub async fn rollback(
 pub async fn undeploy(
     State(state): State<AppState>,
     Path(app): Path<String>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.undeploy(&app)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Sets instances, memory (bytes) or cpu (milli-cores) of a proc; memory changes apply to
@@ -281,14 +239,11 @@ pub async fn scale(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
     scale: Result<Json<Scale>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<AppView>), ApiError> {
+) -> Result<Accepted, ApiError> {
     let Json(scale) = scale?;
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
-    ))
+    Ok(accepted(&state, record))
 }
 
 /// Options of the logs endpoint.
@@ -315,115 +270,21 @@ pub async fn logs(
     q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
+    let request = LogRequest {
+        follow: q.follow,
+        tail: q.tail.unwrap_or(64 << 10),
+        access: q.access,
+    };
     let lc = state.lifecycle.clone();
-    let (app2, proc2) = (app.clone(), proc.clone());
-    let record = blocking(move || Ok(lc.app(&app2)?)).await?;
-    let plan = record
-        .deployed
-        .iter()
-        .chain(record.history.iter().rev())
-        .flat_map(|d| &d.procs)
-        .find(|p| p.name == proc2)
-        .ok_or_else(|| ApiError::not_found(format!("app `{app}` has no proc `{proc}`")))?;
-    let dir = state.lifecycle.log_file(&app, &plan.name, 0)?;
-    let dir = dir
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let tail = q.tail.unwrap_or(64 << 10);
-    let (follow, access) = (q.follow, q.access);
-    let stream = futures::stream::unfold(
-        (dir, Vec::new(), true),
-        move |(dir, mut offsets, first)| async move {
-            if first {
-                let chunk = read_new(&dir, &mut offsets, tail, access);
-                return Some((
-                    Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
-                    (dir, offsets, false),
-                ));
-            }
-            if !follow {
-                return None;
-            }
-            loop {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                let chunk = read_new(&dir, &mut offsets, 0, access);
-                if !chunk.is_empty() {
-                    return Some((Ok(Bytes::from(chunk)), (dir, offsets, false)));
-                }
-            }
-        },
-    );
+    let reader = blocking(move || Ok(lc.proc_logs(&app, &proc, request)?)).await?;
+    let stream = futures::StreamExt::map(reader.stream(), |chunk| {
+        Ok::<_, std::convert::Infallible>(Bytes::from(chunk))
+    });
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-/// What each `<n>.log` in `dir` gained since its offset in `offsets`, whole lines only, each
-/// prefixed with `[<n>] `. A file seen for the first time starts `tail` bytes before its end (at
-/// a line start); a file shorter than its offset was rotated and is read from the start.
-/// With `access`, the router's `access.log` is read instead, without prefixes.
-fn read_new(
-    dir: &std::path::Path,
-    offsets: &mut Vec<(u32, u64)>,
-    tail: u64,
-    access: bool,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    let mut files: Vec<(u32, std::path::PathBuf)> = entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if access {
-                return (name == crate::router::access::ACCESS_LOG).then(|| (0, e.path()));
-            }
-            let no = name.strip_suffix(".log")?.parse().ok()?;
-            Some((no, e.path()))
-        })
-        .collect();
-    files.sort();
-    for (no, path) in files {
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            continue;
-        };
-        let len = file.metadata().map_or(0, |m| m.len());
-        let known = offsets.iter().position(|(n, _)| *n == no);
-        let start = match known.map(|i| offsets[i].1) {
-            Some(off) if off <= len => off,
-            Some(_) => 0,
-            None => len.saturating_sub(tail),
-        };
-        let mut buf = Vec::new();
-        if file.seek(std::io::SeekFrom::Start(start)).is_ok() {
-            let _ = file.take(len - start).read_to_end(&mut buf);
-        }
-        let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let skip = if known.is_none() && start > 0 {
-            buf[..end]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(end, |i| i + 1)
-        } else {
-            0
-        };
-        for line in buf[skip..end].split_inclusive(|b| *b == b'\n') {
-            if !access {
-                out.extend_from_slice(format!("[{no}] ").as_bytes());
-            }
-            out.extend_from_slice(line);
-        }
-        let consumed = start + end as u64;
-        match known {
-            Some(i) => offsets[i].1 = consumed,
-            None => offsets.push((no, consumed)),
-        }
-    }
-    out
 }
 
 /// Options of the nginx export.
@@ -443,29 +304,13 @@ pub async fn nginx(
     q: Result<Query<NginxQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let listen = q.listen.unwrap_or_else(|| "80".into());
-    if listen.is_empty()
-        || !listen
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".:[]".contains(c))
-    {
-        return Err(ApiError::bad_request(format!(
-            "invalid listen `{listen}`: e.g. 80 or 127.0.0.1:8081"
-        )));
-    }
+    let listen = Listen::parse(q.listen.as_deref().unwrap_or("80"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let lc = state.lifecycle.clone();
-    let (apps, claims) =
-        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
-    let (_, instances) = state.lifecycle.status.snapshot();
-    let table = crate::router::table::RouteTable::build(
-        &apps,
-        &claims,
-        &state.lifecycle.config.domains,
-        &instances,
-    );
+    let config = blocking(move || Ok(crate::router::nginx::export(&lc, &listen)?)).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        crate::router::nginx::render(&table, &listen),
+        config,
     )
         .into_response())
 }

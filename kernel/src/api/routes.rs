@@ -4,16 +4,11 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
-use crate::auth::rights::Right;
-use crate::router::claims::{ClaimError, Claims, RouteClaim, listed, parse_mountpoint};
+use crate::router::claims::{ClaimError, RouteClaim, parse_mountpoint};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-
-/// How often an admin's change is tried when deploys keep changing the host's claims.
-const ATTEMPTS: usize = 16;
 
 /// The route claims of the apps the caller may read (every claim for cluster admins).
 #[utoipa::path(get, path = "/api/v1/router/claims", tag = "apps",
@@ -24,19 +19,8 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<RouteClaim>>, ApiError> {
     blocking(move || {
-        let claims = Claims::all(&*state.lifecycle.store)?.list();
-        let mut visible = Vec::new();
-        for claim in claims {
-            match state
-                .access
-                .authorize(&caller, Right::Read, Some(&claim.app))
-            {
-                Ok(()) => visible.push(claim),
-                Err(crate::auth::Denied::Store(e)) => return Err(e.into()),
-                Err(_) => {}
-            }
-        }
-        Ok(Json(visible))
+        let claims = state.lifecycle.route_claims()?;
+        Ok(Json(state.access.readable(&caller, claims, |c| &c.app)?))
     })
     .await
 }
@@ -76,32 +60,12 @@ pub async fn assign(
     let Json(body) = body?;
     let (host, path) = parse_mountpoint(&body.mountpoint).map_err(bad)?;
     let by = caller.id();
-    blocking(move || {
-        let lc = &state.lifecycle;
-        lc.app(&body.app)?;
-        for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*lc.store, [host.as_str()])?;
-            let now = crate::clock::unix_secs();
-            let replaced = claims.assign(&body.app, &host, &path, &by, now);
-            if lc
-                .store
-                .apply_if(&claims.expect(), claims.ops()?)?
-                .is_none()
-            {
-                continue;
-            }
-            lc.wake.notify_one();
-            let listed = claims.list();
-            let claim = listed
-                .iter()
-                .find(|c| c.host == host && c.path == path)
-                .cloned()
-                .ok_or_else(|| ApiError::internal("the assigned claim is missing"))?;
-            return Ok(Json(Assigned { claim, replaced }));
-        }
-        Err(busy())
-    })
-    .await
+    let assignment =
+        blocking(move || Ok(state.lifecycle.assign_route(&body.app, &host, &path, &by)?)).await?;
+    Ok(Json(Assigned {
+        claim: assignment.claim,
+        replaced: assignment.replaced,
+    }))
 }
 
 /// Which claim to release.
@@ -127,45 +91,15 @@ pub async fn release(
 ) -> Result<Json<RouteClaim>, ApiError> {
     let Query(query) = query?;
     let (host, path) = parse_mountpoint(&query.mountpoint).map_err(bad)?;
-    blocking(move || {
-        let lc = &state.lifecycle;
-        for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*lc.store, [host.as_str()])?;
-            let held: Vec<String> = claims.list().into_iter().map(|c| c.mountpoint).collect();
-            let Some(claim) = claims.release(&host, &path) else {
-                return Err(ApiError::not_found(format!(
-                    "no claim of exactly `{}`; claims on `{host}`: {}",
-                    query.mountpoint,
-                    if held.is_empty() {
-                        "none".to_string()
-                    } else {
-                        held.join(", ")
-                    }
-                )));
-            };
-            if lc
-                .store
-                .apply_if(&claims.expect(), claims.ops()?)?
-                .is_none()
-            {
-                continue;
-            }
-            lc.wake.notify_one();
-            return Ok(Json(listed(&host, &path, &claim)));
-        }
-        Err(busy())
+    let claim = blocking(move || {
+        Ok(state
+            .lifecycle
+            .release_route(&query.mountpoint, &host, &path)?)
     })
-    .await
+    .await?;
+    Ok(Json(claim))
 }
 
 fn bad(e: ClaimError) -> ApiError {
     ApiError::bad_request(e.to_string())
-}
-
-fn busy() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "conflict",
-        "the host's claims kept changing; try again",
-    )
 }

@@ -278,6 +278,42 @@ impl Access {
         }
     }
 
+    /// Whether `caller` may build app `app`: the `operate` right on an existing app, the
+    /// `register` right for a new one, whose registrant becomes its maintainer; the writes that
+    /// go with registering it. Blocking: reads the store.
+    pub fn admit_build(
+        &self,
+        caller: &Caller,
+        app: &str,
+        exists: bool,
+    ) -> Result<Vec<crate::store::Op>, Denied> {
+        if exists {
+            self.authorize(caller, Right::Operate, Some(app))?;
+            return Ok(Vec::new());
+        }
+        self.authorize(caller, Right::Register, Some(app))?;
+        Ok(vec![maintainers::first(app, &caller.id())?])
+    }
+
+    /// The `items` whose app (`app_of`) `caller` may read, in order. Blocking: reads the store;
+    /// a store that cannot be read fails the whole answer rather than hiding items.
+    pub fn readable<T>(
+        &self,
+        caller: &Caller,
+        items: Vec<T>,
+        app_of: impl Fn(&T) -> &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut visible = Vec::with_capacity(items.len());
+        for item in items {
+            match self.authorize(caller, Right::Read, Some(app_of(&item))) {
+                Ok(()) => visible.push(item),
+                Err(Denied::Store(e)) => return Err(e),
+                Err(Denied::Right { .. }) => {}
+            }
+        }
+        Ok(visible)
+    }
+
     /// Whether `caller` is one of `app`'s maintainers.
     pub fn maintains(&self, caller: &Caller, app: &str) -> Result<bool, StoreError> {
         Ok(maintainers::get(&*self.store, app)?.admit(&caller.id(), &caller.principal.groups))

@@ -20,6 +20,7 @@ use sha2::Digest;
 use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Progress of a build, streamed to the client as one JSON object per line.
@@ -194,6 +195,65 @@ impl Lifecycle {
             message: format!("release {version} of {name} is ready"),
         });
         Ok(release)
+    }
+}
+
+/// [`Admit`] shared with the thread a build started by [`Lifecycle::start_build`] runs on.
+pub type SharedAdmit = Arc<dyn Fn(&str, bool) -> Result<Vec<Op>, LifecycleError> + Send + Sync>;
+
+/// The events of a build started by [`Lifecycle::start_build`]; the last is `done` or `failed`.
+pub type BuildEvents = tokio::sync::mpsc::UnboundedReceiver<BuildEvent>;
+
+impl BuildEvent {
+    /// The last event of a build that ended with `result`.
+    pub fn last(result: &Result<ReleaseRecord, LifecycleError>) -> BuildEvent {
+        match result {
+            Ok(release) => BuildEvent::Done {
+                release: release.clone(),
+            },
+            Err(LifecycleError::Spec(diagnostics)) => BuildEvent::Failed {
+                message: "lain.yaml has errors".into(),
+                diagnostics: diagnostics.clone(),
+            },
+            Err(e) => BuildEvent::Failed {
+                message: e.to_string(),
+                diagnostics: Vec::new(),
+            },
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Starts [`Lifecycle::build_as`] of `context` on a blocking thread of the kernel's runtime
+    /// and returns its events. When the context names its app, `admit` is asked here first (the
+    /// app exists when its record does), so a refusal is this call's error rather than an
+    /// event. `finished` gets the result once the last event is sent. Blocking: reads the store.
+    pub fn start_build(
+        self: &Arc<Self>,
+        context: impl AsRef<[u8]> + Send + 'static,
+        build_args: crate::runtime::build_args::Sent,
+        admit: SharedAdmit,
+        finished: impl FnOnce(&Result<ReleaseRecord, LifecycleError>) + Send + 'static,
+    ) -> Result<BuildEvents, LifecycleError> {
+        if let Some(app) = context_appname(context.as_ref()) {
+            let exists = self.store.get(&records::app_key(&app))?.is_some();
+            admit(&app, exists)?;
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            LifecycleError::Internal(anyhow::anyhow!("builds need the kernel's runtime: {e}"))
+        })?;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let lc = self.clone();
+        runtime.spawn_blocking(move || {
+            let mut send = |e: BuildEvent| {
+                // A client that went away reads no more events; the build goes on.
+                let _ = tx.send(e);
+            };
+            let result = lc.build_as(context.as_ref(), &build_args, &mut send, &*admit);
+            send(BuildEvent::last(&result));
+            finished(&result);
+        });
+        Ok(events)
     }
 }
 

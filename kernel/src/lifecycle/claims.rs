@@ -5,7 +5,7 @@
 
 use super::records::{self, AppRecord, ProcPlan};
 use super::{Lifecycle, LifecycleError};
-use crate::router::claims::{Claims, MIGRATED, canonical};
+use crate::router::claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
 use crate::store::{Expect, Op, StoreError, put_json};
 
 /// A web route of a proc, canonical.
@@ -151,4 +151,92 @@ impl Lifecycle {
             "the route claims kept changing while claiming existing routes".into(),
         ))
     }
+}
+
+/// What an admin's assignment of a mountpoint did.
+#[derive(Clone, Debug)]
+pub struct Assignment {
+    /// The new claim.
+    pub claim: RouteClaim,
+    /// Claims of other apps it replaced.
+    pub replaced: Vec<RouteClaim>,
+}
+
+impl Lifecycle {
+    /// Every route claim.
+    pub fn route_claims(&self) -> Result<Vec<RouteClaim>, LifecycleError> {
+        Ok(Claims::all(&*self.store)?.list())
+    }
+
+    /// Gives the mountpoint `host` + `path` (canonical) to app `app` for the admin `by`: every
+    /// overlapping claim (of any app, default domains included) is replaced; wakes the
+    /// reconciler, so the router follows.
+    pub fn assign_route(
+        &self,
+        app: &str,
+        host: &str,
+        path: &str,
+        by: &str,
+    ) -> Result<Assignment, LifecycleError> {
+        self.app(app)?;
+        for _ in 0..ATTEMPTS {
+            let mut claims = Claims::of_hosts(&*self.store, [host])?;
+            let replaced = claims.assign(app, host, path, by, crate::clock::unix_secs());
+            if self
+                .store
+                .apply_if(&claims.expect(), claims.ops()?)?
+                .is_none()
+            {
+                continue;
+            }
+            self.wake.notify_one();
+            let claim = claims
+                .list()
+                .into_iter()
+                .find(|c| c.host == host && c.path == path)
+                .ok_or_else(|| anyhow::anyhow!("the assigned claim is missing"))?;
+            return Ok(Assignment { claim, replaced });
+        }
+        Err(busy())
+    }
+
+    /// Releases the claim of exactly `host` + `path` (canonical; `mountpoint` as the caller
+    /// wrote it, for the error): nobody holds the mountpoint until a deploy claims it. Wakes the
+    /// reconciler, so the router stops serving it.
+    pub fn release_route(
+        &self,
+        mountpoint: &str,
+        host: &str,
+        path: &str,
+    ) -> Result<RouteClaim, LifecycleError> {
+        for _ in 0..ATTEMPTS {
+            let mut claims = Claims::of_hosts(&*self.store, [host])?;
+            let held: Vec<String> = claims.list().into_iter().map(|c| c.mountpoint).collect();
+            let Some(claim) = claims.release(host, path) else {
+                return Err(LifecycleError::NotFound(format!(
+                    "no claim of exactly `{mountpoint}`; claims on `{host}`: {}",
+                    if held.is_empty() {
+                        "none".to_string()
+                    } else {
+                        held.join(", ")
+                    }
+                )));
+            };
+            if self
+                .store
+                .apply_if(&claims.expect(), claims.ops()?)?
+                .is_none()
+            {
+                continue;
+            }
+            self.wake.notify_one();
+            return Ok(listed(host, path, &claim));
+        }
+        Err(busy())
+    }
+}
+
+/// An admin's change that lost every compare-and-set to deploys changing the host's claims.
+fn busy() -> LifecycleError {
+    LifecycleError::Conflict("the host's claims kept changing; try again".into())
 }

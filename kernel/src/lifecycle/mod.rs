@@ -10,6 +10,7 @@ pub mod build;
 pub mod claims;
 mod config;
 pub mod context;
+pub mod logs;
 pub mod nodes;
 pub mod plan;
 pub mod reconciler;
@@ -367,13 +368,7 @@ impl Lifecycle {
     /// The log file of instance `no` of proc `proc` of `app`, always inside `<data_dir>/logs`:
     /// a name that is not one plain path component is refused.
     pub fn log_file(&self, app: &str, proc: &str, no: u32) -> Result<PathBuf, LifecycleError> {
-        Ok(self
-            .config
-            .data_dir
-            .join("logs")
-            .join(component("app", app)?)
-            .join(component("proc", proc)?)
-            .join(format!("{no}.log")))
+        Ok(logs::proc_dir(&self.logs_root(), app, proc)?.join(logs::instance_file_name(no)))
     }
 }
 

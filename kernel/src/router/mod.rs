@@ -93,16 +93,8 @@ impl WebRouter {
 
     /// Rebuilds the table from the deployed apps and the reconciler's last observation.
     pub fn refresh(&self, lc: &Lifecycle) {
-        let read = lc.apps().map_err(|e| e.to_string()).and_then(|apps| {
-            let claims = claims::Claims::all(&*lc.store).map_err(|e| e.to_string())?;
-            Ok((apps, claims))
-        });
-        match read {
-            Ok((apps, claims)) => {
-                let (_, instances) = lc.status.snapshot();
-                let table = RouteTable::build(&apps, &claims, &lc.config.domains, &instances);
-                self.set_table(table);
-            }
+        match RouteTable::read(lc) {
+            Ok(table) => self.set_table(table),
             // The table in use stays: a store that cannot be read takes no route away.
             Err(e) => tracing::warn!("router: cannot read apps and route claims: {e}"),
         }

@@ -6,8 +6,39 @@
 //! snapshot: regenerate and reload nginx when routes change.
 
 use super::table::RouteTable;
+use crate::lifecycle::{Lifecycle, LifecycleError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+/// The `listen` of the generated servers: a port, or an address and port.
+#[derive(Clone, Debug)]
+pub struct Listen(String);
+
+/// A `listen` that is not a port or an address and port.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid listen `{0}`: e.g. 80 or 127.0.0.1:8081")]
+pub struct InvalidListen(String);
+
+impl Listen {
+    /// `listen` if it is made of what a port or an address and port is made of (nothing that
+    /// would end the directive or start another).
+    pub fn parse(listen: &str) -> Result<Listen, InvalidListen> {
+        if listen.is_empty()
+            || !listen
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".:[]".contains(c))
+        {
+            return Err(InvalidListen(listen.to_string()));
+        }
+        Ok(Listen(listen.to_string()))
+    }
+}
+
+/// The routes the router serves now (the deployed apps, their route claims and the instances the
+/// reconciler saw last) as nginx configuration listening on `listen`.
+pub fn export(lc: &Lifecycle, listen: &Listen) -> Result<String, LifecycleError> {
+    Ok(render(&RouteTable::read(lc)?, &listen.0))
+}
 
 /// The routes of `table` as nginx `upstream` and `server` blocks listening on `listen`.
 pub fn render(table: &RouteTable, listen: &str) -> String {

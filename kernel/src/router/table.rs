@@ -5,6 +5,7 @@ use super::claims::{Claims, canonical};
 use super::metrics::RouteStats;
 use crate::lifecycle::records::AppRecord;
 use crate::lifecycle::view::InstanceView;
+use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::plugin::bindings::types::Probe;
 use hyper::http::uri::Authority;
 use std::collections::{BTreeMap, HashMap};
@@ -77,6 +78,20 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
+    /// The table of what `lc` holds now: the deployed apps, their route claims and the
+    /// instances the reconciler saw last.
+    pub fn read(lc: &Lifecycle) -> Result<RouteTable, LifecycleError> {
+        let apps = lc.apps()?;
+        let claims = Claims::all(&*lc.store)?;
+        let (_, instances) = lc.status.snapshot();
+        Ok(RouteTable::build(
+            &apps,
+            &claims,
+            &lc.config.domains,
+            &instances,
+        ))
+    }
+
     /// A table of the given `(host, route)` pairs (benchmarks and tools; the kernel builds its
     /// table with [`RouteTable::build`]).
     pub fn from_routes(routes: impl IntoIterator<Item = (String, Route)>) -> RouteTable {
