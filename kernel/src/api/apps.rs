@@ -454,8 +454,13 @@ pub async fn nginx(
         )));
     }
     let lc = state.lifecycle.clone();
-    let (apps, claims) =
-        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
+    let (apps, claims) = blocking(move || {
+        Ok((
+            lc.apps()?,
+            crate::lifecycle::route_claims::Claims::all(&*lc.store)?,
+        ))
+    })
+    .await?;
     let (_, instances) = state.lifecycle.status.snapshot();
     let table = crate::router::table::RouteTable::build(
         &apps,

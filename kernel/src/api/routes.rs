@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
 use crate::auth::rights::Right;
-use crate::router::claims::{ClaimError, Claims, RouteClaim, listed, parse_mountpoint};
+use crate::lifecycle::route_claims::{ClaimError, Claims, RouteClaim, listed, parse_mountpoint};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
