@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
-use crate::router::claims::{ClaimError, RouteClaim, parse_mountpoint};
+use crate::lifecycle::route_claims::{ClaimError, RouteClaim, parse_mountpoint};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::{Extension, Json};

@@ -4,7 +4,7 @@ use super::Output;
 use super::client::Client;
 use super::output::{print, table};
 use crate::api::routes::Assigned;
-use crate::router::claims::RouteClaim;
+use crate::lifecycle::route_claims::RouteClaim;
 use clap::Subcommand;
 use serde_json::json;
 

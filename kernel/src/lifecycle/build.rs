@@ -108,12 +108,8 @@ impl Lifecycle {
         progress(BuildEvent::Step {
             message: format!("unpacking the build context ({} KiB)", context.len() / 1024),
         });
-        unpack::unpack(context, &staging.dir, &unpack::Limits::default()).map_err(|e| match e {
-            // Writing into the data dir failed (a full disk, say): the kernel's trouble, not the
-            // context's.
-            unpack::ContextError::Io { .. } => LifecycleError::Internal(anyhow::Error::new(e)),
-            e => LifecycleError::Invalid(e.to_string()),
-        })?;
+        unpack::unpack(context, &staging.dir, &unpack::Limits::default())
+            .map_err(|e| LifecycleError::Invalid(e.to_string()))?;
         let lain_yaml = unpack::open_file(&staging.dir, Path::new("lain.yaml"))
             .map_err(|e| e.to_string())
             .and_then(|file| spec::read(file).map_err(|e| e.to_string()))

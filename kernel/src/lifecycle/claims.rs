@@ -1,11 +1,11 @@
-//! Deploys and rollbacks claim their web routes ([`crate::router::claims`]) in the same
+//! Deploys and rollbacks claim their web routes ([`super::route_claims`]) in the same
 //! compare-and-set as the app record they write: a deploy that would mount another app's route
 //! is refused naming the owner, with nothing written, and two concurrent deploys of one route
 //! cannot both win.
 
 use super::records::{self, AppRecord, ProcPlan};
 use super::{Lifecycle, LifecycleError};
-use crate::router::claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
+use super::route_claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
 use crate::store::{Expect, Op, StoreError, put_json};
 
 /// A web route of a proc, canonical.

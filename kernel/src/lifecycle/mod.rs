@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod plan;
 pub mod reconciler;
 pub mod records;
+pub mod route_claims;
 pub mod view;
 
 pub use config::Config;

@@ -9,14 +9,14 @@
 //! - [`proxy`]: one request: route, `https_only` redirect, proxy with one retry, upgrades.
 //! - [`health`]: active checks on the `healthcheck` path and passive ones on connection errors.
 //! - [`metrics`] and [`access`]: request counts and latencies, and access logs in the log store.
-//! - [`claims`]: which app each host and path belongs to; the table serves only the owner's.
+//! - [`crate::lifecycle::route_claims`]: which app each host and path belongs to; the table serves
+//!   only the owner's.
 //! - [`nginx`]: the same routes as nginx configuration, for sites that front lain with nginx.
 //!
 //! Only ready instances take traffic; an instance being retired is taken out of the table first
 //! and stopped after a drain period, so rolling upgrades drop no request.
 
 pub mod access;
-pub mod claims;
 mod config;
 pub mod health;
 pub mod metrics;

@@ -1,9 +1,9 @@
 //! The route table: which instances serve a request, from the deployed web procs' routes (LAIN's
 //! mountpoint rules, applied by the `web` proc type) and the instances that are ready.
 
-use super::claims::{Claims, canonical};
 use super::metrics::RouteStats;
 use crate::lifecycle::records::AppRecord;
+use crate::lifecycle::route_claims::{Claims, canonical};
 use crate::lifecycle::view::InstanceView;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::plugin::bindings::types::Probe;

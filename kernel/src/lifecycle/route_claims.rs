@@ -20,7 +20,7 @@
 //! - The router serves a route only for the app that owns it ([`Claims::serves`]), whatever the
 //!   deployments in the store say.
 
-use crate::lifecycle::records::valid_name;
+use super::records::valid_name;
 use crate::spec::app_domain;
 use crate::store::{Expect, Op, Store, StoreError, put_json};
 use serde::{Deserialize, Serialize};
