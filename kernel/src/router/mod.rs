@@ -48,7 +48,7 @@ pub struct WebRouter {
     rebuild: Mutex<()>,
     next: AtomicUsize,
     /// What the health checks know.
-    pub health: health::Health,
+    pub health: health::Backends,
     health_config: RouterHealthConfig,
     /// Request counters by proc.
     pub stats: metrics::Stats,
@@ -66,7 +66,7 @@ impl Default for WebRouter {
             table: ArcSwap::from_pointee(RouteTable::default()),
             rebuild: Mutex::new(()),
             next: AtomicUsize::new(0),
-            health: health::Health::default(),
+            health: health::Backends::default(),
             health_config: RouterHealthConfig::default(),
             stats: metrics::Stats::default(),
             access: None,
@@ -93,13 +93,13 @@ impl WebRouter {
     /// Rebuilds the table from the deployed apps and the reconciler's last observation.
     pub fn refresh(&self, lc: &Lifecycle) {
         let read = lc.apps().map_err(|e| e.to_string()).and_then(|apps| {
-            let claims = claims::Claims::all(&*lc.store).map_err(|e| e.to_string())?;
+            let claims = claims::Claims::all(lc.store()).map_err(|e| e.to_string())?;
             Ok((apps, claims))
         });
         match read {
             Ok((apps, claims)) => {
-                let (_, instances) = lc.status.snapshot();
-                let table = RouteTable::build(&apps, &claims, &lc.config.domains, &instances);
+                let (_, instances) = lc.status().snapshot();
+                let table = RouteTable::build(&apps, &claims, &lc.config().domains, &instances);
                 self.set_table(table);
             }
             // The table in use stays: a store that cannot be read takes no route away.
@@ -156,7 +156,7 @@ impl WebRouter {
 
     /// Keeps the table in step with the reconciler until the task is dropped.
     pub async fn follow(self: Arc<Self>, lc: Arc<Lifecycle>) {
-        let mut changes = lc.status.subscribe();
+        let mut changes = lc.status().subscribe();
         loop {
             self.refresh(&lc);
             if changes.changed().await.is_err() {
@@ -171,7 +171,7 @@ impl WebRouter {
         if config.interval_ms == 0 {
             return;
         }
-        let checker = health::Checker::default();
+        let checker = health::checker();
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
         let mut tick = tokio::time::interval(Duration::from_millis(config.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
