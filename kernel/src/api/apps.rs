@@ -57,7 +57,7 @@ pub async fn list(
     Ok(Json(
         apps.into_iter()
             .map(|app| {
-                let view = state.lifecycle.status.view(app);
+                let view = state.lifecycle.status().view(app);
                 AppSummary {
                     name: view.app.name.clone(),
                     release: view.release.clone(),
@@ -80,7 +80,7 @@ pub async fn show(
 ) -> Result<Json<AppView>, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.app(&app)?)).await?;
-    Ok(Json(state.lifecycle.status.view(record)))
+    Ok(Json(state.lifecycle.status().view(record)))
 }
 
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's
@@ -110,7 +110,7 @@ pub async fn build(
         None => Default::default(),
     };
     let access = state.access.clone();
-    let store = state.lifecycle.store.clone();
+    let store = state.lifecycle.store_handle();
     let trail = trail.map(|Extension(t)| t);
     let named = trail.clone();
     let admit = move |app: &str, exists: bool| -> Result<Vec<Op>, LifecycleError> {
@@ -233,7 +233,7 @@ pub async fn deploy(
     let record = blocking(move || Ok(lc.deploy(&app, request.release.as_deref())?)).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
+        Json(state.lifecycle.status().view(record)),
     ))
 }
 
@@ -250,7 +250,7 @@ pub async fn rollback(
     let record = blocking(move || Ok(lc.rollback(&app)?)).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
+        Json(state.lifecycle.status().view(record)),
     ))
 }
 
@@ -266,7 +266,7 @@ pub async fn undeploy(
     let record = blocking(move || Ok(lc.undeploy(&app)?)).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
+        Json(state.lifecycle.status().view(record)),
     ))
 }
 
@@ -287,7 +287,7 @@ pub async fn scale(
     let record = blocking(move || Ok(lc.scale(&app, &proc, scale)?)).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
+        Json(state.lifecycle.status().view(record)),
     ))
 }
 
@@ -455,12 +455,12 @@ pub async fn nginx(
     }
     let lc = state.lifecycle.clone();
     let (apps, claims) =
-        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(&*lc.store)?))).await?;
-    let (_, instances) = state.lifecycle.status.snapshot();
+        blocking(move || Ok((lc.apps()?, crate::router::claims::Claims::all(lc.store())?))).await?;
+    let (_, instances) = state.lifecycle.status().snapshot();
     let table = crate::router::table::RouteTable::build(
         &apps,
         &claims,
-        &state.lifecycle.config.domains,
+        &state.lifecycle.config().domains,
         &instances,
     );
     Ok((

@@ -24,7 +24,7 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<RouteClaim>>, ApiError> {
     blocking(move || {
-        let claims = Claims::all(&*state.lifecycle.store)?.list();
+        let claims = Claims::all(state.lifecycle.store())?.list();
         let mut visible = Vec::new();
         for claim in claims {
             match state
@@ -80,17 +80,17 @@ pub async fn assign(
         let lc = &state.lifecycle;
         lc.app(&body.app)?;
         for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*lc.store, [host.as_str()])?;
+            let mut claims = Claims::of_hosts(lc.store(), [host.as_str()])?;
             let now = crate::clock::unix_secs();
             let replaced = claims.assign(&body.app, &host, &path, &by, now);
             if lc
-                .store
+                .store()
                 .apply_if(&claims.expect(), claims.ops()?)?
                 .is_none()
             {
                 continue;
             }
-            lc.wake.notify_one();
+            lc.wake();
             let listed = claims.list();
             let claim = listed
                 .iter()
@@ -130,7 +130,7 @@ pub async fn release(
     blocking(move || {
         let lc = &state.lifecycle;
         for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*lc.store, [host.as_str()])?;
+            let mut claims = Claims::of_hosts(lc.store(), [host.as_str()])?;
             let held: Vec<String> = claims.list().into_iter().map(|c| c.mountpoint).collect();
             let Some(claim) = claims.release(&host, &path) else {
                 return Err(ApiError::not_found(format!(
@@ -144,13 +144,13 @@ pub async fn release(
                 )));
             };
             if lc
-                .store
+                .store()
                 .apply_if(&claims.expect(), claims.ops()?)?
                 .is_none()
             {
                 continue;
             }
-            lc.wake.notify_one();
+            lc.wake();
             return Ok(Json(listed(&host, &path, &claim)));
         }
         Err(busy())

@@ -132,7 +132,7 @@ impl Lifecycle {
         let app_key = records::app_key(&name);
         admit(
             &name,
-            get_json::<AppRecord>(&*self.store, &app_key)?.is_some(),
+            get_json::<AppRecord>(&*self.records.store, &app_key)?.is_some(),
         )?;
         if let Some(existing) = self
             .releases(&name)?
@@ -179,13 +179,13 @@ impl Lifecycle {
             image,
         };
         let mut ops = vec![put_json(&records::release_key(&name, &version), &release)?];
-        let exists = get_json::<AppRecord>(&*self.store, &app_key)?.is_some();
+        let exists = get_json::<AppRecord>(&*self.records.store, &app_key)?.is_some();
         let admitted = admit(&name, exists)?;
         if !exists {
             ops.push(put_json(&app_key, &AppRecord::new(&name, now))?);
             ops.extend(admitted);
         }
-        self.store.apply(ops)?;
+        self.records.store.apply(ops)?;
         progress(BuildEvent::Step {
             message: format!("release {version} of {name} is ready"),
         });
