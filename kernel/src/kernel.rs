@@ -4,7 +4,7 @@ use crate::api::AppState;
 use crate::auth::Access;
 use crate::config::KernelConfig;
 use crate::lifecycle::Lifecycle;
-use crate::lifecycle::reconciler::Reconciler;
+use crate::lifecycle::reconcile::{self, Reconciler};
 use crate::monitor::Monitor;
 use crate::plugin::engine::PluginEngine;
 use crate::plugin::kinds::scheduler::LiveScheduler;
@@ -118,7 +118,7 @@ impl Kernel {
     pub fn start_reconciler(&self) -> tokio::task::JoinHandle<()> {
         let (config, registry) = (self.config.clone(), self.registry.clone());
         let members = Box::new(move || scheduler_members(&config, &registry));
-        tokio::spawn(Reconciler::new(self.lifecycle.clone(), members).run())
+        tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), members).run())
     }
 
     /// The scheduling pipeline's members as `[scheduler]` configures them: in order, with their
@@ -144,7 +144,7 @@ impl Kernel {
             registry: self.registry.clone(),
             access: self.access.clone(),
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
-                .with_lifecycle(self.lifecycle.status.clone())
+                .with_lifecycle(self.lifecycle.status().clone())
                 .with_router(self.router.clone()),
             proc_types: self.config.proc_types.clone(),
             domains: self.config.domains.clone(),

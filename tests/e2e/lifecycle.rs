@@ -359,6 +359,60 @@ fn maintenance_drains_a_node_and_removal_waits_for_it() {
 }
 
 #[test]
+fn a_scale_flip_while_instances_retire_reaches_the_target() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    // Instances ignore SIGTERM, so a retiring one takes its whole `kill_timeout` (10 s) to
+    // stop:
+    // the flip back finds instance numbers 6..10 still retiring.
+    let app = tmp.path().join("flip");
+    std::fs::create_dir_all(&app).expect("mkdir");
+    std::fs::write(
+        app.join("lain.yaml"),
+        "appname: flip\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh -c 'trap \"\" TERM; while :; do sleep 1; done'\n  memory: 64M\n  num_instances: 10\n",
+    )
+    .expect("write");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "flip"]);
+    let scale = |n: &str| {
+        kernel.lain_ok(&[
+            "scale",
+            "worker",
+            "-a",
+            "flip",
+            "--num-instances",
+            n,
+            "--no-wait",
+        ]);
+    };
+    scale("5");
+    std::thread::sleep(Duration::from_millis(300));
+    scale("10");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = kernel.ps("flip");
+        let ready = instances(&view, "worker")
+            .iter()
+            .filter(|i| i["ready"] == true)
+            .count();
+        if view["converged"] == true && ready == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {ready}/10 after the flip: {view:#}\n{}",
+            kernel.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Each instance is created once, and instances 6..10 once more after their retirement: not
+    // again and again while the instance of the same name retires (each of those creations
+    // reserved its memory once more, until no node had room).
+    let creations = kernel.logs().matches(" creating ").count();
+    assert!(creations <= 15, "{creations} creations:\n{}", kernel.logs());
+}
+
+#[test]
 fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let kernel = KernelProcess::start(

@@ -251,7 +251,7 @@ async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
 async fn wait(lc: &lain::lifecycle::Lifecycle, want: usize) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let view = lc.status.view(lc.app("bench")?);
+        let view = lc.status().view(lc.app("bench")?);
         let running = view
             .instances
             .iter()

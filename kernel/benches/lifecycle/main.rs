@@ -268,7 +268,7 @@ async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {
     let instances = instances_n();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let view = lc.status.view(lc.app("bench")?);
+        let view = lc.status().view(lc.app("bench")?);
         let running = view
             .instances
             .iter()

@@ -19,7 +19,7 @@ pub async fn list(
 ) -> Result<Json<Maintainers>, ApiError> {
     blocking(move || {
         state.lifecycle.app(&app)?;
-        Ok(Json(maintainers::get(&*state.lifecycle.store, &app)?))
+        Ok(Json(maintainers::get(state.lifecycle.store(), &app)?))
     })
     .await
 }
@@ -79,12 +79,12 @@ async fn change(
         ));
     }
     if kind == MemberKind::Users && add {
-        maintainers::check_user(&name, &state.lifecycle.config.auth.providers)
+        maintainers::check_user(&name, &state.lifecycle.config().auth.providers)
             .map_err(ApiError::bad_request)?;
     }
     blocking(move || {
         state.lifecycle.app(&app)?;
-        maintainers::change(&*state.lifecycle.store, &app, kind, &name, add)?
+        maintainers::change(state.lifecycle.store(), &app, kind, &name, add)?
             .map(Json)
             .map_err(|message| {
                 let status = if add {
@@ -108,5 +108,5 @@ pub async fn audit(
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AuditRecord>>, ApiError> {
     let Query(q) = q?;
-    blocking(move || Ok(Json(state.access.audit.query(&*state.lifecycle.store, &q)?))).await
+    blocking(move || Ok(Json(state.access.audit.query(state.lifecycle.store(), &q)?))).await
 }

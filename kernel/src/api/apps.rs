@@ -24,7 +24,7 @@ type Accepted = (StatusCode, Json<AppView>);
 fn accepted(state: &AppState, record: AppRecord) -> Accepted {
     (
         StatusCode::ACCEPTED,
-        Json(state.lifecycle.status.view(record)),
+        Json(state.lifecycle.status().view(record)),
     )
 }
 
@@ -53,7 +53,7 @@ pub async fn list(
     let apps = blocking(move || Ok(access.readable(&caller, lc.apps()?, |a| &a.name)?)).await?;
     Ok(Json(
         apps.into_iter()
-            .map(|app| AppSummary::from(state.lifecycle.status.view(app)))
+            .map(|app| AppSummary::from(state.lifecycle.status().view(app)))
             .collect(),
     ))
 }
@@ -80,7 +80,7 @@ pub async fn show(
 ) -> Result<Json<AppView>, ApiError> {
     let lc = state.lifecycle.clone();
     let record = blocking(move || Ok(lc.app(&app)?)).await?;
-    Ok(Json(state.lifecycle.status.view(record)))
+    Ok(Json(state.lifecycle.status().view(record)))
 }
 
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's

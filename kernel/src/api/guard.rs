@@ -103,7 +103,7 @@ pub async fn guard(
             req.extensions_mut().insert(caller);
             let trail = record
                 .as_ref()
-                .map(|_| AuditTrail::new(state.access.clone(), state.lifecycle.store.clone()));
+                .map(|_| AuditTrail::new(state.access.clone(), state.lifecycle.store_handle()));
             if let Some(trail) = &trail {
                 req.extensions_mut().insert(trail.clone());
             }
@@ -153,7 +153,7 @@ fn finish(record: &mut AuditRecord, response: &Response) {
 /// refused when the log cannot be written: that is an operator alarm, logged as an error.
 async fn audit(state: &AppState, key: Option<String>, record: AuditRecord) -> Option<String> {
     let access = state.access.clone();
-    let store = state.lifecycle.store.clone();
+    let store = state.lifecycle.store_handle();
     let written = tokio::task::spawn_blocking(move || match key {
         Some(key) => access.audit.update(&*store, &key, &record).map(|()| key),
         None => access.audit.append(&*store, &record),

@@ -80,7 +80,7 @@ pub async fn list(
     let Query(q) = q?;
     blocking(move || {
         check_target(&state, &app, q.proc.as_deref())?;
-        Ok(Json(state.lifecycle.vault.list(&app, q.proc.as_deref())?))
+        Ok(Json(state.lifecycle.vault().list(&app, q.proc.as_deref())?))
     })
     .await
 }
@@ -107,7 +107,7 @@ pub async fn put(
         Ok(Json(
             state
                 .lifecycle
-                .vault
+                .vault()
                 .put(&app, &proc, &body.path, &content)?,
         ))
     })
@@ -127,7 +127,7 @@ pub async fn show(
     let Query(q) = q?;
     let content = blocking(move || {
         check_target(&state, &app, Some(&proc))?;
-        Ok(state.lifecycle.vault.get(&app, &proc, &q.path)?)
+        Ok(state.lifecycle.vault().get(&app, &proc, &q.path)?)
     })
     .await?;
     Ok((
@@ -152,7 +152,7 @@ pub async fn remove(
     let Query(q) = q?;
     blocking(move || {
         check_target(&state, &app, Some(&proc))?;
-        state.lifecycle.vault.remove(&app, &proc, &q.path)?;
+        state.lifecycle.vault().remove(&app, &proc, &q.path)?;
         Ok(StatusCode::NO_CONTENT)
     })
     .await
@@ -164,7 +164,7 @@ pub async fn remove(
     responses((status = 200, body = Rotated)))]
 pub async fn rotate_key(State(state): State<AppState>) -> Result<Json<Rotated>, ApiError> {
     blocking(move || {
-        let (key_id, reencrypted) = state.lifecycle.vault.rotate()?;
+        let (key_id, reencrypted) = state.lifecycle.vault().rotate()?;
         Ok(Json(Rotated {
             key_id,
             reencrypted,

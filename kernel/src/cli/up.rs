@@ -168,7 +168,7 @@ async fn watch(kernel: &Running, app: &str) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let lc = kernel.kernel.lifecycle.clone();
         let Ok(record) = lc.app(app) else { continue };
-        let view = lc.status.view(record);
+        let view = lc.status().view(record);
         let line: Vec<String> = view
             .instances
             .iter()

@@ -133,7 +133,7 @@ impl Lifecycle {
         let app_key = records::app_key(&name);
         admit(
             &name,
-            get_json::<AppRecord>(&*self.store, &app_key)?.is_some(),
+            get_json::<AppRecord>(&*self.records.store, &app_key)?.is_some(),
         )?;
         if let Some(existing) = self
             .releases(&name)?
@@ -180,13 +180,13 @@ impl Lifecycle {
             image,
         };
         let mut ops = vec![put_json(&records::release_key(&name, &version), &release)?];
-        let exists = get_json::<AppRecord>(&*self.store, &app_key)?.is_some();
+        let exists = get_json::<AppRecord>(&*self.records.store, &app_key)?.is_some();
         let admitted = admit(&name, exists)?;
         if !exists {
             ops.push(put_json(&app_key, &AppRecord::new(&name, now))?);
             ops.extend(admitted);
         }
-        self.store.apply(ops)?;
+        self.records.store.apply(ops)?;
         progress(BuildEvent::Step {
             message: format!("release {version} of {name} is ready"),
         });
@@ -232,7 +232,7 @@ impl Lifecycle {
         finished: impl FnOnce(&Result<ReleaseRecord, LifecycleError>) + Send + 'static,
     ) -> Result<BuildEvents, LifecycleError> {
         if let Some(app) = context_appname(context.as_ref()) {
-            let exists = self.store.get(&records::app_key(&app))?.is_some();
+            let exists = self.store().get(&records::app_key(&app))?.is_some();
             admit(&app, exists)?;
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {

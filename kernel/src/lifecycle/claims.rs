@@ -54,10 +54,11 @@ impl Lifecycle {
         routes: impl Fn(&AppRecord) -> Result<Vec<ProcRoute>, LifecycleError>,
         mut change: impl FnMut(&mut AppRecord) -> Result<(), LifecycleError>,
     ) -> Result<AppRecord, LifecycleError> {
-        let _guard = self.writes.lock();
+        let _guard = self.records.lock();
         let key = records::app_key(app);
         for _ in 0..ATTEMPTS {
             let raw = self
+                .records
                 .store
                 .get(&key)?
                 .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{app}`")))?;
@@ -65,7 +66,7 @@ impl Lifecycle {
                 .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
             let wanted = routes(&record)?;
             let mut claims =
-                Claims::of_hosts(&*self.store, wanted.iter().map(|r| r.host.as_str()))?;
+                Claims::of_hosts(&*self.records.store, wanted.iter().map(|r| r.host.as_str()))?;
             let now = crate::clock::unix_secs();
             let refused: Vec<String> = wanted
                 .iter()
@@ -87,8 +88,8 @@ impl Lifecycle {
                 key: key.clone(),
                 value: Some(raw),
             });
-            if self.store.apply_if(&expect, ops)?.is_some() {
-                self.wake.notify_one();
+            if self.records.store.apply_if(&expect, ops)?.is_some() {
+                self.records.wake();
                 return Ok(record);
             }
         }
@@ -103,13 +104,13 @@ impl Lifecycle {
     /// it for the later app; each one is logged with both apps.
     pub fn claim_existing_routes(&self) -> Result<(), LifecycleError> {
         for _ in 0..ATTEMPTS {
-            let marker = self.store.get(MIGRATED)?;
+            let marker = self.records.store.get(MIGRATED)?;
             if marker.is_some() {
                 return Ok(());
             }
             let mut apps = self.apps()?;
             apps.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
-            let mut claims = Claims::all(&*self.store)?;
+            let mut claims = Claims::all(&*self.records.store)?;
             let mut hosts = Vec::new();
             for app in &apps {
                 for proc in app.deployed.iter().flat_map(|d| &d.procs) {
@@ -121,7 +122,7 @@ impl Lifecycle {
                 }
             }
             // Hosts nobody claims yet are read too, so that their absence is a condition.
-            let unread = Claims::of_hosts(&*self.store, hosts.iter().map(String::as_str))?;
+            let unread = Claims::of_hosts(&*self.records.store, hosts.iter().map(String::as_str))?;
             claims.merge_missing(unread);
             let now = crate::clock::unix_secs();
             for app in &apps {
@@ -143,7 +144,7 @@ impl Lifecycle {
                 key: MIGRATED.into(),
                 value: None,
             });
-            if self.store.apply_if(&expect, ops)?.is_some() {
+            if self.records.store.apply_if(&expect, ops)?.is_some() {
                 return Ok(());
             }
         }
@@ -165,7 +166,7 @@ pub struct Assignment {
 impl Lifecycle {
     /// Every route claim.
     pub fn route_claims(&self) -> Result<Vec<RouteClaim>, LifecycleError> {
-        Ok(Claims::all(&*self.store)?.list())
+        Ok(Claims::all(self.store())?.list())
     }
 
     /// Gives the mountpoint `host` + `path` (canonical) to app `app` for the admin `by`: every
@@ -180,16 +181,16 @@ impl Lifecycle {
     ) -> Result<Assignment, LifecycleError> {
         self.app(app)?;
         for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*self.store, [host])?;
+            let mut claims = Claims::of_hosts(self.store(), [host])?;
             let replaced = claims.assign(app, host, path, by, crate::clock::unix_secs());
             if self
-                .store
+                .store()
                 .apply_if(&claims.expect(), claims.ops()?)?
                 .is_none()
             {
                 continue;
             }
-            self.wake.notify_one();
+            self.wake();
             let claim = claims
                 .list()
                 .into_iter()
@@ -210,7 +211,7 @@ impl Lifecycle {
         path: &str,
     ) -> Result<RouteClaim, LifecycleError> {
         for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(&*self.store, [host])?;
+            let mut claims = Claims::of_hosts(self.store(), [host])?;
             let held: Vec<String> = claims.list().into_iter().map(|c| c.mountpoint).collect();
             let Some(claim) = claims.release(host, path) else {
                 return Err(LifecycleError::NotFound(format!(
@@ -223,13 +224,13 @@ impl Lifecycle {
                 )));
             };
             if self
-                .store
+                .store()
                 .apply_if(&claims.expect(), claims.ops()?)?
                 .is_none()
             {
                 continue;
             }
-            self.wake.notify_one();
+            self.wake();
             return Ok(listed(host, path, &claim));
         }
         Err(busy())

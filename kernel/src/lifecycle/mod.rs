@@ -1,21 +1,24 @@
 //! The app lifecycle: builds, deployments, scale, rollback, nodes, and the reconciler that
 //! makes the runtime match them (LAIN's console + deployd in one).
 //!
-//! API handlers change records in the state store through [`Lifecycle`] and wake the
-//! [`reconciler`]; the reconciler alone creates, starts, stops and removes instances. Both sides
-//! are level-triggered: whatever was interrupted (a `kill -9` of the kernel included) is finished
-//! by the next pass from what the store wants and what the runtime runs.
+//! API handlers change records in the state store through [`Lifecycle`] and wake the reconciler
+//! ([`reconcile`]), which creates, starts, stops and removes instances; besides it, only
+//! [`Lifecycle::stop_all`] (when `lain up` ends) stops them. Both sides are level-triggered:
+//! whatever was interrupted (a `kill -9` of the kernel included) is finished by the next pass
+//! from what the store wants and what the runtime runs.
 
 pub mod build;
 pub mod claims;
 mod config;
 pub mod context;
 pub mod logs;
+pub mod environment;
 pub mod nodes;
 pub mod plan;
-pub mod reconciler;
+pub mod reconcile;
 pub mod records;
 pub mod route_claims;
+pub mod state;
 pub mod view;
 
 pub use config::Config;
@@ -25,7 +28,7 @@ use crate::plugin::CallError;
 use crate::plugin::registry::Registry;
 use crate::runtime::Runtime;
 use crate::spec::Diagnostic;
-use crate::store::{Op, Store, StoreError, get_json, put_json};
+use crate::store::{Op, Store, StoreError};
 use records::{AppRecord, Deployment, ProcPlan, ReleaseRecord, Scale};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,26 +69,23 @@ pub enum LifecycleError {
 }
 
 /// The lifecycle's shared handle: records in the store, the runtime, and a way to wake the
-/// reconciler.
+/// reconciler. Its parts are reached through methods; the reconciler gets its own narrow
+/// [`reconcile::Context`].
 pub struct Lifecycle {
-    /// The state store.
-    pub store: Arc<dyn Store>,
+    /// Apps, releases and nodes in the state store (and the reconciler's wake-up).
+    records: state::Records,
     /// Plugins (proc types render procs; scheduler plugins place instances).
-    pub registry: Arc<Registry>,
+    registry: Arc<Registry>,
     /// The kernel's configuration.
-    pub config: KernelConfig,
+    config: KernelConfig,
     /// Where instances run.
-    pub runtime: Arc<dyn Runtime>,
+    runtime: Arc<dyn Runtime>,
     /// This kernel's id: the label of its instances.
-    pub kernel_id: String,
-    /// Wakes the reconciler after a change.
-    pub wake: Arc<tokio::sync::Notify>,
+    kernel_id: String,
     /// What the reconciler saw last.
-    pub status: view::StatusBoard,
+    status: view::StatusBoard,
     /// Secret files, placed into instances as they are created.
-    pub vault: Arc<crate::secrets::vault::Vault>,
-    /// Serialises read-modify-write of app records within this kernel.
-    writes: parking_lot::Mutex<()>,
+    vault: Arc<crate::secrets::vault::Vault>,
     /// The build contexts being built.
     builds: build::InFlight,
 }
@@ -119,55 +119,64 @@ impl Lifecycle {
             .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("cannot open the vault: {e}")))?;
         Ok(Lifecycle {
             vault: Arc::new(vault),
-            store,
+            records: state::Records::new(store, wake),
             registry,
             config,
             runtime,
             kernel_id,
-            wake,
             status: view::StatusBoard::default(),
-            writes: parking_lot::Mutex::new(()),
             builds: build::InFlight::default(),
         })
     }
 
+    /// The state store.
+    pub fn store(&self) -> &dyn Store {
+        &*self.records.store
+    }
+
+    /// A handle on the state store, to keep.
+    pub fn store_handle(&self) -> Arc<dyn Store> {
+        self.records.store.clone()
+    }
+
+    /// The kernel's configuration.
+    pub fn config(&self) -> &KernelConfig {
+        &self.config
+    }
+
+    /// What the reconciler saw last.
+    pub fn status(&self) -> &view::StatusBoard {
+        &self.status
+    }
+
+    /// The secret files' vault.
+    pub fn vault(&self) -> &crate::secrets::vault::Vault {
+        &self.vault
+    }
+
+    /// Wakes the reconciler (after a change it should act on).
+    pub fn wake(&self) {
+        self.records.wake();
+    }
+
     /// Every app, by name.
     pub fn apps(&self) -> Result<Vec<AppRecord>, LifecycleError> {
-        let mut out = Vec::new();
-        for (key, value) in self.store.list(records::APPS)? {
-            let app = serde_json::from_slice(&value)
-                .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
-            out.push(app);
-        }
-        Ok(out)
+        self.records.apps()
     }
 
     /// App `name`.
     pub fn app(&self, name: &str) -> Result<AppRecord, LifecycleError> {
-        get_json(&*self.store, &records::app_key(name))?
-            .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{name}`")))
+        self.records.app(name)
     }
 
     /// The releases of `app`, oldest first.
     pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, LifecycleError> {
-        let mut out: Vec<ReleaseRecord> = Vec::new();
-        for (key, value) in self.store.list(&format!("{}{app}/", records::RELEASES))? {
-            out.push(
-                serde_json::from_slice(&value)
-                    .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
-            );
-        }
-        out.sort_by(|a, b| {
-            (a.created_at, a.built_ms, &a.version).cmp(&(b.created_at, b.built_ms, &b.version))
-        });
-        Ok(out)
+        self.records.releases(app)
     }
 
     /// Release `version` of `app`.
     pub fn release(&self, app: &str, version: &str) -> Result<ReleaseRecord, LifecycleError> {
-        get_json(&*self.store, &records::release_key(app, version))?.ok_or_else(|| {
-            LifecycleError::NotFound(format!("app `{app}` has no release `{version}`"))
-        })
+        self.records.release(app, version)
     }
 
     /// Deploys `version` (default: the newest release) of `app`: renders every proc through its
@@ -260,43 +269,6 @@ impl Lifecycle {
         })
     }
 
-    /// Called by the reconciler when a rollout failed: back to the previous deployment.
-    pub fn rollout_failed(
-        &self,
-        app: &str,
-        release: &str,
-        reason: &str,
-    ) -> Result<(), LifecycleError> {
-        self.update_app(app, |record| {
-            let Some(current) = &record.deployed else {
-                return Ok(());
-            };
-            if current.release != release {
-                return Ok(());
-            }
-            let message = format!("rollout of release {release} failed: {reason}");
-            if current.auto_rollback
-                && let Some(mut previous) = record.history.pop()
-            {
-                tracing::warn!(
-                    app,
-                    release,
-                    "{message}; rolling back to {}",
-                    previous.release
-                );
-                previous.deployed_at = crate::clock::unix_secs();
-                previous.auto_rollback = false;
-                record.deployed = Some(previous);
-                record.last_error = Some(format!("{message}; rolled back"));
-            } else if record.last_error.as_deref() != Some(message.as_str()) {
-                tracing::warn!(app, release, "{message}");
-                record.last_error = Some(message);
-            }
-            Ok(())
-        })
-        .map(|_| ())
-    }
-
     /// Sets instances, memory or cpu of proc `proc` of `app` (kept across redeploys).
     pub fn scale(&self, app: &str, proc: &str, scale: Scale) -> Result<AppRecord, LifecycleError> {
         if scale.num_instances.is_none() && scale.memory.is_none() && scale.cpu.is_none() {
@@ -352,13 +324,7 @@ impl Lifecycle {
         app: &str,
         change: impl FnOnce(&mut AppRecord) -> Result<(), LifecycleError>,
     ) -> Result<AppRecord, LifecycleError> {
-        let _guard = self.writes.lock();
-        let mut record = self.app(app)?;
-        change(&mut record)?;
-        self.store
-            .apply(vec![put_json(&records::app_key(app), &record)?])?;
-        self.wake.notify_one();
-        Ok(record)
+        self.records.update_app(app, change)
     }
 
     /// Where releases are unpacked and built.

@@ -3,26 +3,19 @@
 use super::records::{self, NodeRecord, NodeState};
 use super::{Lifecycle, LifecycleError};
 use crate::runtime::LOCAL_NODE as LOCAL;
-use crate::store::{Op, StoreError, get_json, put_json};
+use crate::store::{Op, get_json, put_json};
 use std::collections::BTreeMap;
 
 impl Lifecycle {
     /// Every node, by name.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, LifecycleError> {
-        let mut out = Vec::new();
-        for (key, value) in self.store.list(records::NODES)? {
-            out.push(
-                serde_json::from_slice(&value)
-                    .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
-            );
-        }
-        Ok(out)
+        self.records.nodes()
     }
 
     /// Registers this host as node `local` the first time the kernel starts.
     pub fn register_local_node(&self) -> Result<(), LifecycleError> {
         const DONE: &str = "kernel/local-node-registered";
-        if self.store.get(DONE)?.is_some() {
+        if self.records.store.get(DONE)?.is_some() {
             return Ok(());
         }
         let node = NodeRecord {
@@ -34,7 +27,7 @@ impl Lifecycle {
             state: NodeState::Ready,
             added_at: crate::clock::unix_secs(),
         };
-        self.store.apply(vec![
+        self.records.store.apply(vec![
             put_json(&records::node_key(LOCAL), &node)?,
             Op::Put(DONE.into(), b"1".to_vec()),
         ])?;
@@ -72,9 +65,10 @@ impl Lifecycle {
         if node.memory == 0 {
             return Err(LifecycleError::Invalid("a node needs memory > 0".into()));
         }
-        self.store
+        self.records
+            .store
             .apply(vec![put_json(&records::node_key(&node.name), &node)?])?;
-        self.wake.notify_one();
+        self.records.wake();
         Ok(node)
     }
 
@@ -82,42 +76,22 @@ impl Lifecycle {
     /// stateless instances move to other nodes.
     pub fn set_maintenance(&self, name: &str, on: bool) -> Result<NodeRecord, LifecycleError> {
         let key = records::node_key(name);
-        let mut node: NodeRecord = get_json(&*self.store, &key)?
+        let mut node: NodeRecord = get_json(&*self.records.store, &key)?
             .ok_or_else(|| LifecycleError::NotFound(format!("no node named `{name}`")))?;
         node.state = if on {
             NodeState::Maintenance
         } else {
             NodeState::Ready
         };
-        self.store.apply(vec![put_json(&key, &node)?])?;
-        self.wake.notify_one();
+        self.records.store.apply(vec![put_json(&key, &node)?])?;
+        self.records.wake();
         Ok(node)
-    }
-
-    /// Sets a node's state (the reconciler marks unreachable nodes down).
-    pub fn set_node_state(&self, name: &str, state: NodeState) -> Result<(), LifecycleError> {
-        let key = records::node_key(name);
-        let Some(mut node) = get_json::<NodeRecord>(&*self.store, &key)? else {
-            return Ok(());
-        };
-        node.state = state;
-        self.store.apply(vec![put_json(&key, &node)?])?;
-        Ok(())
-    }
-
-    /// Where the runtime reaches node `node`: `local` means this host's engine (the configured
-    /// Docker socket) or this host itself (process runtime).
-    pub fn engine_address(&self, node: &NodeRecord) -> String {
-        match node.address.as_str() {
-            "local" => self.config.docker.local.clone(),
-            other => other.to_string(),
-        }
     }
 
     /// Removes a node that runs no instance (drain it with maintenance first).
     pub fn remove_node(&self, name: &str) -> Result<(), LifecycleError> {
         let key = records::node_key(name);
-        if self.store.get(&key)?.is_none() {
+        if self.records.store.get(&key)?.is_none() {
             return Err(LifecycleError::NotFound(format!("no node named `{name}`")));
         }
         let running = self.status.instances_on(name);
@@ -127,8 +101,8 @@ impl Lifecycle {
                  drains it first"
             )));
         }
-        self.store.apply(vec![Op::Delete(key)])?;
-        self.wake.notify_one();
+        self.records.store.apply(vec![Op::Delete(key)])?;
+        self.records.wake();
         Ok(())
     }
 }

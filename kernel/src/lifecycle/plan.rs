@@ -1,8 +1,9 @@
 //! From a release's `lain.yaml` to [`ProcPlan`]s: parsed again with the proc types installed
-//! now, each proc rendered by its proc-type plugin, LAIN's environment added.
+//! now, each proc rendered by its proc-type plugin, LAIN's environment added
+//! ([`environment::proc_env`]).
 
 use super::records::{ProcPlan, ReleaseRecord};
-use super::{Lifecycle, LifecycleError};
+use super::{Lifecycle, LifecycleError, environment};
 use crate::plugin::Kind;
 use crate::plugin::bindings::types::AppContext;
 use crate::plugin::kinds::proc_type::ProcTypePlugin;
@@ -43,26 +44,25 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             LifecycleError::Invalid(format!("no proc-type plugin serves type `{ty}`"))
         })?;
         let plan = ProcTypePlugin(plugin).render(&proc.proc, &ctx)?;
-        // LAIN's instance environment (spec §2.3), after the user's and the type's.
-        let mut env: Vec<(String, String)> = proc
+        let user: Vec<(String, String)> = proc
             .proc
             .env
             .iter()
             .chain(&plan.env)
             .map(|v| (v.name.clone(), v.value.clone()))
             .collect();
-        env.extend([
-            ("LAIN_APPNAME".into(), app.appname.clone()),
-            ("LAIN_APP_RELEASE_VERSION".into(), release.version.clone()),
-            ("LAIN_PROCNAME".into(), proc.proc.name.clone()),
-            ("LAIN_PROCTYPE".into(), ty.clone()),
-            ("LAIN_DOMAIN".into(), main_domain.clone()),
-            ("DEPLOYD_POD_NAME".into(), proc.full_name.clone()),
-            ("DEPLOYD_POD_NAMESPACE".into(), app.appname.clone()),
-        ]);
-        if let Some(portal) = &plan.portal {
-            env.push(("LAIN_SERVICE_NAME".into(), portal.service_name.clone()));
-        }
+        let env = environment::proc_env(
+            user,
+            &environment::ProcIdentity {
+                app: &app.appname,
+                release: &release.version,
+                proc: &proc.proc.name,
+                proc_type: ty,
+                full_name: &proc.full_name,
+                domain: &main_domain,
+                service_name: plan.portal.as_ref().map(|p| p.service_name.as_str()),
+            },
+        );
         plans.push(ProcPlan {
             name: proc.proc.name.clone(),
             full_name: proc.full_name.clone(),

@@ -1,25 +1,12 @@
 //! What `lain ps` and `lain app show` see: the reconciler's last observation, per app.
 
 use super::records::AppRecord;
+pub use crate::runtime::Health;
 use crate::runtime::RunState;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Health of an instance as the reconciler's probes found it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    /// The proc has no health check.
-    None,
-    /// Not yet decided (within the start period, or no probe answered yet).
-    Starting,
-    /// The last probe passed.
-    Healthy,
-    /// `retries` probes in a row failed.
-    Unhealthy,
-}
 
 /// One instance.
 #[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -1,7 +1,9 @@
 //! The router's health checks of instances.
 //!
 //! - **Active** (LAIN's tengine `check`): every `interval` each backend of a route with a
-//!   `healthcheck` path gets `GET <path>`; a 2xx or 3xx answer within `timeout` is alive. After
+//!   `healthcheck` path gets `GET <path>` through the probe the reconciler uses too
+//!   ([`HttpProbe`](crate::runtime::probe::HttpProbe)); a 2xx or 3xx answer within `timeout` is
+//!   alive. After
 //!   `fall` consecutive failures the backend is taken out of the table; after `rise` consecutive
 //!   successes it is put back. The reconciler checks health too, but slowly (it restarts
 //!   instances); the router's checks are there to stop sending traffic within seconds.
@@ -12,11 +14,7 @@
 //! health endpoint alone should not take an app offline; nginx does the same for `max_fails`).
 
 use super::HealthConfig as RouterHealthConfig;
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use crate::runtime::probe::HttpProbe;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,9 +30,9 @@ struct Streak {
     successes: u32,
 }
 
-/// What the checks know about backends.
+/// Which backends take traffic, as the checks found them.
 #[derive(Debug, Default)]
-pub struct Health {
+pub struct Backends {
     /// Backends with a recent connection error, and when.
     passive: Mutex<HashMap<String, Instant>>,
     /// Entries in `passive`: zero on the fast path, which then takes no lock.
@@ -44,7 +42,7 @@ pub struct Health {
     streaks: Mutex<HashMap<String, Streak>>,
 }
 
-impl Health {
+impl Backends {
     /// Records a connection error to `backend`.
     pub fn connection_failed(&self, backend: &str) {
         let mut passive = self.passive.lock();
@@ -105,44 +103,9 @@ impl Health {
     }
 }
 
-/// Sends active checks.
-pub struct Checker {
-    client: Client<HttpConnector, Empty<Bytes>>,
-}
-
-impl Default for Checker {
-    fn default() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        Checker {
-            client: Client::builder(TokioExecutor::new())
-                .pool_max_idle_per_host(1)
-                .build(connector),
-        }
-    }
-}
-
-impl Checker {
-    /// `GET http://<backend><path>`: alive if it answers 2xx or 3xx within `timeout`.
-    pub async fn alive(&self, backend: &str, path: &str, timeout: Duration) -> bool {
-        let Ok(uri) = format!("http://{backend}{path}").parse::<hyper::Uri>() else {
-            return false;
-        };
-        let request = hyper::Request::get(uri)
-            .header(hyper::header::USER_AGENT, "lain-router-health-check")
-            .body(Empty::new());
-        let Ok(request) = request else {
-            return false;
-        };
-        match tokio::time::timeout(timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => {
-                let s = response.status();
-                s.is_success() || s.is_redirection()
-            }
-            _ => false,
-        }
-    }
+/// The probe of the router's active checks.
+pub fn checker() -> HttpProbe {
+    HttpProbe::new("lain-router-health-check")
 }
 
 #[cfg(test)]
@@ -157,7 +120,7 @@ mod tests {
             rise: 2,
             fall: 3,
         };
-        let h = Health::default();
+        let h = Backends::default();
         assert!(!h.checked("a:1", false, &config));
         assert!(!h.checked("a:1", false, &config));
         assert!(h.checked("a:1", false, &config), "third failure");
@@ -177,7 +140,7 @@ mod tests {
 
     #[test]
     fn passive_holds_expire_and_keep_the_fast_path_lock_free() {
-        let h = Health::default();
+        let h = Backends::default();
         assert!(h.all_passing());
         h.connection_failed("a:1");
         assert!(!h.all_passing());

@@ -49,7 +49,7 @@ pub struct WebRouter {
     rebuild: Mutex<()>,
     next: AtomicUsize,
     /// What the health checks know.
-    pub health: health::Health,
+    pub health: health::Backends,
     health_config: HealthConfig,
     /// Request counters by proc.
     pub stats: metrics::Stats,
@@ -67,7 +67,7 @@ impl Default for WebRouter {
             table: ArcSwap::from_pointee(RouteTable::default()),
             rebuild: Mutex::new(()),
             next: AtomicUsize::new(0),
-            health: health::Health::default(),
+            health: health::Backends::default(),
             health_config: HealthConfig::default(),
             stats: metrics::Stats::default(),
             access: None,
@@ -149,7 +149,7 @@ impl WebRouter {
 
     /// Keeps the table in step with the reconciler until the task is dropped.
     pub async fn follow(self: Arc<Self>, lc: Arc<Lifecycle>) {
-        let mut changes = lc.status.subscribe();
+        let mut changes = lc.status().subscribe();
         loop {
             self.refresh(&lc);
             if changes.changed().await.is_err() {
@@ -164,7 +164,7 @@ impl WebRouter {
         if config.interval_ms == 0 {
             return;
         }
-        let checker = health::Checker::default();
+        let checker = health::checker();
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
         let mut tick = tokio::time::interval(Duration::from_millis(config.interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -82,12 +82,12 @@ impl RouteTable {
     /// instances the reconciler saw last.
     pub fn read(lc: &Lifecycle) -> Result<RouteTable, LifecycleError> {
         let apps = lc.apps()?;
-        let claims = Claims::all(&*lc.store)?;
-        let (_, instances) = lc.status.snapshot();
+        let claims = Claims::all(lc.store())?;
+        let (_, instances) = lc.status().snapshot();
         Ok(RouteTable::build(
             &apps,
             &claims,
-            &lc.config.domains,
+            &lc.config().domains,
             &instances,
         ))
     }

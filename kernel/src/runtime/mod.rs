@@ -10,9 +10,11 @@
 
 pub mod build_args;
 pub mod docker;
+pub mod probe;
 pub mod process;
 
 use crate::plugin::bindings::types::HealthCheck;
+pub use probe::Health;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -135,22 +137,10 @@ pub struct Observed {
     pub memory: u64,
     /// Health as the runtime itself checks it (Docker's HEALTHCHECK); none when the runtime
     /// does not check (then the kernel probes).
-    pub health: Option<HealthStatus>,
+    pub health: Option<Health>,
     /// Apps whose networks the instance is on (its own, and those of the clients a portal
     /// serves); empty on runtimes without networks.
     pub networks: Vec<String>,
-}
-
-/// Health reported by a runtime that checks it itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HealthStatus {
-    /// Within the start period, not yet healthy.
-    Starting,
-    /// The last check passed.
-    Healthy,
-    /// Checks failed `retries` times in a row.
-    Unhealthy,
 }
 
 /// What a build reports as it goes.

@@ -1,7 +1,7 @@
 //! From an [`InstanceSpec`] to a Docker container, and from a container back to [`Observed`].
 
 use crate::plugin::bindings::types::Probe;
-use crate::runtime::{HealthStatus, InstanceSpec, Observed, RunState};
+use crate::runtime::{Health, InstanceSpec, Observed, RunState};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
     HealthConfig, HostConfig, NetworkingConfig, PortBinding,
@@ -175,11 +175,11 @@ pub fn observe(
         },
     };
     let health = if status.contains("(healthy)") {
-        Some(HealthStatus::Healthy)
+        Some(Health::Healthy)
     } else if status.contains("(unhealthy)") {
-        Some(HealthStatus::Unhealthy)
+        Some(Health::Unhealthy)
     } else if status.contains("(health: starting)") {
-        Some(HealthStatus::Starting)
+        Some(Health::Starting)
     } else {
         None
     };

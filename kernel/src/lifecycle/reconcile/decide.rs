@@ -1,0 +1,232 @@
+//! The decisions of a pass for one proc: which instance keeps each instance number, which are
+//! created, started, restarted, changed in place or retired, and when a rollout has failed.
+
+use super::Reconciler;
+use super::actions::Action;
+use super::backoff::{Restart, RunPolicy, STABLE_RUN};
+use super::desired::Desired;
+use super::identity::Instance;
+use super::{instance, portals};
+use crate::lifecycle::records::{NodeRecord, NodeState};
+use crate::runtime::RunState;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+impl Reconciler {
+    /// Whether `i` serves as its instance number should.
+    fn is_ready(&self, i: &Instance, d: &Desired, now: i64) -> bool {
+        self.prober.results().ready(i, d, now)
+    }
+
+    /// Decides the steps for one desired proc.
+    pub(super) fn plan_proc(
+        &mut self,
+        d: &Desired,
+        instances: &[&Instance],
+        nodes: &BTreeMap<String, NodeRecord>,
+        actions: &mut Vec<Action>,
+    ) {
+        let now = crate::clock::unix_secs();
+        let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
+        let n = d.plan.num_instances;
+        let node_ready = |i: &Instance| {
+            nodes
+                .get(&i.key.node)
+                .is_some_and(|n| n.state == NodeState::Ready)
+        };
+        let mut by_no: BTreeMap<u32, Vec<&Instance>> = BTreeMap::new();
+        for i in instances {
+            match i.key.number {
+                Some(no) if (1..=n).contains(&no) => by_no.entry(no).or_default().push(i),
+                _ => actions.push(self.retire(i, grace)),
+            }
+        }
+        // Split each number's instances into the one that should stay and the ones to replace.
+        let mut split: BTreeMap<u32, (Option<&Instance>, Vec<&Instance>)> = BTreeMap::new();
+        for no in 1..=n {
+            let mut mine = by_no.remove(&no).unwrap_or_default();
+            mine.sort_by_key(|i| {
+                let rank = match (&i.seen.state, self.is_ready(i, d, now)) {
+                    (_, true) => 0,
+                    (RunState::Running { .. }, false) => 1,
+                    (RunState::Exited { .. }, _) => 2,
+                    (RunState::Created, _) => 3,
+                };
+                (rank, std::cmp::Reverse(i.name().to_string()))
+            });
+            let pos = mine.iter().position(|i| {
+                i.key.release == d.release
+                    && i.key.secrets == d.plan.secrets_stamp
+                    && (d.plan.stateful || node_ready(i))
+            });
+            let cur = pos.map(|p| mine.remove(p));
+            split.insert(no, (cur, mine));
+        }
+        let mut rolling = split
+            .values()
+            .any(|(cur, old)| !old.is_empty() && cur.is_some_and(|c| !self.is_ready(c, d, now)));
+        for (no, (cur, old)) in split {
+            match cur {
+                None if old.is_empty() => self.create(d, no, nodes, actions),
+                None if rolling => {}
+                None => {
+                    rolling = true;
+                    if d.plan.stateful {
+                        // Stateful instances own their node's volumes: stop first, same node.
+                        if let Some(first) = old.first() {
+                            self.placement.pin(&d.plan.full_name, no, &first.key.node);
+                        }
+                        for i in old {
+                            actions.push(self.retire(i, grace));
+                        }
+                    } else {
+                        self.create(d, no, nodes, actions);
+                    }
+                }
+                Some(c) => {
+                    self.keep(d, c, now, grace, actions);
+                    if self.is_ready(c, d, now) {
+                        for i in old {
+                            actions.push(self.retire(i, grace));
+                        }
+                    } else if !old.is_empty() {
+                        self.check_rollout(d, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The steps for `c`, the instance that keeps its number.
+    fn keep(
+        &mut self,
+        d: &Desired,
+        c: &Instance,
+        now: i64,
+        grace: Duration,
+        actions: &mut Vec<Action>,
+    ) {
+        let name = c.name().to_string();
+        self.first_seen
+            .entry(name.clone())
+            .or_insert_with(Instant::now);
+        match &c.seen.state {
+            // Secret files go in between creation and the first start; a created instance seen
+            // here may have missed them (the kernel died in between), so it is replaced rather
+            // than started.
+            RunState::Created if !d.plan.secret_files.is_empty() => {
+                actions.push(self.retire(c, grace));
+            }
+            RunState::Created => actions.push(Action::Start { name }),
+            RunState::Running { started_at, .. } => {
+                if self.ctx.runtime.isolates_apps() {
+                    portals::connect_clients(d, &c.seen, actions);
+                }
+                if c.seen.memory != d.plan.plan.memory {
+                    actions.push(Action::SetMemory {
+                        name: name.clone(),
+                        bytes: d.plan.plan.memory,
+                    });
+                }
+                if now - started_at > STABLE_RUN.as_secs() as i64 {
+                    self.backoff.stable(&name);
+                }
+            }
+            RunState::Exited { code, .. } => {
+                let policy = RunPolicy {
+                    restart: d.plan.restarts_after(*code),
+                };
+                if self.backoff.decide(&name, policy) == Restart::Now {
+                    actions.push(Action::Start { name });
+                }
+            }
+        }
+    }
+
+    /// The retirement of `i`: instances that serve ports are drained first.
+    pub(super) fn retire(&self, i: &Instance, grace: Duration) -> Action {
+        let drain = if i.seen.host_ports.is_empty() {
+            Duration::ZERO
+        } else {
+            self.ctx.settings.drain
+        };
+        Action::Retire {
+            name: i.name().to_string(),
+            grace,
+            drain,
+        }
+    }
+
+    /// Fails the rollout when a new instance is not ready in time.
+    fn check_rollout(&self, d: &Desired, c: &Instance) {
+        let health_window = d.plan.plan.health.as_ref().map_or(0, |h| {
+            u64::from(h.start_period) + u64::from(h.interval) * u64::from(h.retries.max(1))
+        });
+        let limit = self.ctx.settings.rollout_timeout
+            + Duration::from_secs(u64::from(d.plan.plan.setup_time) + health_window);
+        if self
+            .first_seen
+            .get(c.name())
+            .is_some_and(|t| t.elapsed() > limit)
+        {
+            let reason = format!(
+                "instance {} was not ready within {}s",
+                c.key.number.unwrap_or(0),
+                limit.as_secs()
+            );
+            if let Err(e) = super::rollout::failed(&self.ctx.records, &d.app, &d.release, &reason) {
+                tracing::warn!(app = %d.app, "{e}");
+            }
+        }
+    }
+
+    /// Places a new instance `no` of `d` and adds its creation.
+    fn create(
+        &mut self,
+        d: &Desired,
+        no: u32,
+        nodes: &BTreeMap<String, NodeRecord>,
+        actions: &mut Vec<Action>,
+    ) {
+        let full = &d.plan.full_name;
+        let secrets = match instance::secret_files(&self.ctx.secrets, d) {
+            Ok(secrets) => secrets,
+            Err(problem) => {
+                self.problems.proc(full, problem);
+                return;
+            }
+        };
+        let node = match self.placement.reserve(d, no, nodes) {
+            Ok(Some(node)) => node,
+            Ok(None) => return,
+            Err(problem) => {
+                self.problems.proc(full, problem);
+                return;
+            }
+        };
+        let key = instance::key(d, no, &node);
+        let name = key.name();
+        // An instance of this very name still exists (it is retiring, after a scale down): it
+        // holds its reservation until it is gone, and creating it again would only start what
+        // is being stopped. The reservation just made is given back; the retirement wakes a
+        // pass that creates the instance afresh.
+        if self.placement.holds(&name) || self.retiring.contains(&name) {
+            self.placement.give_back(full, &node);
+            return;
+        }
+        let mut spec = match instance::spec(&self.ctx, d, &key) {
+            Ok(spec) => spec,
+            Err(e) => {
+                self.placement.give_back(full, &node);
+                self.problems.proc(full, e.to_string());
+                return;
+            }
+        };
+        spec.secret_files = secrets;
+        self.placement.hold(&name, full, no, &node);
+        actions.push(Action::Create {
+            spec: Box::new(spec),
+            proc: full.clone(),
+        });
+    }
+}

@@ -1,0 +1,65 @@
+//! What should run: every deployed proc, with its release's image and (for portals) the client
+//! apps it serves.
+
+use super::context::Context;
+use super::portals;
+use crate::lifecycle::records::ProcPlan;
+use std::collections::{BTreeMap, HashMap};
+
+/// What one proc should be.
+pub struct Desired {
+    /// App name.
+    pub app: String,
+    /// Deployed release.
+    pub release: String,
+    /// The release's image (or release directory).
+    pub image: String,
+    /// The proc as deployed, with the app's scale applied.
+    pub plan: ProcPlan,
+    /// For a portal: the client apps whose networks it joins.
+    pub grants: Vec<portals::Grant>,
+}
+
+/// Release images already read, by (app, release): a release never changes its image.
+#[derive(Default)]
+pub struct Images(HashMap<(String, String), String>);
+
+/// Every proc that should run, by full name.
+pub fn desired(ctx: &Context, images: &mut Images) -> anyhow::Result<BTreeMap<String, Desired>> {
+    let mut out = BTreeMap::new();
+    let apps = ctx.records.apps()?;
+    for app in &apps {
+        let Some(deployed) = &app.deployed else {
+            continue;
+        };
+        let key = (app.name.clone(), deployed.release.clone());
+        let image = match images.0.get(&key) {
+            Some(image) => image.clone(),
+            None => match ctx.records.release(&app.name, &deployed.release) {
+                Ok(r) => {
+                    images.0.insert(key, r.image.clone());
+                    r.image
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app.name, "{e}");
+                    continue;
+                }
+            },
+        };
+        for plan in &deployed.procs {
+            let plan = app.effective(plan);
+            out.insert(
+                plan.full_name.clone(),
+                Desired {
+                    app: app.name.clone(),
+                    release: deployed.release.clone(),
+                    image: image.clone(),
+                    plan,
+                    grants: Vec::new(),
+                },
+            );
+        }
+    }
+    portals::grant(&apps, &mut out);
+    Ok(out)
+}

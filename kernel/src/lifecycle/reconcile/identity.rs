@@ -1,0 +1,137 @@
+//! Instance identity: who an instance is, written into its runtime labels and name when it is
+//! created ([`InstanceKey::labels`], [`InstanceKey::name`]) and read back from them once per pass
+//! ([`InstanceKey::of`]), so no other part of the reconciler looks labels up by hand.
+
+use crate::runtime::{Observed, labels};
+use std::collections::BTreeMap;
+
+/// Who an instance is: the labels the kernel gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceKey {
+    /// App name.
+    pub app: String,
+    /// Proc full name `<app>.<type>.<name>`.
+    pub proc: String,
+    /// Instance number (1..N); `None` when the label is missing or not a number.
+    pub number: Option<u32>,
+    /// Release version.
+    pub release: String,
+    /// Node name.
+    pub node: String,
+    /// The secrets stamp of the deploy that created it (empty without secret files).
+    pub secrets: String,
+}
+
+impl InstanceKey {
+    /// The key of an instance the runtime lists (a missing label reads as empty).
+    pub fn of(o: &Observed) -> InstanceKey {
+        InstanceKey {
+            app: o.label(labels::APP).to_string(),
+            proc: o.label(labels::PROC).to_string(),
+            number: o.label(labels::INSTANCE).parse().ok(),
+            release: o.label(labels::RELEASE).to_string(),
+            node: o.label(labels::NODE).to_string(),
+            secrets: o.label(labels::SECRETS).to_string(),
+        }
+    }
+
+    /// The proc's own name (the last part of its full name).
+    pub fn proc_name(&self) -> &str {
+        self.proc.rsplit('.').next().unwrap_or(&self.proc)
+    }
+
+    /// The runtime name of the instance: `<proc>.i<no>.<release>[.s<secrets>].<node>`. A new
+    /// version of the secrets is a new instance, as a new release is.
+    pub fn name(&self) -> String {
+        let no = self.number.unwrap_or(0);
+        if self.secrets.is_empty() {
+            format!("{}.i{no}.{}.{}", self.proc, self.release, self.node)
+        } else {
+            format!(
+                "{}.i{no}.{}.s{}.{}",
+                self.proc, self.release, self.secrets, self.node
+            )
+        }
+    }
+
+    /// The labels of the instance, owned by kernel `kernel`.
+    pub fn labels(&self, kernel: &str) -> BTreeMap<String, String> {
+        let no = self.number.unwrap_or(0).to_string();
+        [
+            (labels::KERNEL, kernel),
+            (labels::APP, self.app.as_str()),
+            (labels::PROC, self.proc.as_str()),
+            (labels::INSTANCE, no.as_str()),
+            (labels::RELEASE, self.release.as_str()),
+            (labels::NODE, self.node.as_str()),
+        ]
+        .into_iter()
+        .chain((!self.secrets.is_empty()).then_some((labels::SECRETS, self.secrets.as_str())))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+/// An instance the runtime lists, with its key read once.
+pub struct Instance {
+    /// Who it is.
+    pub key: InstanceKey,
+    /// What the runtime reports.
+    pub seen: Observed,
+}
+
+impl Instance {
+    /// Reads the key of `seen`.
+    pub fn new(seen: Observed) -> Instance {
+        Instance {
+            key: InstanceKey::of(&seen),
+            seen,
+        }
+    }
+
+    /// Its runtime name.
+    pub fn name(&self) -> &str {
+        &self.seen.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RunState;
+
+    #[test]
+    fn a_key_written_into_labels_reads_back_the_same_and_names_the_instance() {
+        for secrets in ["", "abc123"] {
+            let key = InstanceKey {
+                app: "hello".into(),
+                proc: "hello.web.web".into(),
+                number: Some(3),
+                release: "r1".into(),
+                node: "n2".into(),
+                secrets: secrets.into(),
+            };
+            let seen = Observed {
+                name: key.name(),
+                labels: key.labels("k1"),
+                state: RunState::Created,
+                host_ports: Vec::new(),
+                memory: 0,
+                health: None,
+                networks: Vec::new(),
+            };
+            assert_eq!(seen.label(labels::KERNEL), "k1");
+            assert_eq!(InstanceKey::of(&seen), key);
+            assert_eq!(key.proc_name(), "web");
+        }
+        let key = InstanceKey {
+            app: "a".into(),
+            proc: "a.web.web".into(),
+            number: Some(1),
+            release: "r".into(),
+            node: "local".into(),
+            secrets: "s9".into(),
+        };
+        assert_eq!(key.name(), "a.web.web.i1.r.ss9.local");
+    }
+}

@@ -1,0 +1,237 @@
+//! The reconciler (LAIN's deployd): makes what runs match what is deployed.
+//!
+//! Every pass reads the deployed apps and the nodes from the store, lists the runtime's
+//! instances (by this kernel's label), and for each proc and instance number decides one step:
+//! create, start, restart after a crash (with exponential backoff; never for run-to-completion
+//! procs), change memory in place, or retire (stop with `kill_timeout`, then remove). A pass runs
+//! when something changed (the API wakes it) and at least every second; it holds no state that
+//! matters across kernel restarts, so a restart simply resumes: what runs is adopted, duplicates
+//! are retired, what is missing is created.
+//!
+//! Rolling upgrade: an instance number whose instance runs another release (or sits on a node
+//! that is no longer ready, for stateless procs) gets a new instance first; the old one is
+//! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
+//! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
+//! instance before starting the new one, this keeps every instance number served during an
+//! upgrade; stateful procs (which own their node's volumes) are still stopped first and
+//! recreated on the same node. A new instance that is not ready within the rollout timeout
+//! fails the rollout and the previous deployment comes back (LAIN's automatic rollback).
+//!
+//! The parts, one job each: [`context`] (what the reconciler may reach), [`desired`] and
+//! [`portals`] (what should run), [`identity`] (who an instance is, from its labels),
+//! [`placement`] (the scheduler's copy of the state), [`probing`] (health and readiness),
+//! [`backoff`] (restarts; where run policies plug in), [`decide`] (the steps for one proc),
+//! [`instance`] (a new instance's spec), [`actions`] (carrying steps out), [`rollout`] (a failed
+//! rollout) and [`publish`] (what `lain ps` and the router see).
+
+pub mod actions;
+pub mod backoff;
+pub mod context;
+mod decide;
+pub mod desired;
+pub mod identity;
+pub mod instance;
+pub mod placement;
+pub mod portals;
+pub mod probing;
+pub mod publish;
+pub mod rollout;
+
+pub use context::Context;
+pub use placement::Members;
+
+use crate::lifecycle::records::{NodeRecord, NodeState};
+use actions::{Action, Retiring};
+use backoff::Backoff;
+use desired::{Desired, Images};
+use identity::Instance;
+use placement::Placement;
+use probing::Prober;
+use publish::Problems;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Longest wait between passes.
+const TICK: Duration = Duration::from_secs(1);
+
+/// The reconciliation loop and what it remembers between passes.
+pub struct Reconciler {
+    ctx: Context,
+    placement: Placement,
+    prober: Prober,
+    backoff: Backoff,
+    retiring: Retiring,
+    /// When each instance was first seen keeping its number (for the rollout timeout).
+    first_seen: HashMap<String, Instant>,
+    images: Images,
+    problems: Problems,
+    /// Nodes this kernel marked down because their runtime stopped answering.
+    downed: HashSet<String>,
+}
+
+impl Reconciler {
+    /// A reconciler over `ctx`, placing instances with the pipeline `members` builds.
+    pub fn new(ctx: Context, members: Members) -> Reconciler {
+        Reconciler {
+            ctx,
+            placement: Placement::new(members),
+            prober: Prober::default(),
+            backoff: Backoff::default(),
+            retiring: Retiring::default(),
+            first_seen: HashMap::new(),
+            images: Images::default(),
+            problems: Problems::default(),
+            downed: HashSet::new(),
+        }
+    }
+
+    /// Runs passes until the task is dropped: again at once after a pass that acted (to see and
+    /// publish its effect), else on a wake-up or after [`TICK`].
+    pub async fn run(mut self) {
+        loop {
+            match self.pass().await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("reconciler pass failed: {e:#}"),
+            }
+            let wake = self.ctx.records.wake_handle().clone();
+            tokio::select! {
+                () = wake.notified() => {},
+                () = tokio::time::sleep(TICK) => {},
+            }
+        }
+    }
+
+    /// One pass: observe, decide, act, publish. Returns whether it started or changed anything.
+    pub async fn pass(&mut self) -> anyhow::Result<bool> {
+        self.problems = Problems::default();
+        let nodes: BTreeMap<String, NodeRecord> = self
+            .ctx
+            .records
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.name.clone(), n))
+            .collect();
+        let engines: Vec<(String, String)> = nodes
+            .values()
+            .map(|n| (n.name.clone(), self.ctx.settings.engine_address(n)))
+            .collect();
+        self.ctx.runtime.sync_nodes(&engines);
+        let desired = desired::desired(&self.ctx, &mut self.images)?;
+        let instances: Vec<Instance> = self
+            .ctx
+            .runtime
+            .list(&self.ctx.kernel_id)
+            .await?
+            .into_iter()
+            .map(Instance::new)
+            .collect();
+        let nodes = self.mark_unreachable(nodes);
+        if let Err(problem) = self
+            .placement
+            .sync_nodes(self.ctx.plugins.generation(), &nodes)
+        {
+            self.problems.all = Some(problem);
+        }
+        self.problems
+            .by_proc
+            .extend(self.placement.sync_procs(&desired, &instances));
+        self.placement.sync_reservations(&desired, &instances);
+        self.forget_gone(&instances);
+        self.prober
+            .start_due(&self.ctx.runtime, &desired, &instances);
+        let mut busy = self.retiring.snapshot();
+        // Instances on a node that does not answer cannot be stopped; they are left until it
+        // answers again (then retired if replaced meanwhile).
+        let unreachable = self.ctx.runtime.unreachable();
+        busy.extend(
+            instances
+                .iter()
+                .filter(|i| unreachable.contains(&i.key.node))
+                .map(|i| i.name().to_string()),
+        );
+        let mut by_proc: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+        for i in instances.iter().filter(|i| !busy.contains(i.name())) {
+            by_proc.entry(i.key.proc.as_str()).or_default().push(i);
+        }
+        let mut actions: Vec<Action> = Vec::new();
+        for (full, mine) in &by_proc {
+            if !desired.contains_key(*full) {
+                for i in mine {
+                    actions.push(self.retire(i, Duration::from_secs(10)));
+                }
+            }
+        }
+        for (full, d) in &desired {
+            let mine = by_proc.get(full.as_str()).map_or(&[][..], Vec::as_slice);
+            self.plan_proc(d, mine, &nodes, &mut actions);
+        }
+        let outcome = actions::carry_out(
+            &self.ctx.runtime,
+            &self.retiring,
+            self.ctx.records.wake_handle(),
+            actions,
+            &desired,
+        )
+        .await;
+        self.problems.by_proc.extend(outcome.problems);
+        self.publish(&desired, &instances);
+        Ok(outcome.done > 0)
+    }
+
+    /// Marks nodes whose runtime does not answer `down` (in the store, so operators see it) and
+    /// puts those it marked back to `ready` when they answer again; returns the nodes as updated.
+    fn mark_unreachable(
+        &mut self,
+        mut nodes: BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<String, NodeRecord> {
+        let unreachable = self.ctx.runtime.unreachable();
+        for (name, node) in nodes.iter_mut() {
+            let lost = unreachable.contains(name);
+            let next = match node.state {
+                NodeState::Ready if lost => NodeState::Down,
+                NodeState::Down if !lost && self.downed.contains(name) => NodeState::Ready,
+                _ => continue,
+            };
+            match self.ctx.records.set_node_state(name, next) {
+                Ok(()) => {
+                    tracing::warn!(node = %name, state = ?next, "node state changed by the kernel");
+                    node.state = next;
+                    if next == NodeState::Down {
+                        self.downed.insert(name.clone());
+                    } else {
+                        self.downed.remove(name);
+                    }
+                }
+                Err(e) => tracing::warn!(node = %name, "{e}"),
+            }
+        }
+        nodes
+    }
+
+    /// Drops what is remembered about instances that no longer exist, so a long-running kernel's
+    /// memory does not grow with every instance it ever ran.
+    fn forget_gone(&mut self, instances: &[Instance]) {
+        let live: HashSet<&str> = instances.iter().map(Instance::name).collect();
+        self.first_seen
+            .retain(|name, _| live.contains(name.as_str()));
+        self.backoff.retain(|name| live.contains(name));
+    }
+
+    /// Publishes what this pass saw.
+    fn publish(&self, desired: &BTreeMap<String, Desired>, instances: &[Instance]) {
+        let retiring = self.retiring.snapshot();
+        let checks = self.prober.results();
+        publish::publish(
+            &self.ctx,
+            &publish::Seen {
+                desired,
+                instances,
+                retiring: &retiring,
+                checks: &checks,
+                backoff: &self.backoff,
+                problems: &self.problems,
+            },
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The scheduler's copy of the state: the scheduling pipeline (rebuilt when plugins change), the
+//! nodes and procs declared to it, and which instance holds a reservation on which node. Each
+//! instance name holds at most one reservation: an instance counts once however many passes see
+//! it, and a placement for a name that already holds one is given back.
+
+use super::desired::Desired;
+use super::identity::Instance;
+use crate::lifecycle::records::{NodeRecord, NodeState};
+use crate::plugin::CallError;
+use crate::plugin::bindings::scheduling;
+use crate::runtime::RunState;
+use crate::schedule::{MemberSpec, NodeId, Pipeline, ProcId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Builds the scheduling pipeline's members as the kernel configures them.
+pub type Members = Box<dyn Fn() -> Result<Vec<MemberSpec>, CallError> + Send>;
+
+/// What the pipeline knows of a proc: a change declares it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ProcShape {
+    memory: u64,
+    cpu: u32,
+    filters: Vec<String>,
+    labels: Vec<String>,
+}
+
+impl ProcShape {
+    fn of(d: &Desired) -> ProcShape {
+        ProcShape {
+            memory: d.plan.plan.memory,
+            cpu: d.plan.plan.cpu,
+            filters: d.plan.filters.clone(),
+            labels: d.plan.labels.clone(),
+        }
+    }
+}
+
+/// A reservation: the proc (full name) and the node an instance holds it for.
+struct Reservation {
+    proc: String,
+    node: String,
+}
+
+/// The pipeline and what has been declared to it.
+pub struct Placement {
+    members: Members,
+    pipeline: Option<Pipeline>,
+    generation: u64,
+    nodes: BTreeMap<String, NodeRecord>,
+    defined: HashMap<String, (ProcId, ProcShape)>,
+    /// Reservations by instance name.
+    placed: HashMap<String, Reservation>,
+    /// Nodes a stateful instance number must come back on (it owns that node's volumes).
+    pins: HashMap<(String, u32), String>,
+}
+
+impl Placement {
+    /// A placement with the pipeline `members` builds (built on the first pass).
+    pub fn new(members: Members) -> Placement {
+        Placement {
+            members,
+            pipeline: None,
+            generation: 0,
+            nodes: BTreeMap::new(),
+            defined: HashMap::new(),
+            placed: HashMap::new(),
+            pins: HashMap::new(),
+        }
+    }
+
+    /// (Re)builds the pipeline when plugins changed (`generation`) and mirrors the nodes into
+    /// it. An error is the scheduler's problem, which every proc shares.
+    pub fn sync_nodes(
+        &mut self,
+        generation: u64,
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> Result<(), String> {
+        if self.pipeline.is_none() || generation != self.generation {
+            let built = (self.members)()
+                .map_err(|e| e.to_string())
+                .and_then(|m| Pipeline::new(m).map_err(|e| e.to_string()));
+            match built {
+                Ok(p) => {
+                    self.pipeline = Some(p);
+                    self.generation = generation;
+                    self.nodes.clear();
+                    self.defined.clear();
+                    self.placed.clear();
+                }
+                Err(e) => {
+                    self.pipeline = None;
+                    return Err(format!("scheduler: {e}"));
+                }
+            }
+        }
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Ok(());
+        };
+        for (name, node) in nodes {
+            let known = self.nodes.get(name);
+            let changed = known.is_none_or(|k| {
+                k.labels != node.labels || k.memory != node.memory || k.cpu != node.cpu
+            });
+            if changed {
+                let labels: Vec<(String, String)> = node
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if let Err(e) = pipeline.upsert_node(name, &labels, node.memory, node.cpu) {
+                    tracing::warn!(node = %name, "scheduler: {e}");
+                }
+            }
+            if changed || known.is_some_and(|k| k.state != node.state) {
+                let state = match node.state {
+                    NodeState::Ready => scheduling::NodeState::Ready,
+                    NodeState::Maintenance => scheduling::NodeState::Maintenance,
+                    NodeState::Down => scheduling::NodeState::Down,
+                };
+                if let Err(e) = pipeline.set_node_state(name, state, 0, 0) {
+                    tracing::warn!(node = %name, "scheduler: {e}");
+                }
+            }
+        }
+        for name in self.nodes.keys() {
+            if !nodes.contains_key(name)
+                && let Err(e) = pipeline.remove_node(name)
+            {
+                tracing::warn!(node = %name, "scheduler: {e}");
+            }
+        }
+        self.nodes = nodes.clone();
+        Ok(())
+    }
+
+    /// Declares desired procs to the pipeline and forgets those with nothing left; returns the
+    /// procs the pipeline refused, with why.
+    pub fn sync_procs(
+        &mut self,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> BTreeMap<String, String> {
+        let mut problems = BTreeMap::new();
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return problems;
+        };
+        for (full, d) in desired {
+            let shape = ProcShape::of(d);
+            if self.defined.get(full).is_some_and(|(_, s)| *s == shape) {
+                continue;
+            }
+            match pipeline.define_proc(
+                full,
+                &d.app,
+                shape.memory,
+                shape.cpu,
+                &shape.filters,
+                &shape.labels,
+            ) {
+                Ok(id) => {
+                    self.defined.insert(full.clone(), (id, shape));
+                }
+                Err(e) => {
+                    problems.insert(full.clone(), format!("scheduler: {e}"));
+                }
+            }
+        }
+        let live: HashSet<&str> = instances.iter().map(|i| i.key.proc.as_str()).collect();
+        let gone: Vec<String> = self
+            .defined
+            .keys()
+            .filter(|f| !desired.contains_key(*f) && !live.contains(f.as_str()))
+            .cloned()
+            .collect();
+        for full in gone {
+            if let Err(e) = pipeline.forget_proc(&full) {
+                tracing::warn!(proc = %full, "scheduler: {e}");
+            }
+            self.defined.remove(&full);
+            self.placed.retain(|_, r| r.proc != full);
+        }
+        problems
+    }
+
+    /// Mirrors the instances that hold resources into the pipeline's reservations: each
+    /// instance name once, released when it no longer holds any.
+    pub fn sync_reservations(
+        &mut self,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return;
+        };
+        let mut holding = HashSet::new();
+        for i in instances {
+            let Some(d) = desired.get(&i.key.proc) else {
+                continue;
+            };
+            if let RunState::Exited { code, .. } = i.seen.state
+                && !d.plan.restarts_after(code)
+            {
+                continue;
+            }
+            holding.insert(i.name());
+            if !self.placed.contains_key(i.name())
+                && let (Some((proc, _)), Some(node)) = (
+                    self.defined.get(&i.key.proc),
+                    pipeline.inventory().node_id(&i.key.node),
+                )
+            {
+                pipeline.adopt(*proc, node);
+                self.placed.insert(
+                    i.name().to_string(),
+                    Reservation {
+                        proc: i.key.proc.clone(),
+                        node: i.key.node.clone(),
+                    },
+                );
+            }
+        }
+        let released: Vec<String> = self
+            .placed
+            .keys()
+            .filter(|n| !holding.contains(n.as_str()))
+            .cloned()
+            .collect();
+        for name in released {
+            if let Some(r) = self.placed.remove(&name)
+                && let Some((proc, node)) = self.ids(&r.proc, &r.node)
+                && let Some(pipeline) = self.pipeline.as_mut()
+            {
+                pipeline.release(proc, node);
+            }
+        }
+    }
+
+    /// Remembers that instance `no` of `proc` must come back on `node`.
+    pub fn pin(&mut self, proc: &str, no: u32, node: &str) {
+        self.pins.insert((proc.to_string(), no), node.to_string());
+    }
+
+    /// Reserves room for instance `no` of `d` and returns its node: the pinned node if it is
+    /// ready, else where the pipeline places it. `Ok(None)` when there is no pipeline or the
+    /// proc is not declared yet (a later pass places it); an error names why nothing fits.
+    pub fn reserve(
+        &mut self,
+        d: &Desired,
+        no: u32,
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> Result<Option<String>, String> {
+        let full = &d.plan.full_name;
+        let (Some(pipeline), Some((proc, _))) = (self.pipeline.as_mut(), self.defined.get(full))
+        else {
+            return Ok(None);
+        };
+        let pinned = self
+            .pins
+            .get(&(full.clone(), no))
+            .filter(|n| nodes.get(*n).is_some_and(|n| n.state == NodeState::Ready))
+            .and_then(|n| pipeline.inventory().node_id(n));
+        let node = match pinned {
+            Some(node) => {
+                pipeline.adopt(*proc, node);
+                Some(node)
+            }
+            None => pipeline
+                .place(*proc)
+                .map_err(|e| format!("scheduler: {e}"))?,
+        };
+        node.and_then(|id| pipeline.inventory().node_name(id).map(str::to_string))
+            .map(Some)
+            .ok_or_else(|| {
+                format!(
+                    "no ready node fits instance {no} ({} MiB, filters {:?})",
+                    d.plan.plan.memory >> 20,
+                    d.plan.filters
+                )
+            })
+    }
+
+    /// Whether instance `name` holds a reservation.
+    pub fn holds(&self, name: &str) -> bool {
+        self.placed.contains_key(name)
+    }
+
+    /// Records that instance `name` (number `no` of `proc`) holds the reservation just made on
+    /// `node`.
+    pub fn hold(&mut self, name: &str, proc: &str, no: u32, node: &str) {
+        self.pins.remove(&(proc.to_string(), no));
+        self.placed.insert(
+            name.to_string(),
+            Reservation {
+                proc: proc.to_string(),
+                node: node.to_string(),
+            },
+        );
+    }
+
+    /// Gives back a reservation just made for `proc` on `node` that no instance will hold.
+    pub fn give_back(&mut self, proc: &str, node: &str) {
+        if let Some((proc, node)) = self.ids(proc, node)
+            && let Some(pipeline) = self.pipeline.as_mut()
+        {
+            pipeline.release(proc, node);
+        }
+    }
+
+    fn ids(&self, proc: &str, node: &str) -> Option<(ProcId, NodeId)> {
+        let pipeline = self.pipeline.as_ref()?;
+        Some((
+            self.defined.get(proc)?.0,
+            pipeline.inventory().node_id(node)?,
+        ))
+    }
+}

@@ -1,0 +1,95 @@
+//! Publishing a pass: the instances by app, as `lain ps` and the router see them, and the
+//! problems that keep procs from converging.
+
+use super::backoff::Backoff;
+use super::context::Context;
+use super::desired::Desired;
+use super::identity::Instance;
+use super::probing::Results;
+use crate::lifecycle::view::InstanceView;
+use crate::runtime::RunState;
+use std::collections::{BTreeMap, HashSet};
+
+/// Why procs cannot converge: one problem for every proc (the scheduler cannot be built), and
+/// problems of single procs (by full name), which take precedence.
+#[derive(Default)]
+pub struct Problems {
+    /// A problem every proc shares.
+    pub all: Option<String>,
+    /// Problems by proc full name.
+    pub by_proc: BTreeMap<String, String>,
+}
+
+impl Problems {
+    /// Records a problem of proc `full`.
+    pub fn proc(&mut self, full: &str, problem: String) {
+        self.by_proc.insert(full.to_string(), problem);
+    }
+
+    /// The problem of every desired proc that has one.
+    fn resolve(&self, desired: &BTreeMap<String, Desired>) -> BTreeMap<String, String> {
+        let mut out = self.by_proc.clone();
+        if let Some(all) = &self.all {
+            for full in desired.keys() {
+                out.entry(full.clone()).or_insert_with(|| all.clone());
+            }
+        }
+        out
+    }
+}
+
+/// What a pass publishes from.
+pub struct Seen<'a> {
+    /// Procs that should run.
+    pub desired: &'a BTreeMap<String, Desired>,
+    /// Instances the runtime lists.
+    pub instances: &'a [Instance],
+    /// Instances being retired.
+    pub retiring: &'a HashSet<String>,
+    /// Health checks so far.
+    pub checks: &'a Results<'a>,
+    /// Restart histories.
+    pub backoff: &'a Backoff,
+    /// Problems found.
+    pub problems: &'a Problems,
+}
+
+/// Publishes what a pass saw for the API and the router.
+pub fn publish(ctx: &Context, seen: &Seen<'_>) {
+    let now = crate::clock::unix_secs();
+    let mut by_app: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
+    for i in seen.instances {
+        let (o, key) = (&i.seen, &i.key);
+        let d = seen.desired.get(&key.proc);
+        let restart_in = seen
+            .backoff
+            .wait(&o.name)
+            .filter(|_| matches!(o.state, RunState::Exited { .. }));
+        by_app
+            .entry(key.app.clone())
+            .or_default()
+            .push(InstanceView {
+                name: o.name.clone(),
+                proc: d.map_or_else(|| key.proc_name().to_string(), |d| d.plan.name.clone()),
+                instance: key.number.unwrap_or(0),
+                release: key.release.clone(),
+                node: key.node.clone(),
+                state: o.state.clone(),
+                health: seen.checks.health(i, d),
+                ready: d.is_some_and(|d| seen.checks.ready(i, d, now)),
+                url: o
+                    .host_ports
+                    .first()
+                    .map(|port| format!("http://{}:{port}", ctx.runtime.host_address(&key.node))),
+                memory: o.memory,
+                restarts: seen.backoff.restarts(&o.name),
+                restart_in,
+                retiring: seen.retiring.contains(&o.name),
+            });
+    }
+    for list in by_app.values_mut() {
+        list.sort_by(|a, b| (&a.proc, a.instance, &a.name).cmp(&(&b.proc, b.instance, &b.name)));
+    }
+    ctx.status
+        .publish(by_app, seen.problems.resolve(seen.desired));
+}

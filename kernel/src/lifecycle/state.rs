@@ -1,0 +1,120 @@
+//! The lifecycle's records in the state store: reading apps, releases and nodes, and writing an
+//! app record (read-modify-write, serialised within this kernel) or a node's state. Shared by
+//! the lifecycle's operations and the reconciler, which hold clones of one [`Records`].
+
+use super::LifecycleError;
+use super::records::{self, AppRecord, NodeRecord, NodeState, ReleaseRecord};
+use crate::store::{Store, StoreError, get_json, put_json};
+use std::sync::Arc;
+
+/// A handle on the lifecycle's records; clones share the write lock and the reconciler's wake-up.
+#[derive(Clone)]
+pub struct Records {
+    /// The state store.
+    pub(super) store: Arc<dyn Store>,
+    /// Serialises read-modify-write of app records within this kernel.
+    writes: Arc<parking_lot::Mutex<()>>,
+    /// Wakes the reconciler after a change.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Records {
+    /// Records in `store`; a change wakes `wake`.
+    pub fn new(store: Arc<dyn Store>, wake: Arc<tokio::sync::Notify>) -> Records {
+        Records {
+            store,
+            writes: Arc::default(),
+            wake,
+        }
+    }
+
+    /// Wakes the reconciler (after a change it should act on).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// What wakes the reconciler.
+    pub fn wake_handle(&self) -> &Arc<tokio::sync::Notify> {
+        &self.wake
+    }
+
+    /// Holds the write lock of app records until the guard drops.
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.writes.lock()
+    }
+
+    /// Every app, by name.
+    pub fn apps(&self) -> Result<Vec<AppRecord>, LifecycleError> {
+        list(&*self.store, records::APPS)
+    }
+
+    /// App `name`.
+    pub fn app(&self, name: &str) -> Result<AppRecord, LifecycleError> {
+        get_json(&*self.store, &records::app_key(name))?
+            .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{name}`")))
+    }
+
+    /// The releases of `app`, oldest first.
+    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, LifecycleError> {
+        let mut out: Vec<ReleaseRecord> =
+            list(&*self.store, &format!("{}{app}/", records::RELEASES))?;
+        out.sort_by(|a, b| {
+            (a.created_at, a.built_ms, &a.version).cmp(&(b.created_at, b.built_ms, &b.version))
+        });
+        Ok(out)
+    }
+
+    /// Release `version` of `app`.
+    pub fn release(&self, app: &str, version: &str) -> Result<ReleaseRecord, LifecycleError> {
+        get_json(&*self.store, &records::release_key(app, version))?.ok_or_else(|| {
+            LifecycleError::NotFound(format!("app `{app}` has no release `{version}`"))
+        })
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, LifecycleError> {
+        list(&*self.store, records::NODES)
+    }
+
+    /// Sets a node's state (the reconciler marks unreachable nodes down); a node that is gone
+    /// is left gone.
+    pub fn set_node_state(&self, name: &str, state: NodeState) -> Result<(), LifecycleError> {
+        let key = records::node_key(name);
+        let Some(mut node) = get_json::<NodeRecord>(&*self.store, &key)? else {
+            return Ok(());
+        };
+        node.state = state;
+        self.store.apply(vec![put_json(&key, &node)?])?;
+        Ok(())
+    }
+
+    /// Reads app `app`, lets `change` modify it, writes it back and wakes the reconciler.
+    pub fn update_app(
+        &self,
+        app: &str,
+        change: impl FnOnce(&mut AppRecord) -> Result<(), LifecycleError>,
+    ) -> Result<AppRecord, LifecycleError> {
+        let _guard = self.lock();
+        let mut record = self.app(app)?;
+        change(&mut record)?;
+        self.store
+            .apply(vec![put_json(&records::app_key(app), &record)?])?;
+        self.wake();
+        Ok(record)
+    }
+}
+
+/// Every value under `prefix`, parsed.
+fn list<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<T>, LifecycleError> {
+    let mut out = Vec::new();
+    for (key, value) in store.list(prefix)? {
+        out.push(
+            serde_json::from_slice(&value)
+                .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?,
+        );
+    }
+    Ok(out)
+}
