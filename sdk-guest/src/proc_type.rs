@@ -47,9 +47,9 @@ pub use crate::bindings::proc_type::lain::plugin::types::{AppContext, Proc};
 
 use crate::{PluginError, Problem};
 
-/// LAIN's defaults for every key of a proc section (LAIN spec §1.5): one instance, 32 MiB,
-/// `kill_timeout` 10 s, no extra keys (`"{}"`); everything else, app, name and type included, is
-/// empty, `None`, `false` or 0. Handy in tests:
+/// LAIN's defaults for every key of a proc section (LAIN reference §proc-keys): one instance,
+/// 32 MiB, `kill_timeout` 10 s, no extra keys (`"{}"`); everything else, app, name and type
+/// included, is empty, `None`, `false` or 0. Handy in tests:
 /// `Proc { name: "web".into(), proc_type: "web".into(), ..Default::default() }`.
 impl Default for Proc {
     fn default() -> Self {
@@ -134,7 +134,8 @@ pub fn plan_from(proc: &Proc, restart: RestartPolicy) -> ContainerPlan {
 }
 
 /// Problems for the portal-only keys (`service_name`, `allow_clients`) set on a proc that is not
-/// a portal. Every non-portal type reports them: LAIN's schema refused them there (spec §1.5).
+/// a portal. Every non-portal type reports them: LAIN's schema refused them there (LAIN reference
+/// §proc-keys).
 pub fn portal_key_problems(proc: &Proc) -> Vec<Problem> {
     [
         ("service_name", proc.service_name.is_some()),

@@ -43,7 +43,8 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             LifecycleError::Invalid(format!("no proc-type plugin serves type `{ty}`"))
         })?;
         let plan = ProcTypePlugin(plugin).render(&proc.proc, &ctx)?;
-        // LAIN's instance environment (spec §2.3), after the user's and the type's.
+        // LAIN's instance environment (LAIN reference §environment), after the user's and the
+        // type's.
         let mut env: Vec<(String, String)> = proc
             .proc
             .env

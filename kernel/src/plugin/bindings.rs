@@ -56,8 +56,9 @@ impl<'de> serde::Deserialize<'de> for scheduling::Roles {
 }
 
 impl types::Proc {
-    /// A proc of `proc_type` with LAIN's defaults for every key (spec §1.5): one instance, 32 MiB,
-    /// `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80), no extra keys.
+    /// A proc of `proc_type` with LAIN's defaults for every key (LAIN reference §proc-keys): one
+    /// instance, 32 MiB, `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80),
+    /// no extra keys.
     pub fn with_lain_defaults(app: &str, name: &str, proc_type: &str) -> types::Proc {
         types::Proc {
             app: app.into(),

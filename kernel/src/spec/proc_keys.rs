@@ -1,4 +1,5 @@
-//! The keys of one proc section (LAIN spec §1.5, §1.6) into the `proc` record plugins see.
+//! The keys of one proc section (LAIN reference §proc-keys, §mountpoints, §health) into the `proc`
+//! record plugins see.
 
 use super::app::item_span;
 use super::diagnostic::Report;
