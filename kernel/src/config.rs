@@ -75,7 +75,7 @@
 //! interval = 60
 //!
 //! [backup]
-//! hook = "archive"
+//! hook = "archive"                   # not yet run by the kernel: no backup runs yet
 //! ```
 
 use crate::plugin::Limits;
@@ -544,11 +544,11 @@ fn check_push_address(address: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(malformed()) }
 }
 
-/// `[backup]`.
+/// `[backup]`: read and kept, but the kernel does not run backups yet, so nothing calls the hook.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
-    /// The backup-hook plugin.
+    /// The backup-hook plugin that volume backups will call (not yet run by the kernel).
     pub hook: String,
 }
 
@@ -699,11 +699,6 @@ impl KernelConfig {
         }
         paths
     }
-
-    /// The plugin serving proc type `ty`.
-    pub fn proc_type_plugin<'a>(&'a self, ty: &'a str) -> &'a str {
-        self.proc_types.get(ty).map_or(ty, String::as_str)
-    }
 }
 
 #[cfg(test)]
@@ -725,8 +720,7 @@ mod tests {
             config.scheduler.plugins,
             ["resources", "constraint", "spread"]
         );
-        assert_eq!(config.proc_type_plugin("cron"), "my-cron");
-        assert_eq!(config.proc_type_plugin("web"), "web");
+        assert_eq!(config.proc_types["cron"], "my-cron");
         assert_eq!(config.plugins.limits.cpu_ms, 200);
         let err = toml::from_str::<KernelConfig>("lisen = \"x\"").unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
