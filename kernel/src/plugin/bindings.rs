@@ -5,26 +5,31 @@
 //! of the worlds; its exports are looked up per interface (`GuestIndices`), which is also how a
 //! component for the wrong world is detected: the lookup names the missing export.
 
-wasmtime::component::bindgen!({
-    inline: "
-        package lain:kernel;
+/// The generated code: wasmtime's `bindgen!` writes no docs for WIT items (the WIT files are
+/// their documentation).
+#[allow(missing_docs)]
+mod generated {
+    wasmtime::component::bindgen!({
+        inline: "
+            package lain:kernel;
 
-        world plugin-host {
-            include lain:plugin/proc-type@0.1.0;
-            include lain:plugin/scheduler-filter@0.1.0;
-            include lain:plugin/backup-hook@0.1.0;
-            include lain:plugin/monitor-exporter@0.1.0;
-            include lain:plugin/auth-provider@0.1.0;
-        }
-    ",
-    path: "../wit/lain-plugin-0.1.0",
-    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
-});
+            world plugin-host {
+                include lain:plugin/proc-type@0.1.0;
+                include lain:plugin/scheduler-filter@0.1.0;
+                include lain:plugin/backup-hook@0.1.0;
+                include lain:plugin/monitor-exporter@0.1.0;
+                include lain:plugin/auth-provider@0.1.0;
+            }
+        ",
+        path: "../wit/lain-plugin-0.1.0",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    });
+}
 
-pub use self::exports::lain::plugin::{
+pub use generated::exports::lain::plugin::{
     authentication, backup, monitoring, proc_rendering, scheduling,
 };
-pub use self::lain::plugin::{host, types};
+pub use generated::lain::plugin::{host, types};
 
 // Flags are generated without serde derives; `roles` is (de)serialised as a list of names.
 impl serde::Serialize for scheduling::Roles {
