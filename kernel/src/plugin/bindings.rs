@@ -61,42 +61,14 @@ impl<'de> serde::Deserialize<'de> for scheduling::Roles {
 }
 
 impl types::Proc {
-    /// A proc of `proc_type` with LAIN's defaults for every key (LAIN reference §proc-keys): one
+    /// A proc of `proc_type` with LAIN's defaults for every key ([`lain_proc_defaults`]): one
     /// instance, 32 MiB, `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80),
     /// no extra keys.
     pub fn with_lain_defaults(app: &str, name: &str, proc_type: &str) -> types::Proc {
-        types::Proc {
+        lain_proc_defaults::lain_proc!(types::Proc {
             app: app.into(),
             name: name.into(),
             proc_type: proc_type.into(),
-            image: String::new(),
-            entrypoint: None,
-            cmd: None,
-            user: None,
-            workdir: None,
-            env: Vec::new(),
-            num_instances: 1,
-            cpu: 0,
-            memory: 32 << 20,
-            ports: Vec::new(),
-            stream_ports: Vec::new(),
-            mountpoints: Vec::new(),
-            https_only: None,
-            healthcheck: None,
-            container_healthcheck: None,
-            healthcheck_disabled: false,
-            volumes: Vec::new(),
-            logs: Vec::new(),
-            secret_files: Vec::new(),
-            secret_files_bypass: false,
-            stateful: false,
-            setup_time: 0,
-            kill_timeout: 10,
-            labels: Vec::new(),
-            filters: Vec::new(),
-            service_name: None,
-            allow_clients: None,
-            extra: "{}".into(),
-        }
+        })
     }
 }
