@@ -1,13 +1,13 @@
-//! Backups of volumes, planned by a backup-hook plugin: this module owns the `[backup]` section
-//! of the kernel configuration.
+//! Backups of volumes: today only the `[backup]` section of the kernel configuration. The kernel
+//! runs no backups yet, so nothing calls a backup-hook plugin.
 
 use serde::{Deserialize, Serialize};
 
-/// `[backup]`: which backup-hook plugin plans backups.
+/// `[backup]`: read and kept, but the kernel does not run backups yet, so nothing calls the hook.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The backup-hook plugin.
+    /// The backup-hook plugin that volume backups will call (not yet run by the kernel).
     pub hook: String,
 }
 

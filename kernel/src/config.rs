@@ -80,7 +80,7 @@
 //! interval = 60
 //!
 //! [backup]
-//! hook = "archive"
+//! hook = "archive"                   # not yet run by the kernel: no backup runs yet
 //! ```
 
 use crate::runtime::{self, RuntimeKind};
@@ -282,11 +282,6 @@ impl KernelConfig {
     pub fn check(&self) -> Result<(), String> {
         self.monitor.check()
     }
-
-    /// The plugin serving proc type `ty`.
-    pub fn proc_type_plugin<'a>(&'a self, ty: &'a str) -> &'a str {
-        self.proc_types.get(ty).map_or(ty, String::as_str)
-    }
 }
 
 #[cfg(test)]
@@ -308,8 +303,7 @@ mod tests {
             config.scheduler.plugins,
             ["resources", "constraint", "spread"]
         );
-        assert_eq!(config.proc_type_plugin("cron"), "my-cron");
-        assert_eq!(config.proc_type_plugin("web"), "web");
+        assert_eq!(config.proc_types["cron"], "my-cron");
         assert_eq!(config.plugins.limits.cpu_ms, 200);
         let err = toml::from_str::<KernelConfig>("lisen = \"x\"").unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");

@@ -124,18 +124,9 @@ impl Kernel {
     /// The scheduling pipeline's members as `[scheduler]` configures them: in order, with their
     /// weights and each plugin's current failure policy. A configured plugin that is missing,
     /// disabled or of another kind is an error naming it. When [`Registry::generation`] changes,
-    /// build them again and hand them to `Pipeline::reconfigure`.
+    /// the reconciler builds them again into a new pipeline.
     pub fn scheduler_members(&self) -> Result<Vec<MemberSpec>, CallError> {
         scheduler_members(&self.config, &self.registry)
-    }
-
-    /// The plugin serving proc type `ty` (per `[proc_types]`, else the plugin of that name).
-    pub fn proc_type_plugin(&self, ty: &str) -> Result<Arc<LoadedPlugin>, CallError> {
-        resolve(
-            &self.registry,
-            self.config.proc_type_plugin(ty),
-            Kind::ProcType,
-        )
     }
 
     /// What the API handlers share.

@@ -2,6 +2,10 @@
 //!
 //! Data flows one way: requests change desired state in the [`store`]; the kernel acts on it;
 //! everything that differs between sites is decided by sandboxed WebAssembly [`plugin`]s.
+//! `docs/architecture.md` shows which module owns each step; a citation "LAIN reference §name"
+//! points at the section `#name` of `docs/lain-reference.md`.
+
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod auth;

@@ -39,7 +39,13 @@ fn main() {
         .join("../..")
         .canonicalize()
         .expect("workspace root");
-    for dir in ["wit", "sdk-guest", "plugins", "tests/fixtures"] {
+    for dir in [
+        "wit",
+        "sdk-guest",
+        "proc-defaults",
+        "plugins",
+        "tests/fixtures",
+    ] {
         watch(&root.join(dir));
     }
     println!(

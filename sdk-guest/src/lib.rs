@@ -42,6 +42,8 @@
 //! [`proc_type::Proc`] implements `Default` with LAIN's defaults, and the feature `testing` adds
 //! the module `testing` (e.g. to check that a manifest's `[config]` matches the plugin's defaults).
 
+#![warn(missing_docs)]
+
 pub mod bindings;
 
 pub mod auth;

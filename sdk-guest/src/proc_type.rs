@@ -47,45 +47,17 @@ pub use crate::bindings::proc_type::lain::plugin::types::{AppContext, Proc};
 
 use crate::{PluginError, Problem};
 
-/// LAIN's defaults for every key of a proc section (LAIN spec §1.5): one instance, 32 MiB,
+/// LAIN's defaults for every key of a proc section ([`lain_proc_defaults`]): one instance, 32 MiB,
 /// `kill_timeout` 10 s, no extra keys (`"{}"`); everything else, app, name and type included, is
 /// empty, `None`, `false` or 0. Handy in tests:
 /// `Proc { name: "web".into(), proc_type: "web".into(), ..Default::default() }`.
 impl Default for Proc {
     fn default() -> Self {
-        Proc {
+        lain_proc_defaults::lain_proc!(Proc {
             app: String::new(),
             name: String::new(),
             proc_type: String::new(),
-            image: String::new(),
-            entrypoint: None,
-            cmd: None,
-            user: None,
-            workdir: None,
-            env: Vec::new(),
-            num_instances: 1,
-            cpu: 0,
-            memory: 32 << 20,
-            ports: Vec::new(),
-            stream_ports: Vec::new(),
-            mountpoints: Vec::new(),
-            https_only: None,
-            healthcheck: None,
-            container_healthcheck: None,
-            healthcheck_disabled: false,
-            volumes: Vec::new(),
-            logs: Vec::new(),
-            secret_files: Vec::new(),
-            secret_files_bypass: false,
-            stateful: false,
-            setup_time: 0,
-            kill_timeout: 10,
-            labels: Vec::new(),
-            filters: Vec::new(),
-            service_name: None,
-            allow_clients: None,
-            extra: "{}".into(),
-        }
+        })
     }
 }
 
@@ -134,7 +106,8 @@ pub fn plan_from(proc: &Proc, restart: RestartPolicy) -> ContainerPlan {
 }
 
 /// Problems for the portal-only keys (`service_name`, `allow_clients`) set on a proc that is not
-/// a portal. Every non-portal type reports them: LAIN's schema refused them there (spec §1.5).
+/// a portal. Every non-portal type reports them: LAIN's schema refused them there (LAIN reference
+/// §proc-keys).
 pub fn portal_key_problems(proc: &Proc) -> Vec<Problem> {
     [
         ("service_name", proc.service_name.is_some()),

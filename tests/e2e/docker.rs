@@ -23,19 +23,29 @@ fn kernel_on(dir: &Path, engine: &DockerEngine, extra: &str) -> KernelProcess {
 
 /// An app: a busybox web server answering with `greeting`, and a worker.
 fn app(dir: &Path, name: &str, greeting: &str, workers: u32) -> String {
-    let app = dir.join(name);
-    std::fs::create_dir_all(&app).expect("mkdir");
-    std::fs::write(
-        app.join("lain.yaml"),
-        format!(
+    let app = support::write_app(
+        dir,
+        name,
+        &format!(
             "appname: {name}\nbuild:\n  base: {base}\n  script:\n    - echo '{greeting}' > /lain/app/index.html\n\
              web:\n  cmd: httpd -f -p 80 -h /lain/app\n  healthcheck: /index.html\n\
              worker:\n  cmd: sh -c 'while true; do echo tick; sleep 1; done'\n  num_instances: {workers}\n",
             base = docker_engine::BASE
         ),
-    )
-    .expect("lain.yaml");
+    );
     app.to_string_lossy().into_owned()
+}
+
+/// An app `shop` whose one worker must run on a node labelled `disk=ssd`.
+fn ssd_worker(dir: &Path) -> std::path::PathBuf {
+    support::write_app(
+        dir,
+        "shop",
+        &format!(
+            "appname: shop\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  filters:\n    - constraint:disk==ssd\n",
+            docker_engine::BASE
+        ),
+    )
 }
 
 #[test]
@@ -206,12 +216,9 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
 
     // A new release rolls out (new container first, old one retired once healthy); rollback
     // brings the first back.
-    let yaml = std::fs::read_to_string(Path::new(&shop).join("lain.yaml")).expect("read");
-    std::fs::write(
-        Path::new(&shop).join("lain.yaml"),
-        yaml.replace("hello from shop", "shop v2"),
-    )
-    .expect("write");
+    support::edit_app(Path::new(&shop), |yaml| {
+        yaml.replace("hello from shop", "shop v2")
+    });
     kernel.lain_ok(&["build", &shop]);
     let v2 = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
     assert_ne!(v2["release"], version);
@@ -278,15 +285,7 @@ fn two_engines_take_instances_in_turn_and_maintenance_moves_them() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (e1, e2) = (DockerEngine::start(), DockerEngine::start());
     let kernel = kernel_on(tmp.path(), &e1, "");
-    kernel.lain_ok(&[
-        "node",
-        "add",
-        "n2",
-        "--address",
-        &e2.address,
-        "--memory",
-        "4G",
-    ]);
+    kernel.add_node("n2", &e2.address, &[]);
     let err = kernel.lain_err(&["node", "add", "n3", "--address", "ssh://somewhere"]);
     assert!(err.contains("a Docker engine is unix:///path"), "{err}");
     let shop = app(tmp.path(), "shop", "hi", 4);
@@ -333,29 +332,17 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
     let tmp = tempfile::tempdir().expect("tempdir");
     let (e1, mut e2) = (DockerEngine::start(), DockerEngine::start());
     let kernel = kernel_on(tmp.path(), &e1, "");
-    kernel.lain_ok(&[
-        "node",
-        "add",
-        "n2",
-        "--address",
-        &e2.address,
-        "--memory",
-        "4G",
-        "--label",
-        "disk=ssd",
-    ]);
-    let dir = tmp.path().join("db");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("lain.yaml"),
-        format!(
+    kernel.add_node("n2", &e2.address, &["disk=ssd"]);
+    let dir = support::write_app(
+        tmp.path(),
+        "db",
+        &format!(
             "appname: db\nbuild:\n  base: {}\n  script: []\n\
              worker.fast:\n  cmd: sleep 100000\n  num_instances: 2\n  filters:\n    - constraint:disk==ssd\n\
              worker.any:\n  cmd: sleep 100000\n  num_instances: 2\n",
             docker_engine::BASE
         ),
-    )
-    .expect("lain.yaml");
+    );
     kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
     let view = json(&kernel.lain_ok(&["deploy", "-a", "db", "-o", "json"]));
     let fast: Vec<&str> = instances(&view, "fast")
@@ -403,24 +390,19 @@ fn a_portal_is_reachable_by_its_service_name_from_declared_clients_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = DockerEngine::start();
     let kernel = kernel_on(tmp.path(), &engine, "");
-    let pg = tmp.path().join("pg");
-    std::fs::create_dir_all(&pg).expect("mkdir");
-    std::fs::write(
-        pg.join("lain.yaml"),
-        format!(
+    let pg = support::write_app(
+        tmp.path(),
+        "pg",
+        &format!(
             "appname: pg\nbuild:\n  base: {}\n  script:\n    - echo 'from pg' > /lain/app/index.html\n\
              service.db:\n  cmd: httpd -f -p 5432 -h /lain/app\n  port: 5432\n  portal:\n    cmd: httpd -f -p 5432 -h /lain/app\n",
             docker_engine::BASE
         ),
-    )
-    .expect("pg");
+    );
     let shop = app(tmp.path(), "shop", "shop", 1);
-    let yaml = std::fs::read_to_string(Path::new(&shop).join("lain.yaml")).expect("read");
-    std::fs::write(
-        Path::new(&shop).join("lain.yaml"),
-        format!("{yaml}use_services:\n  pg:\n    - db\n"),
-    )
-    .expect("write");
+    support::edit_app(Path::new(&shop), |yaml| {
+        format!("{yaml}use_services:\n  pg:\n    - db\n")
+    });
     let other = app(tmp.path(), "other", "other", 1);
     for (name, dir) in [
         ("pg", pg.to_string_lossy().into_owned()),
@@ -530,27 +512,8 @@ fn releases_are_pushed_to_a_real_registry_and_pulled_by_other_nodes() {
             e1.address, registry.address
         ),
     );
-    kernel.lain_ok(&[
-        "node",
-        "add",
-        "n2",
-        "--address",
-        &e2.address,
-        "--memory",
-        "4G",
-        "--label",
-        "disk=ssd",
-    ]);
-    let dir = tmp.path().join("shop");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("lain.yaml"),
-        format!(
-            "appname: shop\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  filters:\n    - constraint:disk==ssd\n",
-            docker_engine::BASE
-        ),
-    )
-    .expect("lain.yaml");
+    kernel.add_node("n2", &e2.address, &["disk=ssd"]);
+    let dir = ssd_worker(tmp.path());
     let release = json(&kernel.lain_ok(&["build", dir.to_str().expect("utf-8"), "-o", "json"]));
     let image = release["image"].as_str().expect("image").to_string();
     assert!(
@@ -583,8 +546,6 @@ fn prepare_build_release_and_test_images_follow_lain_yaml() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let engine = DockerEngine::start();
     let kernel = kernel_on(tmp.path(), &engine, "");
-    let dir = tmp.path().join("stages");
-    std::fs::create_dir_all(&dir).expect("mkdir");
     let yaml = |test: &str| {
         format!(
             "appname: stages\nbuild:\n  base: {base}\n  prepare:\n    version: \"1\"\n    script:\n      - echo deps > /lain/app/deps.txt\n      - echo junk > /lain/app/junk.txt\n    keep:\n      - deps.txt\n  script:\n    - cat deps.txt > built.txt\n    - echo artifact > artifact.txt\n\
@@ -594,7 +555,7 @@ fn prepare_build_release_and_test_images_follow_lain_yaml() {
             base = docker_engine::BASE
         )
     };
-    std::fs::write(dir.join("lain.yaml"), yaml("test -f built.txt")).expect("lain.yaml");
+    let dir = support::write_app(tmp.path(), "stages", &yaml("test -f built.txt"));
     let path = dir.to_str().expect("utf-8").to_string();
     let release = json(&kernel.lain_ok(&["build", &path, "-o", "json"]));
     let version = release["version"].as_str().expect("version").to_string();
@@ -631,7 +592,7 @@ fn prepare_build_release_and_test_images_follow_lain_yaml() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("prepare: reusing stages:prepare-1"));
 
     // A failing test script fails the build; no release is recorded.
-    std::fs::write(dir.join("lain.yaml"), yaml("test -f nothing-here")).expect("lain.yaml");
+    support::edit_app(&dir, |_| yaml("test -f nothing-here"));
     let err = kernel.lain_err(&["build", &path]);
     assert!(err.contains("test"), "{err}");
     let releases: Value = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
@@ -686,27 +647,8 @@ fn a_node_reached_over_tcp_with_tls_runs_instances() {
         ),
     );
     let address = format!("tcp://127.0.0.1:{port}");
-    kernel.lain_ok(&[
-        "node",
-        "add",
-        "n2",
-        "--address",
-        &address,
-        "--memory",
-        "4G",
-        "--label",
-        "disk=ssd",
-    ]);
-    let dir = tmp.path().join("shop");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("lain.yaml"),
-        format!(
-            "appname: shop\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  filters:\n    - constraint:disk==ssd\n",
-            docker_engine::BASE
-        ),
-    )
-    .expect("lain.yaml");
+    kernel.add_node("n2", &address, &["disk=ssd"]);
+    let dir = ssd_worker(tmp.path());
     kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
     let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
     assert_eq!(instances(&view, "worker")[0]["node"], "n2", "{view:#}");
@@ -733,16 +675,14 @@ fn secret_files_are_written_into_containers_before_they_start_and_nowhere_else()
     let engine = DockerEngine::start();
     let kernel = kernel_on(tmp.path(), &engine, "");
     let plaintext = "api_key = \"s3cr3t-in-the-container-only\"\n";
-    let app = tmp.path().join("sealed");
-    std::fs::create_dir_all(&app).expect("mkdir");
-    std::fs::write(
-        app.join("lain.yaml"),
-        format!(
+    let app = support::write_app(
+        tmp.path(),
+        "sealed",
+        &format!(
             "appname: sealed\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sh -c 'sha256sum /lain/app/conf/key.toml; sleep 100000'\n  secret_files:\n    - conf/key.toml\n",
             docker_engine::BASE
         ),
-    )
-    .expect("lain.yaml");
+    );
     let release = json(&kernel.lain_ok(&["build", &app.to_string_lossy(), "-o", "json"]));
     let image = release["image"].as_str().expect("image").to_string();
     let file = tmp.path().join("key.toml");

@@ -281,6 +281,15 @@ impl KernelProcess {
         }
     }
 
+    /// `lain node add <name> --address <address> --memory 4G`, with a `--label` per label.
+    pub fn add_node(&self, name: &str, address: &str, labels: &[&str]) {
+        let mut args = vec!["node", "add", name, "--address", address, "--memory", "4G"];
+        for label in labels {
+            args.extend(["--label", label]);
+        }
+        self.lain_ok(&args);
+    }
+
     /// Runs the CLI, asserting failure, and returns its stderr.
     pub fn lain_err(&self, args: &[&str]) -> String {
         let out = self.lain(args);
@@ -299,6 +308,21 @@ impl Drop for KernelProcess {
         self.kill9();
         kill_instances(&self.data_dir);
     }
+}
+
+/// Writes `yaml` as `<root>/<name>/lain.yaml` and returns the app's directory.
+pub fn write_app(root: &Path, name: &str, yaml: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir app");
+    std::fs::write(dir.join("lain.yaml"), yaml).expect("write lain.yaml");
+    dir
+}
+
+/// Rewrites the `lain.yaml` of the app in `dir` with `edit`.
+pub fn edit_app(dir: &Path, edit: impl FnOnce(String) -> String) {
+    let path = dir.join("lain.yaml");
+    let yaml = std::fs::read_to_string(&path).expect("read lain.yaml");
+    std::fs::write(&path, edit(yaml)).expect("write lain.yaml");
 }
 
 /// Kills every process-runtime instance under `data_dir` (they outlive the kernel by design).

@@ -20,6 +20,8 @@
 //! Everything is removed between rounds, untimed. Medians over rounds; ratios are medians of
 //! per-round paired ratios.
 
+#[path = "../support/cleanup.rs"]
+mod cleanup;
 #[path = "../../../tests/e2e/docker_engine.rs"]
 mod docker_engine;
 
@@ -70,7 +72,8 @@ async fn run() -> Result<()> {
         Path::new(env!("CARGO_BIN_EXE_lain")),
     )?;
     let lc = kernel.lifecycle.clone();
-    let reconciler = kernel.start_reconciler();
+    // Stopped before the engine (which removes every container when dropped), even on failure.
+    let reconciler = cleanup::Task(kernel.start_reconciler());
     tokio::time::sleep(Duration::from_millis(1500)).await; // the reconciler connects the engine
     let yaml = format!(
         "appname: bench\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {instances}\n",
@@ -101,7 +104,7 @@ async fn run() -> Result<()> {
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    reconciler.abort();
+    reconciler.0.abort();
     let overhead: Vec<f64> = deploy
         .iter()
         .zip(&runtime_only)

@@ -22,6 +22,8 @@
 //! **API reads.** `GET /api/v1/apps/bench` (the `lain ps` view of the 100 instances) next to
 //! `GET /healthz` (the floor of the HTTP stack), over loopback with keep-alive clients.
 
+#[path = "../support/cleanup.rs"]
+mod cleanup;
 #[path = "../support/mode.rs"]
 mod mode;
 use anyhow::{Context, Result, bail};
@@ -61,6 +63,11 @@ async fn run() -> Result<()> {
     let instances = instances_n();
     let rounds = rounds_n();
     let tmp = tempfile::tempdir()?;
+    // Instances outlive the kernel: whatever happens below, they go before the directory does.
+    let _instances = cleanup::Instances::under(&[
+        &tmp.path().join("data/runtime/process"),
+        &tmp.path().join("direct"),
+    ]);
     let shim = Path::new(env!("CARGO_BIN_EXE_lain"));
     let config = KernelConfig {
         data_dir: tmp.path().join("data"),
@@ -68,7 +75,7 @@ async fn run() -> Result<()> {
     };
     let kernel = Kernel::open_with_shim(config, lain_builtin_plugins::BUILTINS, shim)?;
     let lc = kernel.lifecycle.clone();
-    let reconciler = kernel.start_reconciler();
+    let reconciler = cleanup::Task(kernel.start_reconciler());
     let app_dir = tmp.path().join("bench");
     std::fs::create_dir_all(&app_dir)?;
     std::fs::write(
@@ -130,7 +137,7 @@ async fn run() -> Result<()> {
     let view = reads(format!("http://{addr}/api/v1/apps/bench"), &auth).await?;
     let list = reads(format!("http://{addr}/api/v1/apps"), &auth).await?;
     server.abort();
-    reconciler.abort();
+    reconciler.0.abort();
     lc.stop_all().await?;
 
     let m = |v: &[f64]| median(v);
@@ -186,15 +193,14 @@ async fn run() -> Result<()> {
 fn bench_plain() -> Result<f64> {
     let instances = instances_n();
     let start = Instant::now();
-    let mut children = Vec::with_capacity(instances);
+    let mut children = cleanup::Children(Vec::with_capacity(instances));
     for _ in 0..instances {
-        children.push(std::process::Command::new("sleep").arg("100000").spawn()?);
+        children
+            .0
+            .push(std::process::Command::new("sleep").arg("100000").spawn()?);
     }
     let took = start.elapsed().as_secs_f64();
-    for mut c in children {
-        c.kill()?;
-        c.wait()?;
-    }
+    drop(children);
     Ok(took)
 }
 

@@ -1,4 +1,4 @@
-//! LAIN's instance environment (LAIN spec §2.3), in one place: what every instance of a proc
+//! LAIN's instance environment (LAIN reference §environment), in one place: what every instance of a proc
 //! gets (computed when a release is deployed and kept in its [`ProcPlan`](super::records::ProcPlan))
 //! and what each instance adds (its number and node, when the reconciler creates it).
 

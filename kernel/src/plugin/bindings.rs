@@ -5,26 +5,31 @@
 //! of the worlds; its exports are looked up per interface (`GuestIndices`), which is also how a
 //! component for the wrong world is detected: the lookup names the missing export.
 
-wasmtime::component::bindgen!({
-    inline: "
-        package lain:kernel;
+/// The generated code: wasmtime's `bindgen!` writes no docs for WIT items (the WIT files are
+/// their documentation).
+#[allow(missing_docs)]
+mod generated {
+    wasmtime::component::bindgen!({
+        inline: "
+            package lain:kernel;
 
-        world plugin-host {
-            include lain:plugin/proc-type@0.1.0;
-            include lain:plugin/scheduler-filter@0.1.0;
-            include lain:plugin/backup-hook@0.1.0;
-            include lain:plugin/monitor-exporter@0.1.0;
-            include lain:plugin/auth-provider@0.1.0;
-        }
-    ",
-    path: "../wit/lain-plugin-0.1.0",
-    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
-});
+            world plugin-host {
+                include lain:plugin/proc-type@0.1.0;
+                include lain:plugin/scheduler-filter@0.1.0;
+                include lain:plugin/backup-hook@0.1.0;
+                include lain:plugin/monitor-exporter@0.1.0;
+                include lain:plugin/auth-provider@0.1.0;
+            }
+        ",
+        path: "../wit/lain-plugin-0.1.0",
+        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    });
+}
 
-pub use self::exports::lain::plugin::{
+pub use generated::exports::lain::plugin::{
     authentication, backup, monitoring, proc_rendering, scheduling,
 };
-pub use self::lain::plugin::{host, types};
+pub use generated::lain::plugin::{host, types};
 
 // Flags are generated without serde derives; `roles` is (de)serialised as a list of names.
 impl serde::Serialize for scheduling::Roles {
@@ -56,41 +61,14 @@ impl<'de> serde::Deserialize<'de> for scheduling::Roles {
 }
 
 impl types::Proc {
-    /// A proc of `proc_type` with LAIN's defaults for every key (spec §1.5): one instance, 32 MiB,
-    /// `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80), no extra keys.
+    /// A proc of `proc_type` with LAIN's defaults for every key ([`lain_proc_defaults`]): one
+    /// instance, 32 MiB, `kill_timeout` 10 s, no ports (the proc type adds its own, e.g. web's 80),
+    /// no extra keys.
     pub fn with_lain_defaults(app: &str, name: &str, proc_type: &str) -> types::Proc {
-        types::Proc {
+        lain_proc_defaults::lain_proc!(types::Proc {
             app: app.into(),
             name: name.into(),
             proc_type: proc_type.into(),
-            image: String::new(),
-            entrypoint: None,
-            cmd: None,
-            user: None,
-            workdir: None,
-            env: Vec::new(),
-            num_instances: 1,
-            cpu: 0,
-            memory: 32 << 20,
-            ports: Vec::new(),
-            stream_ports: Vec::new(),
-            mountpoints: Vec::new(),
-            https_only: None,
-            healthcheck: None,
-            container_healthcheck: None,
-            healthcheck_disabled: false,
-            volumes: Vec::new(),
-            logs: Vec::new(),
-            secret_files: Vec::new(),
-            secret_files_bypass: false,
-            stateful: false,
-            setup_time: 0,
-            kill_timeout: 10,
-            labels: Vec::new(),
-            filters: Vec::new(),
-            service_name: None,
-            allow_clients: None,
-            extra: "{}".into(),
-        }
+        })
     }
 }

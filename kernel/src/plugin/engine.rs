@@ -64,8 +64,8 @@ impl PluginEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::lain::plugin::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        bindings::lain::plugin::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;

@@ -200,7 +200,7 @@ impl LoadedPlugin {
         &self,
         function: &'static str,
         volume: Option<&Path>,
-        f: impl FnOnce(&mut Store<PluginState>, &Instance, &Exports) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut Store<PluginState>, &Instance) -> wasmtime::Result<R>,
         check: impl FnOnce(&R) -> Result<(), Cause>,
     ) -> Result<R, CallError> {
         let reuse =
@@ -217,8 +217,7 @@ impl LoadedPlugin {
                     (store, instance)
                 }
             };
-            let value =
-                f(&mut store, &instance, &self.exports).map_err(|e| self.cause(&store, e))?;
+            let value = f(&mut store, &instance).map_err(|e| self.cause(&store, e))?;
             check(&value)?;
             // A chatty instance would eventually fill its stderr buffer: let it go instead.
             if reuse && store.data().stderr.contents().len() < super::state::STDERR_CAPACITY / 2 {

@@ -52,22 +52,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts every member and asks for its roles.
+    /// Starts every member and asks for its roles. Plugin changes make a new pipeline (the
+    /// reconciler rebuilds it and mirrors nodes and placements into it again).
     pub fn new(specs: Vec<MemberSpec>) -> Result<Pipeline, ScheduleError> {
-        let mut pipeline = Pipeline {
-            inv: Inventory::default(),
-            members: Vec::new(),
-            candidates: Vec::new(),
-            scores: Vec::new(),
-        };
-        pipeline.reconfigure(specs)?;
-        Ok(pipeline)
-    }
-
-    /// Replaces the members (after the configuration or a plugin changed), keeping the
-    /// inventory: each new member starts with a full replay of it.
-    pub fn reconfigure(&mut self, specs: Vec<MemberSpec>) -> Result<(), ScheduleError> {
-        let snapshot = self.inv.snapshot();
+        let inv = Inventory::default();
+        let snapshot = inv.snapshot();
         let mut members = Vec::with_capacity(specs.len());
         for spec in specs {
             let mut backend = (spec.factory)().map_err(ScheduleError::Plugin)?;
@@ -80,8 +69,12 @@ impl Pipeline {
                 pending: Vec::new(),
             });
         }
-        self.members = members;
-        Ok(())
+        Ok(Pipeline {
+            inv,
+            members,
+            candidates: Vec::new(),
+            scores: Vec::new(),
+        })
     }
 
     /// The inventory.

@@ -1,4 +1,5 @@
-//! The app-level sections of `lain.yaml` (LAIN spec §1.2, §1.3): everything but the procs.
+//! The app-level sections of `lain.yaml` (LAIN reference §top-level, §build): everything but the
+//! procs.
 
 use super::diagnostic::Report;
 use super::model::{AppType, Build, Copy, Prepare, Release, Test, UseResource};

@@ -1,4 +1,5 @@
-//! Which top-level keys are proc sections, and what proc each one declares (LAIN spec §1.4).
+//! Which top-level keys are proc sections, and what proc each one declares (LAIN reference
+//! §proc-sections).
 //!
 //! | key | proc name | type |
 //! |---|---|---|

@@ -1,4 +1,4 @@
-//! LAIN's `pre_run` / `post_run` commands (LAIN spec §4.2, "Execution on the node").
+//! LAIN's `pre_run` / `post_run` commands (LAIN reference §backups, "Execution on the node").
 
 /// Where a relative command is looked up inside the instance: the app's directory.
 const APP_DIR: &str = "/lain/app/";

@@ -1,5 +1,5 @@
-//! The built-in `archive` backup hook (LAIN spec §4.2): decides what a volume backup leaves out and
-//! which commands run around it.
+//! The built-in `archive` backup hook (LAIN reference §backups): decides what a volume backup
+//! leaves out and which commands run around it.
 //!
 //! - Excludes: the `exclude` globs of the configuration plus those of the volume's ignore file
 //!   (`.lainbackupignore`), matched while walking the volume (see [`glob`] for the syntax).

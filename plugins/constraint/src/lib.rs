@@ -1,6 +1,7 @@
-//! The built-in `constraint` scheduler: LAIN's scheduling filters (LAIN spec §1.5 `filters`,
-//! §4.5), `constraint:` on node labels and `affinity:` on the labels of running instances, soft
-//! with `~`. [`lain_scheduling_core::Constraint`] holds the algorithm and documents the semantics.
+//! The built-in `constraint` scheduler: LAIN's scheduling filters (LAIN reference §proc-keys
+//! `filters`, §scheduling), `constraint:` on node labels and `affinity:` on the labels of running
+//! instances, soft with `~`. [`lain_scheduling_core::Constraint`] holds the algorithm and documents
+//! the semantics.
 
 use lain_scheduling_core::Constraint;
 use lain_scheduling_core::guest::{AlgorithmConfig, Plugin};

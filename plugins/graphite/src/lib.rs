@@ -1,6 +1,6 @@
-//! The built-in `graphite` monitoring exporter (LAIN spec §4.6: LAIN fed Graphite through
-//! collectd): the Graphite plaintext protocol, pushed by the kernel to carbon. Where and how
-//! often is the operator's `[monitor.exporters.graphite]` (`push`, `interval`) in the kernel
+//! The built-in `graphite` monitoring exporter (LAIN reference §monitoring: LAIN fed Graphite
+//! through collectd): the Graphite plaintext protocol, pushed by the kernel to carbon. Where and
+//! how often is the operator's `[monitor.exporters.graphite]` (`push`, `interval`) in the kernel
 //! config; the address this plugin describes is only shown.
 
 mod config;

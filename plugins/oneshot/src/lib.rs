@@ -1,10 +1,10 @@
 //! The built-in `oneshot` proc type: a run-to-completion job.
 //!
 //! LAIN parsed `oneshot` but never finished it: every podgroup got `RestartPolicy = Always`, so a
-//! oneshot was restarted when it exited (LAIN spec §1.4, lain#56). Here a oneshot is never
-//! restarted and the kernel keeps its exit status. Like LAIN, `mountpoint`, `https_only` and
-//! `healthcheck` are accepted and ignored (LAIN spec §1.5, §1.6.1); `service_name` and
-//! `allow_clients` are problems, since only portals have them.
+//! oneshot was restarted when it exited (LAIN reference §proc-sections, lain#56). Here a oneshot is
+//! never restarted and the kernel keeps its exit status. Like LAIN, `mountpoint`, `https_only` and
+//! `healthcheck` are accepted and ignored (LAIN reference §proc-keys, §mountpoints); `service_name`
+//! and `allow_clients` are problems, since only portals have them.
 
 use lain_sdk_guest::proc_type::*;
 use lain_sdk_guest::{PluginError, Problem};

@@ -1,22 +1,24 @@
-//! The built-in `portal` proc type (LAIN spec §1.4, §1.5, §1.7, §2.9): the entry point through which
-//! client apps reach a service. Clients name it by its `service_name` in `use_services`; the kernel
-//! runs a portal instance next to the clients that use it and admits the clients `allow_clients`
-//! matches.
+//! The built-in `portal` proc type (LAIN reference §proc-sections, §proc-keys, §services,
+//! §portals): the entry point through which client apps reach a service. Clients name it by its
+//! `service_name` in `use_services`; the kernel runs a portal instance next to the clients that use
+//! it and admits the clients `allow_clients` matches.
 //!
-//! Unlike LAIN, which documented `allow_clients` as a glob but only implemented `**` (LAIN spec
-//! §1.5), the value is checked here as a list of app-name globs (see
+//! Unlike LAIN, which documented `allow_clients` as a glob but only implemented `**` (LAIN
+//! reference §proc-keys), the value is checked here as a list of app-name globs (see
 //! [`names::allow_clients_faults`]) and the kernel enforces it.
 //!
-//! A portal's port is not inherited from the service proc (the parser never copied it, LAIN spec
-//! §1.4): a portal without a port has none. Like LAIN, `mountpoint`, `https_only` and
-//! `healthcheck` are accepted and ignored (LAIN spec §1.5, §1.6.1).
+//! The portal of a `service.<name>` section that declares no port takes the service proc's ports
+//! (the kernel's `lain.yaml` reader copies them, as LAIN's docs promised and its parser did not,
+//! LAIN reference §proc-sections); any other portal without a port has none. Like LAIN,
+//! `mountpoint`, `https_only` and `healthcheck` are accepted and ignored (LAIN reference
+//! §proc-keys, §mountpoints).
 
 mod names;
 
 use lain_sdk_guest::proc_type::*;
 use lain_sdk_guest::{EnvVar, PluginError, Problem};
 
-/// `allow_clients` when not given: every app (LAIN spec §1.5).
+/// `allow_clients` when not given: every app (LAIN reference §proc-keys).
 const ALL_CLIENTS: &str = "**";
 
 /// The `portal` proc type. It has no configuration.

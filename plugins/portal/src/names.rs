@@ -1,7 +1,8 @@
 //! Checks of a portal's `service_name` and `allow_clients`.
 
 /// Whether `name` matches LAIN's name pattern `^[a-zA-Z]([a-zA-Z0-9]*)(-[a-zA-Z0-9]+)*$`
-/// (LAIN spec §1.4): groups of letters and digits joined by single `-`, starting with a letter.
+/// (LAIN reference §proc-sections): groups of letters and digits joined by single `-`, starting
+/// with a letter.
 pub fn is_service_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic())
         && name

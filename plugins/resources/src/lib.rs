@@ -1,6 +1,6 @@
 //! The built-in `resources` scheduler: an instance goes to a ready node with room for its memory
-//! and CPU (LAIN spec §2.6, §2.8, §4.5; LAIN checked memory only, and only on spec changes).
-//! [`lain_scheduling_core::Resources`] holds the algorithm and documents the accounting.
+//! and CPU (LAIN reference §resources, §scheduling; LAIN checked memory only, and only on spec
+//! changes). [`lain_scheduling_core::Resources`] holds the algorithm and documents the accounting.
 
 use lain_scheduling_core::guest::{AlgorithmConfig, Plugin};
 use lain_scheduling_core::{Resources, Scoring};

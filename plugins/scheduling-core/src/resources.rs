@@ -1,9 +1,9 @@
 //! Resources: an instance only goes to a ready node with room for its memory and CPU.
 //!
-//! LAIN's deployd only checked memory, and only on spec changes (LAIN spec §2.8
-//! `hasEnoughResource`), while Swarm reserved memory per container; CPU was a quota, not a
-//! reservation (§2.6, §4.5), and nodes under maintenance took nothing new (§4.5 cluster
-//! constraints). Here every placement reserves the proc's memory and CPU on its node:
+//! LAIN's deployd only checked memory, and only on spec changes (LAIN reference
+//! §resources), while Swarm reserved memory per container; CPU was a quota, not a
+//! reservation (§resources, §scheduling), and nodes under maintenance took nothing new (§scheduling
+//! cluster constraints). Here every placement reserves the proc's memory and CPU on its node:
 //!
 //! `free = allocatable - reserved outside placements - sum(instances x requirement)`
 //!
@@ -14,8 +14,8 @@
 //! requirements. When a proc is redefined with a new size, its running instances are re-charged
 //! at the new size at once. This keeps the books exact (a later removal subtracts exactly what is
 //! charged, whatever the order of changes, since placements do not name instances) and matches
-//! LAIN, where a spec change rolls every instance over to the new limits (§2.8) and deployd checks
-//! capacity with the new limit.
+//! LAIN, where a spec change rolls every instance over to the new limits (§rolling) and deployd
+//! checks capacity with the new limit.
 //!
 //! Speed: procs with the same (memory, CPU) share a requirement class holding the bitmap of the
 //! nodes that fit it. A placement or usage change updates the node's bit in every class, so

@@ -1,11 +1,11 @@
 //! Spread: the instances of one proc go to different nodes.
 //!
 //! LAIN got this from Swarm through the soft anti-affinity deployd adds to every container,
-//! `affinity:cc.bdp.lain.deployd.pg_name!=~<pg>` (LAIN spec §2.6, §4.5), which "tries" to spread
-//! instances while Swarm's resource scoring may still stack them. Here it is a scorer: a node that
-//! runs fewer instances of the proc scores higher. With `hard` it is also a filter that keeps only
-//! the candidates running the fewest instances, so instances never stack while a node with fewer
-//! is available.
+//! `affinity:cc.bdp.lain.deployd.pg_name!=~<pg>` (LAIN reference §resources, §scheduling), which
+//! "tries" to spread instances while Swarm's resource scoring may still stack them. Here it is a
+//! scorer: a node that runs fewer instances of the proc scores higher. With `hard` it is also a
+//! filter that keeps only the candidates running the fewest instances, so instances never stack
+//! while a node with fewer is available.
 
 use crate::counts::Instances;
 use crate::types::{Placement, ProcRequirements, Roles};

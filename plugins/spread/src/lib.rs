@@ -1,6 +1,7 @@
 //! The built-in `spread` scheduler: the instances of a proc go to different nodes, as LAIN's
-//! soft anti-affinity `affinity:cc.bdp.lain.deployd.pg_name!=~<pg>` tried to do (LAIN spec §2.6,
-//! §4.5). [`lain_scheduling_core::Spread`] holds the algorithm; this crate configures it.
+//! soft anti-affinity `affinity:cc.bdp.lain.deployd.pg_name!=~<pg>` tried to do (LAIN reference
+//! §resources, §scheduling). [`lain_scheduling_core::Spread`] holds the algorithm; this crate
+//! configures it.
 
 use lain_scheduling_core::Spread;
 use lain_scheduling_core::guest::{AlgorithmConfig, Plugin};

@@ -2,8 +2,8 @@
 //! (`@hourly`, `@daily`, `@every 1h30m`, ...).
 //!
 //! The accepted syntax is the common ground of Vixie cron and robfig/cron (which LAIN used,
-//! LAIN spec §4.2): a field is `*`, a value, a range `a-b`, any of these with a step `/n`, or a
-//! comma-separated list of them; months and days of the week may be written as names (`jan`,
+//! LAIN reference §backups): a field is `*`, a value, a range `a-b`, any of these with a step `/n`,
+//! or a comma-separated list of them; months and days of the week may be written as names (`jan`,
 //! `mon`), day of month and day of week may be `?` (same as `*`). Seconds are not supported.
 
 /// How to write a schedule, for problem hints.

@@ -1,4 +1,4 @@
-//! Health checks of web procs (LAIN spec §1.6.2).
+//! Health checks of web procs (LAIN reference §health).
 
 use lain_sdk_guest::proc_type::Proc;
 use lain_sdk_guest::{HealthCheck, HttpProbe, Probe, Problem};
@@ -23,7 +23,7 @@ pub fn check_path(path: &str, problems: &mut Vec<Problem>) {
     }
 }
 
-/// The health check of a web proc, as LAIN's deployd built it (LAIN spec §1.6.2):
+/// The health check of a web proc, as LAIN's deployd built it (LAIN reference §health):
 /// none when disabled (`container_healthcheck: {cmd: none}`); else `container_healthcheck` if
 /// given; else, if `healthcheck` is given, an HTTP GET of that path on `port` with LAIN's defaults
 /// (every 10 s, 3 s timeout, 3 retries, failures ignored during `setup_time`); else none.

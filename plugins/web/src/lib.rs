@@ -1,5 +1,5 @@
-//! The built-in `web` proc type (LAIN spec §1.4, §1.5): an HTTP service, reached through routes
-//! derived from its mountpoints and restarted whatever its exit status.
+//! The built-in `web` proc type (LAIN reference §proc-sections, §proc-keys): an HTTP service,
+//! reached through routes derived from its mountpoints and restarted whatever its exit status.
 
 mod health;
 mod mountpoint;
@@ -7,7 +7,7 @@ mod mountpoint;
 use lain_sdk_guest::proc_type::*;
 use lain_sdk_guest::{PluginError, Port, Problem, Protocol};
 
-/// The port of a web proc that declares none: 80/tcp (LAIN spec §1.5, `port`).
+/// The port of a web proc that declares none: 80/tcp (LAIN reference §proc-keys, `port`).
 const DEFAULT_PORT: Port = Port {
     number: 80,
     protocol: Protocol::Tcp,
@@ -32,7 +32,7 @@ impl ProcType for Web {
     }
 
     /// Fills in port 80/tcp when no port is given, `https_only: false`, and the expanded
-    /// mountpoints (LAIN spec §1.6.1); reports every problem found.
+    /// mountpoints (LAIN reference §mountpoints); reports every problem found.
     fn validate(&self, mut proc: Proc, ctx: AppContext) -> Result<Proc, Vec<Problem>> {
         let mut problems = portal_key_problems(&proc);
         match proc.ports.first() {
@@ -60,8 +60,9 @@ impl ProcType for Web {
     /// One route per (expanded) mountpoint, and the health check of [`health::plan_health`].
     ///
     /// `https_only` applies to every route of the proc. LAIN's webrouter only redirected names
-    /// under the cluster domain (LAIN spec §4.3) and silently served external mountpoints over
-    /// plain HTTP; users read `https_only` as a promise about the proc, so we keep it everywhere.
+    /// under the cluster domain (LAIN reference §webrouter) and silently served external
+    /// mountpoints over plain HTTP; users read `https_only` as a promise about the proc, so we keep
+    /// it everywhere.
     fn render(&self, proc: Proc, _ctx: AppContext) -> Result<ContainerPlan, PluginError> {
         if proc.proc_type != "web" {
             return Err(PluginError::InvalidInput(format!(

@@ -1,5 +1,5 @@
-//! Mountpoints of web procs: LAIN's defaults and relative entries (LAIN spec §1.6.1), and the
-//! routes they become.
+//! Mountpoints of web procs: LAIN's defaults and relative entries (LAIN reference §mountpoints),
+//! and the routes they become.
 //!
 //! A mountpoint is `host[/path]`. Expanded mountpoints are kept in a canonical form: the host in
 //! lower case, the path without a trailing `/` (`Books.example.org/books/` is
@@ -9,7 +9,7 @@ use lain_sdk_guest::proc_type::Route;
 use lain_sdk_guest::{PluginError, Problem};
 
 /// LAIN's default mountpoints `DM`: `<app_domain>.<d>` for each cluster domain `d`, then
-/// `<app_domain>.lain` (LAIN spec §1.6.1).
+/// `<app_domain>.lain` (LAIN reference §mountpoints).
 pub fn defaults(app_domain: &str, cluster_domains: &[String]) -> Vec<String> {
     cluster_domains
         .iter()
@@ -18,7 +18,7 @@ pub fn defaults(app_domain: &str, cluster_domains: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Expands the mountpoints the user wrote, as LAIN's parser did (LAIN spec §1.6.1):
+/// Expands the mountpoints the user wrote, as LAIN's parser did (LAIN reference §mountpoints):
 ///
 /// 1. entries `host[/path]` are kept in order;
 /// 2. a proc named `web` gets `defaults` appended;
@@ -202,7 +202,7 @@ mod tests {
         );
     }
 
-    /// LAIN spec §1.11, Example A: the derived mountpoints of `web` and `web.admin`.
+    /// LAIN reference §mountpoints, its example: the derived mountpoints of `web` and `web.admin`.
     #[test]
     fn example_a_is_reproduced() {
         let mut problems = Vec::new();

@@ -1,5 +1,5 @@
-//! The built-in `worker` proc type (LAIN spec §1.4): a long-running process with no HTTP routes,
-//! restarted whatever its exit status.
+//! The built-in `worker` proc type (LAIN reference §proc-sections): a long-running process with no
+//! HTTP routes, restarted whatever its exit status.
 
 use lain_sdk_guest::proc_type::*;
 use lain_sdk_guest::{PluginError, Problem};

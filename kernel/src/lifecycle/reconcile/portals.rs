@@ -18,7 +18,7 @@ pub struct Grant {
 
 /// Fills each portal's grants: every deployed app whose `use_services` names the portal's
 /// service (and that its `allow_clients` admits) gets the portal on its network, reachable by the
-/// service name (LAIN spec §1.7, §2.9).
+/// service name (LAIN reference §services, §portals).
 pub fn grant(apps: &[AppRecord], desired: &mut BTreeMap<String, Desired>) {
     for client in apps {
         let Some(deployed) = &client.deployed else {

@@ -1,9 +1,9 @@
 //! Calls into auth-provider plugins.
 
-use super::{within_limit, wrong_kind};
-use crate::plugin::bindings::authentication::{AuthResult, Credentials, ProviderInfo};
-use crate::plugin::error::{CallError, Cause};
-use crate::plugin::loaded::{Exports, LoadedPlugin};
+use super::{call_fallible, within_limit};
+use crate::plugin::bindings::authentication::{AuthResult, Credentials, Guest, ProviderInfo};
+use crate::plugin::error::CallError;
+use crate::plugin::loaded::LoadedPlugin;
 
 /// An auth-provider plugin.
 pub struct AuthPlugin<'a>(pub &'a LoadedPlugin);
@@ -11,32 +11,23 @@ pub struct AuthPlugin<'a>(pub &'a LoadedPlugin);
 impl AuthPlugin<'_> {
     /// A summary, or why the configuration is unusable.
     pub fn describe(&self) -> Result<ProviderInfo, CallError> {
-        let Exports::AuthProvider(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "describe"));
-        };
-        let answer = self.0.call(
+        call_fallible(
+            self.0,
             "describe",
             None,
-            |store, instance, _| idx.load(&mut *store, instance)?.call_describe(&mut *store),
+            |g: &Guest, s| g.call_describe(s),
             |r| within_limit(self.0, r),
-        )?;
-        answer.map_err(|e| self.0.error("describe", Cause::Guest(e)))
+        )
     }
 
     /// Authenticates one request's credentials.
     pub fn authenticate(&self, creds: &Credentials) -> Result<AuthResult, CallError> {
-        let Exports::AuthProvider(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "authenticate"));
-        };
-        let answer = self.0.call(
+        call_fallible(
+            self.0,
             "authenticate",
             None,
-            |store, instance, _| {
-                idx.load(&mut *store, instance)?
-                    .call_authenticate(&mut *store, creds)
-            },
+            |g: &Guest, s| g.call_authenticate(s, creds),
             |r| within_limit(self.0, r),
-        )?;
-        answer.map_err(|e| self.0.error("authenticate", Cause::Guest(e)))
+        )
     }
 }

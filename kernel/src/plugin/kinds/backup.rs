@@ -1,9 +1,9 @@
 //! Calls into backup-hook plugins.
 
-use super::{within_limit, wrong_kind};
-use crate::plugin::bindings::backup::{BackupJob, BackupOutcome, BackupPlan};
-use crate::plugin::error::{CallError, Cause};
-use crate::plugin::loaded::{Exports, LoadedPlugin};
+use super::{call_fallible, within_limit};
+use crate::plugin::bindings::backup::{BackupJob, BackupOutcome, BackupPlan, Guest};
+use crate::plugin::error::CallError;
+use crate::plugin::loaded::LoadedPlugin;
 use std::path::Path;
 
 /// A backup-hook plugin.
@@ -13,32 +13,23 @@ impl BackupPlugin<'_> {
     /// Plans a backup of `job`'s volume, whose host directory `volume` the plugin sees read-only
     /// at `/volume` (and nothing else of the host).
     pub fn plan(&self, job: &BackupJob, volume: &Path) -> Result<BackupPlan, CallError> {
-        let Exports::BackupHook(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "plan"));
-        };
-        let answer = self.0.call(
+        call_fallible(
+            self.0,
             "plan",
             Some(volume),
-            |store, instance, _| idx.load(&mut *store, instance)?.call_plan(&mut *store, job),
+            |g: &Guest, s| g.call_plan(s, job),
             |r| within_limit(self.0, r),
-        )?;
-        answer.map_err(|e| self.0.error("plan", Cause::Guest(e)))
+        )
     }
 
     /// Tells the plugin how a backup ended.
     pub fn finished(&self, job: &BackupJob, outcome: &BackupOutcome) -> Result<(), CallError> {
-        let Exports::BackupHook(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "finished"));
-        };
-        let answer = self.0.call(
+        call_fallible(
+            self.0,
             "finished",
             None,
-            |store, instance, _| {
-                idx.load(&mut *store, instance)?
-                    .call_finished(&mut *store, job, outcome)
-            },
+            |g: &Guest, s| g.call_finished(s, job, outcome),
             |r| within_limit(self.0, r),
-        )?;
-        answer.map_err(|e| self.0.error("finished", Cause::Guest(e)))
+        )
     }
 }

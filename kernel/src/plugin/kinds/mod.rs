@@ -10,8 +10,93 @@ pub mod proc_checks;
 pub mod proc_type;
 pub mod scheduler;
 
-use super::error::Cause;
-use super::loaded::LoadedPlugin;
+use super::bindings::types::PluginError;
+use super::error::{CallError, Cause};
+use super::loaded::{Exports, LoadedPlugin};
+use super::state::PluginState;
+use std::path::Path;
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+/// The guest bindings of one plugin kind: which [`Exports`] are its, and how to load them into an
+/// instance.
+pub(crate) trait KindGuest: Sized {
+    /// The kind's export indices.
+    type Indices;
+    /// The indices, if `exports` are of this kind.
+    fn indices(exports: &Exports) -> Option<&Self::Indices>;
+    /// The bindings of `instance`.
+    fn load(
+        indices: &Self::Indices,
+        store: &mut Store<PluginState>,
+        instance: &Instance,
+    ) -> wasmtime::Result<Self>;
+}
+
+macro_rules! kind_guest {
+    ($($module:ident => $variant:ident),* $(,)?) => {$(
+        impl KindGuest for crate::plugin::bindings::$module::Guest {
+            type Indices = crate::plugin::bindings::$module::GuestIndices;
+            fn indices(exports: &Exports) -> Option<&Self::Indices> {
+                match exports {
+                    Exports::$variant(indices) => Some(indices),
+                    _ => None,
+                }
+            }
+            fn load(
+                indices: &Self::Indices,
+                store: &mut Store<PluginState>,
+                instance: &Instance,
+            ) -> wasmtime::Result<Self> {
+                indices.load(store, instance)
+            }
+        }
+    )*};
+}
+
+kind_guest! {
+    proc_rendering => ProcType,
+    scheduling => SchedulerFilter,
+    backup => BackupHook,
+    monitoring => MonitorExporter,
+    authentication => AuthProvider,
+}
+
+/// Calls `function` on a fresh (or warm) instance of `plugin` through its kind's bindings `G`:
+/// the one place a wrapper names the function. A plugin of another kind is an error; `check`
+/// refuses a result before the kernel uses it. `volume` is mounted read-only (backup hooks).
+pub(crate) fn call<G: KindGuest, R>(
+    plugin: &LoadedPlugin,
+    function: &'static str,
+    volume: Option<&Path>,
+    f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<R>,
+    check: impl FnOnce(&R) -> Result<(), Cause>,
+) -> Result<R, CallError> {
+    let Some(indices) = G::indices(plugin.exports()) else {
+        return Err(wrong_kind(plugin, function));
+    };
+    plugin.call(
+        function,
+        volume,
+        |store, instance| {
+            let guest = G::load(indices, &mut *store, instance)?;
+            f(&guest, store)
+        },
+        check,
+    )
+}
+
+/// [`call`] for a function that answers `result<T, plugin-error>`: the plugin's own error
+/// becomes [`Cause::Guest`], named with the same function.
+pub(crate) fn call_fallible<G: KindGuest, T>(
+    plugin: &LoadedPlugin,
+    function: &'static str,
+    volume: Option<&Path>,
+    f: impl FnOnce(&G, &mut Store<PluginState>) -> wasmtime::Result<Result<T, PluginError>>,
+    check: impl FnOnce(&Result<T, PluginError>) -> Result<(), Cause>,
+) -> Result<T, CallError> {
+    call(plugin, function, volume, f, check)?.map_err(|e| plugin.error(function, Cause::Guest(e)))
+}
 
 /// Counts the bytes of a value's JSON form without allocating it: a cheap, conservative measure
 /// of how much a plugin returned (strings and lists count in full).

@@ -1,10 +1,10 @@
 //! Calls into proc-type plugins.
 
-use super::{proc_checks, within_limit, wrong_kind};
-use crate::plugin::bindings::proc_rendering::{ContainerPlan, TypeInfo};
-use crate::plugin::bindings::types::{AppContext, PluginError, Problem, Proc};
+use super::{call, call_fallible, proc_checks, within_limit};
+use crate::plugin::bindings::proc_rendering::{ContainerPlan, Guest, TypeInfo};
+use crate::plugin::bindings::types::{AppContext, Problem, Proc};
 use crate::plugin::error::{CallError, Cause};
-use crate::plugin::loaded::{Exports, LoadedPlugin};
+use crate::plugin::loaded::LoadedPlugin;
 
 /// A proc-type plugin.
 pub struct ProcTypePlugin<'a>(pub &'a LoadedPlugin);
@@ -12,13 +12,11 @@ pub struct ProcTypePlugin<'a>(pub &'a LoadedPlugin);
 impl ProcTypePlugin<'_> {
     /// The type the plugin serves and its extra keys.
     pub fn describe(&self) -> Result<TypeInfo, CallError> {
-        let Exports::ProcType(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "describe"));
-        };
-        self.0.call(
+        call(
+            self.0,
             "describe",
             None,
-            |store, instance, _| idx.load(&mut *store, instance)?.call_describe(&mut *store),
+            |g: &Guest, s| g.call_describe(s),
             |info| within_limit(self.0, info),
         )
     }
@@ -30,16 +28,11 @@ impl ProcTypePlugin<'_> {
         proc: &Proc,
         ctx: &AppContext,
     ) -> Result<Result<Proc, Vec<Problem>>, CallError> {
-        let Exports::ProcType(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "validate"));
-        };
-        let answer = self.0.call(
+        let answer = call(
+            self.0,
             "validate",
             None,
-            |store, instance, _| {
-                idx.load(&mut *store, instance)?
-                    .call_validate(&mut *store, proc, ctx)
-            },
+            |g: &Guest, s| g.call_validate(s, proc, ctx),
             |r| {
                 within_limit(self.0, r)?;
                 match r {
@@ -54,16 +47,11 @@ impl ProcTypePlugin<'_> {
     /// Renders the plan every instance of the proc runs by, re-checked like user input
     /// ([`proc_checks::rendered`]).
     pub fn render(&self, proc: &Proc, ctx: &AppContext) -> Result<ContainerPlan, CallError> {
-        let Exports::ProcType(idx) = self.0.exports() else {
-            return Err(wrong_kind(self.0, "render"));
-        };
-        let answer: Result<ContainerPlan, PluginError> = self.0.call(
+        call_fallible(
+            self.0,
             "render",
             None,
-            |store, instance, _| {
-                idx.load(&mut *store, instance)?
-                    .call_render(&mut *store, proc, ctx)
-            },
+            |g: &Guest, s| g.call_render(s, proc, ctx),
             |r| {
                 within_limit(self.0, r)?;
                 match r {
@@ -71,8 +59,7 @@ impl ProcTypePlugin<'_> {
                     Err(_) => Ok(()),
                 }
             },
-        )?;
-        answer.map_err(|e| self.0.error("render", Cause::Guest(e)))
+        )
     }
 }
 

@@ -5,12 +5,13 @@
 //! faults, the instance is dead (a trapped instance cannot be entered again) and the owner makes a
 //! new one and replays the state into it (see `crate::schedule`).
 
-use super::within_limit;
+use super::{KindGuest as _, within_limit};
 use crate::plugin::bindings::scheduling::{
     Guest, LabelDef, Node, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
+use crate::plugin::bindings::types::PluginError;
 use crate::plugin::error::{CallError, Cause};
-use crate::plugin::loaded::{Exports, LoadedPlugin};
+use crate::plugin::loaded::LoadedPlugin;
 use crate::plugin::state::PluginState;
 use std::sync::Arc;
 use wasmtime::Store;
@@ -26,15 +27,14 @@ pub struct LiveScheduler {
 impl LiveScheduler {
     /// Instantiates the plugin.
     pub fn start(plugin: Arc<LoadedPlugin>) -> Result<LiveScheduler, CallError> {
-        let Exports::SchedulerFilter(idx) = plugin.exports() else {
+        let Some(idx) = Guest::indices(plugin.exports()) else {
             return Err(super::wrong_kind(&plugin, "instantiate"));
         };
         let started = plugin.health().admit(plugin.limits()).and_then(|()| {
             let mut store = plugin.new_store(None)?;
             let instance = plugin.instantiate(&mut store)?;
-            let guest = idx
-                .load(&mut store, &instance)
-                .map_err(|e| plugin.cause(&store, e))?;
+            let guest =
+                Guest::load(idx, &mut store, &instance).map_err(|e| plugin.cause(&store, e))?;
             Ok((store, guest))
         });
         let (store, guest) = plugin.finish("instantiate", started)?;
@@ -78,10 +78,25 @@ impl LiveScheduler {
         plugin.finish(function, result)
     }
 
+    /// [`Self::run`] for a function that answers `result<T, plugin-error>`: the plugin's refusal
+    /// becomes `Cause::Guest`, named with the same function.
+    fn run_fallible<T>(
+        &mut self,
+        function: &'static str,
+        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, CallError>
+    where
+        Result<T, PluginError>: serde::Serialize,
+    {
+        let answer = self.run(function, f)?;
+        answer.map_err(|e| self.plugin.error(function, Cause::Guest(e)))
+    }
+
     /// See WIT `describe`.
     pub fn describe(&mut self) -> Result<SchedulerInfo, CallError> {
-        let info = self.run("describe", |g, s| g.call_describe(s))?;
-        within_limit(&self.plugin, &info).map_err(|c| self.plugin.error("describe", c))?;
+        const DESCRIBE: &str = "describe";
+        let info = self.run(DESCRIBE, |g, s| g.call_describe(s))?;
+        within_limit(&self.plugin, &info).map_err(|c| self.plugin.error(DESCRIBE, c))?;
         Ok(info)
     }
 
@@ -102,8 +117,7 @@ impl LiveScheduler {
 
     /// See WIT `define-proc`; the plugin's refusal is `Cause::Guest`.
     pub fn define_proc(&mut self, req: &ProcRequirements) -> Result<(), CallError> {
-        let answer = self.run("define-proc", |g, s| g.call_define_proc(s, req))?;
-        answer.map_err(|e| self.plugin.error("define-proc", Cause::Guest(e)))
+        self.run_fallible("define-proc", |g, s| g.call_define_proc(s, req))
     }
 
     /// See WIT `forget-proc`.
@@ -125,9 +139,8 @@ impl LiveScheduler {
         candidates: &[u64],
         placed: &[Placement],
     ) -> Result<Verdict, CallError> {
-        let answer = self.run("evaluate", |g, s| {
+        self.run_fallible("evaluate", |g, s| {
             g.call_evaluate(s, proc, candidates, placed)
-        })?;
-        answer.map_err(|e| self.plugin.error("evaluate", Cause::Guest(e)))
+        })
     }
 }

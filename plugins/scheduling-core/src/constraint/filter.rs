@@ -1,5 +1,5 @@
-//! LAIN's scheduling filters (LAIN spec §1.5 `filters`, §4.5): the Swarm-classic expressions
-//! `(constraint|affinity):<key>(==|!=)[~]<value>`.
+//! LAIN's scheduling filters (LAIN reference §proc-keys `filters`, §scheduling): the Swarm-classic
+//! expressions `(constraint|affinity):<key>(==|!=)[~]<value>`.
 
 /// What a filter's key and value are matched against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Constraint: LAIN's scheduling filters (LAIN spec §1.5 `filters`, §4.5), as Swarm classic
-//! applied them.
+//! Constraint: LAIN's scheduling filters (LAIN reference §proc-keys `filters`, §scheduling), as
+//! Swarm classic applied them.
 //!
 //! - `constraint:<key>==<value>` keeps the nodes carrying a label `key=value`; every node carries
 //!   `node=<node name>`, so `constraint:node!=node3` keeps every node but `node3`.

@@ -1,16 +1,22 @@
-//! The keys of one proc section (LAIN spec §1.5, §1.6) into the `proc` record plugins see.
+//! The keys of one proc section (LAIN reference §proc-keys, §mountpoints, §health) into the `proc`
+//! record plugins see.
 
 use super::app::item_span;
 use super::diagnostic::Report;
-use super::model::{AppType, CloudVolumeKind, CloudVolumes};
+use super::model::{AppType, CloudVolumes};
 use super::sections::Section;
 use super::values;
 use super::yaml::{self, join, string, strings};
-use crate::plugin::bindings::types::{
-    BackupPolicy, EnvVar, HealthCheck, Label, Port, Probe, Proc, StreamPort, Volume,
-};
+use crate::plugin::bindings::types::{EnvVar, HealthCheck, Label, Probe, Proc, Volume};
+use lain_proc_defaults as defaults;
 use marked_yaml::Node;
 use marked_yaml::types::MarkedMappingNode;
+
+mod ports;
+mod storage;
+
+use ports::{ports, stream_ports};
+use storage::{cloud, logs, volumes};
 
 /// Keys every proc section accepts (the type's plugin may add its own).
 pub const COMMON_KEYS: &[&str] = &[
@@ -48,8 +54,6 @@ pub const COMMON_KEYS: &[&str] = &[
 
 /// LAIN's health-check option minimums (interval, timeout, retries): smaller values are raised.
 const HEALTH_MINIMUMS: (u32, u32, u32) = (10, 3, 3);
-/// Volume paths a proc may not mount over.
-const FORBIDDEN_VOLUMES: &[&str] = &["/", "/lain", "/lain/app"];
 
 /// What a section's keys give besides the `proc` record.
 pub struct ProcKeys {
@@ -175,9 +179,13 @@ pub fn read(
                 proc.secret_files_bypass = yaml::boolean(node, &path, report).unwrap_or(false)
             }
             "stateful" => proc.stateful = yaml::boolean(node, &path, report).unwrap_or(false),
-            "setup_time" => proc.setup_time = clamped(node, &path, 0, 120, report).unwrap_or(0),
+            "setup_time" => {
+                proc.setup_time = clamped(node, &path, defaults::SETUP_TIME_RANGE, report)
+                    .unwrap_or(defaults::SETUP_TIME)
+            }
             "kill_timeout" => {
-                proc.kill_timeout = clamped(node, &path, 10, 60, report).unwrap_or(10)
+                proc.kill_timeout = clamped(node, &path, defaults::KILL_TIMEOUT_RANGE, report)
+                    .unwrap_or(defaults::KILL_TIMEOUT)
             }
             "labels" => proc.labels = labels(node, &path, report),
             "filters" => proc.filters = filters(node, &path, report),
@@ -202,7 +210,7 @@ pub fn read(
         });
     }
     if !values::has_group_filter(&proc.filters) {
-        proc.filters.push("constraint:group==default".into());
+        proc.filters.push(defaults::GROUP_FILTER.into());
     }
     if let Some(check) = proc.container_healthcheck.as_mut() {
         check.start_period = proc.setup_time;
@@ -264,93 +272,6 @@ fn cpu(node: &Node, path: &str, report: &mut Report) -> Option<u32> {
             None
         }
     }
-}
-
-fn ports(node: &Node, path: &str, report: &mut Report) -> Vec<Port> {
-    let mut out = Vec::new();
-    let mut one =
-        |text: &str, span: &marked_yaml::Span, p: &str, report: &mut Report| match values::port(
-            text,
-        ) {
-            Ok(port) => out.push(port),
-            Err(e) => {
-                report.error(span, p, e);
-            }
-        };
-    match node {
-        Node::Scalar(s) if !yaml::is_null(node) => one(s.as_str(), s.span(), path, report),
-        Node::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let p = format!("{path}[{i}]");
-                match item.as_scalar() {
-                    Some(s) => one(s.as_str(), s.span(), &p, report),
-                    None => {
-                        report.error(
-                            item.span(),
-                            &p,
-                            format!("expected a port, found {}", yaml::kind(item)),
-                        );
-                    }
-                }
-            }
-        }
-        // `{8080: ['type:udp']}`: the key is the port, the list may name the protocol.
-        Node::Mapping(m) => {
-            for (k, v) in m.iter() {
-                let proto = strings(v, &join(path, k.as_str()), report, true)
-                    .iter()
-                    .find_map(|o| o.strip_prefix("type:").map(str::to_string))
-                    .unwrap_or_else(|| "tcp".into());
-                one(
-                    &format!("{}:{proto}", k.as_str()),
-                    k.span(),
-                    &join(path, k.as_str()),
-                    report,
-                );
-            }
-        }
-        _ => {}
-    }
-    out
-}
-
-fn stream_ports(node: &Node, path: &str, report: &mut Report) -> Vec<StreamPort> {
-    let entries: Vec<(String, &marked_yaml::Span, String)> = match node {
-        Node::Scalar(s) if !yaml::is_null(node) => {
-            vec![(s.as_str().to_string(), s.span(), path.to_string())]
-        }
-        // LAIN silently ignored the list form; it means the same, so it is read.
-        Node::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| {
-                n.as_scalar()
-                    .map(|s| (s.as_str().to_string(), s.span(), format!("{path}[{i}]")))
-            })
-            .collect(),
-        Node::Mapping(m) => m
-            .iter()
-            .map(|(k, _)| (k.as_str().to_string(), k.span(), join(path, k.as_str())))
-            .collect(),
-        _ => Vec::new(),
-    };
-    let mut out: Vec<StreamPort> = Vec::new();
-    for (text, span, p) in entries {
-        match values::stream_port(&text) {
-            Ok(sp) if out.iter().any(|o| o.source == sp.source) => {
-                report.error(
-                    span,
-                    &p,
-                    format!("cant bind src port {} to many dst ports", sp.source),
-                );
-            }
-            Ok(sp) => out.push(sp),
-            Err(e) => {
-                report.error(span, &p, e);
-            }
-        }
-    }
-    out
 }
 
 fn container_healthcheck(
@@ -431,176 +352,9 @@ fn env(node: &Node, path: &str, report: &mut Report) -> Vec<EnvVar> {
         .collect()
 }
 
-fn volumes(node: &Node, path: &str, report: &mut Report) -> Vec<Volume> {
-    let Some(items) = yaml::sequence(node, path, report) else {
-        return Vec::new();
-    };
-    let mut out: Vec<Volume> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let (raw, policies) = match item {
-            Node::Scalar(s) => (s.as_str().to_string(), None),
-            Node::Mapping(m) if m.len() == 1 => match m.iter().next() {
-                Some((k, v)) => (k.as_str().to_string(), Some((v, join(&p, k.as_str())))),
-                None => continue,
-            },
-            other => {
-                report.error(
-                    other.span(),
-                    &p,
-                    "expected a path, or `<path>: {backup_full: ..., backup_increment: ...}`",
-                );
-                continue;
-            }
-        };
-        let path_in = values::container_path(&raw);
-        if FORBIDDEN_VOLUMES.contains(&path_in.as_str()) {
-            report.error(
-                item.span(),
-                &p,
-                format!("invalid volume: abs volume {path_in} should not be /, /lain or /lain/app"),
-            );
-            continue;
-        }
-        let mut volume = Volume {
-            path: path_in,
-            backup_full: None,
-            backup_increment: None,
-        };
-        if let Some((v, vpath)) = policies
-            && let Some(m) = yaml::mapping(v, &vpath, report)
-        {
-            yaml::unknown_keys(
-                m,
-                &["backup_full", "backup_increment", "backup"],
-                &vpath,
-                report,
-            );
-            if let Some(b) = m.get_node("backup") {
-                report
-                    .warn(
-                        b.span(),
-                        &join(&vpath, "backup"),
-                        "ignored: LAIN never read `backup`",
-                    )
-                    .hint("use backup_full and/or backup_increment");
-            }
-            volume.backup_full = m
-                .get_node("backup_full")
-                .and_then(|n| backup(n, &join(&vpath, "backup_full"), report));
-            volume.backup_increment = m
-                .get_node("backup_increment")
-                .and_then(|n| backup(n, &join(&vpath, "backup_increment"), report));
-        }
-        if out.iter().any(|o| o.path == volume.path) {
-            report.error(
-                item.span(),
-                &p,
-                format!("volume {} is listed twice", volume.path),
-            );
-            continue;
-        }
-        out.push(volume);
-    }
-    out
-}
-
-fn backup(node: &Node, path: &str, report: &mut Report) -> Option<BackupPolicy> {
-    let map = yaml::mapping(node, path, report)?;
-    yaml::unknown_keys(
-        map,
-        &["schedule", "expire", "pre_run", "post_run"],
-        path,
-        report,
-    );
-    let field = |k: &str, report: &mut Report| {
-        map.get_node(k)
-            .and_then(|n| string(n, &join(path, k), report))
-            .filter(|s| !s.is_empty())
-    };
-    let schedule = field("schedule", report);
-    let expire = field("expire", report);
-    if let Some(e) = &expire
-        && !e
-            .strip_suffix(['m', 'h', 'd'])
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    {
-        report.error(
-            map.get_node("expire").map_or(map.span(), |n| n.span()),
-            &join(path, "expire"),
-            format!("invalid expire {e:?}: expected <n>m, <n>h or <n>d"),
-        );
-    }
-    let Some(schedule) = schedule else {
-        report
-            .warn(
-                yaml::start(map),
-                path,
-                "ignored: a backup without a schedule never runs",
-            )
-            .hint("add schedule: \"0 3 * * *\"");
-        return None;
-    };
-    Some(BackupPolicy {
-        schedule,
-        expire,
-        pre_run: field("pre_run", report),
-        post_run: field("post_run", report),
-    })
-}
-
-fn cloud(node: &Node, path: &str, report: &mut Report) -> Option<CloudVolumes> {
-    let map = yaml::mapping(node, path, report)?;
-    yaml::unknown_keys(map, &["type", "dirs"], path, report);
-    let kind = match map
-        .get_node("type")
-        .and_then(|n| string(n, &join(path, "type"), report))
-        .as_deref()
-    {
-        None | Some("multi") => CloudVolumeKind::Multi,
-        Some("single") => CloudVolumeKind::Single,
-        Some(other) => {
-            let span = map.get_node("type").map_or(map.span(), |n| n.span());
-            report.error(
-                span,
-                &join(path, "type"),
-                format!("cloud volume type {other} not supported, only multi and single are valid"),
-            );
-            return None;
-        }
-    };
-    let dirs = map
-        .get_node("dirs")
-        .map(|n| strings(n, &join(path, "dirs"), report, false))
-        .unwrap_or_default();
-    Some(CloudVolumes {
-        kind,
-        dirs: dirs.iter().map(|d| values::container_path(d)).collect(),
-    })
-}
-
-fn logs(node: &Node, path: &str, report: &mut Report) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for (i, log) in strings(node, path, report, false).into_iter().enumerate() {
-        if log.starts_with('/') {
-            report.error(item_span(node, i), &format!("{path}[{i}]"), format!("Log in Logs section MUST be a relative path based on /lain/logs. Wrong path: {log}"));
-        } else if log.split('/').any(|part| part == "..") || log.chars().any(char::is_control) {
-            report.error(
-                item_span(node, i),
-                &format!("{path}[{i}]"),
-                format!(
-                    "log `{}` leaves /lain/logs: a log is a file under it, without `..`",
-                    log.escape_debug()
-                ),
-            );
-        } else if !out.contains(&log) {
-            out.push(log);
-        }
-    }
-    out
-}
-
-fn clamped(node: &Node, path: &str, min: u64, max: u64, report: &mut Report) -> Option<u32> {
+/// An integer clamped to `(min, max)`, with a warning when it was outside.
+fn clamped(node: &Node, path: &str, range: (u32, u32), report: &mut Report) -> Option<u32> {
+    let (min, max) = (u64::from(range.0), u64::from(range.1));
     let v = yaml::integer(node, path, report)?;
     let c = v.clamp(min, max);
     if c != v {
