@@ -4,8 +4,8 @@
 //! cannot both win.
 
 use super::records::{self, AppRecord, ProcPlan};
-use super::{Lifecycle, LifecycleError};
 use super::route_claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
+use super::{Lifecycle, LifecycleError};
 use crate::store::{Expect, Op, StoreError, put_json};
 
 /// A web route of a proc, canonical.
