@@ -354,6 +354,11 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
         )
         .await;
         assert_eq!(s, status, "{who}: {body}");
+        if who == "alice" {
+            let text = body.to_string();
+            assert!(text.contains("is the last maintainer of `vault`"), "{text}");
+            assert!(text.contains("\"maintainers\""), "{text}");
+        }
     }
     let (status, _) = call(
         &kernel,
@@ -411,6 +416,31 @@ async fn maintainers_are_the_registrant_then_whom_they_add() {
         ],
         "newest first"
     );
+    // Each refusal has its own answer (a typed refusal, not a message matched by the handler).
+    for (uri, method, status, needle) in [
+        (
+            "/api/v1/apps/vault/maintainers/users/token:carol",
+            "DELETE",
+            StatusCode::NOT_FOUND,
+            "`token:carol` is not a maintainer of `vault`",
+        ),
+        (
+            "/api/v1/apps/vault/maintainers/users/carol",
+            "PUT",
+            StatusCode::BAD_REQUEST,
+            "carol",
+        ),
+        (
+            "/api/v1/apps/nope/maintainers/users/token:carol",
+            "PUT",
+            StatusCode::FORBIDDEN,
+            "",
+        ),
+    ] {
+        let (s, body) = call(&kernel, method, uri, Some(&token("alice")), Value::Null).await;
+        assert_eq!(s, status, "{method} {uri}: {body}");
+        assert!(body.to_string().contains(needle), "{method} {uri}: {body}");
+    }
 }
 
 /// An HS256 JWT over `header` and `claims`, signed with `secret`.

@@ -3,11 +3,10 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::audit::{AuditQuery, AuditRecord};
-use crate::auth::maintainers::{self, Maintainers, MemberKind};
+use crate::auth::maintainers::{Maintainers, MemberKind};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 
 /// An app's maintainers.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/maintainers", tag = "access",
@@ -17,11 +16,7 @@ pub async fn list(
     State(state): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<Maintainers>, ApiError> {
-    blocking(move || {
-        state.lifecycle.app(&app)?;
-        Ok(Json(maintainers::get(state.lifecycle.store(), &app)?))
-    })
-    .await
+    blocking(move || Ok(Json(state.lifecycle.maintainers(&app)?))).await
 }
 
 /// Makes a user (`provider:subject`, e.g. `token:alice`) or a group (`kind` is `users` or
@@ -78,24 +73,10 @@ async fn change(
             "a maintainer is 1 to 256 characters without control characters",
         ));
     }
-    if kind == MemberKind::Users && add {
-        maintainers::check_user(&name, &state.lifecycle.config().auth.providers)
-            .map_err(ApiError::bad_request)?;
-    }
     blocking(move || {
-        state.lifecycle.app(&app)?;
-        maintainers::change(state.lifecycle.store(), &app, kind, &name, add)?
-            .map(Json)
-            .map_err(|message| {
-                let status = if add {
-                    StatusCode::BAD_REQUEST
-                } else if message.contains("is not a maintainer") {
-                    StatusCode::NOT_FOUND
-                } else {
-                    StatusCode::CONFLICT
-                };
-                ApiError::new(status, "maintainers", message)
-            })
+        Ok(Json(
+            state.lifecycle.change_maintainer(&app, kind, &name, add)?,
+        ))
     })
     .await
 }

@@ -143,6 +143,24 @@ impl From<crate::lifecycle::LifecycleError> for ApiError {
     }
 }
 
+impl From<crate::lifecycle::maintainers::MaintainerError> for ApiError {
+    fn from(e: crate::lifecycle::maintainers::MaintainerError) -> ApiError {
+        use crate::auth::maintainers::ChangeError as C;
+        use crate::lifecycle::maintainers::MaintainerError as M;
+        match e {
+            M::App(e) => e.into(),
+            M::Refused(C::Store(e)) => e.into(),
+            M::Refused(refusal) => {
+                let status = match refusal {
+                    C::NotAMaintainer { .. } => StatusCode::NOT_FOUND,
+                    _ => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, "maintainers", refusal.to_string())
+            }
+        }
+    }
+}
+
 impl From<crate::secrets::vault::SecretError> for ApiError {
     fn from(e: crate::secrets::vault::SecretError) -> ApiError {
         use crate::secrets::vault::SecretError as S;

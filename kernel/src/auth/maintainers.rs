@@ -73,6 +73,30 @@ pub fn first(app: &str, id: &str) -> Result<Op, StoreError> {
     put_json(&key(app), &m)
 }
 
+/// Why a maintainer change was refused; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The member to remove is not one.
+    #[error("`{name}` is not a maintainer of `{app}`")]
+    NotAMaintainer {
+        /// The app.
+        app: String,
+        /// The member named.
+        name: String,
+    },
+    /// Removing it would leave the app without maintainers.
+    #[error("`{name}` is the last maintainer of `{app}`; add another one first")]
+    LastMaintainer {
+        /// The app.
+        app: String,
+        /// The member named.
+        name: String,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Adds (or with `add == false` removes) a member; the result. Removing the last member is
 /// refused: an app without maintainers could only be reached by admins.
 pub fn change(
@@ -81,25 +105,31 @@ pub fn change(
     kind: MemberKind,
     name: &str,
     add: bool,
-) -> Result<Result<Maintainers, String>, StoreError> {
+) -> Result<Maintainers, ChangeError> {
     let mut m = get(store, app)?;
     let changed = if add {
         m.set(kind).insert(name.to_string())
     } else {
         m.set(kind).remove(name)
     };
+    let refused = |last: bool| {
+        let (app, name) = (app.to_string(), name.to_string());
+        if last {
+            ChangeError::LastMaintainer { app, name }
+        } else {
+            ChangeError::NotAMaintainer { app, name }
+        }
+    };
     if !add && !changed {
-        return Ok(Err(format!("`{name}` is not a maintainer of `{app}`")));
+        return Err(refused(false));
     }
     if m.is_empty() {
-        return Ok(Err(format!(
-            "`{name}` is the last maintainer of `{app}`; add another one first"
-        )));
+        return Err(refused(true));
     }
     if changed {
         store.apply(vec![put_json(&key(app), &m)?])?;
     }
-    Ok(Ok(m))
+    Ok(m)
 }
 
 /// Whether `name` is a user entry `provider:subject` naming one of `providers` (or the local

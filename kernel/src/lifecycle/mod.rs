@@ -13,6 +13,7 @@ mod config;
 pub mod context;
 pub mod environment;
 pub mod logs;
+pub mod maintainers;
 pub mod nodes;
 pub mod plan;
 pub mod reconcile;
