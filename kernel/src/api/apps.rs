@@ -253,7 +253,7 @@ pub struct LogsQuery {
     /// Keep the response open and send new lines as they are written.
     #[serde(default)]
     pub follow: bool,
-    /// Bytes of each instance's log sent first (default 64 KiB).
+    /// Bytes of each instance's log sent first (default 64 KiB, at most 16 MiB).
     pub tail: Option<u64>,
     /// The web router's access log of the proc instead of its instances' output.
     #[serde(default)]

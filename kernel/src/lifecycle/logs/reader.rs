@@ -16,7 +16,9 @@ pub const KEPT: usize = 4;
 const CHUNK: usize = 1 << 20;
 /// A line longer than this is delivered in pieces.
 const MAX_LINE: usize = 1 << 20;
-/// How long following waits when nothing was written.
+/// The most of each log a tail reads: one rotated file's worth (a request for more gets this).
+pub const MAX_TAIL: u64 = 16 << 20;
+/// How long a follow waits when nothing was written.
 const IDLE: Duration = Duration::from_millis(250);
 
 /// The logs of one proc: [`Reader::stream`] gives their bytes.
@@ -67,18 +69,32 @@ impl Reader {
     pub fn new(dir: PathBuf, request: LogRequest) -> Reader {
         Reader {
             dir,
-            request,
+            request: LogRequest {
+                tail: request.tail.min(MAX_TAIL),
+                ..request
+            },
             logs: Vec::new(),
         }
     }
 
-    /// The tail of every log, then (when following) what they gain, one chunk per item; a tail
-    /// of logs with nothing in them is one empty chunk.
+    /// The tail of every log (one item per log, so a proc of many instances is never held in
+    /// memory at once), then (when following) what they gain, one chunk per item; a tail of
+    /// logs with nothing in them is one empty chunk.
     pub fn stream(self) -> impl futures::Stream<Item = Vec<u8>> + Send + 'static {
-        futures::stream::unfold((self, true), |(mut reader, first)| async move {
-            if first {
-                let tail = reader.tail().await;
-                return Some((tail, (reader, false)));
+        futures::stream::unfold((self, None), |(mut reader, pending)| async move {
+            let mut pending: VecDeque<(Option<u32>, PathBuf)> = match pending {
+                Some(pending) => pending,
+                None => {
+                    let logs: VecDeque<_> = reader.scan().await.into();
+                    if logs.is_empty() {
+                        return Some((Vec::new(), (reader, Some(logs))));
+                    }
+                    logs
+                }
+            };
+            if let Some((no, path)) = pending.pop_front() {
+                let tail = reader.tail_of(no, path).await;
+                return Some((tail, (reader, Some(pending))));
             }
             if !reader.request.follow {
                 return None;
@@ -86,7 +102,7 @@ impl Reader {
             loop {
                 let chunk = reader.follow().await;
                 if !chunk.is_empty() {
-                    return Some((chunk, (reader, false)));
+                    return Some((chunk, (reader, Some(pending))));
                 }
                 tokio::time::sleep(IDLE).await;
             }
@@ -98,11 +114,18 @@ impl Reader {
     pub async fn tail(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         for (no, path) in self.scan().await {
-            let mut log = Log::new(no, path);
-            log.tail(self.request.tail, self.request.follow, &mut out)
-                .await;
-            self.logs.push(log);
+            out.extend(self.tail_of(no, path).await);
         }
+        out
+    }
+
+    /// The tail of one log, which is then followed.
+    async fn tail_of(&mut self, no: Option<u32>, path: PathBuf) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut log = Log::new(no, path);
+        log.tail(self.request.tail, self.request.follow, &mut out)
+            .await;
+        self.logs.push(log);
         out
     }
 

@@ -134,3 +134,23 @@ async fn an_instance_that_appears_while_following_is_read_from_its_start() {
     );
     assert_eq!(text(reader.follow().await), "", "nothing new");
 }
+
+#[tokio::test]
+async fn a_tail_reads_at_most_max_tail_of_each_log_one_log_per_item() {
+    use futures::StreamExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two logs of 16 MiB + 2 MiB each (rotated file full, live file part), lines of 1 KiB.
+    let line = format!("{}\n", "x".repeat(1023));
+    for no in 0..2 {
+        let live = dir.path().join(format!("{no}.log"));
+        std::fs::write(format!("{}.1", live.display()), line.repeat(16 << 10)).expect("write");
+        std::fs::write(&live, line.repeat(2 << 10)).expect("write");
+    }
+    let reader = Reader::new(dir.path().to_path_buf(), request(false, u64::MAX));
+    let items: Vec<Vec<u8>> = reader.stream().collect().await;
+    assert_eq!(items.len(), 2, "one item per log");
+    for item in &items {
+        // 16 MiB of the files, each 1 KiB line prefixed with `[n] `.
+        assert_eq!(item.len() as u64, super::reader::MAX_TAIL / 1024 * 1028);
+    }
+}
