@@ -180,25 +180,15 @@ impl Lifecycle {
         by: &str,
     ) -> Result<Assignment, LifecycleError> {
         self.app(app)?;
-        for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(self.store(), [host])?;
+        self.change_host_claims(host, |claims| {
             let replaced = claims.assign(app, host, path, by, crate::clock::unix_secs());
-            if self
-                .store()
-                .apply_if(&claims.expect(), claims.ops()?)?
-                .is_none()
-            {
-                continue;
-            }
-            self.wake();
             let claim = claims
                 .list()
                 .into_iter()
                 .find(|c| c.host == host && c.path == path)
                 .ok_or_else(|| anyhow::anyhow!("the assigned claim is missing"))?;
-            return Ok(Assignment { claim, replaced });
-        }
-        Err(busy())
+            Ok(Assignment { claim, replaced })
+        })
     }
 
     /// Releases the claim of exactly `host` + `path` (canonical; `mountpoint` as the caller
@@ -210,28 +200,41 @@ impl Lifecycle {
         host: &str,
         path: &str,
     ) -> Result<RouteClaim, LifecycleError> {
-        for _ in 0..ATTEMPTS {
-            let mut claims = Claims::of_hosts(self.store(), [host])?;
+        self.change_host_claims(host, |claims| {
             let held: Vec<String> = claims.list().into_iter().map(|c| c.mountpoint).collect();
-            let Some(claim) = claims.release(host, path) else {
-                return Err(LifecycleError::NotFound(format!(
+            let claim = claims.release(host, path).ok_or_else(|| {
+                LifecycleError::NotFound(format!(
                     "no claim of exactly `{mountpoint}`; claims on `{host}`: {}",
                     if held.is_empty() {
                         "none".to_string()
                     } else {
                         held.join(", ")
                     }
-                )));
-            };
+                ))
+            })?;
+            Ok(listed(host, path, &claim))
+        })
+    }
+
+    /// Applies `change` to the claims of `host` and writes them if nobody changed them
+    /// meanwhile (else reads and changes again, [`ATTEMPTS`] times); then wakes the reconciler.
+    /// An error of `change` writes nothing.
+    fn change_host_claims<T>(
+        &self,
+        host: &str,
+        mut change: impl FnMut(&mut Claims) -> Result<T, LifecycleError>,
+    ) -> Result<T, LifecycleError> {
+        for _ in 0..ATTEMPTS {
+            let mut claims = Claims::of_hosts(self.store(), [host])?;
+            let answer = change(&mut claims)?;
             if self
                 .store()
                 .apply_if(&claims.expect(), claims.ops()?)?
-                .is_none()
+                .is_some()
             {
-                continue;
+                self.wake();
+                return Ok(answer);
             }
-            self.wake();
-            return Ok(listed(host, path, &claim));
         }
         Err(busy())
     }
