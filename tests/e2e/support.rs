@@ -51,7 +51,7 @@ impl KernelProcess {
         env: &[(&str, &str)],
         user: Option<u32>,
     ) -> KernelProcess {
-        let port = free_port();
+        let mut port = free_port();
         let config_path = data_dir.join("lain.toml");
         // Compiled plugins are cached across tests (keyed by hash and engine) to keep them fast.
         let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
@@ -92,11 +92,30 @@ impl KernelProcess {
                 .collect(),
             user,
         };
-        kernel.spawn(port);
-        kernel
+        // The ports were free when picked, but another test's process (a container's published
+        // port, a router) may take one before the kernel binds it: pick new ones then.
+        for _ in 0..4 {
+            match kernel.try_spawn(port) {
+                Err(e) if e.contains("Address already in use") => {
+                    port = free_port();
+                    let _ = std::fs::write(&kernel.log, "");
+                    kernel.url = format!("http://127.0.0.1:{port}");
+                    kernel.router = format!("127.0.0.1:{}", free_port());
+                }
+                result => {
+                    result.unwrap_or_else(|e| panic!("{e}"));
+                    return kernel;
+                }
+            }
+        }
+        panic!("lain serve found no free ports: {}", kernel.logs());
     }
 
     fn spawn(&mut self, port: u16) {
+        self.try_spawn(port).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn try_spawn(&mut self, port: u16) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -121,7 +140,7 @@ impl KernelProcess {
             .spawn()
             .expect("start lain serve");
         self.child = Some(child);
-        self.wait_healthy();
+        self.wait_healthy()
     }
 
     /// Kills the kernel with SIGKILL (no clean shutdown), as a crash would.
@@ -144,20 +163,24 @@ impl KernelProcess {
         self.spawn(port);
     }
 
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("lain serve exited with {status}: {}", self.logs());
+                self.child = None;
+                return Err(format!("lain serve exited with {status}: {}", self.logs()));
             }
             if ureq::get(&format!("{}/healthz", self.url)).call().is_ok() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("lain serve did not become healthy: {}", self.logs());
+        Err(format!(
+            "lain serve did not become healthy: {}",
+            self.logs()
+        ))
     }
 
     /// The kernel's log so far.
