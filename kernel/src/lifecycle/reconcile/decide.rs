@@ -57,7 +57,7 @@ impl Reconciler {
             let pos = mine.iter().position(|i| {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
-                    && (d.plan.stateful || node_ready(i))
+                    && (d.plan.stateful || (node_ready(i) && !self.placement.moving(i.name())))
             });
             let cur = pos.map(|p| mine.remove(p));
             split.insert(no, (cur, mine));

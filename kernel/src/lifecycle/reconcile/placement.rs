@@ -1,7 +1,9 @@
-//! The scheduler's copy of the state: the scheduling pipeline (rebuilt when plugins change), the
-//! nodes and procs declared to it, and which instance holds a reservation on which node. Each
-//! instance name holds at most one reservation: an instance counts once however many passes see
-//! it, and a placement for a name that already holds one is given back.
+//! The scheduler's copy of the state: the scheduling pipeline (rebuilt when plugins or the
+//! stored pipeline change), the nodes and procs declared to it, and which instance holds a
+//! reservation on which node. Each instance name holds at most one reservation: an instance
+//! counts once however many passes see it, and a placement for a name that already holds one is
+//! given back. After a rebuild, every instance holding a reservation is checked against the new
+//! pipeline; those it would not place on their node are misfits (see [`crate::schedule::live`]).
 
 use super::desired::Desired;
 use super::identity::Instance;
@@ -9,11 +11,19 @@ use crate::lifecycle::records::{NodeRecord, NodeState};
 use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling;
 use crate::runtime::RunState;
-use crate::schedule::{MemberSpec, NodeId, Pipeline, ProcId};
+use crate::schedule::{self, Live, MemberSpec, Misfit, NodeId, Pipeline, ProcId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Builds the scheduling pipeline's members as the kernel configures them.
-pub type Members = Box<dyn Fn() -> Result<Vec<MemberSpec>, CallError> + Send>;
+/// Builds the scheduling pipeline's members from a pipeline configuration.
+pub type Members = Box<dyn Fn(&schedule::Config) -> Result<Vec<MemberSpec>, CallError> + Send>;
+
+/// Where the pipeline comes from: its configuration in the store, and how members are built.
+pub struct Source {
+    /// The stored pipeline, misfits and move requests.
+    pub live: Live,
+    /// Builds the members of a configuration.
+    pub members: Members,
+}
 
 /// What the pipeline knows of a proc: a change declares it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,9 +53,19 @@ struct Reservation {
 
 /// The pipeline and what has been declared to it.
 pub struct Placement {
-    members: Members,
+    source: Source,
     pipeline: Option<Pipeline>,
     generation: u64,
+    /// The configuration the pipeline was built from.
+    config: Option<schedule::Config>,
+    /// Whether the instances placed must be checked against a new pipeline.
+    recheck: bool,
+    /// Instances the pipeline would not place where they are, by name.
+    misfits: BTreeMap<String, Misfit>,
+    /// The misfits last published, if any were.
+    published: Option<Vec<Misfit>>,
+    /// Instances an operator asked to move.
+    moving: HashSet<String>,
     nodes: BTreeMap<String, NodeRecord>,
     defined: HashMap<String, (ProcId, ProcShape)>,
     /// Reservations by instance name.
@@ -55,12 +75,17 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// A placement with the pipeline `members` builds (built on the first pass).
-    pub fn new(members: Members) -> Placement {
+    /// A placement with the pipeline `source` gives (built on the first pass).
+    pub fn new(source: Source) -> Placement {
         Placement {
-            members,
+            source,
             pipeline: None,
             generation: 0,
+            config: None,
+            recheck: false,
+            misfits: BTreeMap::new(),
+            published: None,
+            moving: HashSet::new(),
             nodes: BTreeMap::new(),
             defined: HashMap::new(),
             placed: HashMap::new(),
@@ -68,27 +93,49 @@ impl Placement {
         }
     }
 
-    /// (Re)builds the pipeline when plugins changed (`generation`) and mirrors the nodes into
-    /// it. An error is the scheduler's problem, which every proc shares.
+    /// (Re)builds the pipeline when plugins changed (`generation`) or the stored pipeline did,
+    /// and mirrors the nodes into it. An error is the scheduler's problem, which every proc
+    /// shares.
     pub fn sync_nodes(
         &mut self,
         generation: u64,
         nodes: &BTreeMap<String, NodeRecord>,
     ) -> Result<(), String> {
-        if self.pipeline.is_none() || generation != self.generation {
-            let built = (self.members)()
+        let config = match self.source.live.current() {
+            Ok(config) => config,
+            // The store did not answer: keep the pipeline in force, if there is one.
+            Err(e) => match &self.config {
+                Some(config) if self.pipeline.is_some() => {
+                    tracing::warn!("scheduler: cannot read the pipeline: {e}");
+                    config.clone()
+                }
+                _ => return Err(format!("scheduler: cannot read the pipeline: {e}")),
+            },
+        };
+        if self.pipeline.is_none()
+            || generation != self.generation
+            || self.config.as_ref() != Some(&config)
+        {
+            let built = (self.source.members)(&config)
                 .map_err(|e| e.to_string())
                 .and_then(|m| Pipeline::new(m).map_err(|e| e.to_string()));
             match built {
                 Ok(p) => {
+                    if self.config.as_ref().is_some_and(|c| *c != config) {
+                        tracing::info!(members = ?config.plugins, weights = ?config.weights,
+                            "scheduler pipeline changed: rebuilt");
+                    }
                     self.pipeline = Some(p);
                     self.generation = generation;
+                    self.config = Some(config);
+                    self.recheck = true;
                     self.nodes.clear();
                     self.defined.clear();
                     self.placed.clear();
                 }
                 Err(e) => {
                     self.pipeline = None;
+                    self.config = None;
                     return Err(format!("scheduler: {e}"));
                 }
             }
@@ -235,6 +282,89 @@ impl Placement {
         }
     }
 
+    /// After a rebuild, checks every instance holding a reservation against the new pipeline;
+    /// forgets the misfits that are gone; publishes the misfits when they changed and reads the
+    /// instances an operator asked to move. Returns a problem line per proc with misfits.
+    pub fn check_fits(
+        &mut self,
+        kernel_id: &str,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> BTreeMap<String, String> {
+        if let Some(pipeline) = self.pipeline.as_mut()
+            && std::mem::take(&mut self.recheck)
+        {
+            self.misfits.clear();
+            for i in instances {
+                let (Some(d), Some(no)) = (desired.get(&i.key.proc), i.key.number) else {
+                    continue;
+                };
+                if !self.placed.contains_key(i.name()) {
+                    continue;
+                }
+                let (Some((proc, _)), Some(node)) = (
+                    self.defined.get(&i.key.proc),
+                    pipeline.inventory().node_id(&i.key.node),
+                ) else {
+                    continue;
+                };
+                match pipeline.refit(*proc, node) {
+                    Ok(None) => {}
+                    Ok(Some(filter)) => {
+                        self.misfits.insert(
+                            i.name().to_string(),
+                            Misfit {
+                                instance: i.name().to_string(),
+                                app: d.app.clone(),
+                                proc: i.key.proc.clone(),
+                                number: no,
+                                node: i.key.node.clone(),
+                                stateful: d.plan.stateful,
+                                filter,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %i.name(), "scheduler: cannot re-check: {e}")
+                    }
+                }
+            }
+        }
+        let live: HashSet<&str> = instances.iter().map(Instance::name).collect();
+        self.misfits.retain(|name, _| live.contains(name.as_str()));
+        let now: Vec<Misfit> = self.misfits.values().cloned().collect();
+        if self.published.as_ref() != Some(&now) {
+            match self.source.live.publish_misfits(kernel_id, &now) {
+                Ok(()) => self.published = Some(now),
+                Err(e) => tracing::warn!("scheduler: cannot publish misfits: {e}"),
+            }
+        }
+        match self.source.live.moves() {
+            Ok(m) if !m.instances.is_empty() => {
+                if let Err(e) = self.source.live.prune_moves(|n| live.contains(n)) {
+                    tracing::warn!("scheduler: cannot prune moves: {e}");
+                }
+                self.moving = m.instances.into_iter().collect();
+            }
+            Ok(_) => self.moving.clear(),
+            Err(e) => tracing::warn!("scheduler: cannot read moves: {e}"),
+        }
+        let mut problems = BTreeMap::new();
+        for m in self.misfits.values() {
+            if !(self.moving.contains(&m.instance) && !m.stateful) {
+                problems
+                    .entry(m.proc.clone())
+                    .or_insert_with(|| m.describe());
+            }
+        }
+        problems
+    }
+
+    /// Whether an operator asked to move instance `name` (a stateless misfit) elsewhere.
+    pub fn moving(&self, name: &str) -> bool {
+        self.moving.contains(name) && self.misfits.contains_key(name)
+    }
+
     /// Remembers that instance `no` of `proc` must come back on `node`.
     pub fn pin(&mut self, proc: &str, no: u32, node: &str) {
         self.pins.insert((proc.to_string(), no), node.to_string());
@@ -268,15 +398,16 @@ impl Placement {
                 .place(*proc)
                 .map_err(|e| format!("scheduler: {e}"))?,
         };
-        node.and_then(|id| pipeline.inventory().node_name(id).map(str::to_string))
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "no ready node fits instance {no} ({} MiB, filters {:?})",
-                    d.plan.plan.memory >> 20,
-                    d.plan.filters
-                )
-            })
+        let Some(id) = node else {
+            return Err(format!(
+                "no node for {full} instance {no}: {}",
+                pipeline.explain_last()
+            ));
+        };
+        match pipeline.inventory().node_name(id) {
+            Some(name) => Ok(Some(name.to_string())),
+            None => Err(format!("scheduler: node id {id} has no name")),
+        }
     }
 
     /// Whether instance `name` holds a reservation.
