@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `[scheduler]`: which scheduler plugins run, in which order, with which weights.
+/// `[scheduler]`: which scheduler plugins run, in which order, with which weights; the form of
+/// the pipeline kept in the store too (see [`super::live`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
