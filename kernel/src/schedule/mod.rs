@@ -16,10 +16,12 @@ pub mod backend;
 mod config;
 pub mod inventory;
 pub mod live;
+pub mod mode;
 pub mod pipeline;
 
 pub use backend::Backend;
 pub use config::Config;
 pub use inventory::{NodeId, ProcId};
 pub use live::{Live, LiveError, Misfit, Moves};
+pub use mode::Mode;
 pub use pipeline::{MemberSpec, Pipeline, ScheduleError};

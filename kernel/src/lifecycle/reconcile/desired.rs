@@ -4,6 +4,7 @@
 use super::context::Context;
 use super::portals;
 use crate::lifecycle::records::ProcPlan;
+use crate::schedule::Mode;
 use std::collections::{BTreeMap, HashMap};
 
 /// What one proc should be.
@@ -18,6 +19,14 @@ pub struct Desired {
     pub plan: ProcPlan,
     /// For a portal: the client apps whose networks it joins.
     pub grants: Vec<portals::Grant>,
+}
+
+impl Desired {
+    /// How many instances the proc has and where they go. Proc types choose it from
+    /// `lain:plugin@0.2.0` on; until their plans carry it, every proc spreads.
+    pub fn mode(&self) -> Mode {
+        Mode::Spread
+    }
 }
 
 /// Release images already read, by (app, release): a release never changes its image.

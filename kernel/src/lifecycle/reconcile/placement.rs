@@ -11,7 +11,7 @@ use crate::lifecycle::records::{NodeRecord, NodeState};
 use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling;
 use crate::runtime::RunState;
-use crate::schedule::{self, Live, MemberSpec, Misfit, NodeId, Pipeline, ProcId};
+use crate::schedule::{self, Live, MemberSpec, Misfit, Mode, NodeId, Pipeline, ProcId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Builds the scheduling pipeline's members from a pipeline configuration.
@@ -351,7 +351,7 @@ impl Placement {
         }
         let mut problems = BTreeMap::new();
         for m in self.misfits.values() {
-            if !(self.moving.contains(&m.instance) && !m.stateful) {
+            if m.stateful || !self.moving.contains(&m.instance) {
                 problems
                     .entry(m.proc.clone())
                     .or_insert_with(|| m.describe());
@@ -363,6 +363,59 @@ impl Placement {
     /// Whether an operator asked to move instance `name` (a stateless misfit) elsewhere.
     pub fn moving(&self, name: &str) -> bool {
         self.moving.contains(name) && self.misfits.contains_key(name)
+    }
+
+    /// The instance numbers `d` should have, each with the node it must run on when its mode
+    /// says so: `1..=num_instances` anywhere (spread), `1` anywhere (singleton), or one number
+    /// per ready node the pipeline's filters accept for the proc (per-node; see
+    /// [`schedule::mode::per_node_numbers`]). Per-node numbers are pinned to their node. Without
+    /// a pipeline (or before the proc is declared), a per-node proc keeps what it has.
+    pub fn numbers(
+        &mut self,
+        d: &Desired,
+        instances: &[&Instance],
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<u32, Option<String>> {
+        let full = &d.plan.full_name;
+        match d.mode() {
+            Mode::Spread => (1..=d.plan.num_instances).map(|no| (no, None)).collect(),
+            Mode::Singleton => BTreeMap::from([(1, None)]),
+            Mode::PerNode => {
+                let existing: Vec<(u32, &str)> = instances
+                    .iter()
+                    .filter_map(|i| Some((i.key.number?, i.key.node.as_str())))
+                    .collect();
+                let (Some(pipeline), Some((proc, _))) =
+                    (self.pipeline.as_mut(), self.defined.get(full))
+                else {
+                    return existing
+                        .iter()
+                        .map(|(no, node)| (*no, Some(node.to_string())))
+                        .collect();
+                };
+                let eligible: Vec<&str> = nodes
+                    .values()
+                    .filter(|n| n.state == NodeState::Ready)
+                    .filter(|n| {
+                        pipeline
+                            .inventory()
+                            .node_id(&n.name)
+                            .is_some_and(|id| matches!(pipeline.refit(*proc, id), Ok(None)))
+                    })
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let numbers = schedule::mode::per_node_numbers(&existing, &eligible);
+                for (no, node) in &numbers {
+                    self.pins.insert((full.clone(), *no), node.clone());
+                }
+                numbers.into_iter().map(|(no, n)| (no, Some(n))).collect()
+            }
+        }
+    }
+
+    /// Whether an instance of `proc` holds a reservation (a singleton waits for it to be gone).
+    pub fn any_held(&self, proc: &str) -> bool {
+        self.placed.values().any(|r| r.proc == proc)
     }
 
     /// Remembers that instance `no` of `proc` must come back on `node`.
@@ -380,6 +433,10 @@ impl Placement {
         nodes: &BTreeMap<String, NodeRecord>,
     ) -> Result<Option<String>, String> {
         let full = &d.plan.full_name;
+        // A singleton never runs twice: its next instance waits until the last one is gone.
+        if d.mode() == Mode::Singleton && self.any_held(full) {
+            return Ok(None);
+        }
         let (Some(pipeline), Some((proc, _))) = (self.pipeline.as_mut(), self.defined.get(full))
         else {
             return Ok(None);
