@@ -276,3 +276,104 @@ fn an_installed_scheduler_plugin_outside_the_pipeline_is_flagged() {
         serde_json::json!(["resources", "constraint", "spread", "hostile-scheduler"])
     );
 }
+
+fn numbers_on(view: &Value, proc: &str) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = instances(view, proc)
+        .iter()
+        .filter(|i| i["retiring"] != true)
+        .map(|i| {
+            (
+                i["instance"].as_u64().unwrap_or(0),
+                i["node"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn pairs(list: &[(u64, &str)]) -> Vec<(u64, String)> {
+    list.iter().map(|(n, s)| (*n, s.to_string())).collect()
+}
+
+#[test]
+fn per_node_daemons_follow_the_nodes_and_a_singleton_never_runs_twice() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    kernel.lain_ok(&["plugin", "install", fixtures::DAEMON]);
+    kernel.add_node("n2", "local", &[]);
+    let yaml = "appname: agents\nbuild:\n  base: busybox\n  script: []\n\
+                daemon.agent:\n  cmd: sleep 100000\n  memory: 32M\n  placement: per-node\n\
+                daemon.leader:\n  cmd: sleep 100000\n  memory: 32M\n  num_instances: 3\n  placement: singleton\n";
+    let app = write_app(tmp.path(), "agents", yaml);
+    build(&kernel, &app);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "agents", "-o", "json"]));
+    assert_eq!(
+        numbers_on(&view, "agent"),
+        pairs(&[(1, "local"), (2, "n2")]),
+        "one per node: {view:#}"
+    );
+    assert_eq!(instances(&view, "leader").len(), 1, "{view:#}");
+    let proc_desired = |v: &Value, name: &str| {
+        v["procs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .map(|p| p["desired"].clone())
+    };
+    assert_eq!(proc_desired(&view, "agent"), Some(Value::from(2)));
+    assert_eq!(proc_desired(&view, "leader"), Some(Value::from(1)));
+
+    // A node added later gets one; the others keep their numbers.
+    kernel.add_node("n3", "local", &[]);
+    kernel.wait_for("agents", "an agent on n3", |v| {
+        v["converged"] == true
+            && numbers_on(v, "agent") == pairs(&[(1, "local"), (2, "n2"), (3, "n3")])
+    });
+    // A drained node loses its instance; the numbers of the others stay.
+    kernel.lain_ok(&["node", "maintain", "n2"]);
+    kernel.wait_for("agents", "n2's agent gone", |v| {
+        v["converged"] == true
+            && numbers_on(v, "agent") == pairs(&[(1, "local"), (3, "n3")])
+            && instances(v, "agent").len() == 2
+    });
+    kernel.lain_ok(&["node", "maintain", "n2", "--off"]);
+    kernel.wait_for("agents", "n2's agent back as number 2", |v| {
+        v["converged"] == true
+            && numbers_on(v, "agent") == pairs(&[(1, "local"), (2, "n2"), (3, "n3")])
+    });
+
+    // An upgrade: the singleton's old instance is gone before the new one exists.
+    support::edit_app(&app, |y| {
+        y.replace(
+            "cmd: sleep 100000\n  memory: 32M\n  num_instances: 3",
+            "cmd: sleep 200000\n  memory: 32M\n  num_instances: 3",
+        )
+    });
+    build(&kernel, &app);
+    let release = json(&kernel.lain_ok(&["app", "show", "-a", "agents", "-o", "json"]));
+    let old_release = release["release"].clone();
+    let deploy = kernel
+        .lain_cmd(&["deploy", "-a", "agents", "--no-wait"])
+        .output()
+        .expect("deploy");
+    assert!(deploy.status.success(), "{deploy:?}");
+    let mut seen_new = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !seen_new {
+        let v = kernel.ps("agents");
+        let leaders = instances(&v, "leader");
+        assert!(leaders.len() <= 1, "two leaders at once: {v:#}");
+        seen_new =
+            v["converged"] == true && leaders.len() == 1 && leaders[0]["release"] != old_release;
+        assert!(std::time::Instant::now() < deadline, "no new leader: {v:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let view = kernel.ps("agents");
+    assert_eq!(
+        numbers_on(&view, "agent"),
+        pairs(&[(1, "local"), (2, "n2"), (3, "n3")]),
+        "agents keep their node through the upgrade: {view:#}"
+    );
+}

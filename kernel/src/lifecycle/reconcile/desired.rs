@@ -4,6 +4,7 @@
 use super::context::Context;
 use super::portals;
 use crate::lifecycle::records::ProcPlan;
+use crate::plugin::bindings::proc_rendering::PlacementMode;
 use crate::schedule::Mode;
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,10 +23,14 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// How many instances the proc has and where they go. Proc types choose it from
-    /// `lain:plugin@0.2.0` on; until their plans carry it, every proc spreads.
+    /// How many instances the proc has and where they go, as its proc type rendered it
+    /// (`lain:plugin@0.2.0`; plans of 0.1.0 types spread).
     pub fn mode(&self) -> Mode {
-        Mode::Spread
+        match self.plan.plan.placement {
+            PlacementMode::Spread => Mode::Spread,
+            PlacementMode::PerNode => Mode::PerNode,
+            PlacementMode::Singleton => Mode::Singleton,
+        }
     }
 }
 

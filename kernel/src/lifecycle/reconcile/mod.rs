@@ -238,6 +238,7 @@ impl Reconciler {
                 checks: &checks,
                 backoff: &self.backoff,
                 problems: &self.problems,
+                wanted: self.placement.wanted(),
             },
         );
     }

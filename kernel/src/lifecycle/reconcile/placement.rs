@@ -66,6 +66,8 @@ pub struct Placement {
     published: Option<Vec<Misfit>>,
     /// Instances an operator asked to move.
     moving: HashSet<String>,
+    /// Instances wanted this pass, by proc, where the placement mode decides it.
+    wanted: BTreeMap<String, u32>,
     nodes: BTreeMap<String, NodeRecord>,
     defined: HashMap<String, (ProcId, ProcShape)>,
     /// Reservations by instance name.
@@ -86,6 +88,7 @@ impl Placement {
             misfits: BTreeMap::new(),
             published: None,
             moving: HashSet::new(),
+            wanted: BTreeMap::new(),
             nodes: BTreeMap::new(),
             defined: HashMap::new(),
             placed: HashMap::new(),
@@ -101,6 +104,7 @@ impl Placement {
         generation: u64,
         nodes: &BTreeMap<String, NodeRecord>,
     ) -> Result<(), String> {
+        self.wanted.clear();
         let config = match self.source.live.current() {
             Ok(config) => config,
             // The store did not answer: keep the pipeline in force, if there is one.
@@ -371,6 +375,25 @@ impl Placement {
     /// [`schedule::mode::per_node_numbers`]). Per-node numbers are pinned to their node. Without
     /// a pipeline (or before the proc is declared), a per-node proc keeps what it has.
     pub fn numbers(
+        &mut self,
+        d: &Desired,
+        instances: &[&Instance],
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<u32, Option<String>> {
+        let numbers = self.numbers_of(d, instances, nodes);
+        if d.mode() != Mode::Spread {
+            self.wanted
+                .insert(d.plan.full_name.clone(), numbers.len() as u32);
+        }
+        numbers
+    }
+
+    /// Instances wanted where the placement mode decides it (per-node, singleton), by proc.
+    pub fn wanted(&self) -> &BTreeMap<String, u32> {
+        &self.wanted
+    }
+
+    fn numbers_of(
         &mut self,
         d: &Desired,
         instances: &[&Instance],
