@@ -304,7 +304,7 @@ fn per_node_daemons_follow_the_nodes_and_a_singleton_never_runs_twice() {
     kernel.add_node("n2", "local", &[]);
     let yaml = "appname: agents\nbuild:\n  base: busybox\n  script: []\n\
                 daemon.agent:\n  cmd: sleep 100000\n  memory: 32M\n  placement: per-node\n\
-                daemon.leader:\n  cmd: sleep 100000\n  memory: 32M\n  num_instances: 3\n  placement: singleton\n";
+                daemon.leader:\n  cmd: sh -c 'trap \"\" TERM; while :; do sleep 1; done'\n  kill_timeout: 3\n  memory: 32M\n  num_instances: 3\n  placement: singleton\n";
     let app = write_app(tmp.path(), "agents", yaml);
     build(&kernel, &app);
     let view = json(&kernel.lain_ok(&["deploy", "-a", "agents", "-o", "json"]));
@@ -344,13 +344,9 @@ fn per_node_daemons_follow_the_nodes_and_a_singleton_never_runs_twice() {
             && numbers_on(v, "agent") == pairs(&[(1, "local"), (2, "n2"), (3, "n3")])
     });
 
-    // An upgrade: the singleton's old instance is gone before the new one exists.
-    support::edit_app(&app, |y| {
-        y.replace(
-            "cmd: sleep 100000\n  memory: 32M\n  num_instances: 3",
-            "cmd: sleep 200000\n  memory: 32M\n  num_instances: 3",
-        )
-    });
+    // An upgrade: the singleton's old instance (which ignores SIGTERM, so it takes its whole
+    // `kill_timeout` to stop) is gone before the new one exists.
+    support::edit_app(&app, |y| y.replace("kill_timeout: 3", "kill_timeout: 4"));
     build(&kernel, &app);
     let release = json(&kernel.lain_ok(&["app", "show", "-a", "agents", "-o", "json"]));
     let old_release = release["release"].clone();
