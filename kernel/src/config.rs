@@ -55,7 +55,8 @@
 //! [proc_types]                        # proc type -> plugin serving it (default: the one plugin
 //! cron = "my-cron"                    # describing it; built-in types: the built-in plugin)
 //!
-//! [scheduler]
+//! [scheduler]                         # seeds the pipeline in the store on a fresh store; then
+//!                                     # `lain scheduler set` changes it (this is not read again)
 //! plugins = ["resources", "constraint", "spread"]   # run in this order
 //! weights = { spread = 1 }
 //!
@@ -122,7 +123,7 @@ pub struct KernelConfig {
     /// serves, or a built-in type. Without an entry, a type is served by the one enabled plugin
     /// describing it (a built-in type by its built-in plugin).
     pub proc_types: BTreeMap<String, String>,
-    /// The scheduling pipeline.
+    /// The scheduling pipeline a fresh state store starts with (see [`schedule::live`]).
     pub scheduler: schedule::Config,
     /// The authentication chain, cluster admins and the audit log.
     pub auth: auth::Config,

@@ -15,7 +15,7 @@ use crate::runtime::docker::DockerRuntime;
 use crate::runtime::process::ProcessRuntime;
 use crate::runtime::process::sandbox::Sandbox;
 use crate::runtime::{Runtime, RuntimeKind};
-use crate::schedule::{Backend, MemberSpec};
+use crate::schedule::{self, Backend, Live, MemberSpec};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::{self, Store};
 use anyhow::Context;
@@ -57,6 +57,9 @@ impl Kernel {
             .map_err(|e| anyhow::anyhow!("kernel config: {e}"))?;
         private_data_dir(&config.data_dir)?;
         let store = open_store(&config)?;
+        Live::new(store.clone())
+            .seed(&config.scheduler)
+            .context("cannot seed the scheduler pipeline")?;
         let engine = PluginEngine::new(config.plugins.limits.clone(), Some(config.cache_dir()))
             .context("cannot start the plugin engine")?;
         let registry = Arc::new(
@@ -116,17 +119,29 @@ impl Kernel {
 
     /// Starts the reconciler on the current tokio runtime.
     pub fn start_reconciler(&self) -> tokio::task::JoinHandle<()> {
-        let (config, registry) = (self.config.clone(), self.registry.clone());
-        let members = Box::new(move || scheduler_members(&config, &registry));
-        tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), members).run())
+        let registry = self.registry.clone();
+        let source = reconcile::Source {
+            live: Live::new(self.store.clone()),
+            members: Box::new(move |config| scheduler_members(config, &registry)),
+        };
+        tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run())
     }
 
-    /// The scheduling pipeline's members as `[scheduler]` configures them: in order, with their
-    /// weights and each plugin's current failure policy. A configured plugin that is missing,
-    /// disabled or of another kind is an error naming it. When [`Registry::generation`] changes,
-    /// the reconciler builds them again into a new pipeline.
+    /// The scheduling pipeline's members as the stored pipeline (seeded from `[scheduler]`,
+    /// changed with `lain scheduler set`) configures them: in order, with their weights and each
+    /// plugin's current failure policy. A configured plugin that is missing, disabled or of
+    /// another kind is an error naming it. When [`Registry::generation`] or the stored pipeline
+    /// changes, the reconciler builds them again into a new pipeline.
     pub fn scheduler_members(&self) -> Result<Vec<MemberSpec>, CallError> {
-        scheduler_members(&self.config, &self.registry)
+        let config = Live::new(self.store.clone())
+            .current()
+            .map_err(|e| CallError {
+                plugin: "scheduler".into(),
+                version: String::new(),
+                function: "pipeline",
+                cause: Cause::Host(e.to_string()),
+            })?;
+        scheduler_members(&config, &self.registry)
     }
 
     /// What the API handlers share.
@@ -186,15 +201,15 @@ fn open_store(config: &KernelConfig) -> anyhow::Result<Arc<dyn Store>> {
 
 /// See [`Kernel::scheduler_members`].
 fn scheduler_members(
-    config: &KernelConfig,
+    config: &schedule::Config,
     registry: &Arc<Registry>,
 ) -> Result<Vec<MemberSpec>, CallError> {
     let mut specs = Vec::new();
-    for name in &config.scheduler.plugins {
+    for name in &config.plugins {
         let plugin = resolve(registry, name, Kind::SchedulerFilter)?;
         specs.push(MemberSpec {
             name: name.clone(),
-            weight: config.scheduler.weights.get(name).copied().unwrap_or(1),
+            weight: config.weights.get(name).copied().unwrap_or(1),
             policy: plugin.policy(),
             factory: Box::new(move || {
                 Ok(Box::new(LiveScheduler::start(plugin.clone())?) as Box<dyn Backend>)

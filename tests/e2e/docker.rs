@@ -380,7 +380,10 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
         .as_ref()
         .and_then(|p| p["problem"].as_str())
         .unwrap_or_default();
-    assert!(problem.contains("no ready node fits"), "{view:#}");
+    assert!(
+        problem.contains("no node for") && problem.contains("removed the last"),
+        "{view:#}"
+    );
     drop(e1);
 }
 

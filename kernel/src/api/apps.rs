@@ -39,7 +39,8 @@ pub struct AppSummary {
     pub instances: usize,
     /// Whether everything runs as deployed.
     pub converged: bool,
-    /// The last deploy or rollout failure.
+    /// The last deploy or rollout failure, else the first problem that keeps a proc from
+    /// converging (e.g. no node fits it), prefixed with the proc's name.
     pub last_error: Option<String>,
 }
 
@@ -60,12 +61,17 @@ pub async fn list(
 
 impl From<AppView> for AppSummary {
     fn from(view: AppView) -> AppSummary {
+        let problem = view.procs.iter().find_map(|p| {
+            p.problem
+                .as_ref()
+                .map(|problem| format!("{}: {problem}", p.name))
+        });
         AppSummary {
             name: view.app.name,
             release: view.release,
             instances: view.instances.len(),
             converged: view.converged,
-            last_error: view.app.last_error,
+            last_error: view.app.last_error.or(problem),
         }
     }
 }

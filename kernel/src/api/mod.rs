@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod plugins;
 pub mod routes;
+pub mod scheduler;
 pub mod secrets;
 pub mod trail;
 pub mod validate;
@@ -90,6 +91,12 @@ pub fn app(state: AppState) -> Router {
                 .put(routes::assign)
                 .delete(routes::release),
         )
+        .route(
+            "/api/v1/scheduler",
+            get(scheduler::show).put(scheduler::set),
+        )
+        .route("/api/v1/scheduler/misfits", get(scheduler::misfits))
+        .route("/api/v1/scheduler/moves", post(scheduler::request_moves))
         .route("/api/v1/nodes", get(nodes::list).post(nodes::add))
         .route("/api/v1/nodes/{name}", delete(nodes::remove))
         .route("/api/v1/nodes/{name}/maintain", post(nodes::maintain))

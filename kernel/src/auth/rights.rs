@@ -97,6 +97,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/plugins", Authenticated),
     rule("GET", "/api/v1/plugins/{name}", Authenticated),
     rule("GET", "/api/v1/nodes", Authenticated),
+    rule("GET", "/api/v1/scheduler", Authenticated),
     PULL_RULE,
     rule("POST", "/api/v1/builds", Authenticated),
     rule("GET", "/api/v1/apps/{app}", Read),
@@ -137,6 +138,10 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/v1/nodes", Admin),
     rule("DELETE", "/api/v1/nodes/{name}", Admin),
     rule("POST", "/api/v1/nodes/{name}/maintain", Admin),
+    rule("PUT", "/api/v1/scheduler", Admin),
+    // Misfits name instances of every app.
+    rule("GET", "/api/v1/scheduler/misfits", Admin),
+    rule("POST", "/api/v1/scheduler/moves", Admin),
     rule("GET", "/api/v1/router/nginx", Admin),
     // Route claims: listed for the apps the caller may read; only admins reassign or release.
     rule("GET", "/api/v1/router/claims", Authenticated),

@@ -10,6 +10,7 @@ mod node;
 mod output;
 mod plugin;
 mod router;
+mod scheduler;
 mod secret;
 mod serve;
 mod up;
@@ -132,6 +133,10 @@ enum Command {
     /// Nodes instances are scheduled on.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// The scheduling pipeline (members, order, weights), changed live; instances that no
+    /// longer fit it, and moving them.
+    #[command(subcommand)]
+    Scheduler(scheduler::SchedulerCommand),
     /// The web router: route claims (which app each host and path belongs to), nginx export.
     #[command(subcommand)]
     Router(router::RouterCommand),
@@ -241,6 +246,7 @@ pub fn main() -> ExitCode {
         })(),
         Command::Node(cmd) => node::run(cmd, &client, out),
         Command::Router(cmd) => router::run(cmd, &client, out),
+        Command::Scheduler(cmd) => scheduler::run(cmd, &client, out),
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),
         Command::Validate(args) => validate::run(args, out),
         Command::Secret(cmd) => secret::run(cmd, &client, out),

@@ -83,7 +83,17 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
         PluginCommand::List => {
             let plugins: Vec<PluginView> = client.get("/api/v1/plugins")?;
             print(output, &plugins, |plugins| {
-                let rows: Vec<Vec<String>> = plugins.iter().map(row).collect();
+                let outside = super::scheduler::outside(client);
+                let rows: Vec<Vec<String>> = plugins
+                    .iter()
+                    .map(|p| {
+                        let mut r = row(p);
+                        if outside.contains(&p.name) {
+                            r[4].push_str(", not in the scheduler pipeline");
+                        }
+                        r
+                    })
+                    .collect();
                 table(
                     &[
                         "NAME", "VERSION", "KIND", "SOURCE", "STATE", "POLICY", "CALLS", "FAILURES",
@@ -94,7 +104,11 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
         }
         PluginCommand::Show { name } => {
             let p: PluginView = client.get(&format!("/api/v1/plugins/{name}"))?;
-            print(output, &p, show)
+            print(output, &p, show)?;
+            if super::scheduler::outside(client).contains(&p.name) {
+                eprintln!("{}", super::scheduler::outside_note(&p.name));
+            }
+            Ok(())
         }
         PluginCommand::Install { file, manifest } => {
             let body = install_body(&file, manifest.as_deref())?;
@@ -107,7 +121,11 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
             print(output, &p, |p| {
                 println!("installed {} {} ({}), enabled", p.name, p.version, p.kind);
                 files(p);
-            })
+            })?;
+            if super::scheduler::outside(client).contains(&p.name) {
+                eprintln!("{}", super::scheduler::outside_note(&p.name));
+            }
+            Ok(())
         }
         PluginCommand::Upgrade {
             name,

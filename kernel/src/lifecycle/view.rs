@@ -93,20 +93,26 @@ struct Board {
     pass: u64,
     instances: BTreeMap<String, Vec<InstanceView>>,
     problems: BTreeMap<String, String>,
+    /// Instances wanted by proc full name, when the placement mode decides it (per-node,
+    /// singleton) rather than `num_instances`.
+    wanted: BTreeMap<String, u32>,
 }
 
 impl StatusBoard {
-    /// Replaces the observation (instances by app; problems by proc full name).
+    /// Replaces the observation (instances by app; problems and, where the placement mode
+    /// decides it, the number of instances wanted, by proc full name).
     pub fn publish(
         &self,
         instances: BTreeMap<String, Vec<InstanceView>>,
         problems: BTreeMap<String, String>,
+        wanted: BTreeMap<String, u32>,
     ) {
         let pass = {
             let mut board = self.0.write();
             board.pass += 1;
             board.instances = instances;
             board.problems = problems;
+            board.wanted = wanted;
             board.pass
         };
         self.1.send_replace(pass);
@@ -149,19 +155,24 @@ impl StatusBoard {
         if let Some(deployed) = &app.deployed {
             for plan in &deployed.procs {
                 let plan = app.effective(plan);
+                let wanted = board
+                    .wanted
+                    .get(&plan.full_name)
+                    .copied()
+                    .unwrap_or(plan.num_instances);
                 let mine: Vec<_> = instances.iter().filter(|i| i.proc == plan.name).collect();
                 let ready = mine
                     .iter()
                     .filter(|i| i.release == deployed.release && i.ready)
                     .count() as u32;
-                let ok = ready == plan.num_instances
-                    && mine.len() == plan.num_instances as usize
+                let ok = ready == wanted
+                    && mine.len() == wanted as usize
                     && mine.iter().all(|i| i.memory == plan.plan.memory);
                 converged &= ok;
                 procs.push(ProcView {
                     name: plan.name.clone(),
                     proc_type: plan.proc_type.clone(),
-                    desired: plan.num_instances,
+                    desired: wanted,
                     ready,
                     memory: plan.plan.memory,
                     converged: ok,

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// `[scheduler]`: which scheduler plugins run, in which order, with which weights.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `[scheduler]`: which scheduler plugins run, in which order, with which weights; the form of
+/// the pipeline kept in the store too (see [`super::live`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Scheduler plugins, run in this order (filters narrow, scorers add up).

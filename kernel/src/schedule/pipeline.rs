@@ -36,6 +36,49 @@ pub enum ScheduleError {
     UnknownProc(ProcId),
 }
 
+/// What one member did to the candidates of the last evaluation: how many it was given and
+/// how many it kept (`None`: skipped, failed under policy `Open`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// The member's name.
+    pub member: String,
+    /// Candidates it was given.
+    pub given: u32,
+    /// Candidates it kept, or `None` when it was skipped.
+    pub kept: Option<u32>,
+}
+
+/// Why the last placement found no node, in words: the filter that removed the last candidates
+/// and how many each member before it kept, e.g. "`constraint` removed the last 2 candidates
+/// (`resources` kept 2 of 3)". `total` is the number of nodes the pipeline started from.
+pub fn explain_no_fit(total: u32, steps: &[Step]) -> String {
+    if total == 0 {
+        return "there is no node".into();
+    }
+    let last = steps.iter().rposition(|s| s.kept == Some(0) && s.given > 0);
+    let Some(last) = last else {
+        return format!("no ready node of {total} fits");
+    };
+    let before: Vec<String> = steps[..last]
+        .iter()
+        .map(|s| match s.kept {
+            Some(kept) => format!("`{}` kept {kept} of {}", s.member, s.given),
+            None => format!("`{}` was skipped (it failed)", s.member),
+        })
+        .collect();
+    let s = &steps[last];
+    let candidates = if s.given == 1 {
+        "candidate"
+    } else {
+        "candidates"
+    };
+    let mut out = format!("`{}` removed the last {} {candidates}", s.member, s.given);
+    if !before.is_empty() {
+        out.push_str(&format!(" ({})", before.join(", ")));
+    }
+    out
+}
+
 struct Member {
     spec: MemberSpec,
     backend: Option<Box<dyn Backend>>,
@@ -49,6 +92,8 @@ pub struct Pipeline {
     members: Vec<Member>,
     candidates: Vec<u64>,
     scores: Vec<(u32, Vec<u16>)>,
+    /// What each member did in the last evaluation (for [`Pipeline::explain_last`]).
+    steps: Vec<Step>,
 }
 
 impl Pipeline {
@@ -74,6 +119,7 @@ impl Pipeline {
             members,
             candidates: Vec::new(),
             scores: Vec::new(),
+            steps: Vec::new(),
         })
     }
 
@@ -229,8 +275,10 @@ impl Pipeline {
     ) -> Result<(), ScheduleError> {
         let words = candidates.len();
         let nodes = words * 64;
+        self.steps.clear();
         for i in 0..self.members.len() {
-            if candidates.iter().all(|w| *w == 0) {
+            let given = ones(candidates);
+            if given == 0 {
                 break;
             }
             let mut pending = std::mem::take(&mut self.members[i].pending);
@@ -241,7 +289,14 @@ impl Pipeline {
                     self.members[i].pending = pending;
                     match verdict {
                         Some(v) => v,
-                        None => continue,
+                        None => {
+                            self.steps.push(Step {
+                                member: self.members[i].spec.name.clone(),
+                                given,
+                                kept: None,
+                            });
+                            continue;
+                        }
                     }
                 }
                 Err(e) => {
@@ -264,6 +319,11 @@ impl Pipeline {
                     *c &= f;
                 }
             }
+            self.steps.push(Step {
+                member: m.spec.name.clone(),
+                given,
+                kept: Some(ones(candidates)),
+            });
             if m.roles.contains(Roles::SCORE) && !verdict.scores.is_empty() {
                 if verdict.scores.len() < nodes {
                     let msg = format!("{} scores for {nodes} node ids", verdict.scores.len());
@@ -273,6 +333,52 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// Why the last [`Pipeline::place`] or [`Pipeline::refit`] found no node: see
+    /// [`explain_no_fit`].
+    pub fn explain_last(&self) -> String {
+        explain_no_fit(ones(self.inv.present()), &self.steps)
+    }
+
+    /// What each member did in the last evaluation.
+    pub fn last_steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Whether an instance of `proc` already on `node` would be placed there again by this
+    /// pipeline: `Ok(None)` when it fits, else the name of the filter that removes the node.
+    /// The instance's own placement is left out of the evaluation and kept.
+    pub fn refit(&mut self, proc: ProcId, node: NodeId) -> Result<Option<String>, ScheduleError> {
+        if self.inv.proc(proc).is_none() {
+            return Err(ScheduleError::UnknownProc(proc));
+        }
+        let held = self.inv.count(proc, node) > 0;
+        if held {
+            self.release(proc, node);
+        }
+        let mut only = vec![0u64; self.inv.present().len()];
+        let (w, b) = ((node / 64) as usize, node % 64);
+        if let Some(word) = only.get_mut(w) {
+            *word = 1 << b;
+        }
+        let mut scores = std::mem::take(&mut self.scores);
+        scores.clear();
+        let result = self.evaluate_members(proc, &mut only, &mut scores);
+        self.scores = scores;
+        if held {
+            self.adopt(proc, node);
+        }
+        result?;
+        if only.iter().any(|w| *w != 0) {
+            return Ok(None);
+        }
+        let remover = self
+            .steps
+            .iter()
+            .rfind(|s| s.kept == Some(0))
+            .map_or_else(|| "(no member)".to_string(), |s| s.member.clone());
+        Ok(Some(remover))
     }
 
     /// Records an instance of `proc` that is already on `node` (found running after a restart,
@@ -384,6 +490,11 @@ impl Pipeline {
     }
 }
 
+/// Set bits of a bitmap.
+fn ones(words: &[u64]) -> u32 {
+    words.iter().map(|w| w.count_ones()).sum()
+}
+
 /// Sends the whole inventory to a fresh backend.
 fn replay(b: &mut dyn Backend, s: &Snapshot) -> Result<(), CallError> {
     b.sync_labels(&s.labels)?;
@@ -424,45 +535,4 @@ fn best_node(feasible: &[u64], scores: &[(u32, Vec<u16>)]) -> Option<NodeId> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::best_node;
-
-    #[test]
-    fn best_node_prefers_score_then_lowest_id() {
-        assert_eq!(best_node(&[0b1010], &[]), Some(1));
-        assert_eq!(best_node(&[0, 0b100], &[]), Some(66));
-        assert_eq!(best_node(&[0], &[]), None);
-        assert_eq!(
-            best_node(&[0], &[(1, vec![7; 64])]),
-            None,
-            "scores do not make a node feasible"
-        );
-        let mut a = vec![0u16; 64];
-        a[1] = 5;
-        a[3] = 9;
-        assert_eq!(best_node(&[0b1010], &[(1, a.clone())]), Some(3));
-        let mut b = vec![0u16; 64];
-        b[1] = 3;
-        assert_eq!(
-            best_node(&[0b1010], &[(1, a.clone()), (2, b)]),
-            Some(1),
-            "5 + 2*3 > 9"
-        );
-        a[1] = 9;
-        assert_eq!(
-            best_node(&[0b1010], &[(1, a)]),
-            Some(1),
-            "a tie goes to the lowest id"
-        );
-        assert_eq!(
-            best_node(&[0b1000], &[(1, vec![5000; 64])]),
-            Some(3),
-            "scores above 1000 are capped"
-        );
-        assert_eq!(
-            best_node(&[0b0110], &[(1, vec![0; 64])]),
-            Some(1),
-            "zero scores still place"
-        );
-    }
-}
+mod tests;

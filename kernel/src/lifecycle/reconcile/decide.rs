@@ -9,6 +9,7 @@ use super::identity::Instance;
 use super::{instance, portals};
 use crate::lifecycle::records::{NodeRecord, NodeState};
 use crate::runtime::RunState;
+use crate::schedule::Mode;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,9 @@ impl Reconciler {
     ) {
         let now = crate::clock::unix_secs();
         let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
-        let n = d.plan.num_instances;
+        // Instance numbers, each with the node its placement mode pins it to.
+        let numbers = self.placement.numbers(d, instances, nodes);
+        let stop_first = d.plan.stateful || d.mode() == Mode::Singleton;
         let node_ready = |i: &Instance| {
             nodes
                 .get(&i.key.node)
@@ -37,13 +40,13 @@ impl Reconciler {
         let mut by_no: BTreeMap<u32, Vec<&Instance>> = BTreeMap::new();
         for i in instances {
             match i.key.number {
-                Some(no) if (1..=n).contains(&no) => by_no.entry(no).or_default().push(i),
+                Some(no) if numbers.contains_key(&no) => by_no.entry(no).or_default().push(i),
                 _ => actions.push(self.retire(i, grace)),
             }
         }
         // Split each number's instances into the one that should stay and the ones to replace.
         let mut split: BTreeMap<u32, (Option<&Instance>, Vec<&Instance>)> = BTreeMap::new();
-        for no in 1..=n {
+        for (&no, pinned) in &numbers {
             let mut mine = by_no.remove(&no).unwrap_or_default();
             mine.sort_by_key(|i| {
                 let rank = match (&i.seen.state, self.is_ready(i, d, now)) {
@@ -57,7 +60,8 @@ impl Reconciler {
             let pos = mine.iter().position(|i| {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
-                    && (d.plan.stateful || node_ready(i))
+                    && pinned.as_ref().is_none_or(|n| *n == i.key.node)
+                    && (d.plan.stateful || (node_ready(i) && !self.placement.moving(i.name())))
             });
             let cur = pos.map(|p| mine.remove(p));
             split.insert(no, (cur, mine));
@@ -71,9 +75,10 @@ impl Reconciler {
                 None if rolling => {}
                 None => {
                     rolling = true;
-                    if d.plan.stateful {
+                    if stop_first {
                         // Stateful instances own their node's volumes: stop first, same node.
-                        if let Some(first) = old.first() {
+                        // A singleton stops first too, wherever the new one goes.
+                        if let Some(first) = old.first().filter(|_| d.plan.stateful) {
                             self.placement.pin(&d.plan.full_name, no, &first.key.node);
                         }
                         for i in old {

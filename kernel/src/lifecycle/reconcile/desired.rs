@@ -4,6 +4,8 @@
 use super::context::Context;
 use super::portals;
 use crate::lifecycle::records::ProcPlan;
+use crate::plugin::bindings::proc_rendering::PlacementMode;
+use crate::schedule::Mode;
 use std::collections::{BTreeMap, HashMap};
 
 /// What one proc should be.
@@ -18,6 +20,18 @@ pub struct Desired {
     pub plan: ProcPlan,
     /// For a portal: the client apps whose networks it joins.
     pub grants: Vec<portals::Grant>,
+}
+
+impl Desired {
+    /// How many instances the proc has and where they go, as its proc type rendered it
+    /// (`lain:plugin@0.2.0`; plans of 0.1.0 types spread).
+    pub fn mode(&self) -> Mode {
+        match self.plan.plan.placement {
+            PlacementMode::Spread => Mode::Spread,
+            PlacementMode::PerNode => Mode::PerNode,
+            PlacementMode::Singleton => Mode::Singleton,
+        }
+    }
 }
 
 /// Release images already read, by (app, release): a release never changes its image.

@@ -9,7 +9,8 @@
 //! are retired, what is missing is created.
 //!
 //! Rolling upgrade: an instance number whose instance runs another release (or sits on a node
-//! that is no longer ready, for stateless procs) gets a new instance first; the old one is
+//! that is no longer ready, or that an operator asked to move because the scheduler pipeline no
+//! longer places it there, for stateless procs) gets a new instance first; the old one is
 //! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
 //! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an
@@ -38,7 +39,7 @@ pub mod publish;
 pub mod rollout;
 
 pub use context::Context;
-pub use placement::Members;
+pub use placement::{Members, Source};
 
 use crate::lifecycle::records::{NodeRecord, NodeState};
 use actions::{Action, Retiring};
@@ -70,11 +71,11 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    /// A reconciler over `ctx`, placing instances with the pipeline `members` builds.
-    pub fn new(ctx: Context, members: Members) -> Reconciler {
+    /// A reconciler over `ctx`, placing instances with the pipeline `source` gives.
+    pub fn new(ctx: Context, source: Source) -> Reconciler {
         Reconciler {
             ctx,
-            placement: Placement::new(members),
+            placement: Placement::new(source),
             prober: Prober::default(),
             backoff: Backoff::default(),
             retiring: Retiring::default(),
@@ -137,6 +138,12 @@ impl Reconciler {
             .by_proc
             .extend(self.placement.sync_procs(&desired, &instances));
         self.placement.sync_reservations(&desired, &instances);
+        for (full, misfit) in self
+            .placement
+            .check_fits(&self.ctx.kernel_id, &desired, &instances)
+        {
+            self.problems.by_proc.entry(full).or_insert(misfit);
+        }
         self.forget_gone(&instances);
         self.prober
             .start_due(&self.ctx.runtime, &desired, &instances);
@@ -231,6 +238,7 @@ impl Reconciler {
                 checks: &checks,
                 backoff: &self.backoff,
                 problems: &self.problems,
+                wanted: self.placement.wanted(),
             },
         );
     }

@@ -1,7 +1,9 @@
-//! The scheduler's copy of the state: the scheduling pipeline (rebuilt when plugins change), the
-//! nodes and procs declared to it, and which instance holds a reservation on which node. Each
-//! instance name holds at most one reservation: an instance counts once however many passes see
-//! it, and a placement for a name that already holds one is given back.
+//! The scheduler's copy of the state: the scheduling pipeline (rebuilt when plugins or the
+//! stored pipeline change), the nodes and procs declared to it, and which instance holds a
+//! reservation on which node. Each instance name holds at most one reservation: an instance
+//! counts once however many passes see it, and a placement for a name that already holds one is
+//! given back. After a rebuild, every instance holding a reservation is checked against the new
+//! pipeline; those it would not place on their node are misfits (see [`crate::schedule::live`]).
 
 use super::desired::Desired;
 use super::identity::Instance;
@@ -9,11 +11,19 @@ use crate::lifecycle::records::{NodeRecord, NodeState};
 use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling;
 use crate::runtime::RunState;
-use crate::schedule::{MemberSpec, NodeId, Pipeline, ProcId};
+use crate::schedule::{self, Live, MemberSpec, Misfit, Mode, NodeId, Pipeline, ProcId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Builds the scheduling pipeline's members as the kernel configures them.
-pub type Members = Box<dyn Fn() -> Result<Vec<MemberSpec>, CallError> + Send>;
+/// Builds the scheduling pipeline's members from a pipeline configuration.
+pub type Members = Box<dyn Fn(&schedule::Config) -> Result<Vec<MemberSpec>, CallError> + Send>;
+
+/// Where the pipeline comes from: its configuration in the store, and how members are built.
+pub struct Source {
+    /// The stored pipeline, misfits and move requests.
+    pub live: Live,
+    /// Builds the members of a configuration.
+    pub members: Members,
+}
 
 /// What the pipeline knows of a proc: a change declares it again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,9 +53,21 @@ struct Reservation {
 
 /// The pipeline and what has been declared to it.
 pub struct Placement {
-    members: Members,
+    source: Source,
     pipeline: Option<Pipeline>,
     generation: u64,
+    /// The configuration the pipeline was built from.
+    config: Option<schedule::Config>,
+    /// Whether the instances placed must be checked against a new pipeline.
+    recheck: bool,
+    /// Instances the pipeline would not place where they are, by name.
+    misfits: BTreeMap<String, Misfit>,
+    /// The misfits last published, if any were.
+    published: Option<Vec<Misfit>>,
+    /// Instances an operator asked to move.
+    moving: HashSet<String>,
+    /// Instances wanted this pass, by proc, where the placement mode decides it.
+    wanted: BTreeMap<String, u32>,
     nodes: BTreeMap<String, NodeRecord>,
     defined: HashMap<String, (ProcId, ProcShape)>,
     /// Reservations by instance name.
@@ -55,12 +77,18 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// A placement with the pipeline `members` builds (built on the first pass).
-    pub fn new(members: Members) -> Placement {
+    /// A placement with the pipeline `source` gives (built on the first pass).
+    pub fn new(source: Source) -> Placement {
         Placement {
-            members,
+            source,
             pipeline: None,
             generation: 0,
+            config: None,
+            recheck: false,
+            misfits: BTreeMap::new(),
+            published: None,
+            moving: HashSet::new(),
+            wanted: BTreeMap::new(),
             nodes: BTreeMap::new(),
             defined: HashMap::new(),
             placed: HashMap::new(),
@@ -68,27 +96,50 @@ impl Placement {
         }
     }
 
-    /// (Re)builds the pipeline when plugins changed (`generation`) and mirrors the nodes into
-    /// it. An error is the scheduler's problem, which every proc shares.
+    /// (Re)builds the pipeline when plugins changed (`generation`) or the stored pipeline did,
+    /// and mirrors the nodes into it. An error is the scheduler's problem, which every proc
+    /// shares.
     pub fn sync_nodes(
         &mut self,
         generation: u64,
         nodes: &BTreeMap<String, NodeRecord>,
     ) -> Result<(), String> {
-        if self.pipeline.is_none() || generation != self.generation {
-            let built = (self.members)()
+        self.wanted.clear();
+        let config = match self.source.live.current() {
+            Ok(config) => config,
+            // The store did not answer: keep the pipeline in force, if there is one.
+            Err(e) => match &self.config {
+                Some(config) if self.pipeline.is_some() => {
+                    tracing::warn!("scheduler: cannot read the pipeline: {e}");
+                    config.clone()
+                }
+                _ => return Err(format!("scheduler: cannot read the pipeline: {e}")),
+            },
+        };
+        if self.pipeline.is_none()
+            || generation != self.generation
+            || self.config.as_ref() != Some(&config)
+        {
+            let built = (self.source.members)(&config)
                 .map_err(|e| e.to_string())
                 .and_then(|m| Pipeline::new(m).map_err(|e| e.to_string()));
             match built {
                 Ok(p) => {
+                    if self.config.as_ref().is_some_and(|c| *c != config) {
+                        tracing::info!(members = ?config.plugins, weights = ?config.weights,
+                            "scheduler pipeline changed: rebuilt");
+                    }
                     self.pipeline = Some(p);
                     self.generation = generation;
+                    self.config = Some(config);
+                    self.recheck = true;
                     self.nodes.clear();
                     self.defined.clear();
                     self.placed.clear();
                 }
                 Err(e) => {
                     self.pipeline = None;
+                    self.config = None;
                     return Err(format!("scheduler: {e}"));
                 }
             }
@@ -235,6 +286,161 @@ impl Placement {
         }
     }
 
+    /// After a rebuild, checks every instance holding a reservation against the new pipeline;
+    /// forgets the misfits that are gone; publishes the misfits when they changed and reads the
+    /// instances an operator asked to move. Returns a problem line per proc with misfits.
+    pub fn check_fits(
+        &mut self,
+        kernel_id: &str,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> BTreeMap<String, String> {
+        if let Some(pipeline) = self.pipeline.as_mut()
+            && std::mem::take(&mut self.recheck)
+        {
+            self.misfits.clear();
+            for i in instances {
+                let (Some(d), Some(no)) = (desired.get(&i.key.proc), i.key.number) else {
+                    continue;
+                };
+                if !self.placed.contains_key(i.name()) {
+                    continue;
+                }
+                let (Some((proc, _)), Some(node)) = (
+                    self.defined.get(&i.key.proc),
+                    pipeline.inventory().node_id(&i.key.node),
+                ) else {
+                    continue;
+                };
+                match pipeline.refit(*proc, node) {
+                    Ok(None) => {}
+                    Ok(Some(filter)) => {
+                        self.misfits.insert(
+                            i.name().to_string(),
+                            Misfit {
+                                instance: i.name().to_string(),
+                                app: d.app.clone(),
+                                proc: i.key.proc.clone(),
+                                number: no,
+                                node: i.key.node.clone(),
+                                stateful: d.plan.stateful,
+                                filter,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %i.name(), "scheduler: cannot re-check: {e}")
+                    }
+                }
+            }
+        }
+        let live: HashSet<&str> = instances.iter().map(Instance::name).collect();
+        self.misfits.retain(|name, _| live.contains(name.as_str()));
+        let now: Vec<Misfit> = self.misfits.values().cloned().collect();
+        if self.published.as_ref() != Some(&now) {
+            match self.source.live.publish_misfits(kernel_id, &now) {
+                Ok(()) => self.published = Some(now),
+                Err(e) => tracing::warn!("scheduler: cannot publish misfits: {e}"),
+            }
+        }
+        match self.source.live.moves() {
+            Ok(m) if !m.instances.is_empty() => {
+                if let Err(e) = self.source.live.prune_moves(|n| live.contains(n)) {
+                    tracing::warn!("scheduler: cannot prune moves: {e}");
+                }
+                self.moving = m.instances.into_iter().collect();
+            }
+            Ok(_) => self.moving.clear(),
+            Err(e) => tracing::warn!("scheduler: cannot read moves: {e}"),
+        }
+        let mut problems = BTreeMap::new();
+        for m in self.misfits.values() {
+            if m.stateful || !self.moving.contains(&m.instance) {
+                problems
+                    .entry(m.proc.clone())
+                    .or_insert_with(|| m.describe());
+            }
+        }
+        problems
+    }
+
+    /// Whether an operator asked to move instance `name` (a stateless misfit) elsewhere.
+    pub fn moving(&self, name: &str) -> bool {
+        self.moving.contains(name) && self.misfits.contains_key(name)
+    }
+
+    /// The instance numbers `d` should have, each with the node it must run on when its mode
+    /// says so: `1..=num_instances` anywhere (spread), `1` anywhere (singleton), or one number
+    /// per ready node the pipeline's filters accept for the proc (per-node; see
+    /// [`schedule::mode::per_node_numbers`]). Per-node numbers are pinned to their node. Without
+    /// a pipeline (or before the proc is declared), a per-node proc keeps what it has.
+    pub fn numbers(
+        &mut self,
+        d: &Desired,
+        instances: &[&Instance],
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<u32, Option<String>> {
+        let numbers = self.numbers_of(d, instances, nodes);
+        if d.mode() != Mode::Spread {
+            self.wanted
+                .insert(d.plan.full_name.clone(), numbers.len() as u32);
+        }
+        numbers
+    }
+
+    /// Instances wanted where the placement mode decides it (per-node, singleton), by proc.
+    pub fn wanted(&self) -> &BTreeMap<String, u32> {
+        &self.wanted
+    }
+
+    fn numbers_of(
+        &mut self,
+        d: &Desired,
+        instances: &[&Instance],
+        nodes: &BTreeMap<String, NodeRecord>,
+    ) -> BTreeMap<u32, Option<String>> {
+        let full = &d.plan.full_name;
+        match d.mode() {
+            Mode::Spread => (1..=d.plan.num_instances).map(|no| (no, None)).collect(),
+            Mode::Singleton => BTreeMap::from([(1, None)]),
+            Mode::PerNode => {
+                let existing: Vec<(u32, &str)> = instances
+                    .iter()
+                    .filter_map(|i| Some((i.key.number?, i.key.node.as_str())))
+                    .collect();
+                let (Some(pipeline), Some((proc, _))) =
+                    (self.pipeline.as_mut(), self.defined.get(full))
+                else {
+                    return existing
+                        .iter()
+                        .map(|(no, node)| (*no, Some(node.to_string())))
+                        .collect();
+                };
+                let eligible: Vec<&str> = nodes
+                    .values()
+                    .filter(|n| n.state == NodeState::Ready)
+                    .filter(|n| {
+                        pipeline
+                            .inventory()
+                            .node_id(&n.name)
+                            .is_some_and(|id| matches!(pipeline.refit(*proc, id), Ok(None)))
+                    })
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let numbers = schedule::mode::per_node_numbers(&existing, &eligible);
+                for (no, node) in &numbers {
+                    self.pins.insert((full.clone(), *no), node.clone());
+                }
+                numbers.into_iter().map(|(no, n)| (no, Some(n))).collect()
+            }
+        }
+    }
+
+    /// Whether an instance of `proc` holds a reservation (a singleton waits for it to be gone).
+    pub fn any_held(&self, proc: &str) -> bool {
+        self.placed.values().any(|r| r.proc == proc)
+    }
+
     /// Remembers that instance `no` of `proc` must come back on `node`.
     pub fn pin(&mut self, proc: &str, no: u32, node: &str) {
         self.pins.insert((proc.to_string(), no), node.to_string());
@@ -250,6 +456,10 @@ impl Placement {
         nodes: &BTreeMap<String, NodeRecord>,
     ) -> Result<Option<String>, String> {
         let full = &d.plan.full_name;
+        // A singleton never runs twice: its next instance waits until the last one is gone.
+        if d.mode() == Mode::Singleton && self.any_held(full) {
+            return Ok(None);
+        }
         let (Some(pipeline), Some((proc, _))) = (self.pipeline.as_mut(), self.defined.get(full))
         else {
             return Ok(None);
@@ -268,15 +478,16 @@ impl Placement {
                 .place(*proc)
                 .map_err(|e| format!("scheduler: {e}"))?,
         };
-        node.and_then(|id| pipeline.inventory().node_name(id).map(str::to_string))
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "no ready node fits instance {no} ({} MiB, filters {:?})",
-                    d.plan.plan.memory >> 20,
-                    d.plan.filters
-                )
-            })
+        let Some(id) = node else {
+            return Err(format!(
+                "no node for {full} instance {no}: {}",
+                pipeline.explain_last()
+            ));
+        };
+        match pipeline.inventory().node_name(id) {
+            Some(name) => Ok(Some(name.to_string())),
+            None => Err(format!("scheduler: node id {id} has no name")),
+        }
     }
 
     /// Whether instance `name` holds a reservation.

@@ -52,6 +52,8 @@ pub struct Seen<'a> {
     pub backoff: &'a Backoff,
     /// Problems found.
     pub problems: &'a Problems,
+    /// Instances wanted by proc full name where the placement mode decides it.
+    pub wanted: &'a BTreeMap<String, u32>,
 }
 
 /// Publishes what a pass saw for the API and the router.
@@ -90,6 +92,9 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
     for list in by_app.values_mut() {
         list.sort_by(|a, b| (&a.proc, a.instance, &a.name).cmp(&(&b.proc, b.instance, &b.name)));
     }
-    ctx.status
-        .publish(by_app, seen.problems.resolve(seen.desired));
+    ctx.status.publish(
+        by_app,
+        seen.problems.resolve(seen.desired),
+        seen.wanted.clone(),
+    );
 }
