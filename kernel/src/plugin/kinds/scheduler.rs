@@ -28,7 +28,7 @@ impl LiveScheduler {
     /// Instantiates the plugin.
     pub fn start(plugin: Arc<LoadedPlugin>) -> Result<LiveScheduler, CallError> {
         let Some(idx) = Guest::indices(plugin.exports()) else {
-            return Err(super::wrong_kind(&plugin, "instantiate"));
+            return Err(super::wrong_kind(&plugin, crate::plugin::error::LOADING));
         };
         let started = plugin.health().admit(plugin.limits()).and_then(|()| {
             let mut store = plugin.new_store(None)?;
@@ -37,7 +37,7 @@ impl LiveScheduler {
                 Guest::load(idx, &mut store, &instance).map_err(|e| plugin.cause(&store, e))?;
             Ok((store, guest))
         });
-        let (store, guest) = plugin.finish("instantiate", started)?;
+        let (store, guest) = plugin.finish(crate::plugin::error::LOADING, started)?;
         Ok(LiveScheduler {
             plugin,
             store,
