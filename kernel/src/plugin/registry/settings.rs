@@ -90,10 +90,9 @@ impl Registry {
             return table.cloned();
         };
         let mut settings = settings.clone();
-        if let (Some(s), Some(files)) = (
-            settings.as_object_mut(),
-            table.and_then(|t| t.get("files")),
-        ) {
+        if let (Some(s), Some(files)) =
+            (settings.as_object_mut(), table.and_then(|t| t.get("files")))
+        {
             s.insert("files".into(), files.clone());
         }
         Some(settings)
@@ -103,7 +102,10 @@ impl Registry {
     pub(super) fn config_source(&self, entry: &Entry) -> &'static str {
         if entry.record.settings.is_some() {
             "api"
-        } else if self.operator_config.contains_key(&entry.record.manifest.name) {
+        } else if self
+            .operator_config
+            .contains_key(&entry.record.manifest.name)
+        {
             "kernel-config"
         } else {
             "none"
@@ -117,7 +119,8 @@ impl Registry {
 
     /// Changes the operator's settings of plugin `name`: checked (bounds, file grants, limits),
     /// then tried on the plugin (its `describe()`, or an instantiation for backup hooks; a proc
-    /// type must still be allowed its type), then kept in the plugin's record and swapped in.
+    /// type must still be allowed its type; a reset to the kernel config is not tried, as a
+    /// restart would not), then kept in the plugin's record and swapped in.
     /// Calls in flight finish with the old configuration; long-lived instances (the scheduling
     /// pipeline's) are rebuilt because the registry's generation changes. A refusal changes
     /// nothing and names the plugin's own message.
@@ -150,12 +153,17 @@ impl Registry {
                 check_settings(s, granted).map_err(refused)?;
             }
             let effective = self.operator_config(name, settings.as_ref());
-            let trial = Arc::new(entry.plugin.reconfigured(effective.as_ref())?);
-            self.try_out(&trial, entry.record.enabled)
-                .map_err(|e| match e {
-                    InstallError::Describe(why) => refused(format!("the plugin refused it: {why}")),
-                    other => other,
-                })?;
+            // A reset goes back to what a restart would load, so it is not tried.
+            if settings.is_some() {
+                let trial = Arc::new(entry.plugin.reconfigured(effective.as_ref())?);
+                self.try_out(&trial, entry.record.enabled)
+                    .map_err(|e| match e {
+                        InstallError::Describe(why) => {
+                            refused(format!("the plugin refused it: {why}"))
+                        }
+                        other => other,
+                    })?;
+            }
             let mut plugin = entry.plugin.reconfigured(effective.as_ref())?;
             plugin.adopt_health(&entry.plugin);
             entry.plugin = Arc::new(plugin);

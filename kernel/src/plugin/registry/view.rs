@@ -176,10 +176,8 @@ pub(super) fn describe(registry: &Registry, entry: &Entry) -> Described {
 
 /// The proc types `plugin` serves now, by the rules every deploy applies.
 fn served_by(registry: &Registry, plugin: &str) -> Vec<String> {
-    let Ok(types) = PluginProcTypes::new(
-        registry.enabled(Kind::ProcType),
-        &registry.proc_types(),
-    ) else {
+    let Ok(types) = PluginProcTypes::new(registry.enabled(Kind::ProcType), &registry.proc_types())
+    else {
         return Vec::new();
     };
     types
