@@ -80,6 +80,7 @@ pub async fn install(
 
 /// Query of an upgrade.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeQuery {
     /// Accept a lower version than the one installed.
@@ -295,6 +296,7 @@ pub async fn map(
 
 /// Query of an unmapping.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UnmapQuery {
     /// Forget the live entry, so the kernel config's `[proc_types]` applies again, instead of
