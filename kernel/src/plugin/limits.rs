@@ -82,7 +82,9 @@ pub struct PluginLimits {
     /// CPU budget per call, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u64>,
-    /// Wall-clock bound per call, in milliseconds.
+    /// Wall-clock bound per call, in milliseconds: where the kernel waits on this one plugin
+    /// (an exporter's push). The auth chain and a pull scrape stay bounded by the engine-wide
+    /// `wall_ms`, as they may call several plugins.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wall_ms: Option<u64>,
     /// Largest linear memory of one instance, in bytes.

@@ -1,8 +1,9 @@
 //! The plugin registry: built-in and installed plugins, persisted in the state store.
 //!
-//! Layout in the store: `plugins/records/<name>` holds a [`Record`] (JSON) and
-//! `plugins/blobs/<sha256>` the component bytes of installed plugins (built-ins live in the kernel
-//! binary and only have a record for their enabled flag and policy). Every change is checked
+//! Layout in the store: `plugins/records/<name>` holds a [`Record`] (JSON, with the operator's
+//! settings set through the API), `plugins/blobs/<sha256>` the component bytes of installed
+//! plugins (built-ins live in the kernel binary and only have a record for their enabled flag,
+//! policy and settings), and `plugins/proc-types/<type>` the live proc-type mapping. Every change is checked
 //! completely (compiled, checked against its world, pre-linked) before one atomic store write, and
 //! only then swapped into the in-memory table; a refused change changes nothing.
 //!
