@@ -23,6 +23,16 @@ fn manifest(dir: &std::path::Path, version: &str) -> String {
     path.to_str().expect("utf-8").to_string()
 }
 
+/// Whether the kernel finds a lain.yaml with a `worker` proc named `escape-problem` valid (the
+/// hostile fixture refuses that name; the built-in `worker` does not).
+fn validate(kernel: &KernelProcess) -> Value {
+    let yaml = b"appname: hello\nbuild: {base: busybox}\nworker.escape-problem:\n  cmd: ./run\n";
+    let token = kernel.token();
+    let (status, body) = kernel.api("POST", "/api/v1/validate", Some(&token), Some(&yaml[..]));
+    assert_eq!(status, 200, "{body}");
+    json(&body)["valid"].clone()
+}
+
 fn kernel(dir: &std::path::Path) -> KernelProcess {
     let bob = hex::encode(sha2::Sha256::digest(BOB.as_bytes()));
     let config = format!(
@@ -146,10 +156,20 @@ fn live_configuration_mapping_and_downgrades_through_the_cli() {
         "{out}"
     );
 
-    // The proc-type mapping, live.
+    // The proc-type mapping, live: the kernel checks `worker` procs with the plugin mapped to
+    // the type from the next request on (the hostile fixture refuses a proc named
+    // `escape-problem`; the built-in `worker` does not).
+    let admin = kernel.token();
+    assert_eq!(validate(&kernel), Value::from(true));
     let err = kernel.lain_err(&["plugin", "map", "worker", "spread"]);
     assert!(err.contains("scheduler-filter"), "{err}");
+    assert_eq!(
+        validate(&kernel),
+        Value::from(true),
+        "a refused mapping changes nothing"
+    );
     kernel.lain_ok(&["plugin", "map", "worker", "hostile"]);
+    assert_eq!(validate(&kernel), Value::from(false));
     let m = json(&kernel.lain_ok(&["plugin", "mappings", "-o", "json"]));
     assert_eq!(
         m,
@@ -163,7 +183,6 @@ fn live_configuration_mapping_and_downgrades_through_the_cli() {
 
     // Only admins read or change a plugin's configuration or the mapping; a refusal changes
     // nothing.
-    let admin = kernel.token();
     let edit = br#"{"set": {"version": "bob"}}"#;
     let map = br#"{"plugin": "hostile"}"#;
     for (method, path, body) in [
@@ -228,6 +247,11 @@ fn live_configuration_mapping_and_downgrades_through_the_cli() {
     kernel.lain_ok(&["plugin", "unmap", "worker"]);
     let m = json(&kernel.lain_ok(&["plugin", "mappings", "-o", "json"]));
     assert_eq!(m, serde_json::json!([]));
+    assert_eq!(
+        validate(&kernel),
+        Value::from(true),
+        "worker is the built-in's again"
+    );
     let toml = dir.path().join("settings.toml");
     std::fs::write(&toml, "version = \"from-file\"\n[limits]\nwall_ms = 3000\n").expect("write");
     let c = json(&kernel.lain_ok(&[
