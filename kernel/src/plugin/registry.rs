@@ -12,10 +12,15 @@
 
 mod mapping;
 mod settings;
+mod versions;
 mod view;
+
+use settings::load_configured;
+use versions::{change, is_lower};
 
 pub use mapping::TypeMapping;
 pub use settings::{ConfigChange, ConfigView};
+pub use versions::Upgraded;
 pub use view::{Described, PluginView};
 
 use super::engine::PluginEngine;
@@ -62,21 +67,6 @@ pub struct Entry {
     pub plugin: Arc<LoadedPlugin>,
     /// The stored record.
     pub record: Record,
-}
-
-/// What an upgrade replaced.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Upgraded {
-    /// The plugin now.
-    #[serde(flatten)]
-    pub plugin: PluginView,
-    /// The version it replaced.
-    pub previous_version: String,
-    /// The SHA-256 of the component it replaced.
-    pub previous_sha256: String,
-    /// `upgrade`, `downgrade` (allowed by the operator), `rebuild` (same version, other
-    /// component), `unchanged` (same component) or `unordered` (a version is not semver).
-    pub change: String,
 }
 
 /// The registry.
@@ -583,57 +573,6 @@ impl Registry {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
-}
-
-/// Loads a plugin with the operator's settings set through the API, else the kernel config's
-/// table. Settings that no longer pass (the engine-wide limits were lowered under them) are
-/// reported and the kernel config's table is used, so the kernel still starts; they stay stored.
-fn load_configured(
-    engine: &Arc<PluginEngine>,
-    manifest: &Manifest,
-    bytes: &[u8],
-    builtin: bool,
-    settings: Option<&serde_json::Value>,
-    kernel_config: Option<&serde_json::Value>,
-) -> Result<LoadedPlugin, InstallError> {
-    if settings.is_some() {
-        match LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, settings) {
-            Err(InstallError::BadConfig { reason, .. }) => tracing::error!(
-                plugin = %manifest.name,
-                "the configuration set with `lain plugin config` no longer applies ({reason}): \
-                 using the kernel config's; fix it or `lain plugin config {} --reset`",
-                manifest.name
-            ),
-            loaded => return loaded,
-        }
-    }
-    LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, kernel_config)
-}
-
-/// Whether version `offered` is lower than `installed`, both read as semver (a leading `v`
-/// allowed); `false` when either is not semver.
-fn is_lower(offered: &str, installed: &str) -> bool {
-    match (parse_version(offered), parse_version(installed)) {
-        (Some(o), Some(i)) => o < i,
-        _ => false,
-    }
-}
-
-fn parse_version(v: &str) -> Option<semver::Version> {
-    semver::Version::parse(v.trim().trim_start_matches('v')).ok()
-}
-
-/// How the plugin now installed relates to the record it replaced.
-fn change(old: &Record, new: &PluginView) -> String {
-    let (before, after) = (&old.manifest.version, &new.version);
-    match (parse_version(after), parse_version(before)) {
-        _ if old.sha256 == new.sha256 && before == after => "unchanged",
-        (Some(a), Some(b)) if a > b => "upgrade",
-        (Some(a), Some(b)) if a < b => "downgrade",
-        _ if before == after => "rebuild",
-        _ => "unordered",
-    }
-    .into()
 }
 
 /// `text` escaped and cut to 128 characters, for echoing names from a request in an error.

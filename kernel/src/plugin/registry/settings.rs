@@ -19,6 +19,7 @@
 //! configuration (it may hold secrets).
 
 use super::{Entry, Registry, cut_reason, view};
+use crate::plugin::engine::PluginEngine;
 use crate::plugin::error::InstallError;
 use crate::plugin::kinds::auth::AuthPlugin;
 use crate::plugin::kinds::monitor::ExporterPlugin;
@@ -26,6 +27,7 @@ use crate::plugin::kinds::proc_type::ProcTypePlugin;
 use crate::plugin::kinds::scheduler::LiveScheduler;
 use crate::plugin::limits::{Limits, PluginLimits};
 use crate::plugin::loaded::{LoadedPlugin, effective_config};
+use crate::plugin::manifest::Manifest;
 use crate::plugin::world::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -305,4 +307,29 @@ fn unset_path(root: &mut Value, path: &str) -> Result<(), String> {
         Some(_) => Ok(()),
         None => Err(format!("{}: no such key", cut_reason(path))),
     }
+}
+
+/// Loads a plugin with the operator's settings set through the API, else the kernel config's
+/// table. Settings that no longer pass (the engine-wide limits were lowered under them) are
+/// reported and the kernel config's table is used, so the kernel still starts; they stay stored.
+pub(super) fn load_configured(
+    engine: &Arc<PluginEngine>,
+    manifest: &Manifest,
+    bytes: &[u8],
+    builtin: bool,
+    settings: Option<&serde_json::Value>,
+    kernel_config: Option<&serde_json::Value>,
+) -> Result<LoadedPlugin, InstallError> {
+    if settings.is_some() {
+        match LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, settings) {
+            Err(InstallError::BadConfig { reason, .. }) => tracing::error!(
+                plugin = %manifest.name,
+                "the configuration set with `lain plugin config` no longer applies ({reason}): \
+                 using the kernel config's; fix it or `lain plugin config {} --reset`",
+                manifest.name
+            ),
+            loaded => return loaded,
+        }
+    }
+    LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, kernel_config)
 }
