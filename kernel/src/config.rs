@@ -51,6 +51,8 @@
 //! issuer = "https://sso.example.org"
 //! audience = "lain"
 //! files = { jwks = "/etc/lain/jwks.json" }   # the only way a plugin is granted a file
+//! limits = { cpu_ms = 50 }            # this plugin's own cpu_ms, wall_ms, memory_bytes
+//!                                     # (`lain plugin config jwt` changes this table live)
 //!
 //! [proc_types]                        # proc type -> plugin serving it (default: the one plugin
 //! cron = "my-cron"                    # describing it; built-in types: the built-in plugin)
@@ -278,10 +280,12 @@ impl KernelConfig {
         paths
     }
 
-    /// Checks the rules a section cannot check on its own or that parsing does not: today the
-    /// monitor's exporters ([`monitor::Config::check`]).
+    /// Checks the rules a section cannot check on its own or that parsing does not: the
+    /// monitor's exporters ([`monitor::Config::check`]) and each plugin's own limits
+    /// ([`plugin::Config::check`]).
     pub fn check(&self) -> Result<(), String> {
-        self.monitor.check()
+        self.monitor.check()?;
+        self.plugins.check()
     }
 }
 

@@ -152,7 +152,6 @@ impl Kernel {
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
                 .with_lifecycle(self.lifecycle.status().clone())
                 .with_router(self.router.clone()),
-            proc_types: self.config.proc_types.clone(),
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),
         }
@@ -224,7 +223,7 @@ fn resolve(registry: &Registry, name: &str, kind: Kind) -> Result<Arc<LoadedPlug
     let error = |cause| CallError {
         plugin: name.to_string(),
         version: String::new(),
-        function: "resolve",
+        function: crate::plugin::error::LOADING,
         cause,
     };
     let plugin = match registry.get(name) {

@@ -318,8 +318,14 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         "schemathesis found problems:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every operation but the builds (43 when the plugin configuration and proc-type mapping
+    // endpoints came; other endpoints only add to it).
+    let tested = stdout
+        .split_once("Tested: ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
     assert!(
-        stdout.contains("Tested: 3"),
+        tested.is_some_and(|n| n >= 43),
         "it tested the operations:\n{stdout}"
     );
 }

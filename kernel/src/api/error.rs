@@ -88,7 +88,10 @@ impl From<InstallError> for ApiError {
             InstallError::Compile(_) => (StatusCode::UNPROCESSABLE_ENTITY, "compile-failed"),
             InstallError::Describe(_) => (StatusCode::UNPROCESSABLE_ENTITY, "describe-failed"),
             InstallError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            InstallError::Downgrade { .. } => (StatusCode::CONFLICT, "downgrade"),
+            InstallError::BadConfig { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "bad-config"),
             InstallError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            InstallError::NotMapped(_) => (StatusCode::NOT_FOUND, "not-mapped"),
             InstallError::BuiltIn(..) => (StatusCode::CONFLICT, "built-in"),
             InstallError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
         };

@@ -46,8 +46,6 @@ pub struct AppState {
     pub access: Arc<Access>,
     /// Metrics and exporters.
     pub monitor: Monitor,
-    /// Which plugin serves each proc type (`[proc_types]`).
-    pub proc_types: std::collections::BTreeMap<String, String>,
     /// Cluster domains.
     pub domains: Vec<String>,
     /// Apps, releases, nodes.
@@ -75,6 +73,17 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/plugins/{name}/enable", post(plugins::enable))
         .route("/api/v1/plugins/{name}/disable", post(plugins::disable))
         .route("/api/v1/plugins/{name}/policy", put(plugins::set_policy))
+        .route(
+            "/api/v1/plugins/{name}/config",
+            get(plugins::config)
+                .put(plugins::configure)
+                .delete(plugins::reset_config),
+        )
+        .route("/api/v1/proc-types", get(plugins::mappings))
+        .route(
+            "/api/v1/proc-types/{type}",
+            put(plugins::map).delete(plugins::unmap),
+        )
         .route("/api/v1/validate", post(validate::validate))
         .route("/api/v1/builds", post(apps::build))
         .route("/api/v1/apps", get(apps::list))

@@ -23,7 +23,7 @@ pub async fn validate(
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
     let report = blocking(move || {
         let plugins = state.registry.enabled(Kind::ProcType);
-        let types = PluginProcTypes::new(plugins, &state.proc_types)
+        let types = PluginProcTypes::new(plugins, &state.registry.proc_types())
             .map_err(|e| ApiError::internal(format!("proc types: {e}")))?;
         let parsed = spec::parse("lain.yaml", &text, &types, &state.domains);
         let valid = !parsed

@@ -135,6 +135,16 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/v1/plugins/{name}/enable", Admin),
     rule("POST", "/api/v1/plugins/{name}/disable", Admin),
     rule("PUT", "/api/v1/plugins/{name}/policy", Admin),
+    // A plugin's configuration may hold secrets and grants host files: admins only, audited.
+    Rule {
+        audited: true,
+        ..rule("GET", "/api/v1/plugins/{name}/config", Admin)
+    },
+    rule("PUT", "/api/v1/plugins/{name}/config", Admin),
+    rule("DELETE", "/api/v1/plugins/{name}/config", Admin),
+    rule("GET", "/api/v1/proc-types", Authenticated),
+    rule("PUT", "/api/v1/proc-types/{type}", Admin),
+    rule("DELETE", "/api/v1/proc-types/{type}", Admin),
     rule("POST", "/api/v1/nodes", Admin),
     rule("DELETE", "/api/v1/nodes/{name}", Admin),
     rule("POST", "/api/v1/nodes/{name}/maintain", Admin),

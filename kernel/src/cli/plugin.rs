@@ -4,7 +4,7 @@ use super::Output;
 use super::client::Client;
 use super::output::{print, table};
 use crate::plugin::FailurePolicy;
-use crate::plugin::registry::PluginView;
+use crate::plugin::registry::{ConfigView, PluginView, TypeMapping, Upgraded};
 use anyhow::Context;
 use base64::Engine as _;
 use clap::{Subcommand, ValueEnum};
@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 pub enum PluginCommand {
     /// List every plugin: built-in and installed, enabled or not.
     List,
-    /// Show one plugin: its world, hash, policy, call and failure counts, default configuration.
+    /// Show one plugin: its world, hash, policy, limits, call and failure counts, default
+    /// configuration, and what it says about itself: for a proc type the type it describes, its
+    /// extra keys, summary and the types it serves now; the summary and roles or delivery of the
+    /// other kinds.
     Show {
         /// Plugin name.
         name: String,
@@ -33,6 +36,10 @@ pub enum PluginCommand {
         manifest: Option<PathBuf>,
     },
     /// Replace an installed plugin by a new version; calls in flight finish on the old one.
+    ///
+    /// A lower version than the one installed (both read as semver) is refused unless
+    /// `--allow-downgrade`. The same version with a different component is accepted as a
+    /// rebuild, and said so. The operator's configuration, policy and enabled state are kept.
     Upgrade {
         /// Plugin name.
         name: String,
@@ -41,7 +48,58 @@ pub enum PluginCommand {
         /// A manifest (TOML) to use instead of the embedded one.
         #[arg(long)]
         manifest: Option<PathBuf>,
+        /// Accept a lower version than the one installed.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
+    /// Show or change a plugin's configuration, live (no restart).
+    ///
+    /// Without options, prints the manifest's defaults, the operator's settings and where they
+    /// come from, what the plugin reads, the files granted and the limits. `--set`/`--unset`
+    /// edit the operator's settings, `-f` replaces them with a file's table, `--reset` goes back
+    /// to the kernel config's `[plugins.config.<name>]`. Settings changed here are kept in the
+    /// store and replace that table until reset. The plugin is tried with the new settings
+    /// first (its `describe`); if it refuses them, nothing changes. Keys under `limits`
+    /// (`cpu_ms`, `wall_ms`, `memory_bytes`) set the plugin's own limits; `files` grants are
+    /// made in the kernel config only. Admins only.
+    Config {
+        /// Plugin name.
+        name: String,
+        /// Set a key: `key=value`, the key a dotted path (`limits.cpu_ms=50`), the value read
+        /// as TOML (`true`, `3`, `[1, 2]`, `"text"`), else taken as text. Repeatable.
+        #[arg(long, value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Remove a key (dotted path). Repeatable.
+        #[arg(long, value_name = "KEY")]
+        unset: Vec<String>,
+        /// Replace the settings by the table in this file (`.toml` or `.json`).
+        #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["set", "unset", "reset"])]
+        file: Option<PathBuf>,
+        /// Forget the settings changed here: the kernel config's table applies again.
+        #[arg(long, conflicts_with_all = ["set", "unset"])]
+        reset: bool,
+    },
+    /// Assign a proc type to a proc-type plugin, live: deploys use that plugin for the type,
+    /// over the plugin that describes itself as the type or a built-in. Kept in the store;
+    /// overrides the kernel config's `[proc_types]` for that type. Admins only.
+    Map {
+        /// The proc type (`cron`, `worker`, ...).
+        proc_type: String,
+        /// The proc-type plugin to serve it.
+        plugin: String,
+    },
+    /// Take a proc type back from the plugin it was assigned to: the plugin that describes
+    /// itself as the type (the built-in for built-in types) serves it again. Admins only.
+    Unmap {
+        /// The proc type.
+        proc_type: String,
+        /// Forget the assignment made with `map` instead, so the kernel config's
+        /// `[proc_types]` applies again.
+        #[arg(long)]
+        reset: bool,
+    },
+    /// List the operator's assignments of proc types to plugins and where each comes from.
+    Mappings,
     /// Allow calls to a plugin again (also lifts a quarantine).
     Enable {
         /// Plugin name.
@@ -131,6 +189,7 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
             name,
             file,
             manifest,
+            allow_downgrade,
         } => {
             let body = install_body(&file, manifest.as_deref())?;
             eprintln!(
@@ -138,11 +197,74 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
                 file.display(),
                 kib(&file)
             );
-            let p: PluginView =
-                client.send("PUT", &format!("/api/v1/plugins/{name}"), Some(&body))?;
-            print(output, &p, |p| {
-                println!("upgraded {} to {}", p.name, p.version)
+            let query = if allow_downgrade {
+                "?allow-downgrade=true"
+            } else {
+                ""
+            };
+            let u: Upgraded = client.send(
+                "PUT",
+                &format!("/api/v1/plugins/{name}{query}"),
+                Some(&body),
+            )?;
+            print(output, &u, upgraded)
+        }
+        PluginCommand::Config {
+            name,
+            set,
+            unset,
+            file,
+            reset,
+        } => {
+            let path = format!("/api/v1/plugins/{name}/config");
+            let c: ConfigView = if reset {
+                client.send::<(), _>("DELETE", &path, None)?
+            } else if let Some(file) = file {
+                let settings = read_table(&file)?;
+                client.send("PUT", &path, Some(&json!({ "settings": settings })))?
+            } else if !set.is_empty() || !unset.is_empty() {
+                let set = set
+                    .iter()
+                    .map(|kv| parse_set(kv))
+                    .collect::<anyhow::Result<serde_json::Map<_, _>>>()?;
+                client.send("PUT", &path, Some(&json!({ "set": set, "unset": unset })))?
+            } else {
+                client.get(&path)?
+            };
+            print(output, &c, show_config)
+        }
+        PluginCommand::Map { proc_type, plugin } => {
+            let m: Vec<TypeMapping> = client.send(
+                "PUT",
+                &format!("/api/v1/proc-types/{proc_type}"),
+                Some(&json!({ "plugin": plugin })),
+            )?;
+            print(output, &m, |m| {
+                println!("proc type {proc_type} is served by plugin {plugin}");
+                mappings(m);
             })
+        }
+        PluginCommand::Unmap { proc_type, reset } => {
+            let query = if reset { "?reset=true" } else { "" };
+            let m: Vec<TypeMapping> = client.send::<(), _>(
+                "DELETE",
+                &format!("/api/v1/proc-types/{proc_type}{query}"),
+                None,
+            )?;
+            print(output, &m, |m| {
+                if reset {
+                    println!(
+                        "proc type {proc_type}: the kernel config's [proc_types] applies again"
+                    );
+                } else {
+                    println!("proc type {proc_type} is no longer assigned by the operator");
+                }
+                mappings(m);
+            })
+        }
+        PluginCommand::Mappings => {
+            let m: Vec<TypeMapping> = client.get("/api/v1/proc-types")?;
+            print(output, &m, |m| mappings(m))
         }
         PluginCommand::Enable { name } => {
             let p: PluginView =
@@ -235,8 +357,184 @@ fn show(p: &PluginView) {
     if let Some(e) = &p.health.last_error {
         println!("last failure:  {e}");
     }
+    println!(
+        "limits:        cpu {} ms, wall {} ms, memory {} MiB{}",
+        p.limits.cpu_ms,
+        p.limits.wall_ms,
+        p.limits.memory_bytes >> 20,
+        if p.limits_overridden.is_empty() {
+            " (engine-wide)".to_string()
+        } else {
+            format!(
+                " (set for this plugin: {})",
+                serde_json::to_string(&p.limits_overridden).unwrap_or_default()
+            )
+        }
+    );
+    println!("config from:   {}", p.config_source);
     println!("default config: {}", p.default_config);
+    if let Some(d) = &p.described {
+        if let Some(e) = &d.error {
+            println!("describe:      failed: {e}");
+        }
+        if !d.summary.is_empty() {
+            println!("summary:       {}", d.summary);
+        }
+        if let Some(ty) = &d.proc_type {
+            println!("proc type:     {ty}");
+            println!(
+                "extra keys:    {}",
+                if d.extra_keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    d.extra_keys.join(", ")
+                }
+            );
+        }
+        if let Some(serves) = &d.serves {
+            println!(
+                "serves:        {}",
+                if serves.is_empty() {
+                    "no type (taken by another plugin, or the operator assigned it elsewhere)"
+                        .to_string()
+                } else {
+                    serves.join(", ")
+                }
+            );
+        }
+        if !d.roles.is_empty() {
+            println!("roles:         {}", d.roles.join(", "));
+        }
+        if let Some(delivery) = &d.delivery {
+            println!("delivery:      {delivery}");
+        }
+    }
     files(p);
+}
+
+fn upgraded(u: &Upgraded) {
+    let p = &u.plugin;
+    match u.change.as_str() {
+        "unchanged" => println!("{} {}: the same component, unchanged", p.name, p.version),
+        "rebuild" => println!(
+            "replaced {} {} by another build of the same version (sha256 {} -> {})",
+            p.name,
+            p.version,
+            short(&u.previous_sha256),
+            short(&p.sha256)
+        ),
+        "downgrade" => println!(
+            "downgraded {} from {} to {} (--allow-downgrade)",
+            p.name, u.previous_version, p.version
+        ),
+        _ => println!(
+            "upgraded {} to {} (was {})",
+            p.name, p.version, u.previous_version
+        ),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+fn show_config(c: &ConfigView) {
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    println!("plugin:     {}", c.plugin);
+    println!(
+        "source:     {}",
+        match c.source.as_str() {
+            "api" =>
+                "set with `lain plugin config` (kept in the store; --reset goes back to the kernel config)",
+            "kernel-config" => "the kernel config's [plugins.config.<name>]",
+            _ => "none: the manifest's defaults",
+        }
+    );
+    if let Some(ignored) = &c.kernel_config_ignored {
+        println!("kernel config table replaced (not applied): {ignored}");
+    }
+    println!(
+        "limits:     cpu {} ms, wall {} ms, memory {} MiB",
+        c.limits.cpu_ms,
+        c.limits.wall_ms,
+        c.limits.memory_bytes >> 20
+    );
+    for (name, path) in &c.files_granted {
+        let why = c.files_requested.get(name).map_or("not asked for", |s| s);
+        println!("file {name}: granted {path} ({why})");
+    }
+    for (name, why) in &c.files_requested {
+        if !c.files_granted.contains_key(name) {
+            println!(
+                "file {name}: asked, not granted ({why}); only the kernel config grants files"
+            );
+        }
+    }
+    println!("defaults (manifest):\n{}", pretty(&c.defaults));
+    println!("operator settings:\n{}", pretty(&c.operator));
+    println!(
+        "effective (what the plugin reads):\n{}",
+        pretty(&c.effective)
+    );
+}
+
+fn mappings(m: &[TypeMapping]) {
+    let rows: Vec<Vec<String>> = m
+        .iter()
+        .map(|t| {
+            vec![
+                t.ty.clone(),
+                t.plugin.clone().unwrap_or_else(|| "(unassigned)".into()),
+                match &t.overrides {
+                    Some(o) => format!("{} (over kernel config: {o})", t.source),
+                    None => t.source.clone(),
+                },
+            ]
+        })
+        .collect();
+    table(&["TYPE", "PLUGIN", "SOURCE"], &rows);
+}
+
+/// `key=value` with the value read as TOML, else as text.
+fn parse_set(kv: &str) -> anyhow::Result<(String, serde_json::Value)> {
+    let Some((key, value)) = kv.split_once('=') else {
+        anyhow::bail!("--set {kv}: expected KEY=VALUE (e.g. limits.cpu_ms=50)");
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        anyhow::bail!("--set {kv}: the key is empty");
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v) => serde_json::to_value(v)?,
+            None => serde_json::Value::String(value.to_string()),
+        },
+        Err(_) => serde_json::Value::String(value.to_string()),
+    };
+    Ok((key.to_string(), value))
+}
+
+/// The table in a `.toml` or `.json` file.
+fn read_table(file: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let value = match file.extension().and_then(|e| e.to_str()) {
+        Some("toml") => serde_json::to_value(
+            toml::from_str::<toml::Table>(&text)
+                .with_context(|| format!("{}: not TOML", file.display()))?,
+        )?,
+        Some("json") => {
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))?
+        }
+        _ => anyhow::bail!(
+            "{}: give a .toml or .json file of the plugin's settings",
+            file.display()
+        ),
+    };
+    if !value.is_object() {
+        anyhow::bail!("{}: the settings must be a table", file.display());
+    }
+    Ok(value)
 }
 
 /// What files the plugin asks for and what the operator granted, and how to grant the rest.

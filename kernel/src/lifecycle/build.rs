@@ -118,7 +118,7 @@ impl Lifecycle {
             })?;
         let types = PluginProcTypes::new(
             self.registry.enabled(Kind::ProcType),
-            &self.config.proc_types,
+            &self.registry.proc_types(),
         )?;
         let parsed = spec::parse("lain.yaml", &lain_yaml, &types, &self.config.domains);
         let Some(app) = parsed.spec else {

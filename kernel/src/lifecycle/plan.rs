@@ -19,7 +19,10 @@ pub struct Rendered {
 
 /// Renders every proc of `release`.
 pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, LifecycleError> {
-    let types = PluginProcTypes::new(lc.registry.enabled(Kind::ProcType), &lc.config.proc_types)?;
+    let types = PluginProcTypes::new(
+        lc.registry.enabled(Kind::ProcType),
+        &lc.registry.proc_types(),
+    )?;
     let parsed = spec::parse("lain.yaml", &release.lain_yaml, &types, &lc.config.domains);
     let Some(app) = parsed.spec else {
         return Err(LifecycleError::Spec(parsed.diagnostics));

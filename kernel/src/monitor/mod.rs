@@ -228,7 +228,6 @@ impl Monitor {
     /// Sends the current samples to every push exporter whose interval has come; call it every
     /// second. Failures are logged and dropped (exporters fail open).
     pub async fn push_due(&self, tick: u64) {
-        let wall = self.registry.engine().limits().wall();
         for (name, exporter) in self.exporters.iter() {
             let Some(address) = exporter.push.clone() else {
                 continue;
@@ -240,6 +239,7 @@ impl Monitor {
                 continue;
             };
             let batch = self.collect();
+            let wall = plugin.limits().wall();
             let encoded =
                 within_wall_clock(wall, move || ExporterPlugin(&plugin).encode(&batch)).await;
             let body = match encoded {

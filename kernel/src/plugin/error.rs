@@ -4,19 +4,41 @@ use super::bindings::types::PluginError as GuestError;
 
 /// A plugin call that did not produce a result.
 ///
-/// Always names the plugin, its version and the exported function, so an operator can tell which
+/// Always names the plugin, its version and the WIT function called (or [`LOADING`] when the
+/// plugin failed before any function: looked up, instantiated), so an operator can tell which
 /// plugin to blame from one log line.
 #[derive(Debug, thiserror::Error)]
-#[error("plugin `{plugin}` {version}, function `{function}`: {cause}")]
+#[error("plugin `{plugin}`{}, {}: {cause}", version_part(.version), step(.function))]
 pub struct CallError {
     /// Plugin name.
     pub plugin: String,
-    /// Plugin version.
+    /// Plugin version (empty when the plugin could not be found).
     pub version: String,
-    /// The exported function called.
+    /// The WIT function called, as the WIT names it (`describe`, `sync-nodes`, ...), or
+    /// [`LOADING`].
     pub function: &'static str,
     /// What went wrong.
     pub cause: Cause,
+}
+
+/// What [`CallError::function`] says when the plugin failed before any of its functions ran:
+/// finding it in the registry, instantiating it. Never a WIT function name.
+pub const LOADING: &str = "loading";
+
+fn version_part(version: &str) -> String {
+    if version.is_empty() {
+        String::new()
+    } else {
+        format!(" {version}")
+    }
+}
+
+fn step(function: &str) -> String {
+    if function == LOADING {
+        LOADING.to_string()
+    } else {
+        format!("function `{function}`")
+    }
 }
 
 /// Why a plugin call failed.
@@ -143,9 +165,33 @@ pub enum InstallError {
     /// No plugin of that name.
     #[error("no plugin named `{0}`")]
     NotFound(String),
+    /// No operator mapping of that proc type to undo.
+    #[error("{0}")]
+    NotMapped(String),
     /// The operation is not allowed on a built-in plugin.
     #[error("`{0}` is built into the kernel: {1}")]
     BuiltIn(String, &'static str),
+    /// An upgrade to a lower version than the one installed, without `allow-downgrade`.
+    #[error(
+        "`{plugin}` {installed} is installed and the new component is {offered}, a lower version: pass --allow-downgrade (API: ?allow-downgrade=true) to go back"
+    )]
+    Downgrade {
+        /// The plugin.
+        plugin: String,
+        /// The installed version.
+        installed: String,
+        /// The version offered.
+        offered: String,
+    },
+    /// The operator's configuration of the plugin is refused (bounds, file grants, limits, or
+    /// the plugin itself answered `bad-config` or failed with it). Nothing was changed.
+    #[error("configuration of plugin `{plugin}` refused: {reason}")]
+    BadConfig {
+        /// The plugin.
+        plugin: String,
+        /// Why, naming the key or the plugin's own message.
+        reason: String,
+    },
     /// The state store failed.
     #[error("state store: {0}")]
     Store(String),

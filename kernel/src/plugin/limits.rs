@@ -12,7 +12,7 @@ use std::time::Duration;
 /// and they measure elapsed time rather than instructions, which is what an operator means by "this
 /// call may take 200 ms". The wall-clock bound is a second line: it covers time spent outside wasm
 /// (host functions) and is enforced by the caller, which stops waiting for the call.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// CPU budget per call, in milliseconds of guest execution.
@@ -58,6 +58,95 @@ impl Limits {
     /// The wall-clock bound of one call.
     pub fn wall(&self) -> Duration {
         Duration::from_millis(self.wall_ms)
+    }
+}
+
+/// Largest CPU budget a plugin may be given, in milliseconds.
+pub const MAX_PLUGIN_CPU_MS: u64 = 60_000;
+/// Largest wall-clock bound a plugin may be given, in milliseconds.
+pub const MAX_PLUGIN_WALL_MS: u64 = 600_000;
+/// Smallest memory cap a plugin may be given, in bytes.
+pub const MIN_PLUGIN_MEMORY_BYTES: u64 = 1 << 20;
+
+/// One plugin's own limits over the engine-wide [`Limits`]: the `limits` table of the operator's
+/// configuration of the plugin (`[plugins.config.<name>.limits]` in the kernel config, or
+/// `lain plugin config NAME --set limits.cpu_ms=50`). Unset fields keep the engine-wide value.
+///
+/// The memory cap may only be lowered: the pooling allocator's slots are sized by the
+/// engine-wide `memory_bytes`. The CPU budget and the wall-clock bound may be raised or lowered
+/// within [`MAX_PLUGIN_CPU_MS`] and [`MAX_PLUGIN_WALL_MS`], the CPU budget never above the
+/// wall-clock bound (it could never be reached).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// CPU budget per call, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+    /// Wall-clock bound per call, in milliseconds: where the kernel waits on this one plugin
+    /// (an exporter's push). The auth chain and a pull scrape stay bounded by the engine-wide
+    /// `wall_ms`, as they may call several plugins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
+    /// Largest linear memory of one instance, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+}
+
+impl PluginLimits {
+    /// The `limits` table of an operator's configuration of a plugin (none: no override).
+    pub fn from_config(config: Option<&serde_json::Value>) -> Result<PluginLimits, String> {
+        match config.and_then(|c| c.get("limits")) {
+            None => Ok(PluginLimits::default()),
+            Some(table) => serde_json::from_value(table.clone()).map_err(|e| {
+                format!(
+                    "limits: {e} (expected a table of cpu_ms, wall_ms and memory_bytes, as integers)"
+                )
+            }),
+        }
+    }
+
+    /// The limits a plugin's calls run under: `base` with these overrides, checked.
+    pub fn apply(&self, base: &Limits) -> Result<Limits, String> {
+        let mut limits = base.clone();
+        if let Some(cpu_ms) = self.cpu_ms {
+            if !(1..=MAX_PLUGIN_CPU_MS).contains(&cpu_ms) {
+                return Err(format!(
+                    "limits.cpu_ms = {cpu_ms}: must be 1-{MAX_PLUGIN_CPU_MS}"
+                ));
+            }
+            limits.cpu_ms = cpu_ms;
+        }
+        if let Some(wall_ms) = self.wall_ms {
+            if !(1..=MAX_PLUGIN_WALL_MS).contains(&wall_ms) {
+                return Err(format!(
+                    "limits.wall_ms = {wall_ms}: must be 1-{MAX_PLUGIN_WALL_MS}"
+                ));
+            }
+            limits.wall_ms = wall_ms;
+        }
+        if let Some(memory) = self.memory_bytes {
+            if memory < MIN_PLUGIN_MEMORY_BYTES || memory > base.memory_bytes {
+                return Err(format!(
+                    "limits.memory_bytes = {memory}: must be {MIN_PLUGIN_MEMORY_BYTES}-{} (the engine-wide \
+                     `[plugins.limits] memory_bytes` sizes every instance slot; raise it there to allow more)",
+                    base.memory_bytes
+                ));
+            }
+            limits.memory_bytes = memory;
+        }
+        if (self.cpu_ms.is_some() || self.wall_ms.is_some()) && limits.cpu_ms > limits.wall_ms {
+            return Err(format!(
+                "limits.cpu_ms = {} is above the wall-clock bound of {} ms, so it could never be \
+                 reached: raise limits.wall_ms too",
+                limits.cpu_ms, limits.wall_ms
+            ));
+        }
+        Ok(limits)
+    }
+
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == PluginLimits::default()
     }
 }
 

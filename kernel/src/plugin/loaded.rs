@@ -4,6 +4,7 @@ use super::bindings::{authentication, backup, monitoring, proc_rendering, schedu
 use super::engine::PluginEngine;
 use super::error::{CallError, Cause, InstallError};
 use super::health::PluginHealth;
+use super::limits::{Limits, PluginLimits};
 use super::manifest::Manifest;
 use super::state::{Identity, PluginState};
 use super::world::{FailurePolicy, Kind, WitVersion};
@@ -120,9 +121,11 @@ pub struct LoadedPlugin {
     pub builtin: bool,
     engine: Arc<PluginEngine>,
     pre: InstancePre<PluginState>,
-    exports: Exports,
+    exports: Arc<Exports>,
     identity: Arc<Identity>,
-    health: PluginHealth,
+    limits: Limits,
+    overrides: PluginLimits,
+    health: Arc<PluginHealth>,
     policy: RwLock<Option<FailurePolicy>>,
     idle: parking_lot::Mutex<Vec<(Store<PluginState>, Instance)>>,
 }
@@ -146,22 +149,67 @@ impl LoadedPlugin {
         let component: Component = engine.compile(&sha256, bytes)?;
         let (pre, version) = engine.check(&component, manifest.kind)?;
         let exports = Exports::new(manifest.kind, version, &pre)?;
-        let mut config = manifest.config.clone();
-        if let Some(defaults) = config.as_object_mut()
-            && defaults.remove("files").is_some()
-        {
-            tracing::warn!(plugin = %manifest.name, "ignoring `files` in the manifest's configuration: only the operator grants files");
-        }
-        if let Some(overrides) = operator_config {
-            merge(&mut config, overrides);
-        }
+        LoadedPlugin::assemble(
+            engine,
+            manifest,
+            sha256,
+            builtin,
+            pre,
+            Arc::new(exports),
+            operator_config,
+        )
+    }
+
+    /// The same compiled plugin under another operator configuration (a live configuration
+    /// change): nothing is compiled again. It starts with its own health and no warm instances;
+    /// see [`LoadedPlugin::adopt_health`].
+    pub fn reconfigured(
+        &self,
+        operator_config: Option<&serde_json::Value>,
+    ) -> Result<LoadedPlugin, InstallError> {
+        let plugin = LoadedPlugin::assemble(
+            &self.engine,
+            self.manifest.clone(),
+            self.sha256.clone(),
+            self.builtin,
+            self.pre.clone(),
+            self.exports.clone(),
+            operator_config,
+        )?;
+        plugin.set_policy(self.policy_overridden());
+        Ok(plugin)
+    }
+
+    /// Shares `other`'s health (calls, failures, quarantine) from now on: a reconfigured plugin
+    /// keeps the record of the one it replaces.
+    pub fn adopt_health(&mut self, other: &LoadedPlugin) {
+        self.health = other.health.clone();
+    }
+
+    /// The effective configuration and limits over a compiled, checked plugin.
+    fn assemble(
+        engine: &Arc<PluginEngine>,
+        manifest: Manifest,
+        sha256: String,
+        builtin: bool,
+        pre: InstancePre<PluginState>,
+        exports: Arc<Exports>,
+        operator_config: Option<&serde_json::Value>,
+    ) -> Result<LoadedPlugin, InstallError> {
+        let refused = |reason: String| InstallError::BadConfig {
+            plugin: manifest.name.clone(),
+            reason,
+        };
+        let overrides = PluginLimits::from_config(operator_config).map_err(refused)?;
+        let limits = overrides.apply(engine.limits()).map_err(refused)?;
+        let config = effective_config(&manifest, operator_config);
         let files = granted_files(&manifest.name, operator_config);
         let identity = Arc::new(Identity::new(
             &manifest.name,
             &manifest.version,
             &config,
             files,
-            engine.limits().log_lines_per_sec,
+            limits.log_lines_per_sec,
         ));
         Ok(LoadedPlugin {
             manifest,
@@ -171,10 +219,22 @@ impl LoadedPlugin {
             pre,
             exports,
             identity,
-            health: PluginHealth::new(),
+            limits,
+            overrides,
+            health: Arc::new(PluginHealth::new()),
             policy: RwLock::new(None),
             idle: parking_lot::Mutex::new(Vec::new()),
         })
+    }
+
+    /// The configuration the plugin sees (`host.config()`), as JSON text.
+    pub fn config_json(&self) -> &str {
+        &self.identity.config_json
+    }
+
+    /// The operator's own limits of this plugin (unset: the engine-wide value).
+    pub fn limit_overrides(&self) -> &PluginLimits {
+        &self.overrides
     }
 
     /// The files the operator granted: name -> path.
@@ -202,9 +262,10 @@ impl LoadedPlugin {
         self.exports.version()
     }
 
-    /// The limits calls to this plugin run under.
-    pub fn limits(&self) -> &super::limits::Limits {
-        self.engine.limits()
+    /// The limits calls to this plugin run under: the engine-wide ones with the operator\x27s
+    /// overrides for this plugin.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The plugin's health.
@@ -231,7 +292,7 @@ impl LoadedPlugin {
 
     /// A fresh store for one instance of this plugin, limits armed.
     pub fn new_store(&self, volume: Option<&Path>) -> Result<Store<PluginState>, Cause> {
-        let limits = self.engine.limits();
+        let limits = &self.limits;
         let state = PluginState::new(self.identity.clone(), limits.memory_bytes, volume)
             .map_err(|e| Cause::Host(format!("{e:#}")))?;
         let mut store = Store::new(self.engine.engine(), state);
@@ -259,10 +320,10 @@ impl LoadedPlugin {
     ) -> Result<R, CallError> {
         let reuse =
             volume.is_none() && matches!(self.kind(), Kind::AuthProvider | Kind::MonitorExporter);
-        let result = self.health.admit(self.engine.limits()).and_then(|()| {
+        let result = self.health.admit(&self.limits).and_then(|()| {
             let (mut store, instance) = match self.idle.lock().pop().filter(|_| reuse) {
                 Some((mut store, instance)) => {
-                    store.set_epoch_deadline(self.engine.limits().deadline_ticks());
+                    store.set_epoch_deadline(self.limits.deadline_ticks());
                     (store, instance)
                 }
                 None => {
@@ -292,7 +353,7 @@ impl LoadedPlugin {
         result: Result<R, Cause>,
     ) -> Result<R, CallError> {
         self.health
-            .record(result.as_ref().map(|_| ()), self.engine.limits());
+            .record(result.as_ref().map(|_| ()), &self.limits);
         self.identity.report_dropped_lines();
         result.map_err(|cause| self.error(function, cause))
     }
@@ -309,7 +370,7 @@ impl LoadedPlugin {
 
     /// Maps a wasmtime error of a call in `store` to its cause.
     pub fn cause(&self, store: &Store<PluginState>, e: wasmtime::Error) -> Cause {
-        let limits = self.engine.limits();
+        let limits = &self.limits;
         if store.data().cap.hit {
             return Cause::MemoryCap {
                 cap_bytes: limits.memory_bytes,
@@ -347,6 +408,29 @@ fn panic_message(stderr: &str) -> String {
     } else {
         format!("{message} (at {location})")
     }
+}
+
+/// What a plugin sees as its configuration: the manifest's defaults (never a `files` key) with
+/// the operator's configuration merged over them, but for the operator's `limits` table (it
+/// sets the kernel's limits of the plugin, see [`PluginLimits`], and is not the plugin's to read).
+pub fn effective_config(
+    manifest: &Manifest,
+    operator_config: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let mut config = manifest.config.clone();
+    if let Some(defaults) = config.as_object_mut()
+        && defaults.remove("files").is_some()
+    {
+        tracing::warn!(plugin = %manifest.name, "ignoring `files` in the manifest's configuration: only the operator grants files");
+    }
+    if let Some(overrides) = operator_config {
+        let mut overrides = overrides.clone();
+        if let Some(table) = overrides.as_object_mut() {
+            table.remove("limits");
+        }
+        merge(&mut config, &overrides);
+    }
+    config
 }
 
 /// The operator's file grants in `config` (`files.<name> = "/path"`); an entry that is not a

@@ -226,7 +226,7 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
 
 /// Bounds the configuration: values counted at every level, nesting depth, string sizes. Walks
 /// with an explicit stack, so a deep value cannot exhaust the kernel's.
-fn check_config(config: &serde_json::Value) -> Result<(), InstallError> {
+pub fn check_config(config: &serde_json::Value) -> Result<(), InstallError> {
     use serde_json::Value;
     let mut values = 0usize;
     let mut stack: Vec<(&Value, usize, String)> = vec![(config, 0, "config".into())];

@@ -1,24 +1,37 @@
 //! The plugin registry: built-in and installed plugins, persisted in the state store.
 //!
-//! Layout in the store: `plugins/records/<name>` holds a [`Record`] (JSON) and
-//! `plugins/blobs/<sha256>` the component bytes of installed plugins (built-ins live in the kernel
-//! binary and only have a record for their enabled flag and policy). Every change is checked
+//! Layout in the store: `plugins/records/<name>` holds a [`Record`] (JSON, with the operator's
+//! settings set through the API), `plugins/blobs/<sha256>` the component bytes of installed
+//! plugins (built-ins live in the kernel binary and only have a record for their enabled flag,
+//! policy and settings), and `plugins/proc-types/<type>` the live proc-type mapping. Every change is checked
 //! completely (compiled, checked against its world, pre-linked) before one atomic store write, and
 //! only then swapped into the in-memory table; a refused change changes nothing.
 //!
 //! The table is an `ArcSwap`: a caller takes an `Arc<LoadedPlugin>` and keeps it for its call, so an
 //! upgrade or removal never interrupts a call in flight; it finishes on the version it started on.
 
+mod mapping;
+mod settings;
+mod versions;
+mod view;
+
+use settings::load_configured;
+use versions::{change, is_lower};
+
+pub use mapping::TypeMapping;
+pub use settings::{ConfigChange, ConfigView};
+pub use versions::Upgraded;
+pub use view::{Described, PluginView};
+
 use super::engine::PluginEngine;
 use super::error::{Cause, InstallError};
-use super::health::HealthReport;
 use super::kinds::proc_type::ProcTypePlugin;
 use super::loaded::{LoadedPlugin, sha256_hex};
 use super::manifest::Manifest;
 use super::world::{FailurePolicy, Kind};
 use crate::store::{self, Op, Store};
 use arc_swap::ArcSwap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,6 +54,10 @@ pub struct Record {
     pub policy: Option<FailurePolicy>,
     /// Unix seconds of install or last upgrade.
     pub installed_at: i64,
+    /// The operator's settings set through the API (`lain plugin config`): while set, they
+    /// replace the kernel config's `[plugins.config.<name>]` (see [`settings`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<serde_json::Value>,
 }
 
 /// One plugin as the registry holds it.
@@ -52,49 +69,12 @@ pub struct Entry {
     pub record: Record,
 }
 
-/// A plugin as `lain plugin list/show` and the API present it.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PluginView {
-    /// Unique name.
-    pub name: String,
-    /// Version.
-    pub version: String,
-    /// Kind.
-    pub kind: Kind,
-    /// The WIT world it implements.
-    pub world: String,
-    /// One line.
-    pub description: String,
-    /// Ships inside the kernel.
-    pub builtin: bool,
-    /// Whether calls are allowed.
-    pub enabled: bool,
-    /// SHA-256 of the component.
-    pub sha256: String,
-    /// Unix seconds of install or last upgrade.
-    pub installed_at: i64,
-    /// Whether the failure policy was set by the operator (else the kind's default).
-    pub policy_overridden: bool,
-    /// Calls, faults, quarantine and the effective policy.
-    pub health: HealthReport,
-    /// Default configuration from the manifest (it never grants files).
-    #[schema(value_type = Object)]
-    pub default_config: serde_json::Value,
-    /// Files the plugin's manifest asks for: name -> why.
-    #[serde(default)]
-    pub files_requested: BTreeMap<String, String>,
-    /// Files the operator granted (`[plugins.config.<name>] files` in the kernel config): name
-    /// -> path.
-    #[serde(default)]
-    pub files_granted: BTreeMap<String, String>,
-}
-
 /// The registry.
 pub struct Registry {
     engine: Arc<PluginEngine>,
     store: Arc<dyn Store>,
     operator_config: BTreeMap<String, serde_json::Value>,
-    proc_types: BTreeMap<String, String>,
+    mapping: RwLock<mapping::Mapping>,
     entries: ArcSwap<BTreeMap<String, Entry>>,
     write: Mutex<()>,
     generation: std::sync::atomic::AtomicU64,
@@ -140,15 +120,17 @@ impl Registry {
                     manifest.name
                 )));
             }
-            let plugin = LoadedPlugin::load(
+            let stored = records.get(*name).filter(|r| r.builtin);
+            let plugin = load_configured(
                 &engine,
-                manifest.clone(),
+                &manifest,
                 bytes,
                 true,
+                stored.and_then(|r| r.settings.as_ref()),
                 operator_config.get(*name),
             )?;
-            let record = match records.get(*name) {
-                Some(stored) if stored.builtin => Record {
+            let record = match stored {
+                Some(stored) => Record {
                     manifest,
                     sha256: plugin.sha256.clone(),
                     ..stored.clone()
@@ -160,6 +142,7 @@ impl Registry {
                     enabled: true,
                     policy: None,
                     installed_at: 0,
+                    settings: None,
                 },
             };
             plugin.set_policy(record.policy);
@@ -184,11 +167,12 @@ impl Registry {
                     })
                 })
                 .and_then(|bytes| {
-                    LoadedPlugin::load(
+                    load_configured(
                         &engine,
-                        record.manifest.clone(),
+                        &record.manifest,
                         &bytes,
                         false,
+                        record.settings.as_ref(),
                         operator_config.get(&name),
                     )
                 });
@@ -208,21 +192,23 @@ impl Registry {
                 }
             }
         }
+        let mapping = RwLock::new(mapping::Mapping::open(store.as_ref())?);
         Ok(Registry {
             engine,
             store,
             operator_config,
-            proc_types: BTreeMap::new(),
+            mapping,
             entries: ArcSwap::from_pointee(entries),
             write: Mutex::new(()),
             generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// The operator's `[proc_types]` (type -> plugin): the one way to give a proc-type plugin a
-    /// type another plugin serves or a built-in type.
+    /// The kernel config's `[proc_types]` (type -> plugin): with the live mapping (see
+    /// [`Registry::map_type`], which overrides it type by type), the one way to give a proc-type
+    /// plugin a type another plugin serves or a built-in type.
     pub fn with_proc_types(mut self, overrides: BTreeMap<String, String>) -> Registry {
-        self.proc_types = overrides;
+        self.mapping.get_mut().config = overrides;
         self
     }
 
@@ -258,7 +244,7 @@ impl Registry {
         match crate::spec::proc_types::claim_conflict(
             plugin.name(),
             &info.name,
-            &self.proc_types,
+            &self.proc_types(),
             &others,
         ) {
             None => Ok(()),
@@ -287,16 +273,33 @@ impl Registry {
                 manifest.name
             )));
         }
-        self.put(manifest, bytes, true, None)
+        self.put(manifest, bytes, true, None, None)
     }
 
-    /// Replaces an installed plugin by a new version. Calls in flight finish on the old one.
+    /// Replaces an installed plugin by a new version. Calls in flight finish on the old one. A
+    /// lower version is refused (see [`Registry::upgrade_with`]).
     pub fn upgrade(
         &self,
         name: &str,
         bytes: &[u8],
         manifest: Option<&str>,
     ) -> Result<PluginView, InstallError> {
+        self.upgrade_with(name, bytes, manifest, false)
+            .map(|u| u.plugin)
+    }
+
+    /// [`Registry::upgrade`], saying what it replaced. Going to a lower version (by semver, both
+    /// versions parsed as such) is refused unless `allow_downgrade`; versions that are not semver
+    /// cannot be ordered and are not refused. The same version with other bytes (a rebuild) is
+    /// accepted, and [`Upgraded`] says so. The operator's settings, policy and enabled state are
+    /// kept.
+    pub fn upgrade_with(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        manifest: Option<&str>,
+        allow_downgrade: bool,
+    ) -> Result<Upgraded, InstallError> {
         let _guard = self.write.lock();
         let current = self.entry(name)?;
         if current.record.builtin {
@@ -318,12 +321,27 @@ impl Registry {
                 current.record.manifest.kind, manifest.kind
             )));
         }
-        self.put(
+        let (installed, offered) = (&current.record.manifest.version, &manifest.version);
+        if !allow_downgrade && is_lower(offered, installed) {
+            return Err(InstallError::Downgrade {
+                plugin: name.into(),
+                installed: installed.clone(),
+                offered: offered.clone(),
+            });
+        }
+        let plugin = self.put(
             manifest,
             bytes,
             current.record.enabled,
             current.record.policy,
-        )
+            current.record.settings.clone(),
+        )?;
+        Ok(Upgraded {
+            change: change(&current.record, &plugin),
+            previous_version: current.record.manifest.version,
+            previous_sha256: current.record.sha256,
+            plugin,
+        })
     }
 
     fn put(
@@ -332,6 +350,7 @@ impl Registry {
         bytes: &[u8],
         enabled: bool,
         policy: Option<FailurePolicy>,
+        settings: Option<serde_json::Value>,
     ) -> Result<PluginView, InstallError> {
         let name = manifest.name.clone();
         let plugin = LoadedPlugin::load(
@@ -339,7 +358,7 @@ impl Registry {
             manifest.clone(),
             bytes,
             false,
-            self.operator_config.get(&name),
+            self.operator_config(&name, settings.as_ref()).as_ref(),
         )?;
         if enabled {
             self.check_claim(&plugin)?;
@@ -352,6 +371,7 @@ impl Registry {
             enabled,
             policy,
             installed_at: crate::clock::unix_secs(),
+            settings,
         };
         let mut ops = vec![Op::Put(format!("{BLOBS}{}", record.sha256), bytes.to_vec())];
         ops.push(
@@ -374,7 +394,7 @@ impl Registry {
             plugin: Arc::new(plugin),
             record,
         };
-        let view = view(&entry);
+        let view = view::view(&entry, self.config_source(&entry));
         self.swap(|m| {
             m.insert(name, entry);
         });
@@ -416,6 +436,17 @@ impl Registry {
         name: &str,
         change: impl FnOnce(&mut Entry) -> Result<(), InstallError>,
     ) -> Result<PluginView, InstallError> {
+        let entry = self.update_entry(name, change)?;
+        Ok(view::view(&entry, self.config_source(&entry)))
+    }
+
+    /// Changes one plugin's entry under the write lock: `change`, then one store write of its
+    /// record, then the swap. A refusal (or a failed write) changes nothing.
+    fn update_entry(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Entry) -> Result<(), InstallError>,
+    ) -> Result<Entry, InstallError> {
         let _guard = self.write.lock();
         let mut entry = self.entry(name)?;
         change(&mut entry)?;
@@ -424,11 +455,11 @@ impl Registry {
         self.store
             .apply(vec![op])
             .map_err(|e| InstallError::Store(e.to_string()))?;
-        let view = view(&entry);
+        let kept = entry.clone();
         self.swap(|m| {
             m.insert(name.to_string(), entry);
         });
-        Ok(view)
+        Ok(kept)
     }
 
     /// Removes an installed plugin (built-ins can only be disabled).
@@ -440,6 +471,13 @@ impl Registry {
                 name.into(),
                 "built-in plugins can be disabled, not removed",
             ));
+        }
+        let mapped = self.mapped_to(name);
+        if !mapped.is_empty() {
+            return Err(InstallError::Conflict(format!(
+                "the operator mapped proc type(s) {} to `{name}`: `lain plugin unmap` them first",
+                mapped.join(", ")
+            )));
         }
         let mut ops = vec![Op::Delete(format!("{RECORDS}{name}"))];
         if !self.blob_shared(&entry.record.sha256, name) {
@@ -457,12 +495,29 @@ impl Registry {
 
     /// Every plugin, by name.
     pub fn list(&self) -> Vec<PluginView> {
-        self.entries.load().values().map(view).collect()
+        self.entries
+            .load()
+            .values()
+            .map(|e| view::view(e, self.config_source(e)))
+            .collect()
     }
 
-    /// One plugin.
+    /// One plugin, as stored (nothing is asked of the plugin).
     pub fn show(&self, name: &str) -> Option<PluginView> {
-        self.entries.load().get(name).map(view)
+        self.entries
+            .load()
+            .get(name)
+            .map(|e| view::view(e, self.config_source(e)))
+    }
+
+    /// One plugin with what it says about itself ([`Described`]: for a proc type the type it
+    /// describes, its extra keys, summary and the types it serves; for the other kinds their
+    /// summary and roles or delivery). Calls the plugin's `describe`.
+    pub fn show_described(&self, name: &str) -> Option<PluginView> {
+        let entry = self.entries.load().get(name).cloned()?;
+        let mut v = view::view(&entry, self.config_source(&entry));
+        v.described = Some(view::describe(self, &entry));
+        Some(v)
     }
 
     /// The plugin to call under `name`: `Err(Cause::Disabled)` if disabled, `None` if unknown.
@@ -511,9 +566,19 @@ impl Registry {
         let mut next = BTreeMap::clone(&self.entries.load());
         change(&mut next);
         self.entries.store(Arc::new(next));
+        self.bump();
+    }
+
+    fn bump(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
+}
+
+/// `text` escaped and cut to 128 characters, for echoing names from a request in an error.
+fn cut_reason(text: &str) -> String {
+    let escaped: String = text.escape_debug().take(128).collect();
+    escaped
 }
 
 fn resolve_manifest(bytes: &[u8], given: Option<&str>) -> Result<Manifest, InstallError> {
@@ -526,31 +591,6 @@ fn resolve_manifest(bytes: &[u8], given: Option<&str>) -> Result<Manifest, Insta
     match given {
         Some(text) => Manifest::parse(text),
         None => Manifest::embedded(bytes)?.ok_or(InstallError::NoManifest),
-    }
-}
-
-fn view(entry: &Entry) -> PluginView {
-    let m = &entry.record.manifest;
-    PluginView {
-        name: m.name.clone(),
-        version: m.version.clone(),
-        kind: m.kind,
-        world: m.kind.world_at(entry.plugin.wit_version()),
-        description: m.description.clone(),
-        builtin: entry.record.builtin,
-        enabled: entry.record.enabled,
-        sha256: entry.record.sha256.clone(),
-        installed_at: entry.record.installed_at,
-        policy_overridden: entry.record.policy.is_some(),
-        health: entry.plugin.health().report(entry.plugin.policy()),
-        default_config: m.config.clone(),
-        files_requested: m.files.clone(),
-        files_granted: entry
-            .plugin
-            .granted_files()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.display().to_string()))
-            .collect(),
     }
 }
 

@@ -61,7 +61,7 @@ impl LiveScheduler {
                 )))
             }
         });
-        let (store, guest) = plugin.finish("instantiate", started)?;
+        let (store, guest) = plugin.finish(crate::plugin::error::LOADING, started)?;
         Ok(LiveScheduler {
             plugin,
             store,
