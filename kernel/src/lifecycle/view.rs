@@ -19,6 +19,12 @@ pub struct InstanceView {
     pub instance: u32,
     /// Release it runs.
     pub release: String,
+    /// The plan stamp of the deploy that created it (empty if it has none).
+    #[serde(default)]
+    pub plan_stamp: String,
+    /// The secrets stamp of the deploy that created it (empty without secret files).
+    #[serde(default)]
+    pub secrets_stamp: String,
     /// Node it is on.
     pub node: String,
     /// Run state.
@@ -40,6 +46,10 @@ pub struct InstanceView {
     /// Being stopped and removed (replaced, scaled down, or its node drained): takes no traffic.
     #[serde(default)]
     pub retiring: bool,
+    /// How its run failed (`exit status 7`), when it ran to completion unsuccessfully and will
+    /// not run again until the next deploy.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 /// One proc of an app.
@@ -49,9 +59,13 @@ pub struct ProcView {
     pub name: String,
     /// Proc type.
     pub proc_type: String,
+    /// Whether it runs to completion (restart policy other than `always`): its instances are
+    /// ready once they exited 0.
+    #[serde(default)]
+    pub completes: bool,
     /// Instances wanted.
     pub desired: u32,
-    /// Instances of the deployed release that are ready.
+    /// Instances of the deployed release and plan that are ready.
     pub ready: u32,
     /// Memory per instance, bytes.
     pub memory: u64,
@@ -152,7 +166,12 @@ impl StatusBoard {
                 let mine: Vec<_> = instances.iter().filter(|i| i.proc == plan.name).collect();
                 let ready = mine
                     .iter()
-                    .filter(|i| i.release == deployed.release && i.ready)
+                    .filter(|i| {
+                        i.release == deployed.release
+                            && i.plan_stamp == plan.plan_stamp
+                            && i.secrets_stamp == plan.secrets_stamp
+                            && i.ready
+                    })
                     .count() as u32;
                 let ok = ready == plan.num_instances
                     && mine.len() == plan.num_instances as usize
@@ -161,6 +180,7 @@ impl StatusBoard {
                 procs.push(ProcView {
                     name: plan.name.clone(),
                     proc_type: plan.proc_type.clone(),
+                    completes: plan.completes(),
                     desired: plan.num_instances,
                     ready,
                     memory: plan.plan.memory,

@@ -4,6 +4,8 @@
 //! today it is only whether its exit calls for a restart (`restarts_after`). Restart limits,
 //! schedules and one-per-node placement belong in it (and in [`Backoff::decide`]), not in the pass.
 
+use crate::lifecycle::records::ProcPlan;
+use crate::runtime::RunState;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,35 @@ struct Streak {
 #[derive(Default)]
 pub struct Backoff {
     by_name: HashMap<String, Streak>,
+    /// Failed runs already reported, by instance name: when each ended.
+    reported: HashMap<String, Option<i64>>,
+}
+
+/// How a run ended, for people: `exit status 7`, `killed by signal 9`.
+pub fn exit_text(state: &RunState) -> String {
+    match state {
+        RunState::Exited { code: Some(c), .. } => format!("exit status {c}"),
+        RunState::Exited {
+            signal: Some(s), ..
+        } => format!("killed by signal {s}"),
+        RunState::Exited { .. } => "exited with an unknown status".into(),
+        RunState::Running { .. } => "running".into(),
+        RunState::Created => "not started".into(),
+    }
+}
+
+/// Why the run of an instance of `plan` in `state` failed, when it failed with no restart left:
+/// a run-to-completion proc whose instance exited other than with 0 and that its policy does not
+/// run again. None for anything else.
+pub fn failed_run(plan: &ProcPlan, state: &RunState) -> Option<String> {
+    match state {
+        RunState::Exited { code, .. }
+            if plan.completes() && *code != Some(0) && !plan.restarts_after(*code) =>
+        {
+            Some(exit_text(state))
+        }
+        _ => None,
+    }
 }
 
 impl Backoff {
@@ -85,9 +116,16 @@ impl Backoff {
             .map(|b| b.next.saturating_duration_since(Instant::now()).as_secs())
     }
 
+    /// Whether the failed run of `name` that ended at `finished_at` is not reported yet; it
+    /// counts as reported from now on.
+    pub fn first_report(&mut self, name: &str, finished_at: Option<i64>) -> bool {
+        self.reported.insert(name.to_string(), finished_at) != Some(finished_at)
+    }
+
     /// Forgets instances for which `live` is false.
     pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
         self.by_name.retain(|name, _| live(name));
+        self.reported.retain(|name, _| live(name));
     }
 }
 

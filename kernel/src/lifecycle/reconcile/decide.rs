@@ -3,7 +3,7 @@
 
 use super::Reconciler;
 use super::actions::Action;
-use super::backoff::{Restart, RunPolicy, STABLE_RUN};
+use super::backoff::{self, Restart, RunPolicy, STABLE_RUN};
 use super::desired::Desired;
 use super::identity::Instance;
 use super::{instance, portals};
@@ -57,6 +57,7 @@ impl Reconciler {
             let pos = mine.iter().position(|i| {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
+                    && i.key.plan == d.plan.plan_stamp
                     && (d.plan.stateful || node_ready(i))
             });
             let cur = pos.map(|p| mine.remove(p));
@@ -89,7 +90,10 @@ impl Reconciler {
                         for i in old {
                             actions.push(self.retire(i, grace));
                         }
-                    } else if !old.is_empty() {
+                    } else if !old.is_empty() && !(d.plan.completes() && c.seen.state.is_running())
+                    {
+                        // A run to completion that still runs is working, not failing to get
+                        // ready: it has no rollout timeout.
                         self.check_rollout(d, c);
                     }
                 }
@@ -132,6 +136,16 @@ impl Reconciler {
                     self.backoff.stable(&name);
                 }
             }
+            RunState::Exited { finished_at, .. }
+                if backoff::failed_run(&d.plan, &c.seen.state).is_some() =>
+            {
+                if finished_at.is_some_and(|t| t < d.deployed_at) {
+                    // It failed before the last deploy: the deploy runs it again.
+                    actions.push(Action::Start { name });
+                } else {
+                    self.failed_run(d, c, *finished_at, now);
+                }
+            }
             RunState::Exited { code, .. } => {
                 let policy = RunPolicy {
                     restart: d.plan.restarts_after(*code),
@@ -140,6 +154,38 @@ impl Reconciler {
                     actions.push(Action::Start { name });
                 }
             }
+        }
+    }
+
+    /// The run of `c` failed with no restart left: the proc's problem, and the rollout of its
+    /// release fails (reported once per run, a second after it ended so that the log has its last
+    /// lines) with the exit status and the tail of the log.
+    fn failed_run(&mut self, d: &Desired, c: &Instance, finished_at: Option<i64>, now: i64) {
+        let no = c.key.number.unwrap_or(0);
+        let status = backoff::exit_text(&c.seen.state);
+        let what = format!(
+            "{}.{} instance {no} failed: {status}",
+            d.plan.proc_type, d.plan.name
+        );
+        self.problems.proc(&d.plan.full_name, what.clone());
+        if finished_at.is_some_and(|t| now - t < 1)
+            || !self.backoff.first_report(c.name(), finished_at)
+        {
+            return;
+        }
+        let tail = self
+            .ctx
+            .settings
+            .log_file(&d.app, &d.plan.name, no)
+            .map(|path| instance::log_tail(&path))
+            .unwrap_or_default();
+        let reason = if tail.is_empty() {
+            format!("{what} (its log is empty)")
+        } else {
+            format!("{what}; its log ends with:\n    {}", tail.join("\n    "))
+        };
+        if let Err(e) = super::rollout::failed(&self.ctx.records, &d.app, &d.release, &reason) {
+            tracing::warn!(app = %d.app, "{e}");
         }
     }
 

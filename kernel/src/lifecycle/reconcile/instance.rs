@@ -18,6 +18,7 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
         release: d.release.clone(),
         node: node.to_string(),
         secrets: d.plan.secrets_stamp.clone(),
+        plan: d.plan.plan_stamp.clone(),
     }
 }
 
@@ -66,4 +67,69 @@ pub fn secret_files(secrets: &SecretReader, d: &Desired) -> Result<Vec<SecretFil
         }
     }
     Ok(out)
+}
+
+/// Lines of a failed run's log shown with its failure.
+const TAIL_LINES: usize = 5;
+/// Bytes read from the end of the log for them.
+const TAIL_BYTES: u64 = 4096;
+/// Characters kept of each line.
+const TAIL_LINE_CHARS: usize = 200;
+
+/// The last few lines of the log file `path` (at most [`TAIL_LINES`] lines of at most
+/// [`TAIL_LINE_CHARS`] characters, from its last [`TAIL_BYTES`] bytes); none when it cannot be
+/// read.
+pub fn log_tail(path: &std::path::Path) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(TAIL_BYTES);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err()
+        || file.take(TAIL_BYTES).read_to_end(&mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if start > 0 && !lines.is_empty() {
+        // The first line read may be cut.
+        lines.remove(0);
+    }
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    lines[from..]
+        .iter()
+        .map(|l| {
+            let mut line: String = l.chars().take(TAIL_LINE_CHARS).collect();
+            if l.chars().count() > TAIL_LINE_CHARS {
+                line.push_str(" ...");
+            }
+            line
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_is_the_last_lines_bounded_in_number_and_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("1.log");
+        assert!(log_tail(&path).is_empty(), "no log, no tail");
+        let mut text = String::new();
+        for n in 0..2000 {
+            text.push_str(&format!("[1] line {n}\n"));
+        }
+        text.push_str(&format!("[1] {}\n\n", "x".repeat(1000)));
+        std::fs::write(&path, text).expect("write");
+        let tail = log_tail(&path);
+        assert_eq!(tail.len(), TAIL_LINES, "{tail:?}");
+        assert_eq!(tail[0], "[1] line 1996");
+        assert_eq!(tail[3], "[1] line 1999");
+        assert!(tail[4].ends_with("x ...") && tail[4].len() == TAIL_LINE_CHARS + 4);
+    }
 }
