@@ -90,11 +90,12 @@ impl Reconciler {
                         for i in old {
                             actions.push(self.retire(i, grace));
                         }
-                    } else if !old.is_empty() && !(d.plan.completes() && c.seen.state.is_running())
-                    {
+                    } else if !old.is_empty() {
                         // A run to completion that still runs is working, not failing to get
                         // ready: it has no rollout timeout.
-                        self.check_rollout(d, c);
+                        if !(d.plan.completes() && c.seen.state.is_running()) {
+                            self.check_rollout(d, c);
+                        }
                     }
                 }
             }
