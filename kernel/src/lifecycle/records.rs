@@ -162,15 +162,24 @@ pub struct ProcPlan {
     /// by a kernel that did not stamp plans (their instances carry no stamp either).
     #[serde(default)]
     pub plan_stamp: String,
-    /// How every instance runs.
+    /// How every instance runs. Plans stored by a kernel of the `lain:plugin@0.1.0` era (a bare
+    /// restart policy) are read as their 0.2.0 equivalent.
+    #[serde(deserialize_with = "stored_plan")]
     pub plan: ContainerPlan,
+}
+
+/// Reads a stored [`ContainerPlan`], upgrading one written before `lain:plugin@0.2.0`.
+fn stored_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ContainerPlan, D::Error> {
+    let mut value = serde_json::Value::deserialize(d)?;
+    crate::plugin::legacy::upgrade_stored_plan(&mut value);
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 impl ProcPlan {
     /// Whether the proc runs to completion (its restart policy is not `always`): an instance is
     /// ready only once it exited 0, and a failed run fails the deploy.
     pub fn completes(&self) -> bool {
-        self.plan.restart != RestartPolicy::Always
+        self.plan.restart.policy != RestartPolicy::Always
     }
 
     /// Sets [`ProcPlan::plan_stamp`]: a digest of everything an instance is created from, except
@@ -191,7 +200,7 @@ impl ProcPlan {
 
     /// Whether an instance that exited with `code` is started again.
     pub fn restarts_after(&self, code: Option<i32>) -> bool {
-        match self.plan.restart {
+        match self.plan.restart.policy {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => code != Some(0),
             RestartPolicy::Never => false,
