@@ -226,3 +226,102 @@ fn a_plugin_upgrade_rolls_out_to_the_procs_whose_plan_changed_on_the_next_deploy
     let logs = kernel.lain_ok(&["logs", "report", "-a", "stamped"]);
     assert!(logs.contains("stamp=two"), "{logs}");
 }
+
+#[test]
+fn a_retried_run_sees_its_attempt_keeps_its_count_across_kill_dash_nine_and_its_plan_labels_and_volumes()
+ {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, "");
+    kernel.lain_ok(&["plugin", "install", fixtures::RUNS_BATCH]);
+    // Fails on attempts 1 to 3 and succeeds on the 4th: no loop, the kernel runs it again.
+    let dir = write_app(
+        tmp.path(),
+        "retry",
+        "appname: retry\nbuild:\n  base: busybox\n  script: []\nbatch.flaky:\n  cmd: sh -c 'echo attempt $LAIN_ATTEMPT; echo $LAIN_ATTEMPT >> /lain/batch/attempts; sleep 1; test $LAIN_ATTEMPT -ge 4'\n  retries: 5\n",
+    );
+    build(&kernel, &dir);
+    kernel.lain_ok(&["deploy", "-a", "retry", "--no-wait"]);
+    kernel.wait_for("retry", "a second attempt", |v| {
+        instances(v, "flaky")
+            .first()
+            .is_some_and(|i| i["attempt"].as_u64() >= Some(2))
+    });
+    kernel.kill9();
+    kernel.restart();
+    let view = kernel.wait_for("retry", "the run to succeed", |v| v["converged"] == true);
+    let flaky = instances(&view, "flaky")[0];
+    assert_eq!(
+        (
+            &flaky["attempt"],
+            &flaky["restarts"],
+            &flaky["state"]["code"]
+        ),
+        (&Value::from(4), &Value::from(3), &Value::from(0)),
+        "{view:#}"
+    );
+    assert_eq!(flaky["labels"]["batch.kind"], "retrying", "{view:#}");
+    assert!(
+        flaky["labels"]
+            .as_object()
+            .is_some_and(|l| l.keys().all(|k| !k.starts_with("lain."))),
+        "{view:#}"
+    );
+    let logs = kernel.lain_ok(&["logs", "flaky", "-a", "retry"]);
+    for n in 1..=4 {
+        assert_eq!(
+            logs.matches(&format!("attempt {n}\n")).count(),
+            1,
+            "attempt {n} ran once: {logs}"
+        );
+    }
+    // The plan's volume is the instance's, kept across its runs.
+    let attempts = std::fs::read_to_string(data.join("volumes/retry/flaky/1/lain/batch/attempts"))
+        .expect("the plan's volume");
+    assert_eq!(attempts, "1\n2\n3\n4\n");
+}
+
+#[test]
+fn a_run_out_of_restarts_is_failed_not_run_again_and_fails_the_deploy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    kernel.lain_ok(&["plugin", "install", fixtures::RUNS_BATCH]);
+    let dir = write_app(
+        tmp.path(),
+        "doomed",
+        "appname: doomed\nbuild:\n  base: busybox\n  script: []\nbatch.job:\n  cmd: sh -c 'echo attempt $LAIN_ATTEMPT; exit 1'\n  retries: 2\n",
+    );
+    build(&kernel, &dir);
+    let err = kernel.lain_err(&["deploy", "-a", "doomed", "--timeout", "60"]);
+    for part in [
+        "batch.job instance 1 failed after 2 restarts: exit status 1",
+        "attempt 3",
+    ] {
+        assert!(err.contains(part), "`{part}` missing from: {err}");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let view = kernel.ps("doomed");
+    let job = instances(&view, "job")[0];
+    assert_eq!(
+        (&job["failed"], &job["attempt"], &job["restarts"]),
+        (
+            &Value::from("after 2 restarts: exit status 1"),
+            &Value::from(3),
+            &Value::from(2)
+        ),
+        "{view:#}"
+    );
+    assert!(
+        view["app"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("failed after 2 restarts: exit status 1")),
+        "{view:#}"
+    );
+    let table = kernel.lain_ok(&["ps", "-a", "doomed"]);
+    assert!(
+        table.contains("failed (after 2 restarts: exit status 1)"),
+        "{table}"
+    );
+    let logs = kernel.lain_ok(&["logs", "job", "-a", "doomed"]);
+    assert!(!logs.contains("attempt 4"), "never run again: {logs}");
+}

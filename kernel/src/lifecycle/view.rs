@@ -39,15 +39,21 @@ pub struct InstanceView {
     pub url: Option<String>,
     /// Memory limit, bytes.
     pub memory: u64,
-    /// Restarts after crashes, since the kernel started.
+    /// Restarts so far: its attempt minus one (kept on the instance, so across kernel restarts).
     pub restarts: u32,
+    /// Which run this is (1, 2, ...): `LAIN_ATTEMPT` in its environment.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Its labels other than the kernel's own (`lain.*`): the user's and the plan's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Seconds until the next restart attempt, while it backs off.
     pub restart_in: Option<u64>,
     /// Being stopped and removed (replaced, scaled down, or its node drained): takes no traffic.
     #[serde(default)]
     pub retiring: bool,
-    /// How its run failed (`exit status 7`), when it ran to completion unsuccessfully and will
-    /// not run again until the next deploy.
+    /// How its run failed (`exit status 7`, `after 3 restarts: exit status 1`), when no restart
+    /// is left: it is not run again until the next deploy.
     #[serde(default)]
     pub failed: Option<String>,
 }

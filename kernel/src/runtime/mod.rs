@@ -51,6 +51,9 @@ pub mod labels {
     pub const SECRETS: &str = "lain.secrets";
     /// The plan stamp of the deploy that created it (absent on instances of older kernels).
     pub const PLAN: &str = "lain.plan";
+    /// Which run of its instance number this is (1, 2, ...): a restart recreates the instance
+    /// with the next one, so the count survives the kernel.
+    pub const ATTEMPT: &str = "lain.attempt";
 }
 
 /// Everything needed to create one instance.

@@ -22,6 +22,10 @@ pub struct InstanceKey {
     pub secrets: String,
     /// The plan stamp of the deploy that created it (empty on instances of older kernels).
     pub plan: String,
+    /// Which run this is: 1 for the first, one more for each restart (1 when the label is
+    /// missing, on instances of older kernels). Not part of the name: a restart recreates the
+    /// instance under the same name.
+    pub attempt: u32,
 }
 
 impl InstanceKey {
@@ -35,6 +39,7 @@ impl InstanceKey {
             node: o.label(labels::NODE).to_string(),
             secrets: o.label(labels::SECRETS).to_string(),
             plan: o.label(labels::PLAN).to_string(),
+            attempt: o.label(labels::ATTEMPT).parse().unwrap_or(1),
         }
     }
 
@@ -63,6 +68,7 @@ impl InstanceKey {
     /// The labels of the instance, owned by kernel `kernel`.
     pub fn labels(&self, kernel: &str) -> BTreeMap<String, String> {
         let no = self.number.unwrap_or(0).to_string();
+        let attempt = self.attempt.to_string();
         [
             (labels::KERNEL, kernel),
             (labels::APP, self.app.as_str()),
@@ -70,6 +76,7 @@ impl InstanceKey {
             (labels::INSTANCE, no.as_str()),
             (labels::RELEASE, self.release.as_str()),
             (labels::NODE, self.node.as_str()),
+            (labels::ATTEMPT, attempt.as_str()),
         ]
         .into_iter()
         .chain((!self.secrets.is_empty()).then_some((labels::SECRETS, self.secrets.as_str())))
@@ -118,6 +125,7 @@ mod tests {
                 node: "n2".into(),
                 secrets: secrets.into(),
                 plan: plan.into(),
+                attempt: 2,
             };
             let seen = Observed {
                 name: key.name(),
@@ -140,6 +148,7 @@ mod tests {
             node: "local".into(),
             secrets: "s9".into(),
             plan: String::new(),
+            attempt: 1,
         };
         assert_eq!(key.name(), "a.web.web.i1.r.ss9.local");
         let key = InstanceKey {

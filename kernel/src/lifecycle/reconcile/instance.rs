@@ -8,6 +8,7 @@ use crate::lifecycle::LifecycleError;
 use crate::lifecycle::environment::instance_env;
 use crate::runtime::{InstanceSpec, SecretFile};
 use crate::secrets::vault::SecretError;
+use std::collections::BTreeMap;
 
 /// The identity of instance `no` of `d` on `node`.
 pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
@@ -19,28 +20,67 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
         node: node.to_string(),
         secrets: d.plan.secrets_stamp.clone(),
         plan: d.plan.plan_stamp.clone(),
+        attempt: 1,
     }
 }
 
-/// The runtime spec of the instance `key` names, of `d`.
+/// The labels of an instance of `d` that `key` names: the user's `labels` and the plan's (the
+/// user's win on the same key), then the kernel's own, which nothing overrides (keys under
+/// `lain.` from the user or the plan are dropped; the plan's are refused at render already).
+pub fn labels(ctx: &Context, d: &Desired, key: &InstanceKey) -> BTreeMap<String, String> {
+    let plan = d
+        .plan
+        .plan
+        .labels
+        .iter()
+        .map(|l| (l.key.as_str(), l.value.as_str()));
+    let user = d
+        .plan
+        .labels
+        .iter()
+        .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")));
+    let mut out: BTreeMap<String, String> = plan
+        .chain(user)
+        .filter(|(k, _)| !k.starts_with("lain."))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.extend(key.labels(&ctx.kernel_id));
+    out
+}
+
+/// The user's volumes, then the plan's that are not among them.
+pub fn volumes(d: &Desired) -> Vec<String> {
+    let mut out = d.plan.volumes.clone();
+    for v in &d.plan.plan.volumes {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// The runtime spec of the instance `key` names, of `d`: its run is `key.attempt`, given to it
+/// as `LAIN_ATTEMPT`.
 pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpec, LifecycleError> {
     let p = &d.plan.plan;
     let no = key.number.unwrap_or(0);
+    let mut env = instance_env(&d.plan.env, no, &key.node);
+    env.push(("LAIN_ATTEMPT".into(), key.attempt.to_string()));
     Ok(InstanceSpec {
         name: key.name(),
-        labels: key.labels(&ctx.kernel_id),
+        labels: labels(ctx, d, key),
         image: d.image.clone(),
         entrypoint: p.entrypoint.clone(),
         cmd: p.cmd.clone(),
         user: p.user.clone(),
-        env: instance_env(&d.plan.env, no, &key.node),
+        env,
         workdir: p.workdir.clone(),
         ports: p.ports.iter().map(|p| p.number).collect(),
         memory: p.memory,
         cpu: p.cpu,
         log_file: ctx.settings.log_file(&d.app, &d.plan.name, no)?,
         aliases: vec![d.plan.name.clone()],
-        volumes: d.plan.volumes.clone(),
+        volumes: volumes(d),
         volume_root: ctx
             .settings
             .volumes

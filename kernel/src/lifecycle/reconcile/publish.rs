@@ -84,10 +84,17 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                     .first()
                     .map(|port| format!("http://{}:{port}", ctx.runtime.host_address(&key.node))),
                 memory: o.memory,
-                restarts: seen.backoff.restarts(&o.name),
+                restarts: key.attempt.saturating_sub(1),
+                attempt: key.attempt,
+                labels: o
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("lain."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 restart_in,
                 retiring: seen.retiring.contains(&o.name),
-                failed: d.and_then(|d| failed_run(&d.plan, &o.state)),
+                failed: d.and_then(|d| failed_run(&d.plan, &o.state, key.attempt)),
             });
     }
     for list in by_app.values_mut() {
