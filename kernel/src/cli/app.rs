@@ -282,6 +282,10 @@ pub fn wait_converged(
         if view.converged {
             return Ok(view);
         }
+        // Set only by a failed rollout of this deployment (a deploy clears it).
+        if let Some(error) = &view.app.last_error {
+            bail!("{error}");
+        }
         if Instant::now() > deadline {
             bail!("not converged after {timeout}s: {last} (see `lain ps`)");
         }
@@ -301,7 +305,25 @@ fn progress_line(view: &AppView) -> String {
                 .as_deref()
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default();
-            format!("{} {}/{} ready{problem}", p.name, p.ready, p.desired)
+            if !p.completes {
+                return format!("{} {}/{} ready{problem}", p.name, p.ready, p.desired);
+            }
+            let running = view
+                .instances
+                .iter()
+                .filter(|i| i.proc == p.name && view.release.as_ref() == Some(&i.release))
+                .any(|i| i.state.is_running());
+            if running {
+                format!(
+                    "{}.{}: running, waiting for it to complete{problem}",
+                    p.proc_type, p.name
+                )
+            } else {
+                format!(
+                    "{}.{}: {}/{} completed{problem}",
+                    p.proc_type, p.name, p.ready, p.desired
+                )
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -325,7 +347,10 @@ pub fn print_app(view: &AppView) {
             vec![
                 i.proc.clone(),
                 i.instance.to_string(),
-                state_text(&i.state),
+                match &i.failed {
+                    Some(how) => format!("failed ({how})"),
+                    None => state_text(&i.state),
+                },
                 match i.health {
                     Health::None => "-".into(),
                     h => format!("{h:?}").to_lowercase(),

@@ -196,6 +196,10 @@ impl Lifecycle {
         } = plan::render(self, &release)?;
         let mut procs = procs;
         self.check_secrets(app, &mut procs)?;
+        for proc in &mut procs {
+            proc.stamp_plan()
+                .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("plan stamp: {e}")))?;
+        }
         let routes = claims::routes_of(&procs)?;
         self.update_app_claiming(
             app,

@@ -84,6 +84,7 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             secret_files: proc.proc.secret_files.clone(),
             secret_files_bypass: proc.proc.secret_files_bypass,
             secrets_stamp: String::new(),
+            plan_stamp: String::new(),
             plan,
         });
     }

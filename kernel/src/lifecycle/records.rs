@@ -156,6 +156,12 @@ pub struct ProcPlan {
     /// changed secret rolls out with the next deploy, as a changed image did in LAIN.
     #[serde(default)]
     pub secrets_stamp: String,
+    /// A digest of the plan as deployed ([`ProcPlan::stamp_plan`]): instances labelled with
+    /// another one are replaced one instance number at a time, so a plugin upgrade or a config
+    /// change rolls out with the next deploy of the same release. Empty in deployments recorded
+    /// by a kernel that did not stamp plans (their instances carry no stamp either).
+    #[serde(default)]
+    pub plan_stamp: String,
     /// How every instance runs. Plans stored by a kernel of the `lain:plugin@0.1.0` era (a bare
     /// restart policy) are read as their 0.2.0 equivalent.
     #[serde(deserialize_with = "stored_plan")]
@@ -170,6 +176,28 @@ fn stored_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ContainerPlan, 
 }
 
 impl ProcPlan {
+    /// Whether the proc runs to completion (its restart policy is not `always`): an instance is
+    /// ready only once it exited 0, and a failed run fails the deploy.
+    pub fn completes(&self) -> bool {
+        self.plan.restart.policy != RestartPolicy::Always
+    }
+
+    /// Sets [`ProcPlan::plan_stamp`]: a digest of everything an instance is created from, except
+    /// what changes without a new instance (memory, set in place; the number of instances) and
+    /// the secrets stamp (its own label). Computed once, at deploy: a kernel that renders or
+    /// serialises plans differently does not change the stamps of deployments already recorded.
+    pub fn stamp_plan(&mut self) -> Result<(), serde_json::Error> {
+        use sha2::Digest as _;
+        let mut plain = self.clone();
+        plain.num_instances = 0;
+        plain.plan.memory = 0;
+        plain.secrets_stamp.clear();
+        plain.plan_stamp.clear();
+        let bytes = serde_json::to_vec(&plain)?;
+        self.plan_stamp = hex::encode(&sha2::Sha256::digest(&bytes)[..6]);
+        Ok(())
+    }
+
     /// Whether an instance that exited with `code` is started again.
     pub fn restarts_after(&self, code: Option<i32>) -> bool {
         match self.plan.restart.policy {

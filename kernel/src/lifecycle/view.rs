@@ -19,6 +19,12 @@ pub struct InstanceView {
     pub instance: u32,
     /// Release it runs.
     pub release: String,
+    /// The plan stamp of the deploy that created it (empty if it has none).
+    #[serde(default)]
+    pub plan_stamp: String,
+    /// The secrets stamp of the deploy that created it (empty without secret files).
+    #[serde(default)]
+    pub secrets_stamp: String,
     /// Node it is on.
     pub node: String,
     /// Run state.
@@ -33,13 +39,23 @@ pub struct InstanceView {
     pub url: Option<String>,
     /// Memory limit, bytes.
     pub memory: u64,
-    /// Restarts after crashes, since the kernel started.
+    /// Restarts so far: its attempt minus one (kept on the instance, so across kernel restarts).
     pub restarts: u32,
+    /// Which run this is (1, 2, ...): `LAIN_ATTEMPT` in its environment.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Its labels other than the kernel's own (`lain.*`): the user's and the plan's.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Seconds until the next restart attempt, while it backs off.
     pub restart_in: Option<u64>,
     /// Being stopped and removed (replaced, scaled down, or its node drained): takes no traffic.
     #[serde(default)]
     pub retiring: bool,
+    /// How its run failed (`exit status 7`, `after 3 restarts: exit status 1`), when no restart
+    /// is left: it is not run again until the next deploy.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 /// One proc of an app.
@@ -49,9 +65,13 @@ pub struct ProcView {
     pub name: String,
     /// Proc type.
     pub proc_type: String,
+    /// Whether it runs to completion (restart policy other than `always`): its instances are
+    /// ready once they exited 0.
+    #[serde(default)]
+    pub completes: bool,
     /// Instances wanted.
     pub desired: u32,
-    /// Instances of the deployed release that are ready.
+    /// Instances of the deployed release and plan that are ready.
     pub ready: u32,
     /// Memory per instance, bytes.
     pub memory: u64,
@@ -163,7 +183,12 @@ impl StatusBoard {
                 let mine: Vec<_> = instances.iter().filter(|i| i.proc == plan.name).collect();
                 let ready = mine
                     .iter()
-                    .filter(|i| i.release == deployed.release && i.ready)
+                    .filter(|i| {
+                        i.release == deployed.release
+                            && i.plan_stamp == plan.plan_stamp
+                            && i.secrets_stamp == plan.secrets_stamp
+                            && i.ready
+                    })
                     .count() as u32;
                 let ok = ready == wanted
                     && mine.len() == wanted as usize
@@ -172,6 +197,7 @@ impl StatusBoard {
                 procs.push(ProcView {
                     name: plan.name.clone(),
                     proc_type: plan.proc_type.clone(),
+                    completes: plan.completes(),
                     desired: wanted,
                     ready,
                     memory: plan.plan.memory,

@@ -49,12 +49,17 @@ pub mod labels {
     pub const NODE: &str = "lain.node";
     /// The secrets stamp of the deploy that created it (procs with secret files only).
     pub const SECRETS: &str = "lain.secrets";
+    /// The plan stamp of the deploy that created it (absent on instances of older kernels).
+    pub const PLAN: &str = "lain.plan";
+    /// Which run of its instance number this is (1, 2, ...): a restart recreates the instance
+    /// with the next one, so the count survives the kernel.
+    pub const ATTEMPT: &str = "lain.attempt";
 }
 
 /// Everything needed to create one instance.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct InstanceSpec {
-    /// Unique name, chosen by the kernel (`<proc>.i<no>.<release>[.s<secrets stamp>].<node>`).
+    /// Unique name, chosen by the kernel (`<proc>.i<no>.<release>[.s<secrets stamp>][.p<plan stamp>].<node>`).
     pub name: String,
     /// Labels (see [`labels`]).
     pub labels: BTreeMap<String, String>,

@@ -19,7 +19,15 @@ pub enum Action {
         /// Its proc's full name (a failure is that proc's problem).
         proc: String,
     },
-    /// Start a created or exited instance.
+    /// Remove an exited instance and create and start it again under the same name (a restart:
+    /// the spec carries the next attempt).
+    Recreate {
+        /// What to create.
+        spec: Box<InstanceSpec>,
+        /// Its proc's full name (a failure is that proc's problem).
+        proc: String,
+    },
+    /// Start a created instance.
     Start {
         /// Its name.
         name: String,
@@ -167,6 +175,17 @@ async fn run(runtime: &dyn Runtime, action: Action) -> (Option<String>, Result<(
             tracing::info!(instance = %spec.name, "creating");
             let r = match runtime.create(&spec).await {
                 Ok(()) | Err(RuntimeError::Exists(_)) => runtime.start(&spec.name).await,
+                Err(e) => Err(e),
+            };
+            (Some(proc), r)
+        }
+        Action::Recreate { spec, proc } => {
+            tracing::info!(instance = %spec.name, "restarting as a new run");
+            let r = match runtime.remove(&spec.name).await {
+                Ok(()) | Err(RuntimeError::NotFound(_)) => match runtime.create(&spec).await {
+                    Ok(()) | Err(RuntimeError::Exists(_)) => runtime.start(&spec.name).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
             (Some(proc), r)

@@ -1,13 +1,18 @@
-//! Restarting crashed instances: whether and when (exponential backoff).
+//! Restarting crashed instances: whether and when (exponential backoff), and when an instance has
+//! failed for good.
 //!
-//! This is where run policies plug in: [`RunPolicy`] is what a proc says about being run again;
-//! today it is only whether its exit calls for a restart (`restarts_after`). Restart limits,
-//! schedules and one-per-node placement belong in it (and in [`Backoff::decide`]), not in the pass.
+//! This is where run policies plug in: [`RunPolicy`] is what a proc's restart rule says about
+//! running an exited instance again (whether its exit calls for it, how long to back off);
+//! [`failed_run`] says when no restart is left (a run to completion that failed, or the rule's
+//! `max-restarts` reached, counted by the instance's attempt label so that it survives the
+//! kernel).
 
+use crate::lifecycle::records::ProcPlan;
+use crate::runtime::RunState;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Longest backoff between restarts of a crashing instance.
+/// Longest backoff between restarts of a crashing instance, unless its rule says otherwise.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A run this long resets the backoff.
 pub const STABLE_RUN: Duration = Duration::from_secs(600);
@@ -18,6 +23,24 @@ pub struct RunPolicy {
     /// Whether the exit that ended the instance calls for a restart (never for a
     /// run-to-completion proc that succeeded, for example).
     pub restart: bool,
+    /// Wait before the first restart of a streak; each further one waits twice as long.
+    pub initial: Duration,
+    /// Longest wait.
+    pub max: Duration,
+}
+
+impl RunPolicy {
+    /// What `plan`'s restart rule says about an instance that exited with `code`.
+    pub fn of(plan: &ProcPlan, code: Option<i32>) -> RunPolicy {
+        let rule = &plan.plan.restart;
+        let secs =
+            |s: u32, default: u64| Duration::from_secs(if s == 0 { default } else { s.into() });
+        RunPolicy {
+            restart: plan.restarts_after(code),
+            initial: secs(rule.backoff_initial, 1),
+            max: secs(rule.backoff_max, MAX_BACKOFF.as_secs()),
+        }
+    }
 }
 
 /// What to do with an exited instance.
@@ -42,6 +65,40 @@ struct Streak {
 #[derive(Default)]
 pub struct Backoff {
     by_name: HashMap<String, Streak>,
+    /// Failed runs already reported, by instance name: when each ended.
+    reported: HashMap<String, Option<i64>>,
+}
+
+/// How a run ended, for people: `exit status 7`, `killed by signal 9`.
+pub fn exit_text(state: &RunState) -> String {
+    match state {
+        RunState::Exited { code: Some(c), .. } => format!("exit status {c}"),
+        RunState::Exited {
+            signal: Some(s), ..
+        } => format!("killed by signal {s}"),
+        RunState::Exited { .. } => "exited with an unknown status".into(),
+        RunState::Running { .. } => "running".into(),
+        RunState::Created => "not started".into(),
+    }
+}
+
+/// How the run `attempt` of an instance of `plan` in `state` failed, when no restart is left:
+/// `exit status 7` for a run to completion that exited other than with 0 and that its policy does
+/// not run again; `after 3 restarts: exit status 1` for an exit that calls for a restart when the
+/// rule's `max-restarts` are used up. None for anything else.
+pub fn failed_run(plan: &ProcPlan, state: &RunState, attempt: u32) -> Option<String> {
+    let RunState::Exited { code, .. } = state else {
+        return None;
+    };
+    if !plan.restarts_after(*code) {
+        return (plan.completes() && *code != Some(0)).then(|| exit_text(state));
+    }
+    let max = plan.plan.restart.max_restarts?;
+    let restarts = attempt.saturating_sub(1);
+    (restarts >= max).then(|| {
+        let s = if restarts == 1 { "" } else { "s" };
+        format!("after {restarts} restart{s}: {}", exit_text(state))
+    })
 }
 
 impl Backoff {
@@ -61,7 +118,7 @@ impl Backoff {
         }
         b.restarts += 1;
         b.streak += 1;
-        b.next = now + Duration::from_secs(1 << (b.streak - 1).min(9)).min(MAX_BACKOFF);
+        b.next = now + (policy.initial * (1 << (b.streak - 1).min(16))).min(policy.max);
         tracing::info!(instance = %name, restarts = b.restarts, "restarting a crashed instance");
         Restart::Now
     }
@@ -85,9 +142,16 @@ impl Backoff {
             .map(|b| b.next.saturating_duration_since(Instant::now()).as_secs())
     }
 
+    /// Whether the failed run of `name` that ended at `finished_at` is not reported yet; it
+    /// counts as reported from now on.
+    pub fn first_report(&mut self, name: &str, finished_at: Option<i64>) -> bool {
+        self.reported.insert(name.to_string(), finished_at) != Some(finished_at)
+    }
+
     /// Forgets instances for which `live` is false.
     pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
         self.by_name.retain(|name, _| live(name));
+        self.reported.retain(|name, _| live(name));
     }
 }
 
@@ -98,8 +162,21 @@ mod tests {
     #[test]
     fn restarts_back_off_and_a_policy_without_restart_never_restarts() {
         let mut b = Backoff::default();
-        let again = RunPolicy { restart: true };
-        assert_eq!(b.decide("a", RunPolicy { restart: false }), Restart::Never);
+        let again = RunPolicy {
+            restart: true,
+            initial: Duration::from_secs(1),
+            max: MAX_BACKOFF,
+        };
+        assert_eq!(
+            b.decide(
+                "a",
+                RunPolicy {
+                    restart: false,
+                    ..again
+                }
+            ),
+            Restart::Never
+        );
         assert_eq!(b.decide("a", again), Restart::Now);
         assert_eq!(
             b.decide("a", again),

@@ -3,9 +3,9 @@
 
 use super::Reconciler;
 use super::actions::Action;
-use super::backoff::{Restart, RunPolicy, STABLE_RUN};
+use super::backoff::{self, Restart, RunPolicy, STABLE_RUN};
 use super::desired::Desired;
-use super::identity::Instance;
+use super::identity::{Instance, InstanceKey};
 use super::{instance, portals};
 use crate::lifecycle::records::{NodeRecord, NodeState};
 use crate::runtime::RunState;
@@ -60,6 +60,7 @@ impl Reconciler {
             let pos = mine.iter().position(|i| {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
+                    && i.key.plan == d.plan.plan_stamp
                     && pinned.as_ref().is_none_or(|n| *n == i.key.node)
                     && (d.plan.stateful || (node_ready(i) && !self.placement.moving(i.name())))
             });
@@ -95,7 +96,11 @@ impl Reconciler {
                             actions.push(self.retire(i, grace));
                         }
                     } else if !old.is_empty() {
-                        self.check_rollout(d, c);
+                        // A run to completion that still runs is working, not failing to get
+                        // ready: it has no rollout timeout.
+                        if !(d.plan.completes() && c.seen.state.is_running()) {
+                            self.check_rollout(d, c);
+                        }
                     }
                 }
             }
@@ -137,14 +142,83 @@ impl Reconciler {
                     self.backoff.stable(&name);
                 }
             }
-            RunState::Exited { code, .. } => {
-                let policy = RunPolicy {
-                    restart: d.plan.restarts_after(*code),
-                };
-                if self.backoff.decide(&name, policy) == Restart::Now {
-                    actions.push(Action::Start { name });
+            RunState::Exited {
+                code, finished_at, ..
+            } => match backoff::failed_run(&d.plan, &c.seen.state, c.key.attempt) {
+                // It failed before the last deploy: the deploy runs it again, from attempt 1.
+                Some(_) if finished_at.is_some_and(|t| t < d.deployed_at) => {
+                    self.recreate(d, c, 1, actions);
                 }
+                Some(how) => self.failed_run(d, c, &how, *finished_at, now),
+                None => {
+                    let policy = RunPolicy::of(&d.plan, *code);
+                    if self.backoff.decide(&name, policy) == Restart::Now {
+                        self.recreate(d, c, c.key.attempt.saturating_add(1), actions);
+                    }
+                }
+            },
+        }
+    }
+
+    /// The run of `c` failed with no restart left: the proc's problem, and the rollout of its
+    /// release fails (reported once per run, a second after it ended so that the log has its last
+    /// lines) with the exit status and the tail of the log.
+    fn failed_run(
+        &mut self,
+        d: &Desired,
+        c: &Instance,
+        how: &str,
+        finished_at: Option<i64>,
+        now: i64,
+    ) {
+        let no = c.key.number.unwrap_or(0);
+        let sep = if how.starts_with("after ") { " " } else { ": " };
+        let what = format!(
+            "{}.{} instance {no} failed{sep}{how}",
+            d.plan.proc_type, d.plan.name
+        );
+        self.problems.proc(&d.plan.full_name, what.clone());
+        if finished_at.is_some_and(|t| now - t < 1)
+            || !self.backoff.first_report(c.name(), finished_at)
+        {
+            return;
+        }
+        let tail = self
+            .ctx
+            .settings
+            .log_file(&d.app, &d.plan.name, no)
+            .map(|path| instance::log_tail(&path))
+            .unwrap_or_default();
+        let reason = if tail.is_empty() {
+            format!("{what} (its log is empty)")
+        } else {
+            format!("{what}; its log ends with:\n    {}", tail.join("\n    "))
+        };
+        if let Err(e) = super::rollout::failed(&self.ctx.records, &d.app, &d.release, &reason) {
+            tracing::warn!(app = %d.app, "{e}");
+        }
+    }
+
+    /// Runs `c` again as run `attempt`: the instance is recreated under the same name (on
+    /// Docker the environment of a container cannot change when it starts again), with
+    /// `LAIN_ATTEMPT` and its attempt label set; it stays on its node.
+    fn recreate(&mut self, d: &Desired, c: &Instance, attempt: u32, actions: &mut Vec<Action>) {
+        let full = &d.plan.full_name;
+        let key = InstanceKey {
+            attempt,
+            ..c.key.clone()
+        };
+        let spec = instance::spec(&self.ctx, d, &key).map_err(|e| e.to_string());
+        let secrets = instance::secret_files(&self.ctx.secrets, d);
+        match (spec, secrets) {
+            (Ok(mut spec), Ok(secrets)) => {
+                spec.secret_files = secrets;
+                actions.push(Action::Recreate {
+                    spec: Box::new(spec),
+                    proc: full.clone(),
+                });
             }
+            (Err(problem), _) | (_, Err(problem)) => self.problems.proc(full, problem),
         }
     }
 

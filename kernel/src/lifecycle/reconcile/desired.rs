@@ -14,6 +14,8 @@ pub struct Desired {
     pub app: String,
     /// Deployed release.
     pub release: String,
+    /// When it was deployed (Unix seconds): a run that failed before is run again.
+    pub deployed_at: i64,
     /// The release's image (or release directory).
     pub image: String,
     /// The proc as deployed, with the app's scale applied.
@@ -67,6 +69,7 @@ pub fn desired(ctx: &Context, images: &mut Images) -> anyhow::Result<BTreeMap<St
                 Desired {
                     app: app.name.clone(),
                     release: deployed.release.clone(),
+                    deployed_at: deployed.deployed_at,
                     image: image.clone(),
                     plan,
                     grants: Vec::new(),

@@ -20,6 +20,12 @@ pub struct InstanceKey {
     pub node: String,
     /// The secrets stamp of the deploy that created it (empty without secret files).
     pub secrets: String,
+    /// The plan stamp of the deploy that created it (empty on instances of older kernels).
+    pub plan: String,
+    /// Which run this is: 1 for the first, one more for each restart (1 when the label is
+    /// missing, on instances of older kernels). Not part of the name: a restart recreates the
+    /// instance under the same name.
+    pub attempt: u32,
 }
 
 impl InstanceKey {
@@ -32,6 +38,8 @@ impl InstanceKey {
             release: o.label(labels::RELEASE).to_string(),
             node: o.label(labels::NODE).to_string(),
             secrets: o.label(labels::SECRETS).to_string(),
+            plan: o.label(labels::PLAN).to_string(),
+            attempt: o.label(labels::ATTEMPT).parse().unwrap_or(1),
         }
     }
 
@@ -40,23 +48,27 @@ impl InstanceKey {
         self.proc.rsplit('.').next().unwrap_or(&self.proc)
     }
 
-    /// The runtime name of the instance: `<proc>.i<no>.<release>[.s<secrets>].<node>`. A new
-    /// version of the secrets is a new instance, as a new release is.
+    /// The runtime name of the instance: `<proc>.i<no>.<release>[.s<secrets>][.p<plan>].<node>`.
+    /// A new version of the secrets or of the plan is a new instance, as a new release is.
     pub fn name(&self) -> String {
         let no = self.number.unwrap_or(0);
-        if self.secrets.is_empty() {
-            format!("{}.i{no}.{}.{}", self.proc, self.release, self.node)
-        } else {
-            format!(
-                "{}.i{no}.{}.s{}.{}",
-                self.proc, self.release, self.secrets, self.node
-            )
+        let mut name = format!("{}.i{no}.{}", self.proc, self.release);
+        for (tag, stamp) in [('s', &self.secrets), ('p', &self.plan)] {
+            if !stamp.is_empty() {
+                name.push('.');
+                name.push(tag);
+                name.push_str(stamp);
+            }
         }
+        name.push('.');
+        name.push_str(&self.node);
+        name
     }
 
     /// The labels of the instance, owned by kernel `kernel`.
     pub fn labels(&self, kernel: &str) -> BTreeMap<String, String> {
         let no = self.number.unwrap_or(0).to_string();
+        let attempt = self.attempt.to_string();
         [
             (labels::KERNEL, kernel),
             (labels::APP, self.app.as_str()),
@@ -64,9 +76,11 @@ impl InstanceKey {
             (labels::INSTANCE, no.as_str()),
             (labels::RELEASE, self.release.as_str()),
             (labels::NODE, self.node.as_str()),
+            (labels::ATTEMPT, attempt.as_str()),
         ]
         .into_iter()
         .chain((!self.secrets.is_empty()).then_some((labels::SECRETS, self.secrets.as_str())))
+        .chain((!self.plan.is_empty()).then_some((labels::PLAN, self.plan.as_str())))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
@@ -102,7 +116,7 @@ mod tests {
 
     #[test]
     fn a_key_written_into_labels_reads_back_the_same_and_names_the_instance() {
-        for secrets in ["", "abc123"] {
+        for (secrets, plan) in [("", ""), ("abc123", ""), ("", "9f8e"), ("abc123", "9f8e")] {
             let key = InstanceKey {
                 app: "hello".into(),
                 proc: "hello.web.web".into(),
@@ -110,6 +124,8 @@ mod tests {
                 release: "r1".into(),
                 node: "n2".into(),
                 secrets: secrets.into(),
+                plan: plan.into(),
+                attempt: 2,
             };
             let seen = Observed {
                 name: key.name(),
@@ -131,7 +147,15 @@ mod tests {
             release: "r".into(),
             node: "local".into(),
             secrets: "s9".into(),
+            plan: String::new(),
+            attempt: 1,
         };
         assert_eq!(key.name(), "a.web.web.i1.r.ss9.local");
+        let key = InstanceKey {
+            plan: "77".into(),
+            ..key
+        };
+        assert_eq!(key.name(), "a.web.web.i1.r.ss9.p77.local");
+        assert_eq!(key.labels("k")[labels::PLAN], "77");
     }
 }

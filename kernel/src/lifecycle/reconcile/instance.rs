@@ -8,6 +8,7 @@ use crate::lifecycle::LifecycleError;
 use crate::lifecycle::environment::instance_env;
 use crate::runtime::{InstanceSpec, SecretFile};
 use crate::secrets::vault::SecretError;
+use std::collections::BTreeMap;
 
 /// The identity of instance `no` of `d` on `node`.
 pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
@@ -18,28 +19,68 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
         release: d.release.clone(),
         node: node.to_string(),
         secrets: d.plan.secrets_stamp.clone(),
+        plan: d.plan.plan_stamp.clone(),
+        attempt: 1,
     }
 }
 
-/// The runtime spec of the instance `key` names, of `d`.
+/// The labels of an instance of `d` that `key` names: the user's `labels` and the plan's (the
+/// user's win on the same key), then the kernel's own, which nothing overrides (keys under
+/// `lain.` from the user or the plan are dropped; the plan's are refused at render already).
+pub fn labels(ctx: &Context, d: &Desired, key: &InstanceKey) -> BTreeMap<String, String> {
+    let plan = d
+        .plan
+        .plan
+        .labels
+        .iter()
+        .map(|l| (l.key.as_str(), l.value.as_str()));
+    let user = d
+        .plan
+        .labels
+        .iter()
+        .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")));
+    let mut out: BTreeMap<String, String> = plan
+        .chain(user)
+        .filter(|(k, _)| !k.starts_with("lain."))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.extend(key.labels(&ctx.kernel_id));
+    out
+}
+
+/// The user's volumes, then the plan's that are not among them.
+pub fn volumes(d: &Desired) -> Vec<String> {
+    let mut out = d.plan.volumes.clone();
+    for v in &d.plan.plan.volumes {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// The runtime spec of the instance `key` names, of `d`: its run is `key.attempt`, given to it
+/// as `LAIN_ATTEMPT`.
 pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpec, LifecycleError> {
     let p = &d.plan.plan;
     let no = key.number.unwrap_or(0);
+    let mut env = instance_env(&d.plan.env, no, &key.node);
+    env.push(("LAIN_ATTEMPT".into(), key.attempt.to_string()));
     Ok(InstanceSpec {
         name: key.name(),
-        labels: key.labels(&ctx.kernel_id),
+        labels: labels(ctx, d, key),
         image: d.image.clone(),
         entrypoint: p.entrypoint.clone(),
         cmd: p.cmd.clone(),
         user: p.user.clone(),
-        env: instance_env(&d.plan.env, no, &key.node),
+        env,
         workdir: p.workdir.clone(),
         ports: p.ports.iter().map(|p| p.number).collect(),
         memory: p.memory,
         cpu: p.cpu,
         log_file: ctx.settings.log_file(&d.app, &d.plan.name, no)?,
         aliases: vec![d.plan.name.clone()],
-        volumes: d.plan.volumes.clone(),
+        volumes: volumes(d),
         volume_root: ctx
             .settings
             .volumes
@@ -66,4 +107,69 @@ pub fn secret_files(secrets: &SecretReader, d: &Desired) -> Result<Vec<SecretFil
         }
     }
     Ok(out)
+}
+
+/// Lines of a failed run's log shown with its failure.
+const TAIL_LINES: usize = 5;
+/// Bytes read from the end of the log for them.
+const TAIL_BYTES: u64 = 4096;
+/// Characters kept of each line.
+const TAIL_LINE_CHARS: usize = 200;
+
+/// The last few lines of the log file `path` (at most [`TAIL_LINES`] lines of at most
+/// [`TAIL_LINE_CHARS`] characters, from its last [`TAIL_BYTES`] bytes); none when it cannot be
+/// read.
+pub fn log_tail(path: &std::path::Path) -> Vec<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let start = len.saturating_sub(TAIL_BYTES);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err()
+        || file.take(TAIL_BYTES).read_to_end(&mut bytes).is_err()
+    {
+        return Vec::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let mut lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if start > 0 && !lines.is_empty() {
+        // The first line read may be cut.
+        lines.remove(0);
+    }
+    let from = lines.len().saturating_sub(TAIL_LINES);
+    lines[from..]
+        .iter()
+        .map(|l| {
+            let mut line: String = l.chars().take(TAIL_LINE_CHARS).collect();
+            if l.chars().count() > TAIL_LINE_CHARS {
+                line.push_str(" ...");
+            }
+            line
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_is_the_last_lines_bounded_in_number_and_length() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("1.log");
+        assert!(log_tail(&path).is_empty(), "no log, no tail");
+        let mut text = String::new();
+        for n in 0..2000 {
+            text.push_str(&format!("[1] line {n}\n"));
+        }
+        text.push_str(&format!("[1] {}\n\n", "x".repeat(1000)));
+        std::fs::write(&path, text).expect("write");
+        let tail = log_tail(&path);
+        assert_eq!(tail.len(), TAIL_LINES, "{tail:?}");
+        assert_eq!(tail[0], "[1] line 1996");
+        assert_eq!(tail[3], "[1] line 1999");
+        assert!(tail[4].ends_with("x ...") && tail[4].len() == TAIL_LINE_CHARS + 4);
+    }
 }

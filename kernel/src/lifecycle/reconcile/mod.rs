@@ -8,9 +8,10 @@
 //! matters across kernel restarts, so a restart simply resumes: what runs is adopted, duplicates
 //! are retired, what is missing is created.
 //!
-//! Rolling upgrade: an instance number whose instance runs another release (or sits on a node
-//! that is no longer ready, or that an operator asked to move because the scheduler pipeline no
-//! longer places it there, for stateless procs) gets a new instance first; the old one is
+//! Rolling upgrade: an instance number whose instance runs another release, plan or secrets
+//! version (its `lain.plan` / `lain.secrets` label differs from the deployment\x27s stamp), or sits
+//! on a node that is no longer ready, or that an operator asked to move because the scheduler
+//! pipeline no longer places it there (stateless procs), gets a new instance first; the old one is
 //! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
 //! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an

@@ -153,9 +153,11 @@ impl Results<'_> {
     }
 
     /// Whether `i` serves as its instance number should: healthy, or running `setup_time`
-    /// without a health check, or a run-to-completion instance that succeeded.
+    /// without a health check; for a run-to-completion proc, only an instance that exited 0 (one
+    /// still running has not completed yet).
     pub fn ready(&self, i: &Instance, d: &Desired, now: i64) -> bool {
         match &i.seen.state {
+            RunState::Running { .. } if d.plan.completes() => false,
             RunState::Running { started_at, .. } => match &d.plan.plan.health {
                 None => now - started_at >= i64::from(d.plan.plan.setup_time).max(MIN_UP_SECS),
                 Some(_) => self.health(i, Some(d)) == Health::Healthy,

@@ -1,7 +1,7 @@
 //! Publishing a pass: the instances by app, as `lain ps` and the router see them, and the
 //! problems that keep procs from converging.
 
-use super::backoff::Backoff;
+use super::backoff::{Backoff, failed_run};
 use super::context::Context;
 use super::desired::Desired;
 use super::identity::Instance;
@@ -75,6 +75,8 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 proc: d.map_or_else(|| key.proc_name().to_string(), |d| d.plan.name.clone()),
                 instance: key.number.unwrap_or(0),
                 release: key.release.clone(),
+                plan_stamp: key.plan.clone(),
+                secrets_stamp: key.secrets.clone(),
                 node: key.node.clone(),
                 state: o.state.clone(),
                 health: seen.checks.health(i, d),
@@ -84,9 +86,17 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                     .first()
                     .map(|port| format!("http://{}:{port}", ctx.runtime.host_address(&key.node))),
                 memory: o.memory,
-                restarts: seen.backoff.restarts(&o.name),
+                restarts: key.attempt.saturating_sub(1),
+                attempt: key.attempt,
+                labels: o
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("lain."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 restart_in,
                 retiring: seen.retiring.contains(&o.name),
+                failed: d.and_then(|d| failed_run(&d.plan, &o.state, key.attempt)),
             });
     }
     for list in by_app.values_mut() {

@@ -32,8 +32,11 @@ pub fn failed(
                 );
                 previous.deployed_at = crate::clock::unix_secs();
                 previous.auto_rollback = false;
+                record.last_error = Some(format!(
+                    "rollout of release {release} failed and was rolled back to {}: {reason}",
+                    previous.release
+                ));
                 record.deployed = Some(previous);
-                record.last_error = Some(format!("{message}; rolled back"));
             } else if record.last_error.as_deref() != Some(message.as_str()) {
                 tracing::warn!(app, release, "{message}");
                 record.last_error = Some(message);
