@@ -13,7 +13,7 @@ mod router;
 mod secret;
 mod serve;
 mod up;
-mod validate;
+pub mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
