@@ -337,3 +337,185 @@ fn lain_up_installs_then_upgrades_a_proc_type_before_the_app() {
         "{log}"
     );
 }
+
+/// The lain repository.
+fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repository")
+}
+
+/// The `toml` code blocks of a Markdown (or `//!` doc comment) text, markers stripped.
+fn toml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim_start().trim_start_matches("//!").trim();
+        match &mut current {
+            None if line == "```toml" => current = Some(String::new()),
+            Some(block) if line == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// Applies the `key = value` lines of `block` to `manifest`, each in its `[section]`: a line of the
+/// same key is replaced, else the line is added; a section that is missing is added (so an empty
+/// `[workspace]` in the block adds an empty `[workspace]` table).
+fn apply(manifest: &str, block: &str) -> String {
+    let mut lines: Vec<String> = manifest.lines().map(str::to_string).collect();
+    let mut section = String::new();
+    for line in block
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        if line.starts_with('[') {
+            section = line.to_string();
+            if !lines.iter().any(|l| l.trim() == section) {
+                lines.push(String::new());
+                lines.push(section.clone());
+            }
+            continue;
+        }
+        let key = line.split('=').next().unwrap_or_default().trim();
+        let start = lines
+            .iter()
+            .position(|l| l.trim() == section)
+            .expect("section added above");
+        let end = lines[start + 1..]
+            .iter()
+            .position(|l| l.starts_with('['))
+            .map_or(lines.len(), |i| start + 1 + i);
+        match (start + 1..end)
+            .find(|&i| lines[i].split('=').next().unwrap_or_default().trim() == key)
+        {
+            Some(i) => lines[i] = line.to_string(),
+            None => lines.insert(start + 1, line.to_string()),
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Copies `from` into `to`, leaving out build output.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let (path, name) = (entry.path(), entry.file_name());
+        if name == "target" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_dir(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn a_copy_of_the_template_builds_offline_with_the_documented_lines() {
+    let repo = repo();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let copy = tmp.path().join("lain-plugin-mytype");
+    copy_dir(&repo.join("plugins/template"), &copy);
+
+    // The lines the template's README tells to change, and the SDK's `testing` line, as written
+    // in the docs, with the documented placeholder pointing at this checkout.
+    let readme = std::fs::read_to_string(repo.join("plugins/template/README.md")).expect("README");
+    let readme_block = toml_blocks(&readme)
+        .into_iter()
+        .find(|b| b.contains("/path/to/lain/sdk-guest"))
+        .expect("the README's Cargo.toml lines");
+    let testing =
+        std::fs::read_to_string(repo.join("sdk-guest/src/testing.rs")).expect("testing.rs");
+    let testing_block = toml_blocks(&testing)
+        .into_iter()
+        .find(|b| b.contains("features = [\"testing\"]"))
+        .expect("the SDK's [dev-dependencies] line");
+    let root = repo.to_str().expect("utf-8");
+    let mut manifest = std::fs::read_to_string(copy.join("Cargo.toml")).expect("Cargo.toml");
+    for block in [&readme_block, &testing_block] {
+        manifest = apply(&manifest, &block.replace("/path/to/lain", root));
+    }
+    assert!(
+        !manifest.contains("../../"),
+        "a relative path is left: {manifest}"
+    );
+    std::fs::write(copy.join("Cargo.toml"), &manifest).expect("write");
+    // The repository's lock file, so that the offline build resolves the versions it has.
+    std::fs::copy(repo.join("Cargo.lock"), copy.join("Cargo.lock")).expect("lock file");
+
+    // Built offline, in a target directory kept between runs (warm after the first).
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("template-copy");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&copy)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--offline",
+        ])
+        .arg("--target-dir")
+        .arg(&target);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cargo.env_remove(var);
+    }
+    let out = cargo.output().expect("cargo");
+    assert!(
+        out.status.success(),
+        "the copy does not build with the documented lines:\n{manifest}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `cargo metadata` also resolves the dev-dependencies (the harness, the `testing` feature).
+    let meta = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&copy)
+        .args(["metadata", "--offline", "--format-version", "1"])
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        meta.status.success(),
+        "{}",
+        String::from_utf8_lossy(&meta.stderr)
+    );
+    let meta = json(&String::from_utf8_lossy(&meta.stdout));
+    let features = meta["resolve"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"].as_str().is_some_and(|id| id.contains("sdk-guest")))
+        .map(|n| n["features"].clone());
+    assert_eq!(features, Some(serde_json::json!(["testing"])), "{meta:#}");
+
+    // What it built is a proc type the kernel's host loads.
+    let wasm = target.join("wasm32-wasip2/release/lain_plugin_template.wasm");
+    let app = write_app(tmp.path(), "shop", CRON_APP);
+    let out = validate(
+        &[
+            app.to_str().expect("utf-8"),
+            "--render",
+            "--plugin",
+            wasm.to_str().expect("utf-8"),
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+}

@@ -310,6 +310,19 @@ pub fn proc_types(extra: &[PluginFile], config: &KernelConfig) -> anyhow::Result
     let engine = PluginEngine::new(config.plugins.limits.clone(), cache)
         .context("cannot start the plugin engine")?;
     let operator = &config.plugins.config;
+    let mut plugins = builtin_proc_types(&engine, operator)?;
+    for file in extra {
+        plugins.push(Arc::new(load_plugin(&engine, file, operator)?));
+    }
+    Ok(PluginProcTypes::new(plugins, &config.proc_types)?)
+}
+
+/// The proc-type plugins built into this binary, loaded in `engine` with the operator's
+/// configuration `operator` (plugin name -> configuration), as the kernel loads them.
+pub fn builtin_proc_types(
+    engine: &Arc<PluginEngine>,
+    operator: &BTreeMap<String, serde_json::Value>,
+) -> anyhow::Result<Vec<Arc<LoadedPlugin>>> {
     let mut plugins = Vec::new();
     for (name, bytes) in lain_builtin_plugins::BUILTINS {
         let manifest = Manifest::embedded(bytes)?
@@ -317,14 +330,11 @@ pub fn proc_types(extra: &[PluginFile], config: &KernelConfig) -> anyhow::Result
         if manifest.kind == Kind::ProcType {
             let own = operator.get(&manifest.name);
             plugins.push(Arc::new(LoadedPlugin::load(
-                &engine, manifest, bytes, true, own,
+                engine, manifest, bytes, true, own,
             )?));
         }
     }
-    for file in extra {
-        plugins.push(Arc::new(load_plugin(&engine, file, operator)?));
-    }
-    Ok(PluginProcTypes::new(plugins, &config.proc_types)?)
+    Ok(plugins)
 }
 
 /// Loads a proc-type plugin file as `lain plugin install` would take it: the manifest named, else
