@@ -24,11 +24,15 @@ cron.nightly:
   timezone: Europe/Paris
 ";
 
-fn validate(args: &[&str], dir: &Path) -> std::process::Output {
+fn validate(args: &[&str]) -> std::process::Output {
     Command::new(lain_bin())
         .arg("validate")
         .args(args)
-        .env("XDG_CACHE_HOME", dir.join("cache"))
+        // Compiled plugins are cached across tests and runs, as in `support`.
+        .env(
+            "XDG_CACHE_HOME",
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"),
+        )
         .output()
         .expect("run lain validate")
 }
@@ -47,17 +51,14 @@ fn validate_render_prints_each_procs_plan_offline() {
     let app = app.to_str().expect("utf-8");
 
     // Without the plugin, `cron` is unknown and nothing is rendered.
-    let out = validate(&[app, "--render"], tmp.path());
+    let out = validate(&[app, "--render"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("unknown proc type cron"), "{stderr}");
     assert!(!stdout.contains("image:"), "{stdout}");
 
     // With it: every proc's plan, for people...
-    let out = validate(
-        &[app, "--render", "--plugin", fixtures::TEMPLATE],
-        tmp.path(),
-    );
+    let out = validate(&[app, "--render", "--plugin", fixtures::TEMPLATE]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("web (web, plugin web "), "{stdout}");
@@ -75,17 +76,14 @@ fn validate_render_prints_each_procs_plan_offline() {
     );
 
     // ...and for scripts: the plans as the kernel would record them.
-    let out = validate(
-        &[
-            app,
-            "--render",
-            "--plugin",
-            fixtures::TEMPLATE,
-            "-o",
-            "json",
-        ],
-        tmp.path(),
-    );
+    let out = validate(&[
+        app,
+        "--render",
+        "--plugin",
+        fixtures::TEMPLATE,
+        "-o",
+        "json",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     let report = json(&stdout);
@@ -124,19 +122,16 @@ fn validate_render_prints_each_procs_plan_offline() {
         serde_json::json!(["sh", "-c", "echo report ran; sleep 100000"])
     );
     // The rendering context is the kernel's: the cluster domains given are the routes' hosts.
-    let out = validate(
-        &[
-            app,
-            "--render",
-            "-o",
-            "json",
-            "--plugin",
-            fixtures::TEMPLATE,
-            "--domain",
-            "example.org",
-        ],
-        tmp.path(),
-    );
+    let out = validate(&[
+        app,
+        "--render",
+        "-o",
+        "json",
+        "--plugin",
+        fixtures::TEMPLATE,
+        "--domain",
+        "example.org",
+    ]);
     let report = json(&text(&out).0);
     assert!(
         report["plans"][0]["plan"]["routes"]
@@ -145,10 +140,7 @@ fn validate_render_prints_each_procs_plan_offline() {
         "{report:#}"
     );
     // Without --render, no plans are rendered.
-    let out = validate(
-        &[app, "-o", "json", "--plugin", fixtures::TEMPLATE],
-        tmp.path(),
-    );
+    let out = validate(&[app, "-o", "json", "--plugin", fixtures::TEMPLATE]);
     assert!(json(&text(&out).0).get("plans").is_none());
 }
 
@@ -159,10 +151,7 @@ fn validate_render_refuses_bad_plugin_arguments_by_name() {
     let app = app.to_str().expect("utf-8");
     // A scheduler filter is not a proc type.
     let spread = Path::new(fixtures::TEMPLATE).with_file_name("lain_plugin_spread.wasm");
-    let out = validate(
-        &[app, "--render", "--plugin", spread.to_str().expect("utf-8")],
-        tmp.path(),
-    );
+    let out = validate(&[app, "--render", "--plugin", spread.to_str().expect("utf-8")]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -177,24 +166,21 @@ fn validate_render_refuses_bad_plugin_arguments_by_name() {
     )
     .expect("write");
     let m = manifest.to_str().expect("utf-8");
-    let out = validate(&[app, "--render", "--manifest", m], tmp.path());
+    let out = validate(&[app, "--render", "--manifest", m]);
     assert!(
         text(&out).1.contains("1 --manifest for 0 --plugin"),
         "{}",
         text(&out).1
     );
     // A manifest given with its plugin is the one used (its version is shown).
-    let out = validate(
-        &[
-            app,
-            "--render",
-            "--plugin",
-            fixtures::TEMPLATE,
-            "--manifest",
-            m,
-        ],
-        tmp.path(),
-    );
+    let out = validate(&[
+        app,
+        "--render",
+        "--plugin",
+        fixtures::TEMPLATE,
+        "--manifest",
+        m,
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("(cron, plugin cron 9.9.9)"), "{stdout}");
@@ -488,6 +474,7 @@ fn a_copy_of_the_template_builds_offline_with_the_documented_lines() {
     // `cargo metadata` also resolves the dev-dependencies (the harness, the `testing` feature).
     let meta = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&copy)
+        .env_remove("CARGO_TARGET_DIR")
         .args(["metadata", "--offline", "--format-version", "1"])
         .output()
         .expect("cargo metadata");
@@ -501,21 +488,22 @@ fn a_copy_of_the_template_builds_offline_with_the_documented_lines() {
         .as_array()
         .expect("nodes")
         .iter()
-        .find(|n| n["id"].as_str().is_some_and(|id| id.contains("sdk-guest")))
+        .find(|n| {
+            n["id"]
+                .as_str()
+                .is_some_and(|id| id.contains("#lain-sdk-guest@"))
+        })
         .map(|n| n["features"].clone());
     assert_eq!(features, Some(serde_json::json!(["testing"])), "{meta:#}");
 
     // What it built is a proc type the kernel's host loads.
     let wasm = target.join("wasm32-wasip2/release/lain_plugin_template.wasm");
     let app = write_app(tmp.path(), "shop", CRON_APP);
-    let out = validate(
-        &[
-            app.to_str().expect("utf-8"),
-            "--render",
-            "--plugin",
-            wasm.to_str().expect("utf-8"),
-        ],
-        tmp.path(),
-    );
+    let out = validate(&[
+        app.to_str().expect("utf-8"),
+        "--render",
+        "--plugin",
+        wasm.to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success(), "{}", text(&out).1);
 }

@@ -19,7 +19,7 @@
 //! let plugin = Harness::new()?.load(&wasm)?;
 //! assert_eq!(plugin.describe()?.name, "cron");
 //! let plans = plugin.render_yaml(
-//!     "appname: shop\ncron.nightly:\n  cmd: ./report\n  schedule: \"@daily\"\n",
+//!     "appname: shop\nbuild: {base: busybox}\ncron.nightly:\n  cmd: ./report\n  schedule: \"@daily\"\n",
 //! )?;
 //! assert_eq!(plans[0].proc, "nightly");
 //! # Ok(())
