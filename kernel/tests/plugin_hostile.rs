@@ -151,12 +151,14 @@ fn component_for_the_wrong_world_is_refused_naming_the_export() {
         .expect("refused");
     match &err {
         InstallError::WrongWorld { world, reason } => {
-            assert_eq!(world, "lain:plugin/proc-type@0.1.0");
+            assert_eq!(world, "lain:plugin/proc-type@0.2.0");
             assert!(
-                reason.contains("missing export `lain:plugin/proc-rendering@0.1.0`"),
+                reason.contains(
+                    "missing export `lain:plugin/proc-rendering@0.2.0` or `lain:plugin/proc-rendering@0.1.0`"
+                ),
                 "{reason}"
             );
-            assert!(reason.contains("lain:plugin/scheduling@0.1.0"), "{reason}");
+            assert!(reason.contains("lain:plugin/scheduling@0.2.0"), "{reason}");
         }
         other => panic!("expected wrong world, got {other}"),
     }

@@ -54,7 +54,7 @@ fn web_expands_mountpoints_and_turns_healthcheck_into_a_probe() {
     );
 
     let plan = plugin.render(&validated, &ctx()).expect("render");
-    assert_eq!(plan.restart, RestartPolicy::Always);
+    assert_eq!(plan.restart.policy, RestartPolicy::Always);
     let routes: Vec<(String, String)> = plan
         .routes
         .iter()
@@ -107,7 +107,8 @@ fn worker_oneshot_and_portal_render_their_restart_policies() {
             ProcTypePlugin(&plugin)
                 .render(&p, &ctx())
                 .expect("render")
-                .restart,
+                .restart
+                .policy,
             restart,
             "{ty}"
         );
@@ -528,4 +529,67 @@ fn jwt_provider_checks_signature_expiry_issuer_audience_and_alg() {
             .expect("call"),
         AuthResult::NotMine
     ));
+}
+
+/// A plugin built against `lain:plugin@0.1.0` keeps loading and working: its proc type's plan
+/// reaches the kernel in the current shape (its policy kept, 0.2.0's additions at their
+/// defaults), and its scheduling filter's verdict is applied.
+#[test]
+fn a_plugin_built_against_0_1_0_still_renders_and_filters() {
+    use lain::plugin::bindings::proc_rendering::PlacementMode;
+    use lain::plugin::world::WitVersion;
+    use lain::plugin::{LoadedPlugin, Manifest};
+    use lain::schedule::Backend;
+    use std::sync::Arc;
+
+    let engine = engine();
+    let legacy = common::fixture_plugin(&engine, lain_builtin_plugins::fixtures::PLUGIN_V0_1);
+    assert_eq!(legacy.wit_version(), WitVersion::V0_1);
+    let plugin = ProcTypePlugin(&legacy);
+    assert_eq!(plugin.describe().expect("describe").name, "legacy");
+    let p = plugin
+        .validate(&proc("job", "legacy"), &ctx())
+        .expect("call")
+        .expect("valid");
+    let plan = plugin.render(&p, &ctx()).expect("render");
+    assert_eq!(plan.restart.policy, RestartPolicy::OnFailure);
+    assert_eq!(plan.restart.max_restarts, None);
+    assert_eq!(plan.schedule, None);
+    assert_eq!(plan.placement, PlacementMode::Spread);
+    assert!(
+        plan.env
+            .iter()
+            .any(|e| e.name == "LEGACY_PLAN" && e.value == "0.1.0"),
+        "{:?}",
+        plan.env
+    );
+
+    let bytes = common::fixture(lain_builtin_plugins::fixtures::PLUGIN_V0_1);
+    let manifest = Manifest::parse(
+        "name = \"legacy-filter\"\nversion = \"0.1.0\"\nkind = \"scheduler-filter\"\n",
+    )
+    .expect("manifest");
+    let filter =
+        Arc::new(LoadedPlugin::load(&engine, manifest, &bytes, false, None).expect("loads"));
+    let factory = move || Ok(Box::new(LiveScheduler::start(filter.clone())?) as Box<dyn Backend>);
+    let spec = MemberSpec {
+        name: "legacy-filter".into(),
+        weight: 1,
+        policy: FailurePolicy::Closed,
+        factory: Box::new(factory),
+    };
+    let mut pipeline = Pipeline::new(vec![spec]).expect("pipeline");
+    for node in ["n0", "n1"] {
+        pipeline
+            .upsert_node(node, &[], 1 << 30, 1000)
+            .expect("node");
+    }
+    let job = pipeline
+        .define_proc("bookshelf.worker.job", "bookshelf", 1, 0, &[], &[])
+        .expect("define");
+    assert_eq!(
+        pipeline.place(job).expect("place"),
+        Some(1),
+        "the 0.1.0 filter removes node id 0"
+    );
 }

@@ -31,6 +31,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("lain-fixture-hostile-scheduler", "HOSTILE_SCHEDULER"),
     ("lain-fixture-hostile-exporter", "HOSTILE_EXPORTER"),
     ("lain-fixture-forbidden-import", "FORBIDDEN_IMPORT"),
+    ("lain-fixture-plugin-v0-1", "PLUGIN_V0_1"),
 ];
 
 fn main() {

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use lain_sdk_guest::proc_type::*;
-//! use lain_sdk_guest::{EnvVar, PluginError, Problem};
+//! use lain_sdk_guest::{PluginError, Problem};
 //!
 //! #[derive(serde::Deserialize, Default)]
 //! #[serde(default)]
@@ -30,9 +30,15 @@
 //!     }
 //!     fn render(&self, proc: Proc, _ctx: AppContext) -> Result<ContainerPlan, PluginError> {
 //!         let extra: serde_json::Value = serde_json::from_str(&proc.extra).unwrap_or_default();
-//!         let mut plan = plan_from(&proc, RestartPolicy::Never);
-//!         plan.env.push(EnvVar { name: "CRON_SCHEDULE".into(), value: extra["schedule"].as_str().unwrap_or_default().into() });
-//!         plan.env.push(EnvVar { name: "CRON_TZ".into(), value: self.tz.clone() });
+//!         let mut plan = plan_from(&proc, RestartPolicy::OnFailure);
+//!         plan.restart.max_restarts = Some(2); // a failed run is retried twice, then `failed`
+//!         plan.schedule = Some(Schedule {
+//!             cron: extra["schedule"].as_str().unwrap_or_default().into(),
+//!             timezone: self.tz.clone(),
+//!             concurrency: ConcurrencyPolicy::Forbid,
+//!             missed: MissedPolicy::Skip,
+//!             history: 0,
+//!         });
 //!         Ok(plan)
 //!     }
 //! }
@@ -41,7 +47,8 @@
 //! ```
 
 pub use crate::bindings::proc_type::exports::lain::plugin::proc_rendering::{
-    ContainerPlan, Portal, RestartPolicy, Route, TypeInfo,
+    ConcurrencyPolicy, ContainerPlan, MissedPolicy, PlacementMode, Portal, RestartPolicy,
+    RestartRule, Route, Schedule, TypeInfo,
 };
 pub use crate::bindings::proc_type::lain::plugin::types::{AppContext, Proc};
 
@@ -79,7 +86,21 @@ pub trait ProcType: Sized + 'static {
     fn render(&self, proc: Proc, ctx: AppContext) -> Result<ContainerPlan, PluginError>;
 }
 
-/// A plan with every field taken from the proc as it is: what most types start from.
+impl RestartRule {
+    /// `policy` with no restart limit and the kernel's default backoff (1 s doubling up to 300 s).
+    pub fn policy(policy: RestartPolicy) -> RestartRule {
+        RestartRule {
+            policy,
+            max_restarts: None,
+            backoff_initial: 0,
+            backoff_max: 0,
+        }
+    }
+}
+
+/// A plan with every field taken from the proc as it is: what most types start from. It runs
+/// all the time (no schedule), `spread` by the scheduler, restarted by `restart` without limit
+/// (set `plan.restart.max_restarts` to cap it).
 pub fn plan_from(proc: &Proc, restart: RestartPolicy) -> ContainerPlan {
     ContainerPlan {
         image: proc.image.clone(),
@@ -96,10 +117,13 @@ pub fn plan_from(proc: &Proc, restart: RestartPolicy) -> ContainerPlan {
         } else {
             proc.container_healthcheck.clone()
         },
-        restart,
+        restart: RestartRule::policy(restart),
+        schedule: None,
+        placement: PlacementMode::Spread,
         routes: Vec::new(),
         portal: None,
-        labels: proc.labels.clone(),
+        labels: Vec::new(),
+        volumes: Vec::new(),
         kill_timeout: proc.kill_timeout,
         setup_time: proc.setup_time,
     }

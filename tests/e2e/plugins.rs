@@ -57,7 +57,7 @@ fn plugin_lifecycle_through_the_cli() {
     assert!(out.contains("installed cron 0.1.0 (proc-type)"), "{out}");
     let show = kernel.lain_ok(&["plugin", "show", "cron"]);
     assert!(
-        show.contains("kind:          proc-type (lain:plugin/proc-type@0.1.0)"),
+        show.contains("kind:          proc-type (lain:plugin/proc-type@0.2.0)"),
         "{show}"
     );
     assert!(show.contains("source:        installed"), "{show}");
@@ -142,11 +142,11 @@ fn refusals_name_the_culprit_and_change_nothing() {
         liar.to_str().expect("utf-8"),
     ]);
     assert!(
-        err.contains("does not implement world `lain:plugin/auth-provider@0.1.0`"),
+        err.contains("does not implement world `lain:plugin/auth-provider@0.2.0`"),
         "{err}"
     );
     assert!(
-        err.contains("missing export `lain:plugin/authentication@0.1.0`"),
+        err.contains("missing export `lain:plugin/authentication@0.2.0` or `lain:plugin/authentication@0.1.0`"),
         "{err}"
     );
 

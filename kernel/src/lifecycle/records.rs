@@ -156,14 +156,23 @@ pub struct ProcPlan {
     /// changed secret rolls out with the next deploy, as a changed image did in LAIN.
     #[serde(default)]
     pub secrets_stamp: String,
-    /// How every instance runs.
+    /// How every instance runs. Plans stored by a kernel of the `lain:plugin@0.1.0` era (a bare
+    /// restart policy) are read as their 0.2.0 equivalent.
+    #[serde(deserialize_with = "stored_plan")]
     pub plan: ContainerPlan,
+}
+
+/// Reads a stored [`ContainerPlan`], upgrading one written before `lain:plugin@0.2.0`.
+fn stored_plan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ContainerPlan, D::Error> {
+    let mut value = serde_json::Value::deserialize(d)?;
+    crate::plugin::legacy::upgrade_stored_plan(&mut value);
+    serde_json::from_value(value).map_err(serde::de::Error::custom)
 }
 
 impl ProcPlan {
     /// Whether an instance that exited with `code` is started again.
     pub fn restarts_after(&self, code: Option<i32>) -> bool {
-        match self.plan.restart {
+        match self.plan.restart.policy {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => code != Some(0),
             RestartPolicy::Never => false,

@@ -5,7 +5,7 @@ use super::bindings;
 use super::error::InstallError;
 use super::limits::Limits;
 use super::state::PluginState;
-use super::world::Kind;
+use super::world::{Kind, WitVersion};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +66,8 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::v0_1::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::v0_1::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir)?;
@@ -128,7 +130,8 @@ impl PluginEngine {
             .map_err(|e| InstallError::Compile(format!("{e:#}")))
     }
 
-    /// Checks a component against the world of `kind` and pre-links it.
+    /// Checks a component against the world of `kind` in one of the hosted versions and
+    /// pre-links it; returns the version it implements.
     ///
     /// Refuses, naming the culprit: an import plugins are not granted, a missing export of the
     /// world's interface. A wrong function signature is refused by the caller when it looks up
@@ -137,7 +140,7 @@ impl PluginEngine {
         &self,
         component: &Component,
         kind: Kind,
-    ) -> Result<InstancePre<PluginState>, InstallError> {
+    ) -> Result<(InstancePre<PluginState>, WitVersion), InstallError> {
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
             if !GRANTED_IMPORTS.iter().any(|p| name.starts_with(p)) {
@@ -155,26 +158,35 @@ impl PluginEngine {
             .exports(&self.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        if !exports.iter().any(|e| e == kind.export()) {
+        let Some(version) = WitVersion::HOSTED
+            .into_iter()
+            .find(|v| exports.iter().any(|e| *e == kind.export_at(*v)))
+        else {
             let found = if exports.is_empty() {
                 "nothing".to_string()
             } else {
                 exports.join(", ")
             };
+            let wanted: Vec<String> = WitVersion::HOSTED
+                .iter()
+                .map(|v| format!("`{}`", kind.export_at(*v)))
+                .collect();
             return Err(InstallError::WrongWorld {
                 world: kind.world(),
                 reason: format!(
-                    "missing export `{}` (the component exports {found})",
-                    kind.export()
+                    "missing export {} (the component exports {found})",
+                    wanted.join(" or ")
                 ),
             });
-        }
-        self.linker
+        };
+        let pre = self
+            .linker
             .instantiate_pre(component)
             .map_err(|e| InstallError::WrongWorld {
-                world: kind.world(),
+                world: kind.world_at(version),
                 reason: format!("{e:#}"),
-            })
+            })?;
+        Ok((pre, version))
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {

@@ -1,12 +1,12 @@
 //! A compiled, checked, pre-linked plugin and the machinery of one call under limits.
 
-use super::bindings::{authentication, backup, monitoring, proc_rendering, scheduling};
+use super::bindings::{authentication, backup, monitoring, proc_rendering, scheduling, v0_1};
 use super::engine::PluginEngine;
 use super::error::{CallError, Cause, InstallError};
 use super::health::PluginHealth;
 use super::manifest::Manifest;
 use super::state::{Identity, PluginState};
-use super::world::{FailurePolicy, Kind};
+use super::world::{FailurePolicy, Kind, WitVersion};
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ use std::sync::Arc;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
-/// Where the functions of the plugin's exported interface are, resolved once at load.
+/// Where the functions of the plugin's exported interface are, resolved once at load: one
+/// variant per kind and hosted WIT version.
 pub enum Exports {
     /// A proc type.
     ProcType(proc_rendering::GuestIndices),
@@ -26,30 +27,78 @@ pub enum Exports {
     MonitorExporter(monitoring::GuestIndices),
     /// An auth provider.
     AuthProvider(authentication::GuestIndices),
+    /// A plugin built against `lain:plugin@0.1.0`.
+    V0_1(LegacyExports),
+}
+
+/// The exports of a `lain:plugin@0.1.0` plugin.
+pub enum LegacyExports {
+    /// A proc type.
+    ProcType(v0_1::proc_rendering::GuestIndices),
+    /// A scheduling filter/scorer.
+    SchedulerFilter(v0_1::scheduling::GuestIndices),
+    /// A backup hook.
+    BackupHook(v0_1::backup::GuestIndices),
+    /// A monitoring exporter.
+    MonitorExporter(v0_1::monitoring::GuestIndices),
+    /// An auth provider.
+    AuthProvider(v0_1::authentication::GuestIndices),
 }
 
 impl Exports {
-    /// Resolves the exports of `kind`; a missing function or a wrong signature is an error naming it.
-    fn new(kind: Kind, pre: &InstancePre<PluginState>) -> Result<Exports, InstallError> {
+    /// Resolves the exports of `kind` at `version`; a missing function or a wrong signature is
+    /// an error naming it.
+    fn new(
+        kind: Kind,
+        version: WitVersion,
+        pre: &InstancePre<PluginState>,
+    ) -> Result<Exports, InstallError> {
         let wrong = |e: wasmtime::Error| InstallError::WrongWorld {
-            world: kind.world(),
+            world: kind.world_at(version),
             reason: format!("{e:#}"),
         };
-        Ok(match kind {
-            Kind::ProcType => {
+        Ok(match (version, kind) {
+            (WitVersion::V0_2, Kind::ProcType) => {
                 Exports::ProcType(proc_rendering::GuestIndices::new(pre).map_err(wrong)?)
             }
-            Kind::SchedulerFilter => {
+            (WitVersion::V0_2, Kind::SchedulerFilter) => {
                 Exports::SchedulerFilter(scheduling::GuestIndices::new(pre).map_err(wrong)?)
             }
-            Kind::BackupHook => Exports::BackupHook(backup::GuestIndices::new(pre).map_err(wrong)?),
-            Kind::MonitorExporter => {
+            (WitVersion::V0_2, Kind::BackupHook) => {
+                Exports::BackupHook(backup::GuestIndices::new(pre).map_err(wrong)?)
+            }
+            (WitVersion::V0_2, Kind::MonitorExporter) => {
                 Exports::MonitorExporter(monitoring::GuestIndices::new(pre).map_err(wrong)?)
             }
-            Kind::AuthProvider => {
+            (WitVersion::V0_2, Kind::AuthProvider) => {
                 Exports::AuthProvider(authentication::GuestIndices::new(pre).map_err(wrong)?)
             }
+            (WitVersion::V0_1, kind) => Exports::V0_1(match kind {
+                Kind::ProcType => LegacyExports::ProcType(
+                    v0_1::proc_rendering::GuestIndices::new(pre).map_err(wrong)?,
+                ),
+                Kind::SchedulerFilter => LegacyExports::SchedulerFilter(
+                    v0_1::scheduling::GuestIndices::new(pre).map_err(wrong)?,
+                ),
+                Kind::BackupHook => {
+                    LegacyExports::BackupHook(v0_1::backup::GuestIndices::new(pre).map_err(wrong)?)
+                }
+                Kind::MonitorExporter => LegacyExports::MonitorExporter(
+                    v0_1::monitoring::GuestIndices::new(pre).map_err(wrong)?,
+                ),
+                Kind::AuthProvider => LegacyExports::AuthProvider(
+                    v0_1::authentication::GuestIndices::new(pre).map_err(wrong)?,
+                ),
+            }),
         })
+    }
+
+    /// The WIT version these exports implement.
+    pub fn version(&self) -> WitVersion {
+        match self {
+            Exports::V0_1(_) => WitVersion::V0_1,
+            _ => WitVersion::V0_2,
+        }
     }
 }
 
@@ -95,8 +144,8 @@ impl LoadedPlugin {
     ) -> Result<LoadedPlugin, InstallError> {
         let sha256 = sha256_hex(bytes);
         let component: Component = engine.compile(&sha256, bytes)?;
-        let pre = engine.check(&component, manifest.kind)?;
-        let exports = Exports::new(manifest.kind, &pre)?;
+        let (pre, version) = engine.check(&component, manifest.kind)?;
+        let exports = Exports::new(manifest.kind, version, &pre)?;
         let mut config = manifest.config.clone();
         if let Some(defaults) = config.as_object_mut()
             && defaults.remove("files").is_some()
@@ -146,6 +195,11 @@ impl LoadedPlugin {
     /// The resolved exports.
     pub fn exports(&self) -> &Exports {
         &self.exports
+    }
+
+    /// The WIT package version the plugin implements.
+    pub fn wit_version(&self) -> WitVersion {
+        self.exports.version()
     }
 
     /// The limits calls to this plugin run under.

@@ -1,5 +1,6 @@
 //! The plugin host: everything that differs between sites runs here, as sandboxed WebAssembly
-//! components loaded through the WIT package `lain:plugin@0.1.0` (see `wit/`).
+//! components loaded through the WIT package `lain:plugin@0.2.0` (and, hosted forever,
+//! `0.1.0`: see [`legacy`] and `wit/`).
 //!
 //! - [`engine::PluginEngine`]: the one wasmtime `Engine` (pooling allocator, epoch interruption),
 //!   the linker, compilation with an on-disk cache, and the install-time checks.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod guest_log;
 pub mod health;
 pub mod kinds;
+pub mod legacy;
 pub mod limits;
 pub mod loaded;
 pub mod manifest;

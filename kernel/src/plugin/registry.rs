@@ -535,7 +535,7 @@ fn view(entry: &Entry) -> PluginView {
         name: m.name.clone(),
         version: m.version.clone(),
         kind: m.kind,
-        world: m.kind.world(),
+        world: m.kind.world_at(entry.plugin.wit_version()),
         description: m.description.clone(),
         builtin: entry.record.builtin,
         enabled: entry.record.enabled,

@@ -1,10 +1,55 @@
-//! The five kinds of plugin: the WIT world each implements (its [`Kind`]), the package they
-//! belong to, and their default failure policies. [`super::kinds`] holds the typed calls of each.
+//! The five kinds of plugin: the WIT world each implements (its [`Kind`]), the package versions
+//! the kernel hosts ([`WitVersion`]), and their default failure policies. [`super::kinds`] holds
+//! the typed calls of each.
 
 use serde::{Deserialize, Serialize};
 
-/// The WIT package every plugin world belongs to. The kernel hosts exactly this version.
-pub const WIT_PACKAGE: &str = "lain:plugin@0.1.0";
+/// The current WIT package: what the SDK and the built-in plugins implement.
+pub const WIT_PACKAGE: &str = "lain:plugin@0.2.0";
+
+/// A version of the WIT package the kernel hosts. Published versions are hosted forever: a
+/// plugin built against an older one keeps loading, its values converted to the current
+/// version's ([`super::legacy`]).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub enum WitVersion {
+    /// `lain:plugin@0.1.0`: proc types choose only a restart policy.
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    /// `lain:plugin@0.2.0`: restart rules, schedules, placement modes, plan volumes.
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl WitVersion {
+    /// Every hosted version, newest first (the order in which a component's exports are matched).
+    pub const HOSTED: [WitVersion; 2] = [WitVersion::V0_2, WitVersion::V0_1];
+
+    /// The version number, e.g. `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+}
+
+impl std::fmt::Display for WitVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A plugin kind: which world the component implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -58,20 +103,26 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The fully qualified world, e.g. `lain:plugin/proc-type@0.1.0`.
+    /// The fully qualified world of the current version, e.g. `lain:plugin/proc-type@0.2.0`.
     pub fn world(self) -> String {
-        format!("lain:plugin/{}@0.1.0", self.as_str())
+        self.world_at(WitVersion::V0_2)
     }
 
-    /// The interface the world exports, e.g. `lain:plugin/proc-rendering@0.1.0`.
-    pub fn export(self) -> &'static str {
-        match self {
-            Kind::ProcType => "lain:plugin/proc-rendering@0.1.0",
-            Kind::SchedulerFilter => "lain:plugin/scheduling@0.1.0",
-            Kind::BackupHook => "lain:plugin/backup@0.1.0",
-            Kind::MonitorExporter => "lain:plugin/monitoring@0.1.0",
-            Kind::AuthProvider => "lain:plugin/authentication@0.1.0",
-        }
+    /// The fully qualified world at `version`, e.g. `lain:plugin/proc-type@0.1.0`.
+    pub fn world_at(self, version: WitVersion) -> String {
+        format!("lain:plugin/{}@{version}", self.as_str())
+    }
+
+    /// The interface the world exports at `version`, e.g. `lain:plugin/proc-rendering@0.2.0`.
+    pub fn export_at(self, version: WitVersion) -> String {
+        let interface = match self {
+            Kind::ProcType => "proc-rendering",
+            Kind::SchedulerFilter => "scheduling",
+            Kind::BackupHook => "backup",
+            Kind::MonitorExporter => "monitoring",
+            Kind::AuthProvider => "authentication",
+        };
+        format!("lain:plugin/{interface}@{version}")
     }
 
     /// The default failure policy: an auth provider fails closed (a broken provider must never

@@ -101,7 +101,7 @@ mod tests {
             panic!("render failed: {plan:?}");
         };
         assert!(plan.routes.is_empty());
-        assert_eq!(plan.restart, RestartPolicy::Never);
+        assert_eq!(plan.restart.policy, RestartPolicy::Never);
         assert!(plan.health.is_none());
         assert_eq!(plan.cmd, proc().cmd);
     }

@@ -79,7 +79,7 @@ fn render_sets_portal_and_env_and_keeps_no_port() {
         .map(|e| (e.name.as_str(), e.value.as_str()))
         .collect();
     assert_eq!(env, [("LAIN_SERVICE_NAME", "pg")]);
-    assert_eq!(plan.restart, RestartPolicy::Always);
+    assert_eq!(plan.restart.policy, RestartPolicy::Always);
     assert!(plan.ports.is_empty());
     assert!(plan.routes.is_empty());
 }

@@ -157,7 +157,7 @@ mod tests {
                 ("CRON_TIMEZONE", "Asia/Shanghai")
             ]
         );
-        assert_eq!(plan.restart, RestartPolicy::Never);
+        assert_eq!(plan.restart.policy, RestartPolicy::Never);
         Ok(())
     }
 

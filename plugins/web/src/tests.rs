@@ -103,7 +103,7 @@ fn routes_follow_mountpoints_and_https_only() {
             ("bookshelf.lain", "/", true),
         ]
     );
-    assert_eq!(plan.restart, RestartPolicy::Always);
+    assert_eq!(plan.restart.policy, RestartPolicy::Always);
     assert_eq!(plan.ports[0].number, 80);
 }
 

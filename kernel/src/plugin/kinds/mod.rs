@@ -11,8 +11,9 @@ pub mod proc_type;
 pub mod scheduler;
 
 use super::bindings::types::PluginError;
+use super::bindings::{self, v0_1};
 use super::error::{CallError, Cause};
-use super::loaded::{Exports, LoadedPlugin};
+use super::loaded::{Exports, LegacyExports, LoadedPlugin};
 use super::state::PluginState;
 use std::path::Path;
 use wasmtime::Store;
@@ -34,12 +35,12 @@ pub(crate) trait KindGuest: Sized {
 }
 
 macro_rules! kind_guest {
-    ($($module:ident => $variant:ident),* $(,)?) => {$(
-        impl KindGuest for crate::plugin::bindings::$module::Guest {
-            type Indices = crate::plugin::bindings::$module::GuestIndices;
+    ($($($module:ident)::+ => $pat:pat => $indices:ident),* $(,)?) => {$(
+        impl KindGuest for $($module)::+::Guest {
+            type Indices = $($module)::+::GuestIndices;
             fn indices(exports: &Exports) -> Option<&Self::Indices> {
                 match exports {
-                    Exports::$variant(indices) => Some(indices),
+                    $pat => Some($indices),
                     _ => None,
                 }
             }
@@ -55,11 +56,16 @@ macro_rules! kind_guest {
 }
 
 kind_guest! {
-    proc_rendering => ProcType,
-    scheduling => SchedulerFilter,
-    backup => BackupHook,
-    monitoring => MonitorExporter,
-    authentication => AuthProvider,
+    bindings::proc_rendering => Exports::ProcType(i) => i,
+    bindings::scheduling => Exports::SchedulerFilter(i) => i,
+    bindings::backup => Exports::BackupHook(i) => i,
+    bindings::monitoring => Exports::MonitorExporter(i) => i,
+    bindings::authentication => Exports::AuthProvider(i) => i,
+    v0_1::proc_rendering => Exports::V0_1(LegacyExports::ProcType(i)) => i,
+    v0_1::scheduling => Exports::V0_1(LegacyExports::SchedulerFilter(i)) => i,
+    v0_1::backup => Exports::V0_1(LegacyExports::BackupHook(i)) => i,
+    v0_1::monitoring => Exports::V0_1(LegacyExports::MonitorExporter(i)) => i,
+    v0_1::authentication => Exports::V0_1(LegacyExports::AuthProvider(i)) => i,
 }
 
 /// Calls `function` on a fresh (or warm) instance of `plugin` through its kind's bindings `G`:
@@ -137,4 +143,26 @@ pub(crate) fn wrong_kind(plugin: &LoadedPlugin, function: &'static str) -> super
         function,
         Cause::Host(format!("`{}` is a {} plugin", plugin.name(), plugin.kind())),
     )
+}
+
+/// A `lain:plugin@0.1.0` answer in the current version's type of the same shape.
+pub(crate) fn converted<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+    answer: wasmtime::Result<A>,
+) -> wasmtime::Result<B> {
+    crate::plugin::legacy::transcode(&answer?).map_err(wasmtime::Error::msg)
+}
+
+/// Converts an argument for a `lain:plugin@0.1.0` plugin; a failure (a kernel bug) is reported
+/// as a host error of `function`.
+pub(crate) fn arg_v0_1<A: serde::Serialize, B: serde::de::DeserializeOwned>(
+    plugin: &LoadedPlugin,
+    function: &'static str,
+    value: &A,
+) -> Result<B, CallError> {
+    crate::plugin::legacy::transcode(value).map_err(|e| plugin.error(function, Cause::Host(e)))
+}
+
+/// Whether `plugin` implements `lain:plugin@0.1.0` (its values are converted).
+pub(crate) fn is_v0_1(plugin: &LoadedPlugin) -> bool {
+    matches!(plugin.exports(), Exports::V0_1(_))
 }

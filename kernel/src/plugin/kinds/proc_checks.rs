@@ -362,7 +362,9 @@ fn allow_clients(glob: &str) -> Result<(), Cause> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::proc_rendering::{RestartPolicy, Route};
+    use crate::plugin::bindings::proc_rendering::{
+        PlacementMode, RestartPolicy, RestartRule, Route,
+    };
     use crate::plugin::bindings::types::Volume;
 
     fn proc() -> Proc {
@@ -432,7 +434,15 @@ mod tests {
             cpu: 0,
             memory: 32 << 20,
             health: None,
-            restart: RestartPolicy::Always,
+            restart: RestartRule {
+                policy: RestartPolicy::Always,
+                max_restarts: None,
+                backoff_initial: 0,
+                backoff_max: 0,
+            },
+            schedule: None,
+            placement: PlacementMode::Spread,
+            volumes: vec![],
             routes: vec![Route {
                 host: "app.lain.local".into(),
                 path: "/".into(),

@@ -5,12 +5,14 @@
 //! faults, the instance is dead (a trapped instance cannot be entered again) and the owner makes a
 //! new one and replays the state into it (see `crate::schedule`).
 
-use super::{KindGuest as _, within_limit};
+use super::{KindGuest, within_limit};
 use crate::plugin::bindings::scheduling::{
     Guest, LabelDef, Node, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
 use crate::plugin::bindings::types::PluginError;
+use crate::plugin::bindings::v0_1::scheduling as v0_1;
 use crate::plugin::error::{CallError, Cause};
+use crate::plugin::legacy;
 use crate::plugin::loaded::LoadedPlugin;
 use crate::plugin::state::PluginState;
 use std::sync::Arc;
@@ -20,22 +22,44 @@ use wasmtime::Store;
 pub struct LiveScheduler {
     plugin: Arc<LoadedPlugin>,
     store: Store<PluginState>,
-    guest: Guest,
+    guest: Guests,
     dead: bool,
+}
+
+/// The bindings of a live instance, by the WIT version its plugin implements.
+enum Guests {
+    /// `lain:plugin@0.2.0`.
+    Current(Guest),
+    /// `lain:plugin@0.1.0`: arguments and answers are converted.
+    V0_1(v0_1::Guest),
+}
+
+/// Loads `G`'s bindings of a new instance of `plugin`.
+fn load<G: KindGuest>(
+    plugin: &LoadedPlugin,
+    idx: &G::Indices,
+) -> Result<(Store<PluginState>, G), Cause> {
+    let mut store = plugin.new_store(None)?;
+    let instance = plugin.instantiate(&mut store)?;
+    let guest = G::load(idx, &mut store, &instance).map_err(|e| plugin.cause(&store, e))?;
+    Ok((store, guest))
 }
 
 impl LiveScheduler {
     /// Instantiates the plugin.
     pub fn start(plugin: Arc<LoadedPlugin>) -> Result<LiveScheduler, CallError> {
-        let Some(idx) = Guest::indices(plugin.exports()) else {
-            return Err(super::wrong_kind(&plugin, "instantiate"));
-        };
         let started = plugin.health().admit(plugin.limits()).and_then(|()| {
-            let mut store = plugin.new_store(None)?;
-            let instance = plugin.instantiate(&mut store)?;
-            let guest =
-                Guest::load(idx, &mut store, &instance).map_err(|e| plugin.cause(&store, e))?;
-            Ok((store, guest))
+            if let Some(idx) = <Guest as KindGuest>::indices(plugin.exports()) {
+                load::<Guest>(&plugin, idx).map(|(s, g)| (s, Guests::Current(g)))
+            } else if let Some(idx) = <v0_1::Guest as KindGuest>::indices(plugin.exports()) {
+                load::<v0_1::Guest>(&plugin, idx).map(|(s, g)| (s, Guests::V0_1(g)))
+            } else {
+                Err(Cause::Host(format!(
+                    "`{}` is a {} plugin",
+                    plugin.name(),
+                    plugin.kind()
+                )))
+            }
         });
         let (store, guest) = plugin.finish("instantiate", started)?;
         Ok(LiveScheduler {
@@ -59,7 +83,7 @@ impl LiveScheduler {
     fn run<R: serde::Serialize>(
         &mut self,
         function: &'static str,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Guests, &mut Store<PluginState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         if self.dead {
             return Err(self
@@ -83,7 +107,7 @@ impl LiveScheduler {
     fn run_fallible<T>(
         &mut self,
         function: &'static str,
-        f: impl FnOnce(&Guest, &mut Store<PluginState>) -> wasmtime::Result<Result<T, PluginError>>,
+        f: impl FnOnce(&Guests, &mut Store<PluginState>) -> wasmtime::Result<Result<T, PluginError>>,
     ) -> Result<T, CallError>
     where
         Result<T, PluginError>: serde::Serialize,
@@ -95,40 +119,61 @@ impl LiveScheduler {
     /// See WIT `describe`.
     pub fn describe(&mut self) -> Result<SchedulerInfo, CallError> {
         const DESCRIBE: &str = "describe";
-        let info = self.run(DESCRIBE, |g, s| g.call_describe(s))?;
+        let info = self.run(DESCRIBE, |g, s| match g {
+            Guests::Current(g) => g.call_describe(s),
+            Guests::V0_1(g) => super::converted(g.call_describe(s)),
+        })?;
         within_limit(&self.plugin, &info).map_err(|c| self.plugin.error(DESCRIBE, c))?;
         Ok(info)
     }
 
     /// See WIT `sync-labels`.
     pub fn sync_labels(&mut self, labels: &[LabelDef]) -> Result<(), CallError> {
-        self.run("sync-labels", |g, s| g.call_sync_labels(s, labels))
+        self.run("sync-labels", |g, s| match g {
+            Guests::Current(g) => g.call_sync_labels(s, labels),
+            Guests::V0_1(g) => g.call_sync_labels(s, &old::<_, Vec<_>>(labels)?),
+        })
     }
 
     /// See WIT `sync-nodes`.
     pub fn sync_nodes(&mut self, upsert: &[Node], remove: &[u32]) -> Result<(), CallError> {
-        self.run("sync-nodes", |g, s| g.call_sync_nodes(s, upsert, remove))
+        self.run("sync-nodes", |g, s| match g {
+            Guests::Current(g) => g.call_sync_nodes(s, upsert, remove),
+            Guests::V0_1(g) => g.call_sync_nodes(s, &old::<_, Vec<_>>(upsert)?, remove),
+        })
     }
 
     /// See WIT `sync-usage`.
     pub fn sync_usage(&mut self, usage: &[NodeUsage]) -> Result<(), CallError> {
-        self.run("sync-usage", |g, s| g.call_sync_usage(s, usage))
+        self.run("sync-usage", |g, s| match g {
+            Guests::Current(g) => g.call_sync_usage(s, usage),
+            Guests::V0_1(g) => g.call_sync_usage(s, &old::<_, Vec<_>>(usage)?),
+        })
     }
 
     /// See WIT `define-proc`; the plugin's refusal is `Cause::Guest`.
     pub fn define_proc(&mut self, req: &ProcRequirements) -> Result<(), CallError> {
-        self.run_fallible("define-proc", |g, s| g.call_define_proc(s, req))
+        self.run_fallible("define-proc", |g, s| match g {
+            Guests::Current(g) => g.call_define_proc(s, req),
+            Guests::V0_1(g) => Ok(g
+                .call_define_proc(s, &old(req)?)?
+                .map_err(legacy::error_from_v0_1)),
+        })
     }
 
     /// See WIT `forget-proc`.
     pub fn forget_proc(&mut self, proc: u32) -> Result<(), CallError> {
-        self.run("forget-proc", |g, s| g.call_forget_proc(s, proc))
+        self.run("forget-proc", |g, s| match g {
+            Guests::Current(g) => g.call_forget_proc(s, proc),
+            Guests::V0_1(g) => g.call_forget_proc(s, proc),
+        })
     }
 
     /// See WIT `record-placements`.
     pub fn record_placements(&mut self, placed: &[Placement]) -> Result<(), CallError> {
-        self.run("record-placements", |g, s| {
-            g.call_record_placements(s, placed)
+        self.run("record-placements", |g, s| match g {
+            Guests::Current(g) => g.call_record_placements(s, placed),
+            Guests::V0_1(g) => g.call_record_placements(s, &legacy::placements_to_v0_1(placed)),
         })
     }
 
@@ -139,8 +184,19 @@ impl LiveScheduler {
         candidates: &[u64],
         placed: &[Placement],
     ) -> Result<Verdict, CallError> {
-        self.run_fallible("evaluate", |g, s| {
-            g.call_evaluate(s, proc, candidates, placed)
+        self.run_fallible("evaluate", |g, s| match g {
+            Guests::Current(g) => g.call_evaluate(s, proc, candidates, placed),
+            Guests::V0_1(g) => Ok(g
+                .call_evaluate(s, proc, candidates, &legacy::placements_to_v0_1(placed))?
+                .map(legacy::verdict_from_v0_1)
+                .map_err(legacy::error_from_v0_1)),
         })
     }
+}
+
+/// A sync argument for a 0.1.0 scheduler (same shape; sync calls are rare).
+fn old<A: serde::Serialize + ?Sized, B: serde::de::DeserializeOwned>(
+    value: &A,
+) -> wasmtime::Result<B> {
+    legacy::transcode(value).map_err(wasmtime::Error::msg)
 }
