@@ -39,7 +39,10 @@ mod build;
 
 pub use build::{build, guest_target_dir};
 pub use lain::cli::validate::RenderedProc;
-pub use lain::plugin::bindings::proc_rendering::{ContainerPlan, RestartPolicy, TypeInfo};
+pub use lain::plugin::bindings::proc_rendering::{
+    ConcurrencyPolicy, ContainerPlan, MissedPolicy, PlacementMode, RestartPolicy, RestartRule,
+    Schedule, TypeInfo,
+};
 pub use lain::plugin::bindings::scheduling;
 pub use lain::plugin::bindings::types::{AppContext, PluginError, Problem, Proc};
 pub use lain::plugin::kinds::scheduler::LiveScheduler;
