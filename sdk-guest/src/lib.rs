@@ -40,7 +40,11 @@
 //!
 //! Unit tests run on the host, where the [`host`] functions are unavailable. For them,
 //! [`proc_type::Proc`] implements `Default` with LAIN's defaults, and the feature `testing` adds
-//! the module `testing` (e.g. to check that a manifest's `[config]` matches the plugin's defaults).
+//! the module `testing` (e.g. to check that a manifest's `[config]` matches the plugin's defaults;
+//! its docs give the `[dev-dependencies]` line for a copy of the template). To test the built
+//! component itself under the kernel's real host (its limits, its checks of what the plugin
+//! returns, the whole `lain.yaml` parser), use the crate `lain-plugin-harness` in
+//! `sdk-guest/harness`. `docs/plugins.md` in the lain repository is the authoring guide.
 
 #![warn(missing_docs)]
 

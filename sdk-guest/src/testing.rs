@@ -1,5 +1,20 @@
-//! Helpers for a plugin's unit tests on the host (feature `testing`, meant for
-//! `[dev-dependencies]`: `lain-sdk-guest = { workspace = true, features = ["testing"] }`).
+//! Helpers for a plugin's unit tests on the host (feature `testing`).
+//!
+//! Turn the feature on for tests only, in the plugin's `[dev-dependencies]`, with the same path as
+//! its `[dependencies]` line (cargo merges the two; the `.wasm` build does not get the feature).
+//! In a copy of `plugins/template`, outside the lain repository:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! lain-sdk-guest = { path = "/path/to/lain/sdk-guest", features = ["testing"] }
+//! ```
+//!
+//! (A plugin inside the lain workspace, such as the built-in ones, writes
+//! `lain-sdk-guest = { workspace = true, features = ["testing"] }` instead; that line does not
+//! work in a copy, which has no lain workspace.)
+//!
+//! To run the built `.wasm` under the kernel's real host rather than call the Rust functions,
+//! use the crate `lain-plugin-harness` (`sdk-guest/harness`).
 
 use crate::PluginError;
 use serde::de::DeserializeOwned;

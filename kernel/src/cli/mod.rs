@@ -14,7 +14,7 @@ mod scheduler;
 mod secret;
 mod serve;
 mod up;
-mod validate;
+pub mod validate;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

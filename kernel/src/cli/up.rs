@@ -1,7 +1,8 @@
 //! `lain up [PATH]`: the main job on the embedded default. Starts a kernel (embedded store,
 //! process runtime) with its data in `PATH/.lain`, builds and deploys the app in PATH, prints
 //! each web proc's URL, reports changes while it serves, and on Ctrl-C stops the app's instances
-//! and the kernel.
+//! and the kernel. `--plugin FILE.wasm` installs (or upgrades) plugins before the app is built, so
+//! an app whose procs use a proc type of one's own comes up in the same command.
 
 use super::Output;
 use super::app::{self, WaitArgs};
@@ -9,13 +10,20 @@ use super::client::Client;
 use super::serve::{LogFormat, Running, init_tracing, shutdown};
 use crate::config::KernelConfig;
 use crate::lifecycle::view::AppView;
-use anyhow::Context;
+use crate::plugin::Manifest;
+use crate::plugin::loaded::sha256_hex;
+use crate::plugin::registry::PluginView;
+use anyhow::{Context, bail};
+use base64::Engine as _;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Options of `lain up`.
 #[derive(Args)]
+#[command(after_help = "Examples:
+  lain up examples/hello
+  lain up myapp --plugin target/wasm32-wasip2/release/lain_plugin_cron.wasm")]
 pub struct UpArgs {
     /// The app's directory (with its lain.yaml).
     path: Option<PathBuf>,
@@ -31,6 +39,107 @@ pub struct UpArgs {
     /// Seconds to wait for the app to run.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// A plugin (`.wasm`) to install before the app is built, or to upgrade if a plugin of that
+    /// name is installed (plugins are kept in the data dir) with other bytes or another version;
+    /// repeatable. Its manifest is the
+    /// one the SDK embedded, unless `FILE.toml` lies beside it.
+    #[arg(long = "plugin", value_name = "FILE.wasm")]
+    plugins: Vec<PathBuf>,
+}
+
+/// A plugin file read for `--plugin`, before the kernel starts.
+struct Upload {
+    /// The file, for messages.
+    file: PathBuf,
+    /// Plugin name, from its manifest.
+    name: String,
+    /// Plugin version, from its manifest.
+    version: String,
+    /// SHA-256 of the component, hex.
+    sha256: String,
+    /// The body of the install or upgrade request.
+    body: serde_json::Value,
+}
+
+impl Upload {
+    /// Reads `file` and its manifest (`FILE.toml` beside it, else the embedded one).
+    fn read(file: &Path) -> anyhow::Result<Upload> {
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let beside = file.with_extension("toml");
+        let text = if beside.is_file() {
+            Some(
+                std::fs::read_to_string(&beside)
+                    .with_context(|| format!("cannot read {}", beside.display()))?,
+            )
+        } else {
+            None
+        };
+        let manifest = match &text {
+            Some(t) => Manifest::parse(t).with_context(|| format!("{}", beside.display()))?,
+            None => Manifest::embedded(&bytes)
+                .with_context(|| format!("{}", file.display()))?
+                .with_context(|| {
+                    format!(
+                        "{} has no manifest: build it with the SDK's export macro, or put one in {}",
+                        file.display(),
+                        beside.display()
+                    )
+                })?,
+        };
+        Ok(Upload {
+            file: file.to_path_buf(),
+            name: manifest.name,
+            version: manifest.version,
+            sha256: sha256_hex(&bytes),
+            body: serde_json::json!({
+                "component": base64::engine::general_purpose::STANDARD.encode(&bytes),
+                "manifest": text,
+            }),
+        })
+    }
+}
+
+/// Installs each plugin, or upgrades the installed one of its name when the bytes differ.
+fn install_plugins(client: &Client, uploads: &[Upload]) -> anyhow::Result<()> {
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let installed: Vec<PluginView> = client.get("/api/v1/plugins")?;
+    for up in uploads {
+        let shown = up.file.display();
+        let view: PluginView = match installed.iter().find(|p| p.name == up.name) {
+            Some(p) if p.builtin => bail!(
+                "{shown}: `{}` is the name of a built-in plugin; give the plugin another `name` in its manifest",
+                up.name
+            ),
+            Some(p) if p.sha256 == up.sha256 && p.version == up.version => {
+                eprintln!("==> plugin {} {}: already installed", p.name, p.version);
+                continue;
+            }
+            Some(p) => {
+                eprintln!("==> upgrading plugin {} {} from {shown}", p.name, p.version);
+                client
+                    .send(
+                        "PUT",
+                        &format!("/api/v1/plugins/{}", up.name),
+                        Some(&up.body),
+                    )
+                    .with_context(|| format!("{shown}: cannot upgrade plugin {}", up.name))?
+            }
+            None => {
+                eprintln!("==> installing plugin {} from {shown}", up.name);
+                client
+                    .send("POST", "/api/v1/plugins", Some(&up.body))
+                    .with_context(|| format!("{shown}: cannot install plugin {}", up.name))?
+            }
+        };
+        eprintln!(
+            "==> plugin {} {} ({}) enabled",
+            view.name, view.version, view.kind
+        );
+    }
+    Ok(())
 }
 
 /// Runs `lain up`.
@@ -41,6 +150,11 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("no app directory {}", dir.display()))?;
     let appname = app::appname(&dir)?;
+    let uploads = args
+        .plugins
+        .iter()
+        .map(|f| Upload::read(f))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = match &args.config {
         Some(path) => KernelConfig::load(path)?,
         None => KernelConfig::default(),
@@ -73,6 +187,7 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         let timeout = args.timeout;
         let work = tokio::task::spawn_blocking(move || {
             let client = Client::new(&client_url, token);
+            install_plugins(&client, &uploads)?;
             let release = app::build(&client, &dir, Output::Table)?;
             let wait = WaitArgs {
                 no_wait: false,
