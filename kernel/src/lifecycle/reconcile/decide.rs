@@ -29,6 +29,11 @@ impl Reconciler {
         let now = crate::clock::unix_secs();
         let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
         let n = d.plan.num_instances;
+        // A scheduled proc's instance numbers are its running runs (lifecycle::runs).
+        let numbers: std::collections::BTreeSet<u32> = match &d.runs {
+            Some(runs) => runs.keys().copied().collect(),
+            None => (1..=n).collect(),
+        };
         let node_ready = |i: &Instance| {
             nodes
                 .get(&i.key.node)
@@ -37,13 +42,13 @@ impl Reconciler {
         let mut by_no: BTreeMap<u32, Vec<&Instance>> = BTreeMap::new();
         for i in instances {
             match i.key.number {
-                Some(no) if (1..=n).contains(&no) => by_no.entry(no).or_default().push(i),
+                Some(no) if numbers.contains(&no) => by_no.entry(no).or_default().push(i),
                 _ => actions.push(self.retire(i, grace)),
             }
         }
         // Split each number's instances into the one that should stay and the ones to replace.
         let mut split: BTreeMap<u32, (Option<&Instance>, Vec<&Instance>)> = BTreeMap::new();
-        for no in 1..=n {
+        for no in numbers {
             let mut mine = by_no.remove(&no).unwrap_or_default();
             mine.sort_by_key(|i| {
                 let rank = match (&i.seen.state, self.is_ready(i, d, now)) {
@@ -89,7 +94,8 @@ impl Reconciler {
                         for i in old {
                             actions.push(self.retire(i, grace));
                         }
-                    } else if !old.is_empty() {
+                    } else if !old.is_empty() && d.runs.is_none() {
+                        // (A run of a scheduled proc has no rollout to fail.)
                         self.check_rollout(d, c);
                     }
                 }

@@ -25,6 +25,10 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
 pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpec, LifecycleError> {
     let p = &d.plan.plan;
     let no = key.number.unwrap_or(0);
+    let mut env = instance_env(&d.plan.env, no, &key.node);
+    if let Some(tick) = d.runs.as_ref().and_then(|runs| runs.get(&no)) {
+        env.extend(crate::lifecycle::runs::run_env(no, *tick));
+    }
     Ok(InstanceSpec {
         name: key.name(),
         labels: key.labels(&ctx.kernel_id),
@@ -32,7 +36,7 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
         entrypoint: p.entrypoint.clone(),
         cmd: p.cmd.clone(),
         user: p.user.clone(),
-        env: instance_env(&d.plan.env, no, &key.node),
+        env,
         workdir: p.workdir.clone(),
         ports: p.ports.iter().map(|p| p.number).collect(),
         memory: p.memory,
