@@ -383,7 +383,7 @@ fn allow_clients(glob: &str) -> Result<(), Cause> {
 mod tests {
     use super::*;
     use crate::plugin::bindings::proc_rendering::{
-        PlacementMode, RestartPolicy, RestartRule, Route,
+        ConcurrencyPolicy, MissedPolicy, PlacementMode, RestartPolicy, RestartRule, Route,
     };
     use crate::plugin::bindings::types::Volume;
 
@@ -496,5 +496,35 @@ mod tests {
         assert!(
             matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("workdir"))
         );
+        plan.workdir = None;
+        let refused = |plan: &ContainerPlan| match rendered(&proc(), plan) {
+            Err(Cause::BadResult(m)) => m,
+            other => format!("not refused: {other:?}"),
+        };
+        plan.restart.policy = RestartPolicy::Never;
+        let mut s = Schedule {
+            cron: "@every 2s".into(),
+            timezone: "Europe/Paris".into(),
+            concurrency: ConcurrencyPolicy::Forbid,
+            missed: MissedPolicy::Skip,
+            history: 0,
+        };
+        plan.schedule = Some(s.clone());
+        rendered(&proc(), &plan).expect("a good schedule");
+        s.cron = "* * *".into();
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("schedule `* * *`: 3 fields"));
+        s.cron = "@daily".into();
+        s.timezone = "Paris".into();
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("time zone `Paris`"));
+        s.timezone = "UTC".into();
+        s.history = 1001;
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("history 1001"));
+        s.history = 5;
+        plan.schedule = Some(s);
+        plan.restart.policy = RestartPolicy::Always;
+        assert!(refused(&plan).contains("would never end"));
     }
 }
