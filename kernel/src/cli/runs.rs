@@ -1,7 +1,7 @@
 //! `lain runs`: the history of an app's scheduled procs, and the log of one run.
 
-use super::client::Client;
 use super::Output;
+use super::client::Client;
 use super::output::{print, table};
 use crate::lifecycle::runs::{Outcome, RunRecord};
 use std::io::Write;
