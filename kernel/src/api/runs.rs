@@ -40,11 +40,14 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/apps/{app}/procs/{proc}/runs/{run}/log", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name"),
         ("run" = u32, Path, description = "Run id")),
-    responses((status = 200, description = "text/plain"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "text/plain"),
+        (status = 400, description = "The run id is not a number", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn log(
     State(state): State<AppState>,
-    Path((app, proc, run)): Path<(String, String, u32)>,
+    path: Result<Path<(String, String, u32)>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((app, proc, run)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let lc = state.lifecycle.clone();
     let bytes = blocking(move || Ok(lc.run_log(&app, &proc, run)?)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], bytes).into_response())
