@@ -13,6 +13,7 @@ pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cron;
 pub mod kernel;
 pub mod lifecycle;
 pub mod monitor;

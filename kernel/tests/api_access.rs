@@ -137,7 +137,8 @@ fn sample(rule: &Rule) -> (String, Value) {
         .replace("{app}", "vault")
         .replace("{proc}", "worker")
         .replace("{kind}", "users")
-        .replace("{name}", "nobody");
+        .replace("{name}", "nobody")
+        .replace("{run}", "1");
     let body = match (rule.method, rule.path) {
         ("PUT", "/api/v1/apps/{app}/procs/{proc}/secrets") => {
             json!({ "path": "/lain/app/other", "content": b64(b"x") })

@@ -159,17 +159,27 @@ fn template_cron_validates_its_own_keys() {
     let plugin = ProcTypePlugin(&cron);
     assert_eq!(
         plugin.describe().expect("describe").extra_keys,
-        ["schedule", "timezone"]
+        [
+            "schedule",
+            "timezone",
+            "concurrency",
+            "missed",
+            "retries",
+            "history"
+        ]
     );
     let mut p = proc("nightly", "cron");
-    p.extra = json!({ "schedule": "0 3 * * *" }).to_string();
+    p.extra =
+        json!({ "schedule": "0 3 * * *", "timezone": "Europe/Paris", "retries": 2 }).to_string();
     let p = plugin.validate(&p, &ctx()).expect("call").expect("valid");
     let plan = plugin.render(&p, &ctx()).expect("render");
-    assert!(
-        plan.env
-            .iter()
-            .any(|e| e.name == "CRON_SCHEDULE" && e.value == "0 3 * * *")
+    let schedule = plan.schedule.expect("the plan is scheduled");
+    assert_eq!(
+        (schedule.cron.as_str(), schedule.timezone.as_str()),
+        ("0 3 * * *", "Europe/Paris")
     );
+    assert_eq!(plan.restart.max_restarts, Some(2));
+    assert!(plan.env.iter().all(|e| !e.name.starts_with("CRON_")));
     let mut bad = proc("nightly", "cron");
     bad.extra = json!({ "schedule": "61 3 * * *" }).to_string();
     let problems = plugin.validate(&bad, &ctx()).expect("call").unwrap_err();

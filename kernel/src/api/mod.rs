@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod plugins;
 pub mod routes;
+pub mod runs;
 pub mod scheduler;
 pub mod secrets;
 pub mod trail;
@@ -93,6 +94,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(apps::rollback))
         .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
+        .route("/api/v1/apps/{app}/runs", get(runs::list))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/runs/{run}/log",
+            get(runs::log),
+        )
         .route("/api/v1/router/nginx", get(apps::nginx))
         .route(
             "/api/v1/router/claims",

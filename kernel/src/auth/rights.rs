@@ -103,6 +103,12 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/apps/{app}", Read),
     rule("GET", "/api/v1/apps/{app}/releases", Read),
     rule("GET", "/api/v1/apps/{app}/procs/{proc}/logs", Read),
+    rule("GET", "/api/v1/apps/{app}/runs", Read),
+    rule(
+        "GET",
+        "/api/v1/apps/{app}/procs/{proc}/runs/{run}/log",
+        Read,
+    ),
     rule("GET", "/api/v1/apps/{app}/maintainers", Read),
     rule("POST", "/api/v1/apps/{app}/deploy", Operate),
     rule("POST", "/api/v1/apps/{app}/rollback", Operate),

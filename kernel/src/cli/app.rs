@@ -369,6 +369,7 @@ pub fn print_app(view: &AppView) {
         ],
         &rows,
     );
+    crate::cli::runs::print_scheduled(view);
 }
 
 fn state_text(state: &RunState) -> String {

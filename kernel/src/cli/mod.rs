@@ -10,6 +10,7 @@ mod node;
 mod output;
 mod plugin;
 mod router;
+mod runs;
 mod scheduler;
 mod secret;
 mod serve;
@@ -92,6 +93,9 @@ enum Command {
         #[command(flatten)]
         wait: app::WaitArgs,
     },
+    /// Show the runs of an app's scheduled procs (start, end, exit status, outcome) or one
+    /// run's log.
+    Runs(runs::RunsArgs),
     /// Show an app's instances: state, health, release, node, URL.
     Ps {
         #[command(flatten)]
@@ -211,6 +215,7 @@ pub fn main() -> ExitCode {
             )?;
             app::finish(&client, view, &wait, out).map(drop)
         })(),
+        Command::Runs(args) => runs::run(&client, &args, out),
         Command::Ps { app: a } => (|| {
             let view: crate::lifecycle::view::AppView =
                 client.get(&format!("/api/v1/apps/{}", a.resolve()?))?;

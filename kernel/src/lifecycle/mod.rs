@@ -19,6 +19,7 @@ pub mod plan;
 pub mod reconcile;
 pub mod records;
 pub mod route_claims;
+pub mod runs;
 pub mod state;
 pub mod view;
 

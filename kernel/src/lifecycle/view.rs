@@ -79,6 +79,10 @@ pub struct ProcView {
     pub converged: bool,
     /// Why it cannot converge, if the reconciler knows (no node fits, a plugin failed, ...).
     pub problem: Option<String>,
+    /// For a scheduled proc: its next tick and last run (it has instances only while runs run,
+    /// and is converged whatever they do).
+    #[serde(default)]
+    pub schedule: Option<crate::lifecycle::runs::ScheduleView>,
 }
 
 /// An app with what runs of it.
@@ -116,6 +120,7 @@ struct Board {
     /// Instances wanted by proc full name, when the placement mode decides it (per-node,
     /// singleton) rather than `num_instances`.
     wanted: BTreeMap<String, u32>,
+    schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
 }
 
 impl StatusBoard {
@@ -136,6 +141,14 @@ impl StatusBoard {
             board.pass
         };
         self.1.send_replace(pass);
+    }
+
+    /// Replaces what scheduled procs show (by proc full name); published with the next pass.
+    pub fn publish_schedules(
+        &self,
+        schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
+    ) {
+        self.0.write().schedules = schedules;
     }
 
     /// Notified after every publication (the router rebuilds its table).
@@ -190,19 +203,22 @@ impl StatusBoard {
                             && i.ready
                     })
                     .count() as u32;
-                let ok = ready == wanted
-                    && mine.len() == wanted as usize
-                    && mine.iter().all(|i| i.memory == plan.plan.memory);
+                let scheduled = plan.plan.schedule.is_some();
+                let ok = scheduled
+                    || (ready == wanted
+                        && mine.len() == wanted as usize
+                        && mine.iter().all(|i| i.memory == plan.plan.memory));
                 converged &= ok;
                 procs.push(ProcView {
                     name: plan.name.clone(),
                     proc_type: plan.proc_type.clone(),
                     completes: plan.completes(),
-                    desired: wanted,
+                    desired: if scheduled { 0 } else { wanted },
                     ready,
                     memory: plan.plan.memory,
                     converged: ok,
                     problem: board.problems.get(&plan.full_name).cloned(),
+                    schedule: board.schedules.get(&plan.full_name).cloned(),
                 });
             }
             let known: Vec<_> = deployed.procs.iter().map(|p| p.name.as_str()).collect();

@@ -1,7 +1,9 @@
-//! The keys only a `cron` proc has (`schedule`, `timezone`), read from the proc's `extra` object.
+//! The keys only a `cron` proc has (`schedule`, `timezone`, `concurrency`, `missed`, `retries`,
+//! `history`), read from the proc's `extra` object.
 
 use crate::schedule;
 use lain_sdk_guest::Problem;
+use lain_sdk_guest::proc_type::{ConcurrencyPolicy, MissedPolicy};
 use serde_json::{Map, Value};
 
 /// When a cron proc runs.
@@ -11,6 +13,69 @@ pub struct CronSpec {
     pub schedule: String,
     /// The time zone the schedule is read in.
     pub timezone: String,
+    /// A tick while the previous run still runs (`concurrency`: forbid, allow, replace; forbid).
+    pub concurrency: ConcurrencyPolicy,
+    /// Ticks that fell while the kernel was down (`missed`: skip, run-once; skip).
+    pub missed: MissedPolicy,
+    /// Restarts of a failed run within its tick (`retries`, 0-100; 0).
+    pub retries: u32,
+    /// Runs kept in the history (`history`, 1-1000; the kernel's 20 when absent).
+    pub history: u32,
+}
+
+/// The value of key `key` among `choices` (`default` when absent); a problem otherwise.
+fn choice<T: Copy>(
+    extra: &Map<String, Value>,
+    key: &str,
+    choices: &[(&str, T)],
+    default: T,
+    problems: &mut Vec<Problem>,
+) -> T {
+    let Some(value) = extra.get(key) else {
+        return default;
+    };
+    if let Some((_, v)) = choices
+        .iter()
+        .find(|(name, _)| value.as_str() == Some(name))
+    {
+        return *v;
+    }
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    problems.push(
+        Problem::at(
+            &[key],
+            format!("{key} {value} is not one of {}", names.join(", ")),
+        )
+        .with_hint(format!("write `{key}: {}`", names[0])),
+    );
+    default
+}
+
+/// The number under key `key` within `range` (`default` when absent); a problem otherwise.
+fn number(
+    extra: &Map<String, Value>,
+    key: &str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+    problems: &mut Vec<Problem>,
+) -> u32 {
+    let Some(value) = extra.get(key) else {
+        return default;
+    };
+    match value.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(n) if range.contains(&n) => n,
+        _ => {
+            problems.push(Problem::at(
+                &[key],
+                format!(
+                    "{key} {value} is not a number from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            ));
+            default
+        }
+    }
 }
 
 /// Reads and checks `schedule` (required) and `timezone` (`default_timezone` when absent) from a
@@ -63,10 +128,38 @@ pub fn read(extra: &str, default_timezone: &str) -> Result<CronSpec, Vec<Problem
             None
         }
     };
+    let concurrency = choice(
+        &extra,
+        "concurrency",
+        &[
+            ("forbid", ConcurrencyPolicy::Forbid),
+            ("allow", ConcurrencyPolicy::Allow),
+            ("replace", ConcurrencyPolicy::Replace),
+        ],
+        ConcurrencyPolicy::Forbid,
+        &mut problems,
+    );
+    let missed = choice(
+        &extra,
+        "missed",
+        &[
+            ("skip", MissedPolicy::Skip),
+            ("run-once", MissedPolicy::RunOnce),
+        ],
+        MissedPolicy::Skip,
+        &mut problems,
+    );
+    let retries = number(&extra, "retries", 0..=100, 0, &mut problems);
+    let history = number(&extra, "history", 1..=1000, 0, &mut problems);
     match (schedule, timezone) {
-        (Some(schedule), Some(timezone)) if problems.is_empty() => {
-            Ok(CronSpec { schedule, timezone })
-        }
+        (Some(schedule), Some(timezone)) if problems.is_empty() => Ok(CronSpec {
+            schedule,
+            timezone,
+            concurrency,
+            missed,
+            retries,
+            history,
+        }),
         _ => Err(problems),
     }
 }
@@ -104,6 +197,10 @@ mod tests {
             Ok(CronSpec {
                 schedule: "0 3 * * *".into(),
                 timezone: "Asia/Shanghai".into(),
+                concurrency: ConcurrencyPolicy::Forbid,
+                missed: MissedPolicy::Skip,
+                retries: 0,
+                history: 0,
             })
         );
         let spec = read(r#"{"schedule": "@daily", "timezone": "Etc/GMT+3"}"#, "UTC");
@@ -139,6 +236,11 @@ mod tests {
             ]
         );
         assert_eq!(problems("[]").len(), 1);
+        let found = problems(
+            r#"{"schedule": "@daily", "concurrency": "sometimes", "missed": "all", "retries": -1, "history": 0}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|(path, _)| path.as_str()).collect();
+        assert_eq!(paths, ["concurrency", "missed", "retries", "history"]);
     }
 
     #[test]

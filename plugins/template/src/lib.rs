@@ -7,18 +7,24 @@
 //!   cmd: /lain/app/bin/report --yesterday
 //!   schedule: "30 2 * * *"      # required: five cron fields, or @daily, @every 1h30m, ...
 //!   timezone: Europe/Paris      # optional; the plugin's configured `timezone` (UTC) otherwise
+//!   concurrency: forbid         # optional: forbid (default), allow or replace
+//!   missed: skip                # optional: skip (default) or run-once, for ticks missed while
+//!                               # the kernel was down
+//!   retries: 2                  # optional: restarts of a failed run within its tick (0)
+//!   history: 50                 # optional: runs kept (the kernel's 20)
 //! ```
 //!
-//! The proc is never restarted by the kernel, and its containers get the schedule and time zone in
-//! `CRON_SCHEDULE` and `CRON_TIMEZONE`: the image's entrypoint (e.g. a small scheduler) runs the
-//! job at those times. Everything here is pure (no host call outside the SDK's export glue), so
-//! the logic is unit-tested on the host with `cargo test`.
+//! The render sets the plan's `schedule`: the kernel starts one run per tick (an instance that
+//! runs to completion, with `LAIN_RUN_ID` and `LAIN_SCHEDULED_AT` in its environment), keeps
+//! the history `lain runs` shows, and has no instance of the proc between runs. Everything here
+//! is pure (no host call outside the SDK's export glue), so the logic is unit-tested on the host
+//! with `cargo test`.
 
 mod extra;
 mod schedule;
 
 use lain_sdk_guest::proc_type::*;
-use lain_sdk_guest::{EnvVar, PluginError, Problem};
+use lain_sdk_guest::{PluginError, Problem};
 
 /// The proc type name served: the `cron` of `cron.nightly:`. Rename it in your copy.
 const TYPE_NAME: &str = "cron";
@@ -64,8 +70,17 @@ impl ProcType for Cron {
     fn describe(&self) -> TypeInfo {
         TypeInfo {
             name: TYPE_NAME.into(),
-            extra_keys: vec!["schedule".into(), "timezone".into()],
-            summary: "runs a command on a schedule, never restarted".into(),
+            extra_keys: [
+                "schedule",
+                "timezone",
+                "concurrency",
+                "missed",
+                "retries",
+                "history",
+            ]
+            .map(String::from)
+            .to_vec(),
+            summary: "runs a command on a schedule: one run per tick, kept in `lain runs`".into(),
         }
     }
 
@@ -75,7 +90,7 @@ impl ProcType for Cron {
         Ok(proc)
     }
 
-    /// A plan that is never restarted, with `CRON_SCHEDULE` and `CRON_TIMEZONE` in its env.
+    /// A plan run on its schedule; a failed run is restarted up to `retries` times.
     fn render(&self, proc: Proc, _ctx: AppContext) -> Result<ContainerPlan, PluginError> {
         if proc.proc_type != TYPE_NAME {
             return Err(PluginError::InvalidInput(format!(
@@ -87,14 +102,19 @@ impl ProcType for Cron {
             let messages: Vec<String> = problems.into_iter().map(|p| p.message).collect();
             PluginError::InvalidInput(format!("not validated: {}", messages.join("; ")))
         })?;
-        let mut plan = plan_from(&proc, RestartPolicy::Never);
-        plan.env.push(EnvVar {
-            name: "CRON_SCHEDULE".into(),
-            value: spec.schedule,
-        });
-        plan.env.push(EnvVar {
-            name: "CRON_TIMEZONE".into(),
-            value: spec.timezone,
+        let policy = if spec.retries == 0 {
+            RestartPolicy::Never
+        } else {
+            RestartPolicy::OnFailure
+        };
+        let mut plan = plan_from(&proc, policy);
+        plan.restart.max_restarts = (spec.retries > 0).then_some(spec.retries);
+        plan.schedule = Some(Schedule {
+            cron: spec.schedule,
+            timezone: spec.timezone,
+            concurrency: spec.concurrency,
+            missed: spec.missed,
+            history: spec.history,
         });
         Ok(plan)
     }
@@ -143,21 +163,37 @@ mod tests {
     }
 
     #[test]
-    fn render_passes_schedule_and_timezone() -> Result<(), PluginError> {
+    fn render_sets_the_schedule_and_maps_retries_to_the_restart_rule() -> Result<(), PluginError> {
         let plan = cron("Asia/Shanghai")?.render(proc(r#"{"schedule": "@every 1h"}"#), ctx())?;
-        let env: Vec<(&str, &str)> = plan
-            .env
-            .iter()
-            .map(|e| (e.name.as_str(), e.value.as_str()))
-            .collect();
+        assert!(plan.env.is_empty(), "no CRON_* workaround: {:?}", plan.env);
+        let s = plan.schedule.as_ref().expect("a schedule");
         assert_eq!(
-            env,
-            [
-                ("CRON_SCHEDULE", "@every 1h"),
-                ("CRON_TIMEZONE", "Asia/Shanghai")
-            ]
+            (
+                s.cron.as_str(),
+                s.timezone.as_str(),
+                s.concurrency,
+                s.missed,
+                s.history
+            ),
+            (
+                "@every 1h",
+                "Asia/Shanghai",
+                ConcurrencyPolicy::Forbid,
+                MissedPolicy::Skip,
+                0
+            )
         );
         assert_eq!(plan.restart.policy, RestartPolicy::Never);
+        let extra = r#"{"schedule": "0 3 * * *", "timezone": "UTC", "concurrency": "replace",
+            "missed": "run-once", "retries": 2, "history": 7}"#;
+        let plan = cron("UTC")?.render(proc(extra), ctx())?;
+        assert_eq!(plan.restart.policy, RestartPolicy::OnFailure);
+        assert_eq!(plan.restart.max_restarts, Some(2));
+        let s = plan.schedule.expect("a schedule");
+        assert_eq!(
+            (s.concurrency, s.missed, s.history),
+            (ConcurrencyPolicy::Replace, MissedPolicy::RunOnce, 7)
+        );
         Ok(())
     }
 

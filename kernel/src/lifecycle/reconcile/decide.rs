@@ -29,8 +29,12 @@ impl Reconciler {
     ) {
         let now = crate::clock::unix_secs();
         let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
-        // Instance numbers, each with the node its placement mode pins it to.
-        let numbers = self.placement.numbers(d, instances, nodes);
+        // Instance numbers, each with the node its placement mode pins it to; a scheduled proc\x27s
+        // numbers are its running runs (lifecycle::runs), placed anywhere.
+        let numbers: BTreeMap<u32, Option<String>> = match &d.runs {
+            Some(runs) => runs.keys().map(|no| (*no, None)).collect(),
+            None => self.placement.numbers(d, instances, nodes),
+        };
         let stop_first = d.plan.stateful || d.mode() == Mode::Singleton;
         let node_ready = |i: &Instance| {
             nodes
@@ -95,9 +99,9 @@ impl Reconciler {
                         for i in old {
                             actions.push(self.retire(i, grace));
                         }
-                    } else if !old.is_empty() {
+                    } else if !old.is_empty() && d.runs.is_none() {
                         // A run to completion that still runs is working, not failing to get
-                        // ready: it has no rollout timeout.
+                        // ready: it has no rollout timeout (nor has a run of a scheduled proc).
                         if !(d.plan.completes() && c.seen.state.is_running()) {
                             self.check_rollout(d, c);
                         }

@@ -22,6 +22,9 @@ pub struct Desired {
     pub plan: ProcPlan,
     /// For a portal: the client apps whose networks it joins.
     pub grants: Vec<portals::Grant>,
+    /// For a scheduled proc: the runs that should have an instance (run id, which is the
+    /// instance number -> its tick), set by `lifecycle::runs::ticker`; none for other procs.
+    pub runs: Option<BTreeMap<u32, i64>>,
 }
 
 impl Desired {
@@ -73,6 +76,7 @@ pub fn desired(ctx: &Context, images: &mut Images) -> anyhow::Result<BTreeMap<St
                     image: image.clone(),
                     plan,
                     grants: Vec::new(),
+                    runs: None,
                 },
             );
         }

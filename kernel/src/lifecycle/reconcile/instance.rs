@@ -66,6 +66,9 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
     let no = key.number.unwrap_or(0);
     let mut env = instance_env(&d.plan.env, no, &key.node);
     env.push(("LAIN_ATTEMPT".into(), key.attempt.to_string()));
+    if let Some(tick) = d.runs.as_ref().and_then(|runs| runs.get(&no)) {
+        env.extend(crate::lifecycle::runs::run_env(no, *tick));
+    }
     Ok(InstanceSpec {
         name: key.name(),
         labels: labels(ctx, d, key),

@@ -69,6 +69,8 @@ pub struct Reconciler {
     problems: Problems,
     /// Nodes this kernel marked down because their runtime stopped answering.
     downed: HashSet<String>,
+    /// Scheduled procs: their ticks and runs (`lifecycle::runs`).
+    ticker: crate::lifecycle::runs::ticker::Ticker,
 }
 
 impl Reconciler {
@@ -84,6 +86,7 @@ impl Reconciler {
             images: Images::default(),
             problems: Problems::default(),
             downed: HashSet::new(),
+            ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
         }
     }
 
@@ -119,7 +122,7 @@ impl Reconciler {
             .map(|n| (n.name.clone(), self.ctx.settings.engine_address(n)))
             .collect();
         self.ctx.runtime.sync_nodes(&engines);
-        let desired = desired::desired(&self.ctx, &mut self.images)?;
+        let mut desired = desired::desired(&self.ctx, &mut self.images)?;
         let instances: Vec<Instance> = self
             .ctx
             .runtime
@@ -128,6 +131,15 @@ impl Reconciler {
             .into_iter()
             .map(Instance::new)
             .collect();
+        let ticked = self.ticker.pass(
+            &*self.ctx.records.store,
+            &self.ctx.settings,
+            &mut desired,
+            &instances,
+            &|name| self.backoff.restarts(name),
+            crate::clock::unix_secs(),
+        );
+        self.ctx.status.publish_schedules(ticked.views);
         let nodes = self.mark_unreachable(nodes);
         if let Err(problem) = self
             .placement
@@ -138,6 +150,7 @@ impl Reconciler {
         self.problems
             .by_proc
             .extend(self.placement.sync_procs(&desired, &instances));
+        self.problems.by_proc.extend(ticked.problems);
         self.placement.sync_reservations(&desired, &instances);
         for (full, misfit) in self
             .placement

@@ -8,7 +8,7 @@
 //! and were checked when `lain.yaml` was parsed. A refusal is [`Cause::BadResult`], which names the
 //! plugin, its version and the function, and counts as a fault of the plugin.
 
-use crate::plugin::bindings::proc_rendering::ContainerPlan;
+use crate::plugin::bindings::proc_rendering::{ContainerPlan, RestartPolicy, Schedule};
 use crate::plugin::bindings::types::{EnvVar, HealthCheck, Label, Probe, Proc};
 use crate::plugin::error::Cause;
 use crate::spec::values;
@@ -169,6 +169,9 @@ pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
     if let Some(check) = &plan.health {
         health("health", check)?;
     }
+    if let Some(s) = &plan.schedule {
+        schedule(plan, s)?;
+    }
     count("routes", plan.routes.len())?;
     for route in &plan.routes {
         if !crate::spec::values::is_dns_name(&route.host) {
@@ -196,6 +199,23 @@ pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
     }
     if plan.kill_timeout != proc.kill_timeout && !(10..=60).contains(&plan.kill_timeout) {
         return bad(format!("kill_timeout {} is not 10-60", plan.kill_timeout));
+    }
+    Ok(())
+}
+
+/// A schedule the kernel can tick: a cron it reads in an IANA time zone, a history of 0-1000
+/// runs, and a restart rule under which a run ends.
+fn schedule(plan: &ContainerPlan, s: &Schedule) -> Result<(), Cause> {
+    crate::cron::Schedule::parse(&s.cron, &s.timezone)
+        .map_err(|e| Cause::BadResult(e.to_string()))?;
+    if s.history > 1000 {
+        return bad(format!("schedule history {} is more than 1000", s.history));
+    }
+    if plan.restart.policy == RestartPolicy::Always {
+        return bad(
+            "a scheduled proc's restart policy is `always`: its runs would never end (use `never` or `on-failure`)"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -363,7 +383,7 @@ fn allow_clients(glob: &str) -> Result<(), Cause> {
 mod tests {
     use super::*;
     use crate::plugin::bindings::proc_rendering::{
-        PlacementMode, RestartPolicy, RestartRule, Route,
+        ConcurrencyPolicy, MissedPolicy, PlacementMode, RestartPolicy, RestartRule, Route,
     };
     use crate::plugin::bindings::types::Volume;
 
@@ -476,5 +496,35 @@ mod tests {
         assert!(
             matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("workdir"))
         );
+        plan.workdir = None;
+        let refused = |plan: &ContainerPlan| match rendered(&proc(), plan) {
+            Err(Cause::BadResult(m)) => m,
+            other => format!("not refused: {other:?}"),
+        };
+        plan.restart.policy = RestartPolicy::Never;
+        let mut s = Schedule {
+            cron: "@every 2s".into(),
+            timezone: "Europe/Paris".into(),
+            concurrency: ConcurrencyPolicy::Forbid,
+            missed: MissedPolicy::Skip,
+            history: 0,
+        };
+        plan.schedule = Some(s.clone());
+        rendered(&proc(), &plan).expect("a good schedule");
+        s.cron = "* * *".into();
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("schedule `* * *`: 3 fields"));
+        s.cron = "@daily".into();
+        s.timezone = "Paris".into();
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("time zone `Paris`"));
+        s.timezone = "UTC".into();
+        s.history = 1001;
+        plan.schedule = Some(s.clone());
+        assert!(refused(&plan).contains("history 1001"));
+        s.history = 5;
+        plan.schedule = Some(s);
+        plan.restart.policy = RestartPolicy::Always;
+        assert!(refused(&plan).contains("would never end"));
     }
 }
