@@ -152,13 +152,7 @@ impl Registry {
                     cut_reason(ty)
                 )));
             }
-            let ops = vec![Op::Delete(format!("{MAPPING}{ty}"))];
-            self.store
-                .apply(ops)
-                .map_err(|e| InstallError::Store(e.to_string()))?;
-            self.mapping.write().stored.remove(ty);
-            self.bump();
-            return Ok(self.mappings());
+            return self.forget_mapping(ty);
         }
         let mapped = match &stored {
             Some(plugin) => plugin.is_some(),
@@ -173,14 +167,18 @@ impl Registry {
         if in_config {
             self.put_mapping(ty, None)
         } else {
-            let ops = vec![Op::Delete(format!("{MAPPING}{ty}"))];
-            self.store
-                .apply(ops)
-                .map_err(|e| InstallError::Store(e.to_string()))?;
-            self.mapping.write().stored.remove(ty);
-            self.bump();
-            Ok(self.mappings())
+            self.forget_mapping(ty)
         }
+    }
+
+    /// Deletes the mapping of `ty` set through the API, so the kernel config's applies again.
+    fn forget_mapping(&self, ty: &str) -> Result<Vec<TypeMapping>, InstallError> {
+        self.store
+            .apply(vec![Op::Delete(format!("{MAPPING}{ty}"))])
+            .map_err(|e| InstallError::Store(e.to_string()))?;
+        self.mapping.write().stored.remove(ty);
+        self.bump();
+        Ok(self.mappings())
     }
 
     /// The live types assigned to `plugin`, which must not be removed while they are.
