@@ -91,6 +91,21 @@ fn set(pairs: &[(&str, Value)]) -> ConfigChange {
     }
 }
 
+/// Applies `change` to `hostile`, whose budget becomes 5 ms. The change is tried with a
+/// `describe` call under that budget; on two loaded cores the epoch ticker can fire early in that
+/// call, so a budget refusal of the trial is retried (up to five times) before the test fails.
+fn configure_under_5ms(registry: &Registry, change: ConfigChange) {
+    for tries in 0.. {
+        match registry.configure("hostile", change.clone()) {
+            Ok(_) => return,
+            Err(e) if tries < 5 && e.to_string().contains("CPU budget") => {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => panic!("configure: {e}"),
+        }
+    }
+}
+
 fn bad_config(result: Result<impl std::fmt::Debug, InstallError>) -> String {
     match result {
         Err(e @ InstallError::BadConfig { .. }) => e.to_string(),
@@ -108,19 +123,7 @@ fn a_lower_per_plugin_cpu_budget_stops_a_call_the_default_lets_finish() {
         .install(&fixture(fixtures::HOSTILE), Some(&manifest("hostile", "1")))
         .expect("install");
     assert!(render(&registry, "slow-ok").is_ok());
-    // The change is tried with a `describe` call under the new 5 ms budget; on two loaded cores
-    // the epoch ticker can fire early in that call, so a budget refusal of the trial is retried.
-    let mut tries = 0;
-    loop {
-        match registry.configure("hostile", set(&[("limits.cpu_ms", json!(5))])) {
-            Ok(_) => break,
-            Err(e) if tries < 5 && e.to_string().contains("CPU budget") => {
-                tries += 1;
-                std::thread::sleep(std::time::Duration::from_millis(200));
-            }
-            Err(e) => panic!("lower budget: {e}"),
-        }
-    }
+    configure_under_5ms(&registry, set(&[("limits.cpu_ms", json!(5))]));
     let cause = render(&registry, "slow-ok").expect_err("stopped");
     assert!(
         matches!(cause, Cause::CpuBudget { budget_ms: 5 }),
@@ -153,9 +156,7 @@ fn a_higher_per_plugin_cpu_budget_lets_a_slow_legit_call_finish() {
     );
     // The same plugin without the override is stopped by the engine-wide budget, and the
     // budget still stops a plugin that never ends.
-    registry
-        .configure("hostile", ConfigChange::Replace(json!({})))
-        .expect("back to the engine-wide limits");
+    configure_under_5ms(&registry, ConfigChange::Replace(json!({})));
     let cause = render(&registry, "slow-ok").expect_err("stopped");
     assert!(
         matches!(cause, Cause::CpuBudget { budget_ms: 5 }),
