@@ -103,6 +103,23 @@ impl<C: AlgorithmConfig> Scheduler for Plugin<C> {
             scores,
         })
     }
+
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: Vec<u64>,
+        levels: u32,
+    ) -> Result<Option<sdk::LevelsVerdict>, PluginError> {
+        let verdict = self
+            .0
+            .evaluate_levels(proc, &candidates, levels)
+            .map_err(PluginError::InvalidInput)?;
+        Ok(verdict.map(|v| sdk::LevelsVerdict {
+            room: v.room,
+            rank: v.rank,
+            scores: v.scores,
+        }))
+    }
 }
 
 impl From<Roles> for sdk::Roles {

@@ -27,7 +27,9 @@ pub mod types;
 pub use constraint::Constraint;
 pub use resources::{Resources, Scoring};
 pub use spread::{Spread, spread_score};
-pub use types::{LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles};
+pub use types::{
+    LabelDef, LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles,
+};
 
 /// One scheduling algorithm, driven like the `scheduling` WIT interface.
 ///
@@ -76,6 +78,34 @@ pub trait Algorithm {
         candidates: &mut [u64],
         scores: &mut Vec<u16>,
     ) -> Result<(), String>;
+
+    /// Answers for the next `levels` instances of `proc` on every node at once (see
+    /// [`LevelsVerdict`] and WIT `evaluate-levels`), or `Ok(None)` when the algorithm's verdict
+    /// on a node depends on more than that node and the proc's count on it. Records nothing.
+    ///
+    /// The default answers `None`: the kernel then calls [`evaluate`](Algorithm::evaluate) per
+    /// instance. Errors: `proc` was never defined.
+    fn evaluate_levels(
+        &mut self,
+        _proc: u32,
+        _candidates: &[u64],
+        _levels: u32,
+    ) -> Result<Option<LevelsVerdict>, String> {
+        Ok(None)
+    }
+}
+
+/// The most table entries (nodes x levels) an algorithm builds for one
+/// [`Algorithm::evaluate_levels`]; above it, it answers `None` and the kernel places instance by
+/// instance. 2^20 entries are 2 MiB of scores, far above what a deploy needs.
+pub const MAX_LEVEL_ENTRIES: usize = 1 << 20;
+
+/// The number of node ids and levels of a levels table over `candidates`, or `None` when the table
+/// would exceed [`MAX_LEVEL_ENTRIES`] (or `levels` is 0).
+pub fn level_shape(candidates: &[u64], levels: u32) -> Option<(usize, usize)> {
+    let nodes = candidates.len().checked_mul(64)?;
+    let levels = levels as usize;
+    (levels > 0 && nodes.checked_mul(levels)? <= MAX_LEVEL_ENTRIES).then_some((nodes, levels))
 }
 
 /// The error of [`Algorithm::evaluate`] for a proc that was never defined.

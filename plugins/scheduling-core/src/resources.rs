@@ -22,8 +22,8 @@
 //! `evaluate` is one bitmap AND, O(words).
 
 use crate::counts::Instances;
-use crate::types::{Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles};
-use crate::{Algorithm, bitmap, ids, undefined};
+use crate::types::{LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles};
+use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 
 /// Whether and how [`Resources`] scores nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -104,6 +104,19 @@ struct Demand {
 }
 
 impl Demand {
+    /// How many more instances fit a node with `free` memory and CPU, capped at `u32::MAX`;
+    /// `node_cpu` 0 means the node does not account CPU. Positive exactly when [`Demand::fits`].
+    fn room(self, (free_mem, free_cpu): (u64, u64), node_cpu: u32) -> u32 {
+        let of = |free: u64, need: u64| free.checked_div(need).unwrap_or(u64::MAX);
+        let mem = of(free_mem, self.memory);
+        let cpu = if node_cpu == 0 {
+            u64::MAX
+        } else {
+            of(free_cpu, u64::from(self.cpu))
+        };
+        u32::try_from(mem.min(cpu)).unwrap_or(u32::MAX)
+    }
+
     /// Whether a node with `free` memory and CPU fits one instance; `node_cpu` 0 means the node
     /// does not account CPU.
     fn fits(self, (free_mem, free_cpu): (u64, u64), node_cpu: u32) -> bool {
@@ -352,6 +365,56 @@ impl Algorithm for Resources {
             scores.resize(len, 0);
         }
         Ok(())
+    }
+
+    /// The room of every node from its free memory and CPU (O(nodes)); with
+    /// [`Scoring::LeastAllocated`], the score after each level's bookings (O(nodes x levels)).
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, String> {
+        let demand = self
+            .procs
+            .get(proc as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| undefined(proc))?
+            .demand;
+        let Some((nodes, levels)) = level_shape(candidates, levels) else {
+            return Ok(None);
+        };
+        let usable = |book: &NodeBook| book.present && book.state == NodeState::Ready;
+        let books = (0..nodes).map(|id| self.nodes.get(id));
+        let room = books
+            .clone()
+            .map(|book| match book {
+                Some(b) if usable(b) => demand.room(b.free(), b.cpu),
+                _ => 0,
+            })
+            .collect();
+        let mut scores = Vec::new();
+        if self.scoring == Scoring::LeastAllocated {
+            scores.reserve(nodes * levels);
+            for book in books {
+                match book {
+                    Some(b) if usable(b) => {
+                        let mut b = b.clone();
+                        for _ in 0..levels {
+                            scores.push(b.score());
+                            b.charge(1, demand);
+                        }
+                    }
+                    _ => scores.extend(std::iter::repeat_n(0, levels)),
+                }
+            }
+        }
+        Ok(Some(LevelsVerdict {
+            room,
+            rank: Vec::new(),
+            scores,
+        }))
     }
 }
 

@@ -8,8 +8,8 @@
 //! while a node with fewer is available.
 
 use crate::counts::Instances;
-use crate::types::{Placement, ProcRequirements, Roles};
-use crate::{Algorithm, bitmap, ids, undefined};
+use crate::types::{LevelsVerdict, Placement, ProcRequirements, Roles};
+use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 
 /// Score of a node already running `count` instances of the proc: `1000 / (1 + count)`.
 pub fn spread_score(count: u32) -> u16 {
@@ -90,6 +90,55 @@ impl Algorithm for Spread {
             keep_least_loaded(candidates, running);
         }
         Ok(())
+    }
+
+    /// Scores by count per level (O(nodes x levels)). A hard spread keeps the least loaded
+    /// candidates: as a rank that falls with the count, whose highest value among the candidates
+    /// in the running is exactly their least load.
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, String> {
+        if !self.defined.get(proc as usize).is_some_and(|&d| d) {
+            return Err(undefined(proc));
+        }
+        let Some((nodes, levels)) = level_shape(candidates, levels) else {
+            return Ok(None);
+        };
+        let running = self.instances.of(proc);
+        let level = |count: u32, k: usize| count.saturating_add(k as u32);
+        let row = |count: u32| (0..levels).map(move |k| spread_score(level(count, k)));
+        let mut scores: Vec<u16> = row(0).cycle().take(nodes * levels).collect();
+        for &(node, count) in running {
+            let at = node as usize * levels;
+            if let Some(slots) = scores.get_mut(at..at + levels) {
+                for (slot, score) in slots.iter_mut().zip(row(count)) {
+                    *slot = score;
+                }
+            }
+        }
+        let (room, rank) = if self.hard {
+            let rank_of = |count: u32, k: usize| u32::MAX - level(count, k);
+            let mut rank: Vec<u32> = (0..levels)
+                .map(|k| rank_of(0, k))
+                .cycle()
+                .take(nodes * levels)
+                .collect();
+            for &(node, count) in running {
+                let at = node as usize * levels;
+                if let Some(slots) = rank.get_mut(at..at + levels) {
+                    for (k, slot) in slots.iter_mut().enumerate() {
+                        *slot = rank_of(count, k);
+                    }
+                }
+            }
+            (vec![u32::MAX; nodes], rank)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Ok(Some(LevelsVerdict { room, rank, scores }))
     }
 }
 

@@ -88,3 +88,19 @@ pub struct Roles {
     /// `evaluate` writes scores; the kernel sums them over the feasible nodes.
     pub score: bool,
 }
+
+/// An answer for several instances of one proc (WIT `scheduling-levels.levels-verdict`).
+///
+/// Tables are indexed by node id over `candidates.len() * 64` ids; the level tables are
+/// node-major with `levels` entries per node: entry `node * levels + k` is for the node's
+/// (k+1)-th new instance of the proc.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelsVerdict {
+    /// Filter role: how many more instances each node may take (0: none).
+    pub room: Vec<u32>,
+    /// Filter role, optional: a preference rank per node and level; of the candidates still in
+    /// the running, only those of the highest rank pass. Empty: no preference.
+    pub rank: Vec<u32>,
+    /// Score role: a score (`0..=1000`) per node and level.
+    pub scores: Vec<u16>,
+}

@@ -25,8 +25,8 @@ mod hosts;
 mod inventory;
 
 use crate::counts::Instances;
-use crate::types::{LabelDef, Node, Placement, ProcRequirements, Roles};
-use crate::{Algorithm, bitmap, ids, undefined};
+use crate::types::{LabelDef, LevelsVerdict, Node, Placement, ProcRequirements, Roles};
+use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 use filter::{Filter, Target, parse_label};
 use hosts::Hosts;
 use inventory::Inventory;
@@ -143,9 +143,9 @@ impl Plan {
 }
 
 impl Step {
-    /// Narrows `candidates`; a soft step only if that leaves at least one.
-    fn apply(&self, candidates: &mut [u64], hosts: &Hosts, scratch: &mut Vec<u64>) {
-        let matched: &[u64] = match &self.source {
+    /// The nodes the step matches now; `scratch` holds the union of several labels' hosts.
+    fn matched<'a>(&'a self, hosts: &'a Hosts, scratch: &'a mut Vec<u64>) -> &'a [u64] {
+        match &self.source {
             Source::Nodes(nodes) => nodes,
             Source::Hosts(labels) => match labels.as_slice() {
                 [one] => hosts.hosting(*one),
@@ -157,7 +157,21 @@ impl Step {
                     scratch
                 }
             },
-        };
+        }
+    }
+
+    /// Whether an instance of the proc itself makes its node match: an `affinity:` step naming
+    /// one of the proc's own container labels (`own`, sorted).
+    fn matches_own(&self, own: &[u32]) -> bool {
+        match &self.source {
+            Source::Nodes(_) => false,
+            Source::Hosts(labels) => labels.iter().any(|l| own.binary_search(l).is_ok()),
+        }
+    }
+
+    /// Narrows `candidates`; a soft step only if that leaves at least one.
+    fn apply(&self, candidates: &mut [u64], hosts: &Hosts, scratch: &mut Vec<u64>) {
+        let matched = self.matched(hosts, scratch);
         if self.soft {
             let keeps_some = if self.negate {
                 !bitmap::is_subset(candidates, matched)
@@ -320,6 +334,97 @@ impl Algorithm for Constraint {
         }
         scores.clear();
         Ok(())
+    }
+
+    /// Hard rules become each node's room, soft ones its rank (O(nodes x levels x soft filters)).
+    ///
+    /// A node's match of an `affinity:` filter changes within a batch only where the filter
+    /// names one of the proc's own labels: from its first new instance on, the node hosts one.
+    /// So a hard `affinity:` filter allows no instance (unmatched), any number (matched), or,
+    /// negated and naming the proc itself, one. Soft filters, which apply "only if some
+    /// candidate satisfies them" in the order written, are the bits of a rank (the first filter
+    /// the highest bit): keeping the candidates of the highest rank is applying them in order.
+    /// More than 32 soft filters: `None`.
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, String> {
+        let Constraint {
+            inventory,
+            hosts,
+            procs,
+            scratch,
+            ..
+        } = self;
+        let rules = procs
+            .get_mut(proc as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| undefined(proc))?;
+        let Some((nodes, levels)) = level_shape(candidates, levels) else {
+            return Ok(None);
+        };
+        let stamp = rules.stamp(inventory, hosts);
+        if rules.plan.stamp != Some(stamp) {
+            rules.plan = Plan::build(&rules.filters, inventory, hosts, stamp);
+        }
+        let steps = &rules.plan.steps;
+        let soft = steps.iter().filter(|s| s.soft).count();
+        if soft > 32 {
+            return Ok(None);
+        }
+        let mut room = vec![0u32; nodes];
+        for (id, slot) in (0u32..).zip(room.iter_mut()) {
+            let hard = rules.plan.hard.as_ref().is_none_or(|(mask, tail)| {
+                match mask.get(id as usize / 64) {
+                    Some(word) => word & (1 << (id % 64)) != 0,
+                    None => tail & (1 << (id % 64)) != 0,
+                }
+            });
+            if bitmap::get(candidates, id) && hard {
+                *slot = u32::MAX;
+            }
+        }
+        let mut rank = if soft > 0 {
+            vec![0u32; nodes * levels]
+        } else {
+            Vec::new()
+        };
+        let mut bit = soft;
+        for step in steps {
+            let own = step.matches_own(&rules.labels);
+            let matched = step.matched(hosts, scratch);
+            if !step.soft {
+                for (id, slot) in (0u32..).zip(room.iter_mut()) {
+                    let limit = match (bitmap::get(matched, id), step.negate) {
+                        // Matched, and placements only add to what a node hosts.
+                        (true, false) => u32::MAX,
+                        // Unmatched until the proc's own first instance makes it match.
+                        (false, true) if own => 1,
+                        (false, true) => u32::MAX,
+                        _ => 0,
+                    };
+                    *slot = (*slot).min(limit);
+                }
+                continue;
+            }
+            bit -= 1;
+            for (id, row) in (0u32..).zip(rank.chunks_mut(levels)) {
+                let now = bitmap::get(matched, id);
+                for (k, r) in row.iter_mut().enumerate() {
+                    let matches = now || (own && k > 0);
+                    if matches != step.negate {
+                        *r |= 1 << bit;
+                    }
+                }
+            }
+        }
+        Ok(Some(LevelsVerdict {
+            room,
+            rank,
+            scores: Vec::new(),
+        }))
     }
 }
 
