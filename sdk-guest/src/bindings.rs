@@ -16,14 +16,15 @@ pub mod proc_type {
     });
 }
 
-/// The `scheduler-filter` world.
-pub mod scheduler_filter {
+/// The `scheduler-filter-levels` world: a `scheduler-filter` that also exports
+/// `scheduling-levels` (a plugin that cannot answer by levels says so per call).
+pub mod scheduler_filter_levels {
     wit_bindgen::generate!({
-        world: "scheduler-filter",
+        world: "scheduler-filter-levels",
         path: "../wit/lain-plugin-0.2.0",
         pub_export_macro: true,
-        export_macro_name: "__export_scheduler_filter_world",
-        default_bindings_module: "lain_sdk_guest::bindings::scheduler_filter",
+        export_macro_name: "__export_scheduler_filter_levels_world",
+        default_bindings_module: "lain_sdk_guest::bindings::scheduler_filter_levels",
         with: {
             "lain:plugin/types@0.2.0": crate::bindings::proc_type::lain::plugin::types,
             "lain:plugin/host@0.2.0": crate::bindings::proc_type::lain::plugin::host,

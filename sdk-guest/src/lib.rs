@@ -6,7 +6,7 @@
 //! | kind | trait | export macro | world |
 //! |---|---|---|---|
 //! | proc type | [`proc_type::ProcType`] | [`export_proc_type!`] | `lain:plugin/proc-type` |
-//! | scheduling filter/scorer | [`scheduler::Scheduler`] | [`export_scheduler!`] | `lain:plugin/scheduler-filter` |
+//! | scheduling filter/scorer | [`scheduler::Scheduler`] | [`export_scheduler!`] | `lain:plugin/scheduler-filter-levels` (a `scheduler-filter` that may answer by levels) |
 //! | backup hook | [`backup::BackupHook`] | [`export_backup_hook!`] | `lain:plugin/backup-hook` |
 //! | monitoring exporter | [`monitor::Exporter`] | [`export_exporter!`] | `lain:plugin/monitor-exporter` |
 //! | auth provider | [`auth::AuthProvider`] | [`export_auth_provider!`] | `lain:plugin/auth-provider` |

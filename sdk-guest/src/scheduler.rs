@@ -45,10 +45,11 @@
 //! lain_sdk_guest::export_scheduler!(Ssd);
 //! ```
 
-pub use crate::bindings::scheduler_filter::exports::lain::plugin::scheduling::{
+pub use crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling::{
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, SchedulerInfo,
     Verdict,
 };
+pub use crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling_levels::LevelsVerdict;
 
 use crate::PluginError;
 
@@ -90,10 +91,28 @@ pub trait Scheduler: Sized + 'static {
     /// kernel sent with this call were given to
     /// [`record_placements`](Scheduler::record_placements) just before.
     fn evaluate(&mut self, proc: u32, candidates: Vec<u64>) -> Result<Verdict, PluginError>;
+
+    /// Answers for the next `levels` instances of `proc` on every node at once, or `Ok(None)`
+    /// (the default) to be asked per instance through [`evaluate`](Scheduler::evaluate).
+    ///
+    /// Answer only if the plugin's verdict on a node depends on nothing but that node and the
+    /// number of the proc's instances added to it (see [`LevelsVerdict`] and the WIT
+    /// `scheduling-levels` interface): the kernel places a whole batch over the tables, and the
+    /// result must be what `evaluate` per instance would give. A deploy of n instances then
+    /// crosses into the plugin once instead of n times. The placements the kernel sent with this
+    /// call were given to [`record_placements`](Scheduler::record_placements) just before.
+    fn evaluate_levels(
+        &mut self,
+        _proc: u32,
+        _candidates: Vec<u64>,
+        _levels: u32,
+    ) -> Result<Option<LevelsVerdict>, PluginError> {
+        Ok(None)
+    }
 }
 
-/// Exports a [`Scheduler`] implementation as the component's `scheduling` interface and embeds the
-/// crate's `lain-plugin.toml` as its manifest.
+/// Exports a [`Scheduler`] implementation as the component's `scheduling` and
+/// `scheduling-levels` interfaces and embeds the crate's `lain-plugin.toml` as its manifest.
 ///
 /// Calls that the WIT says never fail panic if the plugin's configuration is unusable; the kernel
 /// reports the panic message with the plugin's name.
@@ -101,7 +120,8 @@ pub trait Scheduler: Sized + 'static {
 macro_rules! export_scheduler {
     ($ty:ty) => {
         const _: () = {
-            use $crate::bindings::scheduler_filter::exports::lain::plugin::scheduling as __raw;
+            use $crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling as __raw;
+            use $crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling_levels as __levels;
             use $crate::scheduler::Scheduler as _;
             $crate::__embed_manifest!();
             $crate::__plugin_cell!($ty, $crate::scheduler::Scheduler);
@@ -151,7 +171,25 @@ macro_rules! export_scheduler {
                 }
             }
 
-            $crate::bindings::scheduler_filter::__export_scheduler_filter_world!(__LainScheduler);
+            impl __levels::Guest for __LainScheduler {
+                fn evaluate_levels(
+                    proc: u32,
+                    candidates: Vec<u64>,
+                    placed: Vec<__raw::Placement>,
+                    levels: u32,
+                ) -> Result<Option<__levels::LevelsVerdict>, $crate::PluginError> {
+                    __lain_with(move |p| {
+                        if !placed.is_empty() {
+                            p.record_placements(placed);
+                        }
+                        p.evaluate_levels(proc, candidates, levels)
+                    })?
+                }
+            }
+
+            $crate::bindings::scheduler_filter_levels::__export_scheduler_filter_levels_world!(
+                __LainScheduler
+            );
         };
     };
 }
