@@ -4,6 +4,7 @@ use crate::plugin::CallError;
 use crate::plugin::bindings::scheduling::{
     LabelDef, Node, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
+use crate::plugin::bindings::scheduling_levels::LevelsVerdict;
 use crate::plugin::kinds::scheduler::LiveScheduler;
 
 /// One member of a scheduling pipeline, mirroring the WIT `scheduling` interface.
@@ -32,6 +33,21 @@ pub trait Backend: Send {
         candidates: &[u64],
         placed: &[Placement],
     ) -> Result<Verdict, CallError>;
+    /// Whether [`Backend::evaluate_levels`] can answer at all (a plugin exporting
+    /// `scheduling-levels`). Without it the pipeline places instance by instance.
+    fn has_levels(&self) -> bool {
+        false
+    }
+    /// See WIT `evaluate-levels`.
+    fn evaluate_levels(
+        &mut self,
+        _proc: u32,
+        _candidates: &[u64],
+        _placed: &[Placement],
+        _levels: u32,
+    ) -> Result<Option<LevelsVerdict>, CallError> {
+        Ok(None)
+    }
     /// Whether the backend can no longer be called and must be replaced.
     fn is_dead(&self) -> bool {
         false
@@ -67,6 +83,18 @@ impl Backend for LiveScheduler {
         placed: &[Placement],
     ) -> Result<Verdict, CallError> {
         LiveScheduler::evaluate(self, proc, candidates, placed)
+    }
+    fn has_levels(&self) -> bool {
+        LiveScheduler::has_levels(self)
+    }
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        placed: &[Placement],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, CallError> {
+        LiveScheduler::evaluate_levels(self, proc, candidates, placed, levels)
     }
     fn is_dead(&self) -> bool {
         LiveScheduler::is_dead(self)

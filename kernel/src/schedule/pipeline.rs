@@ -1,4 +1,11 @@
 //! The pipeline of scheduler plugins: filters in order, then weighted scores.
+//!
+//! Instance by instance, every member's `evaluate` is called once per placement. When the caller
+//! says that several instances of one proc come next ([`Pipeline::expect`]) and every member
+//! exports `scheduling-levels`, each member is asked once for the whole batch and the placements
+//! are made over its tables ([`ahead`]), with the same outcome.
+
+mod ahead;
 
 use super::backend::Backend;
 use super::inventory::{Inventory, NodeId, ProcId, Snapshot};
@@ -6,6 +13,8 @@ use crate::plugin::bindings::scheduling::{
     NodeState, NodeUsage, Placement, ProcRequirements, Roles,
 };
 use crate::plugin::{CallError, Cause, FailurePolicy};
+use ahead::{End, Tables};
+use std::collections::VecDeque;
 
 /// Makes a fresh backend for a member (a new plugin instance, or a native equivalent).
 pub type Factory = Box<dyn Fn() -> Result<Box<dyn Backend>, CallError> + Send>;
@@ -94,6 +103,22 @@ pub struct Pipeline {
     scores: Vec<(u32, Vec<u16>)>,
     /// What each member did in the last evaluation (for [`Pipeline::explain_last`]).
     steps: Vec<Step>,
+    /// Placements planned ahead for a batch of one proc (see [`Pipeline::expect`]).
+    ahead: Option<Ahead>,
+}
+
+/// A batch of instances of one proc announced by [`Pipeline::expect`], and the nodes planned for
+/// its next instances. Any other change to the pipeline drops it.
+struct Ahead {
+    proc: ProcId,
+    /// Instances of the batch still to place, planned or not.
+    remaining: u32,
+    /// Nodes planned for the next instances, in order.
+    planned: VecDeque<NodeId>,
+    /// Levels to ask for at the next planning (0: not planned yet).
+    levels: u32,
+    /// Set when a member cannot plan this batch: the rest goes instance by instance.
+    sequential: bool,
 }
 
 impl Pipeline {
@@ -120,7 +145,22 @@ impl Pipeline {
             candidates: Vec::new(),
             scores: Vec::new(),
             steps: Vec::new(),
+            ahead: None,
         })
+    }
+
+    /// Says that the next `count` placements are instances of `proc`, with nothing else changing
+    /// in between (a deploy or scale-up). A hint: members that export `scheduling-levels` are
+    /// then asked once for the whole batch instead of once per instance, and the placements are
+    /// the same as without it. Any other call but [`Pipeline::place`] of `proc` drops it.
+    pub fn expect(&mut self, proc: ProcId, count: u32) {
+        self.ahead = (count >= 2).then_some(Ahead {
+            proc,
+            remaining: count,
+            planned: VecDeque::new(),
+            levels: 0,
+            sequential: false,
+        });
     }
 
     /// The inventory.
@@ -136,6 +176,7 @@ impl Pipeline {
         memory: u64,
         cpu: u32,
     ) -> Result<NodeId, ScheduleError> {
+        self.ahead = None;
         let (node, new_labels) = self.inv.upsert_node(name, labels, memory, cpu);
         let id = node.id;
         self.broadcast(|b| {
@@ -149,6 +190,7 @@ impl Pipeline {
 
     /// Removes a node.
     pub fn remove_node(&mut self, name: &str) -> Result<(), ScheduleError> {
+        self.ahead = None;
         if let Some(id) = self.inv.remove_node(name) {
             self.broadcast(|b| b.sync_nodes(&[], &[id]))?;
         }
@@ -164,6 +206,7 @@ impl Pipeline {
         memory_reserved: u64,
         cpu_reserved: u32,
     ) -> Result<(), ScheduleError> {
+        self.ahead = None;
         let Some(id) = self.inv.node_id(name) else {
             return Ok(());
         };
@@ -189,6 +232,7 @@ impl Pipeline {
         filters: &[String],
         labels: &[String],
     ) -> Result<ProcId, ScheduleError> {
+        self.ahead = None;
         let id = self.inv.proc_id(name);
         let previous = self.inv.proc(id).cloned();
         let req = ProcRequirements {
@@ -225,6 +269,7 @@ impl Pipeline {
 
     /// Forgets a proc and its placements.
     pub fn forget_proc(&mut self, name: &str) -> Result<(), ScheduleError> {
+        self.ahead = None;
         if let Some(id) = self.inv.forget_proc(name) {
             for m in &mut self.members {
                 m.pending.retain(|p| p.proc != id);
@@ -240,6 +285,10 @@ impl Pipeline {
         if self.inv.proc(proc).is_none() {
             return Err(ScheduleError::UnknownProc(proc));
         }
+        if let Some(node) = self.planned(proc)? {
+            self.record_new(proc, node);
+            return Ok(Some(node));
+        }
         // Scratch buffers are kept across placements so a placement allocates nothing itself.
         let mut candidates = std::mem::take(&mut self.candidates);
         let mut scores = std::mem::take(&mut self.scores);
@@ -252,17 +301,133 @@ impl Pipeline {
         self.scores = scores;
         let best = best?;
         if let Some(node) = best {
-            let placement = Placement {
-                proc,
-                node,
-                count: 1,
-            };
-            self.inv.record(&placement);
-            for m in &mut self.members {
-                m.pending.push(placement);
-            }
+            self.record_new(proc, node);
         }
         Ok(best)
+    }
+
+    /// Records a new instance of `proc` on `node`, for the inventory and every member.
+    fn record_new(&mut self, proc: ProcId, node: NodeId) {
+        let placement = Placement {
+            proc,
+            node,
+            count: 1,
+        };
+        self.inv.record(&placement);
+        for m in &mut self.members {
+            m.pending.push(placement);
+        }
+    }
+
+    /// The node planned for the next instance of `proc` in the announced batch, planning the
+    /// batch (again) if needed; `None`: place it instance by instance.
+    fn planned(&mut self, proc: ProcId) -> Result<Option<NodeId>, ScheduleError> {
+        let Some(ahead) = self.ahead.as_mut().filter(|a| a.proc == proc) else {
+            self.ahead = None;
+            return Ok(None);
+        };
+        ahead.remaining = ahead.remaining.saturating_sub(1);
+        if let Some(node) = ahead.planned.pop_front() {
+            return Ok(Some(node));
+        }
+        // This instance and the rest of the batch.
+        let count = ahead.remaining + 1;
+        if ahead.sequential || count < 2 {
+            return Ok(None);
+        }
+        let present = ones(self.inv.present()).max(1);
+        let levels = match ahead.levels {
+            0 => count.div_ceil(present) + 1,
+            // The last plan ran out of rows: twice as many.
+            l => l.saturating_mul(2),
+        }
+        .min(count);
+        ahead.levels = levels;
+        let plan = match self.plan_batch(proc, levels, count) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.ahead = None;
+                return Err(e);
+            }
+        };
+        let Some(ahead) = self.ahead.as_mut() else {
+            return Ok(None);
+        };
+        match plan {
+            Some((nodes, end)) if !nodes.is_empty() => {
+                // After a node found no fit, the next instance goes the usual way, which says
+                // which member removed the last candidates.
+                ahead.sequential = end == End::NoFit;
+                ahead.planned = nodes.into();
+                Ok(ahead.planned.pop_front())
+            }
+            _ => {
+                ahead.sequential = true;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Asks every member for `levels` rows for `proc` and plans up to `count` placements over
+    /// them. `None`: some member cannot answer by levels (the batch goes instance by instance).
+    fn plan_batch(
+        &mut self,
+        proc: ProcId,
+        levels: u32,
+        count: u32,
+    ) -> Result<Option<(Vec<NodeId>, End)>, ScheduleError> {
+        for i in 0..self.members.len() {
+            match self.call(i, |b| Ok(b.has_levels()))? {
+                Some(true) => {}
+                _ => return Ok(None),
+            }
+        }
+        let candidates = self.inv.present().to_vec();
+        let nodes = candidates.len() * 64;
+        let mut tables = Vec::with_capacity(self.members.len());
+        for i in 0..self.members.len() {
+            let pending = std::mem::take(&mut self.members[i].pending);
+            let answer = self.call(i, |b| {
+                b.evaluate_levels(proc, &candidates, &pending, levels)
+            });
+            match answer {
+                Err(e) => {
+                    // As for `evaluate`: a live backend keeps the deltas for its next call.
+                    self.members[i].pending = pending;
+                    return Err(e);
+                }
+                // Failed under policy `open` (the backend is gone, and its deltas with it).
+                Ok(None) => return Ok(None),
+                // The member applied the deltas either way.
+                Ok(Some(None)) => return Ok(None),
+                Ok(Some(Some(mut verdict))) => {
+                    let m = &self.members[i];
+                    // Scores count only from a member with the score role, as for `evaluate`.
+                    if !m.roles.contains(Roles::SCORE) {
+                        verdict.scores.clear();
+                    }
+                    let t = Tables {
+                        filter: m.roles.contains(Roles::FILTER),
+                        weight: m.spec.weight,
+                        verdict,
+                    };
+                    if let Err(msg) = ahead::check_shape(&t, nodes, levels as usize) {
+                        return Err(self.bad_result(i, "evaluate-levels", msg));
+                    }
+                    tables.push(t);
+                }
+            }
+        }
+        let (chosen, end) = ahead::plan(&candidates, &tables, levels as usize, count);
+        tracing::debug!(
+            proc,
+            levels,
+            count,
+            planned = chosen.len(),
+            ?end,
+            "planned a batch"
+        );
+        Ok(Some((chosen, end)))
     }
 
     /// Runs every member on `candidates`: filters narrow it in order, scorers' weighted scores are
@@ -313,7 +478,7 @@ impl Pipeline {
                         "feasible bitmap has {} words for {words} candidate words",
                         verdict.feasible.len()
                     );
-                    return Err(self.bad_result(i, msg));
+                    return Err(self.bad_result(i, "evaluate", msg));
                 }
                 for (c, f) in candidates.iter_mut().zip(&verdict.feasible) {
                     *c &= f;
@@ -327,7 +492,7 @@ impl Pipeline {
             if m.roles.contains(Roles::SCORE) && !verdict.scores.is_empty() {
                 if verdict.scores.len() < nodes {
                     let msg = format!("{} scores for {nodes} node ids", verdict.scores.len());
-                    return Err(self.bad_result(i, msg));
+                    return Err(self.bad_result(i, "evaluate", msg));
                 }
                 scores.push((m.spec.weight, verdict.scores));
             }
@@ -350,6 +515,7 @@ impl Pipeline {
     /// pipeline: `Ok(None)` when it fits, else the name of the filter that removes the node.
     /// The instance's own placement is left out of the evaluation and kept.
     pub fn refit(&mut self, proc: ProcId, node: NodeId) -> Result<Option<String>, ScheduleError> {
+        self.ahead = None;
         if self.inv.proc(proc).is_none() {
             return Err(ScheduleError::UnknownProc(proc));
         }
@@ -384,6 +550,7 @@ impl Pipeline {
     /// Records an instance of `proc` that is already on `node` (found running after a restart,
     /// or placed by the kernel itself, e.g. a stateful instance pinned to its node).
     pub fn adopt(&mut self, proc: ProcId, node: NodeId) {
+        self.ahead = None;
         if self.inv.proc(proc).is_none() || self.inv.node_name(node).is_none() {
             return;
         }
@@ -400,6 +567,7 @@ impl Pipeline {
 
     /// Records that an instance of `proc` left `node`.
     pub fn release(&mut self, proc: ProcId, node: NodeId) {
+        self.ahead = None;
         if self.inv.count(proc, node) == 0 {
             return;
         }
@@ -414,13 +582,13 @@ impl Pipeline {
         }
     }
 
-    fn bad_result(&mut self, i: usize, msg: String) -> ScheduleError {
+    fn bad_result(&mut self, i: usize, function: &'static str, msg: String) -> ScheduleError {
         let m = &mut self.members[i];
         m.backend = None;
         ScheduleError::Plugin(CallError {
             plugin: m.spec.name.clone(),
             version: String::new(),
-            function: "evaluate",
+            function,
             cause: Cause::BadResult(msg),
         })
     }

@@ -74,6 +74,20 @@ impl Reconciler {
         let mut rolling = split
             .values()
             .any(|(cur, old)| !old.is_empty() && cur.is_some_and(|c| !self.is_ready(c, d, now)));
+        // The instances created below, one after the other: numbers with nothing, and the first
+        // of the numbers to roll when no roll is under way.
+        let fresh = split
+            .values()
+            .filter(|(cur, old)| cur.is_none() && old.is_empty())
+            .count();
+        let rolls = !rolling
+            && !stop_first
+            && split
+                .values()
+                .any(|(cur, old)| cur.is_none() && !old.is_empty());
+        if let Ok(count) = u32::try_from(fresh + usize::from(rolls)) {
+            self.placement.expect(d, count);
+        }
         for (no, (cur, old)) in split {
             match cur {
                 None if old.is_empty() => self.create(d, no, nodes, actions),

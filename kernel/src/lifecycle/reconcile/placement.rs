@@ -446,6 +446,16 @@ impl Placement {
         self.pins.insert((proc.to_string(), no), node.to_string());
     }
 
+    /// Says that `count` new instances of `d` are about to be reserved, one after the other: the
+    /// pipeline may then place them as one batch (see `schedule::Pipeline::expect`).
+    pub fn expect(&mut self, d: &Desired, count: u32) {
+        if let (Some(pipeline), Some((proc, _))) =
+            (self.pipeline.as_mut(), self.defined.get(&d.plan.full_name))
+        {
+            pipeline.expect(*proc, count);
+        }
+    }
+
     /// Reserves room for instance `no` of `d` and returns its node: the pinned node if it is
     /// ready, else where the pipeline places it. `Ok(None)` when there is no pipeline or the
     /// proc is not declared yet (a later pass places it); an error names why nothing fits.

@@ -4,11 +4,15 @@
 //! deltas (nodes, labels, procs, placements), so it is not re-instantiated per call. If a call
 //! faults, the instance is dead (a trapped instance cannot be entered again) and the owner makes a
 //! new one and replays the state into it (see `crate::schedule`).
+//!
+//! A 0.2.0 plugin may also export `scheduling-levels` (the SDK's plugins do): it is looked up
+//! when the instance starts, and [`LiveScheduler::evaluate_levels`] answers `None` without it.
 
 use super::{KindGuest, within_limit};
 use crate::plugin::bindings::scheduling::{
     Guest, LabelDef, Node, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
+use crate::plugin::bindings::scheduling_levels::{self, LevelsVerdict};
 use crate::plugin::bindings::types::PluginError;
 use crate::plugin::bindings::v0_1::scheduling as v0_1;
 use crate::plugin::error::{CallError, Cause};
@@ -17,12 +21,15 @@ use crate::plugin::loaded::LoadedPlugin;
 use crate::plugin::state::PluginState;
 use std::sync::Arc;
 use wasmtime::Store;
+use wasmtime::component::Instance;
 
 /// A live instance of a scheduler plugin.
 pub struct LiveScheduler {
     plugin: Arc<LoadedPlugin>,
     store: Store<PluginState>,
     guest: Guests,
+    /// The `scheduling-levels` export, when the component has one.
+    levels: Option<scheduling_levels::Guest>,
     dead: bool,
 }
 
@@ -38,11 +45,36 @@ enum Guests {
 fn load<G: KindGuest>(
     plugin: &LoadedPlugin,
     idx: &G::Indices,
-) -> Result<(Store<PluginState>, G), Cause> {
+) -> Result<(Store<PluginState>, Instance, G), Cause> {
     let mut store = plugin.new_store(None)?;
     let instance = plugin.instantiate(&mut store)?;
     let guest = G::load(idx, &mut store, &instance).map_err(|e| plugin.cause(&store, e))?;
-    Ok((store, guest))
+    Ok((store, instance, guest))
+}
+
+/// The `scheduling-levels` export of the current version.
+const LEVELS_EXPORT: &str = "lain:plugin/scheduling-levels@0.2.0";
+
+/// The `scheduling-levels` bindings of `instance`, if its component exports the interface. An
+/// export of that name with other functions is an error (it would be a contract violation, not
+/// an absence).
+fn load_levels(
+    plugin: &LoadedPlugin,
+    store: &mut Store<PluginState>,
+    instance: &Instance,
+) -> Result<Option<scheduling_levels::Guest>, Cause> {
+    let pre = instance.instance_pre(&*store);
+    if pre
+        .component()
+        .get_export_index(None, LEVELS_EXPORT)
+        .is_none()
+    {
+        return Ok(None);
+    }
+    scheduling_levels::GuestIndices::new(&pre)
+        .and_then(|idx| idx.load(&mut *store, instance))
+        .map(Some)
+        .map_err(|e| plugin.cause(store, e))
 }
 
 impl LiveScheduler {
@@ -50,9 +82,12 @@ impl LiveScheduler {
     pub fn start(plugin: Arc<LoadedPlugin>) -> Result<LiveScheduler, CallError> {
         let started = plugin.health().admit(plugin.limits()).and_then(|()| {
             if let Some(idx) = <Guest as KindGuest>::indices(plugin.exports()) {
-                load::<Guest>(&plugin, idx).map(|(s, g)| (s, Guests::Current(g)))
+                let (mut store, instance, guest) = load::<Guest>(&plugin, idx)?;
+                let levels = load_levels(&plugin, &mut store, &instance)?;
+                Ok((store, Guests::Current(guest), levels))
             } else if let Some(idx) = <v0_1::Guest as KindGuest>::indices(plugin.exports()) {
-                load::<v0_1::Guest>(&plugin, idx).map(|(s, g)| (s, Guests::V0_1(g)))
+                let (store, _, guest) = load::<v0_1::Guest>(&plugin, idx)?;
+                Ok((store, Guests::V0_1(guest), None))
             } else {
                 Err(Cause::Host(format!(
                     "`{}` is a {} plugin",
@@ -61,11 +96,12 @@ impl LiveScheduler {
                 )))
             }
         });
-        let (store, guest) = plugin.finish(crate::plugin::error::LOADING, started)?;
+        let (store, guest, levels) = plugin.finish(crate::plugin::error::LOADING, started)?;
         Ok(LiveScheduler {
             plugin,
             store,
             guest,
+            levels,
             dead: false,
         })
     }
@@ -191,6 +227,33 @@ impl LiveScheduler {
                 .map(legacy::verdict_from_v0_1)
                 .map_err(legacy::error_from_v0_1)),
         })
+    }
+}
+
+impl LiveScheduler {
+    /// Whether the plugin exports `scheduling-levels`.
+    pub fn has_levels(&self) -> bool {
+        self.levels.is_some()
+    }
+
+    /// See WIT `evaluate-levels`; `Ok(None)` also when the plugin does not export
+    /// `scheduling-levels` (the caller must then not have sent `placed`: see
+    /// [`LiveScheduler::has_levels`]). The caller checks the tables' shapes.
+    pub fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        placed: &[Placement],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, CallError> {
+        let Some(guest) = self.levels.take() else {
+            return Ok(None);
+        };
+        let answer = self.run_fallible("evaluate-levels", |_, s| {
+            guest.call_evaluate_levels(s, proc, candidates, placed, levels)
+        });
+        self.levels = Some(guest);
+        answer
     }
 }
 
