@@ -28,8 +28,13 @@
 //!      plausibly write (string labels on node structs, a loop over all nodes per placement, a
 //!      `HashMap` of counts).
 //!
-//!    A batch places [`BATCH`] instances cycling through [`PROCS`]; the time per placement is
-//!    the batch time over its size. The instances are then released, untimed, so every batch
+//!    A batch places [`BATCH`] instances, in two workloads ([`DEPLOYS`]): one instance at a
+//!    time cycling through [`PROCS`] (each placement of another proc, so every member is called
+//!    per instance), and deploys of 20 instances of one proc, the procs in turn, announced to the
+//!    pipeline with `Pipeline::expect` (the kernel's reconciler does the same), so members that
+//!    export `scheduling-levels` are asked once per deploy and the pipeline places its
+//!    instances over their tables. The natural variant places instance by instance in both.
+//!    The time per placement is the batch time over its size. The instances are then released, untimed, so every batch
 //!    starts from the same state and must choose the same nodes: the program checks in every
 //!    round that the three variants produced the identical placement sequence and fails
 //!    otherwise. Trade-off: the pipeline hands deltas to its members with their next call, so the
@@ -74,6 +79,8 @@ fn node_counts() -> [usize; 2] {
 }
 /// Placements per timed batch.
 const BATCH: usize = 200;
+/// Instances per deploy in the scheduling workloads: one at a time, and deploys of 20.
+const DEPLOYS: [usize; 2] = [1, 20];
 /// Measured rounds per cluster size (odd, so the median is one round).
 fn rounds() -> usize {
     mode::pick(201, 3)
@@ -138,8 +145,13 @@ fn main() -> Result<()> {
     let instantiation = instantiate::bench_instantiation(&engine, &["worker", "jwt"])?;
     let mut scheduling = Vec::new();
     for nodes in node_counts() {
-        eprintln!("scheduling at {nodes} nodes: {rounds} rounds of {BATCH} placements...");
-        scheduling.push(scheduling::bench_scheduling(&engine, nodes)?);
+        for deploy in DEPLOYS {
+            eprintln!(
+                "scheduling at {nodes} nodes, deploys of {deploy}: {rounds} rounds of {BATCH} \
+                 placements..."
+            );
+            scheduling.push(scheduling::bench_scheduling(&engine, nodes, deploy)?);
+        }
     }
     eprintln!("proc-type render: {samples} samples...");
     let render = render::bench_render(&engine)?;

@@ -5,6 +5,7 @@ use lain::plugin::bindings::scheduling::{
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, SchedulerInfo,
     Verdict,
 };
+use lain::plugin::bindings::scheduling_levels::LevelsVerdict;
 use lain::plugin::bindings::types::PluginError as GuestError;
 use lain::plugin::{CallError, Cause};
 use lain::schedule::Backend;
@@ -130,6 +131,31 @@ impl<A: Algorithm + Send> Backend for Native<A> {
             .evaluate(proc, &mut feasible, &mut scores)
             .map_err(|e| self.refusal("evaluate", e))?;
         Ok(Verdict { feasible, scores })
+    }
+
+    fn has_levels(&self) -> bool {
+        true
+    }
+
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        placed: &[Placement],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, CallError> {
+        for p in placed {
+            self.algorithm.record_placement(placement(p));
+        }
+        let verdict = self
+            .algorithm
+            .evaluate_levels(proc, candidates, levels)
+            .map_err(|e| self.refusal("evaluate-levels", e))?;
+        Ok(verdict.map(|v| LevelsVerdict {
+            room: v.room,
+            rank: v.rank,
+            scores: v.scores,
+        }))
     }
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 use lain::plugin::bindings::scheduling::{
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
+use lain::plugin::bindings::scheduling_levels::LevelsVerdict;
 use lain::plugin::engine::PluginEngine;
 use lain::plugin::kinds::scheduler::LiveScheduler;
 use lain::plugin::{CallError, FailurePolicy};
@@ -73,6 +74,12 @@ impl Placer for PipelinePlacer {
     fn release(&mut self, proc: usize, node: u32) {
         if let Ok(id) = self.proc_id(proc) {
             self.pipeline.release(id, node);
+        }
+    }
+
+    fn expect(&mut self, proc: usize, count: usize) {
+        if let (Ok(id), Ok(count)) = (self.proc_id(proc), u32::try_from(count)) {
+            self.pipeline.expect(id, count);
         }
     }
 }
@@ -181,6 +188,24 @@ impl Backend for Timed {
     ) -> Result<Verdict, CallError> {
         let start = Instant::now();
         let verdict = self.inner.evaluate(proc, candidates, placed);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.spent.fetch_add(nanos, Ordering::Relaxed);
+        verdict
+    }
+
+    fn has_levels(&self) -> bool {
+        self.inner.has_levels()
+    }
+
+    fn evaluate_levels(
+        &mut self,
+        proc: u32,
+        candidates: &[u64],
+        placed: &[Placement],
+        levels: u32,
+    ) -> Result<Option<LevelsVerdict>, CallError> {
+        let start = Instant::now();
+        let verdict = self.inner.evaluate_levels(proc, candidates, placed, levels);
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.spent.fetch_add(nanos, Ordering::Relaxed);
         verdict

@@ -3,7 +3,8 @@
 use crate::scheduling::Variant;
 use crate::stats::{Percentiles, Ratio};
 use crate::{
-    BATCH, MEMBERS, PROCS, WARMUP_ROUNDS, WARMUP_SAMPLES, breakdown_rounds, rounds, sample_count,
+    BATCH, DEPLOYS, MEMBERS, PROCS, WARMUP_ROUNDS, WARMUP_SAMPLES, breakdown_rounds, rounds,
+    sample_count,
 };
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -88,6 +89,8 @@ pub struct VariantResult {
 pub struct Scheduling {
     pub nodes: usize,
     pub batch: usize,
+    /// Instances per deploy (1: one at a time, cycling over the procs).
+    pub deploy: usize,
     pub rounds: usize,
     pub variants: Vec<VariantResult>,
     pub breakdown: Vec<Breakdown>,
@@ -148,21 +151,43 @@ pub fn targets(instantiation: &[Instantiation], scheduling: &[Scheduling]) -> Ve
             met: p50 < 10.0,
         });
     }
-    let at = |nodes| scheduling.iter().find(|s| s.nodes == nodes);
-    if let Some(s) = at(500) {
-        for baseline in [Variant::NativeSameAlgorithms, Variant::NaturalNative] {
-            if let Some(ratio) = s.variant(baseline).and_then(|r| r.wasm_throughput.as_ref()) {
+    let at = |nodes, deploy| {
+        scheduling
+            .iter()
+            .find(|s| s.nodes == nodes && s.deploy == deploy)
+    };
+    let ratio = |s: &Scheduling, baseline: Variant| {
+        s.variant(baseline)
+            .and_then(|r| r.wasm_throughput.as_ref())
+            .map(|r| r.median)
+    };
+    // Issue 14: wasm >= 0.8x the same algorithms natively at 500 and 5,000 nodes, keeping >= 2x
+    // a natural native scheduler; a deploy is what the kernel places.
+    for nodes in [500, 5_000] {
+        let Some(s) = at(nodes, DEPLOYS[1]) else {
+            continue;
+        };
+        for (baseline, goal) in [
+            (Variant::NativeSameAlgorithms, 0.8),
+            (Variant::NaturalNative, 2.0),
+        ] {
+            if let Some(r) = ratio(s, baseline) {
                 targets.push(Target {
-                    target: format!("500 nodes: wasm throughput >= 0.9x {}", baseline.name()),
-                    measured: format!("{:.2}x", ratio.median),
-                    met: ratio.median >= 0.9,
+                    target: format!(
+                        "{} nodes, deploys of {}: wasm throughput >= {goal}x {}",
+                        grouped(nodes as f64),
+                        s.deploy,
+                        baseline.name()
+                    ),
+                    measured: format!("{r:.2}x"),
+                    met: r >= goal,
                 });
             }
         }
     }
-    if let Some(wasm) = at(5_000).and_then(|s| s.variant(Variant::Wasm)) {
+    if let Some(wasm) = at(5_000, 1).and_then(|s| s.variant(Variant::Wasm)) {
         targets.push(Target {
-            target: "5,000 nodes: wasm >= 5,000 placements/s".into(),
+            target: "5,000 nodes, one at a time: wasm >= 5,000 placements/s".into(),
             measured: format!("{}/s", grouped(wasm.placements_per_s)),
             met: wasm.placements_per_s >= 5_000.0,
         });
@@ -216,8 +241,10 @@ impl Report {
             out,
             "\n## 2. Scheduling pipeline: `{}`\n\n\
              {rounds} interleaved rounds (after {WARMUP_ROUNDS} warm-up ones) of {BATCH} \
-             placements cycling over {} procs; all three variants chose identical nodes in every \
-             round. Time per placement: median over rounds. \"wasm throughput vs this\": median \
+             placements over {} procs, either one at a time (each placement of the next proc) or \
+             in deploys of several instances of one proc announced with `Pipeline::expect` (a \
+             and b then ask each member once per deploy through `scheduling-levels`); all three \
+             variants chose identical nodes in every round. Time per placement: median over rounds. \"wasm throughput vs this\": median \
              (quartiles) of the per-round ratio this variant's time / wasm's time; 1.00x is equal \
              throughput, above 1 wasm is faster.\n",
             MEMBERS.join("` → `"),
@@ -225,9 +252,9 @@ impl Report {
         )?;
         writeln!(
             out,
-            "| nodes | variant | µs / placement | placements/s | wasm throughput vs this |"
+            "| nodes | per deploy | variant | µs / placement | placements/s | wasm throughput vs this |"
         )?;
-        writeln!(out, "|---:|---|---:|---:|---:|")?;
+        writeln!(out, "|---:|---:|---|---:|---:|---:|")?;
         for s in &self.scheduling {
             for v in &s.variants {
                 let ratio = v.wasm_throughput.as_ref().map_or("—".into(), |r| {
@@ -235,8 +262,9 @@ impl Report {
                 });
                 writeln!(
                     out,
-                    "| {} | {} | {} | {} | {ratio} |",
+                    "| {} | {} | {} | {} | {} | {ratio} |",
                     grouped(s.nodes as f64),
+                    s.deploy,
                     v.variant.title(),
                     us(v.us_per_placement),
                     grouped(v.placements_per_s),
@@ -247,24 +275,25 @@ impl Report {
         writeln!(
             out,
             "\n### Where a placement's time goes\n\n\
-             {breakdown_rounds} further rounds of a and b with each member's `evaluate` timed on \
-             its own (which adds two clock reads per call). Median µs per placement per column; \
+             {breakdown_rounds} further rounds of a and b with each member's `evaluate` (and \
+             `evaluate-levels`) timed on its own (which adds two clock reads per call). Median µs per placement per column; \
              \"pipeline\" is the rest: candidate bitmap, score totals, best node, bookkeeping.\n"
         )?;
         let members: Vec<String> = MEMBERS.iter().map(|m| format!("`{m}`")).collect();
         writeln!(
             out,
-            "| nodes | variant | {} | pipeline |",
+            "| nodes | per deploy | variant | {} | pipeline |",
             members.join(" | ")
         )?;
-        writeln!(out, "|---:|---|{}---:|", "---:|".repeat(MEMBERS.len()))?;
+        writeln!(out, "|---:|---:|---|{}---:|", "---:|".repeat(MEMBERS.len()))?;
         for s in &self.scheduling {
             for b in &s.breakdown {
                 let members: Vec<String> = b.members.iter().map(|m| us(m.us)).collect();
                 writeln!(
                     out,
-                    "| {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} |",
                     grouped(s.nodes as f64),
+                    s.deploy,
                     b.variant.title(),
                     members.join(" | "),
                     us(b.pipeline_us),

@@ -53,11 +53,17 @@ pub trait Placer {
     fn place(&mut self, proc: usize) -> Result<Option<u32>>;
     /// Releases one instance of `proc` from `node`.
     fn release(&mut self, proc: usize, node: u32);
+    /// Says that the next `count` placements are of `proc` (a deploy); a hint.
+    fn expect(&mut self, _proc: usize, _count: usize) {}
 }
 
-/// Runs the three variants in interleaved rounds on one cluster of `nodes` nodes, then the
-/// per-member breakdown of a and b.
-pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Scheduling> {
+/// Runs the three variants in interleaved rounds on one cluster of `nodes` nodes, placing
+/// deploys of `deploy` instances of one proc each, then the per-member breakdown of a and b.
+pub fn bench_scheduling(
+    engine: &Arc<PluginEngine>,
+    nodes: usize,
+    deploy: usize,
+) -> Result<Scheduling> {
     let cluster = Cluster::new(nodes);
     let mut contestants = [
         Contestant::new(
@@ -71,11 +77,16 @@ pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Sche
         Contestant::new(Variant::NaturalNative, Natural::new(&cluster)?),
     ];
     let mut times: [Vec<f64>; 3] = Default::default();
-    run_rounds(&mut contestants, rounds(), |i, elapsed, measured| {
-        if measured && let Some(t) = times.get_mut(i) {
-            t.push(per_placement(elapsed));
-        }
-    })?;
+    run_rounds(
+        &mut contestants,
+        rounds(),
+        deploy,
+        |i, elapsed, measured| {
+            if measured && let Some(t) = times.get_mut(i) {
+                t.push(per_placement(elapsed));
+            }
+        },
+    )?;
 
     let [wasm, native, natural] = &times;
     let paired = |baseline: &[f64]| {
@@ -102,9 +113,10 @@ pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Sche
     Ok(Scheduling {
         nodes,
         batch: BATCH,
+        deploy,
         rounds: rounds(),
         variants,
-        breakdown: bench_breakdown(engine, &cluster)?,
+        breakdown: bench_breakdown(engine, &cluster, deploy)?,
     })
 }
 
@@ -113,7 +125,11 @@ pub fn bench_scheduling(engine: &Arc<PluginEngine>, nodes: usize) -> Result<Sche
 ///
 /// A separate pass over separate pipelines whose members are wrapped in [`Timed`]: its two clock
 /// reads per member call would distort the main comparison, where b costs well under a µs.
-pub fn bench_breakdown(engine: &Arc<PluginEngine>, cluster: &Cluster) -> Result<Vec<Breakdown>> {
+pub fn bench_breakdown(
+    engine: &Arc<PluginEngine>,
+    cluster: &Cluster,
+    deploy: usize,
+) -> Result<Vec<Breakdown>> {
     let (wasm, wasm_spent) = timed(wasm_members(engine)?);
     let (native, native_spent) = timed(native_members());
     let spent = [wasm_spent, native_spent];
@@ -129,6 +145,7 @@ pub fn bench_breakdown(engine: &Arc<PluginEngine>, cluster: &Cluster) -> Result<
     run_rounds(
         &mut contestants,
         breakdown_rounds(),
+        deploy,
         |i, elapsed, measured| {
             let (Some(counters), Some(columns)) = (spent.get(i), samples.get_mut(i)) else {
                 return;
@@ -184,19 +201,27 @@ impl Contestant {
 
 /// Runs [`WARMUP_ROUNDS`] + `rounds` rounds; in each, every contestant places one batch, in an
 /// order rotated every round, and `after(i, elapsed, measured)` sees contestant `i`'s batch time.
-/// Fails unless all contestants chose the same nodes in every round.
+/// A batch is [`BATCH`] placements in deploys of `deploy` instances of one proc, the procs taken
+/// in turn. Fails unless all contestants chose the same nodes in every round.
 fn run_rounds(
     contestants: &mut [Contestant],
     rounds: usize,
+    deploy: usize,
     mut after: impl FnMut(usize, Duration, bool),
 ) -> Result<()> {
-    let sequence: Vec<usize> = (0..BATCH).map(|k| k % PROCS.len()).collect();
+    let deploys: Vec<(usize, usize)> = (0..BATCH.div_ceil(deploy))
+        .map(|k| (k % PROCS.len(), deploy.min(BATCH - k * deploy)))
+        .collect();
+    let sequence: Vec<usize> = deploys
+        .iter()
+        .flat_map(|&(proc, count)| std::iter::repeat_n(proc, count))
+        .collect();
     let n = contestants.len();
     for round in 0..WARMUP_ROUNDS + rounds {
         for k in 0..n {
             let i = (round + k) % n;
             let c = &mut contestants[i];
-            let elapsed = run_batch(c.placer.as_mut(), &sequence, &mut c.chosen)?;
+            let elapsed = run_batch(c.placer.as_mut(), &deploys, &mut c.chosen)?;
             after(i, elapsed, round >= WARMUP_ROUNDS);
         }
         check_same_choices(contestants, &sequence, round)?;
@@ -204,20 +229,26 @@ fn run_rounds(
     Ok(())
 }
 
-/// Places the batch `sequence` (timed), then releases what it placed (untimed); `chosen`
-/// receives the node chosen for each placement.
+/// Places the `deploys` (proc, instances) in order (timed), then releases what they placed
+/// (untimed); `chosen` receives the node chosen for each placement.
 fn run_batch(
     placer: &mut dyn Placer,
-    sequence: &[usize],
+    deploys: &[(usize, usize)],
     chosen: &mut Vec<Option<u32>>,
 ) -> Result<Duration> {
     chosen.clear();
     let start = Instant::now();
-    for &proc in sequence {
-        chosen.push(placer.place(proc)?);
+    for &(proc, count) in deploys {
+        placer.expect(proc, count);
+        for _ in 0..count {
+            chosen.push(placer.place(proc)?);
+        }
     }
     let elapsed = start.elapsed();
-    for (&proc, node) in sequence.iter().zip(chosen.iter()) {
+    let procs = deploys
+        .iter()
+        .flat_map(|&(proc, count)| std::iter::repeat_n(proc, count));
+    for (proc, node) in procs.zip(chosen.iter()) {
         if let Some(node) = *node {
             placer.release(proc, node);
         }
