@@ -602,4 +602,9 @@ fn a_plugin_built_against_0_1_0_still_renders_and_filters() {
         Some(1),
         "the 0.1.0 filter removes node id 0"
     );
+    // 0.1.0 has no `scheduling-levels`: an announced deploy is placed instance by instance.
+    pipeline.expect(job, 3);
+    for _ in 0..3 {
+        assert_eq!(pipeline.place(job).expect("place"), Some(1));
+    }
 }

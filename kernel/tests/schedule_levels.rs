@@ -494,3 +494,97 @@ fn tables_of_the_wrong_shape_fail_the_placement_naming_the_plugin_and_function()
     // Without the announcement, the same member places through `evaluate`.
     assert_eq!(p.place(proc).expect("place"), Some(0));
 }
+
+/// Spread without `evaluate_levels`: the core's default answer, `None`, as a plugin written with
+/// the SDK's default gives.
+struct SpreadWithoutLevels(sched::Spread);
+
+impl sched::Algorithm for SpreadWithoutLevels {
+    fn roles(&self) -> sched::Roles {
+        self.0.roles()
+    }
+    fn sync_nodes(&mut self, upsert: &[sched::Node], remove: &[u32]) {
+        self.0.sync_nodes(upsert, remove)
+    }
+    fn define_proc(&mut self, req: &sched::ProcRequirements) -> Result<(), String> {
+        self.0.define_proc(req)
+    }
+    fn forget_proc(&mut self, proc: u32) {
+        self.0.forget_proc(proc)
+    }
+    fn record_placement(&mut self, placement: sched::Placement) {
+        self.0.record_placement(placement)
+    }
+    fn evaluate(
+        &mut self,
+        proc: u32,
+        candidates: &mut [u64],
+        scores: &mut Vec<u16>,
+    ) -> Result<(), String> {
+        self.0.evaluate(proc, candidates, scores)
+    }
+}
+
+#[test]
+fn a_member_answering_none_sends_the_deploy_one_by_one_with_the_same_outcome() {
+    let make = |counted: Calls| -> Vec<MemberSpec> {
+        let resources = counted.clone();
+        let spread = counted;
+        vec![
+            MemberSpec {
+                name: "resources".into(),
+                weight: 1,
+                policy: FailurePolicy::Closed,
+                factory: Box::new(move || {
+                    Ok(Box::new(Counted {
+                        inner: Algo::Resources(true).native(),
+                        calls: resources.clone(),
+                    }) as Box<dyn Backend>)
+                }),
+            },
+            MemberSpec {
+                name: "spread".into(),
+                weight: 1,
+                policy: FailurePolicy::Closed,
+                factory: Box::new(move || {
+                    Ok(Box::new(Counted {
+                        inner: Box::new(Native::new(
+                            "spread",
+                            SpreadWithoutLevels(sched::Spread::new(true)),
+                        )),
+                        calls: spread.clone(),
+                    }) as Box<dyn Backend>)
+                }),
+            },
+        ]
+    };
+    let calls = Calls::default();
+    let mut one = Pipeline::new(make(Calls::default())).expect("pipeline");
+    let mut batched = Pipeline::new(make(calls.clone())).expect("pipeline");
+    for i in 0..5 {
+        for p in [&mut one, &mut batched] {
+            p.upsert_node(&format!("n{i}"), &[], 4 * GIB, 0)
+                .expect("node");
+        }
+    }
+    let mut proc = 0;
+    for p in [&mut one, &mut batched] {
+        proc = p
+            .define_proc("app.web.web", "app", GIB, 0, &[], &[])
+            .expect("proc");
+    }
+    // Two deploys: the deltas of the first must reach both members exactly once.
+    let first = place_both(&mut one, &mut batched, proc, 7, "first deploy");
+    let second = place_both(&mut one, &mut batched, proc, 20, "second deploy");
+    assert!(first.iter().all(Option::is_some));
+    assert_eq!(
+        second.iter().filter(|n| n.is_some()).count(),
+        13,
+        "4 GiB x 5 nodes"
+    );
+    assert_eq!(
+        calls.levels.load(Ordering::Relaxed),
+        4,
+        "each deploy asked both members once, then went one by one"
+    );
+}
