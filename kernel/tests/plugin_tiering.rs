@@ -1,17 +1,19 @@
 //! Tiered compilation through the registry: an install or upgrade runs at once on the Winch build
 //! of a component not in the compile cache, the Cranelift build is swapped in from the
 //! background, no call fails meanwhile, a superseded build never comes in, and a restart on a
-//! warm cache loads the Cranelift build directly.
+//! warm cache loads the Cranelift build directly, and the limits hold on a Winch build.
 //!
 //! Each test has a compile cache of its own (a temporary directory), so its components always
 //! start cold, and a registry without the built-ins (their compiles would only slow it down).
 
 mod common;
 
+use lain::plugin::bindings::types::AppContext;
 use lain::plugin::engine::{Compiler, PluginEngine};
 use lain::plugin::kinds::auth::AuthPlugin;
+use lain::plugin::kinds::proc_type::ProcTypePlugin;
 use lain::plugin::registry::Registry;
-use lain::plugin::{Limits, Manifest};
+use lain::plugin::{Cause, Limits, LoadedPlugin, Manifest};
 use lain::store::Store;
 use lain::store::embedded::EmbeddedStore;
 use std::collections::BTreeMap;
@@ -317,4 +319,72 @@ fn a_removed_plugin_is_not_brought_back_by_its_build() {
     assert!(registry.wait_optimized(SETTLE), "no Cranelift build");
     assert!(registry.show("jwt").is_none());
     assert!(registry.get("jwt").is_none());
+}
+
+/// The hostile fixture loaded on its Winch build (a cache of its own, empty).
+fn hostile_on_winch(limits: Limits, cache: &Path) -> Arc<LoadedPlugin> {
+    let engine = PluginEngine::new(limits, Some(cache.to_path_buf())).expect("engine");
+    let bytes = common::fixture(lain_builtin_plugins::fixtures::HOSTILE);
+    let manifest = Manifest::embedded(&bytes)
+        .expect("manifest parses")
+        .expect("manifest embedded");
+    let plugin = LoadedPlugin::load_tiered(&engine, manifest, &bytes, false, None).expect("loads");
+    assert_eq!(plugin.compiler(), Compiler::Winch);
+    Arc::new(plugin)
+}
+
+fn render_fails(plugin: &LoadedPlugin, name: &str) -> Cause {
+    let ctx = AppContext {
+        app: "evil".into(),
+        app_domain: "evil".into(),
+        cluster_domains: vec!["lain.local".into()],
+        release: "1".into(),
+    };
+    match ProcTypePlugin(plugin).render(&common::proc(name, "hostile"), &ctx) {
+        Ok(_) => panic!("{name}: the hostile call succeeded on Winch"),
+        Err(e) => e.cause,
+    }
+}
+
+#[test]
+fn the_limits_hold_on_a_winch_build() {
+    let cache = tempfile::tempdir().unwrap();
+    // The epoch ticker advances the Winch engine too: an endless loop runs out of CPU budget.
+    let hostile = hostile_on_winch(
+        Limits {
+            cpu_ms: 100,
+            ..Limits::default()
+        },
+        cache.path(),
+    );
+    // On a thread of its own: were the budget never to run out, the test fails, it does not hang.
+    let (sent, outcome) = std::sync::mpsc::channel();
+    let looping = hostile.clone();
+    std::thread::spawn(move || sent.send(render_fails(&looping, "loop")));
+    let cause = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("an endless loop on Winch is interrupted by the CPU budget");
+    assert!(
+        matches!(cause, Cause::CpuBudget { budget_ms: 100 }),
+        "{cause}"
+    );
+    assert!(matches!(
+        render_fails(&hostile, "recurse"),
+        Cause::StackOverflow
+    ));
+
+    // Instances on demand, capped by the store's limiter like the pool's.
+    let hostile = hostile_on_winch(
+        Limits {
+            cpu_ms: 10_000,
+            wall_ms: 20_000,
+            ..Limits::default()
+        },
+        cache.path(),
+    );
+    let cause = render_fails(&hostile, "alloc");
+    assert!(
+        matches!(cause, Cause::MemoryCap { cap_bytes } if cap_bytes == 64 << 20),
+        "{cause}"
+    );
 }
