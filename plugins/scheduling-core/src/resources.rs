@@ -389,13 +389,28 @@ impl Algorithm for Resources {
             return Ok(None);
         };
         let scoring = self.scoring == Scoring::LeastAllocated;
-        let mut verdict = LevelsVerdict::default();
+        let mut verdict = LevelsVerdict {
+            open: vec![0; candidates.len()],
+            ..LevelsVerdict::default()
+        };
+        // Room for every level is a fit of `levels` instances at once: no division.
+        let all = Demand {
+            memory: demand.memory.saturating_mul(levels as u64),
+            cpu: u32::try_from(u64::from(demand.cpu) * levels as u64).unwrap_or(u32::MAX),
+        };
         let mut row = Vec::with_capacity(levels);
         for (id, book) in (0u32..).zip(self.nodes.iter().take(nodes)) {
             if !(book.present && book.state == NodeState::Ready && bitmap::get(candidates, id)) {
                 continue;
             }
-            verdict.set_room(id, demand.room(book.free(), book.cpu), levels);
+            let free = book.free();
+            if all.fits(free, book.cpu) {
+                if let Some(word) = verdict.open.get_mut(id as usize / 64) {
+                    *word |= 1 << (id % 64);
+                }
+            } else {
+                verdict.set_room(id, demand.room(free, book.cpu), levels);
+            }
             if scoring {
                 let mut b = book.clone();
                 row.clear();

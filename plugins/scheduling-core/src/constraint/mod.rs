@@ -400,16 +400,20 @@ impl Algorithm for Constraint {
             }
         }
         let mut verdict = LevelsVerdict::default();
-        for (w, (&o, &m)) in open.iter().zip(&once).enumerate() {
-            let mut bits = o | m;
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                let id = w as u32 * 64 + b;
-                let room = if o & (1 << b) != 0 { u32::MAX } else { 1 };
-                verdict.set_room(id, room, levels);
+        if levels == 1 {
+            bitmap::or_assign(&mut open, &once);
+        } else {
+            for (w, &m) in once.iter().enumerate() {
+                let mut bits = m;
+                while bits != 0 {
+                    verdict
+                        .limited
+                        .push((w as u32 * 64 + bits.trailing_zeros(), 1));
+                    bits &= bits - 1;
+                }
             }
         }
+        verdict.open = open;
         if soft.is_empty() {
             return Ok(Some(verdict));
         }
