@@ -766,3 +766,60 @@ fn secret_files_are_written_into_containers_before_they_start_and_nowhere_else()
         "lain's data dir holds no plaintext"
     );
 }
+
+#[test]
+fn a_cloud_volume_is_a_named_volume_of_the_configured_driver_shared_by_the_instances() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    // The `local` driver binding a host directory per volume (`{name}`): what an NFS export
+    // would be on several hosts, on this one.
+    let exports = tmp.path().join("exports");
+    let volume = "lain-cv.pool.worker.shared";
+    std::fs::create_dir_all(exports.join(volume)).expect("export dir");
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "runtime = \"docker\"\n[docker]\nlocal = \"{}\"\n[docker.cloud_volumes]\ndriver = \"local\"\n\
+             options = {{ type = \"none\", o = \"bind\", device = \"{}/{{name}}\" }}\n",
+            engine.address,
+            exports.display()
+        ),
+    );
+    let app = support::write_app(
+        tmp.path(),
+        "pool",
+        &format!(
+            "appname: pool\nbuild:\n  base: {}\n  script: []\nworker:\n  num_instances: 2\n  \
+             cmd: sh -c 'echo $LAIN_INSTANCE_NO > /shared/from-$LAIN_INSTANCE_NO; \
+             until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done; echo saw both; sleep 100000'\n  \
+             cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", &app.to_string_lossy()]);
+    kernel.lain_ok(&["deploy", "-a", "pool"]);
+    let logs = support::until("both instances to see both marks", || {
+        let logs = kernel.lain_ok(&["logs", "worker", "-a", "pool"]);
+        (logs.matches("saw both").count() == 2).then_some(logs)
+    });
+    assert!(
+        logs.contains("[1] saw both") && logs.contains("[2] saw both"),
+        "{logs}"
+    );
+    for no in ["1", "2"] {
+        let mark = exports.join(volume).join(format!("from-{no}"));
+        assert_eq!(
+            std::fs::read_to_string(&mark).expect("the mark is in the export"),
+            format!("{no}\n")
+        );
+    }
+    let inspect = json(&engine.docker_ok(&["volume", "inspect", volume]));
+    assert_eq!(inspect[0]["Driver"], "local", "{inspect:#}");
+    assert_eq!(inspect[0]["Labels"]["lain.app"], "pool", "{inspect:#}");
+    assert_eq!(
+        inspect[0]["Options"]["device"],
+        format!("{}/{volume}", exports.display()),
+        "{inspect:#}"
+    );
+}

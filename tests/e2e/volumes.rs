@@ -1,14 +1,15 @@
 //! Volumes end to end on the process runtime, through the real `lain` binary: a volume keeps
 //! its files across a crash restart, an upgrade (done in place, on the same node) and a
 //! `kill -9` of the kernel; a drain leaves an instance with volumes on its node and says so, and
-//! a missing instance whose node is drained is not started elsewhere on an empty volume.
+//! a missing instance whose node is drained is not started elsewhere on an empty volume; cloud
+//! volumes are shared by a proc's instances (`single`) or one per instance (`multi`).
 
 mod support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::{KernelProcess, edit_app, instances, json, until, write_app};
+use support::{KernelProcess, instances, json, until, write_app};
 
 /// An app whose worker appends a line to `/data/runs` at every start (and prints how many
 /// there are), then sleeps: the file counts the runs that saw the volume.
@@ -221,4 +222,54 @@ fn a_drain_leaves_an_instance_with_volumes_on_its_node_and_reports_it() {
         (runs(&data, no).len() == 2).then_some(())
     });
     assert_eq!(problem(&view, "worker"), "");
+}
+
+#[test]
+fn a_single_cloud_volume_is_shared_by_the_instances_and_a_multi_one_is_their_own() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    let app = write_app(
+        tmp.path(),
+        "shared",
+        "appname: shared\nbuild:\n  base: busybox\n  script: []\n\
+         worker:\n  cmd: sh shared.sh\n  num_instances: 2\n  cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n\
+         worker.own:\n  cmd: sh own.sh\n  num_instances: 2\n  cloud_volumes:\n    dirs:\n      - /own\n",
+    );
+    // Each instance leaves its mark and waits until it sees the other's.
+    std::fs::write(
+        app.join("shared.sh"),
+        "echo $LAIN_INSTANCE_NO > /shared/from-$LAIN_INSTANCE_NO\n\
+         until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done\n\
+         echo \"saw $(ls /shared | tr '\\n' ' ')\"\nexec sleep 100000\n",
+    )
+    .expect("shared.sh");
+    std::fs::write(
+        app.join("own.sh"),
+        "echo $LAIN_INSTANCE_NO >> /own/who\necho \"own holds $(cat /own/who)\"\nexec sleep 100000\n",
+    )
+    .expect("own.sh");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "shared"]);
+    let logs = until("both instances to see both marks", || {
+        let logs = kernel.lain_ok(&["logs", "worker", "-a", "shared"]);
+        (logs.contains("[1] saw from-1 from-2") && logs.contains("[2] saw from-1 from-2"))
+            .then_some(logs)
+    });
+    assert_eq!(logs.matches(" saw ").count(), 2, "{logs}");
+    let root = data.join("cloud-volumes/shared");
+    assert!(root.join("worker/shared/from-1").is_file());
+    assert!(root.join("worker/shared/from-2").is_file());
+    let own = until("the multi instances to run", || {
+        let logs = kernel.lain_ok(&["logs", "own", "-a", "shared"]);
+        (logs.matches("own holds").count() == 2).then_some(logs)
+    });
+    assert!(
+        own.contains("[1] own holds 1\n") && own.contains("[2] own holds 2\n"),
+        "{own}"
+    );
+    for no in ["1", "2"] {
+        let who = std::fs::read_to_string(root.join(format!("own/{no}/own/who"))).expect("who");
+        assert_eq!(who, format!("{no}\n"));
+    }
 }

@@ -152,6 +152,11 @@ pub struct ProcPlan {
     /// Per-instance persistent directories (container paths, `/lain/logs` included).
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Directories shared by the proc's instances (`single`) or one per instance number
+    /// (`multi`), under the cloud-volume root (process runtime) or as Docker named volumes.
+    /// Absent when the proc has none (so plans without them stamp as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_volumes: Option<crate::spec::model::CloudVolumes>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// Absolute paths of the secret files placed into every instance (contents in the vault).
