@@ -273,3 +273,46 @@ fn a_single_cloud_volume_is_shared_by_the_instances_and_a_multi_one_is_their_own
         assert_eq!(who, format!("{no}\n"));
     }
 }
+
+#[test]
+fn declared_log_files_reach_lain_logs_across_rotation_and_truncation() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = write_app(
+        tmp.path(),
+        "talker",
+        "appname: talker\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh talk.sh\n  \
+         logs:\n    - app.log\n",
+    );
+    // Each step waits for the collector (a pass a second) to see the file as it is.
+    std::fs::write(
+        app.join("talk.sh"),
+        "cd /lain/logs\necho first >> app.log\nsleep 2\necho second >> app.log\n\
+         mv app.log app.log.1\necho third > app.log\nsleep 2\n: > app.log\nsleep 2\n\
+         echo fourth >> app.log\necho not-declared > other.log\necho done\nexec sleep 100000\n",
+    )
+    .expect("talk.sh");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "talker"]);
+    let file = until("the log file's last line", || {
+        let text = kernel.lain_ok(&["logs", "worker", "-a", "talker", "--file", "app.log"]);
+        text.contains("fourth").then_some(text)
+    });
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[1] first",
+            "[1] second",
+            "[1] third",
+            "[1] -- lain: the log was truncated; reading on from its start --",
+            "[1] fourth"
+        ],
+        "{file}"
+    );
+    // The output stays apart; an undeclared file is not served.
+    let out = kernel.lain_ok(&["logs", "worker", "-a", "talker"]);
+    assert!(out.contains("[1] done") && !out.contains("first"), "{out}");
+    let err = kernel.lain_err(&["logs", "worker", "-a", "talker", "--file", "other.log"]);
+    assert!(err.contains("declares no log file `other.log`"), "{err}");
+}

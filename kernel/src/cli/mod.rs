@@ -114,8 +114,12 @@ enum Command {
         #[arg(long, default_value_t = 65536)]
         tail: u64,
         /// Print the web router's access log of the proc instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         access: bool,
+        /// Print a log file the proc declares (`logs`, relative to /lain/logs), collected from
+        /// each instance, instead of its output.
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
     },
     /// Go back to the previous deployment and wait until it runs.
     Rollback {
@@ -227,9 +231,14 @@ pub fn main() -> ExitCode {
             follow,
             tail,
             access,
-        } => a
-            .resolve()
-            .and_then(|name| app::logs(&client, &name, &proc, follow, tail, access)),
+            file,
+        } => a.resolve().and_then(|name| {
+            let what = match &file {
+                Some(file) => format!("file={}", encode(file)),
+                None => format!("access={access}"),
+            };
+            app::logs(&client, &name, &proc, follow, tail, &what)
+        }),
         Command::Rollback { app: a, wait } => (|| {
             let view = client.send::<(), _>(
                 "POST",

@@ -157,6 +157,10 @@ pub struct ProcPlan {
     /// Absent when the proc has none (so plans without them stamp as before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_volumes: Option<crate::spec::model::CloudVolumes>,
+    /// Log files its instances write under `/lain/logs` (relative names) that are collected
+    /// into the log store (`lain logs PROC --file NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// Absolute paths of the secret files placed into every instance (contents in the vault).
