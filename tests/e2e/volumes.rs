@@ -135,6 +135,35 @@ fn a_volume_keeps_its_files_across_restart_upgrade_and_kernel_kill_dash_nine() {
     assert_eq!(runs(&data, 1)[3], "2 v2");
     let logs = kernel.lain_ok(&["logs", "worker", "-a", "keeper"]);
     assert!(logs.contains("[1] runs: 4"), "{logs}");
+    // `lain volume list`: where it lives and how large it is.
+    let listed = json(&kernel.lain_ok(&["volume", "list", "-a", "keeper", "-o", "json"]));
+    let size = std::fs::metadata(data.join("volumes/keeper/worker/1/data/runs"))
+        .expect("runs")
+        .len();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    assert_eq!(
+        (
+            &listed[0]["proc_name"],
+            &listed[0]["number"],
+            &listed[0]["node"]
+        ),
+        (
+            &Value::from("worker"),
+            &Value::from(1),
+            &Value::from(home.as_str())
+        ),
+        "{listed:#}"
+    );
+    assert_eq!(
+        (listed[0]["bytes"].as_u64(), listed[0]["files"].as_u64()),
+        (Some(size), Some(1)),
+        "{listed:#}"
+    );
+    let table = kernel.lain_ok(&["volume", "list", "-a", "keeper"]);
+    assert!(
+        table.contains("/data") && table.contains(&format!("{size} B in 1 files")),
+        "{table}"
+    );
     let view = kernel.ps("keeper");
     assert_eq!(running(&view)[0]["node"], home.as_str());
 }

@@ -16,6 +16,7 @@ mod secret;
 mod serve;
 mod up;
 pub mod validate;
+mod volume;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -141,6 +142,9 @@ enum Command {
     /// Nodes instances are scheduled on.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Volumes of instances: where they live and how large they are.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// The scheduling pipeline (members, order, weights), changed live; instances that no
     /// longer fit it, and moving them.
     #[command(subcommand)]
@@ -259,6 +263,7 @@ pub fn main() -> ExitCode {
             output::print(out, &view, app::print_app)
         })(),
         Command::Node(cmd) => node::run(cmd, &client, out),
+        Command::Volume(cmd) => volume::run(cmd, &client, out),
         Command::Router(cmd) => router::run(cmd, &client, out),
         Command::Scheduler(cmd) => scheduler::run(cmd, &client, out),
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),
