@@ -823,3 +823,78 @@ fn a_cloud_volume_is_a_named_volume_of_the_configured_driver_shared_by_the_insta
         "{inspect:#}"
     );
 }
+
+#[test]
+fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (e1, mut e2) = (DockerEngine::start(), DockerEngine::start());
+    let mut kernel = kernel_on(tmp.path(), &e1, "");
+    kernel.add_node("n2", &e2.address, &[]);
+    let dir = support::write_app(
+        tmp.path(),
+        "vault",
+        &format!(
+            "appname: vault\nbuild:\n  base: {}\n  script: []\n\
+             worker.store:\n  cmd: sh -c 'echo run >> /data/runs; sleep 100000'\n  num_instances: 2\n  \
+             volumes:\n    - /data\n\
+             worker.any:\n  cmd: sleep 100000\n  num_instances: 2\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "vault", "-o", "json"]));
+    let on_n2: Vec<u64> = instances(&view, "store")
+        .iter()
+        .filter(|i| i["node"] == "n2")
+        .filter_map(|i| i["instance"].as_u64())
+        .collect();
+    assert_eq!(on_n2.len(), 1, "spread over the engines: {view:#}");
+    let no = on_n2[0];
+    let on = |v: &Value, proc: &str, node: &str| {
+        instances(v, proc)
+            .iter()
+            .filter(|i| i["node"] == node && i["state"]["state"] == "running")
+            .count()
+    };
+
+    // n2's engine goes away: its stateless instance moves; the one with a volume waits for n2
+    // (its volume is there), and says so, also after a kill -9 of the kernel (which forgets what
+    // it last saw of n2: the volume's home is in the store).
+    e2.stop();
+    let view = kernel.wait_for("vault", "the stateless move and the report", |v| {
+        on(v, "any", "local") == 2
+            && v["procs"].to_string().contains(&format!(
+                "instance {no} has its volumes on node n2, which is down"
+            ))
+    });
+    assert_eq!(on(&view, "store", "local"), 1, "{view:#}");
+    kernel.kill9();
+    kernel.restart();
+    kernel.wait_for("vault", "the report after a restart", |v| {
+        v["pass"].as_u64() > Some(2)
+            && v["procs"]
+                .to_string()
+                .contains(&format!("instance {no} has its volumes on node n2"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let view = json(&kernel.lain_ok(&["ps", "-a", "vault", "-o", "json"]));
+    assert_eq!(
+        instances(&view, "store")
+            .iter()
+            .filter(|i| i["node"] == "local")
+            .count(),
+        1,
+        "nothing started on local on an empty volume: {view:#}"
+    );
+    let listed = json(&kernel.lain_ok(&["volume", "list", "-a", "vault", "-o", "json"]));
+    assert!(
+        listed
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["number"] == no && v["node"] == "n2" && v["bytes"].is_null()),
+        "n2's volume is listed, without a size (not on this host): {listed:#}"
+    );
+    drop(e1);
+}
