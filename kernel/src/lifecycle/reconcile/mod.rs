@@ -15,8 +15,10 @@
 //! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
 //! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an
-//! upgrade; stateful procs (which own their node's volumes) are still stopped first and
-//! recreated on the same node. A new instance that is not ready within the rollout timeout
+//! upgrade; procs that keep their node (`stateful`, or with volumes besides `/lain/logs`) are
+//! still stopped first and recreated on the same node: the node recorded as their volume home
+//! (`records::VolumeHome`), where a missing instance comes back, or is reported while that node
+//! is not ready, never created elsewhere on an empty volume. A new instance that is not ready within the rollout timeout
 //! fails the rollout and the previous deployment comes back (LAIN's automatic rollback).
 //!
 //! The parts, one job each: [`context`] (what the reconciler may reach), [`desired`] and
