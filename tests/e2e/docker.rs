@@ -792,8 +792,9 @@ fn a_cloud_volume_is_a_named_volume_of_the_configured_driver_shared_by_the_insta
         &format!(
             "appname: pool\nbuild:\n  base: {}\n  script: []\nworker:\n  num_instances: 2\n  \
              cmd: sh -c 'echo $LAIN_INSTANCE_NO > /shared/from-$LAIN_INSTANCE_NO; \
-             until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done; echo saw both; sleep 100000'\n  \
-             cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n",
+             until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done; echo saw both; \
+             echo file too >> /lain/logs/app.log; sleep 100000'\n  \
+             cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n  logs:\n    - app.log\n",
             docker_engine::BASE
         ),
     );
@@ -814,6 +815,15 @@ fn a_cloud_volume_is_a_named_volume_of_the_configured_driver_shared_by_the_insta
             format!("{no}\n")
         );
     }
+    // A declared log file of a container on node `local` reaches `lain logs --file`.
+    let file = support::until("the log file", || {
+        let text = kernel.lain_ok(&["logs", "worker", "-a", "pool", "--file", "app.log"]);
+        (text.matches("file too").count() == 2).then_some(text)
+    });
+    assert!(
+        file.contains("[1] file too\n") && file.contains("[2] file too\n"),
+        "{file}"
+    );
     let inspect = json(&engine.docker_ok(&["volume", "inspect", volume]));
     assert_eq!(inspect[0]["Driver"], "local", "{inspect:#}");
     assert_eq!(inspect[0]["Labels"]["lain.app"], "pool", "{inspect:#}");

@@ -323,6 +323,44 @@ fn declared_log_files_reach_lain_logs_across_rotation_and_truncation() {
     .expect("talk.sh");
     kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
     kernel.lain_ok(&["deploy", "-a", "talker"]);
+    // Followed from the start: every line arrives, in order, as it is collected.
+    let mut follow = kernel
+        .lain_cmd(&["logs", "worker", "-a", "talker", "--file", "app.log", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lain logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut followed = Vec::new();
+    while !followed.iter().any(|l: &String| l.contains("fourth")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => followed.push(line),
+            Err(e) => panic!("lain logs -f stopped ({e}) after {followed:?}"),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(
+        followed.first().map(String::as_str),
+        Some("[1] first"),
+        "{followed:?}"
+    );
+    assert_eq!(
+        followed.iter().filter(|l| l.contains("third")).count(),
+        1,
+        "{followed:?}"
+    );
     let file = until("the log file's last line", || {
         let text = kernel.lain_ok(&["logs", "worker", "-a", "talker", "--file", "app.log"]);
         text.contains("fourth").then_some(text)
