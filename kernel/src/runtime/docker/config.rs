@@ -25,7 +25,8 @@ pub struct Config {
 /// instances on the same node share it, instances on other nodes get a volume of the same name
 /// there. To share one across nodes, use a driver (or `local` options, e.g. NFS) that gives
 /// every engine the same storage; `{name}` in an option value is replaced by the volume's name,
-/// so that each cloud volume gets its own directory of the export:
+/// so that each cloud volume gets its own directory of the export (which must exist there: the
+/// `local` driver mounts it, it does not create it):
 ///
 /// ```toml
 /// [docker.cloud_volumes]
