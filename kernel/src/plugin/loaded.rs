@@ -350,7 +350,7 @@ impl LoadedPlugin {
         self.exports.version()
     }
 
-    /// The limits calls to this plugin run under: the engine-wide ones with the operator\x27s
+    /// The limits calls to this plugin run under: the engine-wide ones with the operator's
     /// overrides for this plugin.
     pub fn limits(&self) -> &Limits {
         &self.limits

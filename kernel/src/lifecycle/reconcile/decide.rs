@@ -29,7 +29,7 @@ impl Reconciler {
     ) {
         let now = crate::clock::unix_secs();
         let grace = Duration::from_secs(u64::from(d.plan.plan.kill_timeout));
-        // Instance numbers, each with the node its placement mode pins it to; a scheduled proc\x27s
+        // Instance numbers, each with the node its placement mode pins it to; a scheduled proc's
         // numbers are its running runs (lifecycle::runs), placed anywhere.
         let numbers: BTreeMap<u32, Option<String>> = match &d.runs {
             Some(runs) => runs.keys().map(|no| (*no, None)).collect(),
@@ -75,6 +75,14 @@ impl Reconciler {
         let mut rolling = split
             .values()
             .any(|(cur, old)| !old.is_empty() && cur.is_some_and(|c| !self.is_ready(c, d, now)));
+        // Stopping first, a number whose old instance is gone and whose new one is not ready yet
+        // serves nothing: no other number is stopped until it is, or a rolling upgrade of a proc
+        // with volumes would stop every instance at once (an earlier pass retired the first).
+        if stop_first {
+            rolling |= split
+                .values()
+                .any(|(cur, old)| old.is_empty() && cur.is_none_or(|c| !self.is_ready(c, d, now)));
+        }
         // The instances created below, one after the other: numbers with nothing, and the first
         // of the numbers to roll when no roll is under way.
         let fresh = split

@@ -9,7 +9,7 @@
 //! are retired, what is missing is created.
 //!
 //! Rolling upgrade: an instance number whose instance runs another release, plan or secrets
-//! version (its `lain.plan` / `lain.secrets` label differs from the deployment\x27s stamp), or sits
+//! version (its `lain.plan` / `lain.secrets` label differs from the deployment's stamp), or sits
 //! on a node that is no longer ready, or that an operator asked to move because the scheduler
 //! pipeline no longer places it there (stateless procs), gets a new instance first; the old one is
 //! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
