@@ -6,7 +6,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
 use crate::backup::{BackupRecord, Kind, Restored, RunRequest, Target, Trigger};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
@@ -132,7 +132,7 @@ pub async fn run(
 pub async fn restore(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path((app, id)): Path<(String, u64)>,
+    path: Result<Path<(String, u64)>, PathRejection>,
     body: Result<Json<RestoreBackup>, JsonRejection>,
 ) -> Result<Json<Restored>, ApiError> {
     let body = match body {
@@ -140,6 +140,7 @@ pub async fn restore(
         Err(JsonRejection::MissingJsonContentType(_)) => RestoreBackup::default(),
         Err(e) => return Err(e.into()),
     };
+    let Path((app, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let to = body.to.map(std::path::PathBuf::from);
     Ok(Json(
         state
@@ -152,11 +153,12 @@ pub async fn restore(
 /// Deletes a backup: its snapshot (and the data only it held) and its record.
 #[utoipa::path(delete, path = "/api/v1/apps/{app}/backups/{id}", tag = "backups",
     params(("app" = String, Path, description = "App name"), ("id" = u64, Path, description = "Backup id")),
-    responses((status = 200, body = BackupRecord), (status = 404, body = ErrorBody),
+    responses((status = 200, body = BackupRecord), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "It is still running", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path((app, id)): Path<(String, u64)>,
+    path: Result<Path<(String, u64)>, PathRejection>,
 ) -> Result<Json<BackupRecord>, ApiError> {
+    let Path((app, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     Ok(Json(state.backups.delete(&app, id).await?))
 }

@@ -358,6 +358,7 @@ impl Backups {
 
     /// Backup `id` of `app`.
     pub fn get(&self, app: &str, id: u64) -> Result<BackupRecord, BackupError> {
+        self.lifecycle.app(app)?;
         get_json(self.store(), &record_key(app, id))?
             .ok_or_else(|| BackupError::NotFound(format!("app `{app}` has no backup {id}")))
     }

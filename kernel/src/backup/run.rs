@@ -3,6 +3,7 @@
 use super::{
     BackupError, BackupRecord, Backups, Kind, Outcome, Trigger, expire, record_key, restic,
 };
+use crate::plugin::FailurePolicy;
 use crate::plugin::Kind as PluginKind;
 use crate::plugin::bindings::backup::{BackupJob, BackupMode, BackupOutcome, BackupPlan};
 use crate::plugin::bindings::types::{BackupPolicy, Volume};
@@ -390,12 +391,28 @@ impl Backups {
             ));
         }
         let (plan_job, plan_dir) = (job.clone(), dir.to_path_buf());
-        let plan =
+        let policy = plugin.policy();
+        let planned =
             tokio::task::spawn_blocking(move || BackupPlugin(&plugin).plan(&plan_job, &plan_dir))
                 .await
                 .map_err(|e| format!("backup hook `{hook}`: {e}"))?
-                .map_err(|e| e.to_string())?;
-        check_plan(&plan, dir, hook)?;
+                .map_err(|e| e.to_string())
+                .and_then(|plan| check_plan(&plan, dir, hook).map(|()| plan));
+        let plan = match (planned, policy) {
+            (Ok(plan), _) => plan,
+            (Err(e), FailurePolicy::Closed) => return Err(e),
+            // `lain plugin policy HOOK open`: the whole volume, and no command.
+            (Err(e), FailurePolicy::Open) => {
+                tracing::warn!(app = %t.app, proc = %t.proc, volume = %t.volume, "{e}; failing open: backing up the whole volume without pre_run/post_run");
+                record.error = Some(format!("{e} (failed open: whole volume, no commands)"));
+                BackupPlan {
+                    pre_run: None,
+                    include_paths: vec![".".into()],
+                    exclude_paths: Vec::new(),
+                    post_run: None,
+                }
+            }
+        };
         if plan.include_paths.is_empty() {
             return Ok(None);
         }

@@ -24,13 +24,17 @@ pub fn tick_key(app: &str, proc: &str, instance: u32, kind: Kind, volume: &str) 
     )
 }
 
+/// What a cached list of an app's volumes was read from: its deployed release, the registry's
+/// generation and the deploy's time.
+type DeclaredAs = (String, u64, i64);
+
 /// What the scheduler remembers between passes.
 #[derive(Default)]
 pub struct Scheduler {
     /// Parsed schedules by their text.
     parsed: HashMap<String, Result<Schedule, String>>,
     /// Each app's volumes, by app, as of its deployed release and the registry's generation.
-    declared: HashMap<String, ((String, u64, i64), Vec<super::Declared>)>,
+    declared: HashMap<String, (DeclaredAs, Vec<super::Declared>)>,
 }
 
 impl Scheduler {

@@ -5,6 +5,9 @@ use crate::plugin::bindings::monitoring::{MetricFamily, MetricKind, Sample};
 use crate::plugin::bindings::types::Label;
 use std::collections::BTreeMap;
 
+/// A volume: app, proc, instance, path.
+type VolumeKey = (String, String, u32, String);
+
 /// `lain_backups{app,outcome}` (records kept, by outcome),
 /// `lain_backup_last_failed{app,proc,instance,volume}` (1 when the latest finished backup of
 /// the volume failed or was interrupted) and
@@ -24,8 +27,7 @@ pub fn families(backups: &Backups, label_sets: &mut Vec<Vec<Label>>) -> Vec<Metr
     };
     let mut by_outcome: BTreeMap<(String, &str), f64> = BTreeMap::new();
     // Per volume: (latest finished backup's id and whether it failed, latest success's end).
-    let mut volumes: BTreeMap<(String, String, u32, String), (u64, bool, Option<i64>)> =
-        BTreeMap::new();
+    let mut volumes: BTreeMap<VolumeKey, (u64, bool, Option<i64>)> = BTreeMap::new();
     for r in &records {
         *by_outcome
             .entry((r.app.clone(), r.outcome.name()))
