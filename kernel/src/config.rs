@@ -35,11 +35,15 @@
 //! uid_base = 1879048192               # kernel as root: app A runs as uid and gid
 //! uid_count = 65536                   #   uid_base + sha256(A) % uid_count (1: one uid for all)
 //! system_dirs = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"]
+//! cloud_volumes_root = "/mnt/shared/lain"   # `cloud_volumes`; default <data_dir>/cloud-volumes
 //!
 //! [docker]                            # with runtime = "docker"
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
 //! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
 //! registry = "registry.lain.local:5000"   # releases are pushed here, nodes pull from it
+//! [docker.cloud_volumes]              # named volumes for `cloud_volumes`; default: `local`
+//! driver = "local"                    # `{name}` in an option is the volume's name
+//! options = { type = "nfs", o = "addr=10.0.0.5,rw", device = ":/exports/lain/{name}" }
 //!
 //! [plugins.limits]                    # every plugin call runs under these
 //! cpu_ms = 200

@@ -86,7 +86,8 @@ impl Kernel {
                 )?),
                 RuntimeKind::Docker => Arc::new(
                     DockerRuntime::new(kernel_id, runtime_config.docker.tls.clone(), wake)
-                        .with_registry(runtime_config.docker.registry.clone()),
+                        .with_registry(runtime_config.docker.registry.clone())
+                        .with_cloud_volumes(runtime_config.docker.cloud_volumes.clone()),
                 ),
             })
         };
@@ -129,6 +130,8 @@ impl Kernel {
             live: Live::new(self.store.clone()),
             members: Box::new(move |config| scheduler_members(config, &registry)),
         };
+        // Declared log files are collected beside the instances' output as long as it runs.
+        tokio::spawn(self.lifecycle.clone().collect_log_files());
         tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run())
     }
 

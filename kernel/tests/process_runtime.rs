@@ -34,6 +34,8 @@ fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
         aliases: Vec::new(),
         volumes: Vec::new(),
         volume_root: dir.join("volumes"),
+        cloud_volumes: Vec::new(),
+        cloud_root: std::path::PathBuf::new(),
         health: None,
         secret_files: Vec::new(),
     }

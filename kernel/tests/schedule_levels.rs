@@ -15,7 +15,7 @@ mod native;
 use lain::plugin::bindings::scheduling::{
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, SchedulerInfo, Verdict,
 };
-use lain::plugin::bindings::scheduling_levels::LevelsVerdict;
+use lain::plugin::bindings::scheduling_levels::{LevelsVerdict, RankRows, ScoreRows};
 use lain::plugin::kinds::scheduler::LiveScheduler;
 use lain::plugin::{CallError, Cause, FailurePolicy};
 use lain::schedule::pipeline::Factory;
@@ -456,9 +456,18 @@ impl Backend for Misshapen {
         _levels: u32,
     ) -> Result<Option<LevelsVerdict>, CallError> {
         Ok(Some(LevelsVerdict {
-            room: vec![1; 3],
-            rank: Vec::new(),
-            scores: Vec::new(),
+            open: vec![0b111, 0],
+            limited: Vec::new(),
+            rank: RankRows {
+                default: Vec::new(),
+                nodes: Vec::new(),
+                rows: Vec::new(),
+            },
+            scores: ScoreRows {
+                default: Vec::new(),
+                nodes: Vec::new(),
+                rows: Vec::new(),
+            },
         }))
     }
 }
@@ -485,7 +494,7 @@ fn tables_of_the_wrong_shape_fail_the_placement_naming_the_plugin_and_function()
         Err(ScheduleError::Plugin(e)) => {
             assert_eq!((e.plugin.as_str(), e.function), ("odd", "evaluate-levels"));
             assert!(
-                matches!(&e.cause, Cause::BadResult(m) if m.contains("room has 3 entries for 64 node ids")),
+                matches!(&e.cause, Cause::BadResult(m) if m.contains("open has 2 words for 64 node ids")),
                 "{e}"
             );
         }

@@ -49,7 +49,9 @@ pub use crate::bindings::scheduler_filter_levels::exports::lain::plugin::schedul
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, SchedulerInfo,
     Verdict,
 };
-pub use crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling_levels::LevelsVerdict;
+pub use crate::bindings::scheduler_filter_levels::exports::lain::plugin::scheduling_levels::{
+    LevelsVerdict, NodeRoom, RankRows, ScoreRows,
+};
 
 use crate::PluginError;
 

@@ -766,3 +766,145 @@ fn secret_files_are_written_into_containers_before_they_start_and_nowhere_else()
         "lain's data dir holds no plaintext"
     );
 }
+
+#[test]
+fn a_cloud_volume_is_a_named_volume_of_the_configured_driver_shared_by_the_instances() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    // The `local` driver binding a host directory per volume (`{name}`): what an NFS export
+    // would be on several hosts, on this one.
+    let exports = tmp.path().join("exports");
+    let volume = "lain-cv.pool.worker.shared";
+    std::fs::create_dir_all(exports.join(volume)).expect("export dir");
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "runtime = \"docker\"\n[docker]\nlocal = \"{}\"\n[docker.cloud_volumes]\ndriver = \"local\"\n\
+             options = {{ type = \"none\", o = \"bind\", device = \"{}/{{name}}\" }}\n",
+            engine.address,
+            exports.display()
+        ),
+    );
+    let app = support::write_app(
+        tmp.path(),
+        "pool",
+        &format!(
+            "appname: pool\nbuild:\n  base: {}\n  script: []\nworker:\n  num_instances: 2\n  \
+             cmd: sh -c 'echo $LAIN_INSTANCE_NO > /shared/from-$LAIN_INSTANCE_NO; \
+             until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done; echo saw both; \
+             echo file too >> /lain/logs/app.log; sleep 100000'\n  \
+             cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n  logs:\n    - app.log\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", &app.to_string_lossy()]);
+    kernel.lain_ok(&["deploy", "-a", "pool"]);
+    let logs = support::until("both instances to see both marks", || {
+        let logs = kernel.lain_ok(&["logs", "worker", "-a", "pool"]);
+        (logs.matches("saw both").count() == 2).then_some(logs)
+    });
+    assert!(
+        logs.contains("[1] saw both") && logs.contains("[2] saw both"),
+        "{logs}"
+    );
+    for no in ["1", "2"] {
+        let mark = exports.join(volume).join(format!("from-{no}"));
+        assert_eq!(
+            std::fs::read_to_string(&mark).expect("the mark is in the export"),
+            format!("{no}\n")
+        );
+    }
+    // A declared log file of a container on node `local` reaches `lain logs --file`.
+    let file = support::until("the log file", || {
+        let text = kernel.lain_ok(&["logs", "worker", "-a", "pool", "--file", "app.log"]);
+        (text.matches("file too").count() == 2).then_some(text)
+    });
+    assert!(
+        file.contains("[1] file too\n") && file.contains("[2] file too\n"),
+        "{file}"
+    );
+    let inspect = json(&engine.docker_ok(&["volume", "inspect", volume]));
+    assert_eq!(inspect[0]["Driver"], "local", "{inspect:#}");
+    assert_eq!(inspect[0]["Labels"]["lain.app"], "pool", "{inspect:#}");
+    assert_eq!(
+        inspect[0]["Options"]["device"],
+        format!("{}/{volume}", exports.display()),
+        "{inspect:#}"
+    );
+}
+
+#[test]
+fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (e1, mut e2) = (DockerEngine::start(), DockerEngine::start());
+    let mut kernel = kernel_on(tmp.path(), &e1, "");
+    kernel.add_node("n2", &e2.address, &[]);
+    let dir = support::write_app(
+        tmp.path(),
+        "vault",
+        &format!(
+            "appname: vault\nbuild:\n  base: {}\n  script: []\n\
+             worker.store:\n  cmd: sh -c 'echo run >> /data/runs; sleep 100000'\n  num_instances: 2\n  \
+             volumes:\n    - /data\n\
+             worker.any:\n  cmd: sleep 100000\n  num_instances: 2\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "vault", "-o", "json"]));
+    let on_n2: Vec<u64> = instances(&view, "store")
+        .iter()
+        .filter(|i| i["node"] == "n2")
+        .filter_map(|i| i["instance"].as_u64())
+        .collect();
+    assert_eq!(on_n2.len(), 1, "spread over the engines: {view:#}");
+    let no = on_n2[0];
+    let on = |v: &Value, proc: &str, node: &str| {
+        instances(v, proc)
+            .iter()
+            .filter(|i| i["node"] == node && i["state"]["state"] == "running")
+            .count()
+    };
+
+    // n2's engine goes away: its stateless instance moves; the one with a volume waits for n2
+    // (its volume is there), and says so, also after a kill -9 of the kernel (which forgets what
+    // it last saw of n2: the volume's home is in the store).
+    e2.stop();
+    let view = kernel.wait_for("vault", "the stateless move and the report", |v| {
+        on(v, "any", "local") == 2
+            && v["procs"].to_string().contains(&format!(
+                "instance {no} has its volumes on node n2, which is down"
+            ))
+    });
+    assert_eq!(on(&view, "store", "local"), 1, "{view:#}");
+    kernel.kill9();
+    kernel.restart();
+    kernel.wait_for("vault", "the report after a restart", |v| {
+        v["pass"].as_u64() > Some(2)
+            && v["procs"]
+                .to_string()
+                .contains(&format!("instance {no} has its volumes on node n2"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let view = json(&kernel.lain_ok(&["ps", "-a", "vault", "-o", "json"]));
+    assert_eq!(
+        instances(&view, "store")
+            .iter()
+            .filter(|i| i["node"] == "local")
+            .count(),
+        1,
+        "nothing started on local on an empty volume: {view:#}"
+    );
+    let listed = json(&kernel.lain_ok(&["volume", "list", "-a", "vault", "-o", "json"]));
+    assert!(
+        listed
+            .as_array()
+            .expect("volumes")
+            .iter()
+            .any(|v| v["number"] == no && v["node"] == "n2" && v["bytes"].is_null()),
+        "n2's volume is listed, without a size (not on this host): {listed:#}"
+    );
+    drop(e1);
+}

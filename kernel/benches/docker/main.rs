@@ -204,6 +204,8 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
             aliases: Vec::new(),
             volumes: Vec::new(),
             volume_root: std::env::temp_dir(),
+            cloud_volumes: Vec::new(),
+            cloud_root: std::path::PathBuf::new(),
             health: None,
             secret_files: Vec::new(),
         })

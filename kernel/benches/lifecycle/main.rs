@@ -224,6 +224,8 @@ async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
             aliases: Vec::new(),
             volumes: Vec::new(),
             volume_root: release.join("volumes"),
+            cloud_volumes: Vec::new(),
+            cloud_root: std::path::PathBuf::new(),
             health: None,
             secret_files: Vec::new(),
         })

@@ -45,6 +45,11 @@
 //!    `evaluate` in a and b, to show where a placement's time goes.
 //! 3. **A proc-type call**: `web`'s `render`, which instantiates a fresh instance per call, next
 //!    to the same plugin's fresh-instance costs, so the call's own cost is visible.
+//! 4. **Upgrade latency** ([`upgrade`]): `Registry::upgrade_with` of `jwt`, `template` and `web`
+//!    to components no cache holds, request to swap, with Cranelift compiling inside the request
+//!    (an engine without Winch, as before tiered compilation) and tiered (Winch now, Cranelift in
+//!    the background), interleaved; the time until the Cranelift build is in; and a `jwt`
+//!    verification and a `web` render on each build, for what the Winch window costs calls.
 //!
 //! This file holds the driver, the workload and the loading of plugins; each part has its module,
 //! and [`report`] prints and saves the figures.
@@ -59,6 +64,7 @@ mod render;
 mod report;
 mod scheduling;
 mod stats;
+mod upgrade;
 
 use anyhow::{Context, Result};
 use lain::plugin::engine::PluginEngine;
@@ -155,13 +161,22 @@ fn main() -> Result<()> {
     }
     eprintln!("proc-type render: {samples} samples...");
     let render = render::bench_render(&engine)?;
+    eprintln!(
+        "upgrades: {} per plugin and way...",
+        upgrade::upgrade_rounds()
+    );
+    let upgrades = upgrade::bench_upgrades()?;
+    eprintln!("calls on Winch and Cranelift builds: {samples} samples...");
+    let call_cost = upgrade::bench_call_cost()?;
 
-    let targets = targets(&instantiation, &scheduling);
+    let targets = targets(&instantiation, &scheduling, &upgrades);
     let report = Report {
         machine,
         instantiation,
         scheduling,
         render,
+        upgrades,
+        call_cost,
         targets,
     };
     print!("{}", report.markdown()?);

@@ -5,7 +5,7 @@ use lain::plugin::bindings::scheduling::{
     LabelDef, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, SchedulerInfo,
     Verdict,
 };
-use lain::plugin::bindings::scheduling_levels::LevelsVerdict;
+use lain::plugin::bindings::scheduling_levels::{LevelsVerdict, NodeRoom, RankRows, ScoreRows};
 use lain::plugin::bindings::types::PluginError as GuestError;
 use lain::plugin::{CallError, Cause};
 use lain::schedule::Backend;
@@ -152,9 +152,22 @@ impl<A: Algorithm + Send> Backend for Native<A> {
             .evaluate_levels(proc, candidates, levels)
             .map_err(|e| self.refusal("evaluate-levels", e))?;
         Ok(verdict.map(|v| LevelsVerdict {
-            room: v.room,
-            rank: v.rank,
-            scores: v.scores,
+            open: v.open,
+            limited: v
+                .limited
+                .into_iter()
+                .map(|(node, room)| NodeRoom { node, room })
+                .collect(),
+            rank: RankRows {
+                default: v.rank.default,
+                nodes: v.rank.nodes,
+                rows: v.rank.rows,
+            },
+            scores: ScoreRows {
+                default: v.scores.default,
+                nodes: v.scores.nodes,
+                rows: v.scores.rows,
+            },
         }))
     }
 }

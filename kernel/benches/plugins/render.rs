@@ -52,7 +52,7 @@ pub fn bench_render(engine: &Arc<PluginEngine>) -> Result<Render> {
 }
 
 /// A typical web proc: two mountpoints, a health check, a few variables and labels.
-fn web_proc() -> Proc {
+pub fn web_proc() -> Proc {
     Proc {
         image: "registry.lain.local/bookshelf:release-1".into(),
         cmd: Some(strings(&["./server", "--port", "8080"])),

@@ -1,7 +1,8 @@
 //! The report: every figure as JSON, and the markdown tables printed.
 
 use crate::scheduling::Variant;
-use crate::stats::{Percentiles, Ratio};
+use crate::stats::{Latency, Percentiles, Ratio};
+use crate::upgrade::upgrade_rounds;
 use crate::{
     BATCH, DEPLOYS, MEMBERS, PROCS, WARMUP_ROUNDS, WARMUP_SAMPLES, breakdown_rounds, rounds,
     sample_count,
@@ -16,6 +17,8 @@ pub struct Report {
     pub instantiation: Vec<Instantiation>,
     pub scheduling: Vec<Scheduling>,
     pub render: Render,
+    pub upgrades: Vec<Upgrade>,
+    pub call_cost: Vec<CallCost>,
     pub targets: Vec<Target>,
 }
 
@@ -129,6 +132,35 @@ pub struct Render {
     pub beyond_fresh_instance_p50_us: f64,
 }
 
+/// Upgrades of one plugin, request to swap, both ways.
+#[derive(Serialize)]
+pub struct Upgrade {
+    pub plugin: String,
+    pub component_kib: usize,
+    /// Measured upgrades per way.
+    pub upgrades: usize,
+    /// Cranelift compiling inside the request (before tiered compilation).
+    pub inline: Latency,
+    /// Winch inside the request, Cranelift in the background.
+    pub tiered: Latency,
+    /// Median (quartiles) of the per-round ratio inline / tiered.
+    pub speedup: Ratio,
+    /// From the tiered upgrade's request until its Cranelift build is swapped in.
+    pub cranelift_in: Latency,
+}
+
+/// One call on the Winch build and on the Cranelift build of the same component.
+#[derive(Serialize)]
+pub struct CallCost {
+    pub plugin: String,
+    pub call: String,
+    pub samples: usize,
+    pub winch_p50_us: f64,
+    pub cranelift_p50_us: f64,
+    /// Median (quartiles) of the per-sample ratio Winch time / Cranelift time.
+    pub winch_over_cranelift: Ratio,
+}
+
 /// A target stated in the issue, and whether this run meets it.
 #[derive(Serialize)]
 pub struct Target {
@@ -137,9 +169,26 @@ pub struct Target {
     pub met: bool,
 }
 
-/// Checks the figures against the issue's targets.
-pub fn targets(instantiation: &[Instantiation], scheduling: &[Scheduling]) -> Vec<Target> {
+/// Checks the figures against the issues' targets.
+pub fn targets(
+    instantiation: &[Instantiation],
+    scheduling: &[Scheduling],
+    upgrades: &[Upgrade],
+) -> Vec<Target> {
     let mut targets = Vec::new();
+    for u in upgrades {
+        targets.push(Target {
+            target: format!(
+                "`lain plugin upgrade` of `{}` ({} KiB), request to swap: p50 < 100 ms",
+                u.plugin, u.component_kib
+            ),
+            measured: format!(
+                "{:.1} ms (p95 {:.1} ms; Cranelift inline {:.1} ms)",
+                u.tiered.p50_ms, u.tiered.p95_ms, u.inline.p50_ms
+            ),
+            met: u.tiered.p50_ms < 100.0,
+        });
+    }
     for i in instantiation {
         let p50 = i.fresh.instantiate.p50_us;
         targets.push(Target {
@@ -325,6 +374,68 @@ impl Report {
             us(r.beyond_fresh_instance_p50_us)
         )?;
 
+        writeln!(
+            out,
+            "\n## 4. `lain plugin upgrade`: request to swap\n\n\
+             Measured upgrades per plugin and way: {} (after {} warm-up one), each to a component no cache \
+             holds (a custom section makes its SHA-256 new), the two ways alternating, each \
+             upgrade started once the previous one's background build was in. The time is \
+             `Registry::upgrade_with` as the API handler calls it (manifest, checks, compile, \
+             store write, swap; not the HTTP body or its base64). *Inline*: Cranelift compiles \
+             inside the request (before tiered compilation); *tiered*: Winch inside the request, \
+             Cranelift in the background, swapped in when ready. Speedup: median (quartiles) of \
+             the per-round ratio inline / tiered.\n",
+            upgrade_rounds(),
+            crate::upgrade::WARMUP_UPGRADES,
+        )?;
+        writeln!(
+            out,
+            "| plugin | component | inline p50 | p95 | tiered p50 | p95 | speedup | Cranelift build in p50 | p95 |"
+        )?;
+        writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
+        for u in &self.upgrades {
+            writeln!(
+                out,
+                "| `{}` | {} KiB | {} | {} | {} | {} | {:.2}x ({:.2}–{:.2}) | {} | {} |",
+                u.plugin,
+                u.component_kib,
+                ms(u.inline.p50_ms),
+                ms(u.inline.p95_ms),
+                ms(u.tiered.p50_ms),
+                ms(u.tiered.p95_ms),
+                u.speedup.median,
+                u.speedup.p25,
+                u.speedup.p75,
+                ms(u.cranelift_in.p50_ms),
+                ms(u.cranelift_in.p95_ms),
+            )?;
+        }
+        writeln!(
+            out,
+            "\n### A call on the Winch build (the window until the Cranelift build is in)\n\n\
+             The same component loaded twice, on Winch and on Cranelift, called alternately; \
+             the ratio is the median (quartiles) of the per-call ratio Winch / Cranelift.\n"
+        )?;
+        writeln!(
+            out,
+            "| plugin | call | samples | Winch p50 | Cranelift p50 | Winch / Cranelift |"
+        )?;
+        writeln!(out, "|---|---|---:|---:|---:|---:|")?;
+        for c in &self.call_cost {
+            writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} | {:.2}x ({:.2}–{:.2}) |",
+                c.plugin,
+                c.call,
+                c.samples,
+                us(c.winch_p50_us),
+                us(c.cranelift_p50_us),
+                c.winch_over_cranelift.median,
+                c.winch_over_cranelift.p25,
+                c.winch_over_cranelift.p75,
+            )?;
+        }
+
         writeln!(out, "\n## Targets\n")?;
         writeln!(out, "| target | measured | met |")?;
         writeln!(out, "|---|---|---|")?;
@@ -338,6 +449,10 @@ impl Report {
 
 fn us(v: f64) -> String {
     format!("{v:.2} µs")
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1} ms")
 }
 
 /// `v` rounded, with thousands separators.

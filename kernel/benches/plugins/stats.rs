@@ -52,6 +52,24 @@ impl Percentiles {
     }
 }
 
+/// The median and the 95th percentile of longer timings, in ms.
+#[derive(Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+}
+
+impl Latency {
+    /// The percentiles of `samples`.
+    pub fn of(samples: Vec<Duration>) -> Latency {
+        let ms = sorted(samples.iter().map(|d| d.as_secs_f64() * 1e3).collect());
+        Latency {
+            p50_ms: quantile(&ms, 0.5),
+            p95_ms: quantile(&ms, 0.95),
+        }
+    }
+}
+
 /// Median of per-round paired throughput ratios (baseline time / wasm time), with its quartiles.
 #[derive(Serialize)]
 pub struct Ratio {

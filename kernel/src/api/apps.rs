@@ -264,6 +264,9 @@ pub struct LogsQuery {
     /// The web router's access log of the proc instead of its instances' output.
     #[serde(default)]
     pub access: bool,
+    /// A log file the proc declares (`logs`, relative to `/lain/logs`), collected from each
+    /// instance, instead of its output.
+    pub file: Option<String>,
 }
 
 /// The logs of every instance of a proc, each line prefixed with `[<instance>]`.
@@ -276,13 +279,24 @@ pub async fn logs(
     q: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
+    if q.access && q.file.is_some() {
+        return Err(ApiError::bad_request(
+            "`access` and `file` name different logs: ask for one",
+        ));
+    }
     let request = LogRequest {
         follow: q.follow,
         tail: q.tail.unwrap_or(64 << 10),
         access: q.access,
     };
     let lc = state.lifecycle.clone();
-    let reader = blocking(move || Ok(lc.proc_logs(&app, &proc, request)?)).await?;
+    let reader = blocking(move || {
+        Ok(match &q.file {
+            Some(file) => lc.proc_file_logs(&app, &proc, file, request)?,
+            None => lc.proc_logs(&app, &proc, request)?,
+        })
+    })
+    .await?;
     let stream = futures::StreamExt::map(reader.stream(), |chunk| {
         Ok::<_, std::convert::Infallible>(Bytes::from(chunk))
     });

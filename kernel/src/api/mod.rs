@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod trail;
 pub mod validate;
+pub mod volumes;
 
 use crate::auth::{Access, Caller};
 use crate::monitor::Monitor;
@@ -97,6 +98,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(apps::rollback))
         .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
+        .route("/api/v1/apps/{app}/volumes", get(volumes::app))
+        .route("/api/v1/volumes", get(volumes::list))
         .route("/api/v1/apps/{app}/runs", get(runs::list))
         .route(
             "/api/v1/apps/{app}/procs/{proc}/runs/{run}/log",

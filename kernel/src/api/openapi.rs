@@ -41,6 +41,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::nodes::remove,
         crate::api::scheduler::show, crate::api::scheduler::set, crate::api::scheduler::misfits,
         crate::api::scheduler::request_moves,
+        crate::api::volumes::app, crate::api::volumes::list,
     ),
     components(schemas(Liveness, WhoAmI, ErrorBody)),
     modifiers(&BearerAuth, &UniqueOperationIds, &GuardResponses),

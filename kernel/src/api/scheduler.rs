@@ -146,7 +146,7 @@ pub struct MoveView {
     /// Stateless instances that get a replacement placed by the pipeline in force, one instance
     /// number of a proc at a time; each old one is retired once its replacement is ready.
     pub moving: Moves,
-    /// Stateful misfits: they own their node's volumes and stay (drain the node to move them).
+    /// Stateful misfits (stateful, or with volumes): they own their node's volumes and stay.
     pub stay: Vec<Misfit>,
 }
 

@@ -103,6 +103,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/apps/{app}", Read),
     rule("GET", "/api/v1/apps/{app}/releases", Read),
     rule("GET", "/api/v1/apps/{app}/procs/{proc}/logs", Read),
+    rule("GET", "/api/v1/apps/{app}/volumes", Read),
     rule("GET", "/api/v1/apps/{app}/runs", Read),
     rule(
         "GET",
@@ -162,6 +163,8 @@ pub const RULES: &[Rule] = &[
     rule("PUT", "/api/v1/scheduler", Admin),
     // Misfits name instances of every app.
     rule("GET", "/api/v1/scheduler/misfits", Admin),
+    // Volumes of every app.
+    rule("GET", "/api/v1/volumes", Admin),
     rule("POST", "/api/v1/scheduler/moves", Admin),
     rule("GET", "/api/v1/router/nginx", Admin),
     // Route claims: listed for the apps the caller may read; only admins reassign or release.

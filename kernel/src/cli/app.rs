@@ -387,17 +387,18 @@ fn state_text(state: &RunState) -> String {
     }
 }
 
-/// `lain logs PROC [-f] [--access]`.
+/// `lain logs PROC [-f] [--access | --file NAME]`; `what` is the query naming the log
+/// (`access=...` or `file=...`, encoded).
 pub fn logs(
     client: &Client,
     app: &str,
     proc: &str,
     follow: bool,
     tail: u64,
-    access: bool,
+    what: &str,
 ) -> anyhow::Result<()> {
     let stream = client.get_stream(&format!(
-        "/api/v1/apps/{app}/procs/{proc}/logs?follow={follow}&tail={tail}&access={access}"
+        "/api/v1/apps/{app}/procs/{proc}/logs?follow={follow}&tail={tail}&{what}"
     ))?;
     let stdout = std::io::stdout();
     for line in stream.lines() {

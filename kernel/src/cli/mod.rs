@@ -17,6 +17,7 @@ mod secret;
 mod serve;
 mod up;
 pub mod validate;
+mod volume;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -115,8 +116,12 @@ enum Command {
         #[arg(long, default_value_t = 65536)]
         tail: u64,
         /// Print the web router's access log of the proc instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         access: bool,
+        /// Print a log file the proc declares (`logs`, relative to /lain/logs), collected from
+        /// each instance, instead of its output.
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
     },
     /// Go back to the previous deployment and wait until it runs.
     Rollback {
@@ -138,6 +143,9 @@ enum Command {
     /// Nodes instances are scheduled on.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// Volumes of instances: where they live and how large they are.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// The scheduling pipeline (members, order, weights), changed live; instances that no
     /// longer fit it, and moving them.
     #[command(subcommand)]
@@ -231,9 +239,14 @@ pub fn main() -> ExitCode {
             follow,
             tail,
             access,
-        } => a
-            .resolve()
-            .and_then(|name| app::logs(&client, &name, &proc, follow, tail, access)),
+            file,
+        } => a.resolve().and_then(|name| {
+            let what = match &file {
+                Some(file) => format!("file={}", encode(file)),
+                None => format!("access={access}"),
+            };
+            app::logs(&client, &name, &proc, follow, tail, &what)
+        }),
         Command::Rollback { app: a, wait } => (|| {
             let view = client.send::<(), _>(
                 "POST",
@@ -254,6 +267,7 @@ pub fn main() -> ExitCode {
             output::print(out, &view, app::print_app)
         })(),
         Command::Node(cmd) => node::run(cmd, &client, out),
+        Command::Volume(cmd) => volume::run(cmd, &client, out),
         Command::Router(cmd) => router::run(cmd, &client, out),
         Command::Scheduler(cmd) => scheduler::run(cmd, &client, out),
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),

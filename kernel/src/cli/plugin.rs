@@ -4,6 +4,7 @@ use super::Output;
 use super::client::Client;
 use super::output::{print, table};
 use crate::plugin::FailurePolicy;
+use crate::plugin::engine::Compiler;
 use crate::plugin::registry::{ConfigView, PluginView, TypeMapping, Upgraded};
 use anyhow::Context;
 use base64::Engine as _;
@@ -154,7 +155,8 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
                     .collect();
                 table(
                     &[
-                        "NAME", "VERSION", "KIND", "SOURCE", "STATE", "POLICY", "CALLS", "FAILURES",
+                        "NAME", "VERSION", "KIND", "SOURCE", "STATE", "POLICY", "CALLS",
+                        "FAILURES", "COMPILED",
                     ],
                     &rows,
                 );
@@ -180,6 +182,7 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
                 println!("installed {} {} ({}), enabled", p.name, p.version, p.kind);
                 files(p);
             })?;
+            winch_note(&p);
             if super::scheduler::outside(client).contains(&p.name) {
                 eprintln!("{}", super::scheduler::outside_note(&p.name));
             }
@@ -207,7 +210,9 @@ pub fn run(cmd: PluginCommand, client: &Client, output: Output) -> anyhow::Resul
                 &format!("/api/v1/plugins/{name}{query}"),
                 Some(&body),
             )?;
-            print(output, &u, upgraded)
+            print(output, &u, upgraded)?;
+            winch_note(&u.plugin);
+            Ok(())
         }
         PluginCommand::Config {
             name,
@@ -319,6 +324,7 @@ fn row(p: &PluginView) -> Vec<String> {
         ),
         p.health.calls.to_string(),
         p.health.failures.to_string(),
+        p.compiled.to_string(),
     ]
 }
 
@@ -341,6 +347,14 @@ fn show(p: &PluginView) {
     );
     println!("state:         {}", state(p));
     println!("sha256:        {}", p.sha256);
+    println!(
+        "compiled:      {}{}",
+        p.compiled,
+        match p.compiled {
+            Compiler::Winch => " (baseline; the Cranelift build replaces it when ready)",
+            Compiler::Cranelift => "",
+        }
+    );
     println!(
         "on failure:    {} ({})",
         p.health.policy,
@@ -410,6 +424,17 @@ fn show(p: &PluginView) {
         }
     }
     files(p);
+}
+
+/// Says on stderr that a plugin runs on its Winch build for now.
+fn winch_note(p: &PluginView) {
+    if p.compiled == Compiler::Winch {
+        eprintln!(
+            "{} runs on its Winch build; its Cranelift build is compiled in the background and \
+             swapped in when ready (`lain plugin show {}` says `compiled: cranelift`)",
+            p.name, p.name
+        );
+    }
 }
 
 fn upgraded(u: &Upgraded) {

@@ -96,7 +96,7 @@ pub fn run(cmd: SchedulerCommand, client: &Client, output: Output) -> anyhow::Re
                     }
                 }
                 if !v.stay.is_empty() {
-                    println!("stateful, staying on their node (drain the node to move them):");
+                    println!("stateful (or with volumes), staying on their node:");
                     print_misfits(&v.stay);
                 }
             })

@@ -22,6 +22,7 @@ pub mod route_claims;
 pub mod runs;
 pub mod state;
 pub mod view;
+pub mod volumes;
 
 pub use config::Config;
 

@@ -6,6 +6,7 @@
 //! | `apps/<app>` | [`AppRecord`]: the deployed release, its history, scale overrides |
 //! | `releases/<app>/<version>` | [`ReleaseRecord`]: a built release |
 //! | `nodes/<name>` | [`NodeRecord`] |
+//! | `volumes/<app>/<proc>/<no>` | [`VolumeHome`]: the node that holds an instance number's volumes |
 //!
 //! Instances are not stored: the runtime holds them, labelled, and the reconciler rebuilds its
 //! view from it (as LAIN's deployd did from Swarm), so the store can never disagree with what
@@ -23,6 +24,14 @@ pub const APPS: &str = "apps/";
 pub const RELEASES: &str = "releases/";
 /// Prefix of node records.
 pub const NODES: &str = "nodes/";
+
+/// Prefix of volume homes.
+pub const VOLUMES: &str = "volumes/";
+
+/// Key of the volume home of instance `no` of proc `proc` (full name) of `app`.
+pub fn volume_key(app: &str, proc: &str, no: u32) -> String {
+    format!("{VOLUMES}{app}/{proc}/{no}")
+}
 
 /// Key of app `app`.
 pub fn app_key(app: &str) -> String {
@@ -143,6 +152,15 @@ pub struct ProcPlan {
     /// Per-instance persistent directories (container paths, `/lain/logs` included).
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Directories shared by the proc's instances (`single`) or one per instance number
+    /// (`multi`), under the cloud-volume root (process runtime) or as Docker named volumes.
+    /// Absent when the proc has none (so plans without them stamp as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_volumes: Option<crate::spec::model::CloudVolumes>,
+    /// Log files its instances write under `/lain/logs` (relative names) that are collected
+    /// into the log store (`lain logs PROC --file NAME`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// Absolute paths of the secret files placed into every instance (contents in the vault).
@@ -198,6 +216,19 @@ impl ProcPlan {
         Ok(())
     }
 
+    /// Whether the proc's instances own their node: it is `stateful`, or it has a volume other
+    /// than `/lain/logs` (the user's or its type's), which lives on the node the instance first
+    /// ran on (LAIN's "soft stateful"). Such an instance is upgraded in place (stopped first,
+    /// recreated on the same node) and never started on another node on an empty volume.
+    pub fn keeps_node(&self) -> bool {
+        self.stateful
+            || self
+                .volumes
+                .iter()
+                .chain(&self.plan.volumes)
+                .any(|v| v != LOGS_VOLUME)
+    }
+
     /// Whether an instance that exited with `code` is started again.
     pub fn restarts_after(&self, code: Option<i32>) -> bool {
         match self.plan.restart.policy {
@@ -206,6 +237,30 @@ impl ProcPlan {
             RestartPolicy::Never => false,
         }
     }
+}
+
+/// The volume every instance has for its log files (LAIN appended it to every proc); alone it
+/// does not tie an instance to its node.
+pub const LOGS_VOLUME: &str = "/lain/logs";
+
+/// Where the volumes of one instance number of a proc live: recorded when the kernel first
+/// creates it on a node (or finds it running there), so that a missing instance comes back on
+/// that node, or is reported, and never starts elsewhere on an empty volume. Kept after an
+/// undeploy or a scale down, as the directories are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VolumeHome {
+    /// App name.
+    pub app: String,
+    /// Proc full name `<app>.<type>.<name>`.
+    pub proc: String,
+    /// Instance number.
+    pub number: u32,
+    /// The node holding the directories.
+    pub node: String,
+    /// The volumes (paths in the instance) when it was recorded.
+    pub volumes: Vec<String>,
+    /// When it was recorded (Unix seconds).
+    pub since: i64,
 }
 
 /// Scale set at runtime (`lain scale`).

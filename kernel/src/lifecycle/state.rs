@@ -3,7 +3,7 @@
 //! the lifecycle's operations and the reconciler, which hold clones of one [`Records`].
 
 use super::LifecycleError;
-use super::records::{self, AppRecord, NodeRecord, NodeState, ReleaseRecord};
+use super::records::{self, AppRecord, NodeRecord, NodeState, ReleaseRecord, VolumeHome};
 use crate::store::{Store, StoreError, get_json, put_json};
 use std::sync::Arc;
 
@@ -86,6 +86,29 @@ impl Records {
         node.state = state;
         self.store.apply(vec![put_json(&key, &node)?])?;
         Ok(())
+    }
+
+    /// Every recorded volume home (see [`VolumeHome`]), of app `app` only when given.
+    pub fn volume_homes(&self, app: Option<&str>) -> Result<Vec<VolumeHome>, LifecycleError> {
+        let prefix = match app {
+            Some(app) => format!("{}{app}/", records::VOLUMES),
+            None => records::VOLUMES.to_string(),
+        };
+        list(&*self.store, &prefix)
+    }
+
+    /// Records `home` unless its instance number has one already (a home never moves by
+    /// itself); returns whether it was recorded.
+    pub fn record_volume_home(&self, home: &VolumeHome) -> Result<bool, LifecycleError> {
+        let key = records::volume_key(&home.app, &home.proc, home.number);
+        let absent = crate::store::Expect {
+            key: key.clone(),
+            value: None,
+        };
+        Ok(self
+            .store
+            .apply_if(&[absent], vec![put_json(&key, home)?])?
+            .is_some())
     }
 
     /// Reads app `app`, lets `change` modify it, writes it back and wakes the reconciler.

@@ -1,7 +1,7 @@
 //! A compiled, checked, pre-linked plugin and the machinery of one call under limits.
 
 use super::bindings::{authentication, backup, monitoring, proc_rendering, scheduling, v0_1};
-use super::engine::PluginEngine;
+use super::engine::{Compiler, PluginEngine};
 use super::error::{CallError, Cause, InstallError};
 use super::health::PluginHealth;
 use super::limits::{Limits, PluginLimits};
@@ -103,6 +103,40 @@ impl Exports {
     }
 }
 
+/// Compiled code of a component, checked against its world and pre-linked: what a plugin runs,
+/// without its configuration.
+pub struct Build {
+    pre: InstancePre<PluginState>,
+    exports: Arc<Exports>,
+    compiler: Compiler,
+}
+
+impl Build {
+    /// Checks `component` (compiled by `engine`) against the world of `kind` and resolves its
+    /// exports.
+    pub fn new(
+        engine: &PluginEngine,
+        component: &Component,
+        kind: Kind,
+    ) -> Result<Build, InstallError> {
+        let (pre, version) = engine.check(component, kind)?;
+        let exports = Exports::new(kind, version, &pre)?;
+        Ok(Build {
+            pre,
+            exports: Arc::new(exports),
+            compiler: engine.compiler_of(component),
+        })
+    }
+
+    /// Which compiler produced it.
+    pub fn compiler(&self) -> Compiler {
+        self.compiler
+    }
+}
+
+/// Numbers each load of a component (see [`LoadedPlugin::load_id`]).
+static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// A plugin ready to be called: compiled once, checked against its world, pre-linked.
 ///
 /// Proc types and backup hooks get a fresh instance per call from the `InstancePre` (about 10 µs
@@ -122,6 +156,8 @@ pub struct LoadedPlugin {
     engine: Arc<PluginEngine>,
     pre: InstancePre<PluginState>,
     exports: Arc<Exports>,
+    compiler: Compiler,
+    load_id: u64,
     identity: Arc<Identity>,
     limits: Limits,
     overrides: PluginLimits,
@@ -134,10 +170,10 @@ pub struct LoadedPlugin {
 const IDLE_INSTANCES: usize = 4;
 
 impl LoadedPlugin {
-    /// Compiles (or loads from cache), checks and pre-links a component. `operator_config` is the
-    /// operator's configuration for the plugin, merged over the manifest's defaults; only its
-    /// `files` grant files (a `files` key among the manifest's defaults is dropped, whatever
-    /// record it came from).
+    /// Compiles with Cranelift (or loads from cache), checks and pre-links a component.
+    /// `operator_config` is the operator's configuration for the plugin, merged over the
+    /// manifest's defaults; only its `files` grant files (a `files` key among the manifest's
+    /// defaults is dropped, whatever record it came from).
     pub fn load(
         engine: &Arc<PluginEngine>,
         manifest: Manifest,
@@ -146,18 +182,25 @@ impl LoadedPlugin {
         operator_config: Option<&serde_json::Value>,
     ) -> Result<LoadedPlugin, InstallError> {
         let sha256 = sha256_hex(bytes);
-        let component: Component = engine.compile(&sha256, bytes)?;
-        let (pre, version) = engine.check(&component, manifest.kind)?;
-        let exports = Exports::new(manifest.kind, version, &pre)?;
-        LoadedPlugin::assemble(
-            engine,
-            manifest,
-            sha256,
-            builtin,
-            pre,
-            Arc::new(exports),
-            operator_config,
-        )
+        let component = engine.compile(&sha256, bytes)?;
+        let build = Build::new(engine, &component, manifest.kind)?;
+        LoadedPlugin::assemble(engine, manifest, sha256, builtin, build, operator_config)
+    }
+
+    /// [`LoadedPlugin::load`] on the quickest usable build ([`PluginEngine::compile_tiered`]):
+    /// the cached Cranelift build, else a Winch build that [`LoadedPlugin::with_build`] later
+    /// replaces by the Cranelift one ([`LoadedPlugin::compiler`] says which it runs).
+    pub fn load_tiered(
+        engine: &Arc<PluginEngine>,
+        manifest: Manifest,
+        bytes: &[u8],
+        builtin: bool,
+        operator_config: Option<&serde_json::Value>,
+    ) -> Result<LoadedPlugin, InstallError> {
+        let sha256 = sha256_hex(bytes);
+        let component = engine.compile_tiered(&sha256, bytes)?;
+        let build = Build::new(engine, &component, manifest.kind)?;
+        LoadedPlugin::assemble(engine, manifest, sha256, builtin, build, operator_config)
     }
 
     /// The same compiled plugin under another operator configuration (a live configuration
@@ -167,17 +210,61 @@ impl LoadedPlugin {
         &self,
         operator_config: Option<&serde_json::Value>,
     ) -> Result<LoadedPlugin, InstallError> {
-        let plugin = LoadedPlugin::assemble(
+        let mut plugin = LoadedPlugin::assemble(
             &self.engine,
             self.manifest.clone(),
             self.sha256.clone(),
             self.builtin,
-            self.pre.clone(),
-            self.exports.clone(),
+            self.build(),
             operator_config,
         )?;
+        plugin.load_id = self.load_id;
         plugin.set_policy(self.policy_overridden());
         Ok(plugin)
+    }
+
+    /// This plugin (same configuration, limits, policy, health and [`LoadedPlugin::load_id`]) on
+    /// other code of the same component: its Cranelift build in place of its Winch one. Calls in
+    /// flight on `self` finish there; its warm instances are not carried over (they belong to
+    /// the other engine).
+    pub fn with_build(&self, build: Build) -> LoadedPlugin {
+        LoadedPlugin {
+            manifest: self.manifest.clone(),
+            sha256: self.sha256.clone(),
+            builtin: self.builtin,
+            engine: self.engine.clone(),
+            pre: build.pre,
+            exports: build.exports,
+            compiler: build.compiler,
+            load_id: self.load_id,
+            identity: self.identity.clone(),
+            limits: self.limits.clone(),
+            overrides: self.overrides.clone(),
+            health: self.health.clone(),
+            policy: RwLock::new(self.policy_overridden()),
+            idle: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn build(&self) -> Build {
+        Build {
+            pre: self.pre.clone(),
+            exports: self.exports.clone(),
+            compiler: self.compiler,
+        }
+    }
+
+    /// Which compiler produced the code this plugin runs.
+    pub fn compiler(&self) -> Compiler {
+        self.compiler
+    }
+
+    /// Which load of a component this is: unique per [`LoadedPlugin::load`] or
+    /// [`LoadedPlugin::load_tiered`], kept by [`LoadedPlugin::reconfigured`] and
+    /// [`LoadedPlugin::with_build`]. A background build is swapped in only over the load it was
+    /// made for, never over a later upgrade or reinstall (even of the same bytes).
+    pub fn load_id(&self) -> u64 {
+        self.load_id
     }
 
     /// Shares `other`'s health (calls, failures, quarantine) from now on: a reconfigured plugin
@@ -192,8 +279,7 @@ impl LoadedPlugin {
         manifest: Manifest,
         sha256: String,
         builtin: bool,
-        pre: InstancePre<PluginState>,
-        exports: Arc<Exports>,
+        build: Build,
         operator_config: Option<&serde_json::Value>,
     ) -> Result<LoadedPlugin, InstallError> {
         let refused = |reason: String| InstallError::BadConfig {
@@ -216,8 +302,10 @@ impl LoadedPlugin {
             sha256,
             builtin,
             engine: engine.clone(),
-            pre,
-            exports,
+            pre: build.pre,
+            exports: build.exports,
+            compiler: build.compiler,
+            load_id: LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             identity,
             limits,
             overrides,
@@ -295,7 +383,8 @@ impl LoadedPlugin {
         let limits = &self.limits;
         let state = PluginState::new(self.identity.clone(), limits.memory_bytes, volume)
             .map_err(|e| Cause::Host(format!("{e:#}")))?;
-        let mut store = Store::new(self.engine.engine(), state);
+        // The engine that compiled the plugin: a store of the other cannot instantiate it.
+        let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.cap);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(limits.deadline_ticks());

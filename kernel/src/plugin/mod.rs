@@ -2,8 +2,10 @@
 //! components loaded through the WIT package `lain:plugin@0.2.0` (and, hosted forever,
 //! `0.1.0`: see [`legacy`] and `wit/`).
 //!
-//! - [`engine::PluginEngine`]: the one wasmtime `Engine` (pooling allocator, epoch interruption),
-//!   the linker, compilation with an on-disk cache, and the install-time checks.
+//! - [`engine::PluginEngine`]: the wasmtime engines (Cranelift with the pooling allocator, Winch
+//!   for a new component until its Cranelift build is ready; epoch interruption), the linkers, compilation with
+//!   an on-disk cache, and the install-time checks.
+//! - [`tiering`]: the background Cranelift builds of components first run on Winch.
 //! - [`loaded::LoadedPlugin`]: a compiled, checked, pre-linked plugin and the machinery of one call
 //!   under limits (CPU budget, memory cap, result size), with typed errors and quarantine.
 //! - [`world`]: the five kinds ([`Kind`]), the WIT world each implements, their failure policies.
@@ -23,6 +25,7 @@ pub mod loaded;
 pub mod manifest;
 pub mod registry;
 pub mod state;
+pub mod tiering;
 pub mod world;
 
 pub use config::Config;

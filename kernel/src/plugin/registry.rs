@@ -9,6 +9,11 @@
 //!
 //! The table is an `ArcSwap`: a caller takes an `Arc<LoadedPlugin>` and keeps it for its call, so an
 //! upgrade or removal never interrupts a call in flight; it finishes on the version it started on.
+//!
+//! A component not in the compile cache is loaded on its Winch build, which takes a fraction of
+//! Cranelift's time, and its Cranelift build is made in the background ([`crate::plugin::tiering`])
+//! and swapped in the same way, under the write lock, only while the entry still holds the load it
+//! was made for; the view's `compiled` says which build a plugin runs.
 
 mod mapping;
 mod settings;
@@ -23,11 +28,12 @@ pub use settings::{ConfigChange, ConfigView};
 pub use versions::Upgraded;
 pub use view::{Described, PluginView};
 
-use super::engine::PluginEngine;
+use super::engine::{Compiler, PluginEngine};
 use super::error::{Cause, InstallError};
 use super::kinds::proc_type::ProcTypePlugin;
-use super::loaded::{LoadedPlugin, sha256_hex};
+use super::loaded::{Build, LoadedPlugin, sha256_hex};
 use super::manifest::Manifest;
+use super::tiering::{Job, Optimizer};
 use super::world::{FailurePolicy, Kind};
 use crate::store::{self, Op, Store};
 use arc_swap::ArcSwap;
@@ -35,6 +41,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 const RECORDS: &str = "plugins/records/";
 const BLOBS: &str = "plugins/blobs/";
@@ -75,16 +83,19 @@ pub struct Registry {
     store: Arc<dyn Store>,
     operator_config: BTreeMap<String, serde_json::Value>,
     mapping: RwLock<mapping::Mapping>,
-    entries: ArcSwap<BTreeMap<String, Entry>>,
-    write: Mutex<()>,
-    generation: std::sync::atomic::AtomicU64,
+    // Shared with the optimizer's worker, which swaps Cranelift builds in.
+    entries: Arc<ArcSwap<BTreeMap<String, Entry>>>,
+    write: Arc<Mutex<()>>,
+    generation: Arc<AtomicU64>,
+    optimizer: Optimizer,
 }
 
 impl Registry {
     /// Loads the built-ins, then every plugin recorded in the store.
     ///
     /// A stored plugin that no longer loads (e.g. after an incompatible kernel upgrade) is
-    /// reported in the log and left out, so the kernel still starts; its record stays.
+    /// reported in the log and left out, so the kernel still starts; its record stays. Plugins
+    /// whose Cranelift build is not in the compile cache start on their Winch build.
     pub fn open(
         engine: Arc<PluginEngine>,
         store: Arc<dyn Store>,
@@ -112,6 +123,7 @@ impl Registry {
             )
             .collect();
         let mut entries = BTreeMap::new();
+        let mut jobs = Vec::new();
         for (name, bytes) in builtins {
             let manifest = Manifest::embedded(bytes)?.ok_or(InstallError::NoManifest)?;
             if manifest.name != *name {
@@ -146,6 +158,7 @@ impl Registry {
                 },
             };
             plugin.set_policy(record.policy);
+            jobs.extend(job(&plugin, bytes));
             entries.insert(
                 name.to_string(),
                 Entry {
@@ -175,10 +188,12 @@ impl Registry {
                         record.settings.as_ref(),
                         operator_config.get(&name),
                     )
+                    .map(|plugin| (plugin, bytes))
                 });
             match loaded {
-                Ok(plugin) => {
+                Ok((plugin, bytes)) => {
                     plugin.set_policy(record.policy);
+                    jobs.extend(job(&plugin, &bytes));
                     entries.insert(
                         name,
                         Entry {
@@ -193,15 +208,39 @@ impl Registry {
             }
         }
         let mapping = RwLock::new(mapping::Mapping::open(store.as_ref())?);
+        let entries = Arc::new(ArcSwap::from_pointee(entries));
+        let write = Arc::new(Mutex::new(()));
+        let generation = Arc::new(AtomicU64::new(0));
+        let optimizer = {
+            let (entries, write, generation) = (entries.clone(), write.clone(), generation.clone());
+            Optimizer::start(
+                engine.clone(),
+                Box::new(move |job, build| promote(&entries, &write, &generation, job, build)),
+            )
+            .map_err(|e| {
+                InstallError::Compile(format!("cannot start the background compiler: {e}"))
+            })?
+        };
+        // Submitted once the entries are in the table, where the worker looks for them.
+        for job in jobs {
+            optimizer.submit(job);
+        }
         Ok(Registry {
             engine,
             store,
             operator_config,
             mapping,
-            entries: ArcSwap::from_pointee(entries),
-            write: Mutex::new(()),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            entries,
+            write,
+            generation,
+            optimizer,
         })
+    }
+
+    /// Waits until every Cranelift build queued so far is made and swapped in (or dropped as
+    /// superseded); `false` if that did not happen within `timeout`.
+    pub fn wait_optimized(&self, timeout: Duration) -> bool {
+        self.optimizer.wait_idle(timeout)
     }
 
     /// The kernel config's `[proc_types]` (type -> plugin): with the live mapping (see
@@ -256,7 +295,9 @@ impl Registry {
         }
     }
 
-    /// Installs a new plugin. `manifest` (TOML text) overrides the embedded one. A proc-type
+    /// Installs a new plugin. `manifest` (TOML text) overrides the embedded one. It runs on its
+    /// Winch build from the answer on unless its Cranelift build is cached (see the module
+    /// documentation). A proc-type
     /// plugin whose type is served by another plugin, or is a built-in type or a key of
     /// `lain.yaml`, is refused naming the holder, unless the operator's `[proc_types]` gives it
     /// that type.
@@ -353,7 +394,7 @@ impl Registry {
         settings: Option<serde_json::Value>,
     ) -> Result<PluginView, InstallError> {
         let name = manifest.name.clone();
-        let plugin = LoadedPlugin::load(
+        let plugin = LoadedPlugin::load_tiered(
             &self.engine,
             manifest.clone(),
             bytes,
@@ -390,6 +431,7 @@ impl Registry {
         self.store
             .apply(ops)
             .map_err(|e| InstallError::Store(e.to_string()))?;
+        let optimize = job(&plugin, bytes);
         let entry = Entry {
             plugin: Arc::new(plugin),
             record,
@@ -398,6 +440,11 @@ impl Registry {
         self.swap(|m| {
             m.insert(name, entry);
         });
+        match optimize {
+            Some(job) => self.optimizer.submit(job),
+            // An older upgrade's build must not be compiled for nothing.
+            None => self.optimizer.forget(&view.name),
+        }
         tracing::info!(plugin = %view.name, version = %view.version, kind = %view.kind, "plugin installed");
         Ok(view)
     }
@@ -489,6 +536,7 @@ impl Registry {
         self.swap(|m| {
             m.remove(name);
         });
+        self.optimizer.forget(name);
         tracing::info!(plugin = %name, "plugin removed");
         Ok(())
     }
@@ -573,6 +621,56 @@ impl Registry {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
+}
+
+/// The background Cranelift build `plugin` needs: one if it runs on its Winch build.
+fn job(plugin: &LoadedPlugin, bytes: &[u8]) -> Option<Job> {
+    (plugin.compiler() == Compiler::Winch).then(|| Job {
+        plugin: plugin.name().to_string(),
+        load_id: plugin.load_id(),
+        sha256: plugin.sha256.clone(),
+        kind: plugin.kind(),
+        bytes: Arc::from(bytes),
+    })
+}
+
+/// Swaps the Cranelift `build` of `job` in, under the write lock, if the entry of its plugin
+/// still runs the Winch build of the load it was made for: not after an upgrade, a removal or a
+/// reinstall since (the load differs), nor twice. Configuration, policy and health carry over;
+/// the generation changes, so long-lived instances (the scheduling pipeline's) move to it.
+fn promote(
+    entries: &ArcSwap<BTreeMap<String, Entry>>,
+    write: &Mutex<()>,
+    generation: &AtomicU64,
+    job: &Job,
+    build: Build,
+) {
+    let _guard = write.lock();
+    let current = entries.load();
+    let Some(entry) = current.get(&job.plugin) else {
+        tracing::debug!(plugin = %job.plugin, "removed before its Cranelift build was ready");
+        return;
+    };
+    if !accepts(&entry.plugin, job) {
+        tracing::debug!(plugin = %job.plugin, "superseded before its Cranelift build was ready");
+        return;
+    }
+    let promoted = Entry {
+        plugin: Arc::new(entry.plugin.with_build(build)),
+        record: entry.record.clone(),
+    };
+    let mut next = BTreeMap::clone(&current);
+    next.insert(job.plugin.clone(), promoted);
+    entries.store(Arc::new(next));
+    generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    tracing::info!(plugin = %job.plugin, "plugin now runs its Cranelift build");
+}
+
+/// Whether `job`'s build may replace what `plugin` runs: the same load, still on Winch.
+fn accepts(plugin: &LoadedPlugin, job: &Job) -> bool {
+    plugin.load_id() == job.load_id
+        && plugin.sha256 == job.sha256
+        && plugin.compiler() == Compiler::Winch
 }
 
 /// `text` escaped and cut to 128 characters, for echoing names from a request in an error.

@@ -89,12 +89,32 @@ pub struct InstanceSpec {
     pub volumes: Vec<String>,
     /// Where this instance's volumes live on its node.
     pub volume_root: PathBuf,
+    /// Cloud volumes (`cloud_volumes`): directories shared by the proc's instances or one per
+    /// instance number, outside the instance's node-local volumes.
+    #[serde(default)]
+    pub cloud_volumes: Vec<CloudMount>,
+    /// Where the process runtime keeps cloud volumes on this host (`[process]
+    /// cloud_volumes_root`, default `<data_dir>/cloud-volumes`); Docker uses named volumes.
+    #[serde(default)]
+    pub cloud_root: PathBuf,
     /// The health check, for runtimes that run it themselves (Docker's HEALTHCHECK).
     pub health: Option<HealthCheck>,
     /// Secret files placed into the instance before it first starts. Never serialized: a
     /// runtime that records its specs (the process runtime's `spec.json`) records none.
     #[serde(skip)]
     pub secret_files: Vec<SecretFile>,
+}
+
+/// One cloud volume of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CloudMount {
+    /// Absolute path in the instance.
+    pub path: String,
+    /// Its directory under the cloud-volume root: `<app>/<proc>/<path>` when every instance
+    /// shares it (`single`), `<app>/<proc>/<no>/<path>` when each has its own (`multi`).
+    pub dir: String,
+    /// Its Docker volume name: `lain-cv.<app>.<proc>[.<no>].<path, `/` as `_`>`.
+    pub volume: String,
 }
 
 /// One secret file for an instance. Its `Debug` shows the path and size, never the content.

@@ -52,7 +52,7 @@ impl Misfit {
     /// One line for `lain ps` and LAST ERROR.
     pub fn describe(&self) -> String {
         let what = if self.stateful {
-            "it is stateful, so it stays (drain the node to move it)"
+            "it is stateful, so it stays (its volumes are on that node)"
         } else {
             "move it with `lain scheduler check --move`"
         };

@@ -12,6 +12,7 @@ use super::inventory::{Inventory, NodeId, ProcId, Snapshot};
 use crate::plugin::bindings::scheduling::{
     NodeState, NodeUsage, Placement, ProcRequirements, Roles,
 };
+use crate::plugin::bindings::scheduling_levels::ScoreRows;
 use crate::plugin::{CallError, Cause, FailurePolicy};
 use ahead::{End, Tables};
 use std::collections::VecDeque;
@@ -404,7 +405,11 @@ impl Pipeline {
                     let m = &self.members[i];
                     // Scores count only from a member with the score role, as for `evaluate`.
                     if !m.roles.contains(Roles::SCORE) {
-                        verdict.scores.clear();
+                        verdict.scores = ScoreRows {
+                            default: Vec::new(),
+                            nodes: Vec::new(),
+                            rows: Vec::new(),
+                        };
                     }
                     let t = Tables {
                         filter: m.roles.contains(Roles::FILTER),

@@ -120,7 +120,7 @@ pub struct ProcSpec {
 }
 
 /// `cloud_volumes`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CloudVolumes {
     /// `multi` (one directory per instance) or `single` (one shared by all).
     pub kind: CloudVolumeKind,
@@ -129,7 +129,7 @@ pub struct CloudVolumes {
 }
 
 /// Sharing of cloud volumes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CloudVolumeKind {
     /// One directory per instance.

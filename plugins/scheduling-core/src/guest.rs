@@ -115,9 +115,22 @@ impl<C: AlgorithmConfig> Scheduler for Plugin<C> {
             .evaluate_levels(proc, &candidates, levels)
             .map_err(PluginError::InvalidInput)?;
         Ok(verdict.map(|v| sdk::LevelsVerdict {
-            room: v.room,
-            rank: v.rank,
-            scores: v.scores,
+            open: v.open,
+            limited: v
+                .limited
+                .into_iter()
+                .map(|(node, room)| sdk::NodeRoom { node, room })
+                .collect(),
+            rank: sdk::RankRows {
+                default: v.rank.default,
+                nodes: v.rank.nodes,
+                rows: v.rank.rows,
+            },
+            scores: sdk::ScoreRows {
+                default: v.scores.default,
+                nodes: v.scores.nodes,
+                rows: v.scores.rows,
+            },
         }))
     }
 }

@@ -28,7 +28,7 @@ pub use constraint::Constraint;
 pub use resources::{Resources, Scoring};
 pub use spread::{Spread, spread_score};
 pub use types::{
-    LabelDef, LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles,
+    LabelDef, LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, Rows,
 };
 
 /// One scheduling algorithm, driven like the `scheduling` WIT interface.
@@ -95,9 +95,9 @@ pub trait Algorithm {
     }
 }
 
-/// The most table entries (nodes x levels) an algorithm builds for one
+/// The most table entries (nodes x levels) an algorithm may build for one
 /// [`Algorithm::evaluate_levels`]; above it, it answers `None` and the kernel places instance by
-/// instance. 2^20 entries are 2 MiB of scores, far above what a deploy needs.
+/// instance. 2^20 entries would be 2 MiB of scores if every node had its own row.
 pub const MAX_LEVEL_ENTRIES: usize = 1 << 20;
 
 /// The number of node ids and levels of a levels table over `candidates`, or `None` when the table

@@ -22,7 +22,9 @@
 //! `evaluate` is one bitmap AND, O(words).
 
 use crate::counts::Instances;
-use crate::types::{LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles};
+use crate::types::{
+    LevelsVerdict, Node, NodeState, NodeUsage, Placement, ProcRequirements, Roles, Rows,
+};
 use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 
 /// Whether and how [`Resources`] scores nodes.
@@ -367,8 +369,9 @@ impl Algorithm for Resources {
         Ok(())
     }
 
-    /// The room of every node from its free memory and CPU (O(nodes)); with
-    /// [`Scoring::LeastAllocated`], the score after each level's bookings (O(nodes x levels)).
+    /// The room of every candidate from its free memory and CPU (O(nodes)); with
+    /// [`Scoring::LeastAllocated`], the score after each level's bookings, listed for the nodes
+    /// whose row differs from the first usable candidate's (O(nodes x levels)).
     fn evaluate_levels(
         &mut self,
         proc: u32,
@@ -385,36 +388,48 @@ impl Algorithm for Resources {
         let Some((nodes, levels)) = level_shape(candidates, levels) else {
             return Ok(None);
         };
-        let usable = |book: &NodeBook| book.present && book.state == NodeState::Ready;
-        let books = (0..nodes).map(|id| self.nodes.get(id));
-        let room = books
-            .clone()
-            .map(|book| match book {
-                Some(b) if usable(b) => demand.room(b.free(), b.cpu),
-                _ => 0,
-            })
-            .collect();
-        let mut scores = Vec::new();
-        if self.scoring == Scoring::LeastAllocated {
-            scores.reserve(nodes * levels);
-            for book in books {
-                match book {
-                    Some(b) if usable(b) => {
-                        let mut b = b.clone();
-                        for _ in 0..levels {
-                            scores.push(b.score());
-                            b.charge(1, demand);
-                        }
-                    }
-                    _ => scores.extend(std::iter::repeat_n(0, levels)),
+        let scoring = self.scoring == Scoring::LeastAllocated;
+        let mut verdict = LevelsVerdict {
+            open: vec![0; candidates.len()],
+            ..LevelsVerdict::default()
+        };
+        // Room for every level is a fit of `levels` instances at once: no division.
+        let all = Demand {
+            memory: demand.memory.saturating_mul(levels as u64),
+            cpu: u32::try_from(u64::from(demand.cpu) * levels as u64).unwrap_or(u32::MAX),
+        };
+        let mut row = Vec::with_capacity(levels);
+        for (id, book) in (0u32..).zip(self.nodes.iter().take(nodes)) {
+            if !(book.present && book.state == NodeState::Ready && bitmap::get(candidates, id)) {
+                continue;
+            }
+            let free = book.free();
+            if all.fits(free, book.cpu) {
+                if let Some(word) = verdict.open.get_mut(id as usize / 64) {
+                    *word |= 1 << (id % 64);
+                }
+            } else {
+                verdict.set_room(id, demand.room(free, book.cpu), levels);
+            }
+            if scoring {
+                let mut b = book.clone();
+                row.clear();
+                for _ in 0..levels {
+                    row.push(b.score());
+                    b.charge(1, demand);
+                }
+                if verdict.scores.default.is_empty() {
+                    verdict.scores = Rows::new(row.clone());
+                } else {
+                    verdict.scores.set(id, &row);
                 }
             }
         }
-        Ok(Some(LevelsVerdict {
-            room,
-            rank: Vec::new(),
-            scores,
-        }))
+        if scoring && verdict.scores.default.is_empty() {
+            // No usable candidate: any row will do, none is read.
+            verdict.scores = Rows::new(vec![0; levels]);
+        }
+        Ok(Some(verdict))
     }
 }
 

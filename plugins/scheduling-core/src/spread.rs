@@ -8,7 +8,7 @@
 //! while a node with fewer is available.
 
 use crate::counts::Instances;
-use crate::types::{LevelsVerdict, Placement, ProcRequirements, Roles};
+use crate::types::{LevelsVerdict, Placement, ProcRequirements, Roles, Rows};
 use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 
 /// Score of a node already running `count` instances of the proc: `1000 / (1 + count)`.
@@ -92,7 +92,8 @@ impl Algorithm for Spread {
         Ok(())
     }
 
-    /// Scores by count per level (O(nodes x levels)). A hard spread keeps the least loaded
+    /// Scores by count per level: a default row for the nodes without the proc, a row per node
+    /// running it (O(words + nodes running it x levels)). A hard spread keeps the least loaded
     /// candidates: as a rank that falls with the count, whose highest value among the candidates
     /// in the running is exactly their least load.
     fn evaluate_levels(
@@ -107,38 +108,29 @@ impl Algorithm for Spread {
         let Some((nodes, levels)) = level_shape(candidates, levels) else {
             return Ok(None);
         };
-        let running = self.instances.of(proc);
-        let level = |count: u32, k: usize| count.saturating_add(k as u32);
-        let row = |count: u32| (0..levels).map(move |k| spread_score(level(count, k)));
-        let mut scores: Vec<u16> = row(0).cycle().take(nodes * levels).collect();
-        for &(node, count) in running {
-            let at = node as usize * levels;
-            if let Some(slots) = scores.get_mut(at..at + levels) {
-                for (slot, score) in slots.iter_mut().zip(row(count)) {
-                    *slot = score;
-                }
+        let at = |count: u32, k: usize| count.saturating_add(k as u32);
+        let score_row =
+            |count: u32| -> Vec<u16> { (0..levels).map(|k| spread_score(at(count, k))).collect() };
+        let rank_row =
+            |count: u32| -> Vec<u32> { (0..levels).map(|k| u32::MAX - at(count, k)).collect() };
+        let mut verdict = LevelsVerdict {
+            scores: Rows::new(score_row(0)),
+            ..LevelsVerdict::default()
+        };
+        if self.hard {
+            verdict.open = candidates.to_vec();
+            verdict.rank = Rows::new(rank_row(0));
+        }
+        for &(node, count) in self.instances.of(proc) {
+            if node as usize >= nodes || !bitmap::get(candidates, node) {
+                continue;
+            }
+            verdict.scores.set(node, &score_row(count));
+            if self.hard {
+                verdict.rank.set(node, &rank_row(count));
             }
         }
-        let (room, rank) = if self.hard {
-            let rank_of = |count: u32, k: usize| u32::MAX - level(count, k);
-            let mut rank: Vec<u32> = (0..levels)
-                .map(|k| rank_of(0, k))
-                .cycle()
-                .take(nodes * levels)
-                .collect();
-            for &(node, count) in running {
-                let at = node as usize * levels;
-                if let Some(slots) = rank.get_mut(at..at + levels) {
-                    for (k, slot) in slots.iter_mut().enumerate() {
-                        *slot = rank_of(count, k);
-                    }
-                }
-            }
-            (vec![u32::MAX; nodes], rank)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        Ok(Some(LevelsVerdict { room, rank, scores }))
+        Ok(Some(verdict))
     }
 }
 

@@ -1,5 +1,7 @@
 //! Plain data types mirroring the records of the `scheduling` WIT interface.
 
+use crate::bitmap;
+
 /// An interned node label: the kernel maps each distinct `key=value` to one id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LabelDef {
@@ -89,18 +91,71 @@ pub struct Roles {
     pub score: bool,
 }
 
-/// An answer for several instances of one proc (WIT `scheduling-levels.levels-verdict`).
-///
-/// Tables are indexed by node id over `candidates.len() * 64` ids; the level tables are
-/// node-major with `levels` entries per node: entry `node * levels + k` is for the node's
-/// (k+1)-th new instance of the proc.
+/// Values per node and level (WIT `score-rows`, `rank-rows`): a default row of `levels` values
+/// for every node, and the rows of the nodes that differ from it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rows<T> {
+    /// The row of every node not in `nodes`; empty: no table.
+    pub default: Vec<T>,
+    /// Nodes with their own row, in increasing id order.
+    pub nodes: Vec<u32>,
+    /// Their rows, one after the other.
+    pub rows: Vec<T>,
+}
+
+impl<T: Copy + PartialEq> Rows<T> {
+    /// A table whose every node has the row `default`.
+    pub fn new(default: Vec<T>) -> Self {
+        Rows {
+            default,
+            nodes: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Gives `node` the row `row` (of the default's length) unless it equals the default. Nodes
+    /// must be given in increasing id order.
+    pub fn set(&mut self, node: u32, row: &[T]) {
+        if row != self.default.as_slice() {
+            self.nodes.push(node);
+            self.rows.extend_from_slice(row);
+        }
+    }
+
+    /// The row of `node`.
+    pub fn row(&self, node: u32) -> &[T] {
+        let levels = self.default.len();
+        match self.nodes.binary_search(&node) {
+            Ok(i) => self.rows.get(i * levels..(i + 1) * levels).unwrap_or(&[]),
+            Err(_) => &self.default,
+        }
+    }
+}
+
+/// An answer for several instances of one proc (WIT `scheduling-levels.levels-verdict`): what
+/// most nodes share said once, the exceptions listed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LevelsVerdict {
-    /// Filter role: how many more instances each node may take (0: none).
-    pub room: Vec<u32>,
-    /// Filter role, optional: a preference rank per node and level; of the candidates still in
-    /// the running, only those of the highest rank pass. Empty: no preference.
-    pub rank: Vec<u32>,
-    /// Score role: a score (`0..=1000`) per node and level.
-    pub scores: Vec<u16>,
+    /// Filter role: the nodes with room for at least `levels` more instances (a bitmap).
+    pub open: Vec<u64>,
+    /// Filter role: `(node, room)` of the nodes with room for 1 to `levels - 1`, in increasing id
+    /// order. Every other node takes none.
+    pub limited: Vec<(u32, u32)>,
+    /// Filter role, optional: preference ranks; of the candidates still in the running, only
+    /// those of the highest rank pass.
+    pub rank: Rows<u32>,
+    /// Score role: scores (`0..=1000`).
+    pub scores: Rows<u16>,
+}
+
+impl LevelsVerdict {
+    /// Records that `node` has room for `room` more instances, out of a table of `levels`
+    /// levels. Nodes must be given in increasing id order.
+    pub fn set_room(&mut self, node: u32, room: u32, levels: usize) {
+        if room as usize >= levels {
+            bitmap::set(&mut self.open, node);
+        } else if room > 0 {
+            self.limited.push((node, room));
+        }
+    }
 }

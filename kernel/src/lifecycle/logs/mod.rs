@@ -12,6 +12,7 @@
 //! file may have come and gone unseen, and [`TRUNCATED`] when a file was cut shorter. Instance
 //! logs prefix every line, markers included, with `[<n>] `.
 
+pub mod files;
 mod reader;
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,70 @@ impl Lifecycle {
     /// The log store: `<data>/logs`.
     pub fn logs_root(&self) -> PathBuf {
         self.config.data_dir.join("logs")
+    }
+
+    /// A reader of the collected copies of log file `file` that proc `proc` of `app` declares
+    /// (`logs`, in its deployment or an earlier one), one per instance.
+    pub fn proc_file_logs(
+        &self,
+        app: &str,
+        proc: &str,
+        file: &str,
+        request: LogRequest,
+    ) -> Result<Reader, LifecycleError> {
+        let record = self.app(app)?;
+        let procs: Vec<_> = record
+            .deployed
+            .iter()
+            .chain(record.history.iter().rev())
+            .flat_map(|d| &d.procs)
+            .filter(|p| p.name == proc)
+            .collect();
+        if procs.is_empty() {
+            return Err(LifecycleError::NotFound(format!(
+                "app `{app}` has no proc `{proc}`"
+            )));
+        }
+        if !procs.iter().any(|p| p.logs.iter().any(|l| l == file)) {
+            return Err(LifecycleError::NotFound(format!(
+                "proc `{proc}` of `{app}` declares no log file `{}` (its `logs`)",
+                file.escape_debug()
+            )));
+        }
+        Ok(Reader::new(
+            files::file_dir(&self.logs_root(), app, proc, file)?,
+            LogRequest {
+                access: false,
+                ..request
+            },
+        ))
+    }
+
+    /// Collects the log files procs declare into the log store (see [`files`]), a pass every
+    /// second, until the task is dropped.
+    pub async fn collect_log_files(self: std::sync::Arc<Self>) {
+        let collector = std::sync::Arc::new(parking_lot::Mutex::new(files::Collector::default()));
+        loop {
+            let (lc, collector) = (self.clone(), collector.clone());
+            let pass = tokio::task::spawn_blocking(move || {
+                let procs: Vec<(String, crate::lifecycle::records::ProcPlan)> = lc
+                    .apps()?
+                    .into_iter()
+                    .filter_map(|a| Some((a.name.clone(), a.deployed?)))
+                    .flat_map(|(app, d)| d.procs.into_iter().map(move |p| (app.clone(), p)))
+                    .filter(|(_, p)| !p.logs.is_empty())
+                    .collect();
+                let volumes = lc.config.data_dir.join("volumes");
+                Ok::<_, LifecycleError>(collector.lock().pass(&lc.logs_root(), &volumes, &procs))
+            })
+            .await;
+            match pass {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("log files: {e}"),
+                Err(e) => tracing::warn!("log files: the collector failed: {e}"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 
     /// A reader of the logs of proc `proc` of `app` (a proc of its deployment or of an earlier

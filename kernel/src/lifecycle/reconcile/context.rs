@@ -26,6 +26,8 @@ pub struct Settings {
     pub logs: PathBuf,
     /// Where instances' volumes live: `<volumes>/<app>/<proc>/<no>`.
     pub volumes: PathBuf,
+    /// Where the process runtime keeps cloud volumes (`[process] cloud_volumes_root`).
+    pub cloud_volumes: PathBuf,
     /// The engine of node address `local` (the configured Docker socket).
     pub local_engine: String,
 }
@@ -38,6 +40,11 @@ impl Settings {
             rollout_timeout: Duration::from_secs(config.lifecycle.rollout_timeout_secs),
             logs: config.data_dir.join("logs"),
             volumes: config.data_dir.join("volumes"),
+            cloud_volumes: config
+                .process
+                .cloud_volumes_root
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("cloud-volumes")),
             local_engine: config.docker.local.clone(),
         }
     }

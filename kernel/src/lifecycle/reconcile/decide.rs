@@ -7,7 +7,7 @@ use super::backoff::{self, Restart, RunPolicy, STABLE_RUN};
 use super::desired::Desired;
 use super::identity::{Instance, InstanceKey};
 use super::{instance, portals};
-use crate::lifecycle::records::{NodeRecord, NodeState};
+use crate::lifecycle::records::{NodeRecord, NodeState, VolumeHome};
 use crate::runtime::RunState;
 use crate::schedule::Mode;
 use std::collections::BTreeMap;
@@ -35,7 +35,8 @@ impl Reconciler {
             Some(runs) => runs.keys().map(|no| (*no, None)).collect(),
             None => self.placement.numbers(d, instances, nodes),
         };
-        let stop_first = d.plan.stateful || d.mode() == Mode::Singleton;
+        let keeps_node = d.plan.keeps_node();
+        let stop_first = keeps_node || d.mode() == Mode::Singleton;
         let node_ready = |i: &Instance| {
             nodes
                 .get(&i.key.node)
@@ -66,7 +67,7 @@ impl Reconciler {
                     && i.key.secrets == d.plan.secrets_stamp
                     && i.key.plan == d.plan.plan_stamp
                     && pinned.as_ref().is_none_or(|n| *n == i.key.node)
-                    && (d.plan.stateful || (node_ready(i) && !self.placement.moving(i.name())))
+                    && (keeps_node || (node_ready(i) && !self.placement.moving(i.name())))
             });
             let cur = pos.map(|p| mine.remove(p));
             split.insert(no, (cur, mine));
@@ -97,7 +98,7 @@ impl Reconciler {
                     if stop_first {
                         // Stateful instances own their node's volumes: stop first, same node.
                         // A singleton stops first too, wherever the new one goes.
-                        if let Some(first) = old.first().filter(|_| d.plan.stateful) {
+                        if let Some(first) = old.first().filter(|_| keeps_node) {
                             self.placement.pin(&d.plan.full_name, no, &first.key.node);
                         }
                         for i in old {
@@ -108,6 +109,10 @@ impl Reconciler {
                     }
                 }
                 Some(c) => {
+                    if keeps_node && !node_ready(c) {
+                        self.problems
+                            .proc(&d.plan.full_name, stays_put(d, no, &c.key.node, nodes));
+                    }
                     self.keep(d, c, now, grace, actions);
                     if self.is_ready(c, d, now) {
                         for i in old {
@@ -293,6 +298,19 @@ impl Reconciler {
                 return;
             }
         };
+        let home = self.homes.get(&(full.clone(), no)).cloned();
+        if d.plan.keeps_node() {
+            match &home {
+                Some(home) if nodes.get(home).is_some_and(|n| n.state == NodeState::Ready) => {
+                    self.placement.pin(full, no, home);
+                }
+                Some(home) => {
+                    self.problems.proc(full, stays_put(d, no, home, nodes));
+                    return;
+                }
+                None => {}
+            }
+        }
         let node = match self.placement.reserve(d, no, nodes) {
             Ok(Some(node)) => node,
             Ok(None) => return,
@@ -320,10 +338,56 @@ impl Reconciler {
             }
         };
         spec.secret_files = secrets;
+        if d.plan.keeps_node() && home.is_none() {
+            let home = VolumeHome {
+                app: d.app.clone(),
+                proc: full.clone(),
+                number: no,
+                node: node.clone(),
+                volumes: spec.volumes.clone(),
+                since: crate::clock::unix_secs(),
+            };
+            match self.ctx.records.record_volume_home(&home) {
+                Ok(true) => {
+                    tracing::info!(proc = %full, instance = no, node = %node, "volumes placed");
+                    self.homes.insert((full.clone(), no), node.clone());
+                }
+                // Recorded meanwhile: the next pass places it there.
+                Ok(false) => {
+                    self.placement.give_back(full, &node);
+                    return;
+                }
+                Err(e) => {
+                    self.placement.give_back(full, &node);
+                    self.problems.proc(
+                        full,
+                        format!("instance {no}: cannot record where its volumes live: {e}"),
+                    );
+                    return;
+                }
+            }
+        }
         self.placement.hold(&name, full, no, &node);
         actions.push(Action::Create {
             spec: Box::new(spec),
             proc: full.clone(),
         });
     }
+}
+
+/// The problem of instance `no` of `d`, whose volumes are on `node`, which is not ready: it is
+/// kept there (or not started at all), never started elsewhere on an empty volume.
+fn stays_put(d: &Desired, no: u32, node: &str, nodes: &BTreeMap<String, NodeRecord>) -> String {
+    let state = match nodes.get(node).map(|n| n.state) {
+        Some(NodeState::Maintenance) => "in maintenance",
+        Some(NodeState::Down) => "down",
+        Some(NodeState::Ready) => "ready",
+        None => "no longer a node",
+    };
+    format!(
+        "{}.{} instance {no} has its volumes on node {node}, which is {state}: it stays there and is \
+         not started on another node on an empty volume (bring {node} back; moving volumes, \
+         `lain volume migrate`, is not available yet)",
+        d.plan.proc_type, d.plan.name
+    )
 }

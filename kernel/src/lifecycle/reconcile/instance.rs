@@ -6,8 +6,9 @@ use super::desired::Desired;
 use super::identity::InstanceKey;
 use crate::lifecycle::LifecycleError;
 use crate::lifecycle::environment::instance_env;
-use crate::runtime::{InstanceSpec, SecretFile};
+use crate::runtime::{CloudMount, InstanceSpec, SecretFile};
 use crate::secrets::vault::SecretError;
+use crate::spec::model::CloudVolumeKind;
 use std::collections::BTreeMap;
 
 /// The identity of instance `no` of `d` on `node`.
@@ -59,6 +60,36 @@ pub fn volumes(d: &Desired) -> Vec<String> {
     out
 }
 
+/// The cloud volumes of instance `no` of `d`: one directory per path, shared by every instance
+/// (`single`) or its own (`multi`, LAIN's default), as LAIN laid them out under its
+/// cloud-volume root (`<app>/<proc>[/<no>]/<path>`).
+pub fn cloud_mounts(d: &Desired, no: u32) -> Vec<CloudMount> {
+    let Some(cloud) = &d.plan.cloud_volumes else {
+        return Vec::new();
+    };
+    let own = cloud.kind == CloudVolumeKind::Multi;
+    cloud
+        .dirs
+        .iter()
+        .map(|path| {
+            let rel = path.trim_start_matches('/');
+            let mut dir = format!("{}/{}", d.app, d.plan.name);
+            let mut volume = format!("lain-cv.{}.{}", d.app, d.plan.name);
+            if own {
+                dir.push_str(&format!("/{no}"));
+                volume.push_str(&format!(".{no}"));
+            }
+            dir.push_str(&format!("/{rel}"));
+            volume.push_str(&format!(".{}", rel.replace('/', "_")));
+            CloudMount {
+                path: path.clone(),
+                dir,
+                volume,
+            }
+        })
+        .collect()
+}
+
 /// The runtime spec of the instance `key` names, of `d`: its run is `key.attempt`, given to it
 /// as `LAIN_ATTEMPT`.
 pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpec, LifecycleError> {
@@ -90,6 +121,8 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
             .join(&d.app)
             .join(&d.plan.name)
             .join(no.to_string()),
+        cloud_volumes: cloud_mounts(d, no),
+        cloud_root: ctx.settings.cloud_volumes.clone(),
         health: p.health.clone(),
         secret_files: Vec::new(),
     })

@@ -15,8 +15,10 @@
 //! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
 //! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an
-//! upgrade; stateful procs (which own their node's volumes) are still stopped first and
-//! recreated on the same node. A new instance that is not ready within the rollout timeout
+//! upgrade; procs that keep their node (`stateful`, or with volumes besides `/lain/logs`) are
+//! still stopped first and recreated on the same node: the node recorded as their volume home
+//! (`records::VolumeHome`), where a missing instance comes back, or is reported while that node
+//! is not ready, never created elsewhere on an empty volume. A new instance that is not ready within the rollout timeout
 //! fails the rollout and the previous deployment comes back (LAIN's automatic rollback).
 //!
 //! The parts, one job each: [`context`] (what the reconciler may reach), [`desired`] and
@@ -69,6 +71,11 @@ pub struct Reconciler {
     problems: Problems,
     /// Nodes this kernel marked down because their runtime stopped answering.
     downed: HashSet<String>,
+    /// Where the volumes of each instance number of procs that keep their node live: proc full
+    /// name and number -> node (read from the store every pass, see [`VolumeHome`]).
+    ///
+    /// [`VolumeHome`]: crate::lifecycle::records::VolumeHome
+    homes: HashMap<(String, u32), String>,
     /// Scheduled procs: their ticks and runs (`lifecycle::runs`).
     ticker: crate::lifecycle::runs::ticker::Ticker,
 }
@@ -86,6 +93,7 @@ impl Reconciler {
             images: Images::default(),
             problems: Problems::default(),
             downed: HashSet::new(),
+            homes: HashMap::new(),
             ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
         }
     }
@@ -159,6 +167,7 @@ impl Reconciler {
             self.problems.by_proc.entry(full).or_insert(misfit);
         }
         self.forget_gone(&instances);
+        self.sync_homes(&desired, &instances)?;
         self.prober
             .start_due(&self.ctx.runtime, &desired, &instances);
         let mut busy = self.retiring.snapshot();
@@ -228,6 +237,52 @@ impl Reconciler {
             }
         }
         nodes
+    }
+
+    /// Reads the volume homes, and records one for every instance of a proc that keeps its node
+    /// that has none yet (created by a kernel that did not record them, or before its proc had
+    /// volumes): the node it runs on holds its volumes.
+    fn sync_homes(
+        &mut self,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        self.homes = self
+            .ctx
+            .records
+            .volume_homes(None)
+            .context("reading volume homes")?
+            .into_iter()
+            .map(|h| ((h.proc, h.number), h.node))
+            .collect();
+        for i in instances {
+            let (Some(d), Some(no)) = (desired.get(&i.key.proc), i.key.number) else {
+                continue;
+            };
+            if !d.plan.keeps_node() || self.homes.contains_key(&(i.key.proc.clone(), no)) {
+                continue;
+            }
+            let home = crate::lifecycle::records::VolumeHome {
+                app: d.app.clone(),
+                proc: i.key.proc.clone(),
+                number: no,
+                node: i.key.node.clone(),
+                volumes: instance::volumes(d),
+                since: crate::clock::unix_secs(),
+            };
+            if self
+                .ctx
+                .records
+                .record_volume_home(&home)
+                .context("recording a volume home")?
+            {
+                tracing::info!(proc = %home.proc, instance = no, node = %home.node,
+                    "volumes found on their node");
+                self.homes.insert((home.proc, no), home.node);
+            }
+        }
+        Ok(())
     }
 
     /// Drops what is remembered about instances that no longer exist, so a long-running kernel's

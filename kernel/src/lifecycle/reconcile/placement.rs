@@ -323,7 +323,7 @@ impl Placement {
                                 proc: i.key.proc.clone(),
                                 number: no,
                                 node: i.key.node.clone(),
-                                stateful: d.plan.stateful,
+                                stateful: d.plan.keeps_node(),
                                 filter,
                             },
                         );

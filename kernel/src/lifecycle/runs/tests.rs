@@ -23,6 +23,7 @@ fn world() -> World {
         rollout_timeout: Duration::from_secs(60),
         logs: dir.path().join("logs"),
         volumes: dir.path().join("volumes"),
+        cloud_volumes: dir.path().join("cloud-volumes"),
         local_engine: String::new(),
     };
     World {

@@ -309,8 +309,8 @@ fn unset_path(root: &mut Value, path: &str) -> Result<(), String> {
     }
 }
 
-/// Loads a plugin with the operator's settings set through the API, else the kernel config's
-/// table. Settings that no longer pass (the engine-wide limits were lowered under them) are
+/// Loads a plugin ([`LoadedPlugin::load_tiered`]) with the operator's settings set through the
+/// API, else the kernel config's table. Settings that no longer pass (the engine-wide limits were lowered under them) are
 /// reported and the kernel config's table is used, so the kernel still starts; they stay stored.
 pub(super) fn load_configured(
     engine: &Arc<PluginEngine>,
@@ -321,7 +321,7 @@ pub(super) fn load_configured(
     kernel_config: Option<&serde_json::Value>,
 ) -> Result<LoadedPlugin, InstallError> {
     if settings.is_some() {
-        match LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, settings) {
+        match LoadedPlugin::load_tiered(engine, manifest.clone(), bytes, builtin, settings) {
             Err(InstallError::BadConfig { reason, .. }) => tracing::error!(
                 plugin = %manifest.name,
                 "the configuration set with `lain plugin config` no longer applies ({reason}): \
@@ -331,5 +331,5 @@ pub(super) fn load_configured(
             loaded => return loaded,
         }
     }
-    LoadedPlugin::load(engine, manifest.clone(), bytes, builtin, kernel_config)
+    LoadedPlugin::load_tiered(engine, manifest.clone(), bytes, builtin, kernel_config)
 }

@@ -2,6 +2,7 @@
 //! the plugin says about itself ([`Described`]).
 
 use super::{Entry, Registry};
+use crate::plugin::engine::Compiler;
 use crate::plugin::health::HealthReport;
 use crate::plugin::kinds::auth::AuthPlugin;
 use crate::plugin::kinds::monitor::ExporterPlugin;
@@ -28,6 +29,11 @@ pub struct PluginView {
     pub description: String,
     /// Ships inside the kernel.
     pub builtin: bool,
+    /// Which compiler built the code it runs: `winch` from an install, upgrade or start whose
+    /// component was not in the compile cache until its Cranelift build is swapped in (in the
+    /// background, calls unaffected), then `cranelift`.
+    #[serde(default)]
+    pub compiled: Compiler,
     /// Whether calls are allowed.
     pub enabled: bool,
     /// SHA-256 of the component.
@@ -100,6 +106,7 @@ pub(super) fn view(entry: &Entry, config_source: &str) -> PluginView {
         world: m.kind.world_at(entry.plugin.wit_version()),
         description: m.description.clone(),
         builtin: entry.record.builtin,
+        compiled: entry.plugin.compiler(),
         enabled: entry.record.enabled,
         sha256: entry.record.sha256.clone(),
         installed_at: entry.record.installed_at,

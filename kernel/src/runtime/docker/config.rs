@@ -14,6 +14,32 @@ pub struct Config {
     /// A registry (`host:port`) releases are pushed to and nodes pull from; without one, a
     /// node's engine gets a missing image copied from an engine that has it.
     pub registry: Option<String>,
+    /// How cloud volumes (`cloud_volumes`) are made: each is a named volume of this driver,
+    /// created by the engine of the node its instance runs on.
+    pub cloud_volumes: CloudVolumes,
+}
+
+/// `[docker.cloud_volumes]`: the volume driver of cloud volumes and its options.
+///
+/// With the `local` driver and no options (the default) a cloud volume lives on one engine:
+/// instances on the same node share it, instances on other nodes get a volume of the same name
+/// there. To share one across nodes, use a driver (or `local` options, e.g. NFS) that gives
+/// every engine the same storage; `{name}` in an option value is replaced by the volume's name,
+/// so that each cloud volume gets its own directory of the export (which must exist there: the
+/// `local` driver mounts it, it does not create it):
+///
+/// ```toml
+/// [docker.cloud_volumes]
+/// driver = "local"
+/// options = { type = "nfs", o = "addr=10.0.0.5,rw,nfsvers=4", device = ":/exports/lain/{name}" }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudVolumes {
+    /// The volume driver; none: the engine's default (`local`).
+    pub driver: Option<String>,
+    /// Driver options, `{name}` in values replaced by the volume name.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -22,6 +48,7 @@ impl Default for Config {
             local: "unix:///var/run/docker.sock".into(),
             tls: None,
             registry: None,
+            cloud_volumes: CloudVolumes::default(),
         }
     }
 }

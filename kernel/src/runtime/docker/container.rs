@@ -1,10 +1,12 @@
 //! From an [`InstanceSpec`] to a Docker container, and from a container back to [`Observed`].
 
 use crate::plugin::bindings::types::Probe;
+use crate::runtime::labels;
 use crate::runtime::{Health, InstanceSpec, Observed, RunState};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
-    HealthConfig, HostConfig, NetworkingConfig, PortBinding,
+    HealthConfig, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkingConfig, PortBinding,
 };
 use std::collections::HashMap;
 
@@ -21,7 +23,11 @@ pub fn network_name(app: &str) -> String {
 }
 
 /// The container creation request for `spec` on network `network`.
-pub fn create_body(spec: &InstanceSpec, network: &str) -> ContainerCreateBody {
+pub fn create_body(
+    spec: &InstanceSpec,
+    network: &str,
+    cloud: &super::config::CloudVolumes,
+) -> ContainerCreateBody {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     let ports: Vec<String> = spec.ports.iter().map(|p| format!("{p}/tcp")).collect();
     labels.insert(
@@ -55,6 +61,11 @@ pub fn create_body(spec: &InstanceSpec, network: &str) -> ContainerCreateBody {
             format!("{}:{path}", host.display())
         })
         .collect();
+    let mounts = spec
+        .cloud_volumes
+        .iter()
+        .map(|c| cloud_mount(c, spec, cloud))
+        .collect();
     let memory = i64::try_from(spec.memory).unwrap_or(i64::MAX);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -76,6 +87,7 @@ pub fn create_body(spec: &InstanceSpec, network: &str) -> ContainerCreateBody {
             nano_cpus: (spec.cpu > 0).then(|| i64::from(spec.cpu) * 1_000_000),
             port_bindings: Some(bindings),
             binds: Some(binds),
+            mounts: Some(mounts),
             network_mode: Some(network.to_string()),
             init: Some(true),
             ..Default::default()
@@ -88,6 +100,43 @@ pub fn create_body(spec: &InstanceSpec, network: &str) -> ContainerCreateBody {
                     ..Default::default()
                 },
             )])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The mount of cloud volume `c` of `spec`: a named volume the engine creates with the
+/// configured driver and options (`{name}` in a value is the volume's name) when it is missing,
+/// labelled with the app and proc it belongs to.
+fn cloud_mount(
+    c: &crate::runtime::CloudMount,
+    spec: &InstanceSpec,
+    cloud: &super::config::CloudVolumes,
+) -> Mount {
+    let labels = [labels::APP, labels::PROC]
+        .iter()
+        .filter_map(|k| Some((k.to_string(), spec.labels.get(*k)?.clone())))
+        .collect();
+    let driver = (cloud.driver.is_some() || !cloud.options.is_empty()).then(|| {
+        MountVolumeOptionsDriverConfig {
+            name: cloud.driver.clone(),
+            options: Some(
+                cloud
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.replace("{name}", &c.volume)))
+                    .collect(),
+            ),
+        }
+    });
+    Mount {
+        target: Some(c.path.clone()),
+        source: Some(c.volume.clone()),
+        typ: Some(MountType::VOLUME),
+        volume_options: Some(MountVolumeOptions {
+            labels: Some(labels),
+            driver_config: driver,
+            ..Default::default()
         }),
         ..Default::default()
     }

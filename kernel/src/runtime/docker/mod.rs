@@ -60,6 +60,8 @@ pub struct DockerRuntime {
     following: Arc<Mutex<std::collections::HashSet<String>>>,
     /// Where releases are pushed and pulled, if anywhere.
     registry: Option<String>,
+    /// How cloud volumes are made.
+    cloud: config::CloudVolumes,
 }
 
 impl DockerRuntime {
@@ -83,7 +85,14 @@ impl DockerRuntime {
             networks: tokio::sync::Mutex::new(()),
             following: Arc::default(),
             registry: None,
+            cloud: config::CloudVolumes::default(),
         }
+    }
+
+    /// Makes cloud volumes as `cloud` says (driver and options).
+    pub fn with_cloud_volumes(mut self, cloud: config::CloudVolumes) -> DockerRuntime {
+        self.cloud = cloud;
+        self
     }
 
     /// Pushes releases to `registry` (`host:port`) and pulls them from it on other nodes.
@@ -285,7 +294,10 @@ impl Runtime for DockerRuntime {
         };
         match engine
             .docker
-            .create_container(Some(options), container::create_body(spec, &network))
+            .create_container(
+                Some(options),
+                container::create_body(spec, &network, &self.cloud),
+            )
             .await
         {
             Ok(_) => {}

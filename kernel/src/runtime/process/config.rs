@@ -18,6 +18,10 @@ pub struct Config {
     /// Host directories every sandbox sees read-only at the same path (symlinks stay symlinks,
     /// missing ones are skipped); anything of the kernel under them is hidden.
     pub system_dirs: Vec<PathBuf>,
+    /// Where cloud volumes (`cloud_volumes`) live: a directory every instance on this host
+    /// shares; mount a distributed file system here to share it with other hosts. Default
+    /// `<data_dir>/cloud-volumes`.
+    pub cloud_volumes_root: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -32,6 +36,7 @@ impl Default for Config {
             .iter()
             .map(PathBuf::from)
             .collect(),
+            cloud_volumes_root: None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! An instance's directory: preparing it (its spec, secret files, own `/lain/app` and volumes)
-//! and what the instance sees of it when it runs.
+//! An instance's directory: preparing it (its spec, secret files, own `/lain/app`, volumes and
+//! cloud volumes) and what the instance sees of it when it runs.
 
 use super::sandbox::{Jail, Sandbox};
 use super::{APP_DIR, InstanceSpec, StoredSpec, tree, write_atomic};
@@ -57,10 +57,15 @@ pub(super) fn prepare(
         make_volume(&spec.volume_root, volume, owner)
             .map_err(|e| format!("volume {volume}: {e}"))?;
     }
+    for cloud in &spec.cloud_volumes {
+        make_volume(&spec.cloud_root, &cloud.dir, owner)
+            .map_err(|e| format!("cloud volume {}: {e}", cloud.path))?;
+    }
     Ok(())
 }
 
-/// Creates volume `path` (a sandbox path) under `root` if it is missing, owned by `owner`.
+/// Creates volume `path` (a sandbox path, or a cloud volume's directory) under `root` if it is
+/// missing, owned by `owner` (the path's own directory; its parents stay the kernel's).
 fn make_volume(root: &Path, path: &str, owner: Option<tree::Owner>) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
@@ -82,8 +87,8 @@ fn make_volume(root: &Path, path: &str, owner: Option<tree::Owner>) -> std::io::
     Ok(())
 }
 
-/// What instance `dir` sees when it runs `argv`: its own `/lain/app`, its volumes and its secret
-/// files (every path opened here, through capabilities, never resolved again).
+/// What instance `dir` sees when it runs `argv`: its own `/lain/app`, its volumes, its cloud
+/// volumes and its secret files (every path opened here, through capabilities, never resolved again).
 pub(crate) fn instance_jail(
     dir: &Path,
     stored: &StoredSpec,
@@ -99,6 +104,12 @@ pub(crate) fn instance_jail(
                 fd(root.open_dir(volume.trim_start_matches('/'))?),
                 volume.clone(),
             ));
+        }
+    }
+    if !stored.spec.cloud_volumes.is_empty() {
+        let root = open(&stored.spec.cloud_root)?;
+        for cloud in &stored.spec.cloud_volumes {
+            binds.push((fd(root.open_dir(&cloud.dir)?), cloud.path.clone()));
         }
     }
     let mut files = Vec::new();

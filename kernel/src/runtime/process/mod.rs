@@ -231,11 +231,20 @@ impl Runtime for ProcessRuntime {
                 spec.image
             )));
         }
-        let places = spec.volumes.iter().map(|v| ("volume", v.as_str())).chain(
-            spec.secret_files
-                .iter()
-                .map(|f| ("secret file", f.path.as_str())),
-        );
+        let places = spec
+            .volumes
+            .iter()
+            .map(|v| ("volume", v.as_str()))
+            .chain(
+                spec.cloud_volumes
+                    .iter()
+                    .map(|c| ("cloud volume", c.path.as_str())),
+            )
+            .chain(
+                spec.secret_files
+                    .iter()
+                    .map(|f| ("secret file", f.path.as_str())),
+            );
         for (what, path) in places {
             check_place(&self.sandbox, what, path).map_err(invalid)?;
         }

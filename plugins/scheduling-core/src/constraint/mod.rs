@@ -25,7 +25,7 @@ mod hosts;
 mod inventory;
 
 use crate::counts::Instances;
-use crate::types::{LabelDef, LevelsVerdict, Node, Placement, ProcRequirements, Roles};
+use crate::types::{LabelDef, LevelsVerdict, Node, Placement, ProcRequirements, Roles, Rows};
 use crate::{Algorithm, bitmap, ids, level_shape, undefined};
 use filter::{Filter, Target, parse_label};
 use hosts::Hosts;
@@ -336,7 +336,8 @@ impl Algorithm for Constraint {
         Ok(())
     }
 
-    /// Hard rules become each node's room, soft ones its rank (O(nodes x levels x soft filters)).
+    /// Hard rules become each node's room, soft ones its rank (O(nodes x hard filters) plus
+    /// O(nodes matched by a soft filter x levels)).
     ///
     /// A node's match of an `affinity:` filter changes within a batch only where the filter
     /// names one of the proc's own labels: from its first new instance on, the node hosts one.
@@ -344,7 +345,7 @@ impl Algorithm for Constraint {
     /// negated and naming the proc itself, one. Soft filters, which apply "only if some
     /// candidate satisfies them" in the order written, are the bits of a rank (the first filter
     /// the highest bit): keeping the candidates of the highest rank is applying them in order.
-    /// More than 32 soft filters: `None`.
+    /// Nodes matched by no soft filter share the default row. More than 32 soft filters: `None`.
     fn evaluate_levels(
         &mut self,
         proc: u32,
@@ -370,61 +371,89 @@ impl Algorithm for Constraint {
             rules.plan = Plan::build(&rules.filters, inventory, hosts, stamp);
         }
         let steps = &rules.plan.steps;
-        let soft = steps.iter().filter(|s| s.soft).count();
-        if soft > 32 {
+        let soft: Vec<&Step> = steps.iter().filter(|s| s.soft).collect();
+        if soft.len() > 32 {
             return Ok(None);
         }
-        let mut room = vec![0u32; nodes];
-        for (id, slot) in (0u32..).zip(room.iter_mut()) {
-            let hard = rules.plan.hard.as_ref().is_none_or(|(mask, tail)| {
-                match mask.get(id as usize / 64) {
-                    Some(word) => word & (1 << (id % 64)) != 0,
-                    None => tail & (1 << (id % 64)) != 0,
-                }
-            });
-            if bitmap::get(candidates, id) && hard {
-                *slot = u32::MAX;
-            }
+        // Room: the hard `constraint:` mask, then each hard `affinity:` filter.
+        let mut open = candidates.to_vec();
+        if let Some((mask, tail)) = &rules.plan.hard {
+            bitmap::and_with(&mut open, mask, *tail);
         }
-        let mut rank = if soft > 0 {
-            vec![0u32; nodes * levels]
-        } else {
-            Vec::new()
-        };
-        let mut bit = soft;
-        for step in steps {
+        let mut once = vec![0u64; open.len()];
+        for step in steps.iter().filter(|s| !s.soft) {
             let own = step.matches_own(&rules.labels);
             let matched = step.matched(hosts, scratch);
-            if !step.soft {
-                for (id, slot) in (0u32..).zip(room.iter_mut()) {
-                    let limit = match (bitmap::get(matched, id), step.negate) {
-                        // Matched, and placements only add to what a node hosts.
-                        (true, false) => u32::MAX,
-                        // Unmatched until the proc's own first instance makes it match.
-                        (false, true) if own => 1,
-                        (false, true) => u32::MAX,
-                        _ => 0,
-                    };
-                    *slot = (*slot).min(limit);
+            if !step.negate {
+                bitmap::and_with(&mut open, matched, 0);
+                bitmap::and_with(&mut once, matched, 0);
+            } else if own {
+                // Unmatched nodes take one instance: after it, they host the proc itself.
+                for (w, (o, m)) in open.iter_mut().zip(&mut once).enumerate() {
+                    let hit = matched.get(w).copied().unwrap_or(0);
+                    *m = (*m | *o) & !hit;
+                    *o = 0;
                 }
-                continue;
+            } else {
+                bitmap::and_not(&mut open, matched);
+                bitmap::and_not(&mut once, matched);
             }
-            bit -= 1;
-            for (id, row) in (0u32..).zip(rank.chunks_mut(levels)) {
-                let now = bitmap::get(matched, id);
-                for (k, r) in row.iter_mut().enumerate() {
-                    let matches = now || (own && k > 0);
-                    if matches != step.negate {
-                        *r |= 1 << bit;
-                    }
+        }
+        let mut verdict = LevelsVerdict::default();
+        if levels == 1 {
+            bitmap::or_assign(&mut open, &once);
+        } else {
+            for (w, &m) in once.iter().enumerate() {
+                let mut bits = m;
+                while bits != 0 {
+                    verdict
+                        .limited
+                        .push((w as u32 * 64 + bits.trailing_zeros(), 1));
+                    bits &= bits - 1;
                 }
             }
         }
-        Ok(Some(LevelsVerdict {
-            room,
-            rank,
-            scores: Vec::new(),
-        }))
+        verdict.open = open;
+        if soft.is_empty() {
+            return Ok(Some(verdict));
+        }
+        // Rank: bit `soft.len() - 1 - j` is soft filter j's verdict at that level.
+        let width = soft.len();
+        let mut matched_any = vec![0u64; candidates.len()];
+        let mut sets = Vec::with_capacity(width);
+        for step in &soft {
+            let matched = step.matched(hosts, scratch).to_vec();
+            bitmap::or_assign(&mut matched_any, &matched);
+            sets.push((matched, step.negate, step.matches_own(&rules.labels)));
+        }
+        let row_of = |id: u32| -> Vec<u32> {
+            (0..levels)
+                .map(|k| {
+                    sets.iter()
+                        .enumerate()
+                        .fold(0u32, |rank, (j, (m, negate, own))| {
+                            let matches = bitmap::get(m, id) || (*own && k > 0);
+                            if matches != *negate {
+                                rank | 1 << (width - 1 - j)
+                            } else {
+                                rank
+                            }
+                        })
+                })
+                .collect()
+        };
+        // A node no soft filter matches: its row depends on nothing but the filters.
+        verdict.rank = Rows::new(row_of(u32::MAX));
+        bitmap::and_with(&mut matched_any, candidates, 0);
+        for (w, &word) in matched_any.iter().enumerate().take(nodes.div_ceil(64)) {
+            let mut bits = word;
+            while bits != 0 {
+                let id = w as u32 * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                verdict.rank.set(id, &row_of(id));
+            }
+        }
+        Ok(Some(verdict))
     }
 }
 

@@ -1,0 +1,385 @@
+//! Volumes end to end on the process runtime, through the real `lain` binary: a volume keeps
+//! its files across a crash restart, an upgrade (done in place, on the same node) and a
+//! `kill -9` of the kernel; a drain leaves an instance with volumes on its node and says so, and
+//! a missing instance whose node is drained is not started elsewhere on an empty volume; cloud
+//! volumes are shared by a proc's instances (`single`) or one per instance (`multi`).
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use support::{KernelProcess, instances, json, until, write_app};
+
+/// An app whose worker appends a line to `/data/runs` at every start (and prints how many
+/// there are), then sleeps: the file counts the runs that saw the volume.
+fn keeper(root: &Path, instances: u32) -> PathBuf {
+    let dir = write_app(
+        root,
+        "keeper",
+        &format!(
+            "appname: keeper\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh run.sh\n  \
+             num_instances: {instances}\n  volumes:\n    - /data\n"
+        ),
+    );
+    std::fs::write(
+        dir.join("run.sh"),
+        "echo \"$LAIN_ATTEMPT $(cat /lain/app/version)\" >> /data/runs\n\
+         echo \"runs: $(wc -l < /data/runs)\"\nexec sleep 100000\n",
+    )
+    .expect("run.sh");
+    std::fs::write(dir.join("version"), "v1\n").expect("version");
+    dir
+}
+
+/// The lines of instance `no`'s `/data/runs`, as its volume holds them on the host.
+fn runs(data: &Path, no: u32) -> Vec<String> {
+    let path = data.join(format!("volumes/keeper/worker/{no}/data/runs"));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn pid(instance: &Value) -> i64 {
+    instance["state"]["pid"].as_i64().expect("pid")
+}
+
+fn problem(view: &Value, proc: &str) -> String {
+    view["procs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == proc)
+        .and_then(|p| p["problem"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn running(view: &Value) -> Vec<&Value> {
+    instances(view, "worker")
+        .into_iter()
+        .filter(|i| i["state"]["state"] == "running" && i["retiring"] != true)
+        .collect()
+}
+
+#[test]
+fn a_volume_keeps_its_files_across_restart_upgrade_and_kernel_kill_dash_nine() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, "");
+    // A second node: a stateless instance would be rolled onto it by an upgrade (spread).
+    kernel.lain_ok(&["node", "add", "n2", "--memory", "2G"]);
+    let app = keeper(tmp.path(), 1);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "keeper", "-o", "json"]));
+    let first = running(&view)[0].clone();
+    let home = first["node"].as_str().expect("node").to_string();
+    until("the first run", || {
+        (runs(&data, 1).len() == 1).then_some(())
+    });
+    assert_eq!(runs(&data, 1), ["1 v1"]);
+
+    // A crash: the instance comes back on its node and sees the file of the first run.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid(&first).to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let view = kernel.wait_for("keeper", "the restart", |v| {
+        running(v)
+            .first()
+            .is_some_and(|w| pid(w) != pid(&first) && w["restarts"] == 1)
+    });
+    assert_eq!(running(&view)[0]["node"], home.as_str());
+    until("the second run", || {
+        (runs(&data, 1).len() == 2).then_some(())
+    });
+    assert_eq!(runs(&data, 1), ["1 v1", "2 v1"]);
+
+    // An upgrade: stopped first, recreated on the same node, on the same volume.
+    std::fs::write(app.join("version"), "v2\n").expect("version");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "keeper", "-o", "json"]));
+    let upgraded = running(&view);
+    assert_eq!(upgraded.len(), 1, "{view:#}");
+    assert_eq!(
+        upgraded[0]["node"],
+        home.as_str(),
+        "upgraded in place: {view:#}"
+    );
+    until("the upgraded run", || {
+        (runs(&data, 1).len() == 3).then_some(())
+    });
+    assert_eq!(runs(&data, 1), ["1 v1", "2 v1", "1 v2"]);
+    let upgraded_pid = pid(upgraded[0]);
+
+    // kill -9 of the kernel: the instance is adopted (not restarted), its volume untouched.
+    kernel.kill9();
+    kernel.restart();
+    let view = kernel.wait_for("keeper", "adoption", |v| {
+        v["converged"] == true && v["pass"].as_u64() > Some(1)
+    });
+    assert_eq!(pid(running(&view)[0]), upgraded_pid, "{view:#}");
+    assert_eq!(runs(&data, 1).len(), 3);
+    // ... and a crash after it still finds every earlier run.
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &upgraded_pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    until("the run after the kernel's restart", || {
+        (runs(&data, 1).len() == 4).then_some(())
+    });
+    assert_eq!(runs(&data, 1)[3], "2 v2");
+    let logs = kernel.lain_ok(&["logs", "worker", "-a", "keeper"]);
+    assert!(logs.contains("[1] runs: 4"), "{logs}");
+    // `lain volume list`: where it lives and how large it is.
+    let listed = json(&kernel.lain_ok(&["volume", "list", "-a", "keeper", "-o", "json"]));
+    let size = std::fs::metadata(data.join("volumes/keeper/worker/1/data/runs"))
+        .expect("runs")
+        .len();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    assert_eq!(
+        (
+            &listed[0]["proc_name"],
+            &listed[0]["number"],
+            &listed[0]["node"]
+        ),
+        (
+            &Value::from("worker"),
+            &Value::from(1),
+            &Value::from(home.as_str())
+        ),
+        "{listed:#}"
+    );
+    assert_eq!(
+        (listed[0]["bytes"].as_u64(), listed[0]["files"].as_u64()),
+        (Some(size), Some(1)),
+        "{listed:#}"
+    );
+    let table = kernel.lain_ok(&["volume", "list", "-a", "keeper"]);
+    assert!(
+        table.contains("/data") && table.contains(&format!("{size} B in 1 files")),
+        "{table}"
+    );
+    let view = kernel.ps("keeper");
+    assert_eq!(running(&view)[0]["node"], home.as_str());
+}
+
+#[test]
+fn a_drain_leaves_an_instance_with_volumes_on_its_node_and_reports_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    kernel.lain_ok(&["node", "add", "n2", "--memory", "2G"]);
+    let app = keeper(tmp.path(), 2);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "keeper", "-o", "json"]));
+    let on_local: Vec<(u64, i64)> = running(&view)
+        .iter()
+        .filter(|i| i["node"] == "local")
+        .map(|i| (i["instance"].as_u64().expect("number"), pid(i)))
+        .collect();
+    assert_eq!(on_local.len(), 1, "spread over the two nodes: {view:#}");
+    let (no, local_pid) = on_local[0];
+    let no = u32::try_from(no).expect("number");
+
+    // The drain: the instance stays where its volume is, and the proc says why.
+    kernel.lain_ok(&["node", "maintain", "local"]);
+    let view = kernel.wait_for("keeper", "the report", |v| {
+        problem(v, "worker").contains("in maintenance")
+    });
+    let said = problem(&view, "worker");
+    assert!(
+        said.contains(&format!("instance {no} has its volumes on node local"))
+            && said.contains("not started on another node on an empty volume"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let view = kernel.ps("keeper");
+    let mine: Vec<&Value> = running(&view)
+        .into_iter()
+        .filter(|i| i["instance"] == no)
+        .collect();
+    assert_eq!(mine.len(), 1, "{view:#}");
+    assert_eq!(
+        (mine[0]["node"].as_str(), pid(mine[0])),
+        (Some("local"), local_pid)
+    );
+    let apps = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    assert!(
+        apps.to_string().contains("has its volumes on node local"),
+        "the app's last error says it too: {apps:#}"
+    );
+
+    // Scaled to nothing and back while local is drained: the instance whose volume is on local
+    // is not created elsewhere; the other one comes back on its node.
+    kernel.lain_ok(&["scale", "worker", "-a", "keeper", "--num-instances", "0"]);
+    kernel.wait_for("keeper", "nothing running", |v| {
+        instances(v, "worker").is_empty()
+    });
+    kernel.lain_ok(&[
+        "scale",
+        "worker",
+        "-a",
+        "keeper",
+        "--num-instances",
+        "2",
+        "--no-wait",
+    ]);
+    let view = kernel.wait_for("keeper", "one instance back and one reported", |v| {
+        running(v).len() == 1 && problem(v, "worker").contains(&format!("instance {no} has"))
+    });
+    assert_eq!(running(&view)[0]["node"], "n2", "{view:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(running(&kernel.ps("keeper")).len(), 1);
+    assert_eq!(runs(&data, no).len(), 1, "its volume was not touched");
+
+    // Back in service: it comes back on local, on the volume it had.
+    kernel.lain_ok(&["node", "maintain", "local", "--off"]);
+    let view = kernel.wait_for("keeper", "both running", |v| {
+        running(v).len() == 2 && v["converged"] == true
+    });
+    let back: Vec<&Value> = running(&view)
+        .into_iter()
+        .filter(|i| i["instance"] == no)
+        .collect();
+    assert_eq!(back[0]["node"], "local", "{view:#}");
+    until("its second run", || {
+        (runs(&data, no).len() == 2).then_some(())
+    });
+    assert_eq!(problem(&view, "worker"), "");
+}
+
+#[test]
+fn a_single_cloud_volume_is_shared_by_the_instances_and_a_multi_one_is_their_own() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    let app = write_app(
+        tmp.path(),
+        "shared",
+        "appname: shared\nbuild:\n  base: busybox\n  script: []\n\
+         worker:\n  cmd: sh shared.sh\n  num_instances: 2\n  cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n\
+         worker.own:\n  cmd: sh own.sh\n  num_instances: 2\n  cloud_volumes:\n    dirs:\n      - /own\n",
+    );
+    // Each instance leaves its mark and waits until it sees the other's.
+    std::fs::write(
+        app.join("shared.sh"),
+        "echo $LAIN_INSTANCE_NO > /shared/from-$LAIN_INSTANCE_NO\n\
+         until [ -e /shared/from-1 ] && [ -e /shared/from-2 ]; do sleep 0.2; done\n\
+         echo \"saw $(ls /shared | tr '\\n' ' ')\"\nexec sleep 100000\n",
+    )
+    .expect("shared.sh");
+    std::fs::write(
+        app.join("own.sh"),
+        "echo $LAIN_INSTANCE_NO >> /own/who\necho \"own holds $(cat /own/who)\"\nexec sleep 100000\n",
+    )
+    .expect("own.sh");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "shared"]);
+    let logs = until("both instances to see both marks", || {
+        let logs = kernel.lain_ok(&["logs", "worker", "-a", "shared"]);
+        (logs.contains("[1] saw from-1 from-2") && logs.contains("[2] saw from-1 from-2"))
+            .then_some(logs)
+    });
+    assert_eq!(logs.matches(" saw ").count(), 2, "{logs}");
+    let root = data.join("cloud-volumes/shared");
+    assert!(root.join("worker/shared/from-1").is_file());
+    assert!(root.join("worker/shared/from-2").is_file());
+    let own = until("the multi instances to run", || {
+        let logs = kernel.lain_ok(&["logs", "own", "-a", "shared"]);
+        (logs.matches("own holds").count() == 2).then_some(logs)
+    });
+    assert!(
+        own.contains("[1] own holds 1\n") && own.contains("[2] own holds 2\n"),
+        "{own}"
+    );
+    for no in ["1", "2"] {
+        let who = std::fs::read_to_string(root.join(format!("own/{no}/own/who"))).expect("who");
+        assert_eq!(who, format!("{no}\n"));
+    }
+}
+
+#[test]
+fn declared_log_files_reach_lain_logs_across_rotation_and_truncation() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = write_app(
+        tmp.path(),
+        "talker",
+        "appname: talker\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh talk.sh\n  \
+         logs:\n    - app.log\n",
+    );
+    // Each step waits for the collector (a pass a second) to see the file as it is.
+    std::fs::write(
+        app.join("talk.sh"),
+        "cd /lain/logs\necho first >> app.log\nsleep 2\necho second >> app.log\n\
+         mv app.log app.log.1\necho third > app.log\nsleep 2\n: > app.log\nsleep 2\n\
+         echo fourth >> app.log\necho not-declared > other.log\necho done\nexec sleep 100000\n",
+    )
+    .expect("talk.sh");
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "talker"]);
+    // Followed from the start: every line arrives, in order, as it is collected.
+    let mut follow = kernel
+        .lain_cmd(&["logs", "worker", "-a", "talker", "--file", "app.log", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lain logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut followed = Vec::new();
+    while !followed.iter().any(|l: &String| l.contains("fourth")) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => followed.push(line),
+            Err(e) => panic!("lain logs -f stopped ({e}) after {followed:?}"),
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(
+        followed.first().map(String::as_str),
+        Some("[1] first"),
+        "{followed:?}"
+    );
+    assert_eq!(
+        followed.iter().filter(|l| l.contains("third")).count(),
+        1,
+        "{followed:?}"
+    );
+    let file = until("the log file's last line", || {
+        let text = kernel.lain_ok(&["logs", "worker", "-a", "talker", "--file", "app.log"]);
+        text.contains("fourth").then_some(text)
+    });
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "[1] first",
+            "[1] second",
+            "[1] third",
+            "[1] -- lain: the log was truncated; reading on from its start --",
+            "[1] fourth"
+        ],
+        "{file}"
+    );
+    // The output stays apart; an undeclared file is not served.
+    let out = kernel.lain_ok(&["logs", "worker", "-a", "talker"]);
+    assert!(out.contains("[1] done") && !out.contains("first"), "{out}");
+    let err = kernel.lain_err(&["logs", "worker", "-a", "talker", "--file", "other.log"]);
+    assert!(err.contains("declares no log file `other.log`"), "{err}");
+}
