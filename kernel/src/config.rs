@@ -87,7 +87,10 @@
 //! interval = 60
 //!
 //! [backup]
-//! hook = "archive"                   # not yet run by the kernel: no backup runs yet
+//! hook = "archive"                   # the backup-hook plugin that plans every volume backup
+//! repository = "/srv/lain-backups"   # the restic repository; default <data_dir>/backups/restic
+//! password_file = "/etc/lain/backup.key"   # default backup.key beside the vault's key file
+//! timeout_secs = 21600               # one restic run at most; command_timeout_secs: pre/post_run
 //! ```
 
 use crate::runtime::{self, RuntimeKind};
@@ -272,7 +275,13 @@ impl KernelConfig {
     /// Every file and directory of the kernel's own: the data dir, the cache, the configuration
     /// file, the vault's key, TLS keys and the files granted to plugins. Sandboxes never see them.
     pub fn kernel_paths(&self) -> Vec<PathBuf> {
-        let mut paths = vec![self.data_dir.clone(), self.cache_dir(), self.key_file()];
+        let mut paths = vec![
+            self.data_dir.clone(),
+            self.cache_dir(),
+            self.key_file(),
+            self.backup.password_file(&self.key_file()),
+            self.backup.repository(&self.data_dir),
+        ];
         paths.extend(self.config_file.clone());
         paths.extend(self.router.certificates.iter().map(|c| c.key.clone()));
         paths.extend(self.docker.tls.as_ref().map(|t| t.key.clone()));

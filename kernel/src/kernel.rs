@@ -35,6 +35,8 @@ pub struct Kernel {
     pub router: Arc<WebRouter>,
     /// Who may do what through the API, and the audit log.
     pub access: Arc<Access>,
+    /// Volume backups.
+    pub backups: Arc<crate::backup::Backups>,
 }
 
 impl Kernel {
@@ -108,11 +110,14 @@ impl Kernel {
             registry.clone(),
         )
         .context("cannot set up API access")?;
+        let lifecycle = Arc::new(lifecycle);
+        let backups = Arc::new(crate::backup::Backups::new(lifecycle.clone()));
         Ok(Kernel {
             config,
             store,
             registry,
-            lifecycle: Arc::new(lifecycle),
+            backups,
+            lifecycle,
             router: Arc::new(router),
             access: Arc::new(access),
         })
@@ -128,6 +133,12 @@ impl Kernel {
         // Declared log files are collected beside the instances' output as long as it runs.
         tokio::spawn(self.lifecycle.clone().collect_log_files());
         tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run())
+    }
+
+    /// Starts the backup scheduler on the current tokio runtime (it first marks backups a
+    /// previous kernel left running as interrupted).
+    pub fn start_backups(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::backup::scheduler::run(self.backups.clone()))
     }
 
     /// The scheduling pipeline's members as the stored pipeline (seeded from `[scheduler]`,
@@ -154,9 +165,11 @@ impl Kernel {
             access: self.access.clone(),
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
                 .with_lifecycle(self.lifecycle.status().clone())
+                .with_backups(self.backups.clone())
                 .with_router(self.router.clone()),
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),
+            backups: self.backups.clone(),
         }
     }
 }

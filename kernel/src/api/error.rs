@@ -188,3 +188,19 @@ impl From<crate::store::StoreError> for ApiError {
         )
     }
 }
+
+impl From<crate::backup::BackupError> for ApiError {
+    fn from(e: crate::backup::BackupError) -> ApiError {
+        use crate::backup::BackupError as B;
+        let (status, code) = match &e {
+            B::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
+            B::Invalid(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            B::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            B::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            B::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
+            B::Engine(_) => (StatusCode::BAD_GATEWAY, "backup-engine"),
+            B::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod apps;
+pub mod backups;
 pub mod error;
 pub mod guard;
 pub mod metrics;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub domains: Vec<String>,
     /// Apps, releases, nodes.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// Volume backups.
+    pub backups: Arc<crate::backup::Backups>,
 }
 
 /// The router of the platform API: the routes below, plus each exporter pull path the operator
@@ -130,6 +133,16 @@ pub fn app(state: AppState) -> Router {
             get(secrets::show),
         )
         .route("/api/v1/secrets/rotate-key", post(secrets::rotate_key))
+        .route("/api/v1/apps/{app}/backups", get(backups::list))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/backups",
+            post(backups::run),
+        )
+        .route(
+            "/api/v1/apps/{app}/backups/{id}/restore",
+            post(backups::restore),
+        )
+        .route("/api/v1/apps/{app}/backups/{id}", delete(backups::delete))
         .route("/api/v1/apps/{app}/maintainers", get(access::list))
         .route(
             "/api/v1/apps/{app}/maintainers/{kind}/{name}",

@@ -21,6 +21,8 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::healthz, crate::api::openapi, crate::api::whoami, crate::api::metrics::pull,
         crate::api::secrets::list, crate::api::secrets::put, crate::api::secrets::show,
         crate::api::secrets::remove, crate::api::secrets::rotate_key,
+        crate::api::backups::list, crate::api::backups::run, crate::api::backups::restore,
+        crate::api::backups::delete,
         crate::api::access::list, crate::api::access::add, crate::api::access::remove,
         crate::api::access::audit,
         crate::api::plugins::list, crate::api::plugins::show, crate::api::plugins::install,
@@ -50,6 +52,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         (name = "nodes", description = "Nodes instances are scheduled on"),
         (name = "scheduler", description = "The scheduling pipeline, changed live, and the instances that no longer fit it"),
         (name = "secrets", description = "Secret files of procs, encrypted at rest"),
+        (name = "backups", description = "Volume backups: taken on schedule or on demand, restored, deleted"),
         (name = "access", description = "App maintainers and the audit log"),
         (name = "monitoring", description = "Exporters' output on the pull paths the operator configures"),
     )

@@ -136,6 +136,11 @@ pub const RULES: &[Rule] = &[
         )
     },
     rule("DELETE", "/api/v1/apps/{app}/procs/{proc}/secrets", Secrets),
+    // Backups hold the app's data: the same right as its secret files.
+    rule("GET", "/api/v1/apps/{app}/backups", Secrets),
+    rule("POST", "/api/v1/apps/{app}/procs/{proc}/backups", Secrets),
+    rule("POST", "/api/v1/apps/{app}/backups/{id}/restore", Secrets),
+    rule("DELETE", "/api/v1/apps/{app}/backups/{id}", Secrets),
     rule("POST", "/api/v1/plugins", Admin),
     rule("PUT", "/api/v1/plugins/{name}", Admin),
     rule("DELETE", "/api/v1/plugins/{name}", Admin),

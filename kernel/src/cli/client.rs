@@ -84,6 +84,20 @@ impl Client {
         self.decode(resp)
     }
 
+    /// POSTs `body` as JSON and decodes the JSON answer, waiting as long as the kernel takes
+    /// (backups and restores run before their answer).
+    pub fn post_slow<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .auth(self.streaming().post(&self.url(path)))
+            .send_json(body)
+            .map_err(|e| self.unreachable(e))?;
+        self.decode(resp)
+    }
+
     /// POSTs `body` with `content_type` and `headers` and returns the answer as a stream of
     /// lines (for answers that report progress as they go).
     pub fn post_stream(

@@ -4,6 +4,7 @@
 
 mod access;
 mod app;
+mod backup;
 mod client;
 mod credentials;
 mod node;
@@ -158,6 +159,9 @@ enum Command {
     /// Secret files of an app's procs, encrypted at rest and placed into instances.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Volume backups: list, run now, restore (verified), delete (maintainers).
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Store a token for the kernel in your config file (0600), after checking it; reads the
     /// token from standard input unless --token-file.
     Login(access::LoginArgs),
@@ -269,6 +273,7 @@ pub fn main() -> ExitCode {
         Command::Plugin(cmd) => plugin::run(cmd, &client, out),
         Command::Validate(args) => validate::run(args, out),
         Command::Secret(cmd) => secret::run(cmd, &client, out),
+        Command::Backup(cmd) => backup::run(cmd, &client, out),
         Command::Login(args) => access::login(&cli.kernel, args, out),
         Command::Logout => access::logout(&cli.kernel),
         Command::Whoami => access::whoami(&client, out),

@@ -122,6 +122,7 @@ impl Running {
             }
         });
         let reconciler = kernel.start_reconciler();
+        let backups = kernel.start_backups();
         let router = kernel.router.clone();
         let routing = crate::router::server::serve(router.clone(), router_listen(&kernel.config)?)?;
         let follow = tokio::spawn(router.clone().follow(kernel.lifecycle.clone()));
@@ -143,7 +144,7 @@ impl Running {
             router,
             routing,
             server,
-            tasks: vec![pushes, reconciler, follow, checks],
+            tasks: vec![pushes, reconciler, backups, follow, checks],
             stop,
         })
     }

@@ -157,6 +157,22 @@ impl Lifecycle {
         &self.vault
     }
 
+    /// Where instances run (backups run their `pre_run`/`post_run` in instances and stop and
+    /// start an instance around an in-place restore).
+    pub fn runtime(&self) -> Arc<dyn Runtime> {
+        self.runtime.clone()
+    }
+
+    /// This kernel's id: the [`crate::runtime::labels::KERNEL`] label of its instances.
+    pub fn kernel_id(&self) -> &str {
+        &self.kernel_id
+    }
+
+    /// The installed and built-in plugins.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// Wakes the reconciler (after a change it should act on).
     pub fn wake(&self) {
         self.records.wake();

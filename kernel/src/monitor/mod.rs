@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod backups;
 mod config;
 mod lifecycle;
 
@@ -40,6 +41,8 @@ pub struct Monitor {
     status: Option<StatusBoard>,
     /// The web router, for request metrics.
     router: Option<Arc<WebRouter>>,
+    /// Volume backups, for their metrics.
+    backups: Option<Arc<crate::backup::Backups>>,
 }
 
 /// One pull endpoint's response.
@@ -60,6 +63,7 @@ impl Monitor {
             infos: Default::default(),
             status: None,
             router: None,
+            backups: None,
         }
     }
 
@@ -72,6 +76,12 @@ impl Monitor {
     /// Adds the web router's request counts and latencies.
     pub fn with_router(mut self, router: Arc<WebRouter>) -> Monitor {
         self.router = Some(router);
+        self
+    }
+
+    /// Adds the metrics of volume backups (failed ones included).
+    pub fn with_backups(mut self, backups: Arc<crate::backup::Backups>) -> Monitor {
+        self.backups = Some(backups);
         self
     }
 
@@ -139,6 +149,9 @@ impl Monitor {
         };
         if let Some(router) = &self.router {
             lifecycle.extend(router.stats.families(&mut label_sets));
+        }
+        if let Some(backups) = &self.backups {
+            lifecycle.extend(backups::families(backups, &mut label_sets));
         }
         let mut batch = SampleBatch {
             timestamp_ms: crate::clock::unix_ms(),

@@ -231,6 +231,21 @@ impl RunState {
     }
 }
 
+/// What a command run in an instance's context ([`Runtime::exec`]) gave.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOutput {
+    /// Exit status; none when it was killed (by a signal, or at its timeout).
+    pub code: Option<i32>,
+    /// Whether it was killed at its timeout.
+    pub timed_out: bool,
+    /// The end of its standard output and error (at most [`EXEC_OUTPUT_MAX`] bytes of each);
+    /// empty on runtimes that do not capture it.
+    pub output: Vec<u8>,
+}
+
+/// Bytes of each of a command's output streams that [`Runtime::exec`] keeps (the end).
+pub const EXEC_OUTPUT_MAX: usize = 16 << 10;
+
 /// A failure of a runtime operation.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -287,6 +302,19 @@ pub trait Runtime: Send + Sync {
         command: &str,
         timeout: std::time::Duration,
     ) -> Result<bool, RuntimeError>;
+    /// Runs `argv` (no shell) in the instance's context (its identity, environment, `/lain/app`
+    /// and volumes), killing it after `timeout`. Used for a backup's `pre_run` and `post_run`.
+    async fn exec(
+        &self,
+        name: &str,
+        _argv: &[String],
+        _timeout: std::time::Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        Err(RuntimeError::Failed(format!(
+            "the {} runtime cannot run commands in instance {name}",
+            self.name()
+        )))
+    }
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;
     /// Tells the runtime which nodes exist and where they are reached (`name`, `address`).

@@ -502,6 +502,58 @@ impl Runtime for DockerRuntime {
         Ok(false)
     }
 
+    /// Runs `argv` through the engine's exec (detached: its exit status is kept, its output is
+    /// not captured).
+    async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+        let engine = self.engine_of(name)?;
+        let exec = engine
+            .docker
+            .create_exec(
+                name,
+                bollard::models::ExecConfig {
+                    cmd: Some(argv.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed("exec in", name))?;
+        let options = bollard::exec::StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        engine
+            .docker
+            .start_exec(&exec.id, Some(options))
+            .await
+            .map_err(failed("exec in", name))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let state = engine
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(failed("exec in", name))?;
+            if state.running != Some(true) {
+                return Ok(crate::runtime::ExecOutput {
+                    code: state.exit_code.and_then(|c| i32::try_from(c).ok()),
+                    timed_out: false,
+                    output: Vec::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(crate::runtime::ExecOutput {
+            code: None,
+            timed_out: true,
+            output: Vec::new(),
+        })
+    }
+
     fn host_address(&self, node: &str) -> String {
         self.engines
             .lock()

@@ -439,6 +439,72 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    async fn exec(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, RuntimeError> {
+        use tokio::io::AsyncReadExt as _;
+        let failed =
+            |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
+        let dir = self.dir(name)?;
+        let stored = Self::read_spec(&dir)?;
+        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
+        let cmd = stored
+            .sandbox
+            .command(jail, &sandbox::init::executable(&self.shim), None)
+            .map_err(|e| failed(&e))?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| failed(&e))?;
+        // Each stream is read to its end, keeping only its last EXEC_OUTPUT_MAX bytes.
+        async fn tail(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+            let Some(mut stream) = stream else {
+                return Vec::new();
+            };
+            let (mut kept, mut buf) = (Vec::new(), vec![0u8; 8192]);
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > super::EXEC_OUTPUT_MAX {
+                    kept.drain(..kept.len() - super::EXEC_OUTPUT_MAX);
+                }
+            }
+            kept
+        }
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let reading = async { tokio::join!(tail(out), tail(err)) };
+        let waited = tokio::time::timeout(timeout, async {
+            let (status, (mut out, err)) = tokio::join!(child.wait(), reading);
+            out.extend(err);
+            (status, out)
+        })
+        .await;
+        match waited {
+            Ok((Ok(status), output)) => Ok(super::ExecOutput {
+                code: status.code(),
+                timed_out: false,
+                output,
+            }),
+            Ok((Err(e), _)) => Err(failed(&e)),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Ok(super::ExecOutput {
+                    code: None,
+                    timed_out: true,
+                    output: Vec::new(),
+                })
+            }
+        }
+    }
+
     fn host_address(&self, _node: &str) -> String {
         "127.0.0.1".into()
     }

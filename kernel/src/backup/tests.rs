@@ -1,0 +1,71 @@
+use super::expire::{due, parse};
+use super::*;
+
+fn record(id: u64, kind: Kind, outcome: Outcome, started_at: i64) -> BackupRecord {
+    BackupRecord {
+        id,
+        app: "a".into(),
+        proc: "db".into(),
+        instance: 1,
+        volume: "/data".into(),
+        kind,
+        trigger: Trigger::Scheduled,
+        outcome,
+        started_at,
+        ended_at: Some(started_at + 1),
+        duration_ms: Some(1000),
+        files: 1,
+        size: 1,
+        added: 1,
+        snapshot: (outcome == Outcome::Succeeded).then(|| format!("snap{id}")),
+        parent: None,
+        hook: "archive".into(),
+        hook_version: "0.1.0".into(),
+        error: None,
+        scheduled_at: None,
+    }
+}
+
+#[test]
+fn expire_durations_parse_as_validate_accepts_them() {
+    assert_eq!(parse("30m"), Some(1800));
+    assert_eq!(parse("2h"), Some(7200));
+    assert_eq!(parse("7d"), Some(604_800));
+    for bad in [
+        "",
+        "d",
+        "7",
+        "7s",
+        "-1d",
+        "0d",
+        "1.5h",
+        "99999999999999999d",
+    ] {
+        assert_eq!(parse(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn expire_keeps_the_newest_full_and_the_newest_backup_whatever_their_age() {
+    use Kind::{Full, Incremental};
+    use Outcome::{Failed, Running, Succeeded};
+    let day = 86_400;
+    let records = vec![
+        record(1, Full, Succeeded, 0),
+        record(2, Incremental, Succeeded, day),
+        record(3, Full, Succeeded, 2 * day),
+        record(4, Incremental, Failed, 3 * day),
+        record(5, Incremental, Succeeded, 4 * day),
+        record(6, Incremental, Running, 4 * day),
+        record(7, Incremental, Succeeded, 10 * day),
+    ];
+    // Everything is older than a day at day 20: fulls keep only the newest (3).
+    assert_eq!(due(&records, Full, day, 20 * day), vec![1]);
+    // Incrementals: the newest (7) parents the next one; a running one is never touched.
+    assert_eq!(due(&records, Incremental, day, 20 * day), vec![2, 4, 5]);
+    // Nothing is old enough yet.
+    assert!(due(&records, Incremental, 30 * day, 20 * day).is_empty());
+    // When the newest backup is the newest full, both rules keep the same one.
+    let only_fulls = vec![record(1, Full, Succeeded, 0), record(2, Full, Succeeded, 5)];
+    assert_eq!(due(&only_fulls, Full, 1, 100), vec![1]);
+}

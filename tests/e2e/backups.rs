@@ -1,0 +1,615 @@
+//! End-to-end: volume backups through the real `lain` binary, the process runtime, the built-in
+//! `archive` hook and the real restic. Scheduled incremental backups happen and store about
+//! what changed; restores are byte-identical (a hash of the tree), beside and in place;
+//! `pre_run` and `post_run` run inside the instance, `post_run` also after a failure, and a
+//! failed backup shows in `lain backup list` and `/metrics`; expire removes old backups but
+//! keeps the newest full one; a kernel killed during a backup leaves it `interrupted`, never
+//! complete, and the next one runs; a user without rights gets 403 and nothing happens.
+
+mod support;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{KernelProcess, json, until};
+
+const MIB: u64 = 1 << 20;
+
+/// An app `store` whose worker keeps `/data`, with `policies` under the volume.
+fn app_yaml(policies: &str) -> String {
+    format!(
+        "appname: store\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  volumes:\n    - /data:\n{policies}"
+    )
+}
+
+/// The worker's `pre_run` and `post_run`: they write into the volume from inside the instance
+/// (`LAIN_INSTANCE_NO` is the instance's own environment), and `pre_run` fails while
+/// `/data/fail-pre` exists.
+const PRE: &str = "echo \"pre in instance $LAIN_INSTANCE_NO\" > /data/pre-ran
+[ -e /data/slow-pre ] && sleep 6
+[ -e /data/fail-pre ] && { echo dump failed >&2; exit 3; }
+exit 0
+";
+const POST: &str = "echo \"post in instance $LAIN_INSTANCE_NO\" >> /data/post-ran\n";
+
+/// Builds and deploys `yaml` (with the pre/post scripts) and waits for the worker to run.
+fn deploy(kernel: &KernelProcess, root: &Path, yaml: &str) {
+    let dir = support::write_app(root, "store", yaml);
+    std::fs::write(dir.join("pre.sh"), PRE).expect("pre.sh");
+    std::fs::write(dir.join("post.sh"), POST).expect("post.sh");
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "store", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+}
+
+/// The worker's volume on the host.
+fn volume(data: &Path) -> PathBuf {
+    data.join("volumes/store/worker/1/data")
+}
+
+/// `n` bytes no compressor shrinks (xorshift), different for each `seed`.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A hash of the tree under `root`: every relative path, kind and content, in order.
+fn tree_hash(root: &Path) -> String {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let rel = path
+                .strip_prefix(root)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).expect("meta");
+            if meta.is_dir() {
+                out.push((format!("d {rel}"), Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.push((format!("f {rel}"), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    walk(root, root, &mut entries);
+    let mut h = Sha256::new();
+    for (name, content) in entries {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(Sha256::digest(&content));
+    }
+    hex::encode(h.finalize())
+}
+
+fn backups(kernel: &KernelProcess) -> Vec<Value> {
+    json(&kernel.lain_ok(&["backup", "list", "-a", "store", "-o", "json"]))
+        .as_array()
+        .expect("a list")
+        .clone()
+}
+
+fn outcome(r: &Value) -> &str {
+    r["outcome"].as_str().unwrap_or_default()
+}
+
+fn number(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn scheduled_incrementals_store_what_changed_and_restores_are_byte_identical() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    deploy(
+        &kernel,
+        tmp.path(),
+        &app_yaml("        backup_increment:\n          schedule: \"@every 2s\"\n"),
+    );
+    let vol = volume(&data);
+    assert!(vol.is_dir(), "the process runtime made the volume");
+    // 8 files of 1 MiB of noise, one in a subdirectory, and a file the archive hook leaves out.
+    std::fs::create_dir_all(vol.join("sub")).expect("mkdir");
+    for i in 0..8u64 {
+        let name = if i == 0 {
+            "sub/f0".to_string()
+        } else {
+            format!("f{i}")
+        };
+        std::fs::write(vol.join(name), noise(i, MIB as usize)).expect("write");
+    }
+    std::fs::write(vol.join("scratch.tmp"), b"left out").expect("write");
+
+    // A full backup on demand: every byte is new.
+    let full = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    let full = &full[0];
+    assert_eq!(
+        (outcome(full), full["kind"].as_str()),
+        ("succeeded", Some("full")),
+        "{full:#}"
+    );
+    assert_eq!(number(&full["files"]), 8, "{full:#}");
+    assert_eq!(number(&full["size"]), 8 * MIB, "{full:#}");
+    // The schedule may have stored the files first: together the backups so far hold them.
+    let stored: u64 = backups(&kernel)
+        .iter()
+        .filter(|r| number(&r["id"]) <= number(&full["id"]))
+        .map(|r| number(&r["added"]))
+        .sum();
+    assert!(stored >= 8 * MIB, "{stored}");
+    assert_eq!(full["hook"], "archive", "{full:#}");
+    assert!(
+        !full["hook_version"].as_str().unwrap_or_default().is_empty(),
+        "{full:#}"
+    );
+    assert!(
+        full["snapshot"].as_str().is_some_and(|s| s.len() == 64),
+        "{full:#}"
+    );
+
+    // Scheduled incrementals follow on their own.
+    until("two scheduled incrementals", || {
+        let n = backups(&kernel)
+            .iter()
+            .filter(|r| r["trigger"] == "scheduled" && outcome(r) == "succeeded")
+            .count();
+        (n >= 2).then_some(())
+    });
+
+    // Change one file of the eight; the backups after it store about that file.
+    let before = until("no backup running", || {
+        let list = backups(&kernel);
+        list.iter()
+            .all(|r| outcome(r) != "running")
+            .then(|| list.iter().map(|r| number(&r["id"])).max().unwrap_or(0))
+    });
+    let staged = tmp.path().join("f3.new");
+    std::fs::write(&staged, noise(1000, MIB as usize)).expect("write");
+    std::fs::rename(&staged, vol.join("f3")).expect("rename");
+    let after = until("two scheduled incrementals after the change", || {
+        let list = backups(&kernel);
+        let later: Vec<Value> = list
+            .into_iter()
+            .filter(|r| number(&r["id"]) > before && outcome(r) != "running")
+            .collect();
+        (later.len() >= 2).then_some(later)
+    });
+    for r in &after {
+        assert_eq!(
+            (
+                outcome(r),
+                r["kind"].as_str(),
+                number(&r["files"]),
+                number(&r["size"])
+            ),
+            ("succeeded", Some("incremental"), 8, 8 * MIB),
+            "every incremental is a complete snapshot: {r:#}"
+        );
+        assert!(r["parent"].as_str().is_some(), "{r:#}");
+    }
+    let added: u64 = after.iter().map(|r| number(&r["added"])).sum();
+    assert!(
+        (MIB..MIB + MIB / 4).contains(&added),
+        "the changed 1 MiB file, stored once, plus metadata: {added} bytes in {after:#?}"
+    );
+
+    // Beside: a byte-identical tree (without what the hook left out).
+    let newest = after.last().expect("a backup");
+    let id = number(&newest["id"]).to_string();
+    let expected = {
+        std::fs::remove_file(vol.join("scratch.tmp")).expect("rm");
+        tree_hash(&vol)
+    };
+    let target = tmp.path().join("restored");
+    let out = json(&kernel.lain_ok(&[
+        "backup",
+        "restore",
+        &id,
+        "-a",
+        "store",
+        "--to",
+        target.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]));
+    assert_eq!(out["path"], target.to_str().expect("utf-8"), "{out:#}");
+    assert_eq!(tree_hash(&target), expected);
+
+    // In place: the volume damaged, then restored as it was; the instance runs again.
+    std::fs::write(vol.join("f5"), b"damaged").expect("write");
+    std::fs::remove_file(vol.join("sub/f0")).expect("rm");
+    assert_ne!(tree_hash(&vol), expected);
+    let out = json(&kernel.lain_ok(&["backup", "restore", &id, "-a", "store", "-o", "json"]));
+    assert_eq!(
+        (out["instance"].as_u64(), &out["restarted"]),
+        (Some(1), &Value::Bool(true)),
+        "{out:#}"
+    );
+    assert_eq!(tree_hash(&vol), expected);
+    kernel.wait_for("store", "the worker running again", |v| {
+        support::instances(v, "worker")
+            .first()
+            .is_some_and(|i| i["state"]["state"] == "running")
+    });
+    assert!(
+        !vol.parent()
+            .expect("parent")
+            .read_dir()
+            .expect("ls")
+            .any(|e| e
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".lain-")),
+        "no staging left beside the volume"
+    );
+}
+
+#[test]
+fn pre_and_post_run_inside_the_instance_and_a_failed_backup_is_listed_and_measured() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(
+        &data,
+        "[monitor.exporters.prometheus]\npull = \"/metrics\"\n",
+    );
+    deploy(
+        &kernel,
+        tmp.path(),
+        &app_yaml(
+            "        backup_full:\n          schedule: \"0 3 * * *\"\n          pre_run: /bin/sh /lain/app/pre.sh\n          post_run: /bin/sh /lain/app/post.sh\n",
+        ),
+    );
+    let vol = volume(&data);
+    std::fs::write(vol.join("db"), b"rows").expect("write");
+
+    // pre_run ran before the snapshot (its file is in it), post_run after (its file is not).
+    let ok = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    assert_eq!(outcome(&ok[0]), "succeeded", "{ok:#}");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("pre-ran")).expect("pre-ran"),
+        "pre in instance 1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vol.join("post-ran")).expect("post-ran"),
+        "post in instance 1\n"
+    );
+    let target = tmp.path().join("restored");
+    let id = number(&ok[0]["id"]).to_string();
+    kernel.lain_ok(&[
+        "backup",
+        "restore",
+        &id,
+        "-a",
+        "store",
+        "--to",
+        target.to_str().expect("utf-8"),
+    ]);
+    assert!(target.join("pre-ran").exists() && target.join("db").exists());
+    assert!(
+        !target.join("post-ran").exists(),
+        "post_run runs after the snapshot"
+    );
+
+    // A failing pre_run fails the backup, names the command and its status, and post_run still runs.
+    std::fs::write(vol.join("fail-pre"), b"").expect("write");
+    let err = kernel.lain_err(&["backup", "run", "store", "worker"]);
+    assert!(
+        err.contains("pre_run") && err.contains("exit status 3") && err.contains("dump failed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(vol.join("post-ran")).expect("post-ran"),
+        "post in instance 1\npost in instance 1\n"
+    );
+    let list = backups(&kernel);
+    let failed = list.last().expect("a record");
+    assert_eq!(
+        (outcome(failed), &failed["snapshot"]),
+        ("failed", &Value::Null),
+        "{failed:#}"
+    );
+    let table = kernel.lain_ok(&["backup", "list", "-a", "store"]);
+    assert!(table.contains("failed: pre_run"), "{table}");
+
+    // /metrics says the volume's latest backup failed.
+    let metrics = support::get_as(&format!("{}/metrics", kernel.url), &kernel.token());
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("lain_backup_last_failed{"))
+        .unwrap_or_else(|| panic!("no backup metric: {metrics}"));
+    assert!(
+        line.contains("volume=\"/data\"") && line.trim_end().ends_with(" 1"),
+        "{line}"
+    );
+
+    // A hook that cannot plan fails the backup, naming it; nothing runs in the instance.
+    std::fs::remove_file(vol.join("fail-pre")).expect("rm");
+    kernel.lain_ok(&["plugin", "disable", "archive"]);
+    let err = kernel.lain_err(&["backup", "run", "store", "worker"]);
+    assert!(err.contains("backup hook plugin `archive`"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("post-ran"))
+            .expect("post-ran")
+            .lines()
+            .count(),
+        2,
+        "no command ran without a plan"
+    );
+    kernel.lain_ok(&["plugin", "enable", "archive"]);
+    let ok = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    assert_eq!(outcome(&ok[0]), "succeeded", "{ok:#}");
+    let metrics = support::get_as(&format!("{}/metrics", kernel.url), &kernel.token());
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lain_backup_last_failed{") && l.trim_end().ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+/// The repository's snapshot ids, read with restic itself.
+fn repository_snapshots(data: &Path) -> Vec<String> {
+    let out = std::process::Command::new("restic")
+        .args(["snapshots", "--json", "--no-lock"])
+        .env("RESTIC_REPOSITORY", data.join("backups/restic"))
+        .env("RESTIC_PASSWORD_FILE", data.join("backup.key"))
+        .env("RESTIC_CACHE_DIR", data.join("restic-test-cache"))
+        .output()
+        .expect("restic");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).expect("json");
+    let mut ids: Vec<String> = list
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn expire_removes_old_backups_but_keeps_the_newest_full_and_deletes_forget_snapshots() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    deploy(
+        &kernel,
+        tmp.path(),
+        &app_yaml(
+            "        backup_full:\n          schedule: \"0 3 1 1 *\"\n          expire: 1m\n        backup_increment:\n          schedule: \"@every 5s\"\n          expire: 1m\n",
+        ),
+    );
+    let vol = volume(&data);
+    std::fs::write(vol.join("db"), noise(7, 4096)).expect("write");
+    let full = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    let full_id = number(&full[0]["id"]);
+    let first = until("a scheduled incremental", || {
+        backups(&kernel)
+            .into_iter()
+            .find(|r| r["kind"] == "incremental" && outcome(r) == "succeeded")
+    });
+    let first_id = number(&first["id"]);
+    // A minute on, the incrementals that are older are gone; the only full one stays.
+    let started = Instant::now();
+    let list = until("the first incremental expired", || {
+        if started.elapsed() < Duration::from_secs(60) {
+            return None;
+        }
+        let list = backups(&kernel);
+        (!list.iter().any(|r| number(&r["id"]) == first_id)).then_some(list)
+    });
+    assert!(
+        list.iter().any(|r| number(&r["id"]) == full_id),
+        "the newest full backup is kept past its expiry: {list:#?}"
+    );
+    let now = list
+        .iter()
+        .filter_map(|r| r["started_at"].as_i64())
+        .max()
+        .expect("a backup");
+    for r in list
+        .iter()
+        .filter(|r| r["kind"] == "incremental" && outcome(r) != "running")
+    {
+        assert!(
+            r["started_at"].as_i64().expect("started") >= now - 70,
+            "not expired: {r:#}"
+        );
+    }
+    // Every snapshot left is a listed backup, and the other way round.
+    let quiet = until("no backup running", || {
+        let list = backups(&kernel);
+        list.iter().all(|r| outcome(r) != "running").then_some(list)
+    });
+    let mut listed: Vec<String> = quiet
+        .iter()
+        .filter_map(|r| r["snapshot"].as_str().map(String::from))
+        .collect();
+    listed.sort();
+    // The scheduler may start another one meanwhile: compare what both saw.
+    let stored = repository_snapshots(&data);
+    assert!(
+        listed.iter().all(|s| stored.contains(s)),
+        "{listed:?} vs {stored:?}"
+    );
+    assert!(stored.len() <= listed.len() + 1, "{listed:?} vs {stored:?}");
+
+    // Deleting a backup forgets its snapshot.
+    let gone = quiet.last().expect("a backup");
+    let gone_snapshot = gone["snapshot"].as_str().expect("snapshot").to_string();
+    kernel.lain_ok(&[
+        "backup",
+        "delete",
+        &number(&gone["id"]).to_string(),
+        "-a",
+        "store",
+    ]);
+    assert!(!repository_snapshots(&data).contains(&gone_snapshot));
+    assert!(!backups(&kernel).iter().any(|r| r["id"] == gone["id"]));
+}
+
+#[test]
+fn a_kernel_killed_during_a_backup_leaves_it_interrupted_and_the_next_one_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, "");
+    deploy(
+        &kernel,
+        tmp.path(),
+        &app_yaml(
+            "        backup_full:\n          schedule: \"0 3 * * *\"\n          pre_run: /bin/sh /lain/app/pre.sh\n",
+        ),
+    );
+    let vol = volume(&data);
+    std::fs::write(vol.join("db"), b"rows").expect("write");
+    std::fs::write(vol.join("slow-pre"), b"").expect("write");
+    let mut run = kernel
+        .lain_cmd(&["backup", "run", "store", "worker"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lain backup run");
+    let running = until("a running backup", || {
+        backups(&kernel)
+            .into_iter()
+            .find(|r| outcome(r) == "running")
+    });
+    kernel.restart();
+    let _ = run.wait();
+    let list = backups(&kernel);
+    let left = list
+        .iter()
+        .find(|r| r["id"] == running["id"])
+        .expect("still listed");
+    assert_eq!(
+        (outcome(left), &left["snapshot"]),
+        ("interrupted", &Value::Null),
+        "{left:#}"
+    );
+    assert!(!list.iter().any(|r| outcome(r) == "succeeded"), "{list:#?}");
+    std::fs::remove_file(vol.join("slow-pre")).expect("rm");
+    let next = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    assert_eq!(outcome(&next[0]), "succeeded", "{next:#}");
+}
+
+#[test]
+fn a_user_without_rights_gets_403_and_nothing_happens() {
+    let hash = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let config = format!(
+        "[auth]\nbootstrap = false\nregister_users = [\"token:alice\"]\n[plugins.config.token]\ntokens = [{{ user = \"alice\", sha256 = \"{}\" }}, {{ user = \"bob\", sha256 = \"{}\" }}]\n",
+        hash("alice-secret-token-000"),
+        hash("bob-secret-token-00000"),
+    );
+    let kernel = KernelProcess::start(&data, &config);
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--token", "alice-secret-token-000"];
+        all.extend_from_slice(args);
+        kernel.lain(&all)
+    };
+    let dir = support::write_app(
+        tmp.path(),
+        "store",
+        &app_yaml("        backup_full:\n          schedule: \"0 3 * * *\"\n"),
+    );
+    let out = alice(&["build", dir.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = alice(&["deploy", "-a", "store"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(volume(&data).join("db"), b"rows").expect("write");
+    let out = alice(&["backup", "run", "store", "worker", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let taken = json(&String::from_utf8_lossy(&out.stdout));
+    let id = number(&taken[0]["id"]);
+
+    let bob = Some("bob-secret-token-00000");
+    let calls = [
+        ("GET", "/api/v1/apps/store/backups".to_string(), None),
+        (
+            "POST",
+            "/api/v1/apps/store/procs/worker/backups".to_string(),
+            Some(&b"{}"[..]),
+        ),
+        (
+            "POST",
+            format!("/api/v1/apps/store/backups/{id}/restore"),
+            Some(&b"{}"[..]),
+        ),
+        ("DELETE", format!("/api/v1/apps/store/backups/{id}"), None),
+    ];
+    for (method, path, body) in &calls {
+        let (status, text) = kernel.api(method, path, bob, *body);
+        assert_eq!(status, 403, "{method} {path}: {text}");
+    }
+    // The CLI says so too.
+    let out = kernel.lain(&[
+        "--token",
+        "bob-secret-token-00000",
+        "backup",
+        "list",
+        "-a",
+        "store",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A maintainer who is no cluster admin may not write on the kernel's host.
+    let target = tmp.path().join("elsewhere");
+    let out = alice(&[
+        "backup",
+        "restore",
+        &id.to_string(),
+        "-a",
+        "store",
+        "--to",
+        target.to_str().expect("utf-8"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cluster admins"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!target.exists());
+    // Nothing happened: one backup, the same one.
+    let out = alice(&["backup", "list", "-a", "store", "-o", "json"]);
+    let list = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list:#}");
+    assert_eq!(number(&list[0]["id"]), id);
+    assert_eq!(list[0]["outcome"], "succeeded");
+}
