@@ -239,6 +239,45 @@ fn failed(what: &str, name: &str) -> impl Fn(DockerError) -> RuntimeError {
     move |e| RuntimeError::Failed(format!("{context}: {e}"))
 }
 
+/// Runs `cmd` detached in container `name` and polls until it ends: `Some(exit code)`, or `None`
+/// when `timeout` passed first. `what` names the operation in errors.
+async fn run_exec(
+    docker: &Docker,
+    name: &str,
+    cmd: Vec<String>,
+    timeout: Duration,
+    what: &str,
+) -> Result<Option<Option<i64>>, RuntimeError> {
+    let config = bollard::models::ExecConfig {
+        cmd: Some(cmd),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(name, config)
+        .await
+        .map_err(failed(what, name))?;
+    let options = bollard::exec::StartExecOptions {
+        detach: true,
+        ..Default::default()
+    };
+    docker
+        .start_exec(&exec.id, Some(options))
+        .await
+        .map_err(failed(what, name))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        let state = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(failed(what, name))?;
+        if state.running != Some(true) {
+            return Ok(Some(state.exit_code));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
+}
+
 /// Whether a Docker error is a 404 (already gone) or 304 (already in that state).
 fn is_noop(e: &DockerError) -> bool {
     matches!(
@@ -467,39 +506,9 @@ impl Runtime for DockerRuntime {
         timeout: Duration,
     ) -> Result<bool, RuntimeError> {
         let engine = self.engine_of(name)?;
-        let exec = engine
-            .docker
-            .create_exec(
-                name,
-                bollard::models::ExecConfig {
-                    cmd: Some(vec!["sh".into(), "-c".into(), command.into()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(failed("probe of", name))?;
-        let options = bollard::exec::StartExecOptions {
-            detach: true,
-            ..Default::default()
-        };
-        engine
-            .docker
-            .start_exec(&exec.id, Some(options))
-            .await
-            .map_err(failed("probe of", name))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            let state = engine
-                .docker
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(failed("probe of", name))?;
-            if state.running != Some(true) {
-                return Ok(state.exit_code == Some(0));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok(false)
+        let argv = vec!["sh".into(), "-c".into(), command.into()];
+        let ended = run_exec(&engine.docker, name, argv, timeout, "probe of").await?;
+        Ok(ended == Some(Some(0)))
     }
 
     /// Runs `argv` through the engine's exec (detached: its exit status is kept, its output is
@@ -511,45 +520,10 @@ impl Runtime for DockerRuntime {
         timeout: Duration,
     ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
         let engine = self.engine_of(name)?;
-        let exec = engine
-            .docker
-            .create_exec(
-                name,
-                bollard::models::ExecConfig {
-                    cmd: Some(argv.to_vec()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(failed("exec in", name))?;
-        let options = bollard::exec::StartExecOptions {
-            detach: true,
-            ..Default::default()
-        };
-        engine
-            .docker
-            .start_exec(&exec.id, Some(options))
-            .await
-            .map_err(failed("exec in", name))?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        while tokio::time::Instant::now() < deadline {
-            let state = engine
-                .docker
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(failed("exec in", name))?;
-            if state.running != Some(true) {
-                return Ok(crate::runtime::ExecOutput {
-                    code: state.exit_code.and_then(|c| i32::try_from(c).ok()),
-                    timed_out: false,
-                    output: Vec::new(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let ended = run_exec(&engine.docker, name, argv.to_vec(), timeout, "exec in").await?;
         Ok(crate::runtime::ExecOutput {
-            code: None,
-            timed_out: true,
+            code: ended.flatten().and_then(|c| i32::try_from(c).ok()),
+            timed_out: ended.is_none(),
             output: Vec::new(),
         })
     }
