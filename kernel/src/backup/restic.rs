@@ -248,24 +248,9 @@ impl Restic {
 
     /// The full id of snapshot `short` (restic's summary names it by its short id).
     pub fn snapshot_id(&self, short: &str) -> Result<String, EngineError> {
-        let mut out = String::new();
-        self.run(
-            "snapshots",
-            &["snapshots", "--json", short],
-            None,
-            None,
-            &mut |line| out.push_str(line),
-        )?;
-        #[derive(serde::Deserialize)]
-        struct Snapshot {
-            id: String,
-        }
-        let list: Vec<Snapshot> = serde_json::from_str(&out).map_err(|e| EngineError::Output {
-            action: "snapshots",
-            detail: e.to_string(),
-        })?;
+        let list = self.snapshot_ids(&["snapshots", "--json", short])?;
         match list.as_slice() {
-            [one] => Ok(one.id.clone()),
+            [one] => Ok(one.clone()),
             _ => Err(EngineError::Output {
                 action: "snapshots",
                 detail: format!("{} snapshots match `{short}`", list.len()),
@@ -275,14 +260,15 @@ impl Restic {
 
     /// The full ids of every snapshot in the repository.
     pub fn snapshots(&self) -> Result<Vec<String>, EngineError> {
+        self.snapshot_ids(&["snapshots", "--json"])
+    }
+
+    /// The ids `restic <args>` lists (`args` is a `snapshots --json` command).
+    fn snapshot_ids(&self, args: &[&str]) -> Result<Vec<String>, EngineError> {
         let mut out = String::new();
-        self.run(
-            "snapshots",
-            &["snapshots", "--json"],
-            None,
-            None,
-            &mut |line| out.push_str(line),
-        )?;
+        self.run("snapshots", args, None, None, &mut |line| {
+            out.push_str(line)
+        })?;
         #[derive(serde::Deserialize)]
         struct Snapshot {
             id: String,
