@@ -121,15 +121,6 @@ impl<T: Copy + PartialEq> Rows<T> {
             self.rows.extend_from_slice(row);
         }
     }
-
-    /// The row of `node`.
-    pub fn row(&self, node: u32) -> &[T] {
-        let levels = self.default.len();
-        match self.nodes.binary_search(&node) {
-            Ok(i) => self.rows.get(i * levels..(i + 1) * levels).unwrap_or(&[]),
-            Err(_) => &self.default,
-        }
-    }
 }
 
 /// An answer for several instances of one proc (WIT `scheduling-levels.levels-verdict`): what

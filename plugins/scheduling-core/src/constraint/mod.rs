@@ -196,6 +196,27 @@ impl Constraint {
         Constraint::default()
     }
 
+    /// The rules of `proc` with their plan brought up to date, and the container-label hosts
+    /// and scratch bitmap they are applied with. Errors: `proc` was never defined.
+    fn planned(&mut self, proc: u32) -> Result<(&Rules, &Hosts, &mut Vec<u64>), String> {
+        let Constraint {
+            inventory,
+            hosts,
+            procs,
+            scratch,
+            ..
+        } = self;
+        let rules = procs
+            .get_mut(proc as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| undefined(proc))?;
+        let stamp = rules.stamp(inventory, hosts);
+        if rules.plan.stamp != Some(stamp) {
+            rules.plan = Plan::build(&rules.filters, inventory, hosts, stamp);
+        }
+        Ok((rules, hosts, scratch))
+    }
+
     /// Moves the instances of `proc` from the container labels `old` to `new`.
     fn relabel(&mut self, proc: u32, old: &[u32], new: &[u32]) {
         for &(node, count) in self.instances.of(proc) {
@@ -311,21 +332,7 @@ impl Algorithm for Constraint {
         candidates: &mut [u64],
         scores: &mut Vec<u16>,
     ) -> Result<(), String> {
-        let Constraint {
-            inventory,
-            hosts,
-            procs,
-            scratch,
-            ..
-        } = self;
-        let rules = procs
-            .get_mut(proc as usize)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| undefined(proc))?;
-        let stamp = rules.stamp(inventory, hosts);
-        if rules.plan.stamp != Some(stamp) {
-            rules.plan = Plan::build(&rules.filters, inventory, hosts, stamp);
-        }
+        let (rules, hosts, scratch) = self.planned(proc)?;
         if let Some((mask, tail)) = &rules.plan.hard {
             bitmap::and_with(candidates, mask, *tail);
         }
@@ -352,24 +359,10 @@ impl Algorithm for Constraint {
         candidates: &[u64],
         levels: u32,
     ) -> Result<Option<LevelsVerdict>, String> {
-        let Constraint {
-            inventory,
-            hosts,
-            procs,
-            scratch,
-            ..
-        } = self;
-        let rules = procs
-            .get_mut(proc as usize)
-            .and_then(Option::as_mut)
-            .ok_or_else(|| undefined(proc))?;
+        let (rules, hosts, scratch) = self.planned(proc)?;
         let Some((nodes, levels)) = level_shape(candidates, levels) else {
             return Ok(None);
         };
-        let stamp = rules.stamp(inventory, hosts);
-        if rules.plan.stamp != Some(stamp) {
-            rules.plan = Plan::build(&rules.filters, inventory, hosts, stamp);
-        }
         let steps = &rules.plan.steps;
         let soft: Vec<&Step> = steps.iter().filter(|s| s.soft).collect();
         if soft.len() > 32 {
