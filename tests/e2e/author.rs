@@ -243,7 +243,11 @@ fn stop(mut child: std::process::Child, err: &Path) -> String {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "lain up did not stop on Ctrl-C");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(err).unwrap_or_default();
+            panic!("lain up did not stop within 60 s of Ctrl-C: {log}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     };
     let log = std::fs::read_to_string(err).unwrap_or_default();

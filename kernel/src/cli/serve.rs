@@ -52,6 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let mut shutdown = Shutdown::listen()?;
         let kernel = Running::start(config).await?;
         let https = kernel
             .router_https_addr
@@ -71,7 +72,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             ),
             None => eprintln!("access: auth providers {:?} only (no local bootstrap)", kernel.kernel.config.auth.providers),
         }
-        shutdown().await;
+        shutdown.wait().await;
         kernel.stop().await
     })
 }
@@ -188,22 +189,33 @@ fn router_listen(config: &KernelConfig) -> anyhow::Result<crate::router::server:
     })
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Ctrl-C (SIGINT) and SIGTERM, listened to from [`Shutdown::listen`] on.
+///
+/// One listener serves a command's whole life: a signal that arrives while nothing awaits it
+/// (between two `select!`s, say) is kept and ends the next [`Shutdown::wait`]. A fresh
+/// `tokio::signal::ctrl_c()` per wait would miss it, and with tokio's handler installed for good
+/// the process would then ignore that Ctrl-C altogether.
+pub struct Shutdown {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Starts listening (needs a tokio runtime with I/O enabled).
+    pub fn listen() -> std::io::Result<Shutdown> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Shutdown {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for a signal received since [`Shutdown::listen`] and not yet waited for.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
@@ -218,4 +230,29 @@ pub fn init_tracing(format: LogFormat, default: &str) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shutdown;
+    use rustix::process::{Signal, getpid, kill_process};
+    use std::time::Duration;
+
+    /// Whether `shutdown` ends within `within`.
+    async fn ends(shutdown: &mut Shutdown, within: Duration) -> bool {
+        tokio::time::timeout(within, shutdown.wait()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_signal_that_comes_while_nothing_waits_is_kept_for_the_next_wait() {
+        let mut shutdown = Shutdown::listen().expect("listen");
+        kill_process(getpid(), Signal::TERM).expect("SIGTERM");
+        assert!(ends(&mut shutdown, Duration::from_secs(10)).await);
+        // Received, and not waited for yet: `lain up` between its deploy and its serving loop.
+        kill_process(getpid(), Signal::INT).expect("SIGINT");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(ends(&mut shutdown, Duration::from_secs(10)).await);
+        // Each signal ends one wait.
+        assert!(!ends(&mut shutdown, Duration::from_millis(200)).await);
+    }
 }

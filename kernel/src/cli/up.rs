@@ -7,7 +7,7 @@
 use super::Output;
 use super::app::{self, WaitArgs};
 use super::client::Client;
-use super::serve::{LogFormat, Running, init_tracing, shutdown};
+use super::serve::{LogFormat, Running, Shutdown, init_tracing};
 use crate::config::KernelConfig;
 use crate::lifecycle::view::AppView;
 use crate::plugin::Manifest;
@@ -171,7 +171,12 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let kernel = Running::start(config).await?;
+        // From here on a Ctrl-C is never lost, whatever `lain up` is doing when it comes.
+        let mut shutdown = Shutdown::listen()?;
+        let kernel = tokio::select! {
+            kernel = Running::start(config) => kernel?,
+            () = shutdown.wait() => return Ok(()),
+        };
         let url = kernel.url();
         eprintln!(
             "==> lain kernel at {url} (data dir {})",
@@ -208,7 +213,7 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
         });
         let outcome = tokio::select! {
             r = work => Some(r.context("the deploy task failed")?),
-            () = shutdown() => None,
+            () = shutdown.wait() => None,
         };
         let result = match outcome {
             Some(Ok(view)) => {
@@ -217,7 +222,7 @@ pub fn run(args: UpArgs, output: Output) -> anyhow::Result<()> {
                 print_routes(&kernel, &view.app.name);
                 eprintln!("==> {appname} is up; Ctrl-C stops it");
                 tokio::select! {
-                    () = shutdown() => {},
+                    () = shutdown.wait() => {},
                     () = watch(&kernel, &appname) => {},
                 }
                 Ok(())
