@@ -73,6 +73,7 @@ fn builtins_are_listed_as_builtin_and_cannot_be_removed() {
         "constraint",
         "resources",
         "archive",
+        "dump-first",
         "prometheus",
         "graphite",
         "token",

@@ -18,6 +18,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("lain-plugin-constraint", "constraint"),
     ("lain-plugin-resources", "resources"),
     ("lain-plugin-archive", "archive"),
+    ("lain-plugin-dump-first", "dump-first"),
     ("lain-plugin-prometheus", "prometheus"),
     ("lain-plugin-graphite", "graphite"),
     ("lain-plugin-token", "token"),

@@ -7,9 +7,10 @@ use serde_json::Value;
 use sha2::Digest;
 use support::KernelProcess;
 
-const BUILTINS: [&str; 12] = [
+const BUILTINS: [&str; 13] = [
     "archive",
     "constraint",
+    "dump-first",
     "graphite",
     "jwt",
     "oneshot",
