@@ -87,7 +87,8 @@
 //! interval = 60
 //!
 //! [backup]
-//! hook = "archive"                   # the backup-hook plugin that plans every volume backup
+//! hook = "archive"                   # the backup-hook plugin that plans volume backups
+//! hooks = { "store.db" = "dump-first", shop = "archive" }   # per proc (`app.proc`) or app
 //! repository = "/srv/lain-backups"   # the restic repository; default <data_dir>/backups/restic
 //! password_file = "/etc/lain/backup.key"   # default backup.key beside the vault's key file
 //! timeout_secs = 21600               # one restic run at most; command_timeout_secs: pre/post_run
@@ -294,10 +295,11 @@ impl KernelConfig {
     }
 
     /// Checks the rules a section cannot check on its own or that parsing does not: the
-    /// monitor's exporters ([`monitor::Config::check`]) and each plugin's own limits
-    /// ([`plugin::Config::check`]).
+    /// monitor's exporters ([`monitor::Config::check`]), the backup hooks' names
+    /// ([`backup::Config::check`]) and each plugin's own limits ([`plugin::Config::check`]).
     pub fn check(&self) -> Result<(), String> {
         self.monitor.check()?;
+        self.backup.check()?;
         self.plugins.check()
     }
 }
@@ -322,6 +324,13 @@ mod tests {
             ["resources", "constraint", "spread"]
         );
         assert_eq!(config.proc_types["cron"], "my-cron");
+        config
+            .backup
+            .check()
+            .expect("documented backup hooks are valid");
+        assert_eq!(config.backup.hook_for("store", "db"), "dump-first");
+        assert_eq!(config.backup.hook_for("shop", "db"), "archive");
+        assert_eq!(config.backup.hook_for("store", "web"), "archive");
         assert_eq!(config.plugins.limits.cpu_ms, 200);
         let err = toml::from_str::<KernelConfig>("lisen = \"x\"").unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");

@@ -4,7 +4,10 @@
 //! `pre_run` and `post_run` run inside the instance, `post_run` also after a failure, and a
 //! failed backup shows in `lain backup list` and `/metrics`; expire removes old backups but
 //! keeps the newest full one; a kernel killed during a backup leaves it `interrupted`, never
-//! complete, and the next one runs; a user without rights gets 403 and nothing happens.
+//! complete, and the next one runs; a user without rights gets 403 and nothing happens. The
+//! built-in `dump-first` hook, chosen per proc in the kernel config, backs up only the dump its
+//! command made in the instance; a per-proc hook that is no backup hook fails the backup
+//! naming it; `lain app list` shows how an app's backups stand.
 
 mod support;
 
@@ -612,4 +615,150 @@ fn a_user_without_rights_gets_403_and_nothing_happens() {
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list:#}");
     assert_eq!(number(&list[0]["id"]), id);
     assert_eq!(list[0]["outcome"], "succeeded");
+}
+
+/// Procs with a volume each; `[backup.hooks]` gives them different hooks.
+const HOOKED: &str = "appname: store\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  volumes:\n    - /data:\n        backup_full:\n          schedule: \"0 3 * * *\"\nworker.plain:\n  cmd: sleep 100000\n  volumes:\n    - /data:\n        backup_full:\n          schedule: \"0 3 * * *\"\nworker.wrong:\n  cmd: sleep 100000\n  volumes:\n    - /data:\n        backup_full:\n          schedule: \"0 3 * * *\"\nworker.missing:\n  cmd: sleep 100000\n  volumes:\n    - /data:\n        backup_full:\n          schedule: \"0 3 * * *\"\n";
+
+/// The `store` line of `lain app list`: its `last_backup`.
+fn app_backup_state(kernel: &KernelProcess) -> Value {
+    let apps = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    apps.as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "store"))
+        .map(|a| a["last_backup"].clone())
+        .unwrap_or_else(|| panic!("no app store: {apps:#}"))
+}
+
+#[test]
+fn dump_first_backs_up_only_the_dump_and_each_proc_gets_its_configured_hook() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(
+        &data,
+        "[backup.hooks]\n\"store.worker\" = \"dump-first\"\n\"store.wrong\" = \"web\"\n\"store.missing\" = \"nope\"\n[plugins.config.dump-first]\ncommand = [\"/bin/cp\", \"{volume}/db\", \"{dump}\"]\ndump = \"db.dump\"\n",
+    );
+    let dir = support::write_app(tmp.path(), "store", HOOKED);
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "store", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+    assert_eq!(app_backup_state(&kernel), Value::Null, "no backup yet");
+    let vol = volume(&data);
+    std::fs::write(vol.join("db"), b"rows of the live database").expect("write");
+    std::fs::write(vol.join("db-journal"), b"half a transaction").expect("write");
+
+    // The dump runs in the instance, only it is backed up, and it is removed afterwards.
+    let ok = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
+    let ok = &ok[0];
+    assert_eq!(outcome(ok), "succeeded", "{ok:#}");
+    assert_eq!(
+        (&ok["hook"], &ok["hook_version"]),
+        (&Value::from("dump-first"), &Value::from("0.1.0")),
+        "{ok:#}"
+    );
+    assert_eq!(
+        (number(&ok["files"]), number(&ok["size"])),
+        (1, 25),
+        "{ok:#}"
+    );
+    assert!(!vol.join("db.dump").exists(), "post_run removed the dump");
+    assert!(vol.join("db").exists() && vol.join("db-journal").exists());
+    let target = tmp.path().join("restored");
+    let id = number(&ok["id"]).to_string();
+    kernel.lain_ok(&[
+        "backup",
+        "restore",
+        &id,
+        "-a",
+        "store",
+        "--to",
+        target.to_str().expect("utf-8"),
+    ]);
+    let restored: Vec<String> = std::fs::read_dir(&target)
+        .expect("restored")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(restored, ["db.dump"]);
+    assert_eq!(
+        std::fs::read(target.join("db.dump")).expect("dump"),
+        b"rows of the live database"
+    );
+    let state = app_backup_state(&kernel);
+    assert_eq!(
+        (&state["outcome"], &state["id"]),
+        (&Value::from("succeeded"), &ok["id"]),
+        "{state:#}"
+    );
+
+    // A proc without an entry gets `[backup] hook`.
+    std::fs::write(data.join("volumes/store/plain/1/data/file"), b"x").expect("write");
+    let plain = json(&kernel.lain_ok(&["backup", "run", "store", "plain", "-o", "json"]));
+    assert_eq!(
+        (outcome(&plain[0]), &plain[0]["hook"]),
+        ("succeeded", &Value::from("archive")),
+        "{plain:#}"
+    );
+
+    // A named hook that is no backup hook, or no plugin at all, fails the backup naming it.
+    let err = kernel.lain_err(&["backup", "run", "store", "wrong"]);
+    assert!(
+        err.contains("plugin `web` is a proc-type plugin, not a backup hook"),
+        "{err}"
+    );
+    let err = kernel.lain_err(&["backup", "run", "store", "missing"]);
+    assert!(
+        err.contains("backup hook plugin `nope` is not installed"),
+        "{err}"
+    );
+    let list = backups(&kernel);
+    let failed: Vec<(&str, &str)> = list
+        .iter()
+        .filter(|r| outcome(r) == "failed")
+        .map(|r| {
+            (
+                r["proc"].as_str().unwrap_or(""),
+                r["hook"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(failed, [("wrong", "web"), ("missing", "nope")], "{list:#?}");
+
+    // `lain app list` says the app's backups fail, naming the latest failing volume.
+    let state = app_backup_state(&kernel);
+    assert_eq!(
+        (&state["outcome"], &state["proc"], &state["failing"]),
+        (
+            &Value::from("failed"),
+            &Value::from("missing"),
+            &Value::from(2)
+        ),
+        "{state:#}"
+    );
+    let table = kernel.lain_ok(&["app", "list"]);
+    assert!(
+        table.contains("BACKUP")
+            && table.contains("failed 2")
+            && table.contains("(missing 1 /data), 2 volumes failing"),
+        "{table}"
+    );
+    let shown = json(&kernel.lain_ok(&["app", "show", "-a", "store", "-o", "json"]));
+    assert_eq!(shown["last_backup"], state, "{shown:#}");
+
+    // A bad configuration is refused when the hook is built, naming the key; nothing runs.
+    kernel.lain_ok(&["plugin", "config", "dump-first", "--set", "dump=../etc"]);
+    let err = kernel.lain_err(&["backup", "run", "store", "worker"]);
+    assert!(
+        err.contains("dump-first")
+            && err.contains("dump: `../etc` must be a path inside the volume"),
+        "{err}"
+    );
+    kernel.lain_ok(&["plugin", "config", "dump-first", "--reset"]);
+    // The dump command failing fails the backup; the cleanup runs all the same.
+    std::fs::remove_file(vol.join("db")).expect("rm");
+    std::fs::write(vol.join("db.dump"), b"stale").expect("write");
+    let err = kernel.lain_err(&["backup", "run", "store", "worker"]);
+    assert!(
+        err.contains("pre_run `/bin/cp /data/db /data/db.dump` failed"),
+        "{err}"
+    );
+    assert!(!vol.join("db.dump").exists());
 }

@@ -42,6 +42,10 @@ pub struct AppSummary {
     /// The last deploy or rollout failure, else the first problem that keeps a proc from
     /// converging (e.g. no node fits it), prefixed with the proc's name.
     pub last_error: Option<String>,
+    /// How its volume backups stand: a volume whose latest backup failed or was interrupted
+    /// shows here until a later backup of it succeeds. Absent when no backup of it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<crate::backup::BackupState>,
 }
 
 /// The apps the caller may read: every app for cluster admins, the apps they maintain for others.
@@ -50,13 +54,38 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
-    let (lc, access) = (state.lifecycle.clone(), state.access.clone());
-    let apps = blocking(move || Ok(access.readable(&caller, lc.apps()?, |a| &a.name)?)).await?;
+    let (lc, access, backups) = (
+        state.lifecycle.clone(),
+        state.access.clone(),
+        state.backups.clone(),
+    );
+    let apps = blocking(move || {
+        let apps = access.readable(&caller, lc.apps()?, |a| &a.name)?;
+        let mut out = Vec::with_capacity(apps.len());
+        for app in apps {
+            let last_backup = backup_state(&backups, &app.name);
+            out.push((app, last_backup));
+        }
+        Ok(out)
+    })
+    .await?;
     Ok(Json(
         apps.into_iter()
-            .map(|app| AppSummary::from(state.lifecycle.status().view(app)))
+            .map(|(app, last_backup)| {
+                let mut view = state.lifecycle.status().view(app);
+                view.last_backup = last_backup;
+                AppSummary::from(view)
+            })
             .collect(),
     ))
+}
+
+/// How `app`'s backups stand; a store that cannot say is logged, not an error of the view.
+fn backup_state(backups: &crate::backup::Backups, app: &str) -> Option<crate::backup::BackupState> {
+    backups.state(app).unwrap_or_else(|e| {
+        tracing::warn!(app, "cannot read how the app's backups stand: {e}");
+        None
+    })
 }
 
 impl From<AppView> for AppSummary {
@@ -72,6 +101,7 @@ impl From<AppView> for AppSummary {
             instances: view.instances.len(),
             converged: view.converged,
             last_error: view.app.last_error.or(problem),
+            last_backup: view.last_backup,
         }
     }
 }
@@ -84,9 +114,16 @@ pub async fn show(
     State(state): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppView>, ApiError> {
-    let lc = state.lifecycle.clone();
-    let record = blocking(move || Ok(lc.app(&app)?)).await?;
-    Ok(Json(state.lifecycle.status().view(record)))
+    let (lc, backups) = (state.lifecycle.clone(), state.backups.clone());
+    let (record, last_backup) = blocking(move || {
+        let record = lc.app(&app)?;
+        let last_backup = backup_state(&backups, &app);
+        Ok((record, last_backup))
+    })
+    .await?;
+    let mut view = state.lifecycle.status().view(record);
+    view.last_backup = last_backup;
+    Ok(Json(view))
 }
 
 /// Builds a release from a build context: a tar holding `lain.yaml` (`lain build` sends the app's

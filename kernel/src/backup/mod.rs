@@ -25,6 +25,7 @@
 //! unless restic finished its snapshot.
 
 pub mod expire;
+mod latest;
 pub mod restic;
 mod run;
 pub mod scheduler;
@@ -34,19 +35,23 @@ mod tests;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::store::{Expect, Op, Store, StoreError, get_json, put_json};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use latest::BackupState;
 pub use run::{Declared, Restored, RunRequest, Target};
 
-/// `[backup]`: the hook that plans volume backups and where restic keeps them.
+/// `[backup]`: the hooks that plan volume backups and where restic keeps them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The backup-hook plugin that plans every volume backup.
+    /// The backup-hook plugin that plans the volume backups no entry of `hooks` names.
     pub hook: String,
+    /// `[backup.hooks]`: per app (`app`) or per proc (`app.proc`), the backup-hook plugin that
+    /// plans its volumes' backups instead of `hook`; a proc's entry wins over its app's.
+    pub hooks: BTreeMap<String, String>,
     /// The restic repository (a local directory); default `<data_dir>/backups/restic`.
     pub repository: Option<PathBuf>,
     /// The repository's password file (created 0600 with 32 random bytes when missing);
@@ -65,6 +70,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             hook: "archive".into(),
+            hooks: BTreeMap::new(),
             repository: None,
             password_file: None,
             restic: PathBuf::from("restic"),
@@ -75,6 +81,41 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The hook that plans the backups of `proc` of `app`: its `hooks` entry, else its app's,
+    /// else `hook`.
+    pub fn hook_for(&self, app: &str, proc: &str) -> &str {
+        self.hooks
+            .get(&format!("{app}.{proc}"))
+            .or_else(|| self.hooks.get(app))
+            .unwrap_or(&self.hook)
+    }
+
+    /// Checks the names: `hook` and every value of `hooks` a plugin name, every key of `hooks`
+    /// an app name or `app.proc`. Whether each names an installed backup hook is checked when
+    /// a backup runs (plugins come and go while the kernel runs): a backup whose hook is not
+    /// one fails, naming it.
+    pub fn check(&self) -> Result<(), String> {
+        let plugin = |key: &str, name: &str| {
+            crate::plugin::manifest::check_name(name).map_err(|e| format!("[backup] {key}: {e}"))
+        };
+        plugin("hook", &self.hook)?;
+        for (key, name) in &self.hooks {
+            let names: Vec<&str> = key.split('.').collect();
+            if names.len() > 2 {
+                return Err(format!(
+                    "[backup.hooks] `{}`: name an app (`app`) or a proc (`app.proc`)",
+                    key.escape_debug()
+                ));
+            }
+            for name in names {
+                crate::spec::values::check_name(name)
+                    .map_err(|e| format!("[backup.hooks] `{}`: {e}", key.escape_debug()))?;
+            }
+            plugin(&format!("hooks.\"{key}\""), name)?;
+        }
+        Ok(())
+    }
+
     /// The repository directory under `data_dir` unless configured.
     pub fn repository(&self, data_dir: &Path) -> PathBuf {
         self.repository
@@ -258,6 +299,8 @@ pub struct Backups {
     busy: parking_lot::Mutex<HashSet<(String, String, u32, String)>>,
     /// One restic operation at a time per kernel (two cores are shared with the instances).
     gate: tokio::sync::Semaphore,
+    /// How each app's backups stand.
+    latest: latest::Latest,
 }
 
 /// Releases a volume's busy mark when dropped.
@@ -292,6 +335,7 @@ impl Backups {
             restic,
             busy: Default::default(),
             gate: tokio::sync::Semaphore::new(1),
+            latest: Default::default(),
         }
     }
 
@@ -308,7 +352,7 @@ impl Backups {
     /// locks its restic left (restic keeps no half snapshot: a snapshot exists only once its
     /// last write is done, and data of an unfinished one is removed by the next prune).
     pub fn recover(&self) -> Result<usize, BackupError> {
-        let mut ops = Vec::new();
+        let (mut ops, mut interrupted) = (Vec::new(), Vec::new());
         for record in self.all(None)? {
             if record.outcome == Outcome::Running {
                 let mut r = record;
@@ -317,11 +361,15 @@ impl Backups {
                 r.error = Some("the kernel stopped while this backup ran".into());
                 tracing::warn!(app = %r.app, proc = %r.proc, instance = r.instance, volume = %r.volume, id = r.id, "backup interrupted by a kernel stop");
                 ops.push(put_json(&record_key(&r.app, r.id), &r)?);
+                interrupted.push(r);
             }
         }
         let n = ops.len();
         if n > 0 {
             self.store().apply(ops)?;
+        }
+        for r in &interrupted {
+            self.latest.ended(r);
         }
         if let Err(e) = self.restic.unlock() {
             tracing::warn!("cannot remove stale restic locks: {e}");
@@ -354,6 +402,13 @@ impl Backups {
             .into_iter()
             .filter(|r| proc.is_none_or(|p| r.proc == p))
             .collect())
+    }
+
+    /// How `app`'s backups stand: the latest finished backup of each of its volumes, summed up
+    /// (none when no backup of it ended). Reads the app's records only the first time it is
+    /// asked for, and again after one of them was deleted.
+    pub fn state(&self, app: &str) -> Result<Option<BackupState>, BackupError> {
+        self.latest.state(app, || self.all(Some(app)))
     }
 
     /// Backup `id` of `app`.
@@ -474,6 +529,7 @@ impl Backups {
                 .map_err(|e| BackupError::Internal(e.into()))??;
         }
         self.store().apply(vec![Op::Delete(record_key(app, id))])?;
+        self.latest.forget(app);
         tracing::info!(app, id, "backup deleted");
         Ok(record)
     }

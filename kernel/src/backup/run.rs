@@ -305,7 +305,7 @@ impl Backups {
             added: 0,
             snapshot: None,
             parent: None,
-            hook: self.config.hook.clone(),
+            hook: self.config.hook_for(&t.app, &t.proc).to_string(),
             hook_version: String::new(),
             error: None,
             scheduled_at: req.scheduled_at,
@@ -346,6 +346,7 @@ impl Backups {
         }
         self.store()
             .apply(vec![put_json(&record_key(&t.app, id), &record)?])?;
+        self.latest.ended(&record);
         match record.outcome {
             Outcome::Failed => {
                 tracing::error!(app = %t.app, proc = %t.proc, instance = t.instance, volume = %t.volume, id, error = record.error.as_deref().unwrap_or(""), "backup failed")
@@ -377,7 +378,7 @@ impl Backups {
         id: u64,
         record: &mut BackupRecord,
     ) -> Result<Option<()>, String> {
-        let hook = &self.config.hook;
+        let hook = &record.hook.clone();
         let plugin = match self.lifecycle.registry().get(hook) {
             None => return Err(format!("backup hook plugin `{hook}` is not installed")),
             Some(Err(cause)) => return Err(format!("backup hook plugin `{hook}`: {cause}")),
@@ -568,7 +569,7 @@ impl Backups {
 
     /// Tells the hook how the backup ended; its errors are logged.
     async fn tell_hook(&self, job: &BackupJob, record: &BackupRecord) {
-        let Some(Ok(plugin)) = self.lifecycle.registry().get(&self.config.hook) else {
+        let Some(Ok(plugin)) = self.lifecycle.registry().get(&record.hook) else {
             return;
         };
         if plugin.kind() != PluginKind::BackupHook {
@@ -614,6 +615,7 @@ impl Backups {
             .map(|id| Op::Delete(record_key(&t.app, *id)))
             .collect();
         self.store().apply(ops)?;
+        self.latest.forget(&t.app);
         tracing::info!(app = %t.app, proc = %t.proc, volume = %t.volume, expired = ?due, "old backups expired");
         Ok(())
     }

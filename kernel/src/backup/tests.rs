@@ -1,7 +1,7 @@
 use super::expire::{due, parse};
 use super::*;
 
-fn record(id: u64, kind: Kind, outcome: Outcome, started_at: i64) -> BackupRecord {
+pub(super) fn record(id: u64, kind: Kind, outcome: Outcome, started_at: i64) -> BackupRecord {
     BackupRecord {
         id,
         app: "a".into(),
@@ -68,4 +68,35 @@ fn expire_keeps_the_newest_full_and_the_newest_backup_whatever_their_age() {
     // When the newest backup is the newest full, both rules keep the same one.
     let only_fulls = vec![record(1, Full, Succeeded, 0), record(2, Full, Succeeded, 5)];
     assert_eq!(due(&only_fulls, Full, 1, 100), vec![1]);
+}
+
+#[test]
+fn a_proc_entry_wins_over_its_apps_and_bad_names_are_refused_by_name() {
+    let config: Config = toml::from_str(
+        "hook = \"archive\"\n[hooks]\nstore = \"dump-first\"\n\"store.web\" = \"my-hook\"\n",
+    )
+    .expect("parses");
+    config.check().expect("valid");
+    assert_eq!(config.hook_for("store", "web"), "my-hook");
+    assert_eq!(config.hook_for("store", "db"), "dump-first");
+    assert_eq!(config.hook_for("shop", "db"), "archive");
+    for (key, hook, expected) in [
+        ("a.b.c", "archive", "[backup.hooks] `a.b.c`: name an app"),
+        ("store.", "archive", "[backup.hooks] `store.`: invalid name"),
+        ("St_ore", "archive", "[backup.hooks] `St_ore`: invalid name"),
+        ("store", "Archive", "[backup] hooks.\"store\": "),
+        ("store", "", "[backup] hooks.\"store\": "),
+    ] {
+        let bad = Config {
+            hooks: [(key.to_string(), hook.to_string())].into(),
+            ..Config::default()
+        };
+        let err = bad.check().expect_err(key);
+        assert!(err.starts_with(expected), "{key} = {hook}: {err}");
+    }
+    let bad = Config {
+        hook: "no way".into(),
+        ..Config::default()
+    };
+    assert!(bad.check().is_err_and(|e| e.starts_with("[backup] hook: ")));
 }

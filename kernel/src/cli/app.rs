@@ -340,6 +340,14 @@ pub fn print_app(view: &AppView) {
     if let Some(e) = &view.app.last_error {
         println!("last error: {e}");
     }
+    if let Some(b) = &view.last_backup {
+        let error = b
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        println!("last backup: {}{error}", crate::cli::backup::state_text(b));
+    }
     let rows: Vec<Vec<String>> = view
         .instances
         .iter()
@@ -422,12 +430,21 @@ pub fn list(client: &Client, output: Output) -> anyhow::Result<()> {
                     a["release"].as_str().unwrap_or("-").into(),
                     a["instances"].to_string(),
                     if a["converged"] == true { "yes" } else { "no" }.into(),
+                    serde_json::from_value::<crate::backup::BackupState>(a["last_backup"].clone())
+                        .map_or_else(|_| "-".into(), |b| crate::cli::backup::state_text(&b)),
                     a["last_error"].as_str().unwrap_or("").into(),
                 ]
             })
             .collect();
         table(
-            &["APP", "RELEASE", "INSTANCES", "CONVERGED", "LAST ERROR"],
+            &[
+                "APP",
+                "RELEASE",
+                "INSTANCES",
+                "CONVERGED",
+                "BACKUP",
+                "LAST ERROR",
+            ],
             &rows,
         );
     })

@@ -4,7 +4,7 @@ use super::Output;
 use super::app::AppArg;
 use super::client::Client;
 use super::output::{print, table};
-use crate::backup::{BackupRecord, Kind, Outcome, Restored};
+use crate::backup::{BackupRecord, BackupState, Kind, Outcome, Restored};
 use clap::Subcommand;
 
 /// `lain backup ...`.
@@ -152,13 +152,32 @@ pub fn run(cmd: BackupCommand, client: &Client, out: Output) -> anyhow::Result<(
     }
 }
 
+/// Unix seconds `t` as UTC date and time.
+fn time(t: i64) -> String {
+    jiff::Timestamp::from_second(t).map_or_else(
+        |_| t.to_string(),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
+/// How an app's backups stand, in one cell of `lain app list`: outcome and end, and for a
+/// failing one which volume and how many fail.
+pub fn state_text(s: &BackupState) -> String {
+    let mut text = format!(
+        "{} {}",
+        s.outcome.name(),
+        s.ended_at.map_or_else(|| "-".into(), time)
+    );
+    if s.failing > 0 {
+        text.push_str(&format!(" ({} {} {})", s.proc, s.instance, s.volume));
+    }
+    if s.failing > 1 {
+        text.push_str(&format!(", {} volumes failing", s.failing));
+    }
+    text
+}
+
 fn print_records(list: &[BackupRecord]) {
-    let time = |t: i64| {
-        jiff::Timestamp::from_second(t).map_or_else(
-            |_| t.to_string(),
-            |t| t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-        )
-    };
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|r| {
@@ -189,6 +208,32 @@ fn print_records(list: &[BackupRecord]) {
         ],
         &rows,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_state_names_its_volume_and_counts_the_others() {
+        let mut s = BackupState {
+            outcome: Outcome::Succeeded,
+            id: 3,
+            ended_at: Some(0),
+            proc: "db".into(),
+            instance: 2,
+            volume: "/data".into(),
+            error: None,
+            failing: 0,
+        };
+        assert_eq!(state_text(&s), "succeeded 1970-01-01 00:00:00");
+        s.outcome = Outcome::Failed;
+        s.failing = 2;
+        assert_eq!(
+            state_text(&s),
+            "failed 1970-01-01 00:00:00 (db 2 /data), 2 volumes failing"
+        );
+    }
 }
 
 /// `n` bytes for people.

@@ -100,6 +100,10 @@ pub struct AppView {
     pub converged: bool,
     /// Number of the reconciler pass this view comes from.
     pub pass: u64,
+    /// How the app's volume backups stand (`GET /api/v1/apps/{app}` fills it; absent when no
+    /// backup of the app ended, and elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<crate::backup::BackupState>,
 }
 
 /// The reconciler's last observation, shared with the API and the router.
@@ -233,6 +237,7 @@ impl StatusBoard {
             instances,
             converged,
             pass: board.pass,
+            last_backup: None,
         }
     }
 }
