@@ -509,9 +509,15 @@ fn a_kernel_killed_during_a_backup_leaves_it_interrupted_and_the_next_one_runs()
         "{left:#}"
     );
     assert!(!list.iter().any(|r| outcome(r) == "succeeded"), "{list:#?}");
+    // The new kernel's `lain app list` says so, from the records the killed one left.
+    until("the app's backups shown interrupted", || {
+        let state = app_backup_state(&kernel);
+        (state["outcome"] == "interrupted" && state["id"] == running["id"]).then_some(())
+    });
     std::fs::remove_file(vol.join("slow-pre")).expect("rm");
     let next = json(&kernel.lain_ok(&["backup", "run", "store", "worker", "-o", "json"]));
     assert_eq!(outcome(&next[0]), "succeeded", "{next:#}");
+    assert_eq!(app_backup_state(&kernel)["outcome"], "succeeded");
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Volume backups: LAIN's `backup_full` / `backup_increment`, run by the kernel.
 //!
-//! A backup covers one volume of one instance of a proc. The configured backup-hook plugin
-//! (`[backup] hook`, default `archive`) plans it: it sees the volume read-only at `/volume` under
+//! A backup covers one volume of one instance of a proc. The backup-hook plugin the kernel
+//! configuration names for the proc or its app (`[backup.hooks]`), else `[backup] hook` (default
+//! `archive`), plans it ([`Config::hook_for`]): it sees the volume read-only at `/volume` under
 //! its budgets and returns what to include and exclude and the `pre_run` / `post_run` commands.
 //! The kernel runs `pre_run` inside the instance, takes a snapshot with [`restic`] (a full
 //! backup reads every file again; an incremental one names the volume's previous snapshot as
@@ -23,6 +24,9 @@
 //! kernel killed meanwhile leaves it `running`, and the next kernel marks it `interrupted`
 //! ([`Backups::recover`]) before it takes any backup: no backup is ever listed as complete
 //! unless restic finished its snapshot.
+//!
+//! How each app's backups stand ([`BackupState`], shown by `lain app list`) is kept in memory
+//! from the latest finished backup of each volume (module `latest`).
 
 pub mod expire;
 mod latest;
