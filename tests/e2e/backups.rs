@@ -754,7 +754,7 @@ fn dump_first_backs_up_only_the_dump_and_each_proc_gets_its_configured_hook() {
     let err = kernel.lain_err(&["backup", "run", "store", "worker"]);
     assert!(
         err.contains("dump-first")
-            && err.contains("dump: `../etc` must be a path inside the volume"),
+            && err.contains("dump: `../etc` must be one name in the volume's root directory"),
         "{err}"
     );
     kernel.lain_ok(&["plugin", "config", "dump-first", "--reset"]);

@@ -14,7 +14,7 @@ const MAX_WORD_BYTES: usize = 4096;
 pub struct Config {
     /// The dump command (argv) run in the instance before the snapshot.
     pub command: Vec<String>,
-    /// The dump's path relative to the volume: all the backup includes.
+    /// The dump's name in the volume's root directory: all the backup includes.
     pub dump: String,
     /// The command run in the instance after the snapshot; empty keeps the dump.
     pub cleanup: Vec<String>,
@@ -38,13 +38,14 @@ impl Config {
     /// Checks every key; errors name the key (and the index).
     pub fn check(&self) -> Result<(), PluginError> {
         let bad = |m: String| Err(PluginError::BadConfig(m));
-        let plain = self
-            .dump
-            .split('/')
-            .all(|part| !matches!(part, "" | "." | ".."));
-        if self.dump.is_empty() || !plain || self.dump.len() > MAX_WORD_BYTES {
+        // One name at the volume root: no directory on the way that the instance could swap
+        // for a symbolic link between the plan's check and the snapshot (pre_run runs between).
+        let plain = !matches!(self.dump.as_str(), "" | "." | "..")
+            && !self.dump.contains(['/', '\0'])
+            && self.dump.len() <= MAX_WORD_BYTES;
+        if !plain {
             return bad(format!(
-                "dump: `{}` must be a path inside the volume of plain names (not `.`, no `..`, not absolute)",
+                "dump: `{}` must be one name in the volume's root directory (not `.` or `..`, no `/`)",
                 self.dump.escape_debug()
             ));
         }

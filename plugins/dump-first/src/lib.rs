@@ -4,7 +4,7 @@
 //! between two reads); a dump made by the database itself does. So the plan is:
 //!
 //! - `pre_run`: the configured dump `command`, run inside the instance, which writes the dump
-//!   to `dump` inside the volume;
+//!   to `dump`, a file or directory in the volume's root directory;
 //! - includes: `dump` only, never the live files;
 //! - `post_run`: the configured `cleanup` (by default `rm -rf` of the dump), run also when the
 //!   backup failed.
@@ -114,7 +114,7 @@ mod tests {
             command: ["/usr/bin/sqlite3", "{volume}/shop.db", ".backup {dump}"]
                 .map(String::from)
                 .to_vec(),
-            dump: "dump/shop.db".into(),
+            dump: "shop.db.dump".into(),
             ..Config::default()
         });
         let plan = hook.unwrap().plan_for(&job(Some("flush.sh")));
@@ -123,14 +123,14 @@ mod tests {
             [
                 "/usr/bin/sqlite3",
                 "/var/lib/db/shop.db",
-                ".backup /var/lib/db/dump/shop.db"
+                ".backup /var/lib/db/shop.db.dump"
             ]
         );
-        assert_eq!(plan.include_paths, ["dump/shop.db"]);
+        assert_eq!(plan.include_paths, ["shop.db.dump"]);
         assert!(plan.exclude_paths.is_empty());
         assert_eq!(
             plan.post_run.unwrap(),
-            ["/bin/rm", "-rf", "--", "/var/lib/db/dump/shop.db"]
+            ["/bin/rm", "-rf", "--", "/var/lib/db/shop.db.dump"]
         );
     }
 
