@@ -193,7 +193,7 @@ fn print_records(list: &[BackupRecord]) {
                 r.files.to_string(),
                 bytes(r.size),
                 bytes(r.added),
-                format!("{}@{}", r.hook, r.hook_version),
+                hook_text(&r.hook, &r.hook_version),
                 match &r.error {
                     Some(e) => format!("{}: {e}", r.outcome.name()),
                     None => r.outcome.name().to_string(),
@@ -211,6 +211,15 @@ fn print_records(list: &[BackupRecord]) {
 }
 
 /// `n` bytes for people.
+/// The hook column: `name@version`, or the name alone for a hook that never loaded (not
+/// installed, not a backup hook), which has no version.
+fn hook_text(hook: &str, version: &str) -> String {
+    match version {
+        "" => hook.to_string(),
+        version => format!("{hook}@{version}"),
+    }
+}
+
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -249,5 +258,11 @@ mod tests {
             state_text(&s),
             "failed 1970-01-01 00:00:00 (db 2 /data), 2 volumes failing"
         );
+    }
+
+    #[test]
+    fn a_hook_that_never_loaded_shows_its_name_alone() {
+        assert_eq!(hook_text("archive", "0.1.0"), "archive@0.1.0");
+        assert_eq!(hook_text("nope", ""), "nope");
     }
 }
