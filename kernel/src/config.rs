@@ -288,7 +288,12 @@ impl KernelConfig {
             self.backup.password_file(&self.key_file()),
             self.backup.repository(&self.data_dir),
         ];
-        paths.extend(self.backup.s3.as_ref().map(|s3| s3.credentials_file.clone()));
+        paths.extend(
+            self.backup
+                .s3
+                .as_ref()
+                .map(|s3| s3.credentials_file.clone()),
+        );
         paths.extend(self.config_file.clone());
         paths.extend(self.router.certificates.iter().map(|c| c.key.clone()));
         paths.extend(self.docker.tls.as_ref().map(|t| t.key.clone()));

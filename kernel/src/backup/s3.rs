@@ -53,7 +53,8 @@ impl S3Config {
     pub fn check(&self) -> Result<(), String> {
         self.endpoint_parts()?;
         let b = &self.bucket;
-        let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let edge_ok =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !(3..=63).contains(&b.len())
             || !b
                 .chars()
@@ -358,7 +359,10 @@ mod tests {
         for mode in [0o644, 0o640, 0o604] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
             let e = c.open().expect_err("refused").to_string();
-            assert!(e.contains(&path.display().to_string()) && e.contains("0600"), "{e}");
+            assert!(
+                e.contains(&path.display().to_string()) && e.contains("0600"),
+                "{e}"
+            );
         }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let remote = c.open().expect("read");
@@ -373,6 +377,9 @@ mod tests {
             ..c
         };
         let e = missing.open().expect_err("missing").to_string();
-        assert!(e.contains("missing") && e.contains("credentials_file"), "{e}");
+        assert!(
+            e.contains("missing") && e.contains("credentials_file"),
+            "{e}"
+        );
     }
 }

@@ -105,7 +105,25 @@ fn a_local_repository_and_s3_storage_together_are_refused_naming_both() {
         "s3:https://s3.eu-west-1.amazonaws.com/lain-backups/site-a"
     );
     // Its credentials file is missing here: the error names it.
-    let e = s3.storage(Path::new("/data")).expect_err("no file").to_string();
+    let e = s3
+        .storage(Path::new("/data"))
+        .expect_err("no file")
+        .to_string();
     assert!(e.contains("/etc/lain/s3.credentials"), "{e}");
     assert!(Config::default().check().is_ok());
+}
+
+#[test]
+fn the_s3_credentials_file_is_a_kernel_path_sandboxes_never_see() {
+    let mut config = crate::config::KernelConfig::default();
+    let file = PathBuf::from("/etc/lain/s3.credentials");
+    assert!(!config.kernel_paths().contains(&file));
+    config.backup.s3 = Some(s3::S3Config {
+        endpoint: "http://127.0.0.1:9000".into(),
+        bucket: "lain-backups".into(),
+        prefix: String::new(),
+        region: "us-east-1".into(),
+        credentials_file: file.clone(),
+    });
+    assert!(config.kernel_paths().contains(&file));
 }
