@@ -515,17 +515,26 @@ fn read_lines(from: impl Read, line: &mut dyn FnMut(&str)) -> Result<(), String>
     Ok(())
 }
 
-/// The last `max` bytes of `from`, read to its end.
+/// The last `max` bytes of `from`, read to its end; when that cut a line, from the next line
+/// on (a cut word, perhaps part of a credential, could not be recognised and redacted).
 fn tail(mut from: impl Read, max: usize) -> String {
-    let (mut kept, mut buf) = (Vec::new(), vec![0u8; 8192]);
+    let (mut kept, mut buf, mut cut) = (Vec::new(), vec![0u8; 8192], false);
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
             break;
         }
         kept.extend_from_slice(&buf[..n]);
         if kept.len() > max {
+            cut = cut || kept[kept.len() - max - 1] != b'\n';
             kept.drain(..kept.len() - max);
         }
+    }
+    if cut {
+        let start = kept
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(kept.len(), |i| i + 1);
+        kept.drain(..start);
     }
     String::from_utf8_lossy(&kept).into_owned()
 }
@@ -613,6 +622,18 @@ mod tests {
         let r = read_lines(text.as_bytes(), &mut |l| seen.push(l.to_string()));
         assert!(r.is_err());
         assert_eq!(seen, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_tail_of_standard_error_starts_at_a_whole_line() {
+        assert_eq!(tail("ab\ncd\n".as_bytes(), 100), "ab\ncd\n");
+        // "secret" cut to "cret": dropped with the rest of its line.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 11), "error\n");
+        // The cut fell exactly at a line's start: that line is whole and kept.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 6), "error\n");
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 7), "error\n");
+        // The last line cut too: nothing whole is left.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 3), "");
     }
 
     #[test]
