@@ -667,6 +667,24 @@ fn s3_storage_takes_full_and_incremental_backups_restores_them_and_never_shows_t
         ]);
         assert_eq!(tree_hash(&target), expected, "{backup:#}");
     }
+
+    // A new kernel finds the repository in the bucket and adds to it.
+    kernel.restart();
+    let next = json(&kernel.lain_ok(&[
+        "backup",
+        "run",
+        "store",
+        "worker",
+        "--incremental",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        (outcome(&next[0]), &next[0]["parent"]),
+        ("succeeded", &inc["snapshot"]),
+        "{next:#}"
+    );
+    assert!(number(&next[0]["added"]) < MIB / 4, "{next:#}");
     let shown = everything_shown(&kernel);
     for secret in [S3_KEY, S3_SECRET, wrong] {
         assert!(!shown.contains(secret), "{shown}");
