@@ -616,6 +616,13 @@ fn s3_storage_takes_full_and_incremental_backups_restores_them_and_never_shows_t
         !data.join("backups/restic").exists(),
         "and not on the local disk"
     );
+    // Only the kernel with the wrong secret could not look for stale locks; the second one,
+    // started before the repository existed, found nothing to unlock.
+    let warnings = kernel
+        .logs()
+        .matches("cannot remove stale restic locks")
+        .count();
+    assert_eq!(warnings, 1, "{}", kernel.logs());
 
     // Change one file of eight: the incremental stores about that file.
     let staged = tmp.path().join("f3.new");
