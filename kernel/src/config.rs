@@ -92,6 +92,12 @@
 //! repository = "/srv/lain-backups"   # the restic repository; default <data_dir>/backups/restic
 //! password_file = "/etc/lain/backup.key"   # default backup.key beside the vault's key file
 //! timeout_secs = 21600               # one restic run at most; command_timeout_secs: pre/post_run
+//! # [backup.s3]                       # or S3-compatible storage instead of `repository`:
+//! # endpoint = "https://s3.eu-west-1.amazonaws.com"   # http(s)://host[:port], no path
+//! # bucket = "lain-backups"
+//! # prefix = "site-a"                 # a path inside the bucket; default its root
+//! # region = "eu-west-1"              # default us-east-1
+//! # credentials_file = "/etc/lain/s3.credentials"   # 0600: access_key_id, secret_access_key
 //! ```
 
 use crate::runtime::{self, RuntimeKind};
@@ -283,6 +289,12 @@ impl KernelConfig {
             self.backup.password_file(&self.key_file()),
             self.backup.repository(&self.data_dir),
         ];
+        paths.extend(
+            self.backup
+                .s3
+                .as_ref()
+                .map(|s3| s3.credentials_file.clone()),
+        );
         paths.extend(self.config_file.clone());
         paths.extend(self.router.certificates.iter().map(|c| c.key.clone()));
         paths.extend(self.docker.tls.as_ref().map(|t| t.key.clone()));
@@ -295,7 +307,7 @@ impl KernelConfig {
     }
 
     /// Checks the rules a section cannot check on its own or that parsing does not: the
-    /// monitor's exporters ([`monitor::Config::check`]), the backup hooks' names
+    /// monitor's exporters ([`monitor::Config::check`]), the backup hooks' names and repository
     /// ([`backup::Config::check`]) and each plugin's own limits ([`plugin::Config::check`]).
     pub fn check(&self) -> Result<(), String> {
         self.monitor.check()?;

@@ -111,7 +111,9 @@ impl Kernel {
         )
         .context("cannot set up API access")?;
         let lifecycle = Arc::new(lifecycle);
-        let backups = Arc::new(crate::backup::Backups::new(lifecycle.clone()));
+        let backups = Arc::new(
+            crate::backup::Backups::new(lifecycle.clone()).context("cannot set up backups")?,
+        );
         Ok(Kernel {
             config,
             store,

@@ -10,9 +10,10 @@
 //! `post_run` (always, also after a failure), records the result and expires old backups.
 //!
 //! The repository is a local directory (`<data_dir>/backups/restic` unless `[backup]
-//! repository` says otherwise), encrypted by restic with a password kept in a 0600 file next to
-//! the vault's master key (`backup.key` beside `vault.key`; see [`Config::password_file`]).
-//! S3-compatible storage is not supported yet.
+//! repository` says otherwise) or, with `[backup.s3]`, a bucket of S3-compatible object storage
+//! ([`s3`]; its access key is read from a 0600 file and given to restic alone). Either is
+//! encrypted by restic with a password kept in a 0600 file next to the vault's master key
+//! (`backup.key` beside `vault.key`; see [`Config::password_file`]).
 //!
 //! | key | value |
 //! |---|---|
@@ -32,6 +33,7 @@ pub mod expire;
 mod latest;
 pub mod restic;
 mod run;
+pub mod s3;
 pub mod scheduler;
 #[cfg(test)]
 mod tests;
@@ -58,6 +60,8 @@ pub struct Config {
     pub hooks: BTreeMap<String, String>,
     /// The restic repository (a local directory); default `<data_dir>/backups/restic`.
     pub repository: Option<PathBuf>,
+    /// The repository in S3-compatible storage instead (`[backup.s3]`; not with `repository`).
+    pub s3: Option<s3::S3Config>,
     /// The repository's password file (created 0600 with 32 random bytes when missing);
     /// default `backup.key` in the directory of the vault's key file. Keep a copy elsewhere:
     /// without it the backups cannot be read.
@@ -76,6 +80,7 @@ impl Default for Config {
             hook: "archive".into(),
             hooks: BTreeMap::new(),
             repository: None,
+            s3: None,
             password_file: None,
             restic: PathBuf::from("restic"),
             timeout_secs: 6 * 3600,
@@ -94,8 +99,9 @@ impl Config {
             .unwrap_or(&self.hook)
     }
 
-    /// Checks the names: `hook` and every value of `hooks` a plugin name, every key of `hooks`
-    /// an app name or `app.proc`. Whether each names an installed backup hook is checked when
+    /// Checks the names (`hook` and every value of `hooks` a plugin name, every key of `hooks`
+    /// an app name or `app.proc`) and that the repository is either local or in S3 storage,
+    /// with `[backup.s3]`'s keys. Whether each names an installed backup hook is checked when
     /// a backup runs (plugins come and go while the kernel runs): a backup whose hook is not
     /// one fails, naming it.
     pub fn check(&self) -> Result<(), String> {
@@ -103,6 +109,13 @@ impl Config {
             crate::plugin::manifest::check_name(name).map_err(|e| format!("[backup] {key}: {e}"))
         };
         plugin("hook", &self.hook)?;
+        match (&self.repository, &self.s3) {
+            (Some(_), Some(_)) => return Err(
+                "[backup] repository and [backup.s3] are both set: the repository is either a local directory or S3 storage; remove one".into(),
+            ),
+            (_, Some(s3)) => s3.check()?,
+            _ => {}
+        }
         for (key, name) in &self.hooks {
             let names: Vec<&str> = key.split('.').collect();
             if names.len() > 2 {
@@ -120,7 +133,16 @@ impl Config {
         Ok(())
     }
 
-    /// The repository directory under `data_dir` unless configured.
+    /// The repository: in S3 storage (its credentials read now) with `[backup.s3]`, else
+    /// the local directory under `data_dir` unless configured.
+    pub fn storage(&self, data_dir: &Path) -> Result<restic::Repository, restic::EngineError> {
+        match &self.s3 {
+            Some(s3) => Ok(restic::Repository::S3(s3.open()?)),
+            None => Ok(restic::Repository::Local(self.repository(data_dir))),
+        }
+    }
+
+    /// The local repository directory under `data_dir` unless configured.
     pub fn repository(&self, data_dir: &Path) -> PathBuf {
         self.repository
             .clone()
@@ -320,18 +342,19 @@ impl Drop for Busy<'_> {
 }
 
 impl Backups {
-    /// The backups of the kernel `lifecycle` runs, as its configuration's `[backup]` says.
-    pub fn new(lifecycle: Arc<Lifecycle>) -> Backups {
+    /// The backups of the kernel `lifecycle` runs, as its configuration's `[backup]` says;
+    /// fails when the S3 storage's credentials file cannot be used (naming it).
+    pub fn new(lifecycle: Arc<Lifecycle>) -> Result<Backups, BackupError> {
         let kc = lifecycle.config();
         let config = kc.backup.clone();
         let restic = restic::Restic::new(
             &config.restic,
-            &config.repository(&kc.data_dir),
+            config.storage(&kc.data_dir)?,
             &config.password_file(&kc.key_file()),
             &kc.cache_dir().join("restic"),
             Duration::from_secs(config.timeout_secs.max(1)),
         );
-        Backups {
+        Ok(Backups {
             volumes: kc.data_dir.join("volumes"),
             scratch: kc.data_dir.join("backups").join("scratch"),
             lifecycle,
@@ -340,7 +363,7 @@ impl Backups {
             busy: Default::default(),
             gate: tokio::sync::Semaphore::new(1),
             latest: Default::default(),
-        }
+        })
     }
 
     /// The engine.

@@ -16,6 +16,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Longest line of restic's JSON output accepted.
@@ -35,10 +37,12 @@ pub enum EngineError {
         error: String,
     },
     /// restic ran and failed.
-    #[error("restic {action} failed ({status}): {stderr}")]
+    #[error("restic {action} on {repository} failed ({status}): {stderr}")]
     Failed {
         /// What it was asked to do.
         action: &'static str,
+        /// The repository it worked on (a directory or an `s3:` location, never a credential).
+        repository: String,
         /// Its exit status.
         status: String,
         /// The end of its standard error.
@@ -122,58 +126,121 @@ pub struct BackupArgs<'a> {
     pub scratch: &'a Path,
 }
 
+/// Where a repository lives.
+#[derive(Clone, Debug)]
+pub enum Repository {
+    /// A local directory.
+    Local(PathBuf),
+    /// S3-compatible object storage.
+    S3(super::s3::Remote),
+}
+
+impl std::fmt::Display for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Repository::Local(dir) => write!(f, "{}", dir.display()),
+            Repository::S3(remote) => f.write_str(remote.location()),
+        }
+    }
+}
+
+impl From<&Path> for Repository {
+    fn from(dir: &Path) -> Self {
+        Repository::Local(dir.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Repository {
+    fn from(dir: &PathBuf) -> Self {
+        Repository::Local(dir.clone())
+    }
+}
+
 /// The restic program and one repository.
 #[derive(Clone, Debug)]
 pub struct Restic {
     program: PathBuf,
-    repository: PathBuf,
+    repository: Repository,
     password_file: PathBuf,
     cache_dir: PathBuf,
     timeout: Duration,
+    /// Set once the S3 repository is known to exist (a local one is looked at instead).
+    initialized: Arc<AtomicBool>,
 }
 
 impl Restic {
-    /// The repository at `repository` (a local directory), encrypted with the password in
+    /// The `repository` (a local directory or S3 storage), encrypted with the password in
     /// `password_file`, run as `program`; each run is killed after `timeout`.
     pub fn new(
         program: &Path,
-        repository: &Path,
+        repository: impl Into<Repository>,
         password_file: &Path,
         cache_dir: &Path,
         timeout: Duration,
     ) -> Restic {
         Restic {
             program: program.to_path_buf(),
-            repository: repository.to_path_buf(),
+            repository: repository.into(),
             password_file: password_file.to_path_buf(),
             cache_dir: cache_dir.to_path_buf(),
             timeout,
+            initialized: Arc::default(),
         }
     }
 
-    /// The repository's directory.
-    pub fn repository(&self) -> &Path {
+    /// Where the repository lives.
+    pub fn repository(&self) -> &Repository {
         &self.repository
     }
 
     /// Creates the password file (0600, 32 random bytes as hex) and the repository when they
-    /// are missing. An existing password file is used as it is.
+    /// are missing. An existing password file is used as it is. In S3 storage, `restic init`
+    /// is tried (it creates the bucket when missing) and its "already initialized" answer
+    /// taken as there being one; an error (wrong credentials, no such host) names the storage.
     pub fn ensure(&self) -> Result<(), EngineError> {
         ensure_password(&self.password_file)?;
-        if self.repository.join("config").exists() {
-            return Ok(());
+        match &self.repository {
+            Repository::Local(dir) => {
+                if dir.join("config").exists() {
+                    return Ok(());
+                }
+                if let Some(parent) = dir.parent() {
+                    private_dir(parent)?;
+                }
+                self.run("init", &["init"], None, None, &mut |_| {})?;
+            }
+            Repository::S3(_) => {
+                if self.initialized.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                match self.run("init", &["init"], None, None, &mut |_| {}) {
+                    Err(EngineError::Failed { stderr, .. })
+                        if stderr.contains("already initialized") => {}
+                    other => drop(other?),
+                }
+                self.initialized.store(true, Ordering::Release);
+            }
         }
-        if let Some(parent) = self.repository.parent() {
-            private_dir(parent)?;
-        }
-        self.run("init", &["init"], None, None, &mut |_| {})?;
         Ok(())
     }
 
     /// Removes locks left by restic processes that no longer run (after a kernel kill -9).
     pub fn unlock(&self) -> Result<(), EngineError> {
-        if !self.repository.join("config").exists() {
-            return Ok(());
+        match &self.repository {
+            Repository::Local(dir) if !dir.join("config").exists() => return Ok(()),
+            Repository::Local(_) => {}
+            Repository::S3(_) => {
+                return match self.run("unlock", &["unlock"], None, None, &mut |_| {}) {
+                    // No repository yet: no lock either.
+                    Err(EngineError::Failed { stderr, .. })
+                        if stderr.contains("unable to open config file")
+                            && stderr.contains("key does not exist") =>
+                    {
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                };
+            }
         }
         self.run("unlock", &["unlock"], None, None, &mut |_| {})
             .map(drop)
@@ -308,8 +375,9 @@ impl Restic {
         } else {
             Err(EngineError::Failed {
                 action: "restore",
+                repository: self.repository.to_string(),
                 status: "verification".into(),
-                stderr: problems.join("; "),
+                stderr: self.redact(&problems.join("; ")),
             })
         }
     }
@@ -329,12 +397,19 @@ impl Restic {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.cache_dir)
-            .env("RESTIC_REPOSITORY", &self.repository)
             .env("RESTIC_PASSWORD_FILE", &self.password_file)
             .env("RESTIC_CACHE_DIR", &self.cache_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        match &self.repository {
+            Repository::Local(dir) => cmd.env("RESTIC_REPOSITORY", dir),
+            // The access key goes to this child's environment alone (the kernel's own was
+            // cleared above and never holds it).
+            Repository::S3(remote) => cmd
+                .env("RESTIC_REPOSITORY", remote.location())
+                .envs(remote.env()),
+        };
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
@@ -380,7 +455,7 @@ impl Restic {
         let status = child.wait();
         let _ = done.send(());
         let expired = watchdog.join().unwrap_or(false);
-        let stderr = errors.join().unwrap_or_default();
+        let stderr = self.redact(&errors.join().unwrap_or_default());
         if expired {
             return Err(EngineError::Timeout {
                 action,
@@ -391,12 +466,23 @@ impl Restic {
         if !status.success() {
             return Err(EngineError::Failed {
                 action,
+                repository: self.repository.to_string(),
                 status: status.to_string(),
                 stderr: stderr.trim().to_string(),
             });
         }
         read.map_err(|detail| EngineError::Output { action, detail })?;
         Ok(stderr)
+    }
+}
+
+impl Restic {
+    /// `text` without the storage's credentials (local repositories have none).
+    fn redact(&self, text: &str) -> String {
+        match &self.repository {
+            Repository::Local(_) => text.to_string(),
+            Repository::S3(remote) => remote.redact(text),
+        }
     }
 }
 
@@ -429,17 +515,26 @@ fn read_lines(from: impl Read, line: &mut dyn FnMut(&str)) -> Result<(), String>
     Ok(())
 }
 
-/// The last `max` bytes of `from`, read to its end.
+/// The last `max` bytes of `from`, read to its end; when that cut a line, from the next line
+/// on (a cut word, perhaps part of a credential, could not be recognised and redacted).
 fn tail(mut from: impl Read, max: usize) -> String {
-    let (mut kept, mut buf) = (Vec::new(), vec![0u8; 8192]);
+    let (mut kept, mut buf, mut cut) = (Vec::new(), vec![0u8; 8192], false);
     while let Ok(n) = from.read(&mut buf) {
         if n == 0 {
             break;
         }
         kept.extend_from_slice(&buf[..n]);
         if kept.len() > max {
+            cut = cut || kept[kept.len() - max - 1] != b'\n';
             kept.drain(..kept.len() - max);
         }
+    }
+    if cut {
+        let start = kept
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(kept.len(), |i| i + 1);
+        kept.drain(..start);
     }
     String::from_utf8_lossy(&kept).into_owned()
 }
@@ -527,6 +622,18 @@ mod tests {
         let r = read_lines(text.as_bytes(), &mut |l| seen.push(l.to_string()));
         assert!(r.is_err());
         assert_eq!(seen, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_tail_of_standard_error_starts_at_a_whole_line() {
+        assert_eq!(tail("ab\ncd\n".as_bytes(), 100), "ab\ncd\n");
+        // "secret" cut to "cret": dropped with the rest of its line.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 11), "error\n");
+        // The cut fell exactly at a line's start: that line is whole and kept.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 6), "error\n");
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 7), "error\n");
+        // The last line cut too: nothing whole is left.
+        assert_eq!(tail("x secret\nerror\n".as_bytes(), 3), "");
     }
 
     #[test]

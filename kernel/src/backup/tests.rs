@@ -100,3 +100,61 @@ fn a_proc_entry_wins_over_its_apps_and_bad_names_are_refused_by_name() {
     };
     assert!(bad.check().is_err_and(|e| e.starts_with("[backup] hook: ")));
 }
+
+/// The `[backup]` lines of the documented example in config.rs, its `[backup.s3]` uncommented.
+fn documented_backup_with_s3() -> String {
+    include_str!("../config.rs")
+        .lines()
+        .map(|l| l.trim_start_matches("//!").trim_start_matches(' '))
+        .skip_while(|l| *l != "[backup]")
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_local_repository_and_s3_storage_together_are_refused_naming_both() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        backup: Config,
+    }
+    let doc = documented_backup_with_s3();
+    assert!(doc.contains("[backup.s3]"), "{doc}");
+    let both: File = toml::from_str(&doc).expect("the documented keys parse");
+    let e = both.backup.check().expect_err("both set");
+    assert!(
+        e.contains("[backup] repository") && e.contains("[backup.s3]"),
+        "{e}"
+    );
+    let mut s3 = both.backup;
+    s3.repository = None;
+    s3.check().expect("the documented [backup.s3] is valid");
+    let location = s3.s3.as_ref().expect("s3").location().expect("location");
+    assert_eq!(
+        location,
+        "s3:https://s3.eu-west-1.amazonaws.com/lain-backups/site-a"
+    );
+    // Its credentials file is missing here: the error names it.
+    let e = s3
+        .storage(Path::new("/data"))
+        .expect_err("no file")
+        .to_string();
+    assert!(e.contains("/etc/lain/s3.credentials"), "{e}");
+    assert!(Config::default().check().is_ok());
+}
+
+#[test]
+fn the_s3_credentials_file_is_a_kernel_path_sandboxes_never_see() {
+    let mut config = crate::config::KernelConfig::default();
+    let file = PathBuf::from("/etc/lain/s3.credentials");
+    assert!(!config.kernel_paths().contains(&file));
+    config.backup.s3 = Some(s3::S3Config {
+        endpoint: "http://127.0.0.1:9000".into(),
+        bucket: "lain-backups".into(),
+        prefix: String::new(),
+        region: "us-east-1".into(),
+        credentials_file: file.clone(),
+    });
+    assert!(config.kernel_paths().contains(&file));
+}
