@@ -153,6 +153,18 @@ async fn builds_report_progress_and_refusals_record_nothing() {
     let (status, releases) = call(&kernel, "GET", "/api/v1/apps/shop/releases", Value::Null).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(releases.as_array().map(Vec::len), Some(1));
+
+    // A key that has no effect yet is said so by the build, where it is written.
+    let with_giturl = APP.replacen("build:", "giturl: http://git.example.com/shop\nbuild:", 1);
+    let events = build(&kernel, context(&[("lain.yaml", &with_giturl)])).await;
+    assert!(
+        events.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("lain.yaml:2:1: giturl: has no effect yet"))),
+        "{events:?}"
+    );
+    assert_eq!(events.last().expect("event")["event"], "done");
 }
 
 #[tokio::test]

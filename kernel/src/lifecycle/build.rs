@@ -124,6 +124,15 @@ impl Lifecycle {
         let Some(app) = parsed.spec else {
             return Err(LifecycleError::Spec(parsed.diagnostics));
         };
+        // What `lain validate` warns of, the build says too (keys that have no effect, say).
+        for d in &parsed.diagnostics {
+            progress(BuildEvent::Warning {
+                message: format!(
+                    "{}:{}:{}: {}: {}",
+                    d.file, d.line, d.column, d.path, d.message
+                ),
+            });
+        }
         let name = app.appname.clone();
         if !records::valid_name(&name) {
             return Err(LifecycleError::Invalid(format!(

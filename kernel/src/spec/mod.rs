@@ -77,6 +77,7 @@ fn parse_into(
     let giturl = doc
         .get_node("giturl")
         .and_then(|n| yaml::string(n, "giturl", report));
+    no_effect_yet(doc, report);
 
     let app = appname.clone().unwrap_or_default();
     let domain = model::app_domain(&app);
@@ -207,5 +208,26 @@ fn locate(problem: &Problem, section: &sections::Section, report: &mut Report) {
     let d = report.error(span, &path, problem.message.clone());
     if let Some(hint) = &problem.hint {
         d.hint(hint.clone());
+    }
+}
+
+/// Top-level keys lain accepts (real LAIN apps carry them) but does nothing with yet, and why:
+/// each gets a warning where it is written, so no app believes it acts.
+const NO_EFFECT_YET: &[(&str, &str)] = &[
+    (
+        "giturl",
+        "has no effect yet: lain neither checks it nor binds the app to it",
+    ),
+    (
+        "notify",
+        "has no effect yet: lain delivers no notifications (alerting is not built)",
+    ),
+];
+
+fn no_effect_yet(doc: &marked_yaml::types::MarkedMappingNode, report: &mut Report) {
+    for (key, _) in doc.iter() {
+        if let Some((name, why)) = NO_EFFECT_YET.iter().find(|(k, _)| *k == key.as_str()) {
+            report.warn(key.span(), name, *why);
+        }
     }
 }
