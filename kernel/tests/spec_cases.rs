@@ -119,3 +119,33 @@ fn every_rule_gives_its_exact_diagnostics() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The keys of `docs/lain-yaml.md`'s "What each key does, per runtime" table, in order.
+fn documented_keys() -> Vec<String> {
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/lain-yaml.md"),
+    )
+    .expect("docs/lain-yaml.md");
+    doc.lines()
+        .skip_while(|l| *l != "## What each key does, per runtime")
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once("` |").map(|(key, _)| key.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_key_of_the_schema_has_a_row_in_the_per_runtime_table_and_no_row_is_stale() {
+    let documented = documented_keys();
+    let schema = spec::schema::keys();
+    let missing: Vec<&String> = schema.iter().filter(|k| !documented.contains(k)).collect();
+    let stale: Vec<&String> = documented.iter().filter(|k| !schema.contains(k)).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/lain-yaml.md, \"What each key does, per runtime\": keys without a row {missing:?}, rows naming no key {stale:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<&String> = documented.iter().filter(|k| !seen.insert(*k)).collect();
+    assert!(twice.is_empty(), "rows given twice: {twice:?}");
+}

@@ -85,12 +85,7 @@ pub fn build(doc: &MarkedMappingNode, report: &mut Report) -> Option<Build> {
         return None;
     }
     let map = yaml::mapping(node, "build", report)?;
-    yaml::unknown_keys(
-        map,
-        &["base", "script", "build_arg", "prepare", "volumes"],
-        "build",
-        report,
-    );
+    yaml::unknown_keys(map, super::schema::BUILD_KEYS, "build", report);
     let base = match map.get_node("base") {
         Some(n) => yaml::required_string(n, "build.base", report).unwrap_or_default(),
         None => {
@@ -142,12 +137,7 @@ fn prepare(node: &Node, report: &mut Report) -> Option<Prepare> {
             ..Prepare::default()
         }),
         Node::Mapping(map) => {
-            yaml::unknown_keys(
-                map,
-                &["version", "script", "keep", "build_arg"],
-                PATH,
-                report,
-            );
+            yaml::unknown_keys(map, super::schema::PREPARE_KEYS, PATH, report);
             let version = map.get_node("version").and_then(|v| {
                 let s = string(v, "build.prepare.version", report)?;
                 if s.chars().all(|c| c.is_ascii_alphanumeric()) && !s.is_empty() {
@@ -194,7 +184,7 @@ pub fn release(
 ) -> Option<Release> {
     let node = doc.get_node("release")?;
     let map = yaml::mapping(node, "release", report)?;
-    yaml::unknown_keys(map, &["script", "dest_base", "copy"], "release", report);
+    yaml::unknown_keys(map, super::schema::RELEASE_KEYS, "release", report);
     let script = scripts(map, "release", report);
     if !script.is_empty() && build.is_some_and(|b| !b.volumes.is_empty()) {
         let span = map
@@ -231,7 +221,7 @@ pub fn release(
                     );
                 }
                 Node::Mapping(m) => {
-                    yaml::unknown_keys(m, &["src", "dest"], &path, report);
+                    yaml::unknown_keys(m, super::schema::COPY_KEYS, &path, report);
                     let src = m
                         .get_node("src")
                         .and_then(|n| yaml::required_string(n, &join(&path, "src"), report));
@@ -270,7 +260,7 @@ pub fn release(
 pub fn test(doc: &MarkedMappingNode, report: &mut Report) -> Option<Test> {
     let node = doc.get_node("test")?;
     let map = yaml::mapping(node, "test", report)?;
-    yaml::unknown_keys(map, &["script"], "test", report);
+    yaml::unknown_keys(map, super::schema::TEST_KEYS, "test", report);
     Some(Test {
         script: scripts(map, "test", report),
     })

@@ -19,6 +19,7 @@ pub mod proc_types;
 mod app;
 mod load;
 mod proc_keys;
+pub mod schema;
 mod sections;
 pub(crate) mod values;
 mod yaml;

@@ -282,7 +282,7 @@ fn container_healthcheck(
     let Some(map) = yaml::mapping(node, path, report) else {
         return (None, false);
     };
-    yaml::unknown_keys(map, &["cmd", "options"], path, report);
+    yaml::unknown_keys(map, crate::spec::schema::HEALTHCHECK_KEYS, path, report);
     let Some(cmd) = map
         .get_node("cmd")
         .and_then(|n| yaml::required_string(n, &join(path, "cmd"), report))
@@ -303,7 +303,12 @@ fn container_healthcheck(
         .and_then(|n| yaml::mapping(n, &join(path, "options"), report))
     {
         let opath = join(path, "options");
-        yaml::unknown_keys(options, &["interval", "timeout", "retries"], &opath, report);
+        yaml::unknown_keys(
+            options,
+            crate::spec::schema::HEALTH_OPTION_KEYS,
+            &opath,
+            report,
+        );
         for (name, slot, min) in [
             ("interval", &mut interval, HEALTH_MINIMUMS.0),
             ("timeout", &mut timeout, HEALTH_MINIMUMS.1),

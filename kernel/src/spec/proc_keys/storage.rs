@@ -51,12 +51,7 @@ pub(super) fn volumes(node: &Node, path: &str, report: &mut Report) -> Vec<Volum
         if let Some((v, vpath)) = policies
             && let Some(m) = yaml::mapping(v, &vpath, report)
         {
-            yaml::unknown_keys(
-                m,
-                &["backup_full", "backup_increment", "backup"],
-                &vpath,
-                report,
-            );
+            yaml::unknown_keys(m, crate::spec::schema::VOLUME_KEYS, &vpath, report);
             if let Some(b) = m.get_node("backup") {
                 report
                     .warn(
@@ -88,12 +83,7 @@ pub(super) fn volumes(node: &Node, path: &str, report: &mut Report) -> Vec<Volum
 
 fn backup(node: &Node, path: &str, report: &mut Report) -> Option<BackupPolicy> {
     let map = yaml::mapping(node, path, report)?;
-    yaml::unknown_keys(
-        map,
-        &["schedule", "expire", "pre_run", "post_run"],
-        path,
-        report,
-    );
+    yaml::unknown_keys(map, crate::spec::schema::BACKUP_POLICY_KEYS, path, report);
     let field = |k: &str, report: &mut Report| {
         map.get_node(k)
             .and_then(|n| string(n, &join(path, k), report))
@@ -132,7 +122,7 @@ fn backup(node: &Node, path: &str, report: &mut Report) -> Option<BackupPolicy> 
 
 pub(super) fn cloud(node: &Node, path: &str, report: &mut Report) -> Option<CloudVolumes> {
     let map = yaml::mapping(node, path, report)?;
-    yaml::unknown_keys(map, &["type", "dirs"], path, report);
+    yaml::unknown_keys(map, crate::spec::schema::CLOUD_VOLUME_KEYS, path, report);
     let kind = match map
         .get_node("type")
         .and_then(|n| string(n, &join(path, "type"), report))
