@@ -25,9 +25,11 @@
 //! unless restic finished its snapshot.
 
 pub mod expire;
+mod migrate;
 pub mod restic;
 mod run;
 pub mod scheduler;
+mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use migrate::{Migrated, MovedVolume};
 pub use run::{Declared, Restored, RunRequest, Target};
 
 /// `[backup]`: the hook that plans volume backups and where restic keeps them.
@@ -147,6 +150,9 @@ pub enum Trigger {
     Scheduled,
     /// `lain backup run`.
     Manual,
+    /// `lain volume migrate`'s final backup: the whole volume of the stopped instance, not
+    /// planned by the hook (recorded with hook `-`).
+    Migration,
 }
 
 /// One backup of one volume of one instance.
