@@ -73,10 +73,15 @@ pub async fn migrate(
     let Some(to) = body.to else {
         return Err(ApiError::bad_request("give the target node in `to`"));
     };
-    Ok(Json(
-        state
-            .backups
+    // A task of its own: a client that goes away does not stop a migration half way.
+    let backups = state.backups.clone();
+    let moving = tokio::spawn(async move {
+        backups
             .migrate(&app, &proc, instance, &to, &body.backups)
-            .await?,
-    ))
+            .await
+    });
+    let migrated = moving
+        .await
+        .map_err(|e| crate::backup::BackupError::Internal(e.into()))??;
+    Ok(Json(migrated))
 }

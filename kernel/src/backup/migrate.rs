@@ -94,6 +94,7 @@ impl Backups {
         to: &str,
         given: &[u64],
     ) -> Result<Migrated, BackupError> {
+        let _moving = self.hold_migration(app, proc, no)?;
         let plan = self.check(app, proc, no, to, given)?;
         let from = plan.home.node.clone();
         let mut home = plan.home.clone();
@@ -174,7 +175,8 @@ impl Backups {
         proc: &str,
         no: u32,
     ) -> Result<Migrated, BackupError> {
-        let (full_name, _) = self.proc_volumes(app, proc)?;
+        let _moving = self.hold_migration(app, proc, no)?;
+        let (full_name, _, _) = self.proc_volumes(app, proc)?;
         let home = self
             .lifecycle
             .volume_home(app, &full_name, no)?
@@ -201,8 +203,28 @@ impl Backups {
         })
     }
 
-    /// The full name of `proc` and its volumes besides `/lain/logs`, or why it has none.
-    fn proc_volumes(&self, app: &str, proc: &str) -> Result<(String, Vec<String>), BackupError> {
+    /// Marks instance `no` of `proc` as being migrated by this kernel, or says that it is.
+    fn hold_migration(
+        &self,
+        app: &str,
+        proc: &str,
+        no: u32,
+    ) -> Result<super::Busy<'_>, BackupError> {
+        // "" is no volume's path: the mark stands for the whole instance.
+        self.hold(app, proc, no, "").map_err(|_| {
+            BackupError::Conflict(format!(
+                "a migration of instance {no} of {app}.{proc} is running"
+            ))
+        })
+    }
+
+    /// The full name of `proc`, its volumes besides `/lain/logs` and the instances it runs, or
+    /// why it has no such volume.
+    fn proc_volumes(
+        &self,
+        app: &str,
+        proc: &str,
+    ) -> Result<(String, Vec<String>, u32), BackupError> {
         let declared = self.declared(app)?;
         let d = declared.iter().find(|d| d.proc == proc).ok_or_else(|| {
             BackupError::NotFound(format!(
@@ -220,7 +242,7 @@ impl Backups {
                 "proc `{proc}` of app `{app}` has no volume besides {LOGS_VOLUME}: nothing to migrate"
             )));
         }
-        Ok((d.full_name.clone(), volumes))
+        Ok((d.full_name.clone(), volumes, d.instances))
     }
 
     /// Checks a migration: the proc, the instance number and its home, the target node, who
@@ -233,12 +255,7 @@ impl Backups {
         to: &str,
         given: &[u64],
     ) -> Result<Plan, BackupError> {
-        let (full_name, volumes) = self.proc_volumes(app, proc)?;
-        let declared = self.declared(app)?;
-        let instances = declared
-            .iter()
-            .find(|d| d.proc == proc)
-            .map_or(0, |d| d.instances);
+        let (full_name, volumes, instances) = self.proc_volumes(app, proc)?;
         if no == 0 || no > instances {
             return Err(BackupError::NotFound(format!(
                 "proc `{proc}` of app `{app}` has no instance {no} (it runs {instances})"
@@ -429,8 +446,8 @@ impl Backups {
         let runtime = self.lifecycle.runtime();
         let deadline = Instant::now() + STOP_TIMEOUT;
         let number = no.to_string();
+        self.lifecycle.wake();
         loop {
-            self.lifecycle.wake();
             let unreachable = runtime.unreachable();
             let listed = runtime
                 .list(self.lifecycle.kernel_id())

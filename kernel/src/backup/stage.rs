@@ -58,8 +58,18 @@ impl Backups {
 }
 
 impl Staged {
-    /// Moves the volume's tree aside and the restored one in its place.
+    /// Puts the restored tree in place of the volume's, the volume's aside: in one step
+    /// (`renameat2` with `RENAME_EXCHANGE`) where the file system allows, so that the volume
+    /// directory never goes missing, else in two renames.
     pub(super) fn swap(&self) -> anyhow::Result<()> {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        if self.dir.exists()
+            && renameat_with(CWD, &self.staging, CWD, &self.dir, RenameFlags::EXCHANGE).is_ok()
+        {
+            return std::fs::rename(&self.staging, &self.old).with_context(|| {
+                format!("cannot move the replaced tree to {}", self.old.display())
+            });
+        }
         if self.dir.exists() {
             std::fs::rename(&self.dir, &self.old)
                 .with_context(|| format!("cannot move {} aside", self.dir.display()))?;
