@@ -549,6 +549,11 @@ fn migrate_moves_an_instance_with_its_volume_through_a_final_backup_and_survives
         (&Value::from(home.as_str()), &Value::from(other.as_str())),
         "{pending:#}"
     );
+    let table = kernel.lain_ok(&["volume", "list", "-a", "mover"]);
+    assert!(
+        table.contains(&format!("{home} (moving to {other}: ")),
+        "{table}"
+    );
     let err = kernel.lain_err(&["volume", "migrate", "mover", "worker", "1", "--to", "n2x"]);
     assert!(err.contains("no node named"), "{err}");
     kernel.lain_ok(&["node", "add", "n4", "--memory", "2G"]);

@@ -10,8 +10,8 @@ use clap::Subcommand;
 /// Volume commands.
 #[derive(Subcommand)]
 pub enum VolumeCommand {
-    /// List volumes: app, proc, instance, node, paths, size (where the kernel's host holds
-    /// them). Every app's without `-a` (cluster admins).
+    /// List volumes: app, proc, instance, node (and a move under way), paths, size (where the
+    /// kernel's host holds them). Every app's without `-a` (cluster admins).
     List {
         /// The app; default: every app.
         #[arg(long, short)]
@@ -80,7 +80,14 @@ pub fn run(cmd: VolumeCommand, client: &Client, out: Output) -> anyhow::Result<(
                             v["app"].as_str().unwrap_or("").into(),
                             v["proc_name"].as_str().unwrap_or("").into(),
                             v["number"].to_string(),
-                            v["node"].as_str().unwrap_or("").into(),
+                            match v["migration"]["to"].as_str() {
+                                Some(to) => format!(
+                                    "{} (moving to {to}: {})",
+                                    v["node"].as_str().unwrap_or(""),
+                                    v["migration"]["step"].as_str().unwrap_or("")
+                                ),
+                                None => v["node"].as_str().unwrap_or("").into(),
+                            },
                             paths.join(","),
                             size,
                         ]
