@@ -565,9 +565,13 @@ fn migrate_moves_an_instance_with_its_volume_through_a_final_backup_and_survives
 
     // Run again, it finishes: the final backup, restored, and the instance on the other node
     // with the files written on the first.
-    let done = json(&kernel.lain_ok(&[
+    let out = kernel.lain(&[
         "volume", "migrate", "mover", "worker", "1", "--to", &other, "-o", "json",
-    ]));
+    ]);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert!(progress.contains("restoring (verified)"), "{progress}");
+    let done = json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         (&done["from"], &done["to"], &done["running"]),
         (

@@ -6,6 +6,8 @@ use super::client::Client;
 use super::output::{print, table};
 use crate::backup::Migrated;
 use clap::Subcommand;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// Volume commands.
 #[derive(Subcommand)]
@@ -113,18 +115,25 @@ pub fn run(cmd: VolumeCommand, client: &Client, out: Output) -> anyhow::Result<(
                 eprintln!("giving up the migration of instance {instance} of {app}.{proc}...");
             } else {
                 eprintln!(
-                    "migrating the volumes of instance {instance} of {app}.{proc} to node {}: \
-                     stopping the instance, {}, restoring (verified), starting it there...",
+                    "migrating the volumes of instance {instance} of {app}.{proc} to node {}{}...",
                     to.as_deref().unwrap_or(""),
                     if backups.is_empty() {
-                        "taking the final backup"
+                        ""
                     } else {
-                        "using the backups given"
+                        " from the backups given"
                     }
                 );
             }
             let body = serde_json::json!({ "to": to, "backups": backups, "cancel": cancel });
-            let done: Migrated = client.post_slow(&path, &body)?;
+            let finished = AtomicBool::new(false);
+            let done: Migrated = std::thread::scope(|scope| {
+                if !cancel {
+                    scope.spawn(|| watch_steps(client, &app, &proc, instance, &finished));
+                }
+                let done = client.post_slow(&path, &body);
+                finished.store(true, Ordering::Relaxed);
+                done
+            })?;
             print(out, &done, |m| {
                 if cancel {
                     println!(
@@ -159,6 +168,32 @@ pub fn run(cmd: VolumeCommand, client: &Client, out: Output) -> anyhow::Result<(
                 );
             })
         }
+    }
+}
+
+/// Prints each step of the migration of instance `no` of `proc` as the volume home records it
+/// (polling `lain volume list`'s endpoint) until `finished`.
+fn watch_steps(client: &Client, app: &str, proc: &str, no: u32, finished: &AtomicBool) {
+    let path = format!("/api/v1/apps/{}/volumes", super::encode(app));
+    let mut last = String::new();
+    while !finished.load(Ordering::Relaxed) {
+        if let Ok(volumes) = client.get::<Vec<serde_json::Value>>(&path)
+            && let Some(step) = volumes
+                .iter()
+                .find(|v| v["proc_name"] == proc && v["number"] == no)
+                .and_then(|v| v["migration"]["step"].as_str())
+            && step != last
+        {
+            let said = match step {
+                "stopping" => "stopping the instance",
+                "backing" => "taking the final backup of each volume",
+                "restoring" => "restoring (verified) for the target node",
+                other => other,
+            };
+            eprintln!("  {said}...");
+            last = step.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
