@@ -99,6 +99,12 @@ impl Backups {
         let from = plan.home.node.clone();
         let mut home = plan.home.clone();
         let mut backups = plan.backups.clone();
+        // Whether a volume may hold its restored tree already (an earlier attempt restored):
+        // from then on a failure keeps the move recorded instead of giving it up.
+        let mut touched = home
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.step == MigrationStep::Restoring);
         if home.migration.is_none() {
             let moving = VolumeHome {
                 migration: Some(Migration {
@@ -114,14 +120,14 @@ impl Backups {
         }
         tracing::info!(app, proc, instance = no, from = %from, to, "volume migration started");
         if let Err(e) = self.wait_stopped(app, &plan.full_name, no).await {
-            return Err(self.give_up(&home, e));
+            return Err(self.failed(&home, e, touched));
         }
         if backups.is_empty() {
             home = self.step(&home, MigrationStep::Backing, &[])?;
             for volume in &plan.volumes {
                 match self.take_final(app, proc, no, volume).await {
                     Ok(record) => backups.push(record),
-                    Err(e) => return Err(self.give_up(&home, e)),
+                    Err(e) => return Err(self.failed(&home, e, touched)),
                 }
             }
         }
@@ -129,23 +135,11 @@ impl Backups {
         home = self.step(&home, MigrationStep::Restoring, &ids)?;
         let mut volumes = Vec::new();
         for record in &backups {
-            let restored = self.restore_moved(app, proc, no, record).await;
-            match restored {
+            match self.restore_moved(app, proc, no, record).await {
                 Ok(moved) => volumes.push(moved),
-                Err(e) if volumes.is_empty() => return Err(self.give_up(&home, e)),
-                Err(e) => {
-                    return Err(BackupError::Internal(anyhow::anyhow!(
-                        "{e}; volumes {} are restored already: the move stays recorded (the \
-                         instance stays stopped); run it again to finish it, or give it up with \
-                         --cancel",
-                        volumes
-                            .iter()
-                            .map(|v: &MovedVolume| v.volume.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
-                }
+                Err(e) => return Err(self.failed(&home, e, touched)),
             }
+            touched = true;
         }
         let moved = VolumeHome {
             node: to.to_string(),
@@ -418,8 +412,22 @@ impl Backups {
         Ok(next)
     }
 
-    /// Gives the migration of `home` up after `e` (no volume replaced yet): the instance
-    /// starts again where it was. Returns `e`, saying so.
+    /// The error a migration ends with after `e`: unless a volume may hold its restored tree
+    /// already (`touched`), the migration is given up (the instance starts again where it
+    /// was); else it stays recorded, to be finished or given up by the operator.
+    fn failed(&self, home: &VolumeHome, e: BackupError, touched: bool) -> BackupError {
+        if !touched {
+            return self.give_up(home, e);
+        }
+        tracing::warn!(app = %home.app, proc = %home.proc, instance = home.number, "volume migration failed after a volume was restored: {e}");
+        BackupError::Internal(anyhow::anyhow!(
+            "{e}; a volume may hold its restored tree already: the move stays recorded (the \
+             instance stays stopped); run it again to finish it, or give it up with --cancel"
+        ))
+    }
+
+    /// Gives the migration of `home` up after `e`: the instance starts again where it was.
+    /// Returns `e`, saying so.
     fn give_up(&self, home: &VolumeHome, e: BackupError) -> BackupError {
         let kept = VolumeHome {
             migration: None,
