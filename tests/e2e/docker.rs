@@ -861,6 +861,16 @@ fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
         .collect();
     assert_eq!(on_n2.len(), 1, "spread over the engines: {view:#}");
     let no = on_n2[0];
+    let local_no = if no == 1 { "2" } else { "1" };
+    // The kernel cannot write n2's volumes (another engine, another host): a migration there is
+    // refused, saying why, and changes nothing.
+    let err = kernel.lain_err(&[
+        "volume", "migrate", "vault", "store", local_no, "--to", "n2",
+    ]);
+    assert!(
+        err.contains("cannot write the volumes of node n2") && err.contains(&e2.address),
+        "{err}"
+    );
     let on = |v: &Value, proc: &str, node: &str| {
         instances(v, proc)
             .iter()
@@ -906,5 +916,21 @@ fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
             .any(|v| v["number"] == no && v["node"] == "n2" && v["bytes"].is_null()),
         "n2's volume is listed, without a size (not on this host): {listed:#}"
     );
+    // Nor can it read them to move them: only a backup given can.
+    let err = kernel.lain_err(&[
+        "volume",
+        "migrate",
+        "vault",
+        "store",
+        &no.to_string(),
+        "--to",
+        "local",
+    ]);
+    assert!(
+        err.contains("cannot read the volumes") && err.contains("--backup ID"),
+        "{err}"
+    );
+    let after = json(&kernel.lain_ok(&["volume", "list", "-a", "vault", "-o", "json"]));
+    assert_eq!(after, listed, "refusals change nothing");
     drop(e1);
 }

@@ -383,3 +383,302 @@ fn declared_log_files_reach_lain_logs_across_rotation_and_truncation() {
     let err = kernel.lain_err(&["logs", "worker", "-a", "talker", "--file", "other.log"]);
     assert!(err.contains("declares no log file `other.log`"), "{err}");
 }
+
+/// An app `mover` whose worker appends a line to `/data/runs` at every start (and prints how
+/// many there are), and takes 3 s to stop (so a migration can be caught while it stops).
+fn mover(root: &Path) -> PathBuf {
+    let dir = write_app(
+        root,
+        "mover",
+        "appname: mover\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh run.sh\n  \
+         volumes:\n    - /data\n",
+    );
+    std::fs::write(
+        dir.join("run.sh"),
+        "echo \"$LAIN_ATTEMPT $(cat /lain/app/version)\" >> /data/runs\n\
+         echo \"runs: $(wc -l < /data/runs)\"\ntrap 'sleep 3; exit 0' TERM\nsleep 100000 &\nwait\n",
+    )
+    .expect("run.sh");
+    std::fs::write(dir.join("version"), "v1\n").expect("version");
+    dir
+}
+
+/// The mover's volume on the host.
+fn mover_volume(data: &Path) -> PathBuf {
+    data.join("volumes/mover/worker/1/data")
+}
+
+fn mover_runs(data: &Path) -> Vec<String> {
+    std::fs::read_to_string(mover_volume(data).join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The mover's volume home as `lain volume list` shows it.
+fn mover_home(kernel: &KernelProcess) -> Value {
+    let listed = json(&kernel.lain_ok(&["volume", "list", "-a", "mover", "-o", "json"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed:#}");
+    listed[0].clone()
+}
+
+/// Deploys the mover on a kernel with nodes `local` and `n2` and returns the node its
+/// instance runs on and the other one, once it wrote its first run.
+fn deploy_mover(kernel: &KernelProcess, root: &Path, data: &Path) -> (String, String) {
+    kernel.lain_ok(&["node", "add", "n2", "--memory", "2G"]);
+    let app = mover(root);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "mover", "-o", "json"]));
+    let home = instances(&view, "worker")[0]["node"]
+        .as_str()
+        .expect("node")
+        .to_string();
+    let other = if home == "local" { "n2" } else { "local" }.to_string();
+    until("the first run", || {
+        (mover_runs(data).len() == 1).then_some(())
+    });
+    (home, other)
+}
+
+/// The mover's running instance on `node`, once there is one (and no other).
+fn mover_running_on(kernel: &KernelProcess, node: &str) -> Value {
+    let view = kernel.wait_for("mover", "the instance on its node", |v| {
+        let running: Vec<&Value> = instances(v, "worker")
+            .into_iter()
+            .filter(|i| i["state"]["state"] == "running")
+            .collect();
+        running.len() == 1 && running[0]["node"] == node
+    });
+    instances(&view, "worker")[0].clone()
+}
+
+/// Starts `lain volume migrate` with `args` in the background, waits until the volume home
+/// records the migration, then kills the kernel with SIGKILL and starts it again.
+fn kill_kernel_during_migration(kernel: &mut KernelProcess, args: &[&str]) {
+    let mut migrate = kernel
+        .lain_cmd(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lain volume migrate");
+    until("the migration to be recorded", || {
+        mover_home(kernel)["migration"].is_object().then_some(())
+    });
+    kernel.kill9();
+    let status = migrate.wait().expect("wait for lain");
+    assert!(!status.success(), "the migration cannot have ended");
+    kernel.restart();
+}
+
+#[test]
+fn migrate_moves_an_instance_with_its_volume_through_a_final_backup_and_survives_kernel_kill_dash_nine()
+ {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, "");
+    let (home, other) = deploy_mover(&kernel, tmp.path(), &data);
+    std::fs::write(
+        mover_volume(&data).join("note"),
+        "written on the first node\n",
+    )
+    .expect("note");
+    let before = mover_running_on(&kernel, &home);
+    kernel.lain_ok(&["node", "add", "n3", "--memory", "2G"]);
+    kernel.lain_ok(&["node", "maintain", "n3"]);
+
+    // Refusals change nothing.
+    let m = |args: &[&str]| {
+        let mut all = vec!["volume", "migrate", "mover"];
+        all.extend(args);
+        kernel.lain_err(&all)
+    };
+    for (args, said) in [
+        (
+            &["worker", "1", "--to", "nowhere"][..],
+            "no node named `nowhere`",
+        ),
+        (&["worker", "1", "--to", &home][..], "are on node"),
+        (
+            &["worker", "1", "--to", "n3"][..],
+            "node n3 is in maintenance",
+        ),
+        (&["worker", "2", "--to", &other][..], "has no instance 2"),
+        (&["web", "1", "--to", &other][..], "has no volumes"),
+        (
+            &["worker", "1", "--to", &other, "--backup", "99"][..],
+            "has no backup 99",
+        ),
+        (
+            &["worker", "1", "--cancel"][..],
+            "has no unfinished migration",
+        ),
+    ] {
+        let err = m(args);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+    let err = kernel.lain_err(&["volume", "migrate", "nope", "worker", "1", "--to", &other]);
+    assert!(err.contains("nope"), "{err}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(pid(&mover_running_on(&kernel, &home)), pid(&before));
+    assert_eq!(mover_home(&kernel)["node"], home.as_str());
+    assert!(mover_home(&kernel)["migration"].is_null());
+    let listed = json(&kernel.lain_ok(&["backup", "list", "-a", "mover", "-o", "json"]));
+    assert_eq!(listed, Value::Array(Vec::new()), "no backup was taken");
+    assert_eq!(mover_runs(&data).len(), 1);
+
+    // A kernel killed during the migration: the next one keeps the instance stopped and says
+    // why, on no node at all.
+    kill_kernel_during_migration(
+        &mut kernel,
+        &["volume", "migrate", "mover", "worker", "1", "--to", &other],
+    );
+    let view = kernel.wait_for("mover", "the report", |v| {
+        problem(v, "worker").contains("lain volume migrate")
+    });
+    assert!(
+        problem(&view, "worker").contains(&format!("moves its volumes to node {other}")),
+        "{view:#}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let view = kernel.ps("mover");
+    assert!(running(&view).is_empty(), "{view:#}");
+    let pending = mover_home(&kernel);
+    assert_eq!(
+        (&pending["node"], &pending["migration"]["to"]),
+        (&Value::from(home.as_str()), &Value::from(other.as_str())),
+        "{pending:#}"
+    );
+    let table = kernel.lain_ok(&["volume", "list", "-a", "mover"]);
+    assert!(
+        table.contains(&format!("{home} (moving to {other}: ")),
+        "{table}"
+    );
+    let err = kernel.lain_err(&["volume", "migrate", "mover", "worker", "1", "--to", "n2x"]);
+    assert!(err.contains("no node named"), "{err}");
+    kernel.lain_ok(&["node", "add", "n4", "--memory", "2G"]);
+    let err = kernel.lain_err(&["volume", "migrate", "mover", "worker", "1", "--to", "n4"]);
+    assert!(
+        err.contains(&format!("is being moved to node {other}")),
+        "{err}"
+    );
+
+    // Run again, it finishes: the final backup, restored, and the instance on the other node
+    // with the files written on the first.
+    let out = kernel.lain(&[
+        "volume", "migrate", "mover", "worker", "1", "--to", &other, "-o", "json",
+    ]);
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{progress}");
+    assert!(progress.contains("restoring (verified)"), "{progress}");
+    let done = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        (&done["from"], &done["to"], &done["running"]),
+        (
+            &Value::from(home.as_str()),
+            &Value::from(other.as_str()),
+            &Value::from(true)
+        ),
+        "{done:#}"
+    );
+    let moved = &done["volumes"][0];
+    assert_eq!(
+        (&moved["volume"], &moved["final_backup"], &moved["files"]),
+        (&Value::from("/data"), &Value::from(true), &Value::from(2)),
+        "{done:#}"
+    );
+    let backups = json(&kernel.lain_ok(&["backup", "list", "-a", "mover", "-o", "json"]));
+    let finals: Vec<&Value> = backups
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| b["trigger"] == "migration" && b["outcome"] == "succeeded")
+        .collect();
+    assert_eq!(finals.len(), 1, "{backups:#}");
+    assert_eq!(finals[0]["id"], moved["backup"]);
+    mover_running_on(&kernel, &other);
+    until("the run on the other node", || {
+        (mover_runs(&data).len() == 2).then_some(())
+    });
+    let logs = kernel.lain_ok(&["logs", "worker", "-a", "mover"]);
+    assert!(logs.contains("[1] runs: 2"), "{logs}");
+    assert_eq!(
+        std::fs::read_to_string(mover_volume(&data).join("note")).expect("note"),
+        "written on the first node\n"
+    );
+    let now = mover_home(&kernel);
+    assert_eq!(now["node"], other.as_str(), "{now:#}");
+    assert!(now["migration"].is_null(), "{now:#}");
+    let view = kernel.ps("mover");
+    assert_eq!(problem(&view, "worker"), "", "{view:#}");
+}
+
+#[test]
+fn migrate_restores_a_given_backup_when_the_node_is_gone_and_cancel_gives_a_move_up() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let mut kernel = KernelProcess::start(&data, "");
+    let (home, other) = deploy_mover(&kernel, tmp.path(), &data);
+    std::fs::write(mover_volume(&data).join("note"), "backed up\n").expect("note");
+    let taken = json(&kernel.lain_ok(&["backup", "run", "mover", "worker", "-o", "json"]));
+    let id = taken[0]["id"].as_u64().expect("backup id").to_string();
+    assert_eq!(taken[0]["outcome"], "succeeded", "{taken:#}");
+    std::fs::write(mover_volume(&data).join("note"), "after the backup\n").expect("note");
+
+    // Its node is drained (as if lost): the instance stays there; a given backup moves it.
+    kernel.lain_ok(&["node", "maintain", &home]);
+    let err = kernel.lain_err(&[
+        "volume", "migrate", "mover", "worker", "1", "--to", &other, "--backup", &id, "--backup",
+        &id,
+    ]);
+    assert!(err.contains("both of volume /data"), "{err}");
+    mover_running_on(&kernel, &home);
+    let done = json(&kernel.lain_ok(&[
+        "volume", "migrate", "mover", "worker", "1", "--to", &other, "--backup", &id, "-o", "json",
+    ]));
+    assert_eq!(done["volumes"][0]["final_backup"], false, "{done:#}");
+    assert_eq!(done["volumes"][0]["backup"].to_string(), id, "{done:#}");
+    mover_running_on(&kernel, &other);
+    assert_eq!(
+        std::fs::read_to_string(mover_volume(&data).join("note")).expect("note"),
+        "backed up\n",
+        "the volume holds what the backup held"
+    );
+    until("the run on the other node", || {
+        (mover_runs(&data).len() == 2).then_some(())
+    });
+    let backups = json(&kernel.lain_ok(&["backup", "list", "-a", "mover", "-o", "json"]));
+    assert_eq!(
+        backups.as_array().map(Vec::len),
+        Some(1),
+        "no final backup: {backups:#}"
+    );
+
+    // A move back, interrupted by a kernel kill, given up: the instance runs again where its
+    // volumes were, with them.
+    kernel.lain_ok(&["node", "maintain", &home, "--off"]);
+    kill_kernel_during_migration(
+        &mut kernel,
+        &["volume", "migrate", "mover", "worker", "1", "--to", &home],
+    );
+    kernel.wait_for("mover", "the report", |v| {
+        problem(v, "worker").contains("lain volume migrate")
+    });
+    let given_up = json(&kernel.lain_ok(&[
+        "volume", "migrate", "mover", "worker", "1", "--cancel", "-o", "json",
+    ]));
+    assert_eq!(given_up["to"], other.as_str(), "{given_up:#}");
+    mover_running_on(&kernel, &other);
+    let now = mover_home(&kernel);
+    assert_eq!(now["node"], other.as_str(), "{now:#}");
+    assert!(now["migration"].is_null(), "{now:#}");
+    assert_eq!(
+        std::fs::read_to_string(mover_volume(&data).join("note")).expect("note"),
+        "backed up\n"
+    );
+    let audit = kernel.lain_ok(&["audit", "-o", "json"]);
+    assert!(
+        audit.contains("/api/v1/apps/mover/procs/worker/volumes/1/migrate"),
+        "audited: {audit}"
+    );
+}

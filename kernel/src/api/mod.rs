@@ -100,6 +100,10 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
         .route("/api/v1/apps/{app}/volumes", get(volumes::app))
         .route("/api/v1/volumes", get(volumes::list))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/volumes/{instance}/migrate",
+            post(volumes::migrate),
+        )
         .route("/api/v1/apps/{app}/runs", get(runs::list))
         .route(
             "/api/v1/apps/{app}/procs/{proc}/runs/{run}/log",

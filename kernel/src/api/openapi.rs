@@ -41,7 +41,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::nodes::remove,
         crate::api::scheduler::show, crate::api::scheduler::set, crate::api::scheduler::misfits,
         crate::api::scheduler::request_moves,
-        crate::api::volumes::app, crate::api::volumes::list,
+        crate::api::volumes::app, crate::api::volumes::list, crate::api::volumes::migrate,
     ),
     components(schemas(Liveness, WhoAmI, ErrorBody)),
     modifiers(&BearerAuth, &UniqueOperationIds, &GuardResponses),

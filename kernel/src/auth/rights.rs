@@ -141,6 +141,12 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/v1/apps/{app}/procs/{proc}/backups", Secrets),
     rule("POST", "/api/v1/apps/{app}/backups/{id}/restore", Secrets),
     rule("DELETE", "/api/v1/apps/{app}/backups/{id}", Secrets),
+    // A migration restores backups into the volumes: the same right as a restore.
+    rule(
+        "POST",
+        "/api/v1/apps/{app}/procs/{proc}/volumes/{instance}/migrate",
+        Secrets,
+    ),
     rule("POST", "/api/v1/plugins", Admin),
     rule("PUT", "/api/v1/plugins/{name}", Admin),
     rule("DELETE", "/api/v1/plugins/{name}", Admin),

@@ -31,10 +31,12 @@
 
 pub mod expire;
 mod latest;
+mod migrate;
 pub mod restic;
 mod run;
 pub mod s3;
 pub mod scheduler;
+mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use latest::BackupState;
+pub use migrate::{Migrated, MovedVolume};
 pub use run::{Declared, Restored, RunRequest, Target};
 
 /// `[backup]`: the hooks that plan volume backups and where restic keeps them.
@@ -214,6 +217,9 @@ pub enum Trigger {
     Scheduled,
     /// `lain backup run`.
     Manual,
+    /// `lain volume migrate`'s final backup: the whole volume of the stopped instance, not
+    /// planned by the hook (recorded with hook `-`).
+    Migration,
 }
 
 /// One backup of one volume of one instance.

@@ -208,7 +208,7 @@ impl Backups {
     }
 
     /// The running instance of `target`, if any.
-    async fn running_instance(
+    pub(super) async fn running_instance(
         &self,
         full_name: &str,
         target: &Target,
@@ -270,7 +270,7 @@ impl Backups {
         // one asked for waits for the running one.
         let _busy = match req.trigger {
             Trigger::Scheduled => self.hold(&t.app, &t.proc, t.instance, &t.volume)?,
-            Trigger::Manual => {
+            Trigger::Manual | Trigger::Migration => {
                 self.hold_waiting(&t.app, &t.proc, t.instance, &t.volume)
                     .await?
             }
@@ -331,9 +331,12 @@ impl Backups {
             Kind::Incremental => previous.and_then(|p| p.snapshot),
             Kind::Full => None,
         };
-        let result = self
-            .take(&t, proc, &dir, &job, parent.as_deref(), id, &mut record)
-            .await;
+        let result = if req.trigger == Trigger::Migration {
+            self.take_whole(&t, &dir, &job, id, &mut record).await
+        } else {
+            self.take(&t, proc, &dir, &job, parent.as_deref(), id, &mut record)
+                .await
+        };
         record.ended_at = Some(crate::clock::unix_secs());
         record.duration_ms = Some(started.elapsed().as_millis() as u64);
         match result {
@@ -354,6 +357,9 @@ impl Backups {
             o => {
                 tracing::info!(app = %t.app, proc = %t.proc, instance = t.instance, volume = %t.volume, id, outcome = o.name(), files = record.files, bytes = record.size, added = record.added, "backup ended")
             }
+        }
+        if req.trigger == Trigger::Migration {
+            return Ok(record);
         }
         self.tell_hook(&job, &record).await;
         if record.outcome == Outcome::Succeeded
@@ -499,7 +505,7 @@ impl Backups {
     }
 
     /// Runs restic for `plan` and resolves the snapshot's full id.
-    async fn snapshot(
+    pub(super) async fn snapshot(
         &self,
         t: &Target,
         dir: &Path,
@@ -688,27 +694,7 @@ impl Backups {
             .await
             .map_err(|e| BackupError::Internal(e.into()))?;
         let dir = self.volume_dir(app, &record.proc, number, &record.volume)?;
-        let parent = dir
-            .parent()
-            .ok_or_else(|| BackupError::Invalid("a volume has no parent directory".into()))?
-            .to_path_buf();
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-        let staging = parent.join(format!(".lain-restore-{id}"));
-        let old = parent.join(format!(".lain-replaced-{id}"));
-        for leftover in [&staging, &old] {
-            if leftover.exists() {
-                std::fs::remove_dir_all(leftover)
-                    .with_context(|| format!("cannot remove {}", leftover.display()))?;
-            }
-        }
-        let restic = self.restic.clone();
-        let stage = staging.clone();
-        tokio::task::spawn_blocking(move || restic.restore(&snapshot, &stage))
-            .await
-            .map_err(|e| BackupError::Internal(e.into()))??;
-        std::fs::create_dir_all(&staging)
-            .with_context(|| format!("cannot create {}", staging.display()))?;
+        let staged = self.stage(id, Some(&snapshot), &dir).await?;
         // The restored tree is complete and verified: stop the instance, swap, start it.
         let running = self.running_instance(&proc.full_name, &target).await?;
         let runtime = self.lifecycle.runtime();
@@ -718,14 +704,7 @@ impl Backups {
                 .await
                 .map_err(|e| BackupError::Internal(anyhow::anyhow!("{e}")))?;
         }
-        let swapped = (|| -> anyhow::Result<()> {
-            if dir.exists() {
-                std::fs::rename(&dir, &old)
-                    .with_context(|| format!("cannot move {} aside", dir.display()))?;
-            }
-            std::fs::rename(&staging, &dir)
-                .with_context(|| format!("cannot move the restored tree to {}", dir.display()))
-        })();
+        let swapped = staged.swap();
         if let Some(o) = &running
             && let Err(e) = runtime.start(&o.name).await
         {
@@ -733,9 +712,7 @@ impl Backups {
         }
         self.lifecycle.wake();
         swapped?;
-        if old.exists() {
-            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(old)).await;
-        }
+        staged.clean().await;
         tracing::info!(app, id, instance = number, volume = %record.volume, "backup restored in place");
         Ok(Restored {
             id,

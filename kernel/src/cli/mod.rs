@@ -143,7 +143,7 @@ enum Command {
     /// Nodes instances are scheduled on.
     #[command(subcommand)]
     Node(node::NodeCommand),
-    /// Volumes of instances: where they live and how large they are.
+    /// Volumes of instances: where they live, how large they are, moving them to another node.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
     /// The scheduling pipeline (members, order, weights), changed live; instances that no

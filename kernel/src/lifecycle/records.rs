@@ -261,6 +261,49 @@ pub struct VolumeHome {
     pub volumes: Vec<String>,
     /// When it was recorded (Unix seconds).
     pub since: i64,
+    /// A move to another node under way (`lain volume migrate`): while it is recorded the
+    /// reconciler keeps the instance stopped, also across kernel restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<Migration>,
+}
+
+/// A deliberate move of an instance number's volumes to another node, through a backup and a
+/// restore (`lain volume migrate`), as far as it got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Migration {
+    /// The node the volumes move to.
+    pub to: String,
+    /// The step it is at.
+    pub step: MigrationStep,
+    /// The backups restored on `to`, one per volume: given by the operator, or the final
+    /// backups once taken. Empty until known.
+    pub backups: Vec<u64>,
+    /// When it began (Unix seconds).
+    pub started_at: i64,
+}
+
+/// The steps of a migration, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationStep {
+    /// The instance is being stopped.
+    Stopping,
+    /// The final backup of each volume is being taken.
+    Backing,
+    /// The backups are being restored into the volumes on the target node (a volume may
+    /// already hold its restored tree).
+    Restoring,
+}
+
+impl MigrationStep {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrationStep::Stopping => "stopping the instance",
+            MigrationStep::Backing => "taking the final backup",
+            MigrationStep::Restoring => "restoring",
+        }
+    }
 }
 
 /// Scale set at runtime (`lain scale`).

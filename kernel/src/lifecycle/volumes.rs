@@ -1,8 +1,9 @@
 //! Volumes as operators see them (`lain volume list`): each instance number's volume home (see
 //! [`VolumeHome`]) with the size of its directories where this host holds them.
 
-use super::records::VolumeHome;
+use super::records::{self, VolumeHome};
 use super::{Lifecycle, LifecycleError, component};
+use crate::store::{Expect, get_json, put_json};
 use serde::Serialize;
 use std::path::Path;
 
@@ -67,6 +68,54 @@ impl Lifecycle {
             });
         }
         Ok(out)
+    }
+}
+
+impl Lifecycle {
+    /// The volume home of instance `no` of proc `proc` (full name) of `app`, if recorded.
+    pub fn volume_home(
+        &self,
+        app: &str,
+        proc: &str,
+        no: u32,
+    ) -> Result<Option<VolumeHome>, LifecycleError> {
+        Ok(get_json(
+            &*self.records.store,
+            &records::volume_key(app, proc, no),
+        )?)
+    }
+
+    /// Replaces the volume home `old` by `new` (same app, proc and number) if the store still
+    /// holds `old`, and wakes the reconciler; a conflict when it changed meanwhile.
+    pub fn replace_volume_home(
+        &self,
+        old: &VolumeHome,
+        new: &VolumeHome,
+    ) -> Result<(), LifecycleError> {
+        let key = records::volume_key(&old.app, &old.proc, old.number);
+        let current = self.records.store.get(&key)?;
+        let same = current
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<VolumeHome>(v).ok())
+            .is_some_and(|h| h == *old);
+        let expect = [Expect {
+            key: key.clone(),
+            value: current,
+        }];
+        if !same
+            || self
+                .records
+                .store
+                .apply_if(&expect, vec![put_json(&key, new)?])?
+                .is_none()
+        {
+            return Err(LifecycleError::Conflict(format!(
+                "the volume home of {} instance {} changed meanwhile; try again",
+                old.proc, old.number
+            )));
+        }
+        self.records.wake();
+        Ok(())
     }
 }
 

@@ -72,6 +72,31 @@ impl Reconciler {
             let cur = pos.map(|p| mine.remove(p));
             split.insert(no, (cur, mine));
         }
+        // A number whose volumes are being moved (`lain volume migrate`) is stopped and stays
+        // so until the move ends; the other numbers go on as usual.
+        for (key, m) in &self.migrating {
+            if key.0 != d.plan.full_name {
+                continue;
+            }
+            if let Some((cur, old)) = split.remove(&key.1) {
+                for i in cur.into_iter().chain(old) {
+                    actions.push(self.retire(i, grace));
+                }
+            }
+            self.problems.proc(
+                &d.plan.full_name,
+                format!(
+                    "{}.{} instance {} is stopped while `lain volume migrate` moves its volumes to \
+                     node {} (at: {}); an interrupted move is finished by running it again, or \
+                     given up with --cancel",
+                    d.plan.proc_type,
+                    d.plan.name,
+                    key.1,
+                    m.to,
+                    m.step.name()
+                ),
+            );
+        }
         let mut rolling = split
             .values()
             .any(|(cur, old)| !old.is_empty() && cur.is_some_and(|c| !self.is_ready(c, d, now)));
@@ -354,6 +379,7 @@ impl Reconciler {
                 node: node.clone(),
                 volumes: spec.volumes.clone(),
                 since: crate::clock::unix_secs(),
+                migration: None,
             };
             match self.ctx.records.record_volume_home(&home) {
                 Ok(true) => {
@@ -394,8 +420,8 @@ fn stays_put(d: &Desired, no: u32, node: &str, nodes: &BTreeMap<String, NodeReco
     };
     format!(
         "{}.{} instance {no} has its volumes on node {node}, which is {state}: it stays there and is \
-         not started on another node on an empty volume (bring {node} back; moving volumes, \
-         `lain volume migrate`, is not available yet)",
-        d.plan.proc_type, d.plan.name
+         not started on another node on an empty volume (bring {node} back, or move its volumes: \
+         `lain volume migrate {} {} {no} --to NODE`)",
+        d.plan.proc_type, d.plan.name, d.app, d.plan.name
     )
 }

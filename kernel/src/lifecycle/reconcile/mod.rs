@@ -76,6 +76,9 @@ pub struct Reconciler {
     ///
     /// [`VolumeHome`]: crate::lifecycle::records::VolumeHome
     homes: HashMap<(String, u32), String>,
+    /// The instance numbers whose volumes are being moved (`lain volume migrate`): kept
+    /// stopped, with the move's state.
+    migrating: HashMap<(String, u32), crate::lifecycle::records::Migration>,
     /// Scheduled procs: their ticks and runs (`lifecycle::runs`).
     ticker: crate::lifecycle::runs::ticker::Ticker,
 }
@@ -94,6 +97,7 @@ impl Reconciler {
             problems: Problems::default(),
             downed: HashSet::new(),
             homes: HashMap::new(),
+            migrating: HashMap::new(),
             ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
         }
     }
@@ -248,11 +252,16 @@ impl Reconciler {
         instances: &[Instance],
     ) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        self.homes = self
+        let homes = self
             .ctx
             .records
             .volume_homes(None)
-            .context("reading volume homes")?
+            .context("reading volume homes")?;
+        self.migrating = homes
+            .iter()
+            .filter_map(|h| Some(((h.proc.clone(), h.number), h.migration.clone()?)))
+            .collect();
+        self.homes = homes
             .into_iter()
             .map(|h| ((h.proc, h.number), h.node))
             .collect();
@@ -270,6 +279,7 @@ impl Reconciler {
                 node: i.key.node.clone(),
                 volumes: instance::volumes(d),
                 since: crate::clock::unix_secs(),
+                migration: None,
             };
             if self
                 .ctx
