@@ -111,7 +111,7 @@ fn check_plan_path(root: &Path, path: &str, include: bool) -> Result<(), String>
 }
 
 /// Checks a plan the hook returned, naming the hook in the error.
-fn check_plan(plan: &BackupPlan, root: &Path, hook: &str) -> Result<(), String> {
+pub(super) fn check_plan(plan: &BackupPlan, root: &Path, hook: &str) -> Result<(), String> {
     let n = plan.include_paths.len() + plan.exclude_paths.len();
     if n > MAX_PLAN_PATHS {
         return Err(format!(

@@ -158,3 +158,70 @@ fn the_s3_credentials_file_is_a_kernel_path_sandboxes_never_see() {
     });
     assert!(config.kernel_paths().contains(&file));
 }
+
+/// A plan as a hook might return it.
+fn plan(include: &[&str], exclude: &[&str]) -> crate::plugin::bindings::backup::BackupPlan {
+    crate::plugin::bindings::backup::BackupPlan {
+        pre_run: None,
+        include_paths: include.iter().map(|p| p.to_string()).collect(),
+        exclude_paths: exclude.iter().map(|p| p.to_string()).collect(),
+        post_run: None,
+    }
+}
+
+#[test]
+fn a_hostile_plan_is_refused_naming_the_hook() {
+    use super::run::{MAX_PLAN_PATHS, check_plan};
+    let volume = tempfile::tempdir().expect("tempdir");
+    let root = volume.path();
+    std::fs::create_dir(root.join("data")).expect("mkdir");
+    std::os::unix::fs::symlink("/etc", root.join("out")).expect("symlink");
+    assert_eq!(
+        check_plan(&plan(&[".", "data/db", "out"], &["data/tmp"]), root, "h"),
+        Ok(())
+    );
+    for (include, exclude, why) in [
+        (
+            &["../etc/shadow"][..],
+            &[][..],
+            "not relative to the volume without `..`",
+        ),
+        (
+            &["/etc/shadow"],
+            &[],
+            "not relative to the volume without `..`",
+        ),
+        (
+            &["data/../../x"],
+            &[],
+            "not relative to the volume without `..`",
+        ),
+        (&[""], &[], "not relative to the volume without `..`"),
+        (&["."], &["../x"], "not relative to the volume without `..`"),
+        // Through a link the instance made, restic would read outside the volume.
+        (&["out/passwd"], &[], "goes through a symbolic link"),
+    ] {
+        let e = check_plan(&plan(include, exclude), root, "evil").expect_err(why);
+        assert!(
+            e.starts_with("backup hook `evil` planned an invalid path") && e.contains(why),
+            "{e}"
+        );
+    }
+    let huge: Vec<String> = (0..=MAX_PLAN_PATHS).map(|i| format!("f{i}")).collect();
+    let huge: Vec<&str> = huge.iter().map(String::as_str).collect();
+    let e = check_plan(&plan(&huge, &[]), root, "evil").expect_err("huge");
+    assert!(e.contains("backup hook `evil` planned 100001 paths"), "{e}");
+    for argv in [
+        Vec::new(),
+        vec!["x".to_string(); 1025],
+        vec!["x".repeat(65 << 10)],
+    ] {
+        let mut p = plan(&["."], &[]);
+        p.post_run = Some(argv);
+        let e = check_plan(&p, root, "evil").expect_err("command");
+        assert!(
+            e.contains("backup hook `evil` planned a command that is empty or too long"),
+            "{e}"
+        );
+    }
+}
