@@ -27,7 +27,7 @@ fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
         user: None,
         env: vec![("GREETING".into(), "hi".into())],
         workdir: None,
-        ports: vec![80],
+        ports: vec![lain::runtime::InstancePort::tcp(80)],
         memory: 64 << 20,
         cpu: 0,
         log_file: dir.join("logs").join(format!("{name}.log")),

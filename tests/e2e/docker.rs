@@ -934,3 +934,146 @@ fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
     assert_eq!(after, listed, "refusals change nothing");
     drop(e1);
 }
+
+/// A UDP echo server (`udp-echo PORT`: answers each datagram with `echo:` and the datagram),
+/// compiled static so it runs in a busybox image.
+fn udp_echo_binary(dir: &Path) -> std::path::PathBuf {
+    let source = dir.join("udp_echo.rs");
+    std::fs::write(
+        &source,
+        "fn main() {\n\
+         let port = std::env::args().nth(1).unwrap_or_default();\n\
+         let socket = std::net::UdpSocket::bind(format!(\"0.0.0.0:{port}\")).expect(\"bind\");\n\
+         let mut buf = [0u8; 1500];\n\
+         loop {\n\
+             if let Ok((n, from)) = socket.recv_from(&mut buf) {\n\
+                 let mut reply = b\"echo:\".to_vec();\n\
+                 reply.extend_from_slice(&buf[..n]);\n\
+                 let _ = socket.send_to(&reply, from);\n\
+             }\n\
+         }\n\
+         }\n",
+    )
+    .expect("write");
+    let binary = dir.join("udp-echo");
+    let out = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .expect("rustc");
+    assert!(
+        out.status.success(),
+        "rustc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
+/// What `address` answers to one UDP datagram `message` within a second, if anything.
+fn udp_exchange(address: &str, message: &str) -> Option<String> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    socket.send_to(message.as_bytes(), address).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn a_proc_runs_its_own_image_from_the_registry_with_its_labels_and_a_udp_port() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let registry = docker_engine::Registry::start();
+    let engine = DockerEngine::start();
+    // The proc's own image: the base with a UDP echo server the release image does not have,
+    // in the registry only.
+    let echo = udp_echo_binary(tmp.path());
+    let own = format!("{}/lain-test/udp:1", registry.address);
+    engine.docker_ok(&["create", "--name", "udp-base", docker_engine::BASE, "true"]);
+    engine.docker_ok(&["cp", &echo.to_string_lossy(), "udp-base:/bin/udp-echo"]);
+    engine.docker_ok(&["commit", "udp-base", &own]);
+    engine.docker_ok(&["rm", "udp-base"]);
+    engine.docker_ok(&["push", &own]);
+    engine.docker_ok(&["rmi", &own]);
+    let kernel = KernelProcess::start(
+        &tmp.path().join("data"),
+        &format!(
+            "runtime = \"docker\"\n[docker]\nlocal = \"{}\"\nregistry = \"{}\"\n",
+            engine.address, registry.address
+        ),
+    );
+    let dir = support::write_app(
+        tmp.path(),
+        "dns",
+        &format!(
+            "appname: dns\nbuild:\n  base: {}\n  script: []\n\
+             worker:\n  cmd: sleep 100000\n  labels:\n    - team:core\n\
+             worker.dns:\n  image: lain-test/udp:1\n  cmd: /bin/udp-echo 53\n  port: \"53:udp\"\n  labels:\n    - team:dns\n    - tier:edge\n",
+            docker_engine::BASE
+        ),
+    );
+    let path = dir.to_string_lossy().into_owned();
+    let release = json(&kernel.lain_ok(&["build", &path, "-o", "json"]));
+    let release_image = release["image"].as_str().expect("image").to_string();
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "dns", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+    let dns = instances(&view, "dns")[0];
+    let name = dns["name"].as_str().expect("name");
+    let worker = instances(&view, "worker")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+
+    // Its own image, pulled through the registry (`lain-test/udp:1` is the registry's); the
+    // other proc runs the release.
+    let image_of = |c: &str| engine.docker_ok(&["inspect", "-f", "{{.Config.Image}}", c]);
+    assert_eq!(image_of(name).trim(), own);
+    assert_eq!(image_of(&worker).trim(), release_image);
+    assert!(kernel.logs().contains("pulled"), "{}", kernel.logs());
+
+    // Labels: on the containers beside the kernel's own, and in `lain ps`.
+    let labels = json(&engine.docker_ok(&["inspect", "-f", "{{json .Config.Labels}}", name]));
+    assert_eq!(labels["team"], "dns", "{labels:#}");
+    assert_eq!(labels["tier"], "edge", "{labels:#}");
+    assert_eq!(labels["lain.app"], "dns", "{labels:#}");
+    assert_eq!(
+        dns["labels"],
+        serde_json::json!({"team": "dns", "tier": "edge"}),
+        "{dns:#}"
+    );
+    let table = kernel.lain_ok(&["ps", "-a", "dns"]);
+    assert!(
+        table.contains("LABELS")
+            && table.contains("team=dns,tier=edge")
+            && table.contains("team=core"),
+        "{table}"
+    );
+
+    // 53/udp is published as UDP (and not as TCP), and a datagram through it is answered.
+    let bindings =
+        json(&engine.docker_ok(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", name]));
+    assert!(bindings.get("53/udp").is_some(), "{bindings:#}");
+    assert!(bindings.get("53/tcp").is_none(), "{bindings:#}");
+    let url = dns["url"].as_str().expect("url");
+    let address = url
+        .strip_prefix("udp://")
+        .unwrap_or_else(|| panic!("{url}"));
+    let published = engine.docker_ok(&["port", name, "53/udp"]);
+    assert!(
+        published.contains(&format!(":{}", address.rsplit(':').next().unwrap_or("?"))),
+        "{published} vs {url}"
+    );
+    let answer = support::until("the UDP echo to answer", || udp_exchange(address, "ping"));
+    assert_eq!(answer, "echo:ping");
+
+    // A label in the kernel's namespace is refused, naming it; nothing is built.
+    support::edit_app(&dir, |yaml| {
+        yaml.replace("    - tier:edge\n", "    - lain.node:n9\n")
+    });
+    let err = kernel.lain_err(&["build", &path]);
+    assert!(
+        err.contains("\"lain.node\"") && err.contains("belong to the kernel"),
+        "{err}"
+    );
+}

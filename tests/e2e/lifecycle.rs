@@ -577,3 +577,74 @@ fn lain_up_serves_hello_reports_metrics_follows_logs_and_stops_on_ctrl_c() {
     let left = std::fs::read_dir(data.join("runtime/process")).map_or(0, |d| d.count());
     assert_eq!(left, 0, "every instance removed");
 }
+
+/// What `address` answers to one UDP datagram `message` within a second, if anything.
+fn udp_exchange(address: &str, message: &str) -> Option<String> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    socket.send_to(message.as_bytes(), address).ok()?;
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn the_process_runtime_refuses_a_procs_own_image_and_gives_labels_and_udp_ports() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let yaml = |extra: &str| {
+        format!(
+            "appname: dns\nbuild:\n  base: busybox\n  script: []\n\
+             worker.dns:\n{extra}  cmd: python3 /lain/app/udp_echo.py\n  port: \"53:udp\"\n  labels:\n    - team:dns\n"
+        )
+    };
+    let dir = support::write_app(tmp.path(), "dns", &yaml("  image: redis:7\n"));
+    // Answers each datagram on $PORT with `echo:` and the datagram.
+    std::fs::write(
+        dir.join("udp_echo.py"),
+        "import os, socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('127.0.0.1', int(os.environ['PORT'])))\n\
+         while True:\n    data, peer = s.recvfrom(1500)\n    s.sendto(b'echo:' + data, peer)\n",
+    )
+    .expect("write");
+    let path = dir.to_string_lossy().into_owned();
+
+    // A proc's own image: refused at deploy, naming the proc and why; nothing is deployed.
+    kernel.lain_ok(&["build", &path]);
+    let err = kernel.lain_err(&["deploy", "-a", "dns"]);
+    assert!(
+        err.contains("proc `dns`")
+            && err.contains("image: redis:7")
+            && err.contains("process runtime"),
+        "{err}"
+    );
+    let apps = json(&kernel.lain_ok(&["app", "list", "-o", "json"]));
+    assert_eq!(apps[0]["release"], Value::Null, "{apps:#}");
+
+    // Without it: labels are recorded and shown, and 53:udp is a UDP host port in $PORT.
+    support::edit_app(&dir, |_| yaml(""));
+    kernel.lain_ok(&["build", &path]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "dns", "-o", "json"]));
+    let dns = instances(&view, "dns")[0];
+    assert_eq!(dns["labels"], serde_json::json!({"team": "dns"}), "{dns:#}");
+    let table = kernel.lain_ok(&["ps", "-a", "dns"]);
+    assert!(
+        table.contains("LABELS") && table.contains("team=dns"),
+        "{table}"
+    );
+    let url = dns["url"].as_str().expect("url");
+    let address = url
+        .strip_prefix("udp://")
+        .unwrap_or_else(|| panic!("a UDP main port: {url}"));
+    let answer = support::until("the UDP echo to answer", || udp_exchange(address, "ping"));
+    assert_eq!(answer, "echo:ping");
+
+    // A label in the kernel's namespace is refused, naming it.
+    support::edit_app(&dir, |yaml| yaml.replace("team:dns", "lain.proc:other"));
+    let err = kernel.lain_err(&["build", &path]);
+    assert!(
+        err.contains("\"lain.proc\"") && err.contains("belong to the kernel"),
+        "{err}"
+    );
+}

@@ -368,12 +368,18 @@ pub fn print_app(view: &AppView) {
                 format!("{}M", i.memory >> 20),
                 i.restarts.to_string(),
                 i.url.clone().unwrap_or_default(),
+                i.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect();
     table(
         &[
             "PROC", "#", "STATE", "HEALTH", "RELEASE", "NODE", "MEMORY", "RESTARTS", "URL",
+            "LABELS",
         ],
         &rows,
     );

@@ -213,6 +213,7 @@ impl Lifecycle {
             use_services,
         } = plan::render(self, &release)?;
         let mut procs = procs;
+        self.check_runtime(&procs)?;
         self.check_secrets(app, &mut procs)?;
         for proc in &mut procs {
             proc.stamp_plan()
@@ -233,6 +234,27 @@ impl Lifecycle {
                 Ok(())
             },
         )
+    }
+
+    /// Fails when the runtime cannot run what a proc asks for (a proc's own `image` on the
+    /// process runtime), naming each such proc and why; nothing is deployed then.
+    fn check_runtime(&self, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
+        let refused: Vec<String> = procs
+            .iter()
+            .filter(|p| !p.plan.image.is_empty())
+            .filter_map(|p| {
+                let why = self.runtime.own_image(&p.plan.image).err()?;
+                Some(format!("proc `{}`: {why}", p.name))
+            })
+            .collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(LifecycleError::Invalid(format!(
+            "cannot deploy on the {} runtime:\n  {}",
+            self.runtime.name(),
+            refused.join("\n  ")
+        )))
     }
 
     /// Fails when a proc declares a secret file the vault lacks (unless `secret_files_bypass`),

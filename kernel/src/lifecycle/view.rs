@@ -35,7 +35,8 @@ pub struct InstanceView {
     /// Ready to serve: healthy, or running for `setup_time` without a health check, or a
     /// run-to-completion instance that succeeded.
     pub ready: bool,
-    /// URL of its main port, if it has one.
+    /// URL of its main port, if it has one: `http://host:port`, or `udp://host:port` when the
+    /// main port is UDP.
     pub url: Option<String>,
     /// Memory limit, bytes.
     pub memory: u64,

@@ -75,8 +75,8 @@ pub struct InstanceSpec {
     pub env: Vec<(String, String)>,
     /// Working directory; relative paths are inside the release.
     pub workdir: Option<String>,
-    /// Ports the instance listens on; the first is the main one.
-    pub ports: Vec<u16>,
+    /// Ports the instance listens on, each TCP or UDP; the first is the main one.
+    pub ports: Vec<InstancePort>,
     /// Memory limit in bytes (0: none).
     pub memory: u64,
     /// CPU in milli-cores (0: no limit).
@@ -103,6 +103,77 @@ pub struct InstanceSpec {
     /// runtime that records its specs (the process runtime's `spec.json`) records none.
     #[serde(skip)]
     pub secret_files: Vec<SecretFile>,
+}
+
+/// The transport protocol of an instance's port.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (the default, and what health checks and the router use).
+    #[default]
+    Tcp,
+    /// UDP: published and allocated as UDP, never probed.
+    Udp,
+}
+
+impl Protocol {
+    /// `tcp` or `udp`, as Docker writes it after a port (`53/udp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A port an instance listens on. Read from a bare number too (a TCP port), as specs recorded
+/// before ports carried their protocol hold them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(from = "PortRecord")]
+pub struct InstancePort {
+    /// Port number in the instance.
+    pub number: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+}
+
+impl InstancePort {
+    /// TCP port `number`.
+    pub fn tcp(number: u16) -> InstancePort {
+        InstancePort {
+            number,
+            protocol: Protocol::Tcp,
+        }
+    }
+}
+
+impl std::fmt::Display for InstancePort {
+    /// `80/tcp`, `53/udp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.number, self.protocol.as_str())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum PortRecord {
+    Bare(u16),
+    Full {
+        number: u16,
+        #[serde(default)]
+        protocol: Protocol,
+    },
+}
+
+impl From<PortRecord> for InstancePort {
+    fn from(p: PortRecord) -> InstancePort {
+        match p {
+            PortRecord::Bare(number) => InstancePort::tcp(number),
+            PortRecord::Full { number, protocol } => InstancePort { number, protocol },
+        }
+    }
 }
 
 /// One cloud volume of an instance.
@@ -290,6 +361,14 @@ pub trait Runtime: Send + Sync {
     async fn stop(&self, name: &str, grace: std::time::Duration) -> Result<(), RuntimeError>;
     /// Removes a stopped instance and what the runtime kept for it.
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
+    /// The image a proc's own `image` (a reference as written in `lain.yaml`) runs as on this
+    /// runtime, or why this runtime cannot run it. By default a runtime runs only its releases.
+    fn own_image(&self, image: &str) -> Result<String, String> {
+        Err(format!(
+            "the {} runtime runs only the app's release, not another image (`image: {image}`)",
+            self.name()
+        ))
+    }
     /// Changes the memory limit of a running instance in place.
     async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError>;
     /// Every instance this runtime holds that carries `kernel` as its [`labels::KERNEL`].
@@ -341,5 +420,25 @@ pub trait Runtime: Send + Sync {
     /// Detaches instance `name` from app `app`'s network.
     async fn disconnect(&self, _name: &str, _app: &str) -> Result<(), RuntimeError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{InstancePort, Protocol};
+
+    #[test]
+    fn ports_keep_their_protocol_and_bare_numbers_of_older_specs_are_tcp() {
+        let udp = InstancePort {
+            number: 53,
+            protocol: Protocol::Udp,
+        };
+        let json = serde_json::to_string(&[udp]).expect("serialize");
+        assert_eq!(json, r#"[{"number":53,"protocol":"udp"}]"#);
+        let back: Vec<InstancePort> = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, [udp]);
+        let older: Vec<InstancePort> = serde_json::from_str("[80,8080]").expect("bare");
+        assert_eq!(older, [InstancePort::tcp(80), InstancePort::tcp(8080)]);
+        assert_eq!(udp.to_string(), "53/udp");
     }
 }

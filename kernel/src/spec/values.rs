@@ -108,14 +108,28 @@ pub fn stream_port(text: &str) -> Result<StreamPort, String> {
     })
 }
 
-/// A label `key:value` (LAIN: the last `:` splits, so `a:b:c` is key `a:b`).
+/// A label `key:value` (LAIN: the last `:` splits, so `a:b:c` is key `a:b`). A key under
+/// `lain.` (the kernel's) or holding `=` is refused.
 pub fn label(text: &str) -> Result<(String, String), String> {
-    match text.rsplit_once(':') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
-        _ => Err(format!(
-            "not supported labels desc {text:?}: expected key:value"
-        )),
+    let (key, value) = match text.rsplit_once(':') {
+        Some((k, v)) if !k.trim().is_empty() => (k.trim(), v.trim()),
+        _ => {
+            return Err(format!(
+                "not supported labels desc {text:?}: expected key:value"
+            ));
+        }
+    };
+    if key.starts_with("lain.") {
+        return Err(format!(
+            "label {key:?}: keys under `lain.` belong to the kernel (its own labels on every instance); use another prefix"
+        ));
     }
+    if key.contains('=') {
+        return Err(format!(
+            "label {key:?}: a key cannot hold `=` (labels are offered to scheduler plugins as key=value)"
+        ));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// A scheduling filter `(constraint|affinity):key(==|!=)[~]value`.
@@ -240,6 +254,9 @@ mod tests {
     fn labels_filters_paths_env() {
         assert_eq!(label("a:b:c"), Ok(("a:b".into(), "c".into())));
         assert!(label("nocolon").is_err());
+        assert!(label("lain.app:other").is_err_and(|e| e.contains("\"lain.app\"")));
+        assert!(label("a=b:c").is_err_and(|e| e.contains("`=`")));
+        assert_eq!(label("lainx.a:b"), Ok(("lainx.a".into(), "b".into())));
         assert!(filter("constraint:group==default").is_ok());
         assert!(filter("affinity:proctype!=~db").is_ok());
         assert!(filter("constraint:group=default").is_err());

@@ -6,7 +6,8 @@ use super::desired::Desired;
 use super::identity::InstanceKey;
 use crate::lifecycle::LifecycleError;
 use crate::lifecycle::environment::instance_env;
-use crate::runtime::{CloudMount, InstanceSpec, SecretFile};
+use crate::plugin::bindings::types::Protocol;
+use crate::runtime::{CloudMount, InstancePort, InstanceSpec, SecretFile};
 use crate::secrets::vault::SecretError;
 use crate::spec::model::CloudVolumeKind;
 use std::collections::BTreeMap;
@@ -26,8 +27,8 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
 }
 
 /// The labels of an instance of `d` that `key` names: the user's `labels` and the plan's (the
-/// user's win on the same key), then the kernel's own, which nothing overrides (keys under
-/// `lain.` from the user or the plan are dropped; the plan's are refused at render already).
+/// user's win on the same key), then the kernel's own, which nothing overrides (a key under
+/// `lain.` is refused where it is written: in `lain.yaml`, or in what a plugin returns).
 pub fn labels(ctx: &Context, d: &Desired, key: &InstanceKey) -> BTreeMap<String, String> {
     let plan = d
         .plan
@@ -42,11 +43,33 @@ pub fn labels(ctx: &Context, d: &Desired, key: &InstanceKey) -> BTreeMap<String,
         .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")));
     let mut out: BTreeMap<String, String> = plan
         .chain(user)
-        .filter(|(k, _)| !k.starts_with("lain."))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     out.extend(key.labels(&ctx.kernel_id));
     out
+}
+
+/// What instances of `d` run: the proc's own `image` as the runtime runs it (refused by a
+/// runtime that runs only releases, which deploy refuses first), else the release.
+pub fn image(ctx: &Context, d: &Desired) -> Result<String, LifecycleError> {
+    let own = &d.plan.plan.image;
+    if own.is_empty() {
+        return Ok(d.image.clone());
+    }
+    ctx.runtime
+        .own_image(own)
+        .map_err(|why| LifecycleError::Invalid(format!("proc `{}`: {why}", d.plan.name)))
+}
+
+/// A plan's port as the runtime takes it.
+fn instance_port(p: &crate::plugin::bindings::types::Port) -> InstancePort {
+    InstancePort {
+        number: p.number,
+        protocol: match p.protocol {
+            Protocol::Tcp => crate::runtime::Protocol::Tcp,
+            Protocol::Udp => crate::runtime::Protocol::Udp,
+        },
+    }
 }
 
 /// The user's volumes, then the plan's that are not among them.
@@ -103,13 +126,13 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
     Ok(InstanceSpec {
         name: key.name(),
         labels: labels(ctx, d, key),
-        image: d.image.clone(),
+        image: image(ctx, d)?,
         entrypoint: p.entrypoint.clone(),
         cmd: p.cmd.clone(),
         user: p.user.clone(),
         env,
         workdir: p.workdir.clone(),
-        ports: p.ports.iter().map(|p| p.number).collect(),
+        ports: p.ports.iter().map(instance_port).collect(),
         memory: p.memory,
         cpu: p.cpu,
         log_file: ctx.settings.log_file(&d.app, &d.plan.name, no)?,

@@ -89,7 +89,11 @@ impl Prober {
             );
             let target = match &check.probe {
                 Probe::Http(h) => {
-                    let idx = d.plan.plan.ports.iter().position(|p| p.number == h.port);
+                    // Port 0 is the main one; a number listed as TCP and UDP is its TCP one.
+                    let idx = d.plan.plan.ports.iter().position(|p| {
+                        p.number == h.port
+                            && p.protocol == crate::plugin::bindings::types::Protocol::Tcp
+                    });
                     o.host_ports.get(idx.unwrap_or(0)).map(|port| {
                         (
                             format!("{}:{port}", runtime.host_address(&i.key.node)),

@@ -7,6 +7,7 @@ use super::desired::Desired;
 use super::identity::Instance;
 use super::probing::Results;
 use crate::lifecycle::view::InstanceView;
+use crate::plugin::bindings::types::Protocol;
 use crate::runtime::RunState;
 use std::collections::{BTreeMap, HashSet};
 
@@ -81,10 +82,13 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 state: o.state.clone(),
                 health: seen.checks.health(i, d),
                 ready: d.is_some_and(|d| seen.checks.ready(i, d, now)),
-                url: o
-                    .host_ports
-                    .first()
-                    .map(|port| format!("http://{}:{port}", ctx.runtime.host_address(&key.node))),
+                url: o.host_ports.first().map(|port| {
+                    let scheme = match d.and_then(|d| d.plan.plan.ports.first()) {
+                        Some(p) if p.protocol == Protocol::Udp => "udp",
+                        _ => "http",
+                    };
+                    format!("{scheme}://{}:{port}", ctx.runtime.host_address(&key.node))
+                }),
                 memory: o.memory,
                 restarts: key.attempt.saturating_sub(1),
                 attempt: key.attempt,

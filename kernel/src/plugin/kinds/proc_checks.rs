@@ -9,7 +9,7 @@
 //! plugin, its version and the function, and counts as a fault of the plugin.
 
 use crate::plugin::bindings::proc_rendering::{ContainerPlan, RestartPolicy, Schedule};
-use crate::plugin::bindings::types::{EnvVar, HealthCheck, Label, Probe, Proc};
+use crate::plugin::bindings::types::{EnvVar, HealthCheck, Label, Probe, Proc, Protocol};
 use crate::plugin::error::Cause;
 use crate::spec::values;
 
@@ -168,6 +168,7 @@ pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
     }
     if let Some(check) = &plan.health {
         health("health", check)?;
+        http_probe_on_tcp(plan, check)?;
     }
     if let Some(s) = &plan.schedule {
         schedule(plan, s)?;
@@ -188,12 +189,6 @@ pub fn rendered(proc: &Proc, plan: &ContainerPlan) -> Result<(), Cause> {
         allow_clients(&portal.allow_clients)?;
     }
     labels(&plan.labels, &proc.labels)?;
-    if let Some(l) = plan.labels.iter().find(|l| l.key.starts_with("lain.")) {
-        return bad(format!(
-            "label `{}`: keys under `lain.` belong to the kernel",
-            l.key.escape_debug()
-        ));
-    }
     if plan.setup_time != proc.setup_time && plan.setup_time > 120 {
         return bad(format!("setup_time {} is more than 120", plan.setup_time));
     }
@@ -325,9 +320,42 @@ fn env(out: &[EnvVar], given: &[EnvVar]) -> Result<(), Cause> {
     Ok(())
 }
 
-/// Labels the plugin added: a key without control characters, a value likewise.
+/// An HTTP health check probes a TCP port: one the plan lists as TCP, or does not list (then it
+/// is probed inside the instance). A check of a port listed as UDP only could never pass.
+fn http_probe_on_tcp(plan: &ContainerPlan, check: &HealthCheck) -> Result<(), Cause> {
+    let Probe::Http(http) = &check.probe else {
+        return Ok(());
+    };
+    let listed = |protocol| {
+        plan.ports
+            .iter()
+            .any(|p| p.number == http.port && p.protocol == protocol)
+    };
+    if listed(Protocol::Udp) && !listed(Protocol::Tcp) {
+        return bad(format!(
+            "the HTTP health check probes port {}, which the proc has as UDP only: an HTTP check needs a TCP port",
+            http.port
+        ));
+    }
+    Ok(())
+}
+
+/// Labels the plugin added: a key without control characters or `=`, not under `lain.` (the
+/// kernel's), a value without control characters.
 fn labels(out: &[Label], given: &[Label]) -> Result<(), Cause> {
     count("labels", out.len())?;
+    if let Some(l) = out.iter().find(|l| l.key.starts_with("lain.")) {
+        return bad(format!(
+            "label `{}`: keys under `lain.` belong to the kernel",
+            l.key.escape_debug()
+        ));
+    }
+    if let Some(l) = out.iter().find(|l| l.key.contains('=')) {
+        return bad(format!(
+            "label `{}`: a key cannot hold `=`",
+            l.key.escape_debug()
+        ));
+    }
     for l in out.iter().filter(|l| !given.contains(l)) {
         if l.key.trim().is_empty()
             || l.key.len() > 256
@@ -439,6 +467,12 @@ mod tests {
         let mut out = proc();
         out.kill_timeout = 100_000;
         assert!(refused(&out).contains("kill_timeout"));
+        let mut out = proc();
+        out.labels.push(Label {
+            key: "lain.node".into(),
+            value: "elsewhere".into(),
+        });
+        assert!(refused(&out).contains("label `lain.node`"));
     }
 
     #[test]
@@ -492,6 +526,31 @@ mod tests {
             matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("belong to the kernel"))
         );
         plan.labels.clear();
+        plan.ports = vec![crate::plugin::bindings::types::Port {
+            number: 53,
+            protocol: Protocol::Udp,
+        }];
+        plan.health = Some(HealthCheck {
+            probe: Probe::Http(crate::plugin::bindings::types::HttpProbe {
+                port: 53,
+                path: "/".into(),
+            }),
+            interval: 10,
+            timeout: 3,
+            retries: 3,
+            start_period: 0,
+        });
+        assert!(
+            matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("UDP only")),
+            "an HTTP check of a UDP-only port"
+        );
+        plan.ports.push(crate::plugin::bindings::types::Port {
+            number: 53,
+            protocol: Protocol::Tcp,
+        });
+        rendered(&proc(), &plan).expect("53 is TCP too");
+        plan.ports.clear();
+        plan.health = None;
         plan.workdir = Some("../../etc".into());
         assert!(
             matches!(rendered(&proc(), &plan), Err(Cause::BadResult(m)) if m.contains("workdir"))

@@ -2,15 +2,16 @@
 
 use crate::plugin::bindings::types::Probe;
 use crate::runtime::labels;
-use crate::runtime::{Health, InstanceSpec, Observed, RunState};
+use crate::runtime::{Health, InstancePort, InstanceSpec, Observed, Protocol, RunState};
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, EndpointSettings,
     HealthConfig, HostConfig, Mount, MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
-    NetworkingConfig, PortBinding,
+    NetworkingConfig, PortBinding, PortSummaryTypeEnum,
 };
 use std::collections::HashMap;
 
-/// Label holding the instance's container ports, in order (`80,8080`).
+/// Label holding the instance's container ports with their protocols, in order
+/// (`80/tcp,53/udp`; a bare number, as containers of older kernels have, is TCP).
 pub const PORTS_LABEL: &str = "lain.ports";
 /// Label holding the memory limit the instance was created with.
 pub const MEMORY_LABEL: &str = "lain.memory";
@@ -29,15 +30,9 @@ pub fn create_body(
     cloud: &super::config::CloudVolumes,
 ) -> ContainerCreateBody {
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-    let ports: Vec<String> = spec.ports.iter().map(|p| format!("{p}/tcp")).collect();
-    labels.insert(
-        PORTS_LABEL.into(),
-        spec.ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    // `80/tcp`, `53/udp`: Docker's key for an exposed port and its binding.
+    let ports: Vec<String> = spec.ports.iter().map(ToString::to_string).collect();
+    labels.insert(PORTS_LABEL.into(), ports.join(","));
     labels.insert(MEMORY_LABEL.into(), spec.memory.to_string());
     labels.insert(
         LOG_LABEL.into(),
@@ -79,7 +74,7 @@ pub fn create_body(
         healthcheck: spec
             .health
             .as_ref()
-            .map(|h| health_config(h, spec.ports.first())),
+            .map(|h| health_config(h, main_tcp_port(spec))),
         host_config: Some(HostConfig {
             memory: (memory > 0).then_some(memory),
             // Swap disabled, as LAIN did.
@@ -142,8 +137,6 @@ fn cloud_mount(
     }
 }
 
-/// Docker's HEALTHCHECK for a proc's health check. An HTTP probe becomes a `wget` (or `curl`)
-/// of the container port inside the container.
 /// A tar of `files` at their absolute paths (relative to `/` in the archive), mode 0400 and
 /// owned by root like LAIN's secret files. No directory entries: the engine creates missing
 /// parents (0755) and leaves existing ones, such as an app-owned `/lain/app`, as they are.
@@ -163,15 +156,26 @@ pub fn secrets_tar(files: &[crate::runtime::SecretFile]) -> std::io::Result<Vec<
     tar.into_inner()
 }
 
+/// The main port of `spec` when it is TCP: what an HTTP check of port 0 probes. A UDP main
+/// port has none (the kernel refuses an HTTP check of a UDP port when a proc is rendered).
+fn main_tcp_port(spec: &InstanceSpec) -> Option<u16> {
+    spec.ports
+        .first()
+        .filter(|p| p.protocol == Protocol::Tcp)
+        .map(|p| p.number)
+}
+
+/// Docker's HEALTHCHECK for a proc's health check. An HTTP probe becomes a `wget` (or `curl`)
+/// of the container port inside the container.
 fn health_config(
     h: &crate::plugin::bindings::types::HealthCheck,
-    main: Option<&u16>,
+    main: Option<u16>,
 ) -> HealthConfig {
     let test = match &h.probe {
         Probe::Command(cmd) => vec!["CMD-SHELL".to_string(), cmd.clone()],
         Probe::Http(p) => {
             let port = if p.port == 0 {
-                main.copied().unwrap_or(80)
+                main.unwrap_or(80)
             } else {
                 p.port
             };
@@ -232,19 +236,24 @@ pub fn observe(
     } else {
         None
     };
-    let published: HashMap<u16, u16> = c
+    let published: HashMap<(u16, Protocol), u16> = c
         .ports
         .iter()
         .flatten()
-        .filter_map(|p| Some((p.private_port, p.public_port?)))
+        .filter_map(|p| {
+            let protocol = match p.typ {
+                Some(PortSummaryTypeEnum::UDP) => Protocol::Udp,
+                Some(PortSummaryTypeEnum::TCP) => Protocol::Tcp,
+                _ => return None,
+            };
+            Some(((p.private_port, protocol), p.public_port?))
+        })
         .collect();
     let host_ports = labels
         .get(PORTS_LABEL)
         .map(|ports| {
-            ports
-                .split(',')
-                .filter_map(|p| p.parse::<u16>().ok())
-                .filter_map(|p| published.get(&p).copied())
+            ports_of_label(ports)
+                .filter_map(|p| published.get(&(p.number, p.protocol)).copied())
                 .collect()
         })
         .unwrap_or_default();
@@ -272,6 +281,22 @@ pub fn observe(
     })
 }
 
+/// The ports a [`PORTS_LABEL`] lists: `80/tcp`, `53/udp`, or a bare `80` (TCP).
+fn ports_of_label(label: &str) -> impl Iterator<Item = InstancePort> + '_ {
+    label.split(',').filter_map(|p| {
+        let (number, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
+        let protocol = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return None,
+        };
+        Some(InstancePort {
+            number: number.parse().ok()?,
+            protocol,
+        })
+    })
+}
+
 /// The exit code in a status like `Exited (3) 5 seconds ago`.
 fn exit_code(status: &str) -> Option<i32> {
     let rest = status.strip_prefix("Exited (")?;
@@ -280,7 +305,83 @@ fn exit_code(status: &str) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
-    use super::exit_code;
+    use super::*;
+    use bollard::models::PortSummary;
+
+    fn spec(ports: Vec<InstancePort>) -> InstanceSpec {
+        InstanceSpec {
+            name: "dns.i1".into(),
+            labels: [("team".to_string(), "dba".to_string())].into(),
+            image: "dns:release-1".into(),
+            entrypoint: None,
+            cmd: None,
+            user: None,
+            env: Vec::new(),
+            workdir: None,
+            ports,
+            memory: 0,
+            cpu: 0,
+            log_file: "/tmp/1.log".into(),
+            aliases: Vec::new(),
+            volumes: Vec::new(),
+            volume_root: "/tmp".into(),
+            cloud_volumes: Vec::new(),
+            cloud_root: "/tmp".into(),
+            health: None,
+            secret_files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_udp_port_is_exposed_and_published_as_udp() {
+        let udp = InstancePort {
+            number: 53,
+            protocol: Protocol::Udp,
+        };
+        let body = create_body(
+            &spec(vec![udp, InstancePort::tcp(53), InstancePort::tcp(8080)]),
+            "lain-dns",
+            &Default::default(),
+        );
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["53/udp".into(), "53/tcp".into(), "8080/tcp".into()])
+        );
+        let bindings = body.host_config.and_then(|h| h.port_bindings);
+        let mut keys: Vec<String> = bindings.into_iter().flatten().map(|(k, _)| k).collect();
+        keys.sort();
+        assert_eq!(keys, ["53/tcp", "53/udp", "8080/tcp"]);
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels[PORTS_LABEL], "53/udp,53/tcp,8080/tcp");
+        assert_eq!(
+            labels["team"], "dba",
+            "the user's labels are the container's"
+        );
+    }
+
+    #[test]
+    fn host_ports_are_matched_by_number_and_protocol() {
+        let published = |port, typ, public| PortSummary {
+            ip: Some("0.0.0.0".into()),
+            private_port: port,
+            public_port: Some(public),
+            typ: Some(typ),
+        };
+        let summary = |label: &str| ContainerSummary {
+            names: Some(vec!["/dns.i1".into()]),
+            labels: Some([(PORTS_LABEL.to_string(), label.to_string())].into()),
+            ports: Some(vec![
+                published(53, PortSummaryTypeEnum::TCP, 30001),
+                published(53, PortSummaryTypeEnum::UDP, 30002),
+                published(80, PortSummaryTypeEnum::TCP, 30003),
+            ]),
+            ..Default::default()
+        };
+        let seen = observe(&summary("53/udp,53/tcp"), None, None).expect("observed");
+        assert_eq!(seen.host_ports, [30002, 30001]);
+        let older = observe(&summary("80,53"), None, None).expect("observed");
+        assert_eq!(older.host_ports, [30003, 30001], "a bare number is TCP");
+    }
 
     #[test]
     fn exit_codes_are_read_from_the_status() {

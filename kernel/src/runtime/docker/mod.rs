@@ -101,12 +101,12 @@ impl DockerRuntime {
         self
     }
 
-    /// Pulls `image` from the registry onto `engine`.
+    /// Pulls `image` onto `engine` from the registry its reference names.
     async fn pull(&self, engine: &Engine, image: &str) -> Result<(), RuntimeError> {
-        let (repo, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+        let (repo, tag) = split_reference(image);
         let options = bollard::query_parameters::CreateImageOptions {
             from_image: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
+            tag: tag.map(str::to_string),
             ..Default::default()
         };
         let mut stream = engine.docker.create_image(Some(options), None, None);
@@ -166,19 +166,36 @@ impl DockerRuntime {
         }
     }
 
-    /// Makes sure `image` is on `engine`, copying it from another engine if needed.
+    /// Makes sure `image` is on `engine`: pulled from the registry when it is one of the
+    /// registry's, else copied from another engine that has it, else pulled from wherever its
+    /// reference points (a proc's own `image`, e.g. from Docker Hub).
     async fn ensure_image(&self, engine: &Engine, image: &str) -> Result<(), RuntimeError> {
         if engine.docker.inspect_image(image).await.is_ok() {
             return Ok(());
         }
-        if let Some(registry) = &self.registry
-            && image.starts_with(&format!("{registry}/"))
-        {
+        let from_registry = self
+            .registry
+            .as_ref()
+            .is_some_and(|registry| image.starts_with(&format!("{registry}/")));
+        if from_registry {
             match self.pull(engine, image).await {
                 Ok(()) => return Ok(()),
                 Err(e) => tracing::warn!("{e}; copying from another engine instead"),
             }
         }
+        if self.copy_image(engine, image).await? {
+            return Ok(());
+        }
+        if from_registry {
+            return Err(RuntimeError::Failed(format!("no engine has image {image}")));
+        }
+        self.pull(engine, image)
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("no engine has image {image}, and {e}")))
+    }
+
+    /// Copies `image` onto `engine` from another engine that has it; false when none has it.
+    async fn copy_image(&self, engine: &Engine, image: &str) -> Result<bool, RuntimeError> {
         let others: Vec<Arc<Engine>> = self.engines.lock().values().cloned().collect();
         for other in others {
             if other.address == engine.address || other.docker.inspect_image(image).await.is_err() {
@@ -198,9 +215,9 @@ impl DockerRuntime {
                     )));
                 }
             }
-            return Ok(());
+            return Ok(true);
         }
-        Err(RuntimeError::Failed(format!("no engine has image {image}")))
+        Ok(false)
     }
 
     async fn list_engine(
@@ -231,6 +248,33 @@ impl DockerRuntime {
                 container::observe(c, started.get(&name).copied(), memory.get(&name).copied())
             })
             .collect())
+    }
+}
+
+/// An image reference as the engine's pull takes it: the repository, and the tag when the
+/// reference has one (`latest` when it has neither tag nor digest; a digest stays in the
+/// repository).
+fn split_reference(image: &str) -> (&str, Option<&str>) {
+    if image.contains('@') {
+        return (image, None);
+    }
+    match image.rsplit_once(':') {
+        // A `:` before the last `/` is a registry's port, not a tag.
+        Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag)),
+        _ => (image, Some("latest")),
+    }
+}
+
+/// The reference a proc's own `image` runs as: with a registry configured, a reference that
+/// names no registry host (`redis:7`, `team/tool:1`) is the registry's (`<registry>/redis:7`),
+/// as release images are; otherwise it is used as written.
+pub fn own_image(image: &str, registry: Option<&str>) -> String {
+    let names_registry = image.split_once('/').is_some_and(|(first, _)| {
+        first.contains('.') || first.contains(':') || first == "localhost"
+    });
+    match registry {
+        Some(registry) if !names_registry => format!("{registry}/{image}"),
+        _ => image.to_string(),
     }
 }
 
@@ -428,6 +472,12 @@ impl Runtime for DockerRuntime {
         Ok(())
     }
 
+    /// Runs it, pulled like a release image (through the registry when one is configured,
+    /// see [`own_image`]).
+    fn own_image(&self, image: &str) -> Result<String, String> {
+        Ok(own_image(image, self.registry.as_deref()))
+    }
+
     async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError> {
         let engine = self.engine_of(name)?;
         let memory = i64::try_from(bytes).unwrap_or(i64::MAX);
@@ -606,5 +656,46 @@ impl Runtime for DockerRuntime {
             Err(e) if is_noop(&e) => Ok(()),
             Err(e) => Err(failed(&format!("disconnect from {network}:"), name)(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{own_image, split_reference};
+
+    #[test]
+    fn a_proc_image_without_a_registry_host_is_the_registrys_when_one_is_configured() {
+        let r = Some("registry.lain.local:5000");
+        assert_eq!(own_image("redis:7", r), "registry.lain.local:5000/redis:7");
+        assert_eq!(
+            own_image("team/tool:1", r),
+            "registry.lain.local:5000/team/tool:1"
+        );
+        for named in [
+            "docker.io/library/redis:7",
+            "127.0.0.1:5000/tool",
+            "localhost/tool:1",
+        ] {
+            assert_eq!(own_image(named, r), named, "names its registry");
+        }
+        assert_eq!(own_image("redis:7", None), "redis:7");
+    }
+
+    #[test]
+    fn references_split_into_repository_and_tag() {
+        assert_eq!(split_reference("redis:7"), ("redis", Some("7")));
+        assert_eq!(split_reference("redis"), ("redis", Some("latest")));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/tool"),
+            ("127.0.0.1:5000/tool", Some("latest"))
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/tool:2"),
+            ("127.0.0.1:5000/tool", Some("2"))
+        );
+        assert_eq!(
+            split_reference("tool@sha256:abc"),
+            ("tool@sha256:abc", None)
+        );
     }
 }

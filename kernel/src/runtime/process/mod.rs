@@ -13,9 +13,9 @@
 //! the sandbox read-only at each start), its volumes are directories under the data dir bound
 //! at their declared paths, kept across restarts and new releases of the same instance number.
 //!
-//! What differs from Docker: the "image" is a release directory; there is no network namespace,
-//! so every port gets its own host port, passed in `PORT`; memory limits use cgroups where
-//! writable.
+//! What differs from Docker: the "image" is a release directory (a proc's own `image` is refused
+//! at deploy); there is no network namespace, so every port gets its own host port (a free UDP
+//! port for a UDP port), the main one passed in `PORT`; memory limits use cgroups where writable.
 
 pub mod build;
 pub mod cgroup;
@@ -211,6 +211,13 @@ impl Runtime for ProcessRuntime {
         )
     }
 
+    /// Refuses: an instance here is a copy of the release directory in a sandbox, not an image.
+    fn own_image(&self, image: &str) -> Result<String, String> {
+        Err(format!(
+            "`image: {image}` cannot run on the process runtime, which runs the app's release directory and no images; remove `image` to run the release, or run the kernel with runtime = \"docker\""
+        ))
+    }
+
     async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
         let invalid = |reason: String| RuntimeError::Invalid {
             name: spec.name.clone(),
@@ -255,8 +262,11 @@ impl Runtime for ProcessRuntime {
             .unwrap_or_else(|| spec.name.clone());
         let identity = self.sandbox.identity(&app);
         let mut host_ports = Vec::with_capacity(spec.ports.len());
-        for _ in &spec.ports {
-            host_ports.push(free_port().map_err(|e| invalid(format!("no free port: {e}")))?);
+        for port in &spec.ports {
+            host_ports.push(
+                free_port(port.protocol)
+                    .map_err(|e| invalid(format!("no free {port} host port: {e}")))?,
+            );
         }
         let mut env = base_env();
         env.extend(spec.env.iter().cloned());
@@ -559,11 +569,13 @@ fn base_env() -> Vec<(String, String)> {
     ]
 }
 
-/// A TCP port free on this host right now.
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// A port of `protocol` free on this host right now.
+fn free_port(protocol: super::Protocol) -> std::io::Result<u16> {
+    let address = match protocol {
+        super::Protocol::Tcp => std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?,
+        super::Protocol::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?,
+    };
+    Ok(address.port())
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
