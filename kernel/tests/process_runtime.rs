@@ -32,6 +32,7 @@ fn spec(dir: &Path, name: &str, argv: &[&str]) -> InstanceSpec {
         cpu: 0,
         log_file: dir.join("logs").join(format!("{name}.log")),
         aliases: Vec::new(),
+        dns_search: Vec::new(),
         volumes: Vec::new(),
         volume_root: dir.join("volumes"),
         cloud_volumes: Vec::new(),

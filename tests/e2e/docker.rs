@@ -83,6 +83,23 @@ fn docker_builds_deploys_heals_scales_and_isolates_apps() {
         "http://web/index.html",
     ]);
     assert_eq!(body, "hello from shop\n");
+    // And one instance by `<proc>-<n>`, as in LAIN; the app's domain is searched.
+    let body = engine.docker_ok(&[
+        "exec",
+        &worker,
+        "wget",
+        "-q",
+        "-O-",
+        "http://web-1/index.html",
+    ]);
+    assert_eq!(body, "hello from shop\n");
+    let resolv = engine.docker_ok(&["exec", &worker, "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv
+            .lines()
+            .any(|l| l.starts_with("search ") && l.contains("shop.lain")),
+        "{resolv}"
+    );
 
     // Another app can neither resolve nor reach it.
     let other = app(tmp.path(), "other", "hello from other", 1);

@@ -202,6 +202,7 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
             cpu: 0,
             log_file: std::env::temp_dir().join(format!("lain-bench-{no}.log")),
             aliases: Vec::new(),
+            dns_search: Vec::new(),
             volumes: Vec::new(),
             volume_root: std::env::temp_dir(),
             cloud_volumes: Vec::new(),

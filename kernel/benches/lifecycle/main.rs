@@ -222,6 +222,7 @@ async fn bench_runtime(rt: &ProcessRuntime, release: &Path) -> Result<f64> {
             cpu: 0,
             log_file: release.join(format!("{no}.log")),
             aliases: Vec::new(),
+            dns_search: Vec::new(),
             volumes: Vec::new(),
             volume_root: release.join("volumes"),
             cloud_volumes: Vec::new(),

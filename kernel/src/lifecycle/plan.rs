@@ -82,6 +82,7 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             volumes: proc.proc.volumes.iter().map(|v| v.path.clone()).collect(),
             cloud_volumes: proc.cloud_volumes.clone().filter(|c| !c.dirs.is_empty()),
             logs: proc.proc.logs.clone(),
+            dns_search: proc.dns_search.clone(),
             env,
             secret_files: proc.proc.secret_files.clone(),
             secret_files_bypass: proc.proc.secret_files_bypass,

@@ -161,6 +161,10 @@ pub struct ProcPlan {
     /// into the log store (`lain logs PROC --file NAME`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<String>,
+    /// DNS search domains of its instances (`dns_search`, the app's `<app>.lain` last), which
+    /// Docker writes into their `resolv.conf`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// Absolute paths of the secret files placed into every instance (contents in the vault).

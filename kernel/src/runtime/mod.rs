@@ -83,8 +83,13 @@ pub struct InstanceSpec {
     pub cpu: u32,
     /// Where stdout and stderr are appended.
     pub log_file: PathBuf,
-    /// Names other instances of the app reach this one by (the proc name).
+    /// Names other instances of the app reach this one by: the proc name (every instance of
+    /// the proc answers it) and `<proc>-<n>` (this instance alone), as in LAIN.
     pub aliases: Vec<String>,
+    /// DNS search domains (`dns_search`); Docker writes them into the container's
+    /// `resolv.conf`, the process runtime leaves the host's resolver as it is.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
     /// Per-instance persistent directories (container paths), kept under `volume_root`.
     pub volumes: Vec<String>,
     /// Where this instance's volumes live on its node.

@@ -136,7 +136,8 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
         memory: p.memory,
         cpu: p.cpu,
         log_file: ctx.settings.log_file(&d.app, &d.plan.name, no)?,
-        aliases: vec![d.plan.name.clone()],
+        aliases: vec![d.plan.name.clone(), format!("{}-{no}", d.plan.name)],
+        dns_search: d.plan.dns_search.clone(),
         volumes: volumes(d),
         volume_root: ctx
             .settings

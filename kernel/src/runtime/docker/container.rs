@@ -84,6 +84,7 @@ pub fn create_body(
             binds: Some(binds),
             mounts: Some(mounts),
             network_mode: Some(network.to_string()),
+            dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
             init: Some(true),
             ..Default::default()
         }),
@@ -323,6 +324,7 @@ mod tests {
             cpu: 0,
             log_file: "/tmp/1.log".into(),
             aliases: Vec::new(),
+            dns_search: Vec::new(),
             volumes: Vec::new(),
             volume_root: "/tmp".into(),
             cloud_volumes: Vec::new(),
@@ -330,6 +332,29 @@ mod tests {
             health: None,
             secret_files: Vec::new(),
         }
+    }
+
+    #[test]
+    fn dns_search_and_the_instance_names_reach_the_container() {
+        let mut s = spec(Vec::new());
+        s.aliases = vec!["web".into(), "web-2".into()];
+        s.dns_search = vec!["corp.example.com".into(), "shop.lain".into()];
+        let body = create_body(&s, "lain-shop", &Default::default());
+        assert_eq!(
+            body.host_config.and_then(|h| h.dns_search),
+            Some(vec!["corp.example.com".into(), "shop.lain".into()])
+        );
+        let endpoints = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .expect("endpoints");
+        assert_eq!(
+            endpoints["lain-shop"].aliases,
+            Some(vec!["web".into(), "web-2".into()])
+        );
+        // None at all: the engine's default search list.
+        let body = create_body(&spec(Vec::new()), "lain-shop", &Default::default());
+        assert_eq!(body.host_config.and_then(|h| h.dns_search), None);
     }
 
     #[test]
