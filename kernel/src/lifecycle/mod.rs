@@ -213,6 +213,7 @@ impl Lifecycle {
             use_services,
         } = plan::render(self, &release)?;
         let mut procs = procs;
+        self.check_runtime(&procs)?;
         self.check_secrets(app, &mut procs)?;
         for proc in &mut procs {
             proc.stamp_plan()
@@ -233,6 +234,31 @@ impl Lifecycle {
                 Ok(())
             },
         )
+    }
+
+    /// Fails, naming each proc, when a proc asks for what the runtime cannot give: a `user` on
+    /// the process runtime, which runs every proc as its app's own identity.
+    fn check_runtime(&self, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
+        if self.runtime.name() != "process" {
+            return Ok(());
+        }
+        let refused: Vec<String> = procs
+            .iter()
+            .filter_map(|p| {
+                let user = p.plan.user.as_ref()?;
+                Some(format!(
+                    "proc `{}`: user `{user}` cannot be honoured on the process runtime, which \
+                     runs every proc of an app as the app's own unprivileged identity; remove \
+                     `user` or use the docker runtime",
+                    p.name
+                ))
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(LifecycleError::Invalid(refused.join("\n")))
+        }
     }
 
     /// Fails when a proc declares a secret file the vault lacks (unless `secret_files_bypass`),

@@ -160,6 +160,8 @@ pub struct Observed {
     pub host_ports: Vec<u16>,
     /// Current memory limit in bytes.
     pub memory: u64,
+    /// Current CPU limit in milli-cores (0: none).
+    pub cpu: u32,
     /// Health as the runtime itself checks it (Docker's HEALTHCHECK); none when the runtime
     /// does not check (then the kernel probes).
     pub health: Option<Health>,
@@ -292,6 +294,8 @@ pub trait Runtime: Send + Sync {
     async fn remove(&self, name: &str) -> Result<(), RuntimeError>;
     /// Changes the memory limit of a running instance in place.
     async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError>;
+    /// Changes the CPU limit (milli-cores, 0: none) of a running instance in place.
+    async fn set_cpu(&self, name: &str, millicores: u32) -> Result<(), RuntimeError>;
     /// Every instance this runtime holds that carries `kernel` as its [`labels::KERNEL`].
     async fn list(&self, kernel: &str) -> Result<Vec<Observed>, RuntimeError>;
     /// Runs `command` (through `sh -c`) in the instance's context; true when it exits with 0.

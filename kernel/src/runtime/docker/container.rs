@@ -14,6 +14,8 @@ use std::collections::HashMap;
 pub const PORTS_LABEL: &str = "lain.ports";
 /// Label holding the memory limit the instance was created with.
 pub const MEMORY_LABEL: &str = "lain.memory";
+/// Label holding the CPU limit (milli-cores) the instance was created with.
+pub const CPU_LABEL: &str = "lain.cpu";
 /// Label holding the log store file the container's output is copied into.
 pub const LOG_LABEL: &str = "lain.log";
 
@@ -39,6 +41,7 @@ pub fn create_body(
             .join(","),
     );
     labels.insert(MEMORY_LABEL.into(), spec.memory.to_string());
+    labels.insert(CPU_LABEL.into(), spec.cpu.to_string());
     labels.insert(
         LOG_LABEL.into(),
         spec.log_file.to_string_lossy().into_owned(),
@@ -84,7 +87,7 @@ pub fn create_body(
             memory: (memory > 0).then_some(memory),
             // Swap disabled, as LAIN did.
             memory_swap: (memory > 0).then_some(memory),
-            nano_cpus: (spec.cpu > 0).then(|| i64::from(spec.cpu) * 1_000_000),
+            nano_cpus: nano_cpus(spec.cpu),
             port_bindings: Some(bindings),
             binds: Some(binds),
             mounts: Some(mounts),
@@ -194,11 +197,13 @@ fn health_config(
 }
 
 /// What a container summary says about an instance. `started_at` is when lain last started it
-/// (the summary has no start time; a container found after a restart counts from its creation).
+/// (the summary has no start time; a container found after a restart counts from its creation);
+/// `memory` and `cpu` are limits lain set in place since (else those of the labels).
 pub fn observe(
     c: &ContainerSummary,
     started_at: Option<i64>,
     memory: Option<u64>,
+    cpu: Option<u32>,
 ) -> Option<Observed> {
     let name = c
         .names
@@ -251,6 +256,9 @@ pub fn observe(
     let memory = memory
         .or_else(|| labels.get(MEMORY_LABEL).and_then(|m| m.parse().ok()))
         .unwrap_or(0);
+    let cpu = cpu
+        .or_else(|| labels.get(CPU_LABEL).and_then(|m| m.parse().ok()))
+        .unwrap_or(0);
     let networks = c
         .network_settings
         .as_ref()
@@ -267,9 +275,15 @@ pub fn observe(
         state,
         host_ports,
         memory,
+        cpu,
         health,
         networks,
     })
+}
+
+/// Docker's `NanoCpus` for `millicores` (none for 0: no limit).
+pub fn nano_cpus(millicores: u32) -> Option<i64> {
+    (millicores > 0).then(|| i64::from(millicores) * 1_000_000)
 }
 
 /// The exit code in a status like `Exited (3) 5 seconds ago`.
