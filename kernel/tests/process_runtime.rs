@@ -332,7 +332,11 @@ async fn cpu_limits_go_to_the_cgroup_and_change_in_place() {
     rt.set_cpu("c.i1", 1500).await.expect("set cpu");
     let listed = rt.list("k1").await.expect("list");
     assert_eq!(listed[0].cpu, 1500);
-    assert_eq!(running(&listed[0]), (pid, started), "the same run: no restart");
+    assert_eq!(
+        running(&listed[0]),
+        (pid, started),
+        "the same run: no restart"
+    );
     if rt.enforces_cpu() {
         assert_eq!(cpu_cgroup("c.i1", pid), (Some(150_000), true));
     }

@@ -193,6 +193,25 @@ pub struct BuildRequest<'a> {
     pub release_dir: &'a std::path::Path,
     /// The values of the variables `build_arg`s name, as the client sent them.
     pub build_args: &'a build_args::Sent,
+    /// The app's build cache on this host (`<data_dir>/build-cache/<app>`), kept between its
+    /// builds, for runtimes that keep one: `build.volumes` and prepared directories.
+    pub cache_dir: &'a std::path::Path,
+}
+
+/// The name of the prepared state `prepare` makes on `base` (LAIN's prepare version): its
+/// explicit `version`, or a digest of the base, the scripts and `keep`. A build reuses the
+/// prepared state of the same name.
+pub fn prepare_key(base: &str, prepare: &crate::spec::model::Prepare) -> String {
+    use sha2::Digest as _;
+    prepare.version.clone().unwrap_or_else(|| {
+        let mut h = sha2::Sha256::new();
+        h.update(base.as_bytes());
+        for line in prepare.script.iter().chain(&prepare.keep) {
+            h.update(line.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..6])
+    })
 }
 
 impl Observed {

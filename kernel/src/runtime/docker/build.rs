@@ -15,7 +15,6 @@
 use crate::runtime::{BuildProgress, BuildRequest, RuntimeError, build_args};
 use bollard::Docker;
 use futures::StreamExt;
-use sha2::Digest;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -46,19 +45,18 @@ pub async fn build(
         }
         args.insert(k.clone(), value);
     }
+    if !app.build.volumes.is_empty() {
+        progress(BuildProgress::Warning(
+            "build.volumes: the Docker runtime builds through the engine's image builder, which \
+             mounts no volumes: these paths start empty in every build and are not kept"
+                .into(),
+        ));
+    }
     let mut files: Vec<(String, String)> = Vec::new();
     let mut base = app.build.base.clone();
     let mut prepare_tag = None;
     if let Some(prepare) = &app.build.prepare {
-        let version = prepare.version.clone().unwrap_or_else(|| {
-            let mut h = sha2::Sha256::new();
-            h.update(base.as_bytes());
-            for line in prepare.script.iter().chain(&prepare.keep) {
-                h.update(line.as_bytes());
-                h.update([0]);
-            }
-            hex::encode(&h.finalize()[..6])
-        });
+        let version = crate::runtime::prepare_key(&base, prepare);
         let tag = format!("{name}:prepare-{version}");
         let mut file = stage(&base, &args);
         for line in &prepare.script {

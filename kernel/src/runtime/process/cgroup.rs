@@ -158,8 +158,7 @@ impl Cgroups {
 /// The CFS quota per [`CPU_PERIOD_US`] for `millicores` (none for 0), at least the kernel's
 /// minimum.
 pub fn cpu_quota(millicores: u32) -> Option<u64> {
-    (millicores > 0)
-        .then(|| (u64::from(millicores) * CPU_PERIOD_US / 1000).max(CPU_MIN_QUOTA_US))
+    (millicores > 0).then(|| (u64::from(millicores) * CPU_PERIOD_US / 1000).max(CPU_MIN_QUOTA_US))
 }
 
 #[cfg(test)]
