@@ -908,3 +908,40 @@ fn a_lost_engine_does_not_get_its_instances_with_volumes_started_elsewhere() {
     );
     drop(e1);
 }
+
+#[test]
+fn cpu_is_a_limit_changed_in_place_and_build_volumes_are_said_not_kept() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let dir = support::write_app(
+        tmp.path(),
+        "cpus",
+        &format!(
+            "appname: cpus\nbuild:\n  base: {}\n  volumes:\n    - /cache\n  script:\n    - echo ok\nworker:\n  cmd: sleep 100000\n  cpu: 500m\n",
+            docker_engine::BASE
+        ),
+    );
+    let out = kernel.lain(&["build", dir.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("build.volumes") && stderr.contains("not kept"),
+        "{stderr}"
+    );
+    kernel.lain_ok(&["deploy", "-a", "cpus"]);
+    let containers = engine.containers("lain.proc=cpus.worker.worker");
+    assert_eq!(containers.len(), 1);
+    let nano = |c: &str| engine.docker_ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", c]);
+    assert_eq!(nano(&containers[0]).trim(), "500000000");
+    kernel.lain_ok(&["scale", "worker", "-a", "cpus", "--cpu", "1500"]);
+    support::until("the new cpu limit", || {
+        (nano(&containers[0]).trim() == "1500000000").then_some(())
+    });
+    assert_eq!(
+        engine.containers("lain.proc=cpus.worker.worker"),
+        containers,
+        "the same container"
+    );
+}
