@@ -2,10 +2,12 @@
 //! the engine's build API (the context is sent as an in-memory tar with generated Dockerfiles).
 //!
 //! - prepare (if any): `FROM base`, the context in `/lain/app`, the prepare scripts, then only the
-//!   `keep` entries stay; tagged `<app>:prepare-<version>` (the explicit version, or a hash of
-//!   base and scripts) and reused while that tag exists;
+//!   `keep` entries stay; tagged `<app>:prepare-<version>` ([`crate::runtime::prepare_key`]) and
+//!   reused while that tag exists;
 //! - build: `FROM` the prepare image (or base), the context in `/lain/app`, the build scripts;
-//!   tagged `<app>:build-<release>`;
+//!   tagged `<app>:build-<release>`. With `build.volumes` the scripts run in a container of that
+//!   stage instead, each path an engine volume of the app's ([`build_volume_name`]) kept between
+//!   its builds, and the container is committed as the build image;
 //! - release: the build image re-tagged, or, with `release.dest_base`/`copy`/`script`, a
 //!   multi-stage image (`release.script` runs in the build stage, then `copy` moves files into
 //!   `dest_base`); tagged `<app>:release-<release>`, which instances run;
