@@ -499,6 +499,31 @@ mod tests {
         );
     }
 
+    /// The script of a build with volumes quotes every build argument and line, runs each line
+    /// in its own `sh -ec` from `/lain/app`, and removes itself first.
+    #[test]
+    fn a_build_script_quotes_its_arguments_and_lines() {
+        let args = HashMap::from([("B".to_string(), "it's $HOME".to_string())]);
+        let script = ["cd sub && echo \"a b\"".to_string()];
+        let scripted = Scripted {
+            app: "x",
+            image: "x:build-1",
+            volumes: &[],
+            script: &script,
+            args: &args,
+        };
+        assert_eq!(
+            scripted.script_text(),
+            "set -e\nrm -f /.lain-build.sh\nexport B='it'\\''s $HOME'\n\
+             echo '+ cd sub && echo \"a b\"'\ncd /lain/app && /bin/sh -ec 'cd sub && echo \"a b\"'\n"
+        );
+        assert_ne!(
+            build_volume_name("x", "/a_b"),
+            build_volume_name("x", "/a/b")
+        );
+        assert!(build_volume_name("x", "/a").starts_with("lain-build.x."));
+    }
+
     /// The engine gets the context's symlinks as symlinks: nothing they point at outside the
     /// context (a file, a directory, an absolute path) is read into the tar sent to it.
     #[test]
