@@ -149,7 +149,7 @@ pub fn build(
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     if !app.build.volumes.is_empty() {
-        bound_volumes(&volumes_root, progress);
+        bound_volumes(&volumes_root, VOLUMES_MAX, progress);
     }
     result?;
     let dest = request.release_dir;
@@ -183,18 +183,14 @@ fn build_volumes(
     Ok(())
 }
 
-/// Clears the app's build volumes under `root` once they hold more than [`VOLUMES_MAX`].
-fn bound_volumes(root: &Path, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
+/// Clears the app's build volumes under `root` once they hold more than `max` bytes.
+fn bound_volumes(root: &Path, max: u64, progress: &mut (dyn FnMut(BuildProgress) + Send)) {
     let size = tree::size(root);
-    if size.as_ref().is_ok_and(|s| *s <= VOLUMES_MAX) {
+    if size.as_ref().is_ok_and(|s| *s <= max) {
         return;
     }
     let why = match size {
-        Ok(s) => format!(
-            "they hold {} MiB, more than {} MiB",
-            s >> 20,
-            VOLUMES_MAX >> 20
-        ),
+        Ok(s) => format!("they hold {s} bytes, more than {max}"),
         Err(e) => format!("they cannot be measured ({e})"),
     };
     let outcome = match tree::remove(root) {
@@ -470,5 +466,52 @@ impl Script<'_> {
         } else {
             Err(format!("exited with {status}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_volumes_are_cleared_once_they_outgrow_their_bound() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("volumes");
+        std::fs::create_dir_all(root.join("cache/m2")).expect("mkdir");
+        std::fs::write(root.join("cache/m2/a"), [0u8; 10]).expect("write");
+        let mut warnings = Vec::new();
+        let mut progress = |p: BuildProgress| {
+            if let BuildProgress::Warning(w) = p {
+                warnings.push(w);
+            }
+        };
+        bound_volumes(&root, 10, &mut progress);
+        assert!(root.join("cache/m2/a").exists(), "within the bound");
+        std::fs::write(root.join("cache/m2/b"), [0u8; 1]).expect("write");
+        bound_volumes(&root, 10, &mut progress);
+        assert!(!root.exists(), "cleared");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("11 bytes, more than 10"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn keep_only_leaves_the_kept_names() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        std::fs::create_dir_all(dir.join("node_modules/x")).expect("mkdir");
+        std::fs::write(dir.join("junk"), "j").expect("write");
+        std::fs::write(dir.join("keep me"), "k").expect("write");
+        std::os::unix::fs::symlink("/etc", dir.join("link")).expect("symlink");
+        keep_only(dir, &["./node_modules".into(), "keep me".into()]).expect("keep");
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .expect("read")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["keep me", "node_modules"]);
     }
 }
