@@ -8,9 +8,9 @@
 //!
 //! The app's build cache (`<data_dir>/build-cache/<app>`, see [`BuildRequest::cache_dir`])
 //! keeps, between its builds:
-//! - `volumes/<path>`: each `build.volumes` path, bound at that path in every script of every
-//!   build of the app (the app's user owns it); cleared, with a warning, once it outgrows
-//!   [`VOLUMES_MAX`];
+//! - `volumes/<path>`: each `build.volumes` path, bound at that path in every line of
+//!   `build.script` of every build of the app (the app's user owns it); cleared, with a
+//!   warning, once they outgrow [`VOLUMES_MAX`];
 //! - `prepare/<key>`: the prepared directory ([`crate::runtime::prepare_key`]): the
 //!   `build.prepare` scripts run on a copy of the context, only the `keep` entries of
 //!   `/lain/app` stay, and every later build with the same key starts from it (the context
@@ -43,7 +43,7 @@ pub const PREPARED_KEPT: usize = 2;
 
 /// Runs `build.prepare.script` (unless its prepared directory is cached), `build.script`,
 /// `test.script` and `release.script` on the context (each line through `sh -e` in a sandbox,
-/// build arguments in the environment, `build.volumes` bound), then moves it to the release
+/// build arguments in the environment, `build.volumes` bound for `build.script`), then moves it to the release
 /// directory, which instances run from. `init` is the lain executable. Image settings are
 /// reported as not applied.
 pub fn build(
@@ -242,6 +242,7 @@ fn keep_only(dir: &Path, keep: &[String]) -> std::io::Result<()> {
 }
 
 /// What every script of one build shares.
+#[derive(Clone, Copy)]
 struct Steps<'a> {
     sandbox: &'a Sandbox,
     init: &'a Path,
@@ -253,6 +254,15 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// The same steps without the build volumes, which only `build.script` sees (as on Docker,
+    /// and in LAIN).
+    fn without_volumes(&self) -> Self {
+        Steps {
+            volumes: (self.volumes.0, &[]),
+            ..*self
+        }
+    }
+
     /// Runs the lines of `phase` in `context`, one sandbox each; the first failing line fails
     /// the build.
     fn phase(
@@ -301,7 +311,8 @@ impl Steps<'_> {
                 tree::hand_over(&work, (self.who.uid, self.who.gid))
                     .map_err(|e| failed(e.to_string()))?;
             }
-            self.phase("prepare", &prepare.script, &work, progress)?;
+            self.without_volumes()
+                .phase("prepare", &prepare.script, &work, progress)?;
             keep_only(&work, &prepare.keep).map_err(|e| failed(format!("keep: {e}")))?;
             tree::normalize(&work, self.who.switch.then_some(kernel))
                 .map_err(|e| failed(e.to_string()))?;
@@ -337,7 +348,7 @@ impl Steps<'_> {
                 tree::hand_over(&copy, (self.who.uid, self.who.gid))
                     .map_err(|e| failed(e.to_string()))?;
             }
-            self.phase("test", lines, &copy, progress)
+            self.without_volumes().phase("test", lines, &copy, progress)
         })();
         let _ = tree::remove(&copy);
         result
