@@ -219,6 +219,13 @@ async fn bad_specs_are_refused_before_anything_exists() {
             },
             "release directory",
         ),
+        (
+            InstanceSpec {
+                user: Some("nobody".into()),
+                ..spec(tmp.path(), "d.i3", &["true"])
+            },
+            "cannot run one as another user",
+        ),
     ] {
         match rt.create(&s).await {
             Err(RuntimeError::Invalid { reason, .. }) => assert!(reason.contains(why), "{reason}"),
@@ -273,6 +280,83 @@ async fn memory_limits_go_to_the_cgroup_where_one_is_writable() {
     }
     rt.stop("f.i1", Duration::from_secs(5)).await.expect("stop");
     rt.remove("f.i1").await.expect("remove");
+}
+
+/// The instance's CPU limit as its cgroup holds it, in microseconds per 100 ms (`None`: no
+/// limit), and whether `pid` is in that group.
+fn cpu_cgroup(name: &str, pid: u32) -> (Option<u64>, bool) {
+    let v2 = Path::new("/sys/fs/cgroup/lain").join(name);
+    let (dir, quota) = if v2.join("cpu.max").exists() {
+        let text = std::fs::read_to_string(v2.join("cpu.max")).expect("cpu.max");
+        let (quota, period) = text.trim().split_once(' ').expect("quota period");
+        assert_eq!(period, "100000");
+        (v2, quota.parse().ok())
+    } else {
+        let dir = Path::new("/sys/fs/cgroup/cpu/lain").join(name);
+        let period = std::fs::read_to_string(dir.join("cpu.cfs_period_us")).expect("period");
+        assert_eq!(period.trim(), "100000");
+        let quota = std::fs::read_to_string(dir.join("cpu.cfs_quota_us")).expect("quota");
+        (dir, quota.trim().parse().ok().filter(|q: &u64| *q > 0))
+    };
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).expect("cgroup.procs");
+    (quota, procs.lines().any(|l| l.trim() == pid.to_string()))
+}
+
+#[tokio::test]
+async fn cpu_limits_go_to_the_cgroup_and_change_in_place() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rt = runtime(tmp.path());
+    // Root with a cpu controller (v1's, or v2's offered at the root) must enforce limits.
+    let offered = Path::new("/sys/fs/cgroup/cpu/cgroup.procs").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"));
+    if rustix::process::geteuid().is_root() && offered {
+        assert!(rt.enforces_cpu(), "a root kernel with a cpu controller");
+    }
+    rt.create(&InstanceSpec {
+        cpu: 500,
+        ..spec(tmp.path(), "c.i1", &["sleep", "100"])
+    })
+    .await
+    .expect("create");
+    rt.start("c.i1").await.expect("start");
+    let running = |o: &lain::runtime::Observed| match o.state {
+        RunState::Running { pid, started_at } => (pid.expect("pid"), started_at),
+        ref s => panic!("not running: {s:?}"),
+    };
+    let listed = rt.list("k1").await.expect("list");
+    assert_eq!(listed[0].cpu, 500);
+    let (pid, started) = running(&listed[0]);
+    if rt.enforces_cpu() {
+        assert_eq!(cpu_cgroup("c.i1", pid), (Some(50_000), true));
+    }
+    rt.set_cpu("c.i1", 1500).await.expect("set cpu");
+    let listed = rt.list("k1").await.expect("list");
+    assert_eq!(listed[0].cpu, 1500);
+    assert_eq!(
+        running(&listed[0]),
+        (pid, started),
+        "the same run: no restart"
+    );
+    if rt.enforces_cpu() {
+        assert_eq!(cpu_cgroup("c.i1", pid), (Some(150_000), true));
+    }
+    rt.set_cpu("c.i1", 0).await.expect("lift the limit");
+    if rt.enforces_cpu() {
+        assert_eq!(cpu_cgroup("c.i1", pid), (None, true));
+    }
+    // A restart applies the limit set in place, not the one created with.
+    rt.set_cpu("c.i1", 250).await.expect("set cpu");
+    rt.stop("c.i1", Duration::from_secs(5)).await.expect("stop");
+    rt.start("c.i1").await.expect("start again");
+    let listed = rt.list("k1").await.expect("list");
+    let (pid, _) = running(&listed[0]);
+    if rt.enforces_cpu() {
+        assert_eq!(cpu_cgroup("c.i1", pid), (Some(25_000), true));
+    }
+    rt.stop("c.i1", Duration::from_secs(5)).await.expect("stop");
+    rt.remove("c.i1").await.expect("remove");
+    assert!(!Path::new("/sys/fs/cgroup/cpu/lain/c.i1").exists());
 }
 
 #[test]

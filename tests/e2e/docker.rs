@@ -1094,3 +1094,120 @@ fn a_proc_runs_its_own_image_from_the_registry_with_its_labels_and_a_udp_port() 
         "{err}"
     );
 }
+
+#[test]
+fn cpu_is_a_limit_changed_in_place() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let dir = support::write_app(
+        tmp.path(),
+        "cpus",
+        &format!(
+            "appname: cpus\nbuild:\n  base: {}\n  script:\n    - echo ok\nworker:\n  cmd: sleep 100000\n  cpu: 500m\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "cpus"]);
+    let containers = engine.containers("lain.proc=cpus.worker.worker");
+    assert_eq!(containers.len(), 1);
+    let nano = |c: &str| engine.docker_ok(&["inspect", "-f", "{{.HostConfig.NanoCpus}}", c]);
+    assert_eq!(nano(&containers[0]).trim(), "500000000");
+    kernel.lain_ok(&["scale", "worker", "-a", "cpus", "--cpu", "1500"]);
+    support::until("the new cpu limit", || {
+        (nano(&containers[0]).trim() == "1500000000").then_some(())
+    });
+    assert_eq!(
+        engine.containers("lain.proc=cpus.worker.worker"),
+        containers,
+        "the same container"
+    );
+}
+
+#[test]
+fn build_volumes_are_kept_between_builds_of_an_app_and_stay_out_of_its_images() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let yaml = |app: &str| {
+        format!(
+            "appname: {app}\nbuild:\n  base: {}\n  build_arg:\n    - LITERAL=plain-91\n  volumes:\n    - /cache/m2\n  script:\n    - echo \"SEEN-{app} $(cat /cache/m2/stamp 2>/dev/null || echo none) $LITERAL\" | tee seen.txt\n    - cp n.txt /cache/m2/stamp\n    - cp n.txt built.txt\nworker:\n  cmd: sleep 100000\n",
+            docker_engine::BASE
+        )
+    };
+    let a = support::write_app(tmp.path(), "cachea", &yaml("cachea"));
+    std::fs::write(a.join("n.txt"), "one").expect("write");
+    let build = |dir: &Path| {
+        let out = kernel.lain(&["build", dir.to_str().expect("utf-8"), "-o", "json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let release = json(&String::from_utf8_lossy(&out.stdout));
+        let image = release["image"].as_str().expect("image").to_string();
+        let seen = engine.docker(&["run", "--rm", &image, "cat", "/lain/app/seen.txt"]);
+        (String::from_utf8_lossy(&seen.stdout).into_owned(), image)
+    };
+    let (out, _) = build(&a);
+    assert_eq!(out, "SEEN-cachea none plain-91\n");
+    std::fs::write(a.join("n.txt"), "two").expect("write");
+    let (out, image) = build(&a);
+    assert_eq!(out, "SEEN-cachea one plain-91\n");
+
+    // The release has the build's output, not the cache, the build argument or the script.
+    let run = |args: &[&str]| engine.docker(&[&["run", "--rm", &image][..], args].concat());
+    assert_eq!(
+        String::from_utf8_lossy(&run(&["cat", "/lain/app/built.txt"]).stdout),
+        "two"
+    );
+    assert!(!run(&["cat", "/cache/m2/stamp"]).status.success());
+    assert!(!run(&["ls", "/.lain-build.sh"]).status.success());
+    let config = engine.docker_ok(&["image", "inspect", "-f", "{{json .Config}}", &image]);
+    assert!(
+        !config.contains("plain-91") && !config.contains("lain-build"),
+        "{config}"
+    );
+    let base = engine.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Cmd}} {{json .Config.Entrypoint}}",
+        docker_engine::BASE,
+    ]);
+    let mine = engine.docker_ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Cmd}} {{json .Config.Entrypoint}}",
+        &image,
+    ]);
+    // An image without an entrypoint gets an empty one (the same to the engine).
+    assert_eq!(
+        mine.replace(" []", " null"),
+        base,
+        "the base image's command and entrypoint"
+    );
+
+    // Another app starts with an empty cache; a failing script fails the build.
+    let b = support::write_app(tmp.path(), "cacheb", &yaml("cacheb"));
+    std::fs::write(b.join("n.txt"), "b").expect("write");
+    let (out, _) = build(&b);
+    assert_eq!(out, "SEEN-cacheb none plain-91\n");
+    support::edit_app(&b, |y| {
+        y.replace("cp n.txt built.txt", "echo FAILING-91; exit 4")
+    });
+    let err = kernel.lain_err(&["build", b.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("FAILING-91") && err.contains("exited with 4"),
+        "{err}"
+    );
+    let volumes = engine.docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=lain.build-cache=cachea",
+    ]);
+    assert_eq!(volumes.lines().count(), 1, "{volumes}");
+}

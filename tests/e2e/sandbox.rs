@@ -485,3 +485,172 @@ fn a_kernel_that_is_not_root_runs_sandboxes_as_itself_and_they_still_see_nothing
         (instances_left() == 0).then_some(())
     });
 }
+
+/// The stderr of a failed `lain build` (the build's output and why it failed).
+fn build_fails(kernel: &KernelProcess, dir: &str) -> String {
+    let out = kernel.lain(&["build", dir]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "lain build {dir} should fail: {stderr}"
+    );
+    stderr
+}
+
+const CACHED_APP: &str = r#"appname: APP
+build:
+  base: busybox
+  volumes:
+    - /cache/m2
+  prepare:
+    script:
+      - echo PREPARING-APP; mkdir deps; echo dep > deps/lib; echo junk > junk; cat n.txt
+    keep:
+      - deps
+  script:
+    - echo "SEEN-APP $(cat /cache/m2/stamp 2>/dev/null || echo none)"
+    - test -f deps/lib && test ! -e junk
+    - cp n.txt /cache/m2/stamp
+test:
+  script:
+    - touch from-test
+    - echo TESTED-APP
+worker:
+  cmd: sleep 100000
+"#;
+
+#[test]
+fn build_volumes_are_kept_per_app_prepared_directories_are_reused_and_tests_gate_the_build() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    let yaml = |app: &str| CACHED_APP.replace("APP", app);
+    let a = write_app(&tmp.path().join("a"), &yaml("cachea"), &[("n.txt", "one")]);
+
+    // Build 1: the prepare scripts run, the cache starts empty, the test runs.
+    let out = build(&kernel, &a);
+    assert!(out.contains("PREPARING-cachea"), "{out}");
+    assert!(out.contains("SEEN-cachea none"), "{out}");
+    assert!(out.contains("TESTED-cachea"), "{out}");
+
+    // Build 2 (a changed context): the cache holds what build 1 wrote; the prepared directory
+    // is reused without running the prepare scripts.
+    std::fs::write(tmp.path().join("a/n.txt"), "two").expect("edit");
+    let out = build(&kernel, &a);
+    assert!(out.contains("SEEN-cachea one"), "{out}");
+    assert!(!out.contains("PREPARING-cachea"), "{out}");
+    assert!(out.contains("reusing the prepared directory"), "{out}");
+    // Each release has the kept entries, not the rest, and nothing the test wrote.
+    let releases = data.join("releases/cachea");
+    let mut contexts = Vec::new();
+    for release in std::fs::read_dir(&releases).expect("releases").flatten() {
+        let release = release.path();
+        assert_eq!(
+            std::fs::read_to_string(release.join("deps/lib")).expect("kept"),
+            "dep\n"
+        );
+        assert!(!release.join("junk").exists() && !release.join("from-test").exists());
+        contexts.push(std::fs::read_to_string(release.join("n.txt")).expect("the context"));
+    }
+    contexts.sort();
+    assert_eq!(contexts, ["one", "two"]);
+
+    // A changed prepare section runs the scripts again.
+    std::fs::write(
+        tmp.path().join("a/lain.yaml"),
+        yaml("cachea").replace("cat n.txt", "cat n.txt; echo v2"),
+    )
+    .expect("edit");
+    let out = build(&kernel, &a);
+    assert!(out.contains("PREPARING-cachea"), "{out}");
+    assert!(out.contains("SEEN-cachea two"), "{out}");
+
+    // Another app has a cache of its own.
+    let b = write_app(&tmp.path().join("b"), &yaml("cacheb"), &[("n.txt", "b")]);
+    let out = build(&kernel, &b);
+    assert!(out.contains("SEEN-cacheb none"), "{out}");
+    assert!(out.contains("PREPARING-cacheb"), "{out}");
+    let volume = data.join("build-cache/cachea/volumes/cache/m2");
+    assert_eq!(
+        std::fs::read_to_string(volume.join("stamp")).expect("a's cache"),
+        "two"
+    );
+    let meta = std::fs::metadata(&volume).expect("meta");
+    assert!(meta.uid() >= UID_BASE, "the app's own: {}", meta.uid());
+
+    // A failing test fails the build, its output shown, and no release is recorded.
+    let before = std::fs::read_dir(&releases).expect("releases").count();
+    std::fs::write(
+        tmp.path().join("a/lain.yaml"),
+        yaml("cachea").replace(
+            "    - echo TESTED-cachea\n",
+            "    - echo TEST-FAILS-HERE >&2; exit 3\n",
+        ),
+    )
+    .expect("edit");
+    let out = build_fails(&kernel, &a);
+    assert!(out.contains("TEST-FAILS-HERE"), "{out}");
+    assert!(out.contains("test:"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(&releases).expect("releases").count(),
+        before
+    );
+}
+
+#[test]
+fn a_procs_user_is_refused_naming_the_proc_and_cpu_is_set_and_changed_in_place() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    let dir = write_app(
+        &tmp.path().join("limits"),
+        "appname: limits\nbuild:\n  base: busybox\n  script:\n    - echo ok\n\
+         worker:\n  cmd: sleep 100000\n  cpu: 500m\n\
+         proc.other:\n  type: worker\n  cmd: sleep 100000\n  user: nobody\n",
+        &[],
+    );
+    build(&kernel, &dir);
+    let err = kernel.lain_err(&["deploy", "-a", "limits"]);
+    assert!(
+        err.contains("proc `other`") && err.contains("user `nobody`"),
+        "{err}"
+    );
+    assert!(!err.contains("proc `worker`"), "{err}");
+
+    std::fs::write(
+        tmp.path().join("limits/lain.yaml"),
+        "appname: limits\nbuild:\n  base: busybox\n  script:\n    - echo ok\n\
+         worker:\n  cmd: sleep 100000\n  cpu: 500m\n",
+    )
+    .expect("edit");
+    build(&kernel, &dir);
+    kernel.lain_ok(&["deploy", "-a", "limits"]);
+    let running = || {
+        let view = kernel.ps("limits");
+        let worker = (*instances(&view, "worker").first()?).clone();
+        let pid = worker["state"]["pid"].as_u64()?;
+        Some((worker["name"].as_str()?.to_string(), pid))
+    };
+    let (name, pid) = support::until("a running worker", running);
+    let quota = |name: &str| {
+        let v2 = Path::new("/sys/fs/cgroup/lain").join(name).join("cpu.max");
+        let v1 = Path::new("/sys/fs/cgroup/cpu/lain")
+            .join(name)
+            .join("cpu.cfs_quota_us");
+        std::fs::read_to_string(v2)
+            .or_else(|_| std::fs::read_to_string(v1))
+            .expect("the instance's cpu group")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(quota(&name), "50000");
+    kernel.lain_ok(&["scale", "worker", "-a", "limits", "--cpu", "1500"]);
+    support::until("the new limit", || (quota(&name) == "150000").then_some(()));
+    assert_eq!(
+        running(),
+        Some((name, pid)),
+        "the same instance, not restarted"
+    );
+}

@@ -77,7 +77,8 @@ enum Command {
         #[command(flatten)]
         wait: app::WaitArgs,
     },
-    /// Change a proc's instances, memory or cpu (kept across deploys; memory applies in place).
+    /// Change a proc's instances, memory or cpu (kept across deploys; memory and cpu apply in
+    /// place).
     Scale {
         /// Proc name (`web`, `worker`, ...).
         proc: String,

@@ -157,12 +157,14 @@ impl Lifecycle {
         let now = crate::clock::unix_secs();
         let version = format!("{now}-{}", &digest[..12]);
         let dest = self.releases_dir().join(&name).join(&version);
+        let cache_dir = self.config.data_dir.join("build-cache").join(&name);
         let request = BuildRequest {
             spec: &app,
             context: &staging.path,
             version: &version,
             release_dir: &dest,
             build_args,
+            cache_dir: &cache_dir,
         };
         let mut forward = |p: BuildProgress| {
             progress(match p {

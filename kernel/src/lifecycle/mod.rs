@@ -236,17 +236,27 @@ impl Lifecycle {
         )
     }
 
-    /// Fails when the runtime cannot run what a proc asks for (a proc's own `image` on the
-    /// process runtime), naming each such proc and why; nothing is deployed then.
+    /// Fails, naming each proc and why, when a proc asks for what the runtime cannot give: its
+    /// own `image` or a `user` on the process runtime (which runs release directories, every
+    /// proc of an app as the app's own identity); nothing is deployed then.
     fn check_runtime(&self, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
-        let refused: Vec<String> = procs
-            .iter()
-            .filter(|p| !p.plan.image.is_empty())
-            .filter_map(|p| {
-                let why = self.runtime.own_image(&p.plan.image).err()?;
-                Some(format!("proc `{}`: {why}", p.name))
-            })
-            .collect();
+        let process = self.runtime.name() == "process";
+        let mut refused: Vec<String> = Vec::new();
+        for p in procs {
+            if !p.plan.image.is_empty()
+                && let Err(why) = self.runtime.own_image(&p.plan.image)
+            {
+                refused.push(format!("proc `{}`: {why}", p.name));
+            }
+            if process && let Some(user) = &p.plan.user {
+                refused.push(format!(
+                    "proc `{}`: user `{user}` cannot be honoured on the process runtime, which \
+                     runs every proc of an app as the app's own unprivileged identity; remove \
+                     `user` or use the docker runtime",
+                    p.name
+                ));
+            }
+        }
         if refused.is_empty() {
             return Ok(());
         }

@@ -205,7 +205,7 @@ impl ProcPlan {
     }
 
     /// Sets [`ProcPlan::plan_stamp`]: a digest of everything an instance is created from, except
-    /// what changes without a new instance (memory, set in place; the number of instances) and
+    /// what changes without a new instance (memory and cpu, set in place; the number of instances) and
     /// the secrets stamp (its own label). Computed once, at deploy: a kernel that renders or
     /// serialises plans differently does not change the stamps of deployments already recorded.
     pub fn stamp_plan(&mut self) -> Result<(), serde_json::Error> {
@@ -213,6 +213,7 @@ impl ProcPlan {
         let mut plain = self.clone();
         plain.num_instances = 0;
         plain.plan.memory = 0;
+        plain.plan.cpu = 0;
         plain.secrets_stamp.clear();
         plain.plan_stamp.clear();
         let bytes = serde_json::to_vec(&plain)?;

@@ -236,6 +236,8 @@ pub struct Observed {
     pub host_ports: Vec<u16>,
     /// Current memory limit in bytes.
     pub memory: u64,
+    /// Current CPU limit in milli-cores (0: none).
+    pub cpu: u32,
     /// Health as the runtime itself checks it (Docker's HEALTHCHECK); none when the runtime
     /// does not check (then the kernel probes).
     pub health: Option<Health>,
@@ -267,6 +269,25 @@ pub struct BuildRequest<'a> {
     pub release_dir: &'a std::path::Path,
     /// The values of the variables `build_arg`s name, as the client sent them.
     pub build_args: &'a build_args::Sent,
+    /// The app's build cache on this host (`<data_dir>/build-cache/<app>`), kept between its
+    /// builds, for runtimes that keep one: `build.volumes` and prepared directories.
+    pub cache_dir: &'a std::path::Path,
+}
+
+/// The name of the prepared state `prepare` makes on `base` (LAIN's prepare version): its
+/// explicit `version`, or a digest of the base, the scripts and `keep`. A build reuses the
+/// prepared state of the same name.
+pub fn prepare_key(base: &str, prepare: &crate::spec::model::Prepare) -> String {
+    use sha2::Digest as _;
+    prepare.version.clone().unwrap_or_else(|| {
+        let mut h = sha2::Sha256::new();
+        h.update(base.as_bytes());
+        for line in prepare.script.iter().chain(&prepare.keep) {
+            h.update(line.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..6])
+    })
 }
 
 impl Observed {
@@ -376,6 +397,8 @@ pub trait Runtime: Send + Sync {
     }
     /// Changes the memory limit of a running instance in place.
     async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError>;
+    /// Changes the CPU limit (milli-cores, 0: none) of a running instance in place.
+    async fn set_cpu(&self, name: &str, millicores: u32) -> Result<(), RuntimeError>;
     /// Every instance this runtime holds that carries `kernel` as its [`labels::KERNEL`].
     async fn list(&self, kernel: &str) -> Result<Vec<Observed>, RuntimeError>;
     /// Runs `command` (through `sh -c`) in the instance's context; true when it exits with 0.

@@ -48,6 +48,13 @@ pub enum Action {
         /// The new limit.
         bytes: u64,
     },
+    /// Change the CPU limit in place.
+    SetCpu {
+        /// Its name.
+        name: String,
+        /// The new limit, in milli-cores (0: none).
+        millicores: u32,
+    },
     /// Put a portal instance on a client app's network.
     Connect {
         /// The portal instance.
@@ -192,6 +199,7 @@ async fn run(runtime: &dyn Runtime, action: Action) -> (Option<String>, Result<(
         }
         Action::Start { name } => (None, runtime.start(&name).await),
         Action::SetMemory { name, bytes } => (None, runtime.set_memory(&name, bytes).await),
+        Action::SetCpu { name, millicores } => (None, runtime.set_cpu(&name, millicores).await),
         Action::Connect {
             name,
             client,

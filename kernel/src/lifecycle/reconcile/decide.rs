@@ -194,6 +194,12 @@ impl Reconciler {
                         bytes: d.plan.plan.memory,
                     });
                 }
+                if c.seen.cpu != d.plan.plan.cpu {
+                    actions.push(Action::SetCpu {
+                        name: name.clone(),
+                        millicores: d.plan.plan.cpu,
+                    });
+                }
                 if now - started_at > STABLE_RUN.as_secs() as i64 {
                     self.backoff.stable(&name);
                 }

@@ -133,6 +133,7 @@ mod tests {
                 state: RunState::Created,
                 host_ports: Vec::new(),
                 memory: 0,
+                cpu: 0,
                 health: None,
                 networks: Vec::new(),
             };

@@ -92,6 +92,7 @@ fn instance(no: u32, state: RunState) -> Instance {
         state,
         host_ports: Vec::new(),
         memory: 0,
+        cpu: 0,
         health: None,
         networks: Vec::new(),
     })

@@ -2,10 +2,12 @@
 //! the engine's build API (the context is sent as an in-memory tar with generated Dockerfiles).
 //!
 //! - prepare (if any): `FROM base`, the context in `/lain/app`, the prepare scripts, then only the
-//!   `keep` entries stay; tagged `<app>:prepare-<version>` (the explicit version, or a hash of
-//!   base and scripts) and reused while that tag exists;
+//!   `keep` entries stay; tagged `<app>:prepare-<version>` ([`crate::runtime::prepare_key`]) and
+//!   reused while that tag exists;
 //! - build: `FROM` the prepare image (or base), the context in `/lain/app`, the build scripts;
-//!   tagged `<app>:build-<release>`;
+//!   tagged `<app>:build-<release>`. With `build.volumes` the scripts run in a container of that
+//!   stage instead, each path an engine volume of the app's ([`build_volume_name`]) kept between
+//!   its builds, and the container is committed as the build image;
 //! - release: the build image re-tagged, or, with `release.dest_base`/`copy`/`script`, a
 //!   multi-stage image (`release.script` runs in the build stage, then `copy` moves files into
 //!   `dest_base`); tagged `<app>:release-<release>`, which instances run;
@@ -15,7 +17,6 @@
 use crate::runtime::{BuildProgress, BuildRequest, RuntimeError, build_args};
 use bollard::Docker;
 use futures::StreamExt;
-use sha2::Digest;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -50,15 +51,7 @@ pub async fn build(
     let mut base = app.build.base.clone();
     let mut prepare_tag = None;
     if let Some(prepare) = &app.build.prepare {
-        let version = prepare.version.clone().unwrap_or_else(|| {
-            let mut h = sha2::Sha256::new();
-            h.update(base.as_bytes());
-            for line in prepare.script.iter().chain(&prepare.keep) {
-                h.update(line.as_bytes());
-                h.update([0]);
-            }
-            hex::encode(&h.finalize()[..6])
-        });
+        let version = crate::runtime::prepare_key(&base, prepare);
         let tag = format!("{name}:prepare-{version}");
         let mut file = stage(&base, &args);
         for line in &prepare.script {
@@ -69,9 +62,14 @@ pub async fn build(
         base = tag.clone();
         prepare_tag = Some(tag);
     }
+    // With build volumes the scripts run in a container instead (the image builder mounts
+    // none), on the stage holding the context.
+    let in_container = !app.build.volumes.is_empty();
     let mut file = stage(&base, &args);
-    for line in &app.build.script {
-        run(&mut file, line);
+    if !in_container {
+        for line in &app.build.script {
+            run(&mut file, line);
+        }
     }
     files.push(("build".into(), file));
     let release = app
@@ -148,6 +146,16 @@ pub async fn build(
                 }
             }
         }
+        if stage_name == "build" && in_container {
+            let script = Scripted {
+                app: name,
+                image: &build_tag,
+                volumes: &app.build.volumes,
+                script: &app.build.script,
+                args: &args,
+            };
+            script.run(docker, progress).await?;
+        }
     }
     if release.is_none() {
         let options = bollard::query_parameters::TagImageOptions {
@@ -197,6 +205,219 @@ pub async fn push(
         }
     }
     Ok(format!("{repo}:{tag}"))
+}
+
+/// Label of an app's build volumes (its value: the app), how an operator finds them.
+pub const BUILD_CACHE_LABEL: &str = "lain.build-cache";
+
+/// Where the script of a build with volumes is put in its container (it removes itself).
+const SCRIPT_FILE: &str = ".lain-build.sh";
+
+/// The engine volume holding build volume `path` of `app`: `lain-build.<app>.<digest of path>`.
+pub fn build_volume_name(app: &str, path: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(path.as_bytes());
+    format!("lain-build.{app}.{}", hex::encode(&digest[..6]))
+}
+
+/// The build scripts of an app with `build.volumes`: run in a container of the build stage's
+/// image with each volume mounted (an engine volume per app and path, kept between builds),
+/// then committed as that image with its own configuration (nothing of the run's).
+struct Scripted<'a> {
+    app: &'a str,
+    image: &'a str,
+    volumes: &'a [String],
+    script: &'a [String],
+    args: &'a HashMap<String, String>,
+}
+
+impl Scripted<'_> {
+    async fn run(
+        &self,
+        docker: &Docker,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<(), RuntimeError> {
+        use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+        let failed = |what: &str| {
+            let what = what.to_string();
+            move |e: bollard::errors::Error| RuntimeError::Failed(format!("build: {what}: {e}"))
+        };
+        let mut mounts = Vec::new();
+        for path in self.volumes {
+            let name = build_volume_name(self.app, path);
+            let request = bollard::models::VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some(HashMap::from([
+                    (BUILD_CACHE_LABEL.to_string(), self.app.to_string()),
+                    ("lain.path".to_string(), path.clone()),
+                ])),
+                ..Default::default()
+            };
+            docker
+                .create_volume(request)
+                .await
+                .map_err(failed(&format!("volume {name}")))?;
+            mounts.push(Mount {
+                target: Some(path.clone()),
+                source: Some(name),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            });
+        }
+        progress(BuildProgress::Step(format!(
+            "build: running the scripts with build.volumes {}",
+            self.volumes.join(", ")
+        )));
+        let config = docker
+            .inspect_image(self.image)
+            .await
+            .map_err(failed(self.image))?
+            .config
+            .unwrap_or_default();
+        // The entrypoint replaces the image's (and so its command): RUN ignores both too.
+        let body = ContainerCreateBody {
+            image: Some(self.image.to_string()),
+            entrypoint: Some(vec!["/bin/sh".into(), format!("/{SCRIPT_FILE}")]),
+            working_dir: Some("/lain/app".into()),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = docker
+            .create_container(None, body)
+            .await
+            .map_err(failed("creating the build container"))?
+            .id;
+        let result = self.in_container(docker, &id, config, progress).await;
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        let _ = docker.remove_container(&id, Some(options)).await;
+        result
+    }
+
+    /// Puts the script in container `id`, runs it (its output streamed), and commits the
+    /// container as the image with the image's own `config`.
+    async fn in_container(
+        &self,
+        docker: &Docker,
+        id: &str,
+        config: bollard::models::ImageConfig,
+        progress: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<(), RuntimeError> {
+        let failed = |what: &'static str| {
+            move |e: bollard::errors::Error| RuntimeError::Failed(format!("build: {what}: {e}"))
+        };
+        let tar = script_tar(&self.script_text())
+            .map_err(|e| RuntimeError::Failed(format!("build: the script: {e}")))?;
+        let options = bollard::query_parameters::UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        docker
+            .upload_to_container(id, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(failed("placing the script"))?;
+        docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(failed("starting the build container"))?;
+        let options = bollard::query_parameters::LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let mut logs = docker.logs(id, Some(options));
+        let mut partial = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            while let Some(end) = partial.find('\n') {
+                let line: String = partial.drain(..=end).collect();
+                progress(BuildProgress::Output(line.trim_end().to_string()));
+            }
+        }
+        if !partial.is_empty() {
+            progress(BuildProgress::Output(partial.trim_end().to_string()));
+        }
+        let code = match docker
+            .wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>)
+            .next()
+            .await
+        {
+            Some(Ok(status)) => status.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(failed("waiting for the build container")(e)),
+            None => -1,
+        };
+        if code != 0 {
+            return Err(RuntimeError::Failed(format!(
+                "build: the scripts exited with {code}"
+            )));
+        }
+        let (repo, tag) = self
+            .image
+            .rsplit_once(':')
+            .unwrap_or((self.image, "latest"));
+        let options = bollard::query_parameters::CommitContainerOptions {
+            container: Some(id.to_string()),
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        // An explicit (possibly empty) entrypoint, so the engine keeps none of the run's.
+        let config = bollard::models::ContainerConfig {
+            user: config.user,
+            env: config.env,
+            cmd: config.cmd,
+            entrypoint: Some(config.entrypoint.unwrap_or_default()),
+            working_dir: config.working_dir,
+            ..Default::default()
+        };
+        docker
+            .commit_container(options, config)
+            .await
+            .map_err(failed("committing the build"))?;
+        Ok(())
+    }
+
+    /// The script: it removes itself, exports the build arguments, and runs each line through
+    /// `sh -ec` in `/lain/app` (as a `RUN` would), stopping at the first that fails.
+    fn script_text(&self) -> String {
+        let mut text = format!("set -e\nrm -f /{SCRIPT_FILE}\n");
+        let mut names: Vec<&String> = self.args.keys().collect();
+        names.sort();
+        for name in names {
+            let _ = writeln!(
+                text,
+                "export {name}={}",
+                shell_words::quote(&self.args[name])
+            );
+        }
+        for line in self.script {
+            let _ = writeln!(
+                text,
+                "echo {}\ncd /lain/app && /bin/sh -ec {}",
+                shell_words::quote(&format!("+ {line}")),
+                shell_words::quote(line)
+            );
+        }
+        text
+    }
+}
+
+/// A tar holding `script` as [`SCRIPT_FILE`].
+fn script_tar(script: &str) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(script.len() as u64);
+    header.set_mode(0o700);
+    header.set_cksum();
+    b.append_data(&mut header, SCRIPT_FILE, script.as_bytes())?;
+    b.into_inner()
 }
 
 /// A stage starting `FROM base` with the build arguments and the context in `/lain/app`.
@@ -276,6 +497,31 @@ mod tests {
             keep_only(&["node_modules".into(), "./a b".into()]),
             "cd /lain/app && ls -A | grep -vxF -e node_modules -e 'a b' | xargs -r rm -rf"
         );
+    }
+
+    /// The script of a build with volumes quotes every build argument and line, runs each line
+    /// in its own `sh -ec` from `/lain/app`, and removes itself first.
+    #[test]
+    fn a_build_script_quotes_its_arguments_and_lines() {
+        let args = HashMap::from([("B".to_string(), "it's $HOME".to_string())]);
+        let script = ["cd sub && echo \"a b\"".to_string()];
+        let scripted = Scripted {
+            app: "x",
+            image: "x:build-1",
+            volumes: &[],
+            script: &script,
+            args: &args,
+        };
+        assert_eq!(
+            scripted.script_text(),
+            "set -e\nrm -f /.lain-build.sh\nexport B='it'\\''s $HOME'\n\
+             echo '+ cd sub && echo \"a b\"'\ncd /lain/app && /bin/sh -ec 'cd sub && echo \"a b\"'\n"
+        );
+        assert_ne!(
+            build_volume_name("x", "/a_b"),
+            build_volume_name("x", "/a/b")
+        );
+        assert!(build_volume_name("x", "/a").starts_with("lain-build.x."));
     }
 
     /// The engine gets the context's symlinks as symlinks: nothing they point at outside the

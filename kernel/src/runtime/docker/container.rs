@@ -15,6 +15,8 @@ use std::collections::HashMap;
 pub const PORTS_LABEL: &str = "lain.ports";
 /// Label holding the memory limit the instance was created with.
 pub const MEMORY_LABEL: &str = "lain.memory";
+/// Label holding the CPU limit (milli-cores) the instance was created with.
+pub const CPU_LABEL: &str = "lain.cpu";
 /// Label holding the log store file the container's output is copied into.
 pub const LOG_LABEL: &str = "lain.log";
 
@@ -34,6 +36,7 @@ pub fn create_body(
     let ports: Vec<String> = spec.ports.iter().map(ToString::to_string).collect();
     labels.insert(PORTS_LABEL.into(), ports.join(","));
     labels.insert(MEMORY_LABEL.into(), spec.memory.to_string());
+    labels.insert(CPU_LABEL.into(), spec.cpu.to_string());
     labels.insert(
         LOG_LABEL.into(),
         spec.log_file.to_string_lossy().into_owned(),
@@ -79,7 +82,7 @@ pub fn create_body(
             memory: (memory > 0).then_some(memory),
             // Swap disabled, as LAIN did.
             memory_swap: (memory > 0).then_some(memory),
-            nano_cpus: (spec.cpu > 0).then(|| i64::from(spec.cpu) * 1_000_000),
+            nano_cpus: nano_cpus(spec.cpu),
             port_bindings: Some(bindings),
             binds: Some(binds),
             mounts: Some(mounts),
@@ -199,11 +202,13 @@ fn health_config(
 }
 
 /// What a container summary says about an instance. `started_at` is when lain last started it
-/// (the summary has no start time; a container found after a restart counts from its creation).
+/// (the summary has no start time; a container found after a restart counts from its creation);
+/// `memory` and `cpu` are limits lain set in place since (else those of the labels).
 pub fn observe(
     c: &ContainerSummary,
     started_at: Option<i64>,
     memory: Option<u64>,
+    cpu: Option<u32>,
 ) -> Option<Observed> {
     let name = c
         .names
@@ -261,6 +266,9 @@ pub fn observe(
     let memory = memory
         .or_else(|| labels.get(MEMORY_LABEL).and_then(|m| m.parse().ok()))
         .unwrap_or(0);
+    let cpu = cpu
+        .or_else(|| labels.get(CPU_LABEL).and_then(|m| m.parse().ok()))
+        .unwrap_or(0);
     let networks = c
         .network_settings
         .as_ref()
@@ -277,6 +285,7 @@ pub fn observe(
         state,
         host_ports,
         memory,
+        cpu,
         health,
         networks,
     })
@@ -296,6 +305,11 @@ fn ports_of_label(label: &str) -> impl Iterator<Item = InstancePort> + '_ {
             protocol,
         })
     })
+}
+
+/// Docker's `NanoCpus` for `millicores` (none for 0: no limit).
+pub fn nano_cpus(millicores: u32) -> Option<i64> {
+    (millicores > 0).then(|| i64::from(millicores) * 1_000_000)
 }
 
 /// The exit code in a status like `Exited (3) 5 seconds ago`.
@@ -402,9 +416,9 @@ mod tests {
             ]),
             ..Default::default()
         };
-        let seen = observe(&summary("53/udp,53/tcp"), None, None).expect("observed");
+        let seen = observe(&summary("53/udp,53/tcp"), None, None, None).expect("observed");
         assert_eq!(seen.host_ports, [30002, 30001]);
-        let older = observe(&summary("80,53"), None, None).expect("observed");
+        let older = observe(&summary("80,53"), None, None, None).expect("observed");
         assert_eq!(older.host_ports, [30003, 30001], "a bare number is TCP");
     }
 

@@ -51,6 +51,8 @@ pub struct DockerRuntime {
     started: Mutex<HashMap<String, i64>>,
     /// Memory set in place after creation.
     memory: Mutex<HashMap<String, u64>>,
+    /// CPU (milli-cores) set in place after creation.
+    cpu: Mutex<HashMap<String, u32>>,
     /// Each node's last listing, reported again while it is unreachable.
     last_seen: Mutex<HashMap<String, Vec<Observed>>>,
     unreachable: Mutex<Vec<String>>,
@@ -80,6 +82,7 @@ impl DockerRuntime {
             nodes_of: Mutex::default(),
             started: Mutex::default(),
             memory: Mutex::default(),
+            cpu: Mutex::default(),
             last_seen: Mutex::default(),
             unreachable: Mutex::default(),
             networks: tokio::sync::Mutex::new(()),
@@ -236,6 +239,7 @@ impl DockerRuntime {
         let summaries = engine.docker.list_containers(Some(options)).await?;
         let started = self.started.lock().clone();
         let memory = self.memory.lock().clone();
+        let cpu = self.cpu.lock().clone();
         Ok(summaries
             .iter()
             .filter_map(|c| {
@@ -245,7 +249,12 @@ impl DockerRuntime {
                     .first()?
                     .trim_start_matches('/')
                     .to_string();
-                container::observe(c, started.get(&name).copied(), memory.get(&name).copied())
+                container::observe(
+                    c,
+                    started.get(&name).copied(),
+                    memory.get(&name).copied(),
+                    cpu.get(&name).copied(),
+                )
             })
             .collect())
     }
@@ -469,6 +478,7 @@ impl Runtime for DockerRuntime {
         self.nodes_of.lock().remove(name);
         self.started.lock().remove(name);
         self.memory.lock().remove(name);
+        self.cpu.lock().remove(name);
         Ok(())
     }
 
@@ -492,6 +502,22 @@ impl Runtime for DockerRuntime {
             .await
             .map_err(failed("update memory of", name))?;
         self.memory.lock().insert(name.to_string(), bytes);
+        Ok(())
+    }
+
+    async fn set_cpu(&self, name: &str, millicores: u32) -> Result<(), RuntimeError> {
+        let engine = self.engine_of(name)?;
+        // 0 lifts the limit (NanoCpus 0 is "no limit" to the engine).
+        let update = bollard::models::ContainerUpdateBody {
+            nano_cpus: Some(container::nano_cpus(millicores).unwrap_or(0)),
+            ..Default::default()
+        };
+        engine
+            .docker
+            .update_container(name, update)
+            .await
+            .map_err(failed("update cpu of", name))?;
+        self.cpu.lock().insert(name.to_string(), millicores);
         Ok(())
     }
 

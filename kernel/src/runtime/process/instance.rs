@@ -66,7 +66,11 @@ pub(super) fn prepare(
 
 /// Creates volume `path` (a sandbox path, or a cloud volume's directory) under `root` if it is
 /// missing, owned by `owner` (the path's own directory; its parents stay the kernel's).
-fn make_volume(root: &Path, path: &str, owner: Option<tree::Owner>) -> std::io::Result<()> {
+pub(super) fn make_volume(
+    root: &Path,
+    path: &str,
+    owner: Option<tree::Owner>,
+) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()
         .recursive(true)

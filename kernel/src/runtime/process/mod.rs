@@ -15,7 +15,8 @@
 //!
 //! What differs from Docker: the "image" is a release directory (a proc's own `image` is refused
 //! at deploy); there is no network namespace, so every port gets its own host port (a free UDP
-//! port for a UDP port), the main one passed in `PORT`; memory limits use cgroups where writable.
+//! port for a UDP port), the main one passed in `PORT`; memory and CPU limits use cgroups where
+//! writable; a proc's `user` is refused (every proc runs as its app's own identity).
 
 pub mod build;
 pub mod cgroup;
@@ -97,8 +98,14 @@ impl ProcessRuntime {
             .check(&sandbox::init::executable(shim))
             .map_err(|e| RuntimeError::Failed(e.to_string()))?;
         let cgroups = Cgroups::detect();
-        if cgroups.is_none() {
+        if !cgroups.as_ref().is_some_and(Cgroups::enforces_memory) {
             tracing::warn!("no writable memory cgroup: memory limits are recorded, not enforced");
+        }
+        if !cgroups.as_ref().is_some_and(Cgroups::enforces_cpu) {
+            tracing::warn!(
+                "no writable cpu cgroup (v2 `cpu` delegated to /sys/fs/cgroup/lain, or v1 \
+                 /sys/fs/cgroup/cpu): cpu limits are recorded, not enforced"
+            );
         }
         if !sandbox.switches_user() {
             tracing::warn!(
@@ -115,7 +122,12 @@ impl ProcessRuntime {
 
     /// Whether memory limits are enforced.
     pub fn enforces_memory(&self) -> bool {
-        self.cgroups.is_some()
+        self.cgroups.as_ref().is_some_and(Cgroups::enforces_memory)
+    }
+
+    /// Whether CPU limits are enforced.
+    pub fn enforces_cpu(&self) -> bool {
+        self.cgroups.as_ref().is_some_and(Cgroups::enforces_cpu)
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf, RuntimeError> {
@@ -165,16 +177,15 @@ impl ProcessRuntime {
         } else {
             RunState::Created
         };
-        let memory = std::fs::read_to_string(dir.join("memory"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(stored.spec.memory);
+        let memory = read_number(&dir.join("memory")).unwrap_or(stored.spec.memory);
+        let cpu = read_number(&dir.join("cpu")).unwrap_or(stored.spec.cpu);
         Observed {
             name: stored.spec.name,
             labels: stored.spec.labels,
             state,
             host_ports: stored.host_ports,
             memory,
+            cpu,
             health: None,
             networks: Vec::new(),
         }
@@ -225,6 +236,12 @@ impl Runtime for ProcessRuntime {
         };
         if !valid_name(&spec.name) {
             return Err(invalid("invalid instance name".into()));
+        }
+        if let Some(user) = &spec.user {
+            return Err(invalid(format!(
+                "user `{user}`: the process runtime runs every proc as its app's own identity \
+                 and cannot run one as another user"
+            )));
         }
         if spec.argv().is_empty() {
             return Err(invalid(
@@ -391,6 +408,19 @@ impl Runtime for ProcessRuntime {
                 .map_err(|e| RuntimeError::Failed(format!("{name}: memory limit: {e}")))?;
         }
         write_atomic(&dir.join("memory"), bytes.to_string().as_bytes())
+            .map_err(|e| RuntimeError::Failed(format!("{name}: {e}")))
+    }
+
+    async fn set_cpu(&self, name: &str, millicores: u32) -> Result<(), RuntimeError> {
+        let dir = self.dir(name)?;
+        if shim_alive(&dir)
+            && let Some(cgroups) = &self.cgroups
+        {
+            cgroups
+                .set_cpu(name, millicores)
+                .map_err(|e| RuntimeError::Failed(format!("{name}: cpu limit: {e}")))?;
+        }
+        write_atomic(&dir.join("cpu"), millicores.to_string().as_bytes())
             .map_err(|e| RuntimeError::Failed(format!("{name}: {e}")))
     }
 
@@ -576,6 +606,11 @@ fn free_port(protocol: super::Protocol) -> std::io::Result<u16> {
         super::Protocol::Udp => std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?,
     };
     Ok(address.port())
+}
+
+/// A number kept in a file of the instance directory (`memory`, `cpu`: limits set in place).
+pub(crate) fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {

@@ -4,14 +4,16 @@
 //! kernel restart (even `kill -9`) and Ctrl-C in the kernel's terminal does not reach it. The
 //! shim holds an exclusive lock on `DIR/lock` for its whole life: a second shim for the same
 //! instance exits at once (no duplicate), and the kernel knows the instance runs while the lock
-//! is held. It joins the instance's memory cgroup, runs the program in its sandbox (a process
+//! is held. It joins the instance's memory and cpu cgroups, runs the program in its sandbox (a process
 //! group of its own, see [`super::sandbox::Sandbox::command`]), copies its stdout and stderr into
 //! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status the
 //! sandbox's init reports in `DIR/exit`, which is how a oneshot's result survives a kernel
 //! restart.
 
 use super::sandbox::init::{STARTED, Status};
-use super::{ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, instance_jail, write_atomic};
+use super::{
+    ExitRecord, PidRecord, StoredSpec, cgroup::Cgroups, instance_jail, read_number, write_atomic,
+};
 use anyhow::Context;
 use std::io::{BufRead, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -40,16 +42,13 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         &std::fs::read(dir.join("spec.json")).context("cannot read the instance spec")?,
     )
     .context("corrupt instance spec")?;
-    let memory = std::fs::read_to_string(dir.join("memory"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(spec.spec.memory);
-    if memory > 0
-        && let Some(cgroups) = Cgroups::detect()
-    {
+    let memory = read_number(&dir.join("memory")).unwrap_or(spec.spec.memory);
+    let cpu = read_number(&dir.join("cpu")).unwrap_or(spec.spec.cpu);
+    // Every instance gets its groups, limited or not, so a limit can be set in place later.
+    if let Some(cgroups) = Cgroups::detect() {
         cgroups
-            .join(&spec.spec.name, memory, std::process::id())
-            .context("cannot apply the memory limit")?;
+            .join(&spec.spec.name, memory, cpu, std::process::id())
+            .context("cannot apply the memory and cpu limits")?;
     }
     let log = Arc::new(Mutex::new(LogFile::open(&spec.spec.log_file)?));
     let outcome = spawn_and_wait(dir, &spec, &log);

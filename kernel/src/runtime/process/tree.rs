@@ -128,6 +128,66 @@ fn farm_dir(
     Ok(())
 }
 
+/// Copies into directory `to` what of directory `from` it lacks: a missing entry is copied
+/// (files as copies, links recreated, never followed), a directory both have is merged, and
+/// any other entry `to` has wins. This is how a build's context lands on its prepared state.
+pub fn fill(from: &Path, to: &Path) -> Result<(), TreeError> {
+    fill_dir(&open(from)?, &open(to)?, Path::new(""), 0)
+}
+
+fn fill_dir(from: &Dir, to: &Dir, rel: &Path, depth: usize) -> Result<(), TreeError> {
+    if depth >= MAX_DEPTH {
+        return Err(TreeError::TooDeep(rel.to_path_buf()));
+    }
+    for entry in from.entries().map_err(at(rel))? {
+        let entry = entry.map_err(at(rel))?;
+        let name = PathBuf::from(entry.file_name());
+        let path = rel.join(&name);
+        let meta = from.symlink_metadata(&name).map_err(at(&path))?;
+        let kind = meta.file_type();
+        match to.symlink_metadata(&name) {
+            Ok(there) if there.is_dir() && kind.is_dir() => {
+                let (sub_from, sub_to) = (
+                    from.open_dir(&name).map_err(at(&path))?,
+                    to.open_dir(&name).map_err(at(&path))?,
+                );
+                fill_dir(&sub_from, &sub_to, &path, depth + 1)?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if kind.is_dir() {
+                    to.create_dir(&name).map_err(at(&path))?;
+                    chmod(to, &name, (meta.mode() & 0o7777) | 0o700, &path)?;
+                    let (sub_from, sub_to) = (
+                        from.open_dir(&name).map_err(at(&path))?,
+                        to.open_dir(&name).map_err(at(&path))?,
+                    );
+                    farm_dir(&sub_from, &sub_to, None, &path, depth + 1)?;
+                } else if kind.is_symlink() {
+                    let target = from.read_link_contents(&name).map_err(at(&path))?;
+                    to.symlink_contents(&target, &name).map_err(at(&path))?;
+                } else if kind.is_file() {
+                    from.copy(&name, to, &name).map_err(at(&path))?;
+                }
+            }
+            Err(e) => return Err(at(&path)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of the regular files under `path` (links not followed).
+pub fn size(path: &Path) -> Result<u64, TreeError> {
+    let mut total = 0u64;
+    walk(&open(path)?, Path::new(""), 0, &mut |_, _, meta, _| {
+        if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        }
+        Ok(Keep::Yes)
+    })?;
+    Ok(total)
+}
+
 /// Removes the tree at `path`, first making its directories the owner's to empty (a sandbox
 /// running as the kernel's user may have closed some).
 pub fn remove(path: &Path) -> Result<(), TreeError> {
@@ -295,6 +355,26 @@ mod tests {
             std::fs::read_to_string(r.join("app.py")).expect("read"),
             "print(1)"
         );
+    }
+
+    #[test]
+    fn fill_adds_what_is_missing_and_what_is_there_wins() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let r = release(tmp.path());
+        let to = tmp.path().join("to");
+        std::fs::create_dir_all(to.join("sub")).expect("mkdir");
+        std::fs::write(to.join("app.py"), "mine").expect("write");
+        std::fs::write(to.join("sub/own"), "own").expect("write");
+        fill(&r, &to).expect("fill");
+        let read = |p: &str| std::fs::read_to_string(to.join(p)).expect("read");
+        assert_eq!(read("app.py"), "mine");
+        assert_eq!(read("sub/own"), "own");
+        assert_eq!(read("sub/deeper/data"), "d");
+        assert_eq!(
+            std::fs::read_link(to.join("sub/rel")).expect("link"),
+            Path::new("../../etc/passwd")
+        );
+        assert_eq!(size(&to).expect("size"), 4 + 3 + 1);
     }
 
     #[test]
