@@ -54,6 +54,8 @@ pub mod labels {
     /// Which run of its instance number this is (1, 2, ...): a restart recreates the instance
     /// with the next one, so the count survives the kernel.
     pub const ATTEMPT: &str = "lain.attempt";
+    /// The restart generation it runs (`lain restart`; absent at 0).
+    pub const RESTART: &str = "lain.restart";
 }
 
 /// Everything needed to create one instance.

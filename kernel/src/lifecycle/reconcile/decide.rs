@@ -66,6 +66,7 @@ impl Reconciler {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
                     && i.key.plan == d.plan.plan_stamp
+                    && i.key.restart == d.restarts.of(no)
                     && pinned.as_ref().is_none_or(|n| *n == i.key.node)
                     && (keeps_node || (node_ready(i) && !self.placement.moving(i.name())))
             });
