@@ -305,7 +305,9 @@ pub trait Runtime: Send + Sync {
         timeout: std::time::Duration,
     ) -> Result<bool, RuntimeError>;
     /// Runs `argv` (no shell) in the instance's context (its identity, environment, `/lain/app`
-    /// and volumes), killing it after `timeout`. Used for a backup's `pre_run` and `post_run`.
+    /// and volumes), killing it after `timeout` (on Docker, which cannot stop an exec, it is
+    /// left to end and reported as timed out). Used for a backup's `pre_run` and `post_run` and
+    /// by `lain exec`.
     async fn exec(
         &self,
         name: &str,

@@ -278,6 +278,86 @@ async fn run_exec(
     Ok(None)
 }
 
+/// Runs `cmd` in container `name` attached to its stdout and stderr, keeping the last
+/// [`crate::runtime::EXEC_OUTPUT_MAX`] bytes of each; waits at most `timeout` for it to end
+/// (Docker cannot stop an exec: one still running then is left to end by itself).
+async fn run_exec_output(
+    docker: &Docker,
+    name: &str,
+    cmd: Vec<String>,
+    timeout: Duration,
+) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+    use futures::StreamExt as _;
+    let what = "exec in";
+    let config = bollard::models::ExecConfig {
+        cmd: Some(cmd),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(name, config)
+        .await
+        .map_err(failed(what, name))?;
+    let started = docker
+        .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)
+        .await
+        .map_err(failed(what, name))?;
+    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        return Err(RuntimeError::Failed(format!(
+            "{what} {name}: Docker did not attach to the command's output"
+        )));
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let keep = |kept: &mut Vec<u8>, bytes: &[u8]| {
+        kept.extend_from_slice(bytes);
+        if kept.len() > crate::runtime::EXEC_OUTPUT_MAX {
+            kept.drain(..kept.len() - crate::runtime::EXEC_OUTPUT_MAX);
+        }
+    };
+    let read = async {
+        while let Some(item) = output.next().await {
+            match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => keep(&mut err, &message),
+                Ok(
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message },
+                ) => keep(&mut out, &message),
+                Ok(bollard::container::LogOutput::StdIn { .. }) => {}
+                Err(e) => return Err(failed(what, name)(e)),
+            }
+        }
+        Ok(())
+    };
+    if tokio::time::timeout(timeout, read).await.is_err() {
+        out.extend(err);
+        return Ok(crate::runtime::ExecOutput {
+            code: None,
+            timed_out: true,
+            output: out,
+        });
+    }
+    // The stream ends with the command; its status may take a moment to show.
+    let mut code = None;
+    for _ in 0..50 {
+        let state = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(failed(what, name))?;
+        if state.running != Some(true) {
+            code = state.exit_code.and_then(|c| i32::try_from(c).ok());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out.extend(err);
+    Ok(crate::runtime::ExecOutput {
+        code,
+        timed_out: false,
+        output: out,
+    })
+}
+
 /// Whether a Docker error is a 404 (already gone) or 304 (already in that state).
 fn is_noop(e: &DockerError) -> bool {
     matches!(
@@ -520,12 +600,7 @@ impl Runtime for DockerRuntime {
         timeout: Duration,
     ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
         let engine = self.engine_of(name)?;
-        let ended = run_exec(&engine.docker, name, argv.to_vec(), timeout, "exec in").await?;
-        Ok(crate::runtime::ExecOutput {
-            code: ended.flatten().and_then(|c| i32::try_from(c).ok()),
-            timed_out: ended.is_none(),
-            output: Vec::new(),
-        })
+        run_exec_output(&engine.docker, name, argv.to_vec(), timeout).await
     }
 
     fn host_address(&self, node: &str) -> String {
