@@ -374,3 +374,67 @@ fn a_caller_without_the_operate_right_is_refused_and_nothing_changes() {
     ]));
     assert!(instances(&view, "other").is_empty(), "{view:#}");
 }
+
+#[test]
+fn a_restarted_instance_that_never_gets_ready_leaves_the_old_one_serving_and_the_release() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "[lifecycle]\nrollout_timeout_secs = 5\n");
+    let dir = tmp.path().join("flaky");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // A worker that cannot start while /shared/broken exists (a volume the test reaches).
+    std::fs::write(
+        dir.join("worker.sh"),
+        "if [ -e /shared/broken ]; then exit 3; fi\nexec sleep 100000\n",
+    )
+    .expect("worker.sh");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        "appname: flaky\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sh worker.sh\n  cloud_volumes:\n    type: single\n    dirs:\n      - /shared\n",
+    )
+    .expect("lain.yaml");
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "flaky"]);
+    // A second release, so that a rollback would have somewhere to go.
+    std::fs::write(dir.join("v2"), "2").expect("v2");
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let v2 = json(&kernel.lain_ok(&["deploy", "-a", "flaky", "-o", "json"]));
+    let old = instances(&v2, "worker")[0]["name"].clone();
+
+    let broken = data.join("cloud-volumes/flaky/worker/shared/broken");
+    std::fs::write(&broken, "").expect("broken");
+    kernel.lain_ok(&["restart", "worker", "-a", "flaky", "--no-wait"]);
+    let view = kernel.wait_for("flaky", "the restart to be reported late", |v| {
+        v["procs"][0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("restarted instance 1 was not ready"))
+    });
+    // Still well past the rollout timeout: no rollback, the old instance serves.
+    std::thread::sleep(Duration::from_secs(3));
+    let view = {
+        let now = kernel.ps("flaky");
+        assert_eq!(now["release"], v2["release"], "{now:#}");
+        assert!(now["app"]["last_error"].is_null(), "{now:#}");
+        let serving: Vec<_> = instances(&now, "worker")
+            .into_iter()
+            .filter(|i| i["name"] == old && i["ready"] == true)
+            .collect();
+        assert_eq!(
+            serving.len(),
+            1,
+            "the old instance serves: {now:#} (was {view:#})"
+        );
+        now
+    };
+    assert_eq!(view["converged"], false);
+
+    // Once the cause is gone the restart completes.
+    std::fs::remove_file(&broken).expect("fixed");
+    let view = kernel.wait_for("flaky", "the restart to complete", |v| {
+        v["converged"] == true
+    });
+    let worker = instances(&view, "worker");
+    assert_eq!(worker.len(), 1, "{view:#}");
+    assert_ne!(worker[0]["name"], old);
+    assert_eq!(view["release"], v2["release"]);
+}
