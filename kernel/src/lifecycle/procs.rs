@@ -255,3 +255,62 @@ fn list(numbers: &[u32]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::records::Restarts;
+
+    fn plan(name: &str, stamp: &str) -> ProcPlan {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "full_name": format!("a.worker.{name}"), "proc_type": "worker",
+            "num_instances": 1, "filters": [], "labels": [], "stateful": false, "env": [],
+            "plan_stamp": stamp,
+            "plan": {
+                "image": "", "entrypoint": null, "cmd": ["sleep", "1"], "user": null, "workdir": null,
+                "env": [], "ports": [], "cpu": 0, "memory": 33554432, "health": null,
+                "restart": {"policy": "Always", "max_restarts": 0, "backoff_initial": 0, "backoff_max": 0},
+                "schedule": null, "placement": "Spread", "routes": [], "portal": null, "labels": [],
+                "volumes": [], "kill_timeout": 10, "setup_time": 0
+            }
+        }))
+        .expect("plan")
+    }
+
+    fn names(procs: &[ProcPlan]) -> Vec<(&str, &str)> {
+        procs
+            .iter()
+            .map(|p| (p.name.as_str(), p.plan_stamp.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_proc_deployed_alone_replaces_its_plan_or_comes_back_in_the_release_order() {
+        let order: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let deployed = [plan("a", "1"), plan("b", "1"), plan("c", "1")];
+        assert_eq!(
+            names(&with_proc(&deployed, plan("b", "2"), &order)),
+            [("a", "1"), ("b", "2"), ("c", "1")]
+        );
+        let without_b = [plan("a", "1"), plan("c", "1")];
+        assert_eq!(
+            names(&with_proc(&without_b, plan("b", "2"), &order)),
+            [("a", "1"), ("b", "2"), ("c", "1")]
+        );
+        assert_eq!(
+            names(&with_proc(&[plan("c", "1")], plan("a", "2"), &order)),
+            [("a", "2"), ("c", "1")]
+        );
+    }
+
+    #[test]
+    fn an_instance_runs_the_restarts_of_its_proc_and_of_its_number() {
+        let mut r = Restarts::default();
+        assert_eq!((r.of(1), r.of(2)), (0, 0));
+        r.all = 1;
+        r.numbers.insert(2, 1);
+        assert_eq!((r.of(1), r.of(2)), (1, 2));
+        r.all = u64::MAX;
+        assert_eq!(r.of(2), u64::MAX);
+    }
+}
