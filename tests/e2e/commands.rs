@@ -78,10 +78,13 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
         "-c",
         "echo \"$GREETING $LAIN_INSTANCE_NO\"; echo oops >&2; exit 3",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}");
-    assert!(stdout.contains("hi from cmds 2\n"), "{stdout}");
-    assert!(stdout.contains("oops"), "{stdout}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{stdout} {stderr}");
+    assert_eq!(stdout, "hi from cmds 2\n");
+    assert_eq!(stderr, "oops\n");
     let result = json(&kernel.lain_ok(&[
         "exec",
         "web",
@@ -92,13 +95,54 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
         "--",
         "sh",
         "-c",
-        "echo $LAIN_INSTANCE_NO",
+        "echo $LAIN_INSTANCE_NO; echo e >&2",
     ]));
     assert_eq!(
-        (&result["code"], &result["instance"], &result["output"]),
-        (&Value::from(0), &Value::from(1), &Value::from("1\n")),
+        (
+            &result["code"],
+            &result["instance"],
+            &result["stdout"],
+            &result["stderr"]
+        ),
+        (
+            &Value::from(0),
+            &Value::from(1),
+            &Value::from("1\n"),
+            &Value::from("e\n")
+        ),
         "{result}"
     );
+    // Output is streamed: the first line arrives while the command still runs.
+    let started = Instant::now();
+    let mut child = kernel
+        .lain_cmd(&[
+            "exec",
+            "web",
+            "-a",
+            "cmds",
+            "--timeout",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "echo first; sleep 30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lain exec");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")),
+        &mut first,
+    )
+    .expect("first line");
+    assert_eq!(first, "first\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the first line came only at the end"
+    );
+    assert_eq!(child.try_wait().expect("wait"), None, "still running");
+    assert_eq!(child.wait().expect("wait").code(), Some(124));
     // ... with the instance's volume: it reads what the worker wrote and writes into it.
     let out = kernel.lain_ok(&[
         "exec",

@@ -4,10 +4,13 @@
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::lifecycle::view::AppView;
+use crate::runtime::ExecChunk;
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -126,38 +129,59 @@ pub struct ExecRequest {
     pub timeout: Option<u64>,
 }
 
-/// What a command run in an instance gave.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ExecResult {
-    /// The instance's runtime name.
-    pub name: String,
-    /// The instance number.
-    pub instance: u32,
-    /// Exit status; none when it was killed (by a signal, or at its timeout).
-    pub code: Option<i32>,
-    /// Whether it was killed at its timeout.
-    pub timed_out: bool,
-    /// The end of its standard output, then of its standard error (at most 16 KiB of each;
-    /// invalid UTF-8 replaced).
-    pub output: String,
+/// One line of `POST /api/v1/apps/{app}/procs/{proc}/exec`'s answer.
+#[derive(Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ExecEvent {
+    /// The command started in this instance.
+    Started {
+        /// The instance's runtime name.
+        name: String,
+        /// The instance number.
+        instance: u32,
+    },
+    /// Bytes it wrote to its standard output (base64).
+    Stdout {
+        /// Base64 of the bytes.
+        data: String,
+    },
+    /// Bytes it wrote to its standard error (base64).
+    Stderr {
+        /// Base64 of the bytes.
+        data: String,
+    },
+    /// It ended: the last line.
+    Exited {
+        /// Exit status; none when it was killed (by a signal, or at its timeout).
+        code: Option<i32>,
+        /// Whether it was killed at its timeout.
+        timed_out: bool,
+    },
+    /// The runtime failed to run it or to follow it: the last line.
+    Failed {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Runs a command in a running instance of a proc, as the instance runs (its user,
-/// environment, `/lain/app` and volumes), without a terminal or input, and answers once it
-/// ends with its exit status and the end of its output.
+/// environment, `/lain/app` and volumes), without a terminal or input. Answers with one JSON
+/// event per line as it goes: `started`, its output as written (`stdout`, `stderr`, base64),
+/// then `exited` with its status (or `failed`). A client that goes away kills the command (on
+/// Docker, which cannot stop an exec, it is left to end).
 #[utoipa::path(post, path = "/api/v1/apps/{app}/procs/{proc}/exec", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = ExecRequest,
-    responses((status = 200, body = ExecResult),
+    responses((status = 200, description = "application/x-ndjson stream of ExecEvent", body = ExecEvent,
+            content_type = "application/x-ndjson"),
         (status = 400, description = "Not a command request", body = ErrorBody),
         (status = 404, description = "No such app or proc", body = ErrorBody),
-        (status = 409, description = "No such instance running", body = ErrorBody),
-        (status = 500, description = "The runtime could not run the command", body = ErrorBody)))]
+        (status = 409, description = "No such instance running", body = ErrorBody)))]
 pub async fn exec(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
     request: Result<Json<ExecRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<ExecResult>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = request?;
     if request.command.is_empty() || request.command[0].is_empty() {
         return Err(ApiError::bad_request("give the command to run"));
@@ -182,17 +206,57 @@ pub async fn exec(
     let lc = state.lifecycle.clone();
     let instance = request.instance;
     let (name, number) = blocking(move || Ok(lc.exec_target(&app, &proc, instance)?)).await?;
-    let out = state
-        .lifecycle
-        .runtime()
-        .exec(&name, &request.command, Duration::from_secs(timeout))
-        .await
-        .map_err(crate::lifecycle::LifecycleError::from)?;
-    Ok(Json(ExecResult {
-        name,
+    let (sink, chunks) = tokio::sync::mpsc::channel(16);
+    let runtime = state.lifecycle.runtime();
+    let started = ExecEvent::Started {
+        name: name.clone(),
         instance: number,
-        code: out.code,
-        timed_out: out.timed_out,
-        output: String::from_utf8_lossy(&out.output).into_owned(),
-    }))
+    };
+    let run = tokio::spawn(async move {
+        runtime
+            .exec_stream(&name, &request.command, Duration::from_secs(timeout), sink)
+            .await
+    });
+    // Output while the command runs; once the runtime let go of the sender, how it ended.
+    let events = futures::stream::once(async move { started }).chain(futures::stream::unfold(
+        (chunks, Some(run)),
+        |(mut chunks, run)| async move {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            if let Some(chunk) = chunks.recv().await {
+                let event = match chunk {
+                    ExecChunk::Stdout(b) => ExecEvent::Stdout {
+                        data: b64.encode(b),
+                    },
+                    ExecChunk::Stderr(b) => ExecEvent::Stderr {
+                        data: b64.encode(b),
+                    },
+                };
+                return Some((event, (chunks, run)));
+            }
+            let event = match run?.await {
+                Ok(Ok(out)) => ExecEvent::Exited {
+                    code: out.code,
+                    timed_out: out.timed_out,
+                },
+                Ok(Err(e)) => ExecEvent::Failed {
+                    message: e.to_string(),
+                },
+                Err(e) => ExecEvent::Failed {
+                    message: format!("the command's task failed: {e}"),
+                },
+            };
+            Some((event, (chunks, None)))
+        },
+    ));
+    let lines = events.map(|event| {
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }

@@ -248,6 +248,15 @@ pub struct ExecOutput {
 /// Bytes of each of a command's output streams that [`Runtime::exec`] keeps (the end).
 pub const EXEC_OUTPUT_MAX: usize = 16 << 10;
 
+/// A piece of a command's output, as [`Runtime::exec_stream`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecChunk {
+    /// From its standard output.
+    Stdout(Vec<u8>),
+    /// From its standard error.
+    Stderr(Vec<u8>),
+}
+
 /// A failure of a runtime operation.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -318,6 +327,26 @@ pub trait Runtime: Send + Sync {
             "the {} runtime cannot run commands in instance {name}",
             self.name()
         )))
+    }
+    /// Runs `argv` as [`Runtime::exec`] does, sending its output to `out` as it is written
+    /// (the returned [`ExecOutput::output`] is empty). When `out`'s receiver is gone the command
+    /// is killed (where the runtime can) and an error returned. The default sends everything
+    /// once the command ended.
+    async fn exec_stream(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+        out: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let mut result = self.exec(name, argv, timeout).await?;
+        let output = std::mem::take(&mut result.output);
+        if !output.is_empty() && out.send(ExecChunk::Stdout(output)).await.is_err() {
+            return Err(RuntimeError::Failed(format!(
+                "exec in {name}: nobody reads its output"
+            )));
+        }
+        Ok(result)
     }
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;

@@ -278,15 +278,17 @@ async fn run_exec(
     Ok(None)
 }
 
-/// Runs `cmd` in container `name` attached to its stdout and stderr, keeping the last
-/// [`crate::runtime::EXEC_OUTPUT_MAX`] bytes of each; waits at most `timeout` for it to end
-/// (Docker cannot stop an exec: one still running then is left to end by itself).
+/// Runs `cmd` in container `name` attached to its stdout and stderr, sending them to `sink` as
+/// they come; waits at most `timeout` for it to end (Docker cannot stop an exec: one still
+/// running then, or when nobody receives its output any more, is left to end by itself).
 async fn run_exec_output(
     docker: &Docker,
     name: &str,
     cmd: Vec<String>,
     timeout: Duration,
+    sink: tokio::sync::mpsc::Sender<crate::runtime::ExecChunk>,
 ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+    use crate::runtime::ExecChunk;
     use futures::StreamExt as _;
     let what = "exec in";
     let config = bollard::models::ExecConfig {
@@ -308,34 +310,37 @@ async fn run_exec_output(
             "{what} {name}: Docker did not attach to the command's output"
         )));
     };
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let keep = |kept: &mut Vec<u8>, bytes: &[u8]| {
-        kept.extend_from_slice(bytes);
-        if kept.len() > crate::runtime::EXEC_OUTPUT_MAX {
-            kept.drain(..kept.len() - crate::runtime::EXEC_OUTPUT_MAX);
-        }
-    };
     let read = async {
         while let Some(item) = output.next().await {
-            match item {
-                Ok(bollard::container::LogOutput::StdErr { message }) => keep(&mut err, &message),
+            let chunk = match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    ExecChunk::Stderr(message.to_vec())
+                }
                 Ok(
                     bollard::container::LogOutput::StdOut { message }
                     | bollard::container::LogOutput::Console { message },
-                ) => keep(&mut out, &message),
-                Ok(bollard::container::LogOutput::StdIn { .. }) => {}
+                ) => ExecChunk::Stdout(message.to_vec()),
+                Ok(bollard::container::LogOutput::StdIn { .. }) => continue,
                 Err(e) => return Err(failed(what, name)(e)),
+            };
+            if sink.send(chunk).await.is_err() {
+                return Err(RuntimeError::Failed(format!(
+                    "{what} {name}: nobody reads its output"
+                )));
             }
         }
         Ok(())
     };
-    if tokio::time::timeout(timeout, read).await.is_err() {
-        out.extend(err);
-        return Ok(crate::runtime::ExecOutput {
-            code: None,
-            timed_out: true,
-            output: out,
-        });
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => {
+            return Ok(crate::runtime::ExecOutput {
+                code: None,
+                timed_out: true,
+                output: Vec::new(),
+            });
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
     }
     // The stream ends with the command; its status may take a moment to show.
     let mut code = None;
@@ -350,11 +355,10 @@ async fn run_exec_output(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    out.extend(err);
     Ok(crate::runtime::ExecOutput {
         code,
         timed_out: false,
-        output: out,
+        output: Vec::new(),
     })
 }
 
@@ -599,8 +603,36 @@ impl Runtime for DockerRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+        // The output streamed, keeping the last EXEC_OUTPUT_MAX bytes of each stream.
+        let (sink, mut chunks) = tokio::sync::mpsc::channel(16);
+        let collect = async move {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            while let Some(chunk) = chunks.recv().await {
+                let (kept, bytes) = match chunk {
+                    crate::runtime::ExecChunk::Stdout(b) => (&mut out, b),
+                    crate::runtime::ExecChunk::Stderr(b) => (&mut err, b),
+                };
+                kept.extend_from_slice(&bytes);
+                if kept.len() > crate::runtime::EXEC_OUTPUT_MAX {
+                    kept.drain(..kept.len() - crate::runtime::EXEC_OUTPUT_MAX);
+                }
+            }
+            out.extend(err);
+            out
+        };
+        let (ended, output) = tokio::join!(self.exec_stream(name, argv, timeout, sink), collect);
+        Ok(crate::runtime::ExecOutput { output, ..ended? })
+    }
+
+    async fn exec_stream(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+        out: tokio::sync::mpsc::Sender<crate::runtime::ExecChunk>,
+    ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
         let engine = self.engine_of(name)?;
-        run_exec_output(&engine.docker, name, argv.to_vec(), timeout).await
+        run_exec_output(&engine.docker, name, argv.to_vec(), timeout, out).await
     }
 
     fn host_address(&self, node: &str) -> String {
