@@ -143,6 +143,42 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
     );
     assert_eq!(child.try_wait().expect("wait"), None, "still running");
     assert_eq!(child.wait().expect("wait").code(), Some(124));
+    // A client that goes away takes the command with it (once it writes again).
+    let mut child = kernel
+        .lain_cmd(&[
+            "exec",
+            "web",
+            "-a",
+            "cmds",
+            "--",
+            "sh",
+            "-c",
+            "while :; do echo tick-8c1e5; sleep 0.2; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("lain exec");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().expect("stdout")),
+        &mut first,
+    )
+    .expect("first line");
+    assert_eq!(first, "tick-8c1e5\n");
+    let running = || {
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .filter(|c| c.windows(10).any(|w| w == b"tick-8c1e5"))
+            .count()
+    };
+    assert!(running() > 0);
+    child.kill().expect("kill the CLI");
+    child.wait().expect("wait");
+    support::until("the command to be killed", || {
+        (running() == 0).then_some(())
+    });
     // ... with the instance's volume: it reads what the worker wrote and writes into it.
     let out = kernel.lain_ok(&[
         "exec",
