@@ -167,8 +167,8 @@ pub enum ExecEvent {
 /// Runs a command in a running instance of a proc, as the instance runs (its user,
 /// environment, `/lain/app` and volumes), without a terminal or input. Answers with one JSON
 /// event per line as it goes: `started`, its output as written (`stdout`, `stderr`, base64),
-/// then `exited` with its status (or `failed`). A client that goes away kills the command (on
-/// Docker, which cannot stop an exec, it is left to end).
+/// then `exited` with its status (or `failed`). A client that goes away kills the command when
+/// it next writes (on Docker, which cannot stop an exec, it is left to end).
 #[utoipa::path(post, path = "/api/v1/apps/{app}/procs/{proc}/exec", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = ExecRequest,
