@@ -1211,3 +1211,57 @@ fn build_volumes_are_kept_between_builds_of_an_app_and_stay_out_of_its_images() 
     ]);
     assert_eq!(volumes.lines().count(), 1, "{volumes}");
 }
+
+#[test]
+fn exec_runs_in_the_container_and_restart_replaces_it_on_docker() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let shop = app(tmp.path(), "shop", "hello from shop", 1);
+    kernel.lain_ok(&["build", &shop]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "shop", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+
+    // The command runs in the container (its files and environment); output and status back.
+    let out = kernel.lain(&[
+        "exec",
+        "web",
+        "-a",
+        "shop",
+        "--",
+        "sh",
+        "-c",
+        "cat /lain/app/index.html; echo \"app $LAIN_APPNAME\"; echo oops >&2; exit 5",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert_eq!(stdout, "hello from shop\napp shop\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    let started = Instant::now();
+    let out = kernel.lain(&[
+        "exec",
+        "web",
+        "-a",
+        "shop",
+        "--timeout",
+        "1",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // restart: a new container; the worker is untouched.
+    let web = instances(&view, "web")[0]["name"].clone();
+    let worker = instances(&view, "worker")[0]["name"].clone();
+    let view = json(&kernel.lain_ok(&["restart", "web", "-a", "shop", "-o", "json"]));
+    let new = instances(&view, "web");
+    assert_eq!(new.len(), 1, "{view:#}");
+    assert_ne!(new[0]["name"], web, "{view:#}");
+    assert_eq!(new[0]["restart"], 1, "{view:#}");
+    assert_eq!(instances(&view, "worker")[0]["name"], worker);
+    let body = get(new[0]["url"].as_str().expect("url"));
+    assert!(body.contains("hello from shop"), "{body}");
+}

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod openapi;
 pub mod plugins;
+pub mod procs;
 pub mod routes;
 pub mod runs;
 pub mod scheduler;
@@ -96,7 +97,19 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/apps/{app}/releases", get(apps::releases))
         .route("/api/v1/apps/{app}/deploy", post(apps::deploy))
         .route("/api/v1/apps/{app}/rollback", post(apps::rollback))
-        .route("/api/v1/apps/{app}/procs/{proc}", patch(apps::scale))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}",
+            patch(apps::scale).delete(procs::undeploy),
+        )
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/deploy",
+            post(procs::deploy),
+        )
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/restart",
+            post(procs::restart),
+        )
+        .route("/api/v1/apps/{app}/procs/{proc}/exec", post(procs::exec))
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
         .route("/api/v1/apps/{app}/volumes", get(volumes::app))
         .route("/api/v1/volumes", get(volumes::list))

@@ -36,6 +36,8 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::apps::releases, crate::api::apps::deploy, crate::api::apps::rollback,
         crate::api::apps::undeploy, crate::api::apps::scale, crate::api::apps::logs,
         crate::api::apps::nginx, crate::api::runs::list, crate::api::runs::log,
+        crate::api::procs::deploy, crate::api::procs::undeploy, crate::api::procs::restart,
+        crate::api::procs::exec,
         crate::api::routes::list, crate::api::routes::assign, crate::api::routes::release,
         crate::api::nodes::list, crate::api::nodes::add, crate::api::nodes::maintain,
         crate::api::nodes::remove,

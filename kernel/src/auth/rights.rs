@@ -14,7 +14,8 @@ pub enum Right {
     Authenticated,
     /// See an app: its maintainers and cluster admins.
     Read,
-    /// Change what an app runs (deploy, scale, rollback, undeploy, maintainers): its
+    /// Change what an app runs (deploy, scale, rollback, undeploy, restart, maintainers) and
+    /// run commands in its instances (exec): its
     /// maintainers and cluster admins.
     Operate,
     /// Read and write an app's secret files: its maintainers and cluster admins.
@@ -115,6 +116,11 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/v1/apps/{app}/rollback", Operate),
     rule("DELETE", "/api/v1/apps/{app}", Operate),
     rule("PATCH", "/api/v1/apps/{app}/procs/{proc}", Operate),
+    rule("DELETE", "/api/v1/apps/{app}/procs/{proc}", Operate),
+    rule("POST", "/api/v1/apps/{app}/procs/{proc}/deploy", Operate),
+    rule("POST", "/api/v1/apps/{app}/procs/{proc}/restart", Operate),
+    // Runs anything the instance could: the same right as changing what it runs.
+    rule("POST", "/api/v1/apps/{app}/procs/{proc}/exec", Operate),
     rule(
         "PUT",
         "/api/v1/apps/{app}/maintainers/{kind}/{name}",

@@ -10,6 +10,7 @@ mod credentials;
 mod node;
 mod output;
 mod plugin;
+mod procs;
 mod router;
 mod runs;
 mod scheduler;
@@ -67,13 +68,17 @@ enum Command {
         /// The app's directory (with its lain.yaml).
         path: Option<PathBuf>,
     },
-    /// Deploy a release (default: the newest) and wait until it runs.
+    /// Deploy a release (default: the newest) and wait until it runs; with `-p PROC`, deploy
+    /// that proc alone from the deployed release (bringing it back after `undeploy -p`).
     Deploy {
         #[command(flatten)]
         app: app::AppArg,
-        /// Release version; default the newest.
+        /// Release version; default the newest (with `-p`: the deployed one).
         #[arg(long)]
         release: Option<String>,
+        /// Deploy only this proc; the others are left as they are.
+        #[arg(long, short)]
+        proc: Option<String>,
         #[command(flatten)]
         wait: app::WaitArgs,
     },
@@ -99,6 +104,12 @@ enum Command {
     /// Show the runs of an app's scheduled procs (start, end, exit status, outcome) or one
     /// run's log.
     Runs(runs::RunsArgs),
+    /// Run a command in a running instance of a proc (`lain exec web -- env`) and exit with
+    /// its exit status.
+    Exec(procs::ExecArgs),
+    /// Restart a proc's instances (or one, `-i N`), one instance number at a time, and wait
+    /// until the new ones are ready.
+    Restart(procs::RestartArgs),
     /// Show an app's instances: state, health, release, node, URL.
     Ps {
         #[command(flatten)]
@@ -131,10 +142,14 @@ enum Command {
         #[command(flatten)]
         wait: app::WaitArgs,
     },
-    /// Stop every instance of an app (releases and history stay).
+    /// Stop every instance of an app (releases and history stay); with `-p PROC`, only that
+    /// proc's (the next deploy of the whole app runs it again).
     Undeploy {
         #[command(flatten)]
         app: app::AppArg,
+        /// Undeploy only this proc; the others are left as they are.
+        #[arg(long, short)]
+        proc: Option<String>,
         #[command(flatten)]
         wait: app::WaitArgs,
     },
@@ -200,11 +215,39 @@ pub fn main() -> ExitCode {
         Command::Deploy {
             app: a,
             release,
+            proc: None,
             wait,
         } => a
             .resolve()
             .and_then(|name| app::deploy(&client, &name, release.as_deref(), &wait, out))
             .map(drop),
+        Command::Deploy {
+            app: a,
+            release,
+            proc: Some(proc),
+            wait,
+        } => (|| {
+            let view = client.send(
+                "POST",
+                &format!(
+                    "/api/v1/apps/{}/procs/{}/deploy",
+                    a.resolve()?,
+                    encode(&proc)
+                ),
+                Some(&serde_json::json!({ "release": release })),
+            )?;
+            app::finish(&client, view, &wait, out).map(drop)
+        })(),
+        Command::Exec(args) => {
+            return match procs::exec(&client, &args, out) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Restart(args) => procs::restart(&client, &args, out),
         Command::Scale {
             proc,
             app: a,
@@ -256,9 +299,12 @@ pub fn main() -> ExitCode {
             )?;
             app::finish(&client, view, &wait, out).map(drop)
         })(),
-        Command::Undeploy { app: a, wait } => (|| {
-            let view =
-                client.send::<(), _>("DELETE", &format!("/api/v1/apps/{}", a.resolve()?), None)?;
+        Command::Undeploy { app: a, proc, wait } => (|| {
+            let path = match &proc {
+                Some(proc) => format!("/api/v1/apps/{}/procs/{}", a.resolve()?, encode(proc)),
+                None => format!("/api/v1/apps/{}", a.resolve()?),
+            };
+            let view = client.send::<(), _>("DELETE", &path, None)?;
             app::finish(&client, view, &wait, out).map(drop)
         })(),
         Command::App(app::AppCommand::List) => app::list(&client, out),

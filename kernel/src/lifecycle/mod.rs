@@ -16,6 +16,7 @@ pub mod logs;
 pub mod maintainers;
 pub mod nodes;
 pub mod plan;
+pub mod procs;
 pub mod reconcile;
 pub mod records;
 pub mod route_claims;

@@ -66,6 +66,31 @@ pub struct AppRecord {
     pub scale: BTreeMap<String, Scale>,
     /// The last failure of a deploy or rollout.
     pub last_error: Option<String>,
+    /// Restarts asked per proc name (`lain restart`): an instance whose restart generation
+    /// differs from its number's is replaced, one instance number at a time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
+    pub restarts: BTreeMap<String, Restarts>,
+}
+
+/// The restarts asked of one proc: each raises a generation, and an instance runs the sum of
+/// the proc's and its number's (carried as its `lain.restart` label, absent at 0).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restarts {
+    /// Restarts of every instance of the proc.
+    #[serde(default)]
+    pub all: u64,
+    /// Restarts of one instance number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub numbers: BTreeMap<u32, u64>,
+}
+
+impl Restarts {
+    /// The restart generation instance number `no` should run.
+    pub fn of(&self, no: u32) -> u64 {
+        self.all
+            .saturating_add(self.numbers.get(&no).copied().unwrap_or(0))
+    }
 }
 
 /// How many earlier deployments are kept for rollback.
@@ -81,6 +106,7 @@ impl AppRecord {
             history: Vec::new(),
             scale: BTreeMap::new(),
             last_error: None,
+            restarts: BTreeMap::new(),
         }
     }
 

@@ -25,6 +25,9 @@ pub struct InstanceView {
     /// The secrets stamp of the deploy that created it (empty without secret files).
     #[serde(default)]
     pub secrets_stamp: String,
+    /// The restart generation it runs (`lain restart`; 0 before any).
+    #[serde(default)]
+    pub restart: u64,
     /// Node it is on.
     pub node: String,
     /// Run state.
@@ -199,12 +202,14 @@ impl StatusBoard {
                     .copied()
                     .unwrap_or(plan.num_instances);
                 let mine: Vec<_> = instances.iter().filter(|i| i.proc == plan.name).collect();
+                let restarts = app.restarts.get(&plan.name).cloned().unwrap_or_default();
                 let ready = mine
                     .iter()
                     .filter(|i| {
                         i.release == deployed.release
                             && i.plan_stamp == plan.plan_stamp
                             && i.secrets_stamp == plan.secrets_stamp
+                            && i.restart == restarts.of(i.instance)
                             && i.ready
                     })
                     .count() as u32;

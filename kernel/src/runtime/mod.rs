@@ -54,6 +54,8 @@ pub mod labels {
     /// Which run of its instance number this is (1, 2, ...): a restart recreates the instance
     /// with the next one, so the count survives the kernel.
     pub const ATTEMPT: &str = "lain.attempt";
+    /// The restart generation it runs (`lain restart`; absent at 0).
+    pub const RESTART: &str = "lain.restart";
 }
 
 /// Everything needed to create one instance.
@@ -343,6 +345,15 @@ pub struct ExecOutput {
 /// Bytes of each of a command's output streams that [`Runtime::exec`] keeps (the end).
 pub const EXEC_OUTPUT_MAX: usize = 16 << 10;
 
+/// A piece of a command's output, as [`Runtime::exec_stream`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecChunk {
+    /// From its standard output.
+    Stdout(Vec<u8>),
+    /// From its standard error.
+    Stderr(Vec<u8>),
+}
+
 /// A failure of a runtime operation.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -410,7 +421,9 @@ pub trait Runtime: Send + Sync {
         timeout: std::time::Duration,
     ) -> Result<bool, RuntimeError>;
     /// Runs `argv` (no shell) in the instance's context (its identity, environment, `/lain/app`
-    /// and volumes), killing it after `timeout`. Used for a backup's `pre_run` and `post_run`.
+    /// and volumes), killing it after `timeout` (on Docker, which cannot stop an exec, it is
+    /// left to end and reported as timed out). Used for a backup's `pre_run` and `post_run` and
+    /// by `lain exec`.
     async fn exec(
         &self,
         name: &str,
@@ -421,6 +434,26 @@ pub trait Runtime: Send + Sync {
             "the {} runtime cannot run commands in instance {name}",
             self.name()
         )))
+    }
+    /// Runs `argv` as [`Runtime::exec`] does, sending its output to `out` as it is written
+    /// (the returned [`ExecOutput::output`] is empty). When `out`'s receiver is gone the command
+    /// is killed (where the runtime can) and an error returned. The default sends everything
+    /// once the command ended.
+    async fn exec_stream(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+        out: tokio::sync::mpsc::Sender<ExecChunk>,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let mut result = self.exec(name, argv, timeout).await?;
+        let output = std::mem::take(&mut result.output);
+        if !output.is_empty() && out.send(ExecChunk::Stdout(output)).await.is_err() {
+            return Err(RuntimeError::Failed(format!(
+                "exec in {name}: nobody reads its output"
+            )));
+        }
+        Ok(result)
     }
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;

@@ -66,6 +66,7 @@ impl Reconciler {
                 i.key.release == d.release
                     && i.key.secrets == d.plan.secrets_stamp
                     && i.key.plan == d.plan.plan_stamp
+                    && i.key.restart == d.restarts.of(no)
                     && pinned.as_ref().is_none_or(|n| *n == i.key.node)
                     && (keeps_node || (node_ready(i) && !self.placement.moving(i.name())))
             });
@@ -155,7 +156,19 @@ impl Reconciler {
                         // A run to completion that still runs is working, not failing to get
                         // ready: it has no rollout timeout (nor has a run of a scheduled proc).
                         if !(d.plan.completes() && c.seen.state.is_running()) {
-                            self.check_rollout(d, c);
+                            // Replacing instances of the same deployment (`lain restart`) is no
+                            // rollout of a release: a new one that does not get ready leaves the
+                            // old one serving and says so, the deployment stays.
+                            let restart_only = old.iter().all(|o| {
+                                o.key.release == c.key.release
+                                    && o.key.plan == c.key.plan
+                                    && o.key.secrets == c.key.secrets
+                            });
+                            if restart_only {
+                                self.check_restart(d, c);
+                            } else {
+                                self.check_rollout(d, c);
+                            }
                         }
                     }
                 }
@@ -298,13 +311,39 @@ impl Reconciler {
         }
     }
 
-    /// Fails the rollout when a new instance is not ready in time.
-    fn check_rollout(&self, d: &Desired, c: &Instance) {
+    /// How long a new instance of `d` has to get ready.
+    fn ready_limit(&self, d: &Desired) -> Duration {
         let health_window = d.plan.plan.health.as_ref().map_or(0, |h| {
             u64::from(h.start_period) + u64::from(h.interval) * u64::from(h.retries.max(1))
         });
-        let limit = self.ctx.settings.rollout_timeout
-            + Duration::from_secs(u64::from(d.plan.plan.setup_time) + health_window);
+        self.ctx.settings.rollout_timeout
+            + Duration::from_secs(u64::from(d.plan.plan.setup_time) + health_window)
+    }
+
+    /// Reports a restarted instance that is not ready in time (the one it replaces keeps
+    /// running until it is).
+    fn check_restart(&mut self, d: &Desired, c: &Instance) {
+        let limit = self.ready_limit(d);
+        if self
+            .first_seen
+            .get(c.name())
+            .is_some_and(|t| t.elapsed() > limit)
+        {
+            self.problems.proc(
+                &d.plan.full_name,
+                format!(
+                    "restarted instance {} was not ready within {}s; the instance it replaces \
+                     keeps running",
+                    c.key.number.unwrap_or(0),
+                    limit.as_secs()
+                ),
+            );
+        }
+    }
+
+    /// Fails the rollout when a new instance is not ready in time.
+    fn check_rollout(&self, d: &Desired, c: &Instance) {
+        let limit = self.ready_limit(d);
         if self
             .first_seen
             .get(c.name())

@@ -3,7 +3,7 @@
 
 use super::context::Context;
 use super::portals;
-use crate::lifecycle::records::ProcPlan;
+use crate::lifecycle::records::{ProcPlan, Restarts};
 use crate::plugin::bindings::proc_rendering::PlacementMode;
 use crate::schedule::Mode;
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +25,8 @@ pub struct Desired {
     /// For a scheduled proc: the runs that should have an instance (run id, which is the
     /// instance number -> its tick), set by `lifecycle::runs::ticker`; none for other procs.
     pub runs: Option<BTreeMap<u32, i64>>,
+    /// The restarts asked of the proc (`lain restart`).
+    pub restarts: Restarts,
 }
 
 impl Desired {
@@ -67,6 +69,7 @@ pub fn desired(ctx: &Context, images: &mut Images) -> anyhow::Result<BTreeMap<St
         };
         for plan in &deployed.procs {
             let plan = app.effective(plan);
+            let restarts = app.restarts.get(&plan.name).cloned().unwrap_or_default();
             out.insert(
                 plan.full_name.clone(),
                 Desired {
@@ -77,6 +80,7 @@ pub fn desired(ctx: &Context, images: &mut Images) -> anyhow::Result<BTreeMap<St
                     plan,
                     grants: Vec::new(),
                     runs: None,
+                    restarts,
                 },
             );
         }

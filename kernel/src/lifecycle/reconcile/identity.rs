@@ -26,6 +26,9 @@ pub struct InstanceKey {
     /// missing, on instances of older kernels). Not part of the name: a restart recreates the
     /// instance under the same name.
     pub attempt: u32,
+    /// The restart generation it runs (`lain restart`); 0 when the label is missing. A new
+    /// generation is a new instance, as a new release is.
+    pub restart: u64,
 }
 
 impl InstanceKey {
@@ -40,6 +43,7 @@ impl InstanceKey {
             secrets: o.label(labels::SECRETS).to_string(),
             plan: o.label(labels::PLAN).to_string(),
             attempt: o.label(labels::ATTEMPT).parse().unwrap_or(1),
+            restart: o.label(labels::RESTART).parse().unwrap_or(0),
         }
     }
 
@@ -48,8 +52,9 @@ impl InstanceKey {
         self.proc.rsplit('.').next().unwrap_or(&self.proc)
     }
 
-    /// The runtime name of the instance: `<proc>.i<no>.<release>[.s<secrets>][.p<plan>].<node>`.
-    /// A new version of the secrets or of the plan is a new instance, as a new release is.
+    /// The runtime name of the instance:
+    /// `<proc>.i<no>.<release>[.s<secrets>][.p<plan>][.r<restart>].<node>`. A new version of the
+    /// secrets or of the plan, or a restart, is a new instance, as a new release is.
     pub fn name(&self) -> String {
         let no = self.number.unwrap_or(0);
         let mut name = format!("{}.i{no}.{}", self.proc, self.release);
@@ -60,6 +65,9 @@ impl InstanceKey {
                 name.push_str(stamp);
             }
         }
+        if self.restart > 0 {
+            name.push_str(&format!(".r{}", self.restart));
+        }
         name.push('.');
         name.push_str(&self.node);
         name
@@ -69,6 +77,7 @@ impl InstanceKey {
     pub fn labels(&self, kernel: &str) -> BTreeMap<String, String> {
         let no = self.number.unwrap_or(0).to_string();
         let attempt = self.attempt.to_string();
+        let restart = self.restart.to_string();
         [
             (labels::KERNEL, kernel),
             (labels::APP, self.app.as_str()),
@@ -81,6 +90,7 @@ impl InstanceKey {
         .into_iter()
         .chain((!self.secrets.is_empty()).then_some((labels::SECRETS, self.secrets.as_str())))
         .chain((!self.plan.is_empty()).then_some((labels::PLAN, self.plan.as_str())))
+        .chain((self.restart > 0).then_some((labels::RESTART, restart.as_str())))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
     }
@@ -126,6 +136,7 @@ mod tests {
                 secrets: secrets.into(),
                 plan: plan.into(),
                 attempt: 2,
+                restart: 0,
             };
             let seen = Observed {
                 name: key.name(),
@@ -150,6 +161,7 @@ mod tests {
             secrets: "s9".into(),
             plan: String::new(),
             attempt: 1,
+            restart: 0,
         };
         assert_eq!(key.name(), "a.web.web.i1.r.ss9.local");
         let key = InstanceKey {
@@ -158,5 +170,19 @@ mod tests {
         };
         assert_eq!(key.name(), "a.web.web.i1.r.ss9.p77.local");
         assert_eq!(key.labels("k")[labels::PLAN], "77");
+        let key = InstanceKey { restart: 4, ..key };
+        assert_eq!(key.name(), "a.web.web.i1.r.ss9.p77.r4.local");
+        assert_eq!(key.labels("k")[labels::RESTART], "4");
+        let seen = Observed {
+            name: key.name(),
+            labels: key.labels("k"),
+            state: RunState::Created,
+            host_ports: Vec::new(),
+            memory: 0,
+            cpu: 0,
+            health: None,
+            networks: Vec::new(),
+        };
+        assert_eq!(InstanceKey::of(&seen).restart, 4);
     }
 }

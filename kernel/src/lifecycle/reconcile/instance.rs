@@ -23,6 +23,7 @@ pub fn key(d: &Desired, no: u32, node: &str) -> InstanceKey {
         secrets: d.plan.secrets_stamp.clone(),
         plan: d.plan.plan_stamp.clone(),
         attempt: 1,
+        restart: d.restarts.of(no),
     }
 }
 

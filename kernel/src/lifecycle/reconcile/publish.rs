@@ -78,6 +78,7 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 release: key.release.clone(),
                 plan_stamp: key.plan.clone(),
                 secrets_stamp: key.secrets.clone(),
+                restart: key.restart,
                 node: key.node.clone(),
                 state: o.state.clone(),
                 health: seen.checks.health(i, d),

@@ -64,6 +64,7 @@ fn desired(
         grants: Vec::new(),
         runs: None,
         deployed_at: 0,
+        restarts: Default::default(),
     };
     BTreeMap::from([("a.cron.tick".to_string(), d)])
 }
@@ -85,6 +86,7 @@ fn instance(no: u32, state: RunState) -> Instance {
         secrets: String::new(),
         plan: String::new(),
         attempt: 1,
+        restart: 0,
     };
     Instance::new(Observed {
         name: key.name(),

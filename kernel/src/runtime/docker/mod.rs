@@ -331,6 +331,90 @@ async fn run_exec(
     Ok(None)
 }
 
+/// Runs `cmd` in container `name` attached to its stdout and stderr, sending them to `sink` as
+/// they come; waits at most `timeout` for it to end (Docker cannot stop an exec: one still
+/// running then, or when nobody receives its output any more, is left to end by itself).
+async fn run_exec_output(
+    docker: &Docker,
+    name: &str,
+    cmd: Vec<String>,
+    timeout: Duration,
+    sink: tokio::sync::mpsc::Sender<crate::runtime::ExecChunk>,
+) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+    use crate::runtime::ExecChunk;
+    use futures::StreamExt as _;
+    let what = "exec in";
+    let config = bollard::models::ExecConfig {
+        cmd: Some(cmd),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        ..Default::default()
+    };
+    let exec = docker
+        .create_exec(name, config)
+        .await
+        .map_err(failed(what, name))?;
+    let started = docker
+        .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)
+        .await
+        .map_err(failed(what, name))?;
+    let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        return Err(RuntimeError::Failed(format!(
+            "{what} {name}: Docker did not attach to the command's output"
+        )));
+    };
+    let read = async {
+        while let Some(item) = output.next().await {
+            let chunk = match item {
+                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                    ExecChunk::Stderr(message.to_vec())
+                }
+                Ok(
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message },
+                ) => ExecChunk::Stdout(message.to_vec()),
+                Ok(bollard::container::LogOutput::StdIn { .. }) => continue,
+                Err(e) => return Err(failed(what, name)(e)),
+            };
+            if sink.send(chunk).await.is_err() {
+                return Err(RuntimeError::Failed(format!(
+                    "{what} {name}: nobody reads its output"
+                )));
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => {
+            return Ok(crate::runtime::ExecOutput {
+                code: None,
+                timed_out: true,
+                output: Vec::new(),
+            });
+        }
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {}
+    }
+    // The stream ends with the command; its status may take a moment to show.
+    let mut code = None;
+    for _ in 0..50 {
+        let state = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(failed(what, name))?;
+        if state.running != Some(true) {
+            code = state.exit_code.and_then(|c| i32::try_from(c).ok());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(crate::runtime::ExecOutput {
+        code,
+        timed_out: false,
+        output: Vec::new(),
+    })
+}
+
 /// Whether a Docker error is a 404 (already gone) or 304 (already in that state).
 fn is_noop(e: &DockerError) -> bool {
     matches!(
@@ -595,13 +679,36 @@ impl Runtime for DockerRuntime {
         argv: &[String],
         timeout: Duration,
     ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+        // The output streamed, keeping the last EXEC_OUTPUT_MAX bytes of each stream.
+        let (sink, mut chunks) = tokio::sync::mpsc::channel(16);
+        let collect = async move {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            while let Some(chunk) = chunks.recv().await {
+                let (kept, bytes) = match chunk {
+                    crate::runtime::ExecChunk::Stdout(b) => (&mut out, b),
+                    crate::runtime::ExecChunk::Stderr(b) => (&mut err, b),
+                };
+                kept.extend_from_slice(&bytes);
+                if kept.len() > crate::runtime::EXEC_OUTPUT_MAX {
+                    kept.drain(..kept.len() - crate::runtime::EXEC_OUTPUT_MAX);
+                }
+            }
+            out.extend(err);
+            out
+        };
+        let (ended, output) = tokio::join!(self.exec_stream(name, argv, timeout, sink), collect);
+        Ok(crate::runtime::ExecOutput { output, ..ended? })
+    }
+
+    async fn exec_stream(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+        out: tokio::sync::mpsc::Sender<crate::runtime::ExecChunk>,
+    ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
         let engine = self.engine_of(name)?;
-        let ended = run_exec(&engine.docker, name, argv.to_vec(), timeout, "exec in").await?;
-        Ok(crate::runtime::ExecOutput {
-            code: ended.flatten().and_then(|c| i32::try_from(c).ok()),
-            timed_out: ended.is_none(),
-            output: Vec::new(),
-        })
+        run_exec_output(&engine.docker, name, argv.to_vec(), timeout, out).await
     }
 
     fn host_address(&self, node: &str) -> String {

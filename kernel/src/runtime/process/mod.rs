@@ -479,6 +479,91 @@ impl Runtime for ProcessRuntime {
         }
     }
 
+    async fn exec_stream(
+        &self,
+        name: &str,
+        argv: &[String],
+        timeout: Duration,
+        out: tokio::sync::mpsc::Sender<super::ExecChunk>,
+    ) -> Result<super::ExecOutput, RuntimeError> {
+        use super::ExecChunk;
+        use tokio::io::AsyncReadExt as _;
+        let failed =
+            |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
+        let dir = self.dir(name)?;
+        let stored = Self::read_spec(&dir)?;
+        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
+        let cmd = stored
+            .sandbox
+            .command(jail, &sandbox::init::executable(&self.shim), None)
+            .map_err(|e| failed(&e))?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| failed(&e))?;
+        // Sends what `stream` gives as it comes; false when nobody receives any more.
+        async fn pump(
+            stream: Option<impl tokio::io::AsyncRead + Unpin>,
+            out: &tokio::sync::mpsc::Sender<ExecChunk>,
+            wrap: fn(Vec<u8>) -> ExecChunk,
+        ) -> bool {
+            let Some(mut stream) = stream else {
+                return true;
+            };
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => {
+                        if out.send(wrap(buf[..n].to_vec())).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        }
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let waited = tokio::time::timeout(timeout, async {
+            let (a, b) = tokio::join!(
+                pump(stdout, &out, ExecChunk::Stdout),
+                pump(stderr, &out, ExecChunk::Stderr)
+            );
+            if a && b {
+                Some(child.wait().await)
+            } else {
+                None
+            }
+        })
+        .await;
+        let ended = match waited {
+            Ok(Some(Ok(status))) => Ok(super::ExecOutput {
+                code: status.code(),
+                timed_out: false,
+                output: Vec::new(),
+            }),
+            Ok(Some(Err(e))) => Err(failed(&e)),
+            Ok(None) => Err(failed(&"nobody reads its output: killed")),
+            Err(_) => Ok(super::ExecOutput {
+                code: None,
+                timed_out: true,
+                output: Vec::new(),
+            }),
+        };
+        if !matches!(
+            ended,
+            Ok(super::ExecOutput {
+                timed_out: false,
+                ..
+            })
+        ) {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        ended
+    }
+
     async fn exec(
         &self,
         name: &str,
