@@ -368,3 +368,44 @@ async fn the_openapi_document_describes_the_lifecycle() {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
 }
+
+#[tokio::test]
+async fn the_process_runtime_refuses_service_names_it_cannot_give_and_deploys_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    let client = format!("{APP}use_services:\n  pg:\n    - db\n");
+    build(&kernel, context(&[("lain.yaml", &client)])).await;
+    let service = "appname: pg\nbuild:\n  base: busybox\nservice.db:\n  cmd: sleep 100\n  port: 5432\n  portal:\n    allow_clients: \"**\"\n";
+    build(&kernel, context(&[("lain.yaml", service)])).await;
+    for (app, why) in [
+        (
+            "shop",
+            "use_services (pg): a client reaches a service by its name",
+        ),
+        (
+            "pg",
+            "proc `portal-db`: a portal serves its clients by service name",
+        ),
+    ] {
+        let (status, body) = call(
+            &kernel,
+            "POST",
+            &format!("/api/v1/apps/{app}/deploy"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{app}: {body}");
+        let message = body.to_string();
+        assert!(
+            message.contains("gives instances no service names") && message.contains(why),
+            "{app}: {message}"
+        );
+    }
+    let listed = apps(&kernel).await;
+    assert!(
+        listed
+            .as_array()
+            .is_some_and(|a| a.iter().all(|app| app["release"].is_null())),
+        "nothing deployed: {listed}"
+    );
+}

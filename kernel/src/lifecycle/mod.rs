@@ -215,6 +215,7 @@ impl Lifecycle {
         } = plan::render(self, &release)?;
         let mut procs = procs;
         self.check_runtime(&procs)?;
+        self.check_names(&procs, &use_services)?;
         self.check_secrets(app, &mut procs)?;
         for proc in &mut procs {
             proc.stamp_plan()
@@ -235,6 +236,44 @@ impl Lifecycle {
                 Ok(())
             },
         )
+    }
+
+    /// Fails when the app needs service names (`use_services`, a service's portal) on a runtime
+    /// that gives none: the process runtime has no network namespace, so a client could not
+    /// reach a portal by its service name. Nothing is deployed then.
+    fn check_names(
+        &self,
+        procs: &[ProcPlan],
+        use_services: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Result<(), LifecycleError> {
+        if self.runtime.name() != "process" {
+            return Ok(());
+        }
+        let mut refused: Vec<String> = procs
+            .iter()
+            .filter(|p| p.plan.portal.is_some())
+            .map(|p| {
+                format!(
+                    "proc `{}`: a portal serves its clients by service name",
+                    p.name
+                )
+            })
+            .collect();
+        if !use_services.is_empty() {
+            let used: Vec<&str> = use_services.keys().map(String::as_str).collect();
+            refused.push(format!(
+                "use_services ({}): a client reaches a service by its name",
+                used.join(", ")
+            ));
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(LifecycleError::Invalid(format!(
+            "cannot deploy on the process runtime, which gives instances no service names (no \
+             network namespace; use the docker runtime):\n  {}",
+            refused.join("\n  ")
+        )))
     }
 
     /// Fails, naming each proc and why, when a proc asks for what the runtime cannot give: its

@@ -43,6 +43,7 @@ impl Lifecycle {
             )));
         };
         self.check_runtime(std::slice::from_ref(&plan))?;
+        self.check_names(std::slice::from_ref(&plan), &Default::default())?;
         self.check_secrets(app, std::slice::from_mut(&mut plan))?;
         plan.stamp_plan()
             .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("plan stamp: {e}")))?;
