@@ -27,6 +27,15 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
     let Some(app) = parsed.spec else {
         return Err(LifecycleError::Spec(parsed.diagnostics));
     };
+    if !app.use_resources.is_empty() {
+        let used: Vec<&str> = app.use_resources.keys().map(String::as_str).collect();
+        return Err(LifecycleError::Invalid(format!(
+            "`{}` uses resources ({}): resource apps are not built yet, so lain cannot give it \
+             them; remove use_resources to deploy it",
+            app.appname,
+            used.join(", ")
+        )));
+    }
     if app.apptype == AppType::Resource {
         return Err(LifecycleError::Invalid(format!(
             "`{}` is a resource (apptype: resource): it is a template used by other apps, not run itself",

@@ -223,6 +223,10 @@ const NO_EFFECT_YET: &[(&str, &str)] = &[
         "notify",
         "has no effect yet: lain delivers no notifications (alerting is not built)",
     ),
+    (
+        "use_resources",
+        "is not built yet: resource apps are not instantiated, and the kernel refuses to deploy an app that uses one",
+    ),
 ];
 
 fn no_effect_yet(doc: &marked_yaml::types::MarkedMappingNode, report: &mut Report) {
