@@ -1,4 +1,5 @@
-//! The web router (LAIN's webrouter): HTTP traffic to web procs, by host and path.
+//! The web router (LAIN's webrouter): HTTP traffic to web procs, by host and path; and stream
+//! ports (LAIN's streamrouter).
 //!
 //! - [`table`]: the routes, rebuilt from the deployed web procs and their ready instances whenever
 //!   the reconciler publishes what it saw, and swapped in atomically: routes follow deploys,
@@ -12,6 +13,9 @@
 //! - [`crate::lifecycle::route_claims`]: which app each host and path belongs to; the table serves
 //!   only the owner's.
 //! - [`nginx`]: the same routes as nginx configuration, for sites that front lain with nginx.
+//! - [`stream`]: stream ports (LAIN's streamrouter): TCP from a node port to a proc's ready
+//!   instances, rebuilt with the route table; [`crate::lifecycle::stream_claims`] says which app
+//!   each source port belongs to.
 //!
 //! Only ready instances take traffic; an instance being retired is taken out of the table first
 //! and stopped after a drain period, so rolling upgrades drop no request.
