@@ -950,8 +950,8 @@ fn a_stream_port_forwards_tcp_spread_over_instances_and_through_an_upgrade() {
 }
 
 /// A second app asking for a stream port another app holds is refused naming the owner, and
-/// nothing changes: it is not deployed, the owner keeps the port. A port the router cannot bind
-/// is reported by `lain router streams`.
+/// nothing changes: it is not deployed, the owner keeps the port. A UDP stream port is refused
+/// at deploy. A port the router cannot bind is reported by `lain router streams`.
 #[test]
 fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -993,6 +993,17 @@ fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
     wait_until("the other app answers", || {
         echo_line(source, "x").is_ok_and(|a| a.starts_with("other "))
     });
+
+    // UDP stream ports are not forwarded: refused at deploy, nothing deployed.
+    let udp = echo_app(tmp.path(), "udpecho", free_stream_port(), "udp");
+    support::edit_app(Path::new(&udp), |y| y.replace(":7000\n", ":7000/udp\n"));
+    kernel.lain_ok(&["build", &udp]);
+    let err = kernel.lain_err(&["deploy", "-a", "udpecho"]);
+    assert!(
+        err.contains("/udp") && err.contains("TCP stream ports only"),
+        "{err}"
+    );
+    assert!(kernel.ps("udpecho")["release"].is_null());
 
     // A port something else holds is reported, not fatal.
     let busy_port = free_stream_port();

@@ -15,7 +15,8 @@
 //!
 //! Stream ports, in the same run: TCP throughput of one connection sending `stream_bytes()` to a
 //! sink (a thread that counts what it reads and answers the count once the sender shuts down),
-//! directly, through `socat` (`TCP-LISTEN,fork` to the sink, the plain baseline), and through
+//! directly, through `socat` (`TCP-LISTEN,fork` to the sink, 64 KiB buffer as the forwarder's:
+//! the plain baseline), and through
 //! lain's stream forwarder (`router::stream`, on a 2-thread tokio runtime as in the kernel),
 //! alternating for `rounds_n()` rounds. Reported: MB/s (medians) and lain/socat and
 //! lain/direct ratios (medians of per-round ratios).
@@ -335,6 +336,8 @@ fn streams(rounds: usize) -> Result<serde_json::Value> {
     let socat_port = free_port()?;
     let _socat = Socat(
         Command::new("socat")
+            // The forwarder's buffer size (socat's default is 8 KiB).
+            .args(["-b", "65536"])
             .arg(format!(
                 "TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork"
             ))
