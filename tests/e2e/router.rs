@@ -805,13 +805,19 @@ socketserver.ThreadingTCPServer.daemon_threads = True
 socketserver.ThreadingTCPServer(("127.0.0.1", int(os.environ["PORT_7000"])), H).serve_forever()
 "#;
 
-/// A stream source port (9500-10000) nothing listens on now.
+/// A stream source port (9500-10000) nothing listens on now, never the same twice in this
+/// process (the tests run in parallel, each with its own kernel).
 fn free_stream_port() -> u16 {
-    let start = 9500 + (std::process::id() % 400) as u16;
-    (start..=10000)
-        .chain(9500..start)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port in 9500-10000")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = std::process::id() as usize % 500;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 501, "no free port in 9500-10000");
+        let port = 9500 + ((base + n) % 501) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Writes the echo app `name` forwarding `source` to its port 7000.
