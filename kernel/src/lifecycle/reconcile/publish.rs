@@ -83,13 +83,18 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 state: o.state.clone(),
                 health: seen.checks.health(i, d),
                 ready: d.is_some_and(|d| seen.checks.ready(i, d, now)),
-                url: o.host_ports.first().map(|port| {
-                    let scheme = match d.and_then(|d| d.plan.plan.ports.first()) {
-                        Some(p) if p.protocol == Protocol::Udp => "udp",
-                        _ => "http",
-                    };
-                    format!("{scheme}://{}:{port}", ctx.runtime.host_address(&key.node))
-                }),
+                // A proc without `port` has no main port: a stream destination is not one.
+                url: o
+                    .host_ports
+                    .first()
+                    .filter(|_| d.is_none_or(|d| !d.plan.plan.ports.is_empty()))
+                    .map(|port| {
+                        let scheme = match d.and_then(|d| d.plan.plan.ports.first()) {
+                            Some(p) if p.protocol == Protocol::Udp => "udp",
+                            _ => "http",
+                        };
+                        format!("{scheme}://{}:{port}", ctx.runtime.host_address(&key.node))
+                    }),
                 streams: d
                     .map(|d| streams(ctx, &key.node, d, &o.host_ports))
                     .unwrap_or_default(),
