@@ -172,6 +172,7 @@ impl Kernel {
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),
             backups: self.backups.clone(),
+            router: self.router.clone(),
         }
     }
 }

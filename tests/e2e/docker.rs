@@ -1265,3 +1265,54 @@ fn exec_runs_in_the_container_and_restart_replaces_it_on_docker() {
     let body = get(new[0]["url"].as_str().expect("url"));
     assert!(body.contains("hello from shop"), "{body}");
 }
+
+/// A stream port on Docker: the container's port 7000 is published, the router forwards the
+/// node's source port to it, spread over both instances.
+#[test]
+fn a_stream_port_forwards_tcp_to_the_containers_published_port() {
+    use std::io::{Read, Write};
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    let source = (9500..=10000)
+        .rev()
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 9500-10000");
+    let dir = support::write_app(
+        tmp.path(),
+        "streams",
+        &format!(
+            "appname: streams\nbuild:\n  base: {}\n  script: []\n\
+             worker:\n  cmd: sh -c 'mkdir -p /tmp/w && echo \"instance $LAIN_INSTANCE_NO\" > /tmp/w/index.html && exec httpd -f -p 7000 -h /tmp/w'\n  num_instances: 2\n  setup_time: 1\n  ports:\n    - {source}:7000\n",
+            docker_engine::BASE
+        ),
+    );
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "streams"]);
+    // A raw HTTP request over the stream port (the forwarder knows nothing of HTTP).
+    let ask = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", source)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("instance "))
+            .map(str::to_string)
+    };
+    support::until("an answer through the stream port", ask);
+    support::until("both instances behind the stream port", || {
+        let streams = json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+        streams[0]["backends"]
+            .as_array()
+            .is_some_and(|b| b.len() == 2)
+            .then_some(())
+    });
+    let seen: std::collections::BTreeSet<String> = (0..20).filter_map(|_| ask()).collect();
+    assert_eq!(
+        seen,
+        std::collections::BTreeSet::from(["1".to_string(), "2".to_string()]),
+        "spread over both containers"
+    );
+}

@@ -788,3 +788,250 @@ fn a_refused_takeover_leaves_the_owner_served() {
         "{table}"
     );
 }
+
+/// A TCP echo server: each line comes back as `<VERSION> <instance> <line>`. It listens on the
+/// host port the process runtime gives its port 7000 (`PORT_7000`).
+const ECHO: &str = r#"
+import os, socketserver
+NO = os.environ["LAIN_INSTANCE_NO"]
+VERSION = os.environ.get("VERSION", "v1")
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(f"{VERSION} {NO} ".encode() + line)
+            self.wfile.flush()
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer(("127.0.0.1", int(os.environ["PORT_7000"])), H).serve_forever()
+"#;
+
+/// A stream source port (9500-10000) nothing listens on now, never the same twice in this
+/// process (the tests run in parallel, each with its own kernel).
+fn free_stream_port() -> u16 {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = std::process::id() as usize % 500;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < 501, "no free port in 9500-10000");
+        let port = 9500 + ((base + n) % 501) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Writes the echo app `name` forwarding `source` to its port 7000.
+fn echo_app(root: &Path, name: &str, source: u16, version: &str) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("echo.py"), ECHO).expect("echo.py");
+    std::fs::write(
+        dir.join("lain.yaml"),
+        format!(
+            "appname: {name}\nbuild:\n  base: busybox\n  script: []\n\
+             worker.echo:\n  cmd: python3 echo.py\n  num_instances: 2\n  setup_time: 1\n  env:\n    - VERSION={version}\n  ports:\n    - {source}:7000\n"
+        ),
+    )
+    .expect("lain.yaml");
+    dir.to_string_lossy().into_owned()
+}
+
+/// One line through the stream port: the echo's answer, or the error.
+fn echo_line(source: u16, line: &str) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", source)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    if answer.is_empty() {
+        return Err("closed without an answer".into());
+    }
+    Ok(answer.trim_end().to_string())
+}
+
+/// A TCP stream port forwards to the proc's instances, spread over both, shown by `lain ps` and
+/// `lain router streams`; a rolling upgrade under load refuses no connection.
+#[test]
+fn a_stream_port_forwards_tcp_spread_over_instances_and_through_an_upgrade() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let source = free_stream_port();
+    let dir = echo_app(tmp.path(), "tcpecho", source, "v1");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "tcpecho"]);
+    wait_until("both instances behind the stream port", || {
+        let streams = support::json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+        streams[0]["backends"]
+            .as_array()
+            .is_some_and(|b| b.len() == 2)
+    });
+
+    let answer = echo_line(source, "hello").expect("an answer through the stream port");
+    assert!(
+        answer.starts_with("v1 ") && answer.ends_with(" hello"),
+        "{answer}"
+    );
+    let seen: BTreeSet<String> = (0..20)
+        .filter_map(|_| echo_line(source, "x").ok())
+        .filter_map(|a| a.split(' ').nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(seen, BTreeSet::from(["1".into(), "2".into()]), "spread");
+
+    let view = kernel.ps("tcpecho");
+    let procs = view["procs"].as_array().expect("procs");
+    assert_eq!(
+        procs[0]["stream_ports"],
+        serde_json::json!([format!("{source}:7000/tcp")]),
+        "{view:#}"
+    );
+    assert!(
+        kernel
+            .lain_ok(&["ps", "-a", "tcpecho"])
+            .contains(&format!("{source}:7000/tcp")),
+    );
+    let streams = support::json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+    assert_eq!(streams[0]["source"], source);
+    assert_eq!(streams[0]["app"], "tcpecho");
+    assert_eq!(streams[0]["listening"], true);
+    assert!(streams[0]["connections"].as_u64().is_some_and(|n| n >= 21));
+    let table = kernel.lain_ok(&["router", "streams"]);
+    assert!(
+        table.contains(&source.to_string()) && table.contains("tcpecho/echo"),
+        "{table}"
+    );
+
+    // A rolling upgrade to v2 under load: every connection is answered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut v2, mut errors) = (0usize, 0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match echo_line(source, "load") {
+                        Ok(a) => {
+                            ok += 1;
+                            v2 += usize::from(a.starts_with("v2 "));
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                (ok, v2, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    echo_app(tmp.path(), "tcpecho", source, "v2");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "tcpecho"]);
+    kernel.wait_for("tcpecho", "the upgrade", |v| {
+        v["converged"] == true
+            && v["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|i| i["release"] == v["release"]))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut v2, mut errors) = (0, 0, Vec::new());
+    for t in load {
+        let (o, v, e) = t.join().expect("load thread");
+        ok += o;
+        v2 += v;
+        errors.extend(e);
+    }
+    assert!(ok > 50, "the load ran: {ok} connections");
+    assert!(
+        errors.is_empty(),
+        "{} of {} failed: {errors:?}",
+        errors.len(),
+        ok + errors.len()
+    );
+    assert!(v2 > 0, "v2 answered after the upgrade");
+}
+
+/// A second app asking for a stream port another app holds is refused naming the owner, and
+/// nothing changes: it is not deployed, the owner keeps the port. A UDP stream port is refused
+/// at deploy. A port the router cannot bind is reported by `lain router streams`.
+#[test]
+fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let source = free_stream_port();
+    let dir = echo_app(tmp.path(), "owner", source, "owner");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "owner"]);
+    wait_until("the owner answers", || {
+        echo_line(source, "x").is_ok_and(|a| a.starts_with("owner "))
+    });
+
+    let other = echo_app(tmp.path(), "other", source, "other");
+    kernel.lain_ok(&["build", &other]);
+    let err = kernel.lain_err(&["deploy", "-a", "other"]);
+    assert!(
+        err.contains("409")
+            && err.contains(&format!("stream port {source}"))
+            && err.contains("app `owner`"),
+        "{err}"
+    );
+    let view = kernel.ps("other");
+    assert!(view["release"].is_null(), "nothing deployed: {view:#}");
+    assert!(
+        view["procs"].as_array().is_some_and(Vec::is_empty),
+        "{view:#}"
+    );
+    let streams = support::json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+    assert_eq!(streams.as_array().map(Vec::len), Some(1), "{streams:#}");
+    assert_eq!(streams[0]["app"], "owner");
+    for _ in 0..5 {
+        let a = echo_line(source, "x").expect("the owner still answers");
+        assert!(a.starts_with("owner "), "{a}");
+    }
+
+    // Once the owner is undeployed the port is free to the other app.
+    kernel.lain_ok(&["undeploy", "-a", "owner"]);
+    kernel.lain_ok(&["deploy", "-a", "other"]);
+    wait_until("the other app answers", || {
+        echo_line(source, "x").is_ok_and(|a| a.starts_with("other "))
+    });
+
+    // UDP stream ports are not forwarded: refused at deploy, nothing deployed.
+    let udp = echo_app(tmp.path(), "udpecho", free_stream_port(), "udp");
+    support::edit_app(Path::new(&udp), |y| y.replace(":7000\n", ":7000/udp\n"));
+    kernel.lain_ok(&["build", &udp]);
+    let err = kernel.lain_err(&["deploy", "-a", "udpecho"]);
+    assert!(
+        err.contains("/udp") && err.contains("TCP stream ports only"),
+        "{err}"
+    );
+    assert!(kernel.ps("udpecho")["release"].is_null());
+
+    // A port something else holds is reported, not fatal.
+    let busy_port = free_stream_port();
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", busy_port)).expect("bind");
+    let busy = echo_app(tmp.path(), "busy", busy_port, "busy");
+    kernel.lain_ok(&["build", &busy]);
+    kernel.lain_ok(&["deploy", "-a", "busy"]);
+    wait_until("the bind failure is reported", || {
+        let streams = support::json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+        streams.as_array().is_some_and(|s| {
+            s.iter().any(|s| {
+                s["source"] == busy_port
+                    && s["listening"] == false
+                    && s["error"].as_str().is_some_and(|e| e.contains("in use"))
+            })
+        })
+    });
+    assert!(echo_line(source, "x").is_ok_and(|a| a.starts_with("other ")));
+    assert!(
+        kernel
+            .logs()
+            .contains(&format!("cannot listen on stream port {busy_port}")),
+        "the log says why"
+    );
+}

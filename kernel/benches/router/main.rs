@@ -12,6 +12,14 @@
 //! buffered access log on). `wrk -t2 -c32 -d5s` runs against each, alternating, for `rounds_n()`
 //! rounds. Reported: requests/s and p99 latency (medians over rounds), and lain/nginx ratios
 //! (medians of per-round ratios).
+//!
+//! Stream ports, in the same run: TCP throughput of one connection sending `stream_bytes()` to a
+//! sink (a thread that counts what it reads and answers the count once the sender shuts down),
+//! directly, through `socat` (`TCP-LISTEN,fork` to the sink, 64 KiB buffer as the forwarder's:
+//! the plain baseline), and through
+//! lain's stream forwarder (`router::stream`, on a 2-thread tokio runtime as in the kernel),
+//! alternating for `rounds_n()` rounds. Reported: MB/s (medians) and lain/socat and
+//! lain/direct ratios (medians of per-round ratios).
 
 #[path = "../support/mode.rs"]
 mod mode;
@@ -236,9 +244,11 @@ fn main() -> Result<()> {
         m(&nginx_p99),
         m(&p99_ratio)
     );
+    let streams = streams(rounds)?;
     let report = serde_json::json!({
         "lain_rps": m(&lain_rps), "nginx_rps": m(&nginx_rps), "rps_ratio": m(&rps_ratio),
         "lain_p99_ms": m(&lain_p99), "nginx_p99_ms": m(&nginx_p99), "p99_ratio": m(&p99_ratio),
+        "streams": streams,
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;
@@ -247,4 +257,146 @@ fn main() -> Result<()> {
         serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(())
+}
+
+/// Bytes each stream-throughput run sends.
+fn stream_bytes() -> u64 {
+    mode::pick(1 << 30, 32 << 20)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A sink on a free port: each connection is read to its end, then told how many bytes came.
+fn sink() -> Result<u16> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 256 << 10];
+                let mut total = 0u64;
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                }
+                let _ = conn.write_all(&total.to_le_bytes());
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// MB/s of one connection to `port` sending `stream_bytes()`, checked to have all arrived.
+fn throughput(port: u16) -> Result<f64> {
+    use std::io::{Read, Write};
+    let total = stream_bytes();
+    let chunk = vec![7u8; 256 << 10];
+    let start = Instant::now();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    let mut sent = 0u64;
+    while sent < total {
+        let n = chunk.len().min((total - sent) as usize);
+        conn.write_all(&chunk[..n])?;
+        sent += n as u64;
+    }
+    conn.shutdown(std::net::Shutdown::Write)?;
+    let mut count = [0u8; 8];
+    conn.read_exact(&mut count).context("the sink's count")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let got = u64::from_le_bytes(count);
+    if got != total {
+        bail!("the sink got {got} of {total} bytes");
+    }
+    Ok(total as f64 / 1e6 / elapsed)
+}
+
+/// socat forwarding a free port to `to`, stopped when dropped.
+struct Socat(Child);
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The stream-port forwarder against socat and a direct connection; prints the table and returns
+/// the figures.
+fn streams(rounds: usize) -> Result<serde_json::Value> {
+    use lain::router::stream::{StreamRouter, StreamTarget};
+    let sink_port = sink()?;
+    let socat_port = free_port()?;
+    let _socat = Socat(
+        Command::new("socat")
+            // The forwarder's buffer size (socat's default is 8 KiB).
+            .args(["-b", "65536"])
+            .arg(format!(
+                "TCP-LISTEN:{socat_port},bind=127.0.0.1,reuseaddr,fork"
+            ))
+            .arg(format!("TCP:127.0.0.1:{sink_port}"))
+            .spawn()
+            .context("socat (apt-get install socat)")?,
+    );
+    wait_port(socat_port)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let forwarder = StreamRouter::new("127.0.0.1");
+    let lain_port = free_port()?;
+    let target = Arc::new(StreamTarget {
+        app: "bench".into(),
+        proc: "echo".into(),
+        destination: sink_port,
+        backends: vec![format!("127.0.0.1:{sink_port}")],
+    });
+    runtime.block_on(async {
+        forwarder.set_table(std::collections::BTreeMap::from([(lain_port, target)]));
+    });
+    if let Some(e) = forwarder.view().iter().find_map(|v| v.error.clone()) {
+        bail!("the stream forwarder cannot listen: {e}");
+    }
+    wait_port(lain_port)?;
+    let (mut direct, mut socat, mut lain) = (vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let mut order = [0, 1, 2];
+        order.rotate_left(round % 3);
+        for which in order {
+            match which {
+                0 => direct.push(throughput(sink_port)?),
+                1 => socat.push(throughput(socat_port)?),
+                _ => lain.push(throughput(lain_port)?),
+            }
+        }
+        eprintln!("stream round {}/{rounds} done", round + 1);
+    }
+    let ratio = |a: &[f64], b: &[f64]| -> f64 {
+        median(&a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>())
+    };
+    let mib = stream_bytes() >> 20;
+    println!(
+        "\n## stream ports: TCP throughput of one connection ({mib} MiB per run, loopback, {rounds} alternating rounds, medians)\n"
+    );
+    println!("| path | MB/s |\n|---|---|");
+    println!("| direct (no forwarder) | {:.0} |", median(&direct));
+    println!("| socat | {:.0} |", median(&socat));
+    println!("| lain stream forwarder | {:.0} |", median(&lain));
+    println!(
+        "\nlain / socat: **{:.2}x**; lain / direct: **{:.2}x**",
+        ratio(&lain, &socat),
+        ratio(&lain, &direct)
+    );
+    drop(runtime);
+    Ok(serde_json::json!({
+        "direct_mbps": median(&direct), "socat_mbps": median(&socat), "lain_mbps": median(&lain),
+        "lain_socat_ratio": ratio(&lain, &socat), "lain_direct_ratio": ratio(&lain, &direct),
+    }))
 }

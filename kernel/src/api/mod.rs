@@ -56,6 +56,8 @@ pub struct AppState {
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// Volume backups.
     pub backups: Arc<crate::backup::Backups>,
+    /// The router (its stream listeners' state).
+    pub router: Arc<crate::router::WebRouter>,
 }
 
 /// The router of the platform API: the routes below, plus each exporter pull path the operator
@@ -123,6 +125,7 @@ pub fn app(state: AppState) -> Router {
             get(runs::log),
         )
         .route("/api/v1/router/nginx", get(apps::nginx))
+        .route("/api/v1/router/streams", get(routes::streams))
         .route(
             "/api/v1/router/claims",
             get(routes::list)

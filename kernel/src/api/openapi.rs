@@ -39,6 +39,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::procs::deploy, crate::api::procs::undeploy, crate::api::procs::restart,
         crate::api::procs::exec,
         crate::api::routes::list, crate::api::routes::assign, crate::api::routes::release,
+        crate::api::routes::streams,
         crate::api::nodes::list, crate::api::nodes::add, crate::api::nodes::maintain,
         crate::api::nodes::remove,
         crate::api::scheduler::show, crate::api::scheduler::set, crate::api::scheduler::misfits,

@@ -1,10 +1,11 @@
-//! Route claims (`lain router claims|assign|release`): which app each web host and path belongs
+//! Route claims (`lain router claims|assign|release`) and stream ports (`lain router streams`): which app each web host and path belongs
 //! to; cluster admins reassign and release them.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
 use crate::auth::Caller;
 use crate::lifecycle::route_claims::{ClaimError, RouteClaim, parse_mountpoint};
+use crate::router::stream::StreamView;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
@@ -21,6 +22,23 @@ pub async fn list(
     blocking(move || {
         let claims = state.lifecycle.route_claims()?;
         Ok(Json(state.access.readable(&caller, claims, |c| &c.app)?))
+    })
+    .await
+}
+
+/// The router's stream ports (`lain router streams`) of the apps the caller may read: each
+/// source port, its proc and ready instances, and whether it is listened on (why not, if
+/// binding failed).
+#[utoipa::path(get, path = "/api/v1/router/streams", tag = "apps",
+    responses((status = 200, body = Vec<StreamView>),
+        (status = 401, description = "No or invalid credentials", body = ErrorBody)))]
+pub async fn streams(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<StreamView>>, ApiError> {
+    blocking(move || {
+        let view = state.router.streams.view();
+        Ok(Json(state.access.readable(&caller, view, |v| &v.app)?))
     })
     .await
 }

@@ -181,6 +181,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/router/nginx", Admin),
     // Route claims: listed for the apps the caller may read; only admins reassign or release.
     rule("GET", "/api/v1/router/claims", Authenticated),
+    rule("GET", "/api/v1/router/streams", Authenticated),
     rule("PUT", "/api/v1/router/claims", Admin),
     rule("DELETE", "/api/v1/router/claims", Admin),
     rule("POST", "/api/v1/secrets/rotate-key", Admin),

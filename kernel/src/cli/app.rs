@@ -384,6 +384,13 @@ pub fn print_app(view: &AppView) {
         &rows,
     );
     crate::cli::runs::print_scheduled(view);
+    for p in view.procs.iter().filter(|p| !p.stream_ports.is_empty()) {
+        println!(
+            "stream ports of {}: {} (lain router streams)",
+            p.name,
+            p.stream_ports.join(", ")
+        );
+    }
 }
 
 fn state_text(state: &RunState) -> String {

@@ -1,10 +1,11 @@
-//! `lain router ...`: the web router's nginx export and route claims.
+//! `lain router ...`: the web router's nginx export and route claims, and the stream ports.
 
 use super::Output;
 use super::client::Client;
 use super::output::{print, table};
 use crate::api::routes::Assigned;
 use crate::lifecycle::route_claims::RouteClaim;
+use crate::router::stream::StreamView;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -20,6 +21,9 @@ pub enum RouterCommand {
     },
     /// Which app each host and path belongs to (the apps you may read; all for admins).
     Claims,
+    /// The stream ports the router forwards (of the apps you may read): source port, proc,
+    /// destination, ready instances, and whether it listens (why not, when binding failed).
+    Streams,
     /// Give a mountpoint (`host[/path]`) to an app, replacing the claims it covers; a path
     /// under another app's host is carved out of it (cluster admins).
     Assign {
@@ -49,6 +53,43 @@ pub fn run(cmd: RouterCommand, client: &Client, out: Output) -> anyhow::Result<(
         RouterCommand::Claims => {
             let claims: Vec<RouteClaim> = client.get("/api/v1/router/claims")?;
             print(out, &claims, |claims| print_claims(claims.iter()))
+        }
+        RouterCommand::Streams => {
+            let streams: Vec<StreamView> = client.get("/api/v1/router/streams")?;
+            print(out, &streams, |streams| {
+                let rows: Vec<Vec<String>> = streams
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.source.to_string(),
+                            format!("{}/{}", s.app, s.proc),
+                            s.destination.to_string(),
+                            if s.backends.is_empty() {
+                                "-".into()
+                            } else {
+                                s.backends.join(",")
+                            },
+                            match (&s.error, s.listening) {
+                                (Some(e), _) => format!("not listening: {e}"),
+                                (None, true) => "listening".into(),
+                                (None, false) => "not listening".into(),
+                            },
+                            format!("{} ({} open)", s.connections, s.active),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "SOURCE",
+                        "PROC",
+                        "DEST",
+                        "INSTANCES",
+                        "STATE",
+                        "CONNECTIONS",
+                    ],
+                    &rows,
+                );
+            })
         }
         RouterCommand::Assign { mountpoint, app } => {
             let body = json!({ "mountpoint": mountpoint, "app": app });

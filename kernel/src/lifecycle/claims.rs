@@ -1,10 +1,12 @@
 //! Deploys and rollbacks claim their web routes ([`super::route_claims`]) in the same
 //! compare-and-set as the app record they write: a deploy that would mount another app's route
 //! is refused naming the owner, with nothing written, and two concurrent deploys of one route
-//! cannot both win.
+//! cannot both win. Stream ports ([`super::stream_claims`]) are claimed in the same
+//! compare-and-set.
 
 use super::records::{self, AppRecord, ProcPlan};
 use super::route_claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
+use super::stream_claims;
 use super::{Lifecycle, LifecycleError};
 use crate::store::{Expect, Op, StoreError, put_json};
 
@@ -81,9 +83,22 @@ impl Lifecycle {
                 return Err(LifecycleError::Conflict(refused.join("\n")));
             }
             change(&mut record)?;
+            let streams = stream_claims::claim(&*self.records.store, &record, |other, port| {
+                let Some(raw) = self.records.store.get(&records::app_key(other))? else {
+                    return Ok(false);
+                };
+                let other: AppRecord = serde_json::from_slice(&raw)
+                    .map_err(|e| StoreError(format!("app `{other}`: corrupt value: {e}")))?;
+                Ok(stream_claims::declared(&other)
+                    .iter()
+                    .any(|(p, _)| *p == port))
+            })?
+            .map_err(|refused| LifecycleError::Conflict(refused.join("\n")))?;
             let mut ops = claims.ops()?;
+            ops.extend(streams.ops);
             ops.push(put_json(&key, &record)?);
             let mut expect = claims.expect();
+            expect.extend(streams.expect);
             expect.push(Expect {
                 key: key.clone(),
                 value: Some(raw),

@@ -92,6 +92,7 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
             cloud_volumes: proc.cloud_volumes.clone().filter(|c| !c.dirs.is_empty()),
             logs: proc.proc.logs.clone(),
             dns_search: proc.dns_search.clone(),
+            stream_ports: proc.proc.stream_ports.clone(),
             env,
             secret_files: proc.proc.secret_files.clone(),
             secret_files_bypass: proc.proc.secret_files_bypass,

@@ -191,6 +191,11 @@ pub struct ProcPlan {
     /// Docker writes into their `resolv.conf`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_search: Vec<String>,
+    /// Stream ports (LAIN's `ports`, `src:dst/proto`): the router forwards the node's port
+    /// `source` to port `destination` of the proc's ready instances. Absent when the proc has
+    /// none (so plans without them stamp as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_ports: Vec<crate::plugin::bindings::types::StreamPort>,
     /// Environment of every instance: the user's, the type's, LAIN's.
     pub env: Vec<(String, String)>,
     /// Absolute paths of the secret files placed into every instance (contents in the vault).

@@ -41,6 +41,10 @@ pub struct InstanceView {
     /// URL of its main port, if it has one: `http://host:port`, or `udp://host:port` when the
     /// main port is UDP.
     pub url: Option<String>,
+    /// `host:port` reaching each TCP stream-port destination of the instance, by destination
+    /// port (what the router forwards stream ports to).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub streams: BTreeMap<u16, String>,
     /// Memory limit, bytes.
     pub memory: u64,
     /// Restarts so far: its attempt minus one (kept on the instance, so across kernel restarts).
@@ -87,6 +91,10 @@ pub struct ProcView {
     /// and is converged whatever they do).
     #[serde(default)]
     pub schedule: Option<crate::lifecycle::runs::ScheduleView>,
+    /// Its stream ports as `source:destination/protocol` (`lain router streams` shows where
+    /// they go).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream_ports: Vec<String>,
 }
 
 /// An app with what runs of it.
@@ -229,6 +237,17 @@ impl StatusBoard {
                     converged: ok,
                     problem: board.problems.get(&plan.full_name).cloned(),
                     schedule: board.schedules.get(&plan.full_name).cloned(),
+                    stream_ports: plan
+                        .stream_ports
+                        .iter()
+                        .map(|s| {
+                            let proto = match s.protocol {
+                                crate::plugin::bindings::types::Protocol::Tcp => "tcp",
+                                crate::plugin::bindings::types::Protocol::Udp => "udp",
+                            };
+                            format!("{}:{}/{proto}", s.source, s.destination)
+                        })
+                        .collect(),
                 });
             }
             let known: Vec<_> = deployed.procs.iter().map(|p| p.name.as_str()).collect();

@@ -1,4 +1,5 @@
-//! The web router (LAIN's webrouter): HTTP traffic to web procs, by host and path.
+//! The web router (LAIN's webrouter): HTTP traffic to web procs, by host and path; and stream
+//! ports (LAIN's streamrouter).
 //!
 //! - [`table`]: the routes, rebuilt from the deployed web procs and their ready instances whenever
 //!   the reconciler publishes what it saw, and swapped in atomically: routes follow deploys,
@@ -12,6 +13,9 @@
 //! - [`crate::lifecycle::route_claims`]: which app each host and path belongs to; the table serves
 //!   only the owner's.
 //! - [`nginx`]: the same routes as nginx configuration, for sites that front lain with nginx.
+//! - [`stream`]: stream ports (LAIN's streamrouter): TCP from a node port to a proc's ready
+//!   instances, rebuilt with the route table; [`crate::lifecycle::stream_claims`] says which app
+//!   each source port belongs to.
 //!
 //! Only ready instances take traffic; an instance being retired is taken out of the table first
 //! and stopped after a drain period, so rolling upgrades drop no request.
@@ -23,6 +27,7 @@ pub mod metrics;
 pub mod nginx;
 pub mod proxy;
 pub mod server;
+pub mod stream;
 pub mod table;
 pub mod tls;
 pub mod upstream;
@@ -57,6 +62,8 @@ pub struct WebRouter {
     pub access: Option<access::AccessLog>,
     /// The HTTPS listener's port (0: none), for `https_only` redirects.
     https_port: AtomicU16,
+    /// Stream ports (LAIN's streamrouter), bound on the host of `[router] listen`.
+    pub streams: stream::StreamRouter,
 }
 
 impl Default for WebRouter {
@@ -72,6 +79,7 @@ impl Default for WebRouter {
             stats: metrics::Stats::default(),
             access: None,
             https_port: AtomicU16::new(0),
+            streams: stream::StreamRouter::new("127.0.0.1"),
         }
     }
 }
@@ -87,16 +95,22 @@ impl WebRouter {
         Ok(WebRouter {
             health_config: config.health.clone(),
             access,
+            streams: stream::StreamRouter::new(&listen_host(&config.listen)),
             ..WebRouter::default()
         })
     }
 
-    /// Rebuilds the table from the deployed apps and the reconciler's last observation.
+    /// Rebuilds the tables (web routes and stream ports) from the deployed apps and the
+    /// reconciler's last observation.
     pub fn refresh(&self, lc: &Lifecycle) {
         match RouteTable::read(lc) {
             Ok(table) => self.set_table(table),
             // The table in use stays: a store that cannot be read takes no route away.
             Err(e) => tracing::warn!("router: cannot read apps and route claims: {e}"),
+        }
+        match stream::StreamRouter::read(lc) {
+            Ok(table) => self.streams.set_table(table),
+            Err(e) => tracing::warn!("router: cannot read apps and stream claims: {e}"),
         }
     }
 
@@ -220,4 +234,16 @@ impl WebRouter {
         pool.get(self.next.fetch_add(1, Ordering::Relaxed) % pool.len())
             .copied()
     }
+}
+
+/// The host part of a listening address (`0.0.0.0:80` -> `0.0.0.0`, `[::1]:80` -> `::1`).
+fn listen_host(address: &str) -> String {
+    if let Ok(addr) = address.parse::<std::net::SocketAddr>() {
+        return addr.ip().to_string();
+    }
+    address
+        .rsplit_once(':')
+        .map_or(address, |(host, _)| host)
+        .trim_matches(['[', ']'])
+        .to_string()
 }

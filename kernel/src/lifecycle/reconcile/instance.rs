@@ -73,6 +73,19 @@ fn instance_port(p: &crate::plugin::bindings::types::Port) -> InstancePort {
     }
 }
 
+/// The ports an instance of `plan` listens on: the plan's, then each TCP stream port's
+/// destination that is not among them (so it gets a host port the router reaches it by).
+pub fn ports(plan: &crate::lifecycle::records::ProcPlan) -> Vec<InstancePort> {
+    let mut out: Vec<InstancePort> = plan.plan.ports.iter().map(instance_port).collect();
+    for s in &plan.stream_ports {
+        let port = InstancePort::tcp(s.destination);
+        if s.protocol == Protocol::Tcp && !out.contains(&port) {
+            out.push(port);
+        }
+    }
+    out
+}
+
 /// The user's volumes, then the plan's that are not among them.
 pub fn volumes(d: &Desired) -> Vec<String> {
     let mut out = d.plan.volumes.clone();
@@ -133,7 +146,7 @@ pub fn spec(ctx: &Context, d: &Desired, key: &InstanceKey) -> Result<InstanceSpe
         user: p.user.clone(),
         env,
         workdir: p.workdir.clone(),
-        ports: p.ports.iter().map(instance_port).collect(),
+        ports: ports(&d.plan),
         memory: p.memory,
         cpu: p.cpu,
         log_file: ctx.settings.log_file(&d.app, &d.plan.name, no)?,

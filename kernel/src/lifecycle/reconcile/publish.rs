@@ -83,13 +83,21 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 state: o.state.clone(),
                 health: seen.checks.health(i, d),
                 ready: d.is_some_and(|d| seen.checks.ready(i, d, now)),
-                url: o.host_ports.first().map(|port| {
-                    let scheme = match d.and_then(|d| d.plan.plan.ports.first()) {
-                        Some(p) if p.protocol == Protocol::Udp => "udp",
-                        _ => "http",
-                    };
-                    format!("{scheme}://{}:{port}", ctx.runtime.host_address(&key.node))
-                }),
+                // A proc without `port` has no main port: a stream destination is not one.
+                url: o
+                    .host_ports
+                    .first()
+                    .filter(|_| d.is_none_or(|d| !d.plan.plan.ports.is_empty()))
+                    .map(|port| {
+                        let scheme = match d.and_then(|d| d.plan.plan.ports.first()) {
+                            Some(p) if p.protocol == Protocol::Udp => "udp",
+                            _ => "http",
+                        };
+                        format!("{scheme}://{}:{port}", ctx.runtime.host_address(&key.node))
+                    }),
+                streams: d
+                    .map(|d| streams(ctx, &key.node, d, &o.host_ports))
+                    .unwrap_or_default(),
                 memory: o.memory,
                 restarts: key.attempt.saturating_sub(1),
                 attempt: key.attempt,
@@ -112,4 +120,25 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
         seen.problems.resolve(seen.desired),
         seen.wanted.clone(),
     );
+}
+
+/// `host:port` of each TCP stream destination of `d`'s instance on `node` with `host_ports`.
+fn streams(ctx: &Context, node: &str, d: &Desired, host_ports: &[u16]) -> BTreeMap<u16, String> {
+    if d.plan.stream_ports.is_empty() {
+        return BTreeMap::new();
+    }
+    let host = ctx.runtime.host_address(node);
+    let ports = super::instance::ports(&d.plan);
+    d.plan
+        .stream_ports
+        .iter()
+        .filter(|s| s.protocol == Protocol::Tcp)
+        .filter_map(|s| {
+            let at = ports
+                .iter()
+                .position(|p| *p == crate::runtime::InstancePort::tcp(s.destination))?;
+            let port = host_ports.get(at)?;
+            Some((s.destination, format!("{host}:{port}")))
+        })
+        .collect()
 }

@@ -15,7 +15,8 @@
 //!
 //! What differs from Docker: the "image" is a release directory (a proc's own `image` is refused
 //! at deploy); there is no network namespace, so every port gets its own host port (a free UDP
-//! port for a UDP port), the main one passed in `PORT`; memory and CPU limits use cgroups where
+//! port for a UDP port), the main one passed in `PORT` and each one in `PORT_<n>`
+//! (`PORT_<n>_UDP`); memory and CPU limits use cgroups where
 //! writable; a proc's `user` is refused (every proc runs as its app's own identity).
 
 pub mod build;
@@ -289,6 +290,15 @@ impl Runtime for ProcessRuntime {
         env.extend(spec.env.iter().cloned());
         if let Some(port) = host_ports.first() {
             env.push(("PORT".into(), port.to_string()));
+        }
+        // Without a network namespace an instance cannot listen on its declared ports: each
+        // one's host port is given as `PORT_<n>` (`PORT_<n>_UDP` for a UDP port).
+        for (port, host) in spec.ports.iter().zip(&host_ports) {
+            let name = match port.protocol {
+                super::Protocol::Tcp => format!("PORT_{}", port.number),
+                super::Protocol::Udp => format!("PORT_{}_UDP", port.number),
+            };
+            env.push((name, host.to_string()));
         }
         let stored = StoredSpec {
             spec: spec.clone(),

@@ -1,0 +1,408 @@
+//! Stream ports (LAIN's streamrouter): TCP forwarded from the node's port `source` to port
+//! `destination` of a proc's ready instances.
+//!
+//! The table is rebuilt with the web routes (from the deployed apps, the stream claims and the
+//! reconciler's last observation) and swapped in atomically. Each source port has one listener
+//! task; a new connection goes to the next ready instance in turn (round robin), trying the
+//! others when one refuses. An instance that stops being ready (or is being retired) gets no new
+//! connection, while the connections it has are left to finish: that is the drain of a rolling
+//! upgrade. A port the router cannot bind (in use, privileged) is reported in the table view and
+//! the log, and tried again at the next rebuild; it never stops the router.
+
+use crate::lifecycle::records::AppRecord;
+use crate::lifecycle::stream_claims::StreamClaim;
+use crate::lifecycle::view::InstanceView;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::plugin::bindings::types::Protocol;
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long connecting to one instance may take before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes buffered per direction of a forwarded connection.
+const BUFFER: usize = 64 * 1024;
+
+/// Where one source port goes.
+#[derive(Debug)]
+pub struct StreamTarget {
+    /// The app holding the port.
+    pub app: String,
+    /// Its proc.
+    pub proc: String,
+    /// The instances' port.
+    pub destination: u16,
+    /// `host:port` reaching `destination` of each ready instance.
+    pub backends: Vec<String>,
+}
+
+/// The stream table: source port -> target.
+pub type StreamTable = BTreeMap<u16, Arc<StreamTarget>>;
+
+/// The table for `apps` given the stream `claims` and the instances the reconciler saw: a port
+/// is served only for the app that holds its claim; only ready instances not being retired are
+/// backends.
+pub fn build(
+    apps: &[AppRecord],
+    claims: &BTreeMap<u16, StreamClaim>,
+    instances: &BTreeMap<String, Vec<InstanceView>>,
+) -> StreamTable {
+    let mut table = StreamTable::new();
+    for app in apps {
+        let Some(deployed) = &app.deployed else {
+            continue;
+        };
+        let seen = instances.get(&app.name).map_or(&[][..], Vec::as_slice);
+        for plan in &deployed.procs {
+            for s in &plan.stream_ports {
+                let owner = claims.get(&s.source);
+                if s.protocol != Protocol::Tcp
+                    || owner.is_none_or(|c| c.app != app.name || c.proc != plan.name)
+                {
+                    continue;
+                }
+                let mut backends: Vec<String> = seen
+                    .iter()
+                    .filter(|i| {
+                        i.proc == plan.name && i.ready && !i.retiring && i.state.is_running()
+                    })
+                    .filter_map(|i| i.streams.get(&s.destination).cloned())
+                    .collect();
+                backends.sort();
+                table.insert(
+                    s.source,
+                    Arc::new(StreamTarget {
+                        app: app.name.clone(),
+                        proc: plan.name.clone(),
+                        destination: s.destination,
+                        backends,
+                    }),
+                );
+            }
+        }
+    }
+    table
+}
+
+/// One row of `lain router streams`.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StreamView {
+    /// The node's port.
+    pub source: u16,
+    /// The app holding it.
+    pub app: String,
+    /// Its proc.
+    pub proc: String,
+    /// The instances' port.
+    pub destination: u16,
+    /// `host:port` of each ready instance connections go to.
+    pub backends: Vec<String>,
+    /// Whether the router listens on the port.
+    pub listening: bool,
+    /// Why it does not, when binding failed.
+    pub error: Option<String>,
+    /// Connections forwarded since the router started.
+    pub connections: u64,
+    /// Connections open now.
+    pub active: u64,
+}
+
+/// Counters of one source port.
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    active: AtomicU64,
+    next: AtomicUsize,
+}
+
+/// A running listener.
+struct Listening {
+    task: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
+}
+
+impl Drop for Listening {
+    /// Stops accepting (connections already forwarded go on until they close).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The stream forwarder: its table, listeners and their state.
+pub struct StreamRouter {
+    /// The address listeners bind (the web router's listening host).
+    host: String,
+    table: Arc<ArcSwap<StreamTable>>,
+    listeners: Mutex<BTreeMap<u16, Listening>>,
+    /// Why a port could not be bound, by port.
+    failed: Mutex<BTreeMap<u16, String>>,
+}
+
+impl StreamRouter {
+    /// A forwarder binding its ports on `host` (an IP address or name).
+    pub fn new(host: &str) -> StreamRouter {
+        StreamRouter {
+            host: host.to_string(),
+            table: Arc::new(ArcSwap::from_pointee(StreamTable::new())),
+            listeners: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The table of what `lc` holds now.
+    pub fn read(lc: &Lifecycle) -> Result<StreamTable, LifecycleError> {
+        let apps = lc.apps()?;
+        let claims = crate::lifecycle::stream_claims::all(lc.store())?;
+        let (_, instances) = lc.status().snapshot();
+        Ok(build(&apps, &claims, &instances))
+    }
+
+    /// The current table.
+    pub fn table(&self) -> Arc<StreamTable> {
+        self.table.load_full()
+    }
+
+    /// Swaps in `table` and starts or stops listeners to match (on the current tokio runtime;
+    /// without one, listeners are left as they are).
+    pub fn set_table(&self, table: StreamTable) {
+        self.table.store(Arc::new(table));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let table = self.table.load_full();
+        let mut listeners = self.listeners.lock();
+        let mut failed = self.failed.lock();
+        listeners.retain(|port, _| table.contains_key(port));
+        failed.retain(|port, _| table.contains_key(port));
+        for port in table.keys() {
+            if listeners.contains_key(port) {
+                continue;
+            }
+            match bind(&self.host, *port) {
+                Ok(listener) => {
+                    failed.remove(port);
+                    let counters = Arc::new(Counters::default());
+                    let task = runtime.spawn(accept(
+                        listener,
+                        *port,
+                        self.table.clone(),
+                        counters.clone(),
+                    ));
+                    tracing::info!(port, "stream router listening");
+                    listeners.insert(*port, Listening { task, counters });
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    if failed.get(port) != Some(&why) {
+                        tracing::warn!(
+                            port,
+                            host = %self.host,
+                            "stream router: cannot listen on stream port {port}: {why}"
+                        );
+                    }
+                    failed.insert(*port, why);
+                }
+            }
+        }
+    }
+
+    /// The table with each port's listener state and counters.
+    pub fn view(&self) -> Vec<StreamView> {
+        let table = self.table.load_full();
+        let listeners = self.listeners.lock();
+        let failed = self.failed.lock();
+        table
+            .iter()
+            .map(|(port, t)| {
+                let counters = listeners.get(port).map(|l| &l.counters);
+                StreamView {
+                    source: *port,
+                    app: t.app.clone(),
+                    proc: t.proc.clone(),
+                    destination: t.destination,
+                    backends: t.backends.clone(),
+                    listening: counters.is_some(),
+                    error: failed.get(port).cloned(),
+                    connections: counters.map_or(0, |c| c.connections.load(Ordering::Relaxed)),
+                    active: counters.map_or(0, |c| c.active.load(Ordering::Relaxed)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Binds `host:port` (no `SO_REUSEPORT`, so a port in use is an error).
+fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind((host, port))?;
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+/// Accepts connections on `port` until aborted, forwarding each to the port's current target.
+async fn accept(
+    listener: TcpListener,
+    port: u16,
+    table: Arc<ArcSwap<StreamTable>>,
+    counters: Arc<Counters>,
+) {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(port, "stream router: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(target) = table.load().get(&port).cloned() else {
+            continue;
+        };
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            counters.connections.fetch_add(1, Ordering::Relaxed);
+            counters.active.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = forward(client, &target, &counters).await {
+                tracing::debug!(port, %peer, target = %format!("{}/{}", target.app, target.proc), "stream router: {e:#}");
+            }
+            counters.active.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// Connects to the next backend that answers and copies both ways until both sides close.
+async fn forward(
+    mut client: TcpStream,
+    target: &StreamTarget,
+    counters: &Counters,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let n = target.backends.len();
+    anyhow::ensure!(n > 0, "no ready instance");
+    let first = counters.next.fetch_add(1, Ordering::Relaxed);
+    let mut last = None;
+    for k in 0..n {
+        let backend = &target.backends[(first + k) % n];
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.as_str())).await {
+            Ok(Ok(mut upstream)) => {
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                tokio::io::copy_bidirectional_with_sizes(
+                    &mut client,
+                    &mut upstream,
+                    BUFFER,
+                    BUFFER,
+                )
+                .await
+                .with_context(|| format!("forwarding to {backend}"))?;
+                return Ok(());
+            }
+            Ok(Err(e)) => last = Some(format!("{backend}: {e}")),
+            Err(_) => last = Some(format!("{backend}: connect timed out")),
+        }
+    }
+    anyhow::bail!(
+        "no instance accepted the connection (last: {})",
+        last.unwrap_or_default()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo(tag: &'static str) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    if let Ok(n) = s.read(&mut buf).await {
+                        let _ = s.write_all(tag.as_bytes()).await;
+                        let _ = s.write_all(&buf[..n]).await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn ask(port: u16) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        s.write_all(b"hi").await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    }
+
+    fn target(backends: Vec<String>) -> Arc<StreamTarget> {
+        Arc::new(StreamTarget {
+            app: "a".into(),
+            proc: "p".into(),
+            destination: 7,
+            backends,
+        })
+    }
+
+    #[tokio::test]
+    async fn connections_go_round_robin_and_a_dead_backend_is_skipped() {
+        let (a, b) = (echo("a:").await, echo("b:").await);
+        let dead = format!("127.0.0.1:{}", free_port());
+        let port = free_port();
+        let router = StreamRouter::new("127.0.0.1");
+        router.set_table(BTreeMap::from([(port, target(vec![a, dead, b]))]));
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(ask(port).await);
+        }
+        assert!(seen.iter().all(|s| s.ends_with("hi")), "{seen:?}");
+        assert!(seen.iter().any(|s| s.starts_with("a:")), "{seen:?}");
+        assert!(seen.iter().any(|s| s.starts_with("b:")), "{seen:?}");
+        let view = router.view();
+        assert_eq!(view[0].connections, 6);
+        assert!(view[0].listening);
+    }
+
+    #[tokio::test]
+    async fn a_port_in_use_is_reported_and_the_rest_are_served() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let busy = taken.local_addr().expect("addr").port();
+        let free = free_port();
+        let a = echo("a:").await;
+        let router = StreamRouter::new("127.0.0.1");
+        router.set_table(BTreeMap::from([
+            (busy, target(vec![a.clone()])),
+            (free, target(vec![a])),
+        ]));
+        let view = router.view();
+        let row = |p: u16| view.iter().find(|v| v.source == p).expect("row");
+        assert!(!row(busy).listening);
+        assert!(row(busy).error.as_deref().is_some_and(|e| !e.is_empty()));
+        assert!(row(free).listening);
+        assert_eq!(ask(free).await, "a:hi");
+        router.set_table(BTreeMap::new());
+        assert!(router.view().is_empty());
+        // The aborted listener task is dropped at the runtime's next turn.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            TcpStream::connect(("127.0.0.1", free)).await.is_err(),
+            "a port out of the table is closed"
+        );
+    }
+}
