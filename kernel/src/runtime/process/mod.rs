@@ -146,6 +146,30 @@ impl ProcessRuntime {
         }
     }
 
+    /// Starts `argv` in a fresh sandbox made from instance `name`'s stored spec (its user,
+    /// environment, `/lain/app` and volumes), stdout and stderr piped, killed when dropped.
+    fn spawn_exec(
+        &self,
+        name: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Child, RuntimeError> {
+        let failed =
+            |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
+        let dir = self.dir(name)?;
+        let stored = Self::read_spec(&dir)?;
+        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
+        let cmd = stored
+            .sandbox
+            .command(jail, &sandbox::init::executable(&self.shim), None)
+            .map_err(|e| failed(&e))?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().map_err(|e| failed(&e))
+    }
+
     fn read_spec(dir: &Path) -> Result<StoredSpec, RuntimeError> {
         let bytes = std::fs::read(dir.join("spec.json"))
             .map_err(|e| RuntimeError::Failed(format!("{}: {e}", dir.display())))?;
@@ -500,19 +524,7 @@ impl Runtime for ProcessRuntime {
         use tokio::io::AsyncReadExt as _;
         let failed =
             |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
-        let dir = self.dir(name)?;
-        let stored = Self::read_spec(&dir)?;
-        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
-        let cmd = stored
-            .sandbox
-            .command(jail, &sandbox::init::executable(&self.shim), None)
-            .map_err(|e| failed(&e))?;
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| failed(&e))?;
+        let mut child = self.spawn_exec(name, argv)?;
         // Sends what `stream` gives as it comes; false when nobody receives any more.
         async fn pump(
             stream: Option<impl tokio::io::AsyncRead + Unpin>,
@@ -583,19 +595,7 @@ impl Runtime for ProcessRuntime {
         use tokio::io::AsyncReadExt as _;
         let failed =
             |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
-        let dir = self.dir(name)?;
-        let stored = Self::read_spec(&dir)?;
-        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
-        let cmd = stored
-            .sandbox
-            .command(jail, &sandbox::init::executable(&self.shim), None)
-            .map_err(|e| failed(&e))?;
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| failed(&e))?;
+        let mut child = self.spawn_exec(name, argv)?;
         // Each stream is read to its end, keeping only its last EXEC_OUTPUT_MAX bytes.
         async fn tail(stream: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
             let Some(mut stream) = stream else {
