@@ -27,6 +27,10 @@ use tokio::net::{TcpListener, TcpStream};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes buffered per direction of a forwarded connection.
 const BUFFER: usize = 64 * 1024;
+/// Connections one source port forwards at once (each holds two [`BUFFER`]s: 128 MiB at most
+/// per port). Beyond it the listener stops accepting until one closes, so further clients wait
+/// in the kernel's backlog instead of growing the router's memory without bound.
+const MAX_CONNECTIONS: usize = 1024;
 
 /// Where one source port goes.
 #[derive(Debug)]
@@ -192,6 +196,7 @@ impl StreamRouter {
                         *port,
                         self.table.clone(),
                         counters.clone(),
+                        MAX_CONNECTIONS,
                     ));
                     tracing::info!(port, "stream router listening");
                     listeners.insert(*port, Listening { task, counters });
@@ -243,14 +248,20 @@ fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     TcpListener::from_std(listener)
 }
 
-/// Accepts connections on `port` until aborted, forwarding each to the port's current target.
+/// Accepts connections on `port` until aborted, forwarding each to the port's current target,
+/// at most `limit` at once.
 async fn accept(
     listener: TcpListener,
     port: u16,
     table: Arc<ArcSwap<StreamTable>>,
     counters: Arc<Counters>,
+    limit: usize,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limit));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (client, peer) = match listener.accept().await {
             Ok(a) => a,
             Err(e) => {
@@ -265,6 +276,7 @@ async fn accept(
         };
         let counters = counters.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             counters.connections.fetch_add(1, Ordering::Relaxed);
             counters.active.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = forward(client, &target, &counters).await {
@@ -377,6 +389,41 @@ mod tests {
         let view = router.view();
         assert_eq!(view[0].connections, 6);
         assert!(view[0].listening);
+    }
+
+    #[tokio::test]
+    async fn a_port_forwards_at_most_its_limit_of_connections_at_once() {
+        let a = echo("a:").await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let table = Arc::new(ArcSwap::from_pointee(BTreeMap::from([(
+            port,
+            target(vec![a]),
+        )])));
+        tokio::spawn(accept(listener, port, table, Arc::default(), 1));
+        // The first connection holds the only slot until it is answered.
+        let mut first = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        second.write_all(b"hi").await.expect("write");
+        let mut buf = [0u8; 8];
+        let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(waited.is_err(), "the second connection waits for a slot");
+        first.write_all(b"x").await.expect("write");
+        let mut out = String::new();
+        first.read_to_string(&mut out).await.expect("read");
+        assert_eq!(out, "a:x");
+        drop(first);
+        let mut out = String::new();
+        tokio::time::timeout(Duration::from_secs(5), second.read_to_string(&mut out))
+            .await
+            .expect("answered once the first closed")
+            .expect("read");
+        assert_eq!(out, "a:hi");
     }
 
     #[tokio::test]
