@@ -127,10 +127,10 @@ impl Lifecycle {
         // What `lain validate` warns of, the build says too (keys that have no effect, say).
         for d in &parsed.diagnostics {
             progress(BuildEvent::Warning {
-                message: format!(
-                    "{}:{}:{}: {}: {}",
-                    d.file, d.line, d.column, d.path, d.message
-                ),
+                message: match d.path.as_str() {
+                    "" => format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message),
+                    path => format!("{}:{}:{}: {path}: {}", d.file, d.line, d.column, d.message),
+                },
             });
         }
         let name = app.appname.clone();
