@@ -814,7 +814,9 @@ fn free_stream_port() -> u16 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         assert!(n < 501, "no free port in 9500-10000");
         let port = 9500 + ((base + n) % 501) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }
@@ -956,8 +958,8 @@ fn a_stream_port_forwards_tcp_spread_over_instances_and_through_an_upgrade() {
 }
 
 /// A second app asking for a stream port another app holds is refused naming the owner, and
-/// nothing changes: it is not deployed, the owner keeps the port. A UDP stream port is refused
-/// at deploy. A port the router cannot bind is reported by `lain router streams`.
+/// nothing changes: it is not deployed, the owner keeps the port. A port the router cannot bind
+/// is reported by `lain router streams`.
 #[test]
 fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -1000,17 +1002,6 @@ fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
         echo_line(source, "x").is_ok_and(|a| a.starts_with("other "))
     });
 
-    // UDP stream ports are not forwarded: refused at deploy, nothing deployed.
-    let udp = echo_app(tmp.path(), "udpecho", free_stream_port(), "udp");
-    support::edit_app(Path::new(&udp), |y| y.replace(":7000\n", ":7000/udp\n"));
-    kernel.lain_ok(&["build", &udp]);
-    let err = kernel.lain_err(&["deploy", "-a", "udpecho"]);
-    assert!(
-        err.contains("/udp") && err.contains("TCP stream ports only"),
-        "{err}"
-    );
-    assert!(kernel.ps("udpecho")["release"].is_null());
-
     // A port something else holds is reported, not fatal.
     let busy_port = free_stream_port();
     let _busy = std::net::TcpListener::bind(("127.0.0.1", busy_port)).expect("bind");
@@ -1034,4 +1025,126 @@ fn a_taken_stream_port_refuses_the_deploy_naming_its_owner() {
             .contains(&format!("cannot listen on stream port {busy_port}")),
         "the log says why"
     );
+}
+
+/// The UDP echo: each datagram is answered `<version> <instance> <datagram>` to its sender.
+const UDP_ECHO: &str = r#"
+import os, socket
+NO = os.environ["LAIN_INSTANCE_NO"]
+VERSION = os.environ.get("VERSION", "v1")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(os.environ["PORT_7000_UDP"])))
+while True:
+    data, peer = s.recvfrom(65536)
+    s.sendto(f"{VERSION} {NO} ".encode() + data, peer)
+"#;
+
+/// Writes the UDP echo app `name` forwarding `source`/udp to its port 7000/udp.
+fn udp_echo_app(root: &Path, name: &str, source: u16, version: &str) -> String {
+    let dir = echo_app(root, name, source, version);
+    std::fs::write(Path::new(&dir).join("echo.py"), UDP_ECHO).expect("echo.py");
+    support::edit_app(Path::new(&dir), |y| y.replace(":7000\n", ":7000/udp\n"));
+    dir
+}
+
+/// One datagram from `client` through the stream port and the answer, if one came within 2 s.
+fn udp_ask(client: &std::net::UdpSocket, source: u16, what: &str) -> Option<String> {
+    client.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    client
+        .send_to(what.as_bytes(), ("127.0.0.1", source))
+        .ok()?;
+    let mut buf = [0u8; 2048];
+    let n = client.recv(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// The row of `source` in `lain router streams -o json`.
+fn stream_row(kernel: &KernelProcess, source: u16) -> Value {
+    let streams = support::json(&kernel.lain_ok(&["router", "streams", "-o", "json"]));
+    streams
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["source"] == source).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// A UDP stream port forwards datagrams to the proc's instances: each client gets its own
+/// replies from one instance, two clients are spread over both; it is shown by `lain ps` and
+/// `lain router streams`; a flood from more addresses than the session bound holds no more
+/// sessions than the bound and the clients already served go on; after an upgrade the sessions
+/// to the gone instances end and the next datagram reaches a new one.
+#[test]
+fn a_udp_stream_port_forwards_datagrams_per_client_session_within_the_bound() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let source = free_stream_port();
+    let dir = udp_echo_app(tmp.path(), "udpecho", source, "v1");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "udpecho"]);
+    wait_until("both instances behind the UDP stream port", || {
+        stream_row(&kernel, source)["backends"]
+            .as_array()
+            .is_some_and(|b| b.len() == 2)
+    });
+    let view = kernel.ps("udpecho");
+    assert_eq!(
+        view["procs"][0]["stream_ports"][0],
+        format!("{source}:7000/udp"),
+        "{view:#}"
+    );
+    let table = kernel.lain_ok(&["router", "streams"]);
+    assert!(
+        table.contains(&format!("{source}/udp")) && table.contains("udpecho/echo"),
+        "{table}"
+    );
+
+    let one = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let two = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let a = udp_ask(&one, source, "one").expect("a reply to one");
+    let b = udp_ask(&two, source, "two").expect("a reply to two");
+    assert!(a.starts_with("v1 ") && a.ends_with(" one"), "{a}");
+    assert!(b.starts_with("v1 ") && b.ends_with(" two"), "{b}");
+    assert_ne!(a, b.replace(" two", " one"), "two clients, two instances");
+    for i in 0..5 {
+        let again = udp_ask(&one, source, &format!("one{i}")).expect("a reply");
+        assert_eq!(
+            again,
+            a.replace(" one", &format!(" one{i}")),
+            "one keeps its instance"
+        );
+    }
+
+    // A flood from new addresses, in bursts of 100 (a burst larger than the socket's receive
+    // buffer loses datagrams before the router reads them), until the router drops some: at
+    // most 1024 sessions, the rest dropped and counted; the clients already served are still
+    // answered.
+    let mut row = Value::Null;
+    for _ in 0..60 {
+        for _ in 0..100 {
+            let c = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            c.send_to(b"flood", ("127.0.0.1", source)).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        row = stream_row(&kernel, source);
+        if row["dropped"].as_u64().is_some_and(|d| d > 0) {
+            break;
+        }
+    }
+    assert_eq!(row["active"], 1024, "{row:#}");
+    assert!(row["dropped"].as_u64().is_some_and(|d| d > 0), "{row:#}");
+    assert!(udp_ask(&one, source, "still").is_some_and(|r| r.ends_with(" still")));
+    assert!(udp_ask(&two, source, "still").is_some_and(|r| r.ends_with(" still")));
+
+    // An upgrade: the old instances go, their sessions end, and one reaches v2.
+    udp_echo_app(tmp.path(), "udpecho", source, "v2");
+    kernel.lain_ok(&["build", &dir]);
+    kernel.lain_ok(&["deploy", "-a", "udpecho"]);
+    kernel.wait_for("udpecho", "the upgrade", |v| {
+        v["converged"] == true
+            && v["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|i| i["release"] == v["release"]))
+    });
+    wait_until("one answered by v2", || {
+        udp_ask(&one, source, "new").is_some_and(|r| r.starts_with("v2 ") && r.ends_with(" new"))
+    });
 }

@@ -20,9 +20,14 @@
 //! lain's stream forwarder (`router::stream`, on a 2-thread tokio runtime as in the kernel),
 //! alternating for `rounds_n()` rounds. Reported: MB/s (medians) and lain/socat and
 //! lain/direct ratios (medians of per-round ratios).
+//!
+//! UDP stream ports, in the same run ([`udp`]): round trips per second of one client exchanging
+//! 512-byte datagrams with an echo, directly, through `socat` (`UDP4-LISTEN,fork`) and through
+//! the forwarder, alternating for `rounds_n()` rounds; the same medians and ratios.
 
 #[path = "../support/mode.rs"]
 mod mode;
+mod udp;
 use anyhow::{Context, Result, bail};
 
 /// The allocator the `lain` binary uses, so the router is measured as it runs.
@@ -245,10 +250,11 @@ fn main() -> Result<()> {
         m(&p99_ratio)
     );
     let streams = streams(rounds)?;
+    let udp = udp::udp(rounds)?;
     let report = serde_json::json!({
         "lain_rps": m(&lain_rps), "nginx_rps": m(&nginx_rps), "rps_ratio": m(&rps_ratio),
         "lain_p99_ms": m(&lain_p99), "nginx_p99_ms": m(&nginx_p99), "p99_ratio": m(&p99_ratio),
-        "streams": streams,
+        "streams": streams, "udp_streams": udp,
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;
@@ -356,7 +362,9 @@ fn streams(rounds: usize) -> Result<serde_json::Value> {
         app: "bench".into(),
         proc: "echo".into(),
         destination: sink_port,
+        protocol: lain::router::stream::Protocol::Tcp,
         backends: vec![format!("127.0.0.1:{sink_port}")],
+        draining: Vec::new(),
     });
     runtime.block_on(async {
         forwarder.set_table(std::collections::BTreeMap::from([(lain_port, target)]));

@@ -21,8 +21,9 @@ pub enum RouterCommand {
     },
     /// Which app each host and path belongs to (the apps you may read; all for admins).
     Claims,
-    /// The stream ports the router forwards (of the apps you may read): source port, proc,
-    /// destination, ready instances, and whether it listens (why not, when binding failed).
+    /// The stream ports the router forwards (of the apps you may read): source port and
+    /// protocol, proc, destination, ready instances, whether it listens (why not, when binding
+    /// failed), and connections (UDP: sessions, and datagrams dropped beyond the session bound).
     Streams,
     /// Give a mountpoint (`host[/path]`) to an app, replacing the claims it covers; a path
     /// under another app's host is carved out of it (cluster admins).
@@ -61,7 +62,7 @@ pub fn run(cmd: RouterCommand, client: &Client, out: Output) -> anyhow::Result<(
                     .iter()
                     .map(|s| {
                         vec![
-                            s.source.to_string(),
+                            format!("{}/{}", s.source, s.protocol),
                             format!("{}/{}", s.app, s.proc),
                             s.destination.to_string(),
                             if s.backends.is_empty() {
@@ -74,7 +75,14 @@ pub fn run(cmd: RouterCommand, client: &Client, out: Output) -> anyhow::Result<(
                                 (None, true) => "listening".into(),
                                 (None, false) => "not listening".into(),
                             },
-                            format!("{} ({} open)", s.connections, s.active),
+                            if s.protocol == "udp" {
+                                format!(
+                                    "{} sessions ({} open, {} datagrams dropped)",
+                                    s.connections, s.active, s.dropped
+                                )
+                            } else {
+                                format!("{} ({} open)", s.connections, s.active)
+                            },
                         ]
                     })
                     .collect();

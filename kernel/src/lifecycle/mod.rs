@@ -279,8 +279,7 @@ impl Lifecycle {
 
     /// Fails, naming each proc and why, when a proc asks for what the runtime cannot give: its
     /// own `image` or a `user` on the process runtime (which runs release directories, every
-    /// proc of an app as the app's own identity), or a UDP stream port (only TCP is forwarded);
-    /// nothing is deployed then.
+    /// proc of an app as the app's own identity); nothing is deployed then.
     fn check_runtime(&self, procs: &[ProcPlan]) -> Result<(), LifecycleError> {
         let process = self.runtime.name() == "process";
         let mut refused: Vec<String> = Vec::new();
@@ -297,15 +296,6 @@ impl Lifecycle {
                      `user` or use the docker runtime",
                     p.name
                 ));
-            }
-            for sp in &p.stream_ports {
-                if sp.protocol == crate::plugin::bindings::types::Protocol::Udp {
-                    refused.push(format!(
-                        "proc `{}`: stream port {}:{}/udp: the router forwards TCP stream ports \
-                         only; UDP stream ports are not forwarded yet",
-                        p.name, sp.source, sp.destination
-                    ));
-                }
             }
         }
         if refused.is_empty() {

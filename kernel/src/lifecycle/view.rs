@@ -41,10 +41,10 @@ pub struct InstanceView {
     /// URL of its main port, if it has one: `http://host:port`, or `udp://host:port` when the
     /// main port is UDP.
     pub url: Option<String>,
-    /// `host:port` reaching each TCP stream-port destination of the instance, by destination
-    /// port (what the router forwards stream ports to).
+    /// `host:port` reaching each stream-port destination of the instance, by destination port
+    /// and protocol (`7000/tcp`, `5353/udp`): what the router forwards stream ports to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub streams: BTreeMap<u16, String>,
+    pub streams: BTreeMap<String, String>,
     /// Memory limit, bytes.
     pub memory: u64,
     /// Restarts so far: its attempt minus one (kept on the instance, so across kernel restarts).

@@ -73,13 +73,24 @@ fn instance_port(p: &crate::plugin::bindings::types::Port) -> InstancePort {
     }
 }
 
-/// The ports an instance of `plan` listens on: the plan's, then each TCP stream port's
-/// destination that is not among them (so it gets a host port the router reaches it by).
+/// The instance port a stream port forwards to: its destination, TCP or UDP.
+pub fn stream_destination(s: &crate::plugin::bindings::types::StreamPort) -> InstancePort {
+    InstancePort {
+        number: s.destination,
+        protocol: match s.protocol {
+            Protocol::Tcp => crate::runtime::Protocol::Tcp,
+            Protocol::Udp => crate::runtime::Protocol::Udp,
+        },
+    }
+}
+
+/// The ports an instance of `plan` listens on: the plan's, then each stream port's destination
+/// (TCP or UDP) that is not among them (so it gets a host port the router reaches it by).
 pub fn ports(plan: &crate::lifecycle::records::ProcPlan) -> Vec<InstancePort> {
     let mut out: Vec<InstancePort> = plan.plan.ports.iter().map(instance_port).collect();
     for s in &plan.stream_ports {
-        let port = InstancePort::tcp(s.destination);
-        if s.protocol == Protocol::Tcp && !out.contains(&port) {
+        let port = stream_destination(s);
+        if !out.contains(&port) {
             out.push(port);
         }
     }

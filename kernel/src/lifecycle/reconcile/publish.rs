@@ -122,8 +122,9 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
     );
 }
 
-/// `host:port` of each TCP stream destination of `d`'s instance on `node` with `host_ports`.
-fn streams(ctx: &Context, node: &str, d: &Desired, host_ports: &[u16]) -> BTreeMap<u16, String> {
+/// `host:port` of each stream destination (`7000/tcp`, `5353/udp`) of `d`'s instance on `node`
+/// with `host_ports`.
+fn streams(ctx: &Context, node: &str, d: &Desired, host_ports: &[u16]) -> BTreeMap<String, String> {
     if d.plan.stream_ports.is_empty() {
         return BTreeMap::new();
     }
@@ -132,13 +133,11 @@ fn streams(ctx: &Context, node: &str, d: &Desired, host_ports: &[u16]) -> BTreeM
     d.plan
         .stream_ports
         .iter()
-        .filter(|s| s.protocol == Protocol::Tcp)
         .filter_map(|s| {
-            let at = ports
-                .iter()
-                .position(|p| *p == crate::runtime::InstancePort::tcp(s.destination))?;
+            let want = super::instance::stream_destination(s);
+            let at = ports.iter().position(|p| *p == want)?;
             let port = host_ports.get(at)?;
-            Some((s.destination, format!("{host}:{port}")))
+            Some((want.to_string(), format!("{host}:{port}")))
         })
         .collect()
 }

@@ -1,5 +1,5 @@
-//! Stream ports (LAIN's streamrouter): TCP forwarded from the node's port `source` to port
-//! `destination` of a proc's ready instances.
+//! Stream ports (LAIN's streamrouter): TCP connections and UDP datagrams forwarded from the
+//! node's port `source` to port `destination` of a proc's ready instances.
 //!
 //! The table is rebuilt with the web routes (from the deployed apps, the stream claims and the
 //! reconciler's last observation) and swapped in atomically. Each source port has one listener
@@ -7,13 +7,17 @@
 //! others when one refuses. An instance that stops being ready (or is being retired) gets no new
 //! connection, while the connections it has are left to finish: that is the drain of a rolling
 //! upgrade. A port the router cannot bind (in use, privileged) is reported in the table view and
-//! the log, and tried again at the next rebuild; it never stops the router.
+//! the log, and tried again at the next rebuild; it never stops the router. UDP ports are served
+//! by [`udp`]: a session per client address instead of a connection.
+
+pub mod udp;
 
 use crate::lifecycle::records::AppRecord;
 use crate::lifecycle::stream_claims::StreamClaim;
 use crate::lifecycle::view::InstanceView;
 use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::plugin::bindings::types::Protocol;
+use crate::plugin::bindings::types::Protocol as PlanProtocol;
+pub use crate::runtime::Protocol;
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -41,8 +45,14 @@ pub struct StreamTarget {
     pub proc: String,
     /// The instances' port.
     pub destination: u16,
-    /// `host:port` reaching `destination` of each ready instance.
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// `host:port` reaching `destination` of each ready instance: where new connections and
+    /// sessions go.
     pub backends: Vec<String>,
+    /// `host:port` of each instance still running but not ready or being retired: it gets
+    /// nothing new, and a UDP session it has goes on until it is gone.
+    pub draining: Vec<String>,
 }
 
 /// The stream table: source port -> target.
@@ -65,26 +75,42 @@ pub fn build(
         for plan in &deployed.procs {
             for s in &plan.stream_ports {
                 let owner = claims.get(&s.source);
-                if s.protocol != Protocol::Tcp
-                    || owner.is_none_or(|c| c.app != app.name || c.proc != plan.name)
-                {
+                if owner.is_none_or(|c| c.app != app.name || c.proc != plan.name) {
                     continue;
                 }
-                let mut backends: Vec<String> = seen
+                let protocol = match s.protocol {
+                    PlanProtocol::Tcp => Protocol::Tcp,
+                    PlanProtocol::Udp => Protocol::Udp,
+                };
+                let key = crate::runtime::InstancePort {
+                    number: s.destination,
+                    protocol,
+                }
+                .to_string();
+                let (mut backends, mut draining) = (Vec::new(), Vec::new());
+                for i in seen
                     .iter()
-                    .filter(|i| {
-                        i.proc == plan.name && i.ready && !i.retiring && i.state.is_running()
-                    })
-                    .filter_map(|i| i.streams.get(&s.destination).cloned())
-                    .collect();
+                    .filter(|i| i.proc == plan.name && i.state.is_running())
+                {
+                    if let Some(at) = i.streams.get(&key) {
+                        if i.ready && !i.retiring {
+                            backends.push(at.clone());
+                        } else {
+                            draining.push(at.clone());
+                        }
+                    }
+                }
                 backends.sort();
+                draining.sort();
                 table.insert(
                     s.source,
                     Arc::new(StreamTarget {
                         app: app.name.clone(),
                         proc: plan.name.clone(),
                         destination: s.destination,
+                        protocol,
                         backends,
+                        draining,
                     }),
                 );
             }
@@ -104,16 +130,22 @@ pub struct StreamView {
     pub proc: String,
     /// The instances' port.
     pub destination: u16,
-    /// `host:port` of each ready instance connections go to.
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// `host:port` of each ready instance connections (sessions) go to.
     pub backends: Vec<String>,
     /// Whether the router listens on the port.
     pub listening: bool,
     /// Why it does not, when binding failed.
     pub error: Option<String>,
-    /// Connections forwarded since the router started.
+    /// Connections (UDP: sessions) forwarded since the router started.
     pub connections: u64,
-    /// Connections open now.
+    /// Connections (UDP: sessions) open now.
     pub active: u64,
+    /// UDP: datagrams dropped, from a new client beyond the session bound or with no ready
+    /// instance. Always 0 for TCP.
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// Counters of one source port.
@@ -121,11 +153,13 @@ pub struct StreamView {
 struct Counters {
     connections: AtomicU64,
     active: AtomicU64,
+    dropped: AtomicU64,
     next: AtomicUsize,
 }
 
 /// A running listener.
 struct Listening {
+    protocol: Protocol,
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
 }
@@ -145,6 +179,8 @@ pub struct StreamRouter {
     listeners: Mutex<BTreeMap<u16, Listening>>,
     /// Why a port could not be bound, by port.
     failed: Mutex<BTreeMap<u16, String>>,
+    /// The bounds of each UDP port.
+    udp_limits: udp::Limits,
 }
 
 impl StreamRouter {
@@ -155,7 +191,14 @@ impl StreamRouter {
             table: Arc::new(ArcSwap::from_pointee(StreamTable::new())),
             listeners: Mutex::new(BTreeMap::new()),
             failed: Mutex::new(BTreeMap::new()),
+            udp_limits: udp::Limits::default(),
         }
+    }
+
+    /// The same with other UDP bounds.
+    pub fn with_udp_limits(mut self, limits: udp::Limits) -> StreamRouter {
+        self.udp_limits = limits;
+        self
     }
 
     /// The table of what `lc` holds now.
@@ -181,25 +224,50 @@ impl StreamRouter {
         let table = self.table.load_full();
         let mut listeners = self.listeners.lock();
         let mut failed = self.failed.lock();
-        listeners.retain(|port, _| table.contains_key(port));
+        listeners.retain(|port, l| table.get(port).is_some_and(|t| t.protocol == l.protocol));
         failed.retain(|port, _| table.contains_key(port));
-        for port in table.keys() {
+        for (port, target) in table.iter() {
             if listeners.contains_key(port) {
                 continue;
             }
-            match bind(&self.host, *port) {
-                Ok(listener) => {
-                    failed.remove(port);
-                    let counters = Arc::new(Counters::default());
-                    let task = runtime.spawn(accept(
+            let counters = Arc::new(Counters::default());
+            let started = match target.protocol {
+                Protocol::Tcp => bind(&self.host, *port).map(|listener| {
+                    runtime.spawn(accept(
                         listener,
                         *port,
                         self.table.clone(),
                         counters.clone(),
                         MAX_CONNECTIONS,
-                    ));
-                    tracing::info!(port, "stream router listening");
-                    listeners.insert(*port, Listening { task, counters });
+                    ))
+                }),
+                Protocol::Udp => udp::bind(&self.host, *port).map(|socket| {
+                    runtime.spawn(udp::serve(
+                        socket,
+                        *port,
+                        self.table.clone(),
+                        counters.clone(),
+                        self.udp_limits,
+                    ))
+                }),
+            };
+            match started {
+                Ok(task) => {
+                    failed.remove(port);
+                    let protocol = target.protocol;
+                    tracing::info!(
+                        port,
+                        protocol = protocol.as_str(),
+                        "stream router listening"
+                    );
+                    listeners.insert(
+                        *port,
+                        Listening {
+                            protocol,
+                            task,
+                            counters,
+                        },
+                    );
                 }
                 Err(e) => {
                     let why = e.to_string();
@@ -230,11 +298,13 @@ impl StreamRouter {
                     app: t.app.clone(),
                     proc: t.proc.clone(),
                     destination: t.destination,
+                    protocol: t.protocol.as_str().to_string(),
                     backends: t.backends.clone(),
                     listening: counters.is_some(),
                     error: failed.get(port).cloned(),
                     connections: counters.map_or(0, |c| c.connections.load(Ordering::Relaxed)),
                     active: counters.map_or(0, |c| c.active.load(Ordering::Relaxed)),
+                    dropped: counters.map_or(0, |c| c.dropped.load(Ordering::Relaxed)),
                 }
             })
             .collect()
@@ -368,7 +438,9 @@ mod tests {
             app: "a".into(),
             proc: "p".into(),
             destination: 7,
+            protocol: Protocol::Tcp,
             backends,
+            draining: Vec::new(),
         })
     }
 
