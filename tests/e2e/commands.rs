@@ -112,6 +112,22 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
         ),
         "{result}"
     );
+    // The audit log says how each command ended, not only that its output started.
+    let audit = json(&kernel.lain_ok(&["audit", "-a", "cmds", "-o", "json"]));
+    let execs: Vec<&Value> = audit
+        .as_array()
+        .expect("audit records")
+        .iter()
+        .filter(|r| r["target"] == "/api/v1/apps/cmds/procs/web/exec")
+        .collect();
+    assert!(
+        execs
+            .iter()
+            .any(|r| r["result"] == "failed" && r["reason"] == "exit status 3"),
+        "{audit:#}"
+    );
+    assert!(execs.iter().any(|r| r["result"] == "ok"), "{audit:#}");
+    assert_eq!(execs.len(), 2, "{audit:#}");
     // Output is streamed: the first line arrives while the command still runs.
     let started = Instant::now();
     let mut child = kernel

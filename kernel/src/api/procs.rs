@@ -3,11 +3,12 @@
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, blocking};
+use super::trail::{AuditTrail, Outcome};
 use crate::lifecycle::view::AppView;
 use crate::runtime::ExecChunk;
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
@@ -129,6 +130,22 @@ pub struct ExecRequest {
     pub timeout: Option<u64>,
 }
 
+/// How an exec ended, for its audit record.
+fn exec_outcome(
+    ended: &Result<crate::runtime::ExecOutput, crate::runtime::RuntimeError>,
+    timeout: u64,
+) -> Outcome {
+    match ended {
+        Ok(out) if out.timed_out => Outcome::Failed(format!("killed at its timeout of {timeout}s")),
+        Ok(out) => match out.code {
+            Some(0) => Outcome::Ok,
+            Some(code) => Outcome::Failed(format!("exit status {code}")),
+            None => Outcome::Failed("killed by a signal".into()),
+        },
+        Err(e) => Outcome::Failed(e.to_string()),
+    }
+}
+
 /// One line of `POST /api/v1/apps/{app}/procs/{proc}/exec`'s answer.
 #[derive(Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -168,7 +185,8 @@ pub enum ExecEvent {
 /// environment, `/lain/app` and volumes), without a terminal or input. Answers with one JSON
 /// event per line as it goes: `started`, its output as written (`stdout`, `stderr`, base64),
 /// then `exited` with its status (or `failed`). A client that goes away kills the command when
-/// it next writes (on Docker, which cannot stop an exec, it is left to end).
+/// it next writes (on Docker, which cannot stop an exec, it is left to end). The audit record
+/// says how the command ended: `ok` for exit status 0, else `failed` with the status.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/procs/{proc}/exec", tag = "apps",
     params(("app" = String, Path, description = "App name"), ("proc" = String, Path, description = "Proc name")),
     request_body = ExecRequest,
@@ -180,6 +198,7 @@ pub enum ExecEvent {
 pub async fn exec(
     State(state): State<AppState>,
     Path((app, proc)): Path<(String, String)>,
+    trail: Option<Extension<AuditTrail>>,
     request: Result<Json<ExecRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = request?;
@@ -212,10 +231,21 @@ pub async fn exec(
         name: name.clone(),
         instance: number,
     };
+    // From here the answer is 200: the audit record waits for how the command ended.
+    let trail = trail.map(|Extension(t)| t);
+    if let Some(trail) = &trail {
+        trail.defer();
+    }
     let run = tokio::spawn(async move {
-        runtime
+        let ended = runtime
             .exec_stream(&name, &request.command, Duration::from_secs(timeout), sink)
-            .await
+            .await;
+        if let Some(trail) = trail {
+            let outcome = exec_outcome(&ended, timeout);
+            // Writing the record blocks on the store.
+            let _ = tokio::task::spawn_blocking(move || trail.finish(outcome)).await;
+        }
+        ended
     });
     // Output while the command runs; once the runtime let go of the sender, how it ended.
     let events = futures::stream::once(async move { started }).chain(futures::stream::unfold(
