@@ -139,16 +139,6 @@ fn overlay_networks_join_an_apps_procs_across_engines_and_keep_other_apps_out() 
     let (far_node, far) = placed(&kernel, "chat", "far");
     assert_eq!((near_node.as_str(), far_node.as_str()), ("local", "n2"));
 
-    // One overlay network per app, swarm-scope, labelled as the kernel's.
-    let network = e1.docker_ok(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{.Driver}} {{.Scope}} {{.Attachable}}",
-        "lain-chat",
-    ]);
-    assert_eq!(network.trim(), "overlay swarm true");
-
     // Across engines, by proc name, both ways.
     wait_wget(
         &e1,
@@ -158,6 +148,22 @@ fn overlay_networks_join_an_apps_procs_across_engines_and_keep_other_apps_out() 
         &kernel,
     );
     e2.docker_ok(&["exec", &far, "ping", "-c", "1", "-W", "3", "near"]);
+
+    // One overlay network per app, swarm-scope, labelled as the kernel's.
+    let network = e1.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Driver}} {{.Scope}} {{.Attachable}} {{index .Labels \"lain.app\"}} {{index .Labels \"lain.kernel\"}}",
+        "lain-chat",
+    ]);
+    let fields: Vec<&str> = network.split_whitespace().collect();
+    assert_eq!(
+        fields[..4],
+        ["overlay", "swarm", "true", "chat"],
+        "{network}"
+    );
+    assert!(fields.len() == 5 && !fields[4].is_empty(), "{network}");
 
     // A client on e1 reaches the portal of its service on e2 by the service's name.
     let (portal_node, portal) = placed(&kernel, "pg", "portal-db");
