@@ -70,3 +70,20 @@ impl Default for Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Config, NetworkMode};
+
+    #[test]
+    fn network_is_bridge_unless_overlay_is_asked_for_and_other_kinds_are_refused() {
+        let parse = |toml: &str| toml::from_str::<Config>(toml);
+        assert_eq!(parse("").expect("empty").network, NetworkMode::Bridge);
+        assert_eq!(
+            parse("network = \"overlay\"").expect("overlay").network,
+            NetworkMode::Overlay
+        );
+        let refused = parse("network = \"mesh\"").expect_err("an unknown kind");
+        assert!(refused.to_string().contains("mesh"), "{refused}");
+    }
+}
