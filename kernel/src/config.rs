@@ -41,6 +41,8 @@
 //! local = "unix:///var/run/docker.sock"   # LAIN_DOCKER_HOST: the engine of node `local`
 //! tls = { ca = "/etc/lain/ca.pem", cert = "/etc/lain/cert.pem", key = "/etc/lain/key.pem" }
 //! registry = "registry.lain.local:5000"   # releases are pushed here, nodes pull from it
+//! network = "bridge"                  # app networks; "overlay": one swarm overlay network per
+//!                                     # app across the engines (docs/operations-docker.md)
 //! [docker.cloud_volumes]              # named volumes for `cloud_volumes`; default: `local`
 //! driver = "local"                    # `{name}` in an option is the volume's name
 //! options = { type = "nfs", o = "addr=10.0.0.5,rw", device = ":/exports/lain/{name}" }

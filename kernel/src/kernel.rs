@@ -87,7 +87,8 @@ impl Kernel {
                 RuntimeKind::Docker => Arc::new(
                     DockerRuntime::new(kernel_id, runtime_config.docker.tls.clone(), wake)
                         .with_registry(runtime_config.docker.registry.clone())
-                        .with_cloud_volumes(runtime_config.docker.cloud_volumes.clone()),
+                        .with_cloud_volumes(runtime_config.docker.cloud_volumes.clone())
+                        .with_network(runtime_config.docker.network),
                 ),
             })
         };

@@ -39,11 +39,19 @@ impl DockerEngine {
 
     /// [`DockerEngine::start`] with extra dockerd arguments.
     pub fn start_with(extra: &[String]) -> DockerEngine {
+        DockerEngine::start_in(None, extra)
+    }
+
+    /// [`DockerEngine::start_with`], the daemon inside network namespace `netns` (its own
+    /// interfaces, iptables and VXLAN sockets) when given. Entered with `nsenter --net` only:
+    /// `ip netns exec` also remounts /sys, hiding the cgroup mounts dockerd needs ("Devices
+    /// cgroup isn't mounted").
+    pub fn start_in(netns: Option<&Netns>, extra: &[String]) -> DockerEngine {
         static STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _one = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = String::new();
         for _ in 0..3 {
-            match DockerEngine::try_start(extra) {
+            match DockerEngine::try_start(netns, extra) {
                 Ok(engine) => {
                     engine.import_base();
                     return engine;
@@ -54,7 +62,7 @@ impl DockerEngine {
         panic!("dockerd did not start: {last}");
     }
 
-    fn try_start(extra: &[String]) -> Result<DockerEngine, String> {
+    fn try_start(netns: Option<&Netns>, extra: &[String]) -> Result<DockerEngine, String> {
         // Socket paths must stay short (108 bytes): keep the engine under /tmp.
         let dir = tempfile::Builder::new()
             .prefix("lain-dk")
@@ -68,7 +76,17 @@ impl DockerEngine {
         );
         let socket = dir.path().join("docker.sock");
         let log = std::fs::File::create(dir.path().join("dockerd.log")).expect("log");
-        let child = Command::new("dockerd")
+        let mut command = match netns {
+            Some(netns) => {
+                // nsenter execs dockerd in place: the child's PID is the daemon's.
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{}", netns.name))
+                    .arg("dockerd");
+                c
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = command
             .arg("--data-root")
             .arg(dir.path().join("root"))
             .arg("--exec-root")
@@ -144,6 +162,46 @@ impl DockerEngine {
             .write_all(&tar.stdout)
             .expect("send rootfs");
         assert!(import.wait().expect("import").success(), "import failed");
+    }
+
+    /// `docker swarm init` advertised (and listening) at `address`, overlay subnets from
+    /// `pool` (a /16), VXLAN on UDP `data_port`.
+    pub fn swarm_init(&self, address: &str, pool: &str, data_port: u16) {
+        self.docker_ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            address,
+            "--listen-addr",
+            &format!("{address}:2377"),
+            "--data-path-addr",
+            address,
+            "--default-addr-pool",
+            pool,
+            "--default-addr-pool-mask-length",
+            "24",
+            "--data-path-port",
+            &data_port.to_string(),
+        ]);
+    }
+
+    /// Joins the swarm whose manager `manager` listens at `manager_address` as a worker,
+    /// advertised at `address`.
+    pub fn swarm_join(&self, manager: &DockerEngine, manager_address: &str, address: &str) {
+        let token = manager.docker_ok(&["swarm", "join-token", "-q", "worker"]);
+        self.docker_ok(&[
+            "swarm",
+            "join",
+            "--token",
+            token.trim(),
+            "--advertise-addr",
+            address,
+            "--listen-addr",
+            &format!("{address}:2377"),
+            "--data-path-addr",
+            address,
+            &format!("{manager_address}:2377"),
+        ]);
     }
 
     /// Runs the docker CLI against this engine.
@@ -225,6 +283,8 @@ impl Drop for DockerEngine {
             args.extend(ids.iter().map(String::as_str));
             let _ = self.docker(&args);
         }
+        // No swarm state is left behind (a no-op for an engine in none).
+        let _ = self.docker(&["swarm", "leave", "--force"]);
         // Networks go too, and with them their iptables rules on the host.
         let _ = self.docker(&["network", "prune", "-f"]);
         let _ = Command::new("kill")
@@ -239,6 +299,84 @@ impl Drop for DockerEngine {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A network namespace joined to the host by a veth pair (a /30: the host side `.1`, the
+/// namespace side `.2`), as a second machine on a link. Deleted, with its veth, when dropped
+/// (after the engines in it stop).
+pub struct Netns {
+    /// Its name under /var/run/netns.
+    pub name: String,
+    host_if: String,
+    /// The host side's address.
+    pub host_ip: String,
+    /// The namespace side's address.
+    pub ns_ip: String,
+}
+
+impl Netns {
+    /// Creates it; names and the 172.29.x.0/30 link are derived from the test's PID.
+    pub fn create() -> Netns {
+        let id = std::process::id();
+        let netns = Netns {
+            name: format!("lain-ov-{id}"),
+            host_if: format!("lov{}h", id % 100_000),
+            host_ip: format!("172.29.{}.1", id % 250),
+            ns_ip: format!("172.29.{}.2", id % 250),
+        };
+        let ns_if = format!("lov{}n", id % 100_000);
+        let run = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let in_ns = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", netns.name.as_str(), "ip"];
+            all.extend(args);
+            run(&all);
+        };
+        run(&["netns", "add", &netns.name]);
+        run(&[
+            "link",
+            "add",
+            &netns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ]);
+        run(&["link", "set", &ns_if, "netns", &netns.name]);
+        run(&[
+            "addr",
+            "add",
+            &format!("{}/30", netns.host_ip),
+            "dev",
+            &netns.host_if,
+        ]);
+        run(&["link", "set", &netns.host_if, "up"]);
+        in_ns(&["addr", "add", &format!("{}/30", netns.ns_ip), "dev", &ns_if]);
+        in_ns(&["link", "set", &ns_if, "up"]);
+        in_ns(&["link", "set", "lo", "up"]);
+        netns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 

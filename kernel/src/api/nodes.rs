@@ -57,6 +57,7 @@ pub async fn add(
         state: NodeState::Ready,
         added_at: crate::clock::unix_secs(),
     };
+    lc.admit_node(&record).await?;
     let node = blocking(move || Ok(lc.add_node(record)?)).await?;
     Ok((StatusCode::CREATED, Json(node)))
 }

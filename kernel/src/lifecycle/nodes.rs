@@ -72,6 +72,23 @@ impl Lifecycle {
         Ok(node)
     }
 
+    /// Checks with the runtime that `node`'s engine can take instances (in Docker overlay mode:
+    /// that it is a member of the nodes' swarm), before [`Lifecycle::add_node`].
+    pub async fn admit_node(&self, node: &NodeRecord) -> Result<(), LifecycleError> {
+        let address = match node.address.as_str() {
+            "local" if self.runtime.name() == "docker" => self.config.docker.local.clone(),
+            "local" => return Ok(()),
+            other => other.to_string(),
+        };
+        self.runtime.admit_node(&address).await.map_err(|e| {
+            let why = match e {
+                crate::runtime::RuntimeError::Invalid { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            LifecycleError::Invalid(format!("node `{}`: {why}", node.name))
+        })
+    }
+
     /// Puts a node in or out of maintenance: in maintenance it takes no new instance and its
     /// stateless instances move to other nodes.
     pub fn set_maintenance(&self, name: &str, on: bool) -> Result<NodeRecord, LifecycleError> {

@@ -457,6 +457,11 @@ pub trait Runtime: Send + Sync {
     }
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;
+    /// Checks that a node reached at `address` can take instances before it is added (the
+    /// Docker runtime in overlay mode: its engine is a member of the nodes' swarm).
+    async fn admit_node(&self, _address: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
     /// Tells the runtime which nodes exist and where they are reached (`name`, `address`).
     fn sync_nodes(&self, _nodes: &[(String, String)]) {}
     /// Nodes the last [`Runtime::list`] could not reach; their instances were reported as last

@@ -17,6 +17,23 @@ pub struct Config {
     /// How cloud volumes (`cloud_volumes`) are made: each is a named volume of this driver,
     /// created by the engine of the node its instance runs on.
     pub cloud_volumes: CloudVolumes,
+    /// How an app's containers are networked: `bridge` (one bridge network per app per engine:
+    /// procs on different engines do not reach each other) or `overlay` (one swarm-scope
+    /// attachable overlay network per app: procs reach each other by name on any engine of the
+    /// swarm).
+    pub network: NetworkMode,
+}
+
+/// `[docker] network`: the kind of network each app gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// One bridge network per app on each engine; for a single-engine site.
+    #[default]
+    Bridge,
+    /// One attachable overlay network per app across the engines of one Docker swarm: every
+    /// node's engine must be a member, and one of them a manager.
+    Overlay,
 }
 
 /// `[docker.cloud_volumes]`: the volume driver of cloud volumes and its options.
@@ -49,6 +66,24 @@ impl Default for Config {
             tls: None,
             registry: None,
             cloud_volumes: CloudVolumes::default(),
+            network: NetworkMode::Bridge,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Config, NetworkMode};
+
+    #[test]
+    fn network_is_bridge_unless_overlay_is_asked_for_and_other_kinds_are_refused() {
+        let parse = |toml: &str| toml::from_str::<Config>(toml);
+        assert_eq!(parse("").expect("empty").network, NetworkMode::Bridge);
+        assert_eq!(
+            parse("network = \"overlay\"").expect("overlay").network,
+            NetworkMode::Overlay
+        );
+        let refused = parse("network = \"mesh\"").expect_err("an unknown kind");
+        assert!(refused.to_string().contains("mesh"), "{refused}");
     }
 }

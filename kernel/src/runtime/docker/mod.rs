@@ -4,7 +4,9 @@
 //! and adopts them from the engines alone; its name is the instance name, so an engine refuses a
 //! second one. Each app gets one bridge network per engine (`lain-<app>`) on which its procs
 //! reach each other by proc name; apps do not share networks, so they are isolated from each
-//! other. Each engine's event stream wakes the reconciler when a container dies or changes
+//! other. With `[docker] network = "overlay"` the engines are members of one Docker swarm and
+//! each app's network is instead one swarm-scope attachable overlay network (see [`swarm`]), so
+//! that its procs, and the portals it uses, reach each other across engines. Each engine's event stream wakes the reconciler when a container dies or changes
 //! health. An image missing on a node's engine is copied from an engine that has it (save and
 //! load), so releases built on one engine run on all.
 
@@ -13,8 +15,9 @@ mod config;
 pub mod container;
 pub mod engine;
 mod logs;
+pub mod swarm;
 
-pub use config::Config;
+pub use config::{Config, NetworkMode};
 
 use super::{BuildProgress, BuildRequest, InstanceSpec, Observed, Runtime, RuntimeError, labels};
 use bollard::Docker;
@@ -64,6 +67,10 @@ pub struct DockerRuntime {
     registry: Option<String>,
     /// How cloud volumes are made.
     cloud: config::CloudVolumes,
+    /// Bridge or overlay networks.
+    network_mode: NetworkMode,
+    /// Overlay mode: the swarm membership of engines found members (by address).
+    members: Mutex<HashMap<String, swarm::Membership>>,
 }
 
 impl DockerRuntime {
@@ -89,7 +96,15 @@ impl DockerRuntime {
             following: Arc::default(),
             registry: None,
             cloud: config::CloudVolumes::default(),
+            network_mode: NetworkMode::Bridge,
+            members: Mutex::default(),
         }
+    }
+
+    /// Gives apps networks of kind `mode`.
+    pub fn with_network(mut self, mode: NetworkMode) -> DockerRuntime {
+        self.network_mode = mode;
+        self
     }
 
     /// Makes cloud volumes as `cloud` says (driver and options).
@@ -147,6 +162,17 @@ impl DockerRuntime {
     async fn ensure_network(&self, engine: &Engine, app: &str) -> Result<String, RuntimeError> {
         let name = container::network_name(app);
         let _one_at_a_time = self.networks.lock().await;
+        if self.network_mode == NetworkMode::Overlay {
+            self.member(&engine.docker, &engine.address).await?;
+            let manager = self.manager().await?;
+            let labels = HashMap::from([
+                (labels::KERNEL.to_string(), self.kernel.clone()),
+                (labels::APP.to_string(), app.to_string()),
+            ]);
+            swarm::ensure_overlay(&manager.docker, &manager.address, &name, labels).await?;
+            swarm::refuse_local_network(&engine.docker, &engine.address, &name).await?;
+            return Ok(name);
+        }
         if engine.docker.inspect_network(&name, None).await.is_ok() {
             return Ok(name);
         }
@@ -167,6 +193,63 @@ impl DockerRuntime {
             }) => Ok(name),
             Err(e) => Err(RuntimeError::Failed(format!("network {name}: {e}"))),
         }
+    }
+
+    /// Overlay mode: the swarm membership of the engine at `address`, an error naming it when it
+    /// is not a member of the swarm the nodes' manager engine manages.
+    async fn member(
+        &self,
+        docker: &Docker,
+        address: &str,
+    ) -> Result<swarm::Membership, RuntimeError> {
+        if let Some(known) = self.members.lock().get(address).cloned() {
+            return Ok(known);
+        }
+        let membership = swarm::membership(docker, address).await?;
+        match self.manager().await {
+            Ok(manager) if manager.address != address => {
+                swarm::check_member(
+                    &manager.docker,
+                    &manager.address,
+                    &membership.node_id,
+                    address,
+                )
+                .await?;
+            }
+            Ok(_) => {}
+            // A manager itself, where no node's engine is one yet: its swarm is the nodes'.
+            Err(_) if membership.manager => {}
+            Err(e) => return Err(e),
+        }
+        self.members
+            .lock()
+            .insert(address.to_string(), membership.clone());
+        Ok(membership)
+    }
+
+    /// Overlay mode: a node's engine that is a swarm manager, through which networks are made.
+    async fn manager(&self) -> Result<Arc<Engine>, RuntimeError> {
+        let engines: Vec<Arc<Engine>> = self.engines.lock().values().cloned().collect();
+        let mut asked = Vec::new();
+        for engine in engines {
+            let known = self.members.lock().get(&engine.address).cloned();
+            let membership = match known {
+                Some(known) => Some(known),
+                None => swarm::membership(&engine.docker, &engine.address)
+                    .await
+                    .ok(),
+            };
+            if membership.is_some_and(|m| m.manager) {
+                return Ok(engine);
+            }
+            asked.push(engine.address.clone());
+        }
+        Err(RuntimeError::Failed(format!(
+            "[docker] network = \"overlay\" needs a swarm manager among the nodes' engines, and \
+             none of [{}] is one (`docker swarm init` on one of them, or add a manager engine \
+             as a node)",
+            asked.join(", ")
+        )))
     }
 
     /// Makes sure `image` is on `engine`: pulled from the registry when it is one of the
@@ -716,6 +799,14 @@ impl Runtime for DockerRuntime {
             .lock()
             .get(node)
             .map_or_else(|| "127.0.0.1".into(), |e| engine::host_of(&e.address))
+    }
+
+    async fn admit_node(&self, address: &str) -> Result<(), RuntimeError> {
+        if self.network_mode == NetworkMode::Bridge {
+            return Ok(());
+        }
+        let docker = engine::connect(address, self.tls.as_ref())?;
+        self.member(&docker, address).await.map(|_| ())
     }
 
     fn sync_nodes(&self, nodes: &[(String, String)]) {
