@@ -1253,3 +1253,24 @@ async fn exporters_are_served_only_where_the_operator_says_and_only_to_metrics_r
     );
     assert_eq!(headers["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn a_resource_instance_is_maintained_by_its_clients_maintainers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = kernel(dir.path());
+    setup(&kernel).await;
+    // alice maintains `vault`, so she holds the rights on `resource.<res>.vault` (the app does
+    // not exist: 404 once authorized); bob holds none.
+    for (who, status) in [
+        ("alice", StatusCode::NOT_FOUND),
+        ("bob", StatusCode::FORBIDDEN),
+    ] {
+        for path in [
+            "/api/v1/apps/resource.cache.vault",
+            "/api/v1/apps/resource.cache.vault/maintainers",
+        ] {
+            let (s, body) = call(&kernel, "GET", path, Some(&token(who)), Value::Null).await;
+            assert_eq!(s, status, "{who} {path}: {body}");
+        }
+    }
+}

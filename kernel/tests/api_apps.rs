@@ -380,16 +380,28 @@ async fn apps_needing_what_lain_cannot_give_are_refused_at_deploy_and_nothing_is
     let user = "appname: blog\nbuild:\n  base: busybox\nworker:\n  cmd: sleep 100\nuse_resources:\n  redis:\n    services:\n      - redis\n";
     let events = build(&kernel, context(&[("lain.yaml", user)])).await;
     assert!(
-        events.iter().any(|e| e["event"] == "warning"
+        !events.iter().any(|e| e["event"] == "warning"
             && e["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("use_resources: is not built yet"))),
-        "{events:?}"
+                .is_some_and(|m| m.contains("use_resources"))),
+        "use_resources acts, so it is not warned of: {events:?}"
     );
+    let resource = "appname: redis\napptype: resource\nbuild:\n  base: busybox\nworker:\n  cmd: sleep {{ seconds }}\n";
+    build(&kernel, context(&[("lain.yaml", resource)])).await;
+    let bad = "appname: news\nbuild:\n  base: busybox\nworker:\n  cmd: sleep 100\nuse_resources:\n  redis:\n    services: []\n";
+    build(&kernel, context(&[("lain.yaml", bad)])).await;
     for (app, why) in [
         (
             "blog",
-            "uses resources (redis): resource apps are not built yet",
+            "use_resources.redis.services (redis): a client reaches a resource's portals",
+        ),
+        (
+            "redis",
+            "a resource is a template; it is deployed for each client that uses it",
+        ),
+        (
+            "news",
+            "resource `redis` rendered for `news`: worker.cmd: parameter `seconds` is not given",
         ),
         (
             "shop",

@@ -405,6 +405,63 @@ fn constraints_pick_the_engine_and_a_lost_engine_is_marked_down_and_its_instance
 }
 
 #[test]
+fn a_resource_portal_is_reached_by_its_client_under_the_service_name_with_its_parameters() {
+    let _host = docker_engine::lock_host();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let engine = DockerEngine::start();
+    let kernel = kernel_on(tmp.path(), &engine, "");
+    // The portal serves a page holding a rendered parameter.
+    let kv = support::write_app(
+        tmp.path(),
+        "kv",
+        &format!(
+            "appname: kv\napptype: resource\nbuild:\n  base: {}\n  script: []\n\
+             service.db:\n  cmd: sleep 100000\n  port: 5432\n  portal:\n    \
+             cmd: \"sh -c 'mkdir -p /tmp/w && echo {{{{ greeting }}}} > /tmp/w/index.html && exec httpd -f -p 5432 -h /tmp/w'\"\n",
+            docker_engine::BASE
+        ),
+    );
+    let shop = app(tmp.path(), "shop", "shop", 1);
+    support::edit_app(Path::new(&shop), |yaml| {
+        format!(
+            "{yaml}use_resources:\n  kv:\n    services:\n      - db\n    greeting: hello-from-kv\n"
+        )
+    });
+    kernel.lain_ok(&["build", &kv.to_string_lossy()]);
+    kernel.lain_ok(&["build", &shop]);
+    kernel.lain_ok(&["deploy", "-a", "shop"]);
+    let view = json(&kernel.lain_ok(&["ps", "-a", "shop", "-o", "json"]));
+    let client = instances(&view, "worker")[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = engine.docker(&[
+            "exec",
+            &client,
+            "timeout",
+            "3",
+            "wget",
+            "-q",
+            "-O-",
+            "http://db:5432/index.html",
+        ]);
+        if String::from_utf8_lossy(&out.stdout) == "hello-from-kv\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never reached its resource's portal: {}",
+            kernel.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let instance = json(&kernel.lain_ok(&["ps", "-a", "resource.kv.shop", "-o", "json"]));
+    assert_eq!(instance["converged"], true, "{instance:#}");
+}
+
+#[test]
 fn a_portal_is_reachable_by_its_service_name_from_declared_clients_only() {
     let _host = docker_engine::lock_host();
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -314,8 +314,11 @@ impl Access {
         Ok(visible)
     }
 
-    /// Whether `caller` is one of `app`'s maintainers.
+    /// Whether `caller` is one of `app`'s maintainers (a resource instance's are its client's).
     pub fn maintains(&self, caller: &Caller, app: &str) -> Result<bool, StoreError> {
+        // A resource instance `resource.<res>.<client>` is its client's: the client's maintainers
+        // maintain it.
+        let app = crate::spec::template::instance_of(app).map_or(app, |(_, client)| client);
         Ok(maintainers::get(&*self.store, app)?.admit(&caller.id(), &caller.principal.groups))
     }
 }

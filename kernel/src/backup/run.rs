@@ -177,8 +177,8 @@ impl Backups {
             &registry.proc_types(),
         )
         .map_err(|e| BackupError::Internal(anyhow::anyhow!("{e}")))?;
-        let parsed = crate::spec::parse(
-            "lain.yaml",
+        let parsed = crate::spec::parse_release(
+            app,
             &release.lain_yaml,
             &types,
             &self.lifecycle.config().domains,

@@ -69,7 +69,9 @@ enum Command {
         path: Option<PathBuf>,
     },
     /// Deploy a release (default: the newest) and wait until it runs; with `-p PROC`, deploy
-    /// that proc alone from the deployed release (bringing it back after `undeploy -p`).
+    /// that proc alone from the deployed release (bringing it back after `undeploy -p`). An app
+    /// that uses resources deploys their instances `resource.<res>.<app>` first; `-a
+    /// resource.<res>.<app>` renders that instance again from the resource's newest release.
     Deploy {
         #[command(flatten)]
         app: app::AppArg,

@@ -5,6 +5,7 @@
 //! compare-and-set.
 
 use super::records::{self, AppRecord, ProcPlan};
+use super::resources::Instance;
 use super::route_claims::{Claims, MIGRATED, RouteClaim, canonical, listed};
 use super::stream_claims;
 use super::{Lifecycle, LifecycleError};
@@ -49,12 +50,16 @@ pub fn routes_of(procs: &[ProcPlan]) -> Result<Vec<ProcRoute>, LifecycleError> {
 impl Lifecycle {
     /// Reads app `app`, claims the routes `routes` names for it, lets `change` modify it and
     /// writes the record and the claims in one compare-and-set (again from the start when
-    /// another writer changed either meanwhile); wakes the reconciler.
+    /// another writer changed either meanwhile); wakes the reconciler. The resource `instances`
+    /// its deployment brings are written (and their routes claimed) in the same compare-and-set;
+    /// a deployment that uses a resource whose instance is neither written nor stored (a
+    /// rollback past a removed instance) is refused.
     pub(super) fn update_app_claiming(
         &self,
         app: &str,
         routes: impl Fn(&AppRecord) -> Result<Vec<ProcRoute>, LifecycleError>,
         mut change: impl FnMut(&mut AppRecord) -> Result<(), LifecycleError>,
+        instances: &[Instance],
     ) -> Result<AppRecord, LifecycleError> {
         let _guard = self.records.lock();
         let key = records::app_key(app);
@@ -67,22 +72,34 @@ impl Lifecycle {
             let mut record: AppRecord = serde_json::from_slice(&raw)
                 .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
             let wanted = routes(&record)?;
-            let mut claims =
-                Claims::of_hosts(&*self.records.store, wanted.iter().map(|r| r.host.as_str()))?;
-            let now = crate::clock::unix_secs();
-            let refused: Vec<String> = wanted
+            let theirs = instances
                 .iter()
-                .filter_map(|r| {
+                .flat_map(|i| i.routes.iter().map(move |r| (i.name.as_str(), r)));
+            let all: Vec<(&str, &ProcRoute)> =
+                wanted.iter().map(|r| (app, r)).chain(theirs).collect();
+            let mut claims = Claims::of_hosts(
+                &*self.records.store,
+                all.iter().map(|(_, r)| r.host.as_str()),
+            )?;
+            let now = crate::clock::unix_secs();
+            let refused: Vec<String> = all
+                .iter()
+                .filter_map(|(owner, r)| {
                     claims
-                        .claim(app, &r.host, &r.path, &self.config.domains, now)
+                        .claim(owner, &r.host, &r.path, &self.config.domains, now)
                         .err()
-                        .map(|e| format!("proc `{}`: {e}", r.proc))
+                        .map(|e| match *owner == app {
+                            true => format!("proc `{}`: {e}", r.proc),
+                            false => format!("`{owner}`, proc `{}`: {e}", r.proc),
+                        })
                 })
                 .collect();
             if !refused.is_empty() {
                 return Err(LifecycleError::Conflict(refused.join("\n")));
             }
             change(&mut record)?;
+            let (instance_ops, instance_expect) = self.instance_writes(instances)?;
+            self.check_instances(&record, instances)?;
             let streams = stream_claims::claim(&*self.records.store, &record, |other, port| {
                 let Some(raw) = self.records.store.get(&records::app_key(other))? else {
                     return Ok(false);
@@ -97,8 +114,10 @@ impl Lifecycle {
             let mut ops = claims.ops()?;
             ops.extend(streams.ops);
             ops.push(put_json(&key, &record)?);
+            ops.extend(instance_ops);
             let mut expect = claims.expect();
             expect.extend(streams.expect);
+            expect.extend(instance_expect);
             expect.push(Expect {
                 key: key.clone(),
                 value: Some(raw),

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod procs;
 pub mod reconcile;
 pub mod records;
+pub mod resources;
 pub mod route_claims;
 pub mod runs;
 pub mod state;
@@ -202,7 +203,14 @@ impl Lifecycle {
 
     /// Deploys `version` (default: the newest release) of `app`: renders every proc through its
     /// proc type and makes it the deployed release. The reconciler then rolls it out.
+    ///
+    /// A client's deploy also deploys (or updates) the instance `resource.<res>.<app>` of every
+    /// resource it uses, in the same write ([`resources`]); deploying an instance renders it
+    /// again from its resource's `version` (default: newest) release.
     pub fn deploy(&self, app: &str, version: Option<&str>) -> Result<AppRecord, LifecycleError> {
+        if let Some((res, client)) = crate::spec::template::instance_of(app) {
+            return self.deploy_instance(app, res, client, version);
+        }
         self.app(app)?;
         let release = match version {
             Some(v) => self.release(app, v)?,
@@ -212,17 +220,31 @@ impl Lifecycle {
         };
         let plan::Rendered {
             procs,
-            use_services,
+            mut use_services,
+            use_resources,
         } = plan::render(self, &release)?;
         let mut procs = procs;
         self.check_runtime(&procs)?;
-        self.check_names(&procs, &use_services)?;
+        self.check_names(&procs, &use_services, &use_resources)?;
         self.check_secrets(app, &mut procs)?;
         for proc in &mut procs {
             proc.stamp_plan()
                 .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("plan stamp: {e}")))?;
         }
         let routes = claims::routes_of(&procs)?;
+        let instances = self.instances_for(app, &use_resources)?;
+        // The client reaches its instances' portals as it reaches services' portals.
+        for (res, used) in &use_resources {
+            use_services.insert(
+                crate::spec::template::instance_name(res, app),
+                used.services.clone(),
+            );
+        }
+        let params: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> =
+            use_resources
+                .into_iter()
+                .map(|(res, used)| (res, used.context))
+                .collect();
         self.update_app_claiming(
             app,
             |_| Ok(routes.clone()),
@@ -232,20 +254,24 @@ impl Lifecycle {
                     deployed_at: crate::clock::unix_secs(),
                     procs: procs.clone(),
                     use_services: use_services.clone(),
+                    use_resources: params.clone(),
                     auto_rollback: true,
                 });
                 Ok(())
             },
+            &instances,
         )
     }
 
-    /// Fails when the app needs service names (`use_services`, a service's portal) on a runtime
-    /// that gives none: the process runtime has no network namespace, so a client could not
-    /// reach a portal by its service name. Nothing is deployed then.
+    /// Fails when the app needs service names (`use_services`, a service's portal, the services
+    /// of a resource it uses) on a runtime that gives none: the process runtime has no network
+    /// namespace, so a client could not reach a portal by its service name. Nothing is deployed
+    /// then.
     fn check_names(
         &self,
         procs: &[ProcPlan],
         use_services: &std::collections::BTreeMap<String, Vec<String>>,
+        use_resources: &std::collections::BTreeMap<String, crate::spec::model::UseResource>,
     ) -> Result<(), LifecycleError> {
         if self.runtime.name() != "process" {
             return Ok(());
@@ -265,6 +291,13 @@ impl Lifecycle {
             refused.push(format!(
                 "use_services ({}): a client reaches a service by its name",
                 used.join(", ")
+            ));
+        }
+        for (res, used) in use_resources.iter().filter(|(_, u)| !u.services.is_empty()) {
+            refused.push(format!(
+                "use_resources.{res}.services ({}): a client reaches a resource's portals by \
+                 their service names (a resource used with `services: []` runs here)",
+                used.services.join(", ")
             ));
         }
         if refused.is_empty() {
@@ -351,18 +384,23 @@ impl Lifecycle {
             Some(previous) => claims::routes_of(&previous.procs),
             None => Ok(Vec::new()),
         };
-        self.update_app_claiming(app, routes, |record| {
-            let Some(mut previous) = record.history.pop() else {
-                return Err(LifecycleError::Conflict(format!(
-                    "app `{app}` has no earlier deployment to roll back to"
-                )));
-            };
-            previous.deployed_at = crate::clock::unix_secs();
-            previous.auto_rollback = false;
-            record.deployed = Some(previous);
-            record.last_error = None;
-            Ok(())
-        })
+        self.update_app_claiming(
+            app,
+            routes,
+            |record| {
+                let Some(mut previous) = record.history.pop() else {
+                    return Err(LifecycleError::Conflict(format!(
+                        "app `{app}` has no earlier deployment to roll back to"
+                    )));
+                };
+                previous.deployed_at = crate::clock::unix_secs();
+                previous.auto_rollback = false;
+                record.deployed = Some(previous);
+                record.last_error = None;
+                Ok(())
+            },
+            &[],
+        )
     }
 
     /// Sets instances, memory or cpu of proc `proc` of `app` (kept across redeploys).

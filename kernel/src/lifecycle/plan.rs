@@ -9,37 +9,36 @@ use crate::plugin::bindings::types::AppContext;
 use crate::plugin::kinds::proc_type::ProcTypePlugin;
 use crate::spec::{self, AppType, PluginProcTypes, app_domain};
 
-/// A release ready to deploy: its procs, and the services of other apps it uses.
+/// A release ready to deploy: its procs, and the services and resources of other apps it uses.
 pub struct Rendered {
     /// The procs, as their proc types rendered them.
     pub procs: Vec<ProcPlan>,
     /// `use_services`: service app -> service names.
     pub use_services: std::collections::BTreeMap<String, Vec<String>>,
+    /// `use_resources`: resource app -> its services and parameters.
+    pub use_resources: std::collections::BTreeMap<String, spec::model::UseResource>,
 }
 
-/// Renders every proc of `release`.
-pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, LifecycleError> {
-    let types = PluginProcTypes::new(
+/// The proc types of the enabled plugins.
+pub fn proc_types(lc: &Lifecycle) -> Result<PluginProcTypes, LifecycleError> {
+    Ok(PluginProcTypes::new(
         lc.registry.enabled(Kind::ProcType),
         &lc.registry.proc_types(),
-    )?;
-    let parsed = spec::parse("lain.yaml", &release.lain_yaml, &types, &lc.config.domains);
+    )?)
+}
+
+/// Renders every proc of `release`. A resource app is refused: it is a template.
+pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, LifecycleError> {
+    let types = proc_types(lc)?;
+    let parsed = spec::parse_release(&release.app, &release.lain_yaml, &types, &lc.config.domains);
     let Some(app) = parsed.spec else {
         return Err(LifecycleError::Spec(parsed.diagnostics));
     };
-    if !app.use_resources.is_empty() {
-        let used: Vec<&str> = app.use_resources.keys().map(String::as_str).collect();
-        return Err(LifecycleError::Invalid(format!(
-            "`{}` uses resources ({}): resource apps are not built yet, so lain cannot give it \
-             them; remove use_resources to deploy it",
-            app.appname,
-            used.join(", ")
-        )));
-    }
     if app.apptype == AppType::Resource {
         return Err(LifecycleError::Invalid(format!(
-            "`{}` is a resource (apptype: resource): it is a template used by other apps, not run itself",
-            app.appname
+            "`{}` is a resource (apptype: resource): a resource is a template; it is deployed for \
+             each client that uses it (as resource.{}.<client>), never itself",
+            app.appname, app.appname
         )));
     }
     let ctx = AppContext {
@@ -104,5 +103,6 @@ pub fn render(lc: &Lifecycle, release: &ReleaseRecord) -> Result<Rendered, Lifec
     Ok(Rendered {
         procs: plans,
         use_services: app.use_services,
+        use_resources: app.use_resources,
     })
 }

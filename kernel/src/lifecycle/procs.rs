@@ -43,7 +43,11 @@ impl Lifecycle {
             )));
         };
         self.check_runtime(std::slice::from_ref(&plan))?;
-        self.check_names(std::slice::from_ref(&plan), &Default::default())?;
+        self.check_names(
+            std::slice::from_ref(&plan),
+            &Default::default(),
+            &Default::default(),
+        )?;
         self.check_secrets(app, std::slice::from_mut(&mut plan))?;
         plan.stamp_plan()
             .map_err(|e| LifecycleError::Internal(anyhow::anyhow!("plan stamp: {e}")))?;
@@ -61,20 +65,22 @@ impl Lifecycle {
             |record| claims::routes_of(&merged(record)?),
             |record| {
                 let procs = merged(record)?;
-                let use_services = record
+                let (use_services, use_resources) = record
                     .deployed
                     .as_ref()
-                    .map(|d| d.use_services.clone())
+                    .map(|d| (d.use_services.clone(), d.use_resources.clone()))
                     .unwrap_or_default();
                 record.deploy(Deployment {
                     release: version.clone(),
                     deployed_at: crate::clock::unix_secs(),
                     procs,
                     use_services,
+                    use_resources,
                     auto_rollback: true,
                 });
                 Ok(())
             },
+            &[],
         )
     }
 

@@ -156,6 +156,11 @@ pub struct Deployment {
     /// portals are connected to this app's network.
     #[serde(default)]
     pub use_services: BTreeMap<String, Vec<String>>,
+    /// Resources this deployment uses: resource app -> the parameters its instance
+    /// `resource.<res>.<app>` is rendered with. The instance's portals are connected through
+    /// `use_services` (under the instance's name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub use_resources: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A proc ready to run: what its proc type rendered, plus what the scheduler needs.

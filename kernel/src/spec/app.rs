@@ -25,8 +25,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 /// Appnames LAIN reserved.
 const RESERVED: &[&str] = &["service", "resource", "portal"];
 
-/// `appname`: required, LAIN's name pattern, not reserved.
-pub fn appname(doc: &MarkedMappingNode, report: &mut Report) -> Option<String> {
+/// `appname`: required, LAIN's name pattern, not reserved; `resource.<res>.<client>` in the
+/// rendered `lain.yaml` of a resource instance (`instance`).
+pub fn appname(doc: &MarkedMappingNode, instance: bool, report: &mut Report) -> Option<String> {
     let Some(node) = doc.get_node("appname") else {
         report
             .error(yaml::start(doc), "", "invalid lain conf: no appname")
@@ -34,6 +35,17 @@ pub fn appname(doc: &MarkedMappingNode, report: &mut Report) -> Option<String> {
         return None;
     };
     let name = yaml::required_string(node, "appname", report)?;
+    if instance {
+        if super::template::instance_of(&name).is_none() {
+            report.error(
+                node.span(),
+                "appname",
+                format!("{name} is not a resource instance name resource.<res>.<client>"),
+            );
+            return None;
+        }
+        return Some(name);
+    }
     if RESERVED.contains(&name.as_str()) {
         report.error(
             node.span(),

@@ -21,6 +21,7 @@ mod load;
 mod proc_keys;
 pub mod schema;
 mod sections;
+pub mod template;
 pub(crate) mod values;
 mod yaml;
 
@@ -46,8 +47,41 @@ pub struct Parsed {
 /// Parses and validates `text` (the content of `file`) against the installed proc types;
 /// `cluster_domains` feed the default mountpoints of web procs.
 pub fn parse(file: &str, text: &str, types: &dyn ProcTypes, cluster_domains: &[String]) -> Parsed {
+    parse_as(file, text, types, cluster_domains, false)
+}
+
+/// Parses the `lain.yaml` of a resource instance ([`template::render`]'s output): its appname is
+/// `resource.<res>.<client>`, and it may not be a resource or use resources itself.
+pub fn parse_instance(
+    file: &str,
+    text: &str,
+    types: &dyn ProcTypes,
+    cluster_domains: &[String],
+) -> Parsed {
+    parse_as(file, text, types, cluster_domains, true)
+}
+
+/// Parses the `lain.yaml` of a release of app `app`: [`parse_instance`] for a resource
+/// instance's, [`parse`] otherwise.
+pub fn parse_release(
+    app: &str,
+    text: &str,
+    types: &dyn ProcTypes,
+    cluster_domains: &[String],
+) -> Parsed {
+    let instance = template::instance_of(app).is_some();
+    parse_as("lain.yaml", text, types, cluster_domains, instance)
+}
+
+fn parse_as(
+    file: &str,
+    text: &str,
+    types: &dyn ProcTypes,
+    cluster_domains: &[String],
+    instance: bool,
+) -> Parsed {
     let mut report = Report::new(file);
-    let spec = parse_into(text, types, cluster_domains, &mut report);
+    let spec = parse_into(text, types, cluster_domains, instance, &mut report);
     let failed = report.has_errors();
     Parsed {
         spec: if failed { None } else { spec },
@@ -59,6 +93,7 @@ fn parse_into(
     text: &str,
     types: &dyn ProcTypes,
     cluster_domains: &[String],
+    instance: bool,
     report: &mut Report,
 ) -> Option<AppSpec> {
     let node = load::load(text, report)?;
@@ -67,7 +102,7 @@ fn parse_into(
         return None;
     };
 
-    let appname = app::appname(doc, report);
+    let appname = app::appname(doc, instance, report);
     let apptype = app::apptype(doc, report);
     let build = app::build(doc, report);
     let release = app::release(doc, build.as_ref(), report);
@@ -75,6 +110,16 @@ fn parse_into(
     let notify = app::notify(doc, report);
     let use_services = app::use_services(doc, report);
     let use_resources = app::use_resources(doc, report);
+    if instance && !use_resources.is_empty() {
+        let span = doc
+            .get_node("use_resources")
+            .map_or(yaml::start(doc), |n| n.span());
+        report.error(
+            span,
+            "use_resources",
+            "a resource cannot use other resources",
+        );
+    }
     let giturl = doc
         .get_node("giturl")
         .and_then(|n| yaml::string(n, "giturl", report));
@@ -222,10 +267,6 @@ const NO_EFFECT_YET: &[(&str, &str)] = &[
     (
         "notify",
         "has no effect yet: lain delivers no notifications (alerting is not built)",
-    ),
-    (
-        "use_resources",
-        "is not built yet: resource apps are not instantiated, and the kernel refuses to deploy an app that uses one",
     ),
 ];
 

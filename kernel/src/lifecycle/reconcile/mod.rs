@@ -134,6 +134,11 @@ impl Reconciler {
             .map(|n| (n.name.clone(), self.ctx.settings.engine_address(n)))
             .collect();
         self.ctx.runtime.sync_nodes(&engines);
+        // Resource instances no client uses any more go before `desired` is read, so their
+        // instances are retired in this pass.
+        if let Err(e) = crate::lifecycle::resources::collect(&self.ctx.records) {
+            tracing::warn!("removing unused resource instances: {e}");
+        }
         let mut desired = desired::desired(&self.ctx, &mut self.images)?;
         let instances: Vec<Instance> = self
             .ctx
