@@ -68,3 +68,38 @@ pub fn follow(store: Arc<dyn Store>, wake: Arc<Notify>, alive: Weak<()>) {
         tracing::warn!("reconciler: cannot start its store watch (it passes on its tick): {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Op;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn a_desired_state_write_by_anyone_wakes_the_reconciler_and_its_own_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).expect("store"));
+        let wake = Arc::new(Notify::new());
+        let alive = Arc::new(());
+        follow(store.clone(), wake.clone(), Arc::downgrade(&alive));
+        // The follower watches from the revision it reads when it starts: let it start.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let put = |key: &str| {
+            store
+                .apply(vec![Op::Put(key.into(), b"{}".to_vec())])
+                .expect("write")
+        };
+        put("audit/1");
+        put("scheduler/misfits/x");
+        put("run-state/a");
+        let quiet = tokio::time::timeout(Duration::from_millis(300), wake.notified()).await;
+        assert!(quiet.is_err(), "woken by a write that is not desired state");
+        for key in ["apps/a", "releases/a/1", "nodes/n1", "plugins/records/p", "scheduler/pipeline"] {
+            put(key);
+            tokio::time::timeout(Duration::from_secs(5), wake.notified())
+                .await
+                .unwrap_or_else(|_| panic!("{key}: no wake-up"));
+        }
+    }
+}
