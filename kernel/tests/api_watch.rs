@@ -91,7 +91,10 @@ impl Watch {
                 .await
                 .expect("body")
                 .to_bytes();
-            return Err((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)));
+            return Err((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ));
         }
         Ok(Watch {
             body: response.into_body(),
@@ -192,7 +195,11 @@ async fn scenario(kernel: &Kernel) {
     let i1 = put["id"].as_str().expect("id").to_string();
     assert_ne!(i1, s);
     let seen = bob.until_id().await;
-    assert_eq!(names(&seen, "app").last().map(String::as_str), Some("beta"), "{seen:#?}");
+    assert_eq!(
+        names(&seen, "app").last().map(String::as_str),
+        Some("beta"),
+        "{seen:#?}"
+    );
     assert!(
         !seen.iter().any(|e| e.to_string().contains("alpha")),
         "bob saw alice's app: {seen:#?}"
@@ -210,7 +217,9 @@ async fn scenario(kernel: &Kernel) {
     let seen = again.until_id().await;
     assert_eq!(seen.last().expect("event")["id"], json!(i1), "{seen:#?}");
     assert!(
-        seen[..seen.len() - 1].iter().all(|e| e["action"] == "status"),
+        seen[..seen.len() - 1]
+            .iter()
+            .all(|e| e["action"] == "status"),
         "only status comes before the replay: {seen:#?}"
     );
     // ... and from that id, nothing of it again (no duplicate): the next id is a new change.
@@ -286,7 +295,9 @@ async fn the_watch_on_a_real_etcd() {
         Err((StatusCode::GONE, body)) => {
             assert_eq!(body["error"]["code"], "compacted", "{body}");
             assert!(
-                body["error"]["message"].as_str().is_some_and(|m| m.contains("re-list")),
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("re-list")),
                 "{body}"
             );
         }
@@ -296,9 +307,14 @@ async fn the_watch_on_a_real_etcd() {
 
 /// A client that does not read is sent what fits, then a final `too-slow` error, and dropped.
 async fn slow_reader_is_dropped(kernel: &Kernel) {
-    let mut slow = Watch::open(kernel, "/api/v1/watch?format=ndjson&kinds=node", "root", None)
-        .await
-        .expect("root watches");
+    let mut slow = Watch::open(
+        kernel,
+        "/api/v1/watch?format=ndjson&kinds=node",
+        "root",
+        None,
+    )
+    .await
+    .expect("root watches");
     let changes = lain::api::watch::BUFFER + 50;
     for n in 0..changes {
         let (status, body) = common::api_raw(
@@ -309,7 +325,12 @@ async fn slow_reader_is_dropped(kernel: &Kernel) {
             Body::from(json!({ "name": format!("n{n}"), "memory": 1u64 << 30 }).to_string()),
         )
         .await;
-        assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
     }
     tokio::time::sleep(lain::api::watch::PATIENCE + Duration::from_secs(1)).await;
     let mut events = Vec::new();

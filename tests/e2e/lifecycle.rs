@@ -674,7 +674,10 @@ fn lain_ps_w_follows_an_app_across_a_kernel_restart() {
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(json(&line)).is_err() {
                 break;
             }
@@ -695,9 +698,9 @@ fn lain_ps_w_follows_an_app_across_a_kernel_restart() {
     let running = |n: usize| {
         move |e: &Value| {
             e["event"] == "app"
-                && e["object"]["instances"]
-                    .as_array()
-                    .is_some_and(|i| i.len() == n && i.iter().all(|i| i["state"]["state"] == "running"))
+                && e["object"]["instances"].as_array().is_some_and(|i| {
+                    i.len() == n && i.iter().all(|i| i["state"]["state"] == "running")
+                })
         }
     };
     let snapshot = wait("the snapshot", &|e| e["event"] == "app");

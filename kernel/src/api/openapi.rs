@@ -47,7 +47,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::volumes::app, crate::api::volumes::list, crate::api::volumes::migrate,
         crate::api::watch::watch,
     ),
-    components(schemas(Liveness, WhoAmI, ErrorBody)),
+    components(schemas(Liveness, WhoAmI, ErrorBody, crate::api::watch::WatchEvent)),
     modifiers(&BearerAuth, &UniqueOperationIds, &GuardResponses),
     security(("bearer" = [])),
     tags(

@@ -278,10 +278,16 @@ pub fn main() -> ExitCode {
             app::finish(&client, view, &wait, out).map(drop)
         })(),
         Command::Runs(args) => runs::run(&client, &args, out),
-        Command::Ps { app: a, watch: true } => a
+        Command::Ps {
+            app: a,
+            watch: true,
+        } => a
             .resolve()
             .and_then(|name| watch::follow(&client, &name, out)),
-        Command::Ps { app: a, watch: false } => (|| {
+        Command::Ps {
+            app: a,
+            watch: false,
+        } => (|| {
             let view: crate::lifecycle::view::AppView =
                 client.get(&format!("/api/v1/apps/{}", a.resolve()?))?;
             output::print(out, &view, app::print_app)

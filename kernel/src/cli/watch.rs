@@ -50,8 +50,9 @@ pub fn follow(client: &Client, app: &str, out: Output) -> anyhow::Result<()> {
                     break;
                 }
             };
-            let event: serde_json::Value = serde_json::from_str(&line)
-                .map_err(|e| anyhow::anyhow!("the kernel sent something unexpected: {e}: {line}"))?;
+            let event: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+                anyhow::anyhow!("the kernel sent something unexpected: {e}: {line}")
+            })?;
             if let Some(id) = event["id"].as_str() {
                 last = Some(id.to_string());
             }

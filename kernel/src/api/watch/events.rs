@@ -15,7 +15,7 @@ const PLUGINS: &str = "plugins/records/";
 /// What a watch can follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum WatchKind {
     /// An app as `GET /api/v1/apps/{app}` shows it: its record, procs and instances.
     App,
     /// A node as `GET /api/v1/nodes` shows it.
@@ -24,29 +24,29 @@ pub enum Kind {
     Plugin,
 }
 
-impl Kind {
+impl WatchKind {
     /// Every kind.
-    pub const ALL: [Kind; 3] = [Kind::App, Kind::Node, Kind::Plugin];
+    pub const ALL: [WatchKind; 3] = [WatchKind::App, WatchKind::Node, WatchKind::Plugin];
 
     /// Its name in `kinds=` and in the events.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::App => "app",
-            Kind::Node => "node",
-            Kind::Plugin => "plugin",
+            WatchKind::App => "app",
+            WatchKind::Node => "node",
+            WatchKind::Plugin => "plugin",
         }
     }
 
     /// The kind named `name`.
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
+    pub fn parse(name: &str) -> Option<WatchKind> {
+        WatchKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
 /// What happened to the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Action {
+pub enum WatchAction {
     /// Listed at the start of a watch without `from` (the snapshot).
     Snapshot,
     /// Written in the store (created or changed).
@@ -69,11 +69,11 @@ pub struct WatchEvent {
     /// The store revision the event comes from (for status events: the last one sent).
     pub revision: u64,
     /// What kind of object.
-    pub kind: Kind,
+    pub kind: WatchKind,
     /// The object's name (app, node or plugin name).
     pub name: String,
     /// What happened.
-    pub action: Action,
+    pub action: WatchAction,
     /// The object as the API shows it when the event is made (its current state, not the one
     /// of that revision); absent for deletes and when it is gone meanwhile.
     #[schema(value_type = Option<Object>)]
@@ -84,7 +84,7 @@ pub struct WatchEvent {
 pub struct Filter {
     pub state: AppState,
     pub caller: Caller,
-    pub kinds: BTreeSet<Kind>,
+    pub kinds: BTreeSet<WatchKind>,
     pub app: Option<String>,
     /// The last status view sent per app (without its pass number), to send only changes.
     pub sent: HashMap<String, serde_json::Value>,
@@ -108,15 +108,15 @@ impl Filter {
     }
 
     /// The object and event of store key `key`, if the watch follows it: (kind, name).
-    fn subject(&self, key: &str) -> Option<(Kind, String)> {
+    fn subject(&self, key: &str) -> Option<(WatchKind, String)> {
         let (kind, name) = if let Some(app) = key.strip_prefix(APPS) {
-            (Kind::App, app)
+            (WatchKind::App, app)
         } else if let Some(rest) = key.strip_prefix(RELEASES) {
-            (Kind::App, rest.split('/').next()?)
+            (WatchKind::App, rest.split('/').next()?)
         } else if let Some(node) = key.strip_prefix(NODES) {
-            (Kind::Node, node)
+            (WatchKind::Node, node)
         } else if let Some(plugin) = key.strip_prefix(PLUGINS) {
-            (Kind::Plugin, plugin)
+            (WatchKind::Plugin, plugin)
         } else {
             return None;
         };
@@ -136,10 +136,10 @@ impl Filter {
     }
 
     /// The current view of `kind` `name`, if it exists.
-    fn object(&self, kind: Kind, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    fn object(&self, kind: WatchKind, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
         Ok(match kind {
-            Kind::App => self.app_view(name)?,
-            Kind::Node => self
+            WatchKind::App => self.app_view(name)?,
+            WatchKind::Node => self
                 .state
                 .lifecycle
                 .nodes()?
@@ -147,7 +147,7 @@ impl Filter {
                 .find(|n| n.name == name)
                 .map(|n: NodeRecord| serde_json::to_value(n))
                 .transpose()?,
-            Kind::Plugin => self
+            WatchKind::Plugin => self
                 .state
                 .registry
                 .list()
@@ -159,43 +159,43 @@ impl Filter {
     }
 
     /// Whether the caller sees objects of `kind` named `name`.
-    fn visible(&self, kind: Kind, name: &str) -> anyhow::Result<bool> {
+    fn visible(&self, kind: WatchKind, name: &str) -> anyhow::Result<bool> {
         Ok(match kind {
-            Kind::App => self.may_read(name)?,
+            WatchKind::App => self.may_read(name)?,
             // Listed to every authenticated caller by the API.
-            Kind::Node | Kind::Plugin => self.app.is_none(),
+            WatchKind::Node | WatchKind::Plugin => self.app.is_none(),
         })
     }
 
     /// The snapshot at `revision`: every visible object of the watched kinds.
     pub fn snapshot(&mut self, revision: u64) -> anyhow::Result<Vec<WatchEvent>> {
         let mut out = Vec::new();
-        let mut names: Vec<(Kind, String)> = Vec::new();
-        if self.kinds.contains(&Kind::App) {
+        let mut names: Vec<(WatchKind, String)> = Vec::new();
+        if self.kinds.contains(&WatchKind::App) {
             names.extend(
                 self.state
                     .lifecycle
                     .apps()?
                     .into_iter()
-                    .map(|a| (Kind::App, a.name)),
+                    .map(|a| (WatchKind::App, a.name)),
             );
         }
-        if self.kinds.contains(&Kind::Node) {
+        if self.kinds.contains(&WatchKind::Node) {
             names.extend(
                 self.state
                     .lifecycle
                     .nodes()?
                     .into_iter()
-                    .map(|n| (Kind::Node, n.name)),
+                    .map(|n| (WatchKind::Node, n.name)),
             );
         }
-        if self.kinds.contains(&Kind::Plugin) {
+        if self.kinds.contains(&WatchKind::Plugin) {
             names.extend(
                 self.state
                     .registry
                     .list()
                     .into_iter()
-                    .map(|p| (Kind::Plugin, p.name)),
+                    .map(|p| (WatchKind::Plugin, p.name)),
             );
         }
         for (kind, name) in names {
@@ -205,7 +205,7 @@ impl Filter {
             let Some(object) = self.object(kind, &name)? else {
                 continue;
             };
-            if kind == Kind::App {
+            if kind == WatchKind::App {
                 self.sent.insert(name.clone(), without_pass(&object));
             }
             out.push(WatchEvent {
@@ -213,7 +213,7 @@ impl Filter {
                 revision,
                 kind,
                 name,
-                action: Action::Snapshot,
+                action: WatchAction::Snapshot,
                 object: Some(object),
             });
         }
@@ -223,13 +223,14 @@ impl Filter {
     /// The events of the changes of one store revision, in order, without ids (the caller
     /// numbers them); one event per object, at the place of its last change.
     pub fn changes(&mut self, batch: &[Change]) -> anyhow::Result<Vec<WatchEvent>> {
-        let mut last: Vec<(Kind, String, bool)> = Vec::new();
+        let mut last: Vec<(WatchKind, String, bool)> = Vec::new();
         for change in batch {
             let Some((kind, name)) = self.subject(change.op.key()) else {
                 continue;
             };
             // A release write is a put of its app, whatever happened to the release.
-            let deleted = matches!(change.op, Op::Delete(_)) && !change.op.key().starts_with(RELEASES);
+            let deleted =
+                matches!(change.op, Op::Delete(_)) && !change.op.key().starts_with(RELEASES);
             last.retain(|(k, n, _)| !(*k == kind && *n == name));
             last.push((kind, name, deleted));
         }
@@ -243,7 +244,7 @@ impl Filter {
             } else {
                 self.object(kind, &name)?
             };
-            if kind == Kind::App {
+            if kind == WatchKind::App {
                 match &object {
                     Some(o) => self.sent.insert(name.clone(), without_pass(o)),
                     None => self.sent.remove(&name),
@@ -254,7 +255,11 @@ impl Filter {
                 revision: batch.first().map_or(0, |c| c.revision),
                 kind,
                 name,
-                action: if deleted { Action::Delete } else { Action::Put },
+                action: if deleted {
+                    WatchAction::Delete
+                } else {
+                    WatchAction::Put
+                },
                 object,
             });
         }
@@ -264,7 +269,7 @@ impl Filter {
     /// Status events: the visible apps whose view changed since it was last sent (the
     /// reconciler published a pass), or never sent on this watch.
     pub fn status(&mut self, revision: u64) -> anyhow::Result<Vec<WatchEvent>> {
-        if !self.kinds.contains(&Kind::App) {
+        if !self.kinds.contains(&WatchKind::App) {
             return Ok(Vec::new());
         }
         let mut out = Vec::new();
@@ -282,9 +287,9 @@ impl Filter {
             out.push(WatchEvent {
                 id: None,
                 revision,
-                kind: Kind::App,
+                kind: WatchKind::App,
                 name,
-                action: Action::Status,
+                action: WatchAction::Status,
                 object: Some(view),
             });
         }

@@ -24,7 +24,7 @@
 mod events;
 mod position;
 
-pub use events::{Action, Kind, WatchEvent};
+pub use events::{WatchAction, WatchEvent, WatchKind};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -73,6 +73,19 @@ pub struct WatchQuery {
     pub format: Option<String>,
 }
 
+/// One server-sent event of the watch, as it goes over the wire (for the OpenAPI document).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SseEvent {
+    /// `app`, `node`, `plugin`, `synced` or `error`.
+    pub event: String,
+    /// JSON: a [`WatchEvent`] for `app`, `node` and `plugin`; `{"revision": N}` for `synced`;
+    /// `{"code": ..., "message": ...}` for `error`.
+    pub data: String,
+    /// The position after this event (absent on snapshot, status and error events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
 /// One frame for the client: an SSE event name, its id, its JSON data.
 struct Frame {
     event: &'static str,
@@ -84,7 +97,7 @@ struct Frame {
 #[utoipa::path(get, path = "/api/v1/watch", tag = "watch", params(WatchQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (wins over `from`)")),
     responses(
-        (status = 200, description = "Server-sent events (`text/event-stream`; events `app`, `node`, `plugin` with a WatchEvent as data, `synced` with `{revision}`, `error` with `{code, message}`), or NDJSON with `format=ndjson`", body = WatchEvent, content_type = "text/event-stream"),
+        (status = 200, description = "Server-sent events (`text/event-stream`): events `app`, `node` and `plugin` with a WatchEvent as data, `synced` with `{revision}`, `error` with `{code, message}`; or NDJSON with `format=ndjson` (the same objects, one a line, with `event` and `id` fields)", body = SseEvent, content_type = "text/event-stream"),
         (status = 400, description = "Bad `from`, `kinds` or `format`", body = ErrorBody),
         (status = 410, description = "`from` is older than the history the store keeps: re-list", body = ErrorBody),
         (status = 503, description = "Too many watches open", body = ErrorBody)))]
@@ -228,14 +241,14 @@ pub async fn watch(
     })
 }
 
-fn parse_kinds(kinds: Option<&str>) -> Result<BTreeSet<Kind>, ApiError> {
+fn parse_kinds(kinds: Option<&str>) -> Result<BTreeSet<WatchKind>, ApiError> {
     let Some(kinds) = kinds else {
-        return Ok(Kind::ALL.into_iter().collect());
+        return Ok(WatchKind::ALL.into_iter().collect());
     };
     kinds
         .split(',')
         .map(|k| {
-            Kind::parse(k.trim()).ok_or_else(|| {
+            WatchKind::parse(k.trim()).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "kinds: unknown kind `{k}`; expected some of app, node, plugin"
                 ))

@@ -81,15 +81,15 @@ impl Position {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::watch::{Action, Kind};
+    use crate::api::watch::{WatchAction, WatchKind};
 
     fn event(name: &str) -> WatchEvent {
         WatchEvent {
             id: None,
             revision: 7,
-            kind: Kind::Node,
+            kind: WatchKind::Node,
             name: name.into(),
-            action: Action::Put,
+            action: WatchAction::Put,
             object: None,
         }
     }
@@ -102,7 +102,10 @@ mod tests {
             .into_iter()
             .map(|f| f.id)
             .collect();
-        assert_eq!(ids, [Some("7.0".into()), Some("7.1".into()), Some("7".into())]);
+        assert_eq!(
+            ids,
+            [Some("7.0".into()), Some("7.1".into()), Some("7".into())]
+        );
         assert_eq!(p, Position::at(7));
         // Cut after `7.0`: watch from 6 again and send only `b` and `c` of revision 7.
         let mut p = Position::parse("7.0").map_err(|e| e.message)?;
@@ -122,7 +125,10 @@ mod tests {
     #[test]
     fn a_bad_id_is_a_clear_refusal() {
         for id in ["", "x", "7.x", "0.1", "-1", "1.2.3"] {
-            let err = Position::parse(id).err().map(|e| e.message).unwrap_or_default();
+            let err = Position::parse(id)
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_default();
             assert!(err.contains("expected a store revision"), "{id}: {err}");
         }
     }

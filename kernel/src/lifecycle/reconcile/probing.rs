@@ -160,7 +160,11 @@ impl Prober {
     /// The earliest moment an instance running without a health check becomes ready by
     /// [`MIN_UP`] / `setup_time`, if one is still waiting: the reconciler passes again then
     /// rather than on its next tick.
-    pub fn next_ready_at(&self, desired: &BTreeMap<String, Desired>, instances: &[Instance]) -> Option<Instant> {
+    pub fn next_ready_at(
+        &self,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> Option<Instant> {
         let probes = self.state.lock();
         let now = Instant::now();
         instances
@@ -284,7 +288,8 @@ mod tests {
 
     #[test]
     fn without_a_health_check_ready_after_min_up_seen_running_not_before() {
-        let desired: BTreeMap<String, Desired> = [("a.worker.worker".to_string(), desired())].into();
+        let desired: BTreeMap<String, Desired> =
+            [("a.worker.worker".to_string(), desired())].into();
         let d = &desired["a.worker.worker"];
         let now = crate::clock::unix_secs();
         let running = [instance(RunState::Running {
@@ -293,13 +298,21 @@ mod tests {
         })];
         let prober = Prober::default();
         prober.track(&desired, &running);
-        assert!(!prober.results().ready(&running[0], d, now), "ready at once");
-        let due = prober.next_ready_at(&desired, &running).expect("a pass is due");
+        assert!(
+            !prober.results().ready(&running[0], d, now),
+            "ready at once"
+        );
+        let due = prober
+            .next_ready_at(&desired, &running)
+            .expect("a pass is due");
         assert!(due <= Instant::now() + MIN_UP, "{due:?}");
         std::thread::sleep(MIN_UP + Duration::from_millis(20));
         prober.track(&desired, &running);
         // Well under the two whole seconds of the rule it replaces.
-        assert!(prober.results().ready(&running[0], d, now), "not ready after {MIN_UP:?}");
+        assert!(
+            prober.results().ready(&running[0], d, now),
+            "not ready after {MIN_UP:?}"
+        );
         assert_eq!(prober.next_ready_at(&desired, &running), None);
         // An instance seen exited starts its count again when it runs again: a command that
         // exits at once never adds up to MIN_UP.

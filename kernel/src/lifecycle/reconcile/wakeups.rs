@@ -95,7 +95,13 @@ mod tests {
         put("run-state/a");
         let quiet = tokio::time::timeout(Duration::from_millis(300), wake.notified()).await;
         assert!(quiet.is_err(), "woken by a write that is not desired state");
-        for key in ["apps/a", "releases/a/1", "nodes/n1", "plugins/records/p", "scheduler/pipeline"] {
+        for key in [
+            "apps/a",
+            "releases/a/1",
+            "nodes/n1",
+            "plugins/records/p",
+            "scheduler/pipeline",
+        ] {
             put(key);
             tokio::time::timeout(Duration::from_secs(5), wake.notified())
                 .await
