@@ -157,6 +157,8 @@ fn sample(rule: &Rule) -> (String, Value) {
         "/api/v1/apps/{app}/procs/{proc}/secrets/content" => {
             format!("{uri}?path=/lain/app/conf/db.toml")
         }
+        // A stream that never ends when allowed: a refused kind ends it at once.
+        "/api/v1/watch" => format!("{uri}?kinds=none"),
         _ => uri,
     };
     (uri, body)

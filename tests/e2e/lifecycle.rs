@@ -654,3 +654,64 @@ fn the_process_runtime_refuses_a_procs_own_image_and_gives_labels_and_udp_ports(
         "{err}"
     );
 }
+
+/// `lain ps -w -o json`: NDJSON events of the app, reading on across a `kill -9` and restart of
+/// the kernel (the CLI reconnects from the last event id it saw).
+#[test]
+fn lain_ps_w_follows_an_app_across_a_kernel_restart() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 1);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let mut child = kernel
+        .lain_cmd(&["ps", "-a", "sleeper", "-w", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lain ps -w");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(json(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = |what: &str, check: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(event) if check(&event) => return event,
+                Ok(event) => seen.push(event),
+                Err(_) => break,
+            }
+        }
+        panic!("{what}: not seen in {seen:#?}");
+    };
+    let running = |n: usize| {
+        move |e: &Value| {
+            e["event"] == "app"
+                && e["object"]["instances"].as_array().is_some_and(|i| {
+                    i.len() == n && i.iter().all(|i| i["state"]["state"] == "running")
+                })
+        }
+    };
+    let snapshot = wait("the snapshot", &|e| e["event"] == "app");
+    assert_eq!(snapshot["action"], "snapshot", "{snapshot:#}");
+    wait("synced", &|e| e["event"] == "synced");
+    kernel.lain_ok(&["deploy", "-a", "sleeper"]);
+    wait("one running instance", &running(1));
+
+    kernel.restart();
+    kernel.lain_ok(&["scale", "worker", "-a", "sleeper", "--num-instances", "2"]);
+    wait("two running instances after the restart", &running(2));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -12,12 +12,19 @@
 //!   the reconciler does), each supervised by its shim: the runtime's own cost;
 //! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of 100 instances, until the
 //!   reconciler reports them all running: rendering through the proc-type plugin, 100 placements
-//!   through the scheduler plugins, the runtime, the status.
+//!   through the scheduler plugins, the runtime, the status;
+//! - *CLI deploy*: the real `lain deploy -a bench` binary against the kernel's API on a loopback
+//!   socket, until it exits (it returns once the app converged: every instance ready), which is
+//!   what a user waits for.
 //!
 //! The kernel's own overhead per instance is `(lain deploy - runtime only) / 100`. Between
 //! rounds everything is stopped and removed, untimed. Figures are medians over rounds; ratios
 //! are medians of per-round paired ratios. Nothing is asserted about speed; the program fails
 //! only if an instance does not run.
+//!
+//! **Watch latency.** A client follows `GET /api/v1/watch?kinds=node&format=ndjson` over
+//! loopback; the bench changes a node's labels `watch_n()` times, one at a time, and times each
+//! from just before the store write to the line read by the client.
 //!
 //! **API reads.** `GET /api/v1/apps/bench` (the `lain ps` view of the 100 instances) next to
 //! `GET /healthz` (the floor of the HTTP stack), over loopback with keep-alive clients.
@@ -47,6 +54,10 @@ fn rounds_n() -> usize {
 /// Seconds each API read is hammered.
 fn read_secs_n() -> u64 {
     mode::pick(3, 1)
+}
+/// Node changes timed through a watch.
+fn watch_n() -> usize {
+    mode::pick(200, 20)
 }
 /// Concurrent API clients.
 const CLIENTS: usize = 4;
@@ -97,15 +108,29 @@ async fn run() -> Result<()> {
     let release_dir = tmp.path().join("release");
     std::fs::create_dir_all(&release_dir)?;
 
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = cleanup::Task(tokio::spawn(
+        axum::serve(listener, lain::api::app(kernel.app_state())).into_future(),
+    ));
+    // Every API route but /healthz needs credentials: the local bootstrap admin's token.
+    let token = std::fs::read_to_string(tmp.path().join("data/bootstrap.token"))
+        .context("the kernel's bootstrap token")?;
+    let token = token.trim().to_string();
+
     let mut plain = Vec::new();
     let mut runtime_only = Vec::new();
     let mut deploy = Vec::new();
+    let mut cli = Vec::new();
     for round in 0..rounds {
-        for variant in (0..3).map(|i| (i + round) % 3) {
+        for variant in (0..4).map(|i| (i + round) % 4) {
             match variant {
                 0 => plain.push(bench_plain()?),
                 1 => runtime_only.push(bench_runtime(&direct, &release_dir).await?),
-                _ => deploy.push(bench_deploy(&lc).await?),
+                2 => deploy.push(bench_deploy(&lc).await?),
+                _ => {
+                    cli.push(bench_cli_deploy(&lc, shim, &format!("http://{addr}"), &token).await?)
+                }
             }
         }
         eprintln!("round {}/{rounds} done", round + 1);
@@ -121,22 +146,19 @@ async fn run() -> Result<()> {
         .map(|(d, r)| d / r)
         .collect();
     let vs_plain: Vec<f64> = deploy.iter().zip(&plain).map(|(d, p)| d / p).collect();
+    let cli_vs_plain: Vec<f64> = cli.iter().zip(&plain).map(|(d, p)| d / p).collect();
+    let cli_vs_runtime: Vec<f64> = cli.iter().zip(&runtime_only).map(|(d, r)| d / r).collect();
+
+    let auth = format!("Bearer {token}");
+    let watch = watch_latency(&lc, &format!("http://{addr}"), &auth).await?;
 
     // API reads with the 100 instances running.
     lc.deploy("bench", None)?;
     wait_converged(&lc).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server =
-        tokio::spawn(axum::serve(listener, lain::api::app(kernel.app_state())).into_future());
-    // Every API route but /healthz needs credentials: the local bootstrap admin's token.
-    let token = std::fs::read_to_string(tmp.path().join("data/bootstrap.token"))
-        .context("the kernel's bootstrap token")?;
-    let auth = format!("Bearer {}", token.trim());
     let health = reads(format!("http://{addr}/healthz"), &auth).await?;
     let view = reads(format!("http://{addr}/api/v1/apps/bench"), &auth).await?;
     let list = reads(format!("http://{addr}/api/v1/apps"), &auth).await?;
-    server.abort();
+    server.0.abort();
     reconciler.0.abort();
     lc.stop_all().await?;
 
@@ -147,6 +169,9 @@ async fn run() -> Result<()> {
         "lain_deploy_ms": m(&deploy) * 1e3,
         "kernel_overhead_per_instance_ms": m(&overhead) * 1e3,
         "deploy_vs_runtime_only": m(&vs_runtime), "deploy_vs_plain_spawn": m(&vs_plain),
+        "cli_deploy_ms": m(&cli) * 1e3, "cli_deploy_vs_plain_spawn": m(&cli_vs_plain),
+        "cli_deploy_vs_runtime_only": m(&cli_vs_runtime),
+        "watch_latency_ms": {"p50": watch.0 * 1e3, "p99": watch.1 * 1e3, "changes": watch_n()},
         "api_reads_per_s": {"healthz": health, "app_view_100_instances": view, "app_list": list},
     });
     println!(
@@ -171,6 +196,18 @@ async fn run() -> Result<()> {
     );
     println!("| lain deploy / runtime only | {:.2}x |", m(&vs_runtime));
     println!("| lain deploy / plain spawn | {:.2}x |", m(&vs_plain));
+    println!(
+        "| `lain deploy` CLI until it exits (all {instances} ready) | {:.1} ms: **{:.2}x** plain spawn, {:.2}x runtime only |",
+        m(&cli) * 1e3,
+        m(&cli_vs_plain),
+        m(&cli_vs_runtime)
+    );
+    println!(
+        "| watch latency, store write to the event read by a client ({} changes) | p50 {:.2} ms, p99 {:.2} ms |",
+        watch_n(),
+        watch.0 * 1e3,
+        watch.1 * 1e3
+    );
     println!("| API `GET /healthz` ({CLIENTS} keep-alive clients) | {health:.0} req/s |");
     println!(
         "| API `GET /api/v1/apps/bench` (ps view, {instances} instances) | {view:.0} req/s ({:.2}x healthz) |",
@@ -271,6 +308,100 @@ async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
     lc.undeploy("bench")?;
     wait_converged(lc).await?;
     Ok(took)
+}
+
+/// Seconds from running the `lain deploy` binary to its exit (it waits until the app
+/// converged); then undeploys and waits, untimed.
+async fn bench_cli_deploy(
+    lc: &Arc<lain::lifecycle::Lifecycle>,
+    lain_bin: &Path,
+    kernel: &str,
+    token: &str,
+) -> Result<f64> {
+    let mut cmd = tokio::process::Command::new(lain_bin);
+    cmd.args([
+        "deploy",
+        "-a",
+        "bench",
+        "--kernel",
+        kernel,
+        "--timeout",
+        "120",
+    ])
+    .env("LAIN_TOKEN", token)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let start = Instant::now();
+    let out = cmd.output().await?;
+    let took = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "lain deploy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    wait_converged(lc).await?;
+    lc.undeploy("bench")?;
+    wait_converged(lc).await?;
+    Ok(took)
+}
+
+/// p50 and p99 seconds from a node's change in the store to its event read by a watch client.
+async fn watch_latency(
+    lc: &Arc<lain::lifecycle::Lifecycle>,
+    kernel: &str,
+    authorization: &str,
+) -> Result<(f64, f64)> {
+    use std::io::BufRead as _;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, String)>();
+    let url = format!("{kernel}/api/v1/watch?kinds=node&format=ndjson");
+    let authorization = authorization.to_string();
+    // The client: reads lines and stamps them as they arrive.
+    std::thread::spawn(move || -> Result<()> {
+        let resp = ureq::get(&url)
+            .header("Authorization", &authorization)
+            .call()
+            .context("watch")?;
+        let reader = std::io::BufReader::new(resp.into_body().into_reader());
+        for line in reader.lines() {
+            if tx.send((Instant::now(), line?)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    // Up to the snapshot's end.
+    loop {
+        let (_, line) = rx.recv().await.context("the watch ended")?;
+        if line.contains("\"event\":\"synced\"") {
+            break;
+        }
+    }
+    let mut node = lc
+        .nodes()?
+        .into_iter()
+        .next()
+        .context("no node to change")?;
+    let mut took = Vec::with_capacity(watch_n());
+    for n in 0..watch_n() {
+        node.labels.insert("bench".into(), n.to_string());
+        let (write_lc, record) = (lc.clone(), node.clone());
+        let start = Instant::now();
+        tokio::task::spawn_blocking(move || write_lc.add_node(record)).await??;
+        loop {
+            let (at, line) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .context("no event within 10 s")?
+                .context("the watch ended")?;
+            if line.contains("\"event\":\"node\"") && line.contains(&format!("\"bench\":\"{n}\"")) {
+                took.push(at.duration_since(start).as_secs_f64());
+                break;
+            }
+        }
+    }
+    took.sort_by(f64::total_cmp);
+    let p99 = took[(took.len() * 99 / 100).min(took.len() - 1)];
+    Ok((median(&took), p99))
 }
 
 async fn wait_converged(lc: &lain::lifecycle::Lifecycle) -> Result<()> {

@@ -21,6 +21,7 @@ pub mod secrets;
 pub mod trail;
 pub mod validate;
 pub mod volumes;
+pub mod watch;
 
 use crate::auth::{Access, Caller};
 use crate::monitor::Monitor;
@@ -71,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/openapi.json", get(openapi))
         .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/watch", get(watch::watch))
         .route("/api/v1/plugins", get(plugins::list).post(plugins::install))
         .route(
             "/api/v1/plugins/{name}",

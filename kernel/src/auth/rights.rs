@@ -95,6 +95,8 @@ pub const RULES: &[Rule] = &[
         ..rule("POST", "/api/v1/validate", Authenticated)
     },
     rule("GET", "/api/v1/apps", Authenticated),
+    // Each event is filtered by the caller's rights (apps they may read).
+    rule("GET", "/api/v1/watch", Authenticated),
     rule("GET", "/api/v1/plugins", Authenticated),
     rule("GET", "/api/v1/plugins/{name}", Authenticated),
     rule("GET", "/api/v1/nodes", Authenticated),

@@ -19,6 +19,7 @@ mod serve;
 mod up;
 pub mod validate;
 mod volume;
+mod watch;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -112,10 +113,15 @@ enum Command {
     /// Restart a proc's instances (or one, `-i N`), one instance number at a time, and wait
     /// until the new ones are ready.
     Restart(procs::RestartArgs),
-    /// Show an app's instances: state, health, release, node, URL.
+    /// Show an app's instances: state, health, release, node, URL. With `-w`, keep showing
+    /// them as they change (through `GET /api/v1/watch`; with `--output json`, one JSON event a
+    /// line), reconnecting from the last event seen until interrupted.
     Ps {
         #[command(flatten)]
         app: app::AppArg,
+        /// Follow changes instead of printing once.
+        #[arg(long, short)]
+        watch: bool,
     },
     /// Print a proc's logs (every instance, prefixed `[n]`).
     Logs {
@@ -274,7 +280,16 @@ pub fn main() -> ExitCode {
             app::finish(&client, view, &wait, out).map(drop)
         })(),
         Command::Runs(args) => runs::run(&client, &args, out),
-        Command::Ps { app: a } => (|| {
+        Command::Ps {
+            app: a,
+            watch: true,
+        } => a
+            .resolve()
+            .and_then(|name| watch::follow(&client, &name, out)),
+        Command::Ps {
+            app: a,
+            watch: false,
+        } => (|| {
             let view: crate::lifecycle::view::AppView =
                 client.get(&format!("/api/v1/apps/{}", a.resolve()?))?;
             output::print(out, &view, app::print_app)

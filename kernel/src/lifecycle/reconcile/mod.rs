@@ -4,7 +4,8 @@
 //! instances (by this kernel's label), and for each proc and instance number decides one step:
 //! create, start, restart after a crash (with exponential backoff; never for run-to-completion
 //! procs), change memory in place, or retire (stop with `kill_timeout`, then remove). A pass runs
-//! when something changed (the API wakes it) and at least every second; it holds no state that
+//! when something changed (the API, a store watch of desired state and the Docker runtime's
+//! events wake it), when an instance is due to become ready, and at least every second; it holds no state that
 //! matters across kernel restarts, so a restart simply resumes: what runs is adopted, duplicates
 //! are retired, what is missing is created.
 //!
@@ -12,8 +13,8 @@
 //! version (its `lain.plan` / `lain.secrets` label differs from the deployment's stamp), or sits
 //! on a node that is no longer ready, or that an operator asked to move because the scheduler
 //! pipeline no longer places it there (stateless procs), gets a new instance first; the old one is
-//! retired once the new one is ready (healthy, or running for `setup_time`, at least a second,
-//! without a health check). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
+//! retired once the new one is ready (healthy, or, without a health check, seen running for
+//! `setup_time`, at least [`probing::MIN_UP`]). One instance number of a proc is replaced at a time. Unlike LAIN, which stopped the old
 //! instance before starting the new one, this keeps every instance number served during an
 //! upgrade; procs that keep their node (`stateful`, or with volumes besides `/lain/logs`) are
 //! still stopped first and recreated on the same node: the node recorded as their volume home
@@ -40,6 +41,7 @@ pub mod portals;
 pub mod probing;
 pub mod publish;
 pub mod rollout;
+pub mod wakeups;
 
 pub use context::Context;
 pub use placement::{Members, Source};
@@ -55,7 +57,9 @@ use publish::Problems;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Longest wait between passes.
+/// Longest wait between passes: the safety net behind the wake-ups (API calls, store watches,
+/// runtime events, instances becoming ready). Still one second: the process runtime does not
+/// yet report exits, and health checks are due each second, so this tick notices them.
 const TICK: Duration = Duration::from_secs(1);
 
 /// The reconciliation loop and what it remembers between passes.
@@ -81,6 +85,9 @@ pub struct Reconciler {
     migrating: HashMap<(String, u32), crate::lifecycle::records::Migration>,
     /// Scheduled procs: their ticks and runs (`lifecycle::runs`).
     ticker: crate::lifecycle::runs::ticker::Ticker,
+    /// When the next instance running without a health check becomes ready (the next pass is
+    /// due then, not at the next tick).
+    next_ready: Option<Instant>,
 }
 
 impl Reconciler {
@@ -99,12 +106,21 @@ impl Reconciler {
             homes: HashMap::new(),
             migrating: HashMap::new(),
             ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
+            next_ready: None,
         }
     }
 
     /// Runs passes until the task is dropped: again at once after a pass that acted (to see and
-    /// publish its effect), else on a wake-up or after [`TICK`].
+    /// publish its effect), else on a wake-up (an API call, a change of desired state in the
+    /// store, see [`wakeups`], a runtime event), when an instance becomes ready, or after
+    /// [`TICK`].
     pub async fn run(mut self) {
+        let alive = std::sync::Arc::new(());
+        wakeups::follow(
+            self.ctx.records.store.clone(),
+            self.ctx.records.wake_handle().clone(),
+            std::sync::Arc::downgrade(&alive),
+        );
         loop {
             match self.pass().await {
                 Ok(true) => continue,
@@ -112,9 +128,13 @@ impl Reconciler {
                 Err(e) => tracing::warn!("reconciler pass failed: {e:#}"),
             }
             let wake = self.ctx.records.wake_handle().clone();
+            let due = self
+                .next_ready
+                .map_or(TICK, |at| at.saturating_duration_since(Instant::now()))
+                .min(TICK);
             tokio::select! {
                 () = wake.notified() => {},
-                () = tokio::time::sleep(TICK) => {},
+                () = tokio::time::sleep(due) => {},
             }
         }
     }
@@ -214,6 +234,7 @@ impl Reconciler {
         )
         .await;
         self.problems.by_proc.extend(outcome.problems);
+        self.next_ready = self.prober.next_ready_at(&desired, &instances);
         self.publish(&desired, &instances);
         Ok(outcome.done > 0)
     }

@@ -12,14 +12,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Without a health check, an instance counts as ready only after it has run this long
-/// (whole seconds, so at least one real second): a command that exits at once must not pass for
-/// a ready instance and retire the old release's during a rollout.
+/// Without a health check, an instance counts as ready once this reconciler has seen it running
+/// for this long (or `setup_time`, if longer), measured on the monotonic clock: a command that
+/// exits at once must not pass for a ready instance and retire the old release's during a
+/// rollout (the flake fixed in 6aa7ad9, where a whole-second clock made 0 s of running count).
+pub const MIN_UP: Duration = Duration::from_millis(300);
+
+/// The same rule for an instance this reconciler has not watched start (one adopted after a
+/// kernel restart): its start time is in whole seconds, so 2 means at least one real second.
 const MIN_UP_SECS: i64 = 2;
 
 /// One instance's checks so far.
 #[derive(Default)]
 struct Probing {
+    /// When this reconciler first saw the instance running (it is forgotten when it is not).
+    up_since: Option<Instant>,
     health: Option<Health>,
     failures: u32,
     last: Option<Instant>,
@@ -51,25 +58,24 @@ impl Prober {
         desired: &BTreeMap<String, Desired>,
         instances: &[Instance],
     ) {
+        self.track(desired, instances);
         let now = crate::clock::unix_secs();
         let mut probes = self.state.lock();
-        probes.retain(|name, _| instances.iter().any(|i| i.name() == name.as_str()));
         for i in instances {
             let o = &i.seen;
             let (Some(d), RunState::Running { started_at, .. }) =
                 (desired.get(&i.key.proc), &o.state)
             else {
-                probes.remove(&o.name);
                 continue;
             };
             let Some(check) = d.plan.plan.health.clone() else {
                 continue;
             };
+            let p = probes.entry(o.name.clone()).or_default();
             if o.health.is_some() {
                 // The runtime checks it itself (Docker's HEALTHCHECK).
                 continue;
             }
-            let p = probes.entry(o.name.clone()).or_default();
             let every = if p.health == Some(Health::Healthy) {
                 Duration::from_secs(u64::from(check.interval.max(1)))
             } else {
@@ -133,10 +139,56 @@ impl Prober {
         }
     }
 
+    /// Notes which instances of desired procs run since when ([`MIN_UP`]) and forgets the
+    /// instances that are gone or not running (a restarted one starts its count again).
+    pub fn track(&self, desired: &BTreeMap<String, Desired>, instances: &[Instance]) {
+        let mut probes = self.state.lock();
+        probes.retain(|name, _| instances.iter().any(|i| i.name() == name.as_str()));
+        for i in instances {
+            if desired.contains_key(&i.key.proc) && i.seen.state.is_running() {
+                probes
+                    .entry(i.seen.name.clone())
+                    .or_default()
+                    .up_since
+                    .get_or_insert_with(Instant::now);
+            } else {
+                probes.remove(&i.seen.name);
+            }
+        }
+    }
+
+    /// The earliest moment an instance running without a health check becomes ready by
+    /// [`MIN_UP`] / `setup_time`, if one is still waiting: the reconciler passes again then
+    /// rather than on its next tick.
+    pub fn next_ready_at(
+        &self,
+        desired: &BTreeMap<String, Desired>,
+        instances: &[Instance],
+    ) -> Option<Instant> {
+        let probes = self.state.lock();
+        let now = Instant::now();
+        instances
+            .iter()
+            .filter_map(|i| {
+                let d = desired.get(&i.key.proc)?;
+                if d.plan.plan.health.is_some() || d.plan.completes() {
+                    return None;
+                }
+                let at = probes.get(i.name())?.up_since? + up_for(d);
+                (at > now).then_some(at)
+            })
+            .min()
+    }
+
     /// What the checks found so far.
     pub fn results(&self) -> Results<'_> {
         Results(self.state.lock())
     }
+}
+
+/// How long an instance of `d` without a health check runs before it is ready.
+fn up_for(d: &Desired) -> Duration {
+    Duration::from_secs(u64::from(d.plan.plan.setup_time)).max(MIN_UP)
 }
 
 /// The checks' results, read under their lock.
@@ -163,11 +215,114 @@ impl Results<'_> {
         match &i.seen.state {
             RunState::Running { .. } if d.plan.completes() => false,
             RunState::Running { started_at, .. } => match &d.plan.plan.health {
-                None => now - started_at >= i64::from(d.plan.plan.setup_time).max(MIN_UP_SECS),
+                None => {
+                    self.0
+                        .get(i.name())
+                        .and_then(|p| p.up_since)
+                        .is_some_and(|t| t.elapsed() >= up_for(d))
+                        || now - started_at >= i64::from(d.plan.plan.setup_time).max(MIN_UP_SECS)
+                }
                 Some(_) => self.health(i, Some(d)) == Health::Healthy,
             },
             RunState::Exited { code, .. } => *code == Some(0) && !d.plan.restarts_after(*code),
             RunState::Created => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::reconcile::identity::InstanceKey;
+    use crate::runtime::Observed;
+
+    fn desired() -> Desired {
+        let plan = serde_json::from_value(serde_json::json!({
+            "name": "worker", "full_name": "a.worker.worker", "proc_type": "worker",
+            "num_instances": 1, "filters": [], "labels": [], "stateful": false, "env": [],
+            "plan_stamp": "",
+            "plan": {
+                "image": "", "entrypoint": null, "cmd": ["sleep", "1"], "user": null, "workdir": null,
+                "env": [], "ports": [], "cpu": 0, "memory": 33554432, "health": null,
+                "restart": {"policy": "Always", "max_restarts": 0, "backoff_initial": 0, "backoff_max": 0},
+                "schedule": null, "placement": "Spread", "routes": [], "portal": null, "labels": [],
+                "volumes": [], "kill_timeout": 10, "setup_time": 0
+            }
+        }))
+        .expect("plan");
+        Desired {
+            app: "a".into(),
+            release: "r".into(),
+            deployed_at: 0,
+            image: String::new(),
+            plan,
+            grants: Vec::new(),
+            runs: None,
+            restarts: Default::default(),
+        }
+    }
+
+    fn instance(state: RunState) -> Instance {
+        let key = InstanceKey {
+            app: "a".into(),
+            proc: "a.worker.worker".into(),
+            number: Some(1),
+            release: "r".into(),
+            node: "local".into(),
+            secrets: String::new(),
+            plan: String::new(),
+            attempt: 1,
+            restart: 0,
+        };
+        Instance::new(Observed {
+            name: key.name(),
+            labels: key.labels("k"),
+            state,
+            host_ports: Vec::new(),
+            memory: 0,
+            cpu: 0,
+            health: None,
+            networks: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn without_a_health_check_ready_after_min_up_seen_running_not_before() {
+        let desired: BTreeMap<String, Desired> =
+            [("a.worker.worker".to_string(), desired())].into();
+        let d = &desired["a.worker.worker"];
+        let now = crate::clock::unix_secs();
+        let running = [instance(RunState::Running {
+            pid: None,
+            started_at: now,
+        })];
+        let prober = Prober::default();
+        prober.track(&desired, &running);
+        assert!(
+            !prober.results().ready(&running[0], d, now),
+            "ready at once"
+        );
+        let due = prober
+            .next_ready_at(&desired, &running)
+            .expect("a pass is due");
+        assert!(due <= Instant::now() + MIN_UP, "{due:?}");
+        std::thread::sleep(MIN_UP + Duration::from_millis(20));
+        prober.track(&desired, &running);
+        // Well under the two whole seconds of the rule it replaces.
+        assert!(
+            prober.results().ready(&running[0], d, now),
+            "not ready after {MIN_UP:?}"
+        );
+        assert_eq!(prober.next_ready_at(&desired, &running), None);
+        // An instance seen exited starts its count again when it runs again: a command that
+        // exits at once never adds up to MIN_UP.
+        let exited = [instance(RunState::Exited {
+            code: Some(3),
+            signal: None,
+            finished_at: Some(now),
+        })];
+        prober.track(&desired, &exited);
+        prober.track(&desired, &running);
+        assert!(!prober.results().ready(&running[0], d, now));
     }
 }
