@@ -560,3 +560,26 @@ fn errors_name_a_wit_function_or_loading_never_resolve() {
         "{text}"
     );
 }
+
+#[test]
+fn two_kernels_configuring_one_plugin_keep_each_others_settings() {
+    // Two registries on one store, as two kernels on one etcd: each caches the records it
+    // loaded, and neither sees the other's changes in its cache.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).expect("store"));
+    let open = || {
+        let engine = PluginEngine::new(Limits::default(), Some(cache_dir())).expect("engine");
+        Registry::open(engine, store.clone(), BUILTINS, BTreeMap::new()).expect("registry")
+    };
+    let (a, b) = (open(), open());
+    a.configure("spread", set(&[("limits.cpu_ms", json!(1500))]))
+        .expect("a");
+    b.configure("spread", set(&[("limits.wall_ms", json!(2500))]))
+        .expect("b");
+    a.set_enabled("spread", true).expect("enable through a");
+    let limits = |r: &Registry| r.config("spread").expect("config").operator["limits"].clone();
+    let want = json!({ "cpu_ms": 1500, "wall_ms": 2500 });
+    assert_eq!(limits(&open()), want, "what a restart loads keeps both");
+    assert_eq!(limits(&a), want, "a's write was based on the stored record");
+}

@@ -172,7 +172,11 @@ impl From<crate::secrets::vault::SecretError> for ApiError {
             S::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too-large"),
             S::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found"),
             S::Tampered { .. } => (StatusCode::CONFLICT, "tampered"),
-            S::KeyFile { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "master-key"),
+            S::KeyFile { .. } | S::KeyMismatch { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "master-key")
+            }
+            // This kernel cannot serve secrets until the operator gives it the cluster's key.
+            S::KeyNotProvisioned { .. } => (StatusCode::SERVICE_UNAVAILABLE, "master-key"),
             S::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
         };
         ApiError::new(status, code, e.to_string())

@@ -52,11 +52,23 @@ pub struct AuditQuery {
 pub struct AuditLog {
     keep: usize,
     /// Distinguishes this kernel's keys from other kernels' written in the same millisecond.
-    nonce: u32,
+    nonce: u64,
     seq: AtomicU64,
 }
 
 const PREFIX: &str = "audit/";
+/// 64 random bits that tell this log's keys from every other kernel's (the clock and the process
+/// id alone do not: two kernels on two hosts may share both).
+fn random_nonce() -> u64 {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        // No system randomness: the best left is what tells processes apart locally.
+        return u64::from(std::process::id()) << 32 ^ crate::clock::unix_ms() as u64;
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// Pruning runs once per this many appends.
 const PRUNE_EVERY: u64 = 256;
 
@@ -65,7 +77,7 @@ impl AuditLog {
     pub fn new(keep: usize) -> AuditLog {
         AuditLog {
             keep: keep.max(1),
-            nonce: std::process::id() ^ (crate::clock::unix_ms() as u32),
+            nonce: random_nonce(),
             seq: AtomicU64::new(0),
         }
     }
@@ -74,10 +86,11 @@ impl AuditLog {
     pub fn append(&self, store: &dyn Store, record: &AuditRecord) -> Result<String, StoreError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let key = format!(
-            "{PREFIX}{:015}-{:08x}-{seq:08}",
+            "{PREFIX}{:015}-{:016x}-{seq:08}",
             record.at_ms.max(0),
             self.nonce
         );
+        // A fresh key, unique across kernels (random nonce per log): no read decides it.
         store.apply(vec![put_json(&key, record)?])?;
         if seq % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.prune(store)?;
@@ -92,6 +105,7 @@ impl AuditLog {
         key: &str,
         record: &AuditRecord,
     ) -> Result<(), StoreError> {
+        // Only the request that appended the record updates it.
         store.apply(vec![put_json(key, record)?])?;
         Ok(())
     }
@@ -107,6 +121,7 @@ impl AuditLog {
             .take(excess)
             .map(|(k, _)| Op::Delete(k))
             .collect();
+        // Deletes of the oldest records: another kernel pruning the same ones is harmless.
         store.apply(ops)?;
         Ok(())
     }

@@ -106,30 +106,33 @@ pub fn change(
     name: &str,
     add: bool,
 ) -> Result<Maintainers, ChangeError> {
-    let mut m = get(store, app)?;
-    let changed = if add {
-        m.set(kind).insert(name.to_string())
-    } else {
-        m.set(kind).remove(name)
-    };
-    let refused = |last: bool| {
-        let (app, name) = (app.to_string(), name.to_string());
-        if last {
-            ChangeError::LastMaintainer { app, name }
+    let key = key(app);
+    crate::store::transact(store, &key, |txn| {
+        let mut m: Maintainers = txn.get_json(&key)?.unwrap_or_default();
+        let changed = if add {
+            m.set(kind).insert(name.to_string())
         } else {
-            ChangeError::NotAMaintainer { app, name }
+            m.set(kind).remove(name)
+        };
+        let refused = |last: bool| {
+            let (app, name) = (app.to_string(), name.to_string());
+            if last {
+                ChangeError::LastMaintainer { app, name }
+            } else {
+                ChangeError::NotAMaintainer { app, name }
+            }
+        };
+        if !add && !changed {
+            return Err(refused(false));
         }
-    };
-    if !add && !changed {
-        return Err(refused(false));
-    }
-    if m.is_empty() {
-        return Err(refused(true));
-    }
-    if changed {
-        store.apply(vec![put_json(&key(app), &m)?])?;
-    }
-    Ok(m)
+        if m.is_empty() {
+            return Err(refused(true));
+        }
+        if changed {
+            txn.put_json(&key, &m)?;
+        }
+        Ok(m)
+    })
 }
 
 /// Whether `name` is a user entry `provider:subject` naming one of `providers` (or the local
@@ -228,6 +231,26 @@ mod tests {
         assert!(m.admit("jwt:bob", &["dev".into()]));
         assert_eq!(scope_legacy_users(&store, &providers).expect("again"), 0);
         assert_eq!(get(&store, "a").expect("get"), m, "only once");
+    }
+
+    #[test]
+    fn concurrent_additions_are_both_kept() {
+        let (_dir, store) = crate::store::cas::tests::store();
+        change(&*store, "a", MemberKind::Users, "token:alice", true).expect("alice");
+        let other = store.clone();
+        crate::store::cas::tests::interleave(move || {
+            change(&*other, "a", MemberKind::Users, "token:bob", true).expect("bob");
+        });
+        change(&*store, "a", MemberKind::Groups, "dev", true).expect("dev");
+        let m = get(&*store, "a").expect("get");
+        assert!(
+            m.users.contains("token:bob"),
+            "the concurrent addition is kept: {m:?}"
+        );
+        assert!(
+            m.users.contains("token:alice") && m.groups.contains("dev"),
+            "{m:?}"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ mod stage;
 mod tests;
 
 use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::store::{Expect, Op, Store, StoreError, get_json, put_json};
+use crate::store::{Expect, Op, Store, StoreError, get_json};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -385,21 +385,33 @@ impl Backups {
     /// locks its restic left (restic keeps no half snapshot: a snapshot exists only once its
     /// last write is done, and data of an unfinished one is removed by the next prune).
     pub fn recover(&self) -> Result<usize, BackupError> {
-        let (mut ops, mut interrupted) = (Vec::new(), Vec::new());
-        for record in self.all(None)? {
-            if record.outcome == Outcome::Running {
-                let mut r = record;
+        let running: Vec<String> = self
+            .all(None)?
+            .into_iter()
+            .filter(|r| r.outcome == Outcome::Running)
+            .map(|r| record_key(&r.app, r.id))
+            .collect();
+        // Conditional on each record still running: one that ended meanwhile keeps its outcome.
+        let interrupted = crate::store::transact(self.store(), "backups/recover", |txn| {
+            let mut out = Vec::new();
+            for key in &running {
+                let Some(mut r) = txn.get_json::<BackupRecord>(key)? else {
+                    continue;
+                };
+                if r.outcome != Outcome::Running {
+                    continue;
+                }
                 r.outcome = Outcome::Interrupted;
                 r.ended_at = Some(crate::clock::unix_secs());
                 r.error = Some("the kernel stopped while this backup ran".into());
-                tracing::warn!(app = %r.app, proc = %r.proc, instance = r.instance, volume = %r.volume, id = r.id, "backup interrupted by a kernel stop");
-                ops.push(put_json(&record_key(&r.app, r.id), &r)?);
-                interrupted.push(r);
+                txn.put_json(key, &r)?;
+                out.push(r);
             }
-        }
-        let n = ops.len();
-        if n > 0 {
-            self.store().apply(ops)?;
+            Ok::<_, BackupError>(out)
+        })?;
+        let n = interrupted.len();
+        for r in &interrupted {
+            tracing::warn!(app = %r.app, proc = %r.proc, instance = r.instance, volume = %r.volume, id = r.id, "backup interrupted by a kernel stop");
         }
         for r in &interrupted {
             self.latest.ended(r);
@@ -561,6 +573,7 @@ impl Backups {
                 .await
                 .map_err(|e| BackupError::Internal(e.into()))??;
         }
+        // The record's snapshot is forgotten: its deletion depends on nothing else.
         self.store().apply(vec![Op::Delete(record_key(app, id))])?;
         self.latest.forget(app);
         tracing::info!(app, id, "backup deleted");

@@ -311,7 +311,8 @@ impl Backups {
             scheduled_at: req.scheduled_at,
         };
         // Written first: a kernel killed from here on leaves it `running`, and the next one
-        // marks it interrupted.
+        // marks it interrupted. A blind write: the id is fresh ([`Backups::next_id`], a CAS) and
+        // only this run writes its record.
         self.store()
             .apply(vec![put_json(&record_key(&t.app, id), &record)?])?;
         tracing::info!(app = %t.app, proc = %t.proc, instance = t.instance, volume = %t.volume, kind = req.kind.name(), id, "backup started");
@@ -347,6 +348,7 @@ impl Backups {
                 record.error = Some(e);
             }
         }
+        // Only this run writes its record (see above).
         self.store()
             .apply(vec![put_json(&record_key(&t.app, id), &record)?])?;
         self.latest.ended(&record);
@@ -620,6 +622,7 @@ impl Backups {
             .iter()
             .map(|id| Op::Delete(record_key(&t.app, *id)))
             .collect();
+        // Deletes of expired records whose snapshots are forgotten: nothing read decides them.
         self.store().apply(ops)?;
         self.latest.forget(&t.app);
         tracing::info!(app = %t.app, proc = %t.proc, volume = %t.volume, expired = ?due, "old backups expired");

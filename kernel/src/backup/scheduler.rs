@@ -9,7 +9,7 @@
 
 use super::{Backups, Kind, RunRequest, TICKS, Target, Trigger};
 use crate::cron::Schedule;
-use crate::store::Op;
+use crate::store::{Expect, Op};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl Scheduler {
                 return out;
             }
         };
-        let mut ops = Vec::new();
+        let (mut ops, mut read) = (Vec::new(), Vec::new());
         for app in apps {
             let Some(deployed) = &app.deployed else {
                 continue;
@@ -101,11 +101,18 @@ impl Scheduler {
                         };
                         for instance in 1..=proc.instances {
                             let key = tick_key(&app.name, &proc.proc, instance, kind, &volume.path);
-                            let last = backups
-                                .store()
-                                .get(&key)
-                                .ok()
-                                .flatten()
+                            let raw = match backups.store().get(&key) {
+                                Ok(raw) => raw,
+                                Err(e) => {
+                                    tracing::warn!("backup scheduler: {e}");
+                                    continue;
+                                }
+                            };
+                            read.push(Expect {
+                                key: key.clone(),
+                                value: raw.clone(),
+                            });
+                            let last = raw
                                 .and_then(|v| String::from_utf8(v).ok())
                                 .and_then(|s| s.parse::<i64>().ok());
                             let Some(last) = last else {
@@ -150,11 +157,19 @@ impl Scheduler {
         if self.parsed.len() > 1024 {
             self.parsed.clear();
         }
-        if !ops.is_empty()
-            && let Err(e) = backups.store().apply(ops)
-        {
-            tracing::warn!("backup scheduler: cannot record ticks: {e}");
-            return Vec::new();
+        // Conditional on the ticks read: of two kernels passing at once, one takes the backups.
+        if !ops.is_empty() {
+            match backups.store().apply_if(&read, ops) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::debug!("backup scheduler: ticks recorded meanwhile by another pass");
+                    return Vec::new();
+                }
+                Err(e) => {
+                    tracing::warn!("backup scheduler: cannot record ticks: {e}");
+                    return Vec::new();
+                }
+            }
         }
         out
     }

@@ -12,7 +12,7 @@ use super::{Lifecycle, LifecycleError};
 use crate::plugin::Kind;
 use crate::runtime::{BuildProgress, BuildRequest};
 use crate::spec::{self, PluginProcTypes};
-use crate::store::{Op, get_json, put_json};
+use crate::store::{Op, get_json};
 use anyhow::Context;
 use cap_std::fs::Dir;
 use serde::Serialize;
@@ -190,14 +190,18 @@ impl Lifecycle {
             lain_yaml,
             image,
         };
-        let mut ops = vec![put_json(&records::release_key(&name, &version), &release)?];
-        let exists = get_json::<AppRecord>(&*self.records.store, &app_key)?.is_some();
-        let admitted = admit(&name, exists)?;
-        if !exists {
-            ops.push(put_json(&app_key, &AppRecord::new(&name, now))?);
-            ops.extend(admitted);
-        }
-        self.records.store.apply(ops)?;
+        let release_key = records::release_key(&name, &version);
+        // The app record is created by the first build only, even with two builds at once.
+        crate::store::transact(&*self.records.store, &release_key, |txn| {
+            let exists = txn.get(&app_key)?.is_some();
+            let admitted = admit(&name, exists)?;
+            txn.put_json(&release_key, &release)?;
+            if !exists {
+                txn.put_json(&app_key, &AppRecord::new(&name, now))?;
+                admitted.into_iter().for_each(|op| txn.write(op));
+            }
+            Ok::<_, LifecycleError>(())
+        })?;
         progress(BuildEvent::Step {
             message: format!("release {version} of {name} is ready"),
         });

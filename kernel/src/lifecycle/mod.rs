@@ -105,17 +105,17 @@ impl Lifecycle {
         config: KernelConfig,
         runtime: impl FnOnce(&str, Arc<tokio::sync::Notify>) -> Result<Arc<dyn Runtime>, LifecycleError>,
     ) -> Result<Lifecycle, LifecycleError> {
-        let kernel_id = match store.get(records::KERNEL_ID)? {
-            Some(id) => String::from_utf8_lossy(&id).into_owned(),
-            None => {
-                let id = new_kernel_id();
-                store.apply(vec![Op::Put(
-                    records::KERNEL_ID.into(),
-                    id.clone().into_bytes(),
-                )])?;
-                id
-            }
-        };
+        // Created once per store, even by two kernels starting at once.
+        let kernel_id = crate::store::transact(&*store, records::KERNEL_ID, |txn| {
+            Ok::<_, LifecycleError>(match txn.get(records::KERNEL_ID)? {
+                Some(id) => String::from_utf8_lossy(&id).into_owned(),
+                None => {
+                    let id = new_kernel_id();
+                    txn.write(Op::Put(records::KERNEL_ID.into(), id.clone().into_bytes()));
+                    id
+                }
+            })
+        })?;
         // Builds of a kernel that died (kill -9) left their staging directories; no build of
         // this process runs yet, and one kernel holds a data dir.
         build::sweep_staging(&config.data_dir.join("releases"));
@@ -456,7 +456,7 @@ impl Lifecycle {
     fn update_app(
         &self,
         app: &str,
-        change: impl FnOnce(&mut AppRecord) -> Result<(), LifecycleError>,
+        change: impl FnMut(&mut AppRecord) -> Result<(), LifecycleError>,
     ) -> Result<AppRecord, LifecycleError> {
         self.records.update_app(app, change)
     }

@@ -3,7 +3,7 @@
 use super::records::{self, NodeRecord, NodeState};
 use super::{Lifecycle, LifecycleError};
 use crate::runtime::LOCAL_NODE as LOCAL;
-use crate::store::{Op, get_json, put_json};
+use crate::store::{Op, put_json, transact};
 use std::collections::BTreeMap;
 
 impl Lifecycle {
@@ -27,11 +27,14 @@ impl Lifecycle {
             state: NodeState::Ready,
             added_at: crate::clock::unix_secs(),
         };
-        self.records.store.apply(vec![
-            put_json(&records::node_key(LOCAL), &node)?,
-            Op::Put(DONE.into(), b"1".to_vec()),
-        ])?;
-        Ok(())
+        // Once per store, even when two kernels start at once: the second finds DONE.
+        transact(&*self.records.store, DONE, |txn| {
+            if txn.get(DONE)?.is_none() {
+                txn.put_json(&records::node_key(LOCAL), &node)?;
+                txn.write(Op::Put(DONE.into(), b"1".to_vec()));
+            }
+            Ok::<_, LifecycleError>(())
+        })
     }
 
     /// Adds (or updates) a node; without a `group` label it joins LAIN's `default` group.
@@ -65,6 +68,7 @@ impl Lifecycle {
         if node.memory == 0 {
             return Err(LifecycleError::Invalid("a node needs memory > 0".into()));
         }
+        // A blind set: the whole record comes from the request, nothing read decides it.
         self.records
             .store
             .apply(vec![put_json(&records::node_key(&node.name), &node)?])?;
@@ -93,14 +97,18 @@ impl Lifecycle {
     /// stateless instances move to other nodes.
     pub fn set_maintenance(&self, name: &str, on: bool) -> Result<NodeRecord, LifecycleError> {
         let key = records::node_key(name);
-        let mut node: NodeRecord = get_json(&*self.records.store, &key)?
-            .ok_or_else(|| LifecycleError::NotFound(format!("no node named `{name}`")))?;
-        node.state = if on {
-            NodeState::Maintenance
-        } else {
-            NodeState::Ready
-        };
-        self.records.store.apply(vec![put_json(&key, &node)?])?;
+        let node = transact(&*self.records.store, &key, |txn| {
+            let mut node: NodeRecord = txn
+                .get_json(&key)?
+                .ok_or_else(|| LifecycleError::NotFound(format!("no node named `{name}`")))?;
+            node.state = if on {
+                NodeState::Maintenance
+            } else {
+                NodeState::Ready
+            };
+            txn.put_json(&key, &node)?;
+            Ok::<_, LifecycleError>(node)
+        })?;
         self.records.wake();
         Ok(node)
     }
@@ -108,17 +116,20 @@ impl Lifecycle {
     /// Removes a node that runs no instance (drain it with maintenance first).
     pub fn remove_node(&self, name: &str) -> Result<(), LifecycleError> {
         let key = records::node_key(name);
-        if self.records.store.get(&key)?.is_none() {
-            return Err(LifecycleError::NotFound(format!("no node named `{name}`")));
-        }
-        let running = self.status.instances_on(name);
-        if running > 0 {
-            return Err(LifecycleError::Conflict(format!(
-                "node `{name}` still runs {running} instance(s): `lain node maintain {name}` \
-                 drains it first"
-            )));
-        }
-        self.records.store.apply(vec![Op::Delete(key)])?;
+        transact(&*self.records.store, &key, |txn| {
+            if txn.get(&key)?.is_none() {
+                return Err(LifecycleError::NotFound(format!("no node named `{name}`")));
+            }
+            let running = self.status.instances_on(name);
+            if running > 0 {
+                return Err(LifecycleError::Conflict(format!(
+                    "node `{name}` still runs {running} instance(s): `lain node maintain {name}` \
+                     drains it first"
+                )));
+            }
+            txn.delete(&key);
+            Ok(())
+        })?;
         self.records.wake();
         Ok(())
     }

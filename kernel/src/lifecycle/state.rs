@@ -1,10 +1,10 @@
 //! The lifecycle's records in the state store: reading apps, releases and nodes, and writing an
-//! app record (read-modify-write, serialised within this kernel) or a node's state. Shared by
+//! app record (compare-and-swap, see [`crate::store::cas`]) or a node's state. Shared by
 //! the lifecycle's operations and the reconciler, which hold clones of one [`Records`].
 
 use super::LifecycleError;
 use super::records::{self, AppRecord, NodeRecord, NodeState, ReleaseRecord, VolumeHome};
-use crate::store::{Store, StoreError, get_json, put_json};
+use crate::store::{Store, StoreError, get_json, put_json, transact};
 use std::sync::Arc;
 
 /// A handle on the lifecycle's records; clones share the write lock and the reconciler's wake-up.
@@ -80,12 +80,13 @@ impl Records {
     /// is left gone.
     pub fn set_node_state(&self, name: &str, state: NodeState) -> Result<(), LifecycleError> {
         let key = records::node_key(name);
-        let Some(mut node) = get_json::<NodeRecord>(&*self.store, &key)? else {
-            return Ok(());
-        };
-        node.state = state;
-        self.store.apply(vec![put_json(&key, &node)?])?;
-        Ok(())
+        transact(&*self.store, &key, |txn| {
+            if let Some(mut node) = txn.get_json::<NodeRecord>(&key)? {
+                node.state = state;
+                txn.put_json(&key, &node)?;
+            }
+            Ok::<_, LifecycleError>(())
+        })
     }
 
     /// Every recorded volume home (see [`VolumeHome`]), of app `app` only when given.
@@ -111,17 +112,24 @@ impl Records {
             .is_some())
     }
 
-    /// Reads app `app`, lets `change` modify it, writes it back and wakes the reconciler.
+    /// Reads app `app`, lets `change` modify it and writes it back if nobody changed it
+    /// meanwhile (another kernel on the same etcd included; else `change` runs again on the
+    /// fresh record), then wakes the reconciler.
     pub fn update_app(
         &self,
         app: &str,
-        change: impl FnOnce(&mut AppRecord) -> Result<(), LifecycleError>,
+        mut change: impl FnMut(&mut AppRecord) -> Result<(), LifecycleError>,
     ) -> Result<AppRecord, LifecycleError> {
         let _guard = self.lock();
-        let mut record = self.app(app)?;
-        change(&mut record)?;
-        self.store
-            .apply(vec![put_json(&records::app_key(app), &record)?])?;
+        let key = records::app_key(app);
+        let record = transact(&*self.store, &key, |txn| {
+            let mut record: AppRecord = txn
+                .get_json(&key)?
+                .ok_or_else(|| LifecycleError::NotFound(format!("no app named `{app}`")))?;
+            change(&mut record)?;
+            txn.put_json(&key, &record)?;
+            Ok::<_, LifecycleError>(record)
+        })?;
         self.wake();
         Ok(record)
     }
@@ -140,4 +148,52 @@ fn list<T: serde::de::DeserializeOwned>(
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::cas::tests::{interleave, store};
+
+    #[test]
+    fn an_app_change_overtaken_by_another_kernel_keeps_both() {
+        let (_dir, store) = store();
+        let records = Records::new(store.clone(), Arc::default());
+        store
+            .apply(vec![
+                put_json(&records::app_key("shop"), &AppRecord::new("shop", 0)).expect("json"),
+            ])
+            .expect("put");
+        // Another kernel: its own Records on the same store.
+        let other = Records::new(store.clone(), Arc::default());
+        interleave(move || {
+            other
+                .update_app("shop", |r| {
+                    r.scale.entry("web".into()).or_default().cpu = Some(100);
+                    Ok(())
+                })
+                .expect("other");
+        });
+        let mut runs = 0;
+        let record = records
+            .update_app("shop", |r| {
+                runs += 1;
+                r.scale.entry("worker".into()).or_default().cpu = Some(200);
+                Ok(())
+            })
+            .expect("update");
+        assert_eq!(runs, 2, "the change ran again on the fresh record");
+        let stored = records.app("shop").expect("app");
+        assert_eq!(
+            stored.scale["web"].cpu,
+            Some(100),
+            "the other change is kept"
+        );
+        assert_eq!(stored.scale["worker"].cpu, Some(200));
+        assert_eq!(
+            record.scale["web"].cpu,
+            Some(100),
+            "the result is the record written"
+        );
+    }
 }

@@ -196,3 +196,9 @@ pub enum InstallError {
     #[error("state store: {0}")]
     Store(String),
 }
+
+impl From<crate::store::StoreError> for InstallError {
+    fn from(e: crate::store::StoreError) -> InstallError {
+        InstallError::Store(e.0)
+    }
+}

@@ -414,23 +414,19 @@ impl Registry {
             installed_at: crate::clock::unix_secs(),
             settings,
         };
-        let mut ops = vec![Op::Put(format!("{BLOBS}{}", record.sha256), bytes.to_vec())];
-        ops.push(
-            store::put_json(&format!("{RECORDS}{name}"), &record)
-                .map_err(|e| InstallError::Store(e.to_string()))?,
-        );
-        let old = self
-            .entries
-            .load()
-            .get(&name)
-            .map(|e| e.record.sha256.clone());
-        if let Some(old) = old.filter(|old| *old != record.sha256 && !self.blob_shared(old, &name))
-        {
-            ops.push(Op::Delete(format!("{BLOBS}{old}")));
-        }
-        self.store
-            .apply(ops)
-            .map_err(|e| InstallError::Store(e.to_string()))?;
+        let key = format!("{RECORDS}{name}");
+        // The blob replaced is the stored record's (another kernel's upgrade included).
+        store::transact(&*self.store, &key, |txn| {
+            let old = txn.get_json::<Record>(&key)?.map(|r| r.sha256);
+            txn.write(Op::Put(format!("{BLOBS}{}", record.sha256), bytes.to_vec()));
+            txn.put_json(&key, &record)?;
+            if let Some(old) =
+                old.filter(|old| *old != record.sha256 && !self.blob_shared(old, &name))
+            {
+                txn.delete(&format!("{BLOBS}{old}"));
+            }
+            Ok::<_, InstallError>(())
+        })?;
         let optimize = job(&plugin, bytes);
         let entry = Entry {
             plugin: Arc::new(plugin),
@@ -481,27 +477,48 @@ impl Registry {
     fn update(
         &self,
         name: &str,
-        change: impl FnOnce(&mut Entry) -> Result<(), InstallError>,
+        change: impl FnMut(&mut Entry) -> Result<(), InstallError>,
     ) -> Result<PluginView, InstallError> {
         let entry = self.update_entry(name, change)?;
         Ok(view::view(&entry, self.config_source(&entry)))
     }
 
-    /// Changes one plugin's entry under the write lock: `change`, then one store write of its
-    /// record, then the swap. A refusal (or a failed write) changes nothing.
+    /// Changes one plugin's entry under the write lock: `change` on its record as stored (which
+    /// another kernel on the same etcd may have changed), then one compare-and-swap of the
+    /// record (`change` runs again on the fresh record if it lost), then the swap. A refusal (or
+    /// a failed write) changes nothing.
     fn update_entry(
         &self,
         name: &str,
-        change: impl FnOnce(&mut Entry) -> Result<(), InstallError>,
+        mut change: impl FnMut(&mut Entry) -> Result<(), InstallError>,
     ) -> Result<Entry, InstallError> {
         let _guard = self.write.lock();
-        let mut entry = self.entry(name)?;
-        change(&mut entry)?;
-        let op = store::put_json(&format!("{RECORDS}{name}"), &entry.record)
-            .map_err(|e| InstallError::Store(e.to_string()))?;
-        self.store
-            .apply(vec![op])
-            .map_err(|e| InstallError::Store(e.to_string()))?;
+        let cached = self.entry(name)?;
+        let key = format!("{RECORDS}{name}");
+        let entry = store::transact(&*self.store, &key, |txn| {
+            let mut entry = cached.clone();
+            match txn.get_json::<Record>(&key)? {
+                Some(stored) if stored.sha256 != cached.record.sha256 => {
+                    return Err(InstallError::Conflict(format!(
+                        "plugin `{name}` was upgraded by another kernel (sha256 {}); this \
+                         kernel loads that build when it restarts",
+                        stored.sha256
+                    )));
+                }
+                Some(stored) => {
+                    entry.record.enabled = stored.enabled;
+                    entry.record.policy = stored.policy;
+                    entry.record.installed_at = stored.installed_at;
+                    entry.record.settings = stored.settings;
+                }
+                // A built-in's record is written at its first change.
+                None if cached.record.builtin => {}
+                None => return Err(InstallError::NotFound(name.into())),
+            }
+            change(&mut entry)?;
+            txn.put_json(&key, &entry.record)?;
+            Ok(entry)
+        })?;
         let kept = entry.clone();
         self.swap(|m| {
             m.insert(name.to_string(), entry);
@@ -526,13 +543,18 @@ impl Registry {
                 mapped.join(", ")
             )));
         }
-        let mut ops = vec![Op::Delete(format!("{RECORDS}{name}"))];
-        if !self.blob_shared(&entry.record.sha256, name) {
-            ops.push(Op::Delete(format!("{BLOBS}{}", entry.record.sha256)));
-        }
-        self.store
-            .apply(ops)
-            .map_err(|e| InstallError::Store(e.to_string()))?;
+        let key = format!("{RECORDS}{name}");
+        store::transact(&*self.store, &key, |txn| {
+            // The blob removed is the stored record's (another kernel's upgrade included).
+            let sha256 = txn
+                .get_json::<Record>(&key)?
+                .map_or_else(|| entry.record.sha256.clone(), |r| r.sha256);
+            txn.delete(&key);
+            if !self.blob_shared(&sha256, name) {
+                txn.delete(&format!("{BLOBS}{sha256}"));
+            }
+            Ok::<_, InstallError>(())
+        })?;
         self.swap(|m| {
             m.remove(name);
         });

@@ -132,6 +132,7 @@ impl Live {
     pub fn set(&self, registry: &Registry, new: Config) -> Result<Config, LiveError> {
         check(&new, |name| roles_of(registry, name)).map_err(LiveError::Invalid)?;
         let value = serde_json::to_vec(&new).map_err(|e| StoreError(e.to_string()))?;
+        // A blind set: the pipeline given replaces the stored one whole, whatever it was.
         self.store
             .apply(vec![Op::Put(PIPELINE_KEY.into(), value)])?;
         Ok(new)
@@ -160,6 +161,7 @@ impl Live {
                 serde_json::to_vec(misfits).map_err(|e| StoreError(e.to_string()))?,
             )
         };
+        // This kernel's own key, written whole from what it found: no read decides it.
         self.store.apply(vec![op])?;
         Ok(())
     }
@@ -172,20 +174,28 @@ impl Live {
     /// Asks for every stateless misfit to move; returns the request (stateful misfits are not in
     /// it).
     pub fn request_moves(&self) -> Result<Moves, LiveError> {
-        let mut names: BTreeSet<String> = self.moves()?.instances.into_iter().collect();
-        names.extend(
-            self.misfits()?
+        let misfits: Vec<String> = self
+            .misfits()?
+            .into_iter()
+            .filter(|m| !m.stateful)
+            .map(|m| m.instance)
+            .collect();
+        // Added to the stored request, which a concurrent request or prune may change.
+        crate::store::transact(&*self.store, MOVES_KEY, |txn| {
+            let mut names: BTreeSet<String> = txn
+                .get_json::<Moves>(MOVES_KEY)?
+                .unwrap_or_default()
+                .instances
                 .into_iter()
-                .filter(|m| !m.stateful)
-                .map(|m| m.instance),
-        );
-        let moves = Moves {
-            requested_at: crate::clock::unix_secs(),
-            instances: names.into_iter().collect(),
-        };
-        let value = serde_json::to_vec(&moves).map_err(|e| StoreError(e.to_string()))?;
-        self.store.apply(vec![Op::Put(MOVES_KEY.into(), value)])?;
-        Ok(moves)
+                .collect();
+            names.extend(misfits.iter().cloned());
+            let moves = Moves {
+                requested_at: crate::clock::unix_secs(),
+                instances: names.into_iter().collect(),
+            };
+            txn.put_json(MOVES_KEY, &moves)?;
+            Ok::<_, LiveError>(moves)
+        })
     }
 
     /// Drops the move requests of instances that no longer exist (`live` says which do), if

@@ -22,12 +22,14 @@
 //! etcd's cluster revisions: a fresh cluster starts at 1, and writes by other users of the
 //! cluster (outside this store's key prefix) also advance them, so they may skip numbers.
 
+pub mod cas;
 mod config;
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod watch;
 
+pub use cas::{Txn, transact};
 pub use config::{Backend, Config};
 pub use watch::{Change, Watch};
 

@@ -9,7 +9,7 @@ use crate::lifecycle::reconcile::desired::Desired;
 use crate::lifecycle::reconcile::identity::Instance;
 use crate::plugin::bindings::proc_rendering::{ConcurrencyPolicy, MissedPolicy};
 use crate::runtime::RunState;
-use crate::store::{Op, Store, put_json};
+use crate::store::{Expect, Op, Store, put_json};
 use anyhow::Context as _;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -126,7 +126,20 @@ impl ProcTick<'_> {
         let (app, name) = (&self.d.app, &self.d.plan.name);
         let s = self.d.plan.plan.schedule.as_ref().context("no schedule")?;
         let mut ops: Vec<Op> = Vec::new();
-        let mut state = match super::tick_state(self.store, app, name)? {
+        // Every write of this pass is conditional on the tick state it starts from, so two
+        // kernels never both start the run of one tick.
+        let state_key = super::state_key(app, name);
+        let read = Expect {
+            key: state_key.clone(),
+            value: self.store.get(&state_key)?,
+        };
+        let stored: Option<TickState> = read
+            .value
+            .as_deref()
+            .map(serde_json::from_slice)
+            .transpose()
+            .with_context(|| format!("{state_key}: corrupt value"))?;
+        let mut state = match stored {
             Some(state) => state,
             None => {
                 // A proc seen for the first time ticks from now on.
@@ -217,8 +230,11 @@ impl ProcTick<'_> {
                 logs.push(log);
             }
         }
-        if !ops.is_empty() {
-            self.store.apply(ops)?;
+        if !ops.is_empty() && self.store.apply_if(&[read], ops)?.is_none() {
+            anyhow::bail!(
+                "the schedule state of {app}/{name} changed during this pass (another kernel \
+                 ticked it); the next pass goes on from there"
+            );
         }
         // The store forgot them first: a log without a record is harmless, not the reverse.
         for log in logs {

@@ -11,7 +11,7 @@
 use super::{Registry, cut_reason};
 use crate::plugin::error::InstallError;
 use crate::plugin::world::Kind;
-use crate::store::{self, Op, Store};
+use crate::store::{self, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -141,42 +141,43 @@ impl Registry {
     /// `reset` forgets the live entry instead, so the kernel config's `[proc_types]` applies again.
     pub fn unmap_type(&self, ty: &str, reset: bool) -> Result<Vec<TypeMapping>, InstallError> {
         let _guard = self.write.lock();
-        let (in_config, stored) = {
-            let m = self.mapping.read();
-            (m.config.contains_key(ty), m.stored.get(ty).cloned())
-        };
-        if reset {
-            if stored.is_none() {
+        let in_config = self.mapping.read().config.contains_key(ty);
+        let key = format!("{MAPPING}{ty}");
+        // Decided on the stored mapping, which another kernel on the same etcd may have changed.
+        let kept = store::transact(&*self.store, &key, |txn| {
+            let stored = txn.get_json::<Stored>(&key)?.map(|s| s.plugin);
+            if reset {
+                if stored.is_none() {
+                    return Err(InstallError::NotMapped(format!(
+                        "type `{}` has no mapping set through the API to reset",
+                        cut_reason(ty)
+                    )));
+                }
+                txn.delete(&key);
+                return Ok(None);
+            }
+            let mapped = match &stored {
+                Some(plugin) => plugin.is_some(),
+                None => in_config,
+            };
+            if !mapped {
                 return Err(InstallError::NotMapped(format!(
-                    "type `{}` has no mapping set through the API to reset",
+                    "type `{}` is not mapped to any plugin",
                     cut_reason(ty)
                 )));
             }
-            return self.forget_mapping(ty);
-        }
-        let mapped = match &stored {
-            Some(plugin) => plugin.is_some(),
-            None => in_config,
+            if in_config {
+                txn.put_json(&key, &Stored { plugin: None })?;
+                Ok(Some(None))
+            } else {
+                txn.delete(&key);
+                Ok(None)
+            }
+        })?;
+        match kept {
+            Some(plugin) => self.mapping.write().stored.insert(ty.to_string(), plugin),
+            None => self.mapping.write().stored.remove(ty),
         };
-        if !mapped {
-            return Err(InstallError::NotMapped(format!(
-                "type `{}` is not mapped to any plugin",
-                cut_reason(ty)
-            )));
-        }
-        if in_config {
-            self.put_mapping(ty, None)
-        } else {
-            self.forget_mapping(ty)
-        }
-    }
-
-    /// Deletes the mapping of `ty` set through the API, so the kernel config's applies again.
-    fn forget_mapping(&self, ty: &str) -> Result<Vec<TypeMapping>, InstallError> {
-        self.store
-            .apply(vec![Op::Delete(format!("{MAPPING}{ty}"))])
-            .map_err(|e| InstallError::Store(e.to_string()))?;
-        self.mapping.write().stored.remove(ty);
         self.bump();
         Ok(self.mappings())
     }
@@ -204,6 +205,7 @@ impl Registry {
             },
         )
         .map_err(|e| InstallError::Store(e.to_string()))?;
+        // A blind set: the mapping given replaces whatever was stored.
         self.store
             .apply(vec![op])
             .map_err(|e| InstallError::Store(e.to_string()))?;

@@ -134,7 +134,7 @@ impl Registry {
             };
             let granted = self.operator_config.get(name).and_then(|t| t.get("files"));
             let current = self.operator_config(name, entry.record.settings.as_ref());
-            let mut settings = match change {
+            let mut settings = match change.clone() {
                 ConfigChange::Replace(v) => Some(v),
                 ConfigChange::Reset => None,
                 ConfigChange::Edit { set, unset } => {

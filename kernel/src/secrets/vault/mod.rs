@@ -1,6 +1,6 @@
 //! The encrypted store of secret files and its master keys.
 
-use crate::store::{Op, Store, StoreError, get_json, put_json};
+use crate::store::{Store, StoreError, get_json, transact};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -65,9 +65,53 @@ pub enum SecretError {
         /// What went wrong.
         reason: String,
     },
+    /// This kernel's master key is not the one the store's secrets are under.
+    #[error(
+        "master key {own} in {key_file} is not the cluster's master key {cluster} (recorded in the \
+         state store at `{CLUSTER_KEY}`): every kernel on one store needs the same key. Copy the \
+         key file of a kernel that holds key {cluster} to {key_file} (or, while a rotation to it \
+         runs, to {next_file}) and start again"
+    )]
+    KeyMismatch {
+        /// The id of this kernel's key.
+        own: String,
+        /// The id the store records.
+        cluster: String,
+        /// This kernel's key file.
+        key_file: String,
+        /// Where a rotation's next key is read from.
+        next_file: String,
+    },
+    /// Another kernel rotated the master key to one this kernel does not hold.
+    #[error(
+        "the cluster's master key is now {cluster} (rotated through another kernel) and this \
+         kernel holds {own} only: copy the new key file to {next_file}; until then this kernel \
+         neither reads nor writes secrets"
+    )]
+    KeyNotProvisioned {
+        /// The id of this kernel's key.
+        own: String,
+        /// The id the store records.
+        cluster: String,
+        /// Where the new key is read from.
+        next_file: String,
+    },
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The store key of the cluster's master key record ([`ClusterKey`]).
+pub const CLUSTER_KEY: &str = "kernel/master-key";
+
+/// Which master key the store's secrets are under: every kernel on the store must hold it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct ClusterKey {
+    /// The id of the key new secrets are sealed under.
+    current: String,
+    /// The key it replaced, while secrets may still be under it (informative).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<String>,
 }
 
 /// One stored secret file, as kept in the store (never holds plaintext).
@@ -219,7 +263,11 @@ fn aad(app: &str, proc: &str, path: &str) -> Vec<u8> {
 
 impl Vault {
     /// Opens the vault on `store` with the master key in `key_file` (64 hex digits), creating a
-    /// random one (mode 0600) if there is none. A rotation interrupted by a crash is finished.
+    /// random one (mode 0600) if there is none. The store records the cluster's key id (the first
+    /// kernel's): a kernel whose key differs is refused ([`SecretError::KeyMismatch`]), unless
+    /// its `.next` file ([`Vault::next_key_file`]) holds the recorded key, i.e. a rotation ran
+    /// through another kernel (or was cut short here): then this kernel takes that key and
+    /// finishes the rotation.
     pub fn open(store: Arc<dyn Store>, key_file: &Path) -> Result<Vault, SecretError> {
         let rng = SystemRandom::new();
         let current = match read_key(key_file)? {
@@ -233,17 +281,93 @@ impl Vault {
             store,
             key_file: key_file.to_path_buf(),
             keys: parking_lot::RwLock::new(Keyring {
-                current: current_id,
+                current: current_id.clone(),
                 by_id,
             }),
             rng,
             rotating: parking_lot::Mutex::new(()),
         };
-        if let Some(next) = read_key(&next_file(key_file))? {
-            tracing::warn!("secrets: finishing an interrupted key rotation");
-            vault.finish_rotation(next)?;
+        let next = read_key(&next_file(key_file))?;
+        let cluster = transact(&*vault.store, CLUSTER_KEY, |txn| {
+            if let Some(cluster) = txn.get_json::<ClusterKey>(CLUSTER_KEY)? {
+                return Ok::<_, SecretError>(Some(cluster));
+            }
+            // A store from before the record (or a new one): this key becomes the cluster's,
+            // unless a rotation of that time was cut short, which finishes below.
+            if next.is_none() {
+                txn.put_json(
+                    CLUSTER_KEY,
+                    &ClusterKey {
+                        current: current_id.clone(),
+                        previous: None,
+                    },
+                )?;
+            }
+            Ok(None)
+        })?;
+        match (cluster, next) {
+            (None, Some(next)) => {
+                tracing::warn!("secrets: finishing an interrupted key rotation");
+                vault.start_rotation(&next.id)?;
+                vault.finish_rotation(next)?;
+            }
+            (None, None) => {}
+            (Some(cluster), _) if cluster.current == current_id => {}
+            (Some(cluster), Some(next)) if cluster.current == next.id => {
+                tracing::warn!(key_id = %next.id, "secrets: the master key was rotated; taking the new key from the .next file");
+                let _guard = vault.rotating.lock();
+                vault.finish_rotation(next)?;
+            }
+            (Some(cluster), _) => {
+                return Err(SecretError::KeyMismatch {
+                    own: current_id,
+                    cluster: cluster.current,
+                    key_file: key_file.display().to_string(),
+                    next_file: next_file(key_file).display().to_string(),
+                });
+            }
         }
         Ok(vault)
+    }
+
+    /// Where this kernel reads the next master key of a rotation from: `lain secret rotate-key`
+    /// uses the key there (or writes a random one), and a kernel whose cluster rotated takes it.
+    pub fn next_key_file(&self) -> PathBuf {
+        next_file(&self.key_file)
+    }
+
+    /// Follows a rotation made through another kernel: when the store's key is not this
+    /// kernel's current one, takes it from the `.next` file (and finishes the rotation), or says
+    /// what to do. Returns the cluster's key id.
+    fn follow(&self, cluster: &ClusterKey) -> Result<(), SecretError> {
+        if cluster.current == self.key_id() {
+            return Ok(());
+        }
+        let _guard = self.rotating.lock();
+        if cluster.current == self.key_id() {
+            return Ok(());
+        }
+        let next_path = next_file(&self.key_file);
+        match read_key(&next_path)? {
+            Some(next) if next.id == cluster.current => {
+                tracing::info!(key_id = %next.id, "secrets: the master key was rotated through another kernel; taking the new key from the .next file");
+                self.finish_rotation(next).map(|_| ())
+            }
+            _ => Err(SecretError::KeyNotProvisioned {
+                own: self.key_id(),
+                cluster: cluster.current.clone(),
+                next_file: next_path.display().to_string(),
+            }),
+        }
+    }
+
+    /// The cluster's key record, followed ([`Vault::follow`]); read through `txn`, so the
+    /// write of the caller commits only while it is still the cluster's key.
+    fn cluster_key(&self, txn: &mut crate::store::Txn<'_>) -> Result<(), SecretError> {
+        if let Some(cluster) = txn.get_json::<ClusterKey>(CLUSTER_KEY)? {
+            self.follow(&cluster)?;
+        }
+        Ok(())
     }
 
     /// The id of the key new secrets are encrypted under.
@@ -265,11 +389,16 @@ impl Vault {
                 size: content.len(),
             });
         }
-        let sealed = self.seal(app, proc, path, content, crate::clock::unix_ms())?;
-        let info = info(app, proc, &sealed);
-        self.store
-            .apply(vec![put_json(&record_key(app, proc, path), &sealed)?])?;
-        Ok(info)
+        let key = record_key(app, proc, path);
+        let now = crate::clock::unix_ms();
+        // Sealed under the cluster's key, and written only while it still is (a rotation that
+        // begins meanwhile makes this try again under the new key).
+        transact(&*self.store, &key, |txn| {
+            self.cluster_key(txn)?;
+            let sealed = self.seal(app, proc, path, content, now)?;
+            txn.put_json(&key, &sealed)?;
+            Ok(info(app, proc, &sealed))
+        })
     }
 
     /// The content of `path` of `app`'s `proc`.
@@ -283,6 +412,12 @@ impl Vault {
                     path: path.into(),
                 }
             })?;
+        if !self.keys.read().by_id.contains_key(&sealed.key_id)
+            && let Some(cluster) = get_json::<ClusterKey>(&*self.store, CLUSTER_KEY)?
+            && cluster.current == sealed.key_id
+        {
+            self.follow(&cluster)?;
+        }
         self.open_sealed(app, proc, &sealed)
     }
 
@@ -312,29 +447,66 @@ impl Vault {
     pub fn remove(&self, app: &str, proc: &str, path: &str) -> Result<(), SecretError> {
         check_path(path)?;
         let key = record_key(app, proc, path);
-        if self.store.get(&key)?.is_none() {
-            return Err(SecretError::NotFound {
-                app: app.into(),
-                proc: proc.into(),
-                path: path.into(),
-            });
-        }
-        self.store.apply(vec![Op::Delete(key)])?;
-        Ok(())
+        transact(&*self.store, &key, |txn| {
+            if txn.get(&key)?.is_none() {
+                return Err(SecretError::NotFound {
+                    app: app.into(),
+                    proc: proc.into(),
+                    path: path.into(),
+                });
+            }
+            txn.delete(&key);
+            Ok(())
+        })
     }
 
-    /// Re-encrypts every secret under a new random master key, which then replaces the key
-    /// file; returns the new key id and how many secrets were re-encrypted. Secrets stay
-    /// readable throughout (both keys are loaded until the end).
+    /// Re-encrypts every secret under a new master key, which then replaces the key file;
+    /// returns the new key id and how many secrets were re-encrypted. The new key is the one in
+    /// the `.next` file ([`Vault::next_key_file`]) if the operator put one there (as on every
+    /// other kernel of the cluster, which take it from there), else a new random one (fine for
+    /// a single kernel). Secrets stay readable throughout (both keys are loaded until the end).
     pub fn rotate(&self) -> Result<(String, usize), SecretError> {
         let _guard = self.rotating.lock();
         let next_path = next_file(&self.key_file);
-        let _ = std::fs::remove_file(&next_path);
-        let next = write_new_key(&next_path, &self.rng)?;
+        let next = match read_key(&next_path)? {
+            Some(next) if next.id != self.key_id() => next,
+            _ => {
+                let _ = std::fs::remove_file(&next_path);
+                write_new_key(&next_path, &self.rng)?
+            }
+        };
+        self.start_rotation(&next.id)?;
         self.finish_rotation(next)
     }
 
-    /// Makes `next` (already in the `.next` file) current: re-encrypts, then renames.
+    /// Records `next` as the cluster's key, if this kernel's is still the cluster's: from now
+    /// on every kernel seals under `next` (or refuses to write until it holds it).
+    fn start_rotation(&self, next: &str) -> Result<(), SecretError> {
+        let own = self.key_id();
+        transact(&*self.store, CLUSTER_KEY, |txn| {
+            if let Some(cluster) = txn.get_json::<ClusterKey>(CLUSTER_KEY)?
+                && cluster.current != own
+            {
+                return Err(SecretError::KeyNotProvisioned {
+                    own: own.clone(),
+                    cluster: cluster.current,
+                    next_file: next_file(&self.key_file).display().to_string(),
+                });
+            }
+            txn.put_json(
+                CLUSTER_KEY,
+                &ClusterKey {
+                    current: next.to_string(),
+                    previous: Some(own.clone()),
+                },
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Makes `next` (already in the `.next` file, and the cluster's key) current: re-encrypts
+    /// what is still under another key, then renames. Each re-encryption is a compare-and-swap,
+    /// so a secret written meanwhile (already under `next`) is never overwritten.
     fn finish_rotation(&self, next: MasterKey) -> Result<(String, usize), SecretError> {
         let id = next.id.clone();
         {
@@ -343,20 +515,23 @@ impl Vault {
             keys.current = id.clone();
         }
         let mut count = 0;
-        for (key, value) in self.store.list("secrets/")? {
-            let sealed: Sealed = serde_json::from_slice(&value)
-                .map_err(|e| StoreError(format!("{key}: corrupt value: {e}")))?;
-            if sealed.key_id == id {
-                continue;
-            }
+        for (key, _) in self.store.list("secrets/")? {
             let mut parts = key.splitn(4, '/').skip(1);
             let (Some(app), Some(proc)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let plain = self.open_sealed(app, proc, &sealed)?;
-            let resealed = self.seal(app, proc, &sealed.path, &plain, sealed.updated_ms)?;
-            self.store.apply(vec![put_json(&key, &resealed)?])?;
-            count += 1;
+            count += transact(&*self.store, &key, |txn| {
+                let Some(sealed) = txn.get_json::<Sealed>(&key)? else {
+                    return Ok::<_, SecretError>(0);
+                };
+                if sealed.key_id == id {
+                    return Ok(0);
+                }
+                let plain = self.open_sealed(app, proc, &sealed)?;
+                let resealed = self.seal(app, proc, &sealed.path, &plain, sealed.updated_ms)?;
+                txn.put_json(&key, &resealed)?;
+                Ok(1)
+            })?;
         }
         std::fs::rename(next_file(&self.key_file), &self.key_file)
             .map_err(|e| key_error(&self.key_file, e))?;

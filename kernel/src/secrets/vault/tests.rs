@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::{Op, put_json};
 
 fn vault(dir: &Path) -> (Arc<dyn Store>, Vault) {
     let store: Arc<dyn Store> =
@@ -127,12 +128,21 @@ fn rotation_keeps_every_secret_readable_and_survives_a_crash() {
             .iter()
             .all(|s| s.key_id == new)
     );
-    // A rotation cut short: a `.next` key exists and some secrets are under it. Opening
-    // again finishes the job.
+    // A rotation cut short: a `.next` key exists and the store names it the cluster's key,
+    // but the secrets are still under the old one. Opening again finishes the job.
     let key_file = dir.path().join("keys/master.key");
     drop(vault);
     let next = write_new_key(&next_file(&key_file), &SystemRandom::new()).expect("next");
     let next_id = next.id.clone();
+    let switched = ClusterKey {
+        current: next_id.clone(),
+        previous: Some(new.clone()),
+    };
+    store
+        .apply(vec![
+            crate::store::put_json(CLUSTER_KEY, &switched).expect("json"),
+        ])
+        .expect("switch");
     let reopened = Vault::open(store.clone(), &key_file).expect("reopen");
     assert_eq!(reopened.key_id(), next_id);
     assert!(!next_file(&key_file).exists());
@@ -177,4 +187,110 @@ fn bad_paths_sizes_and_keys_are_refused_with_reasons() {
         e.to_string().contains("bad.key") && e.to_string().contains("hex"),
         "{e}"
     );
+}
+
+/// A second kernel on the same store: its own key file, `.next` beside it.
+fn second(dir: &Path, store: &Arc<dyn Store>) -> Result<Vault, SecretError> {
+    Vault::open(store.clone(), &dir.join("b/master.key"))
+}
+
+/// Copies kernel A's key file (and `.next`, when `next`) to kernel B's place.
+fn copy_keys(dir: &Path, next: bool) {
+    std::fs::create_dir_all(dir.join("b")).expect("dir");
+    std::fs::copy(dir.join("keys/master.key"), dir.join("b/master.key")).expect("copy");
+    if next {
+        std::fs::copy(dir.join("keys/master.next"), dir.join("b/master.next")).expect("copy");
+    }
+}
+
+#[test]
+fn a_kernel_with_another_master_key_is_refused_naming_both_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, a) = vault(dir.path());
+    let err = second(dir.path(), &store).err().expect("refused");
+    let own = read_key(&dir.path().join("b/master.key"))
+        .expect("read")
+        .expect("some")
+        .id;
+    let message = err.to_string();
+    assert!(matches!(err, SecretError::KeyMismatch { .. }), "{message}");
+    assert!(
+        message.contains(&own) && message.contains(&a.key_id()),
+        "{message}"
+    );
+    assert!(message.contains("b/master.next"), "{message}");
+    // With A's key it starts.
+    std::fs::remove_file(dir.path().join("b/master.key")).expect("rm");
+    copy_keys(dir.path(), false);
+    assert_eq!(second(dir.path(), &store).expect("b").key_id(), a.key_id());
+}
+
+#[test]
+fn a_rotation_through_one_kernel_is_followed_by_the_other_from_its_next_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, a) = vault(dir.path());
+    copy_keys(dir.path(), false);
+    let b = second(dir.path(), &store).expect("b");
+    b.put("shop", "web", "/s/b", b"from b").expect("b put");
+    // The operator provisions the next key on both kernels, then rotates through A.
+    write_new_key(&a.next_key_file(), &SystemRandom::new()).expect("next");
+    copy_keys(dir.path(), true);
+    let (new, count) = a.rotate().expect("rotate");
+    assert_eq!(count, 1);
+    // B still holds the old key: it follows on its next read and write.
+    assert_eq!(b.get("shop", "web", "/s/b").expect("b get"), b"from b");
+    assert_eq!(b.key_id(), new);
+    b.put("shop", "web", "/s/b2", b"after")
+        .expect("b put after");
+    assert_eq!(a.get("shop", "web", "/s/b2").expect("a reads b"), b"after");
+    assert!(
+        !b.next_key_file().exists(),
+        "the next key became B's key file"
+    );
+    drop(b);
+    assert_eq!(second(dir.path(), &store).expect("restart b").key_id(), new);
+}
+
+#[test]
+fn a_kernel_without_the_new_key_refuses_to_write_and_says_where_it_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, a) = vault(dir.path());
+    copy_keys(dir.path(), false);
+    let b = second(dir.path(), &store).expect("b");
+    let (new, _) = a.rotate().expect("rotate");
+    let err = b.put("shop", "web", "/s/x", b"x").expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        matches!(err, SecretError::KeyNotProvisioned { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains(&new) && message.contains("b/master.next"),
+        "{message}"
+    );
+    assert!(
+        a.list("shop", None).expect("list").is_empty(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn a_write_racing_a_rotation_ends_under_the_new_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, a) = vault(dir.path());
+    copy_keys(dir.path(), false);
+    let b = second(dir.path(), &store).expect("b");
+    write_new_key(&a.next_key_file(), &SystemRandom::new()).expect("next");
+    copy_keys(dir.path(), true);
+    // B seals under the old key; before its write commits, A rotates (and finds nothing to
+    // re-encrypt yet). Without the condition on the cluster's key, B's secret would stay under
+    // a key A no longer holds.
+    let a = Arc::new(a);
+    let rotating = a.clone();
+    crate::store::cas::tests::interleave(move || {
+        rotating.rotate().expect("rotate");
+    });
+    let info = b.put("shop", "web", "/s/race", b"raced").expect("b put");
+    assert_eq!(info.key_id, a.key_id());
+    assert_eq!(a.get("shop", "web", "/s/race").expect("a reads"), b"raced");
 }
