@@ -107,12 +107,24 @@ impl Lifecycle {
         let kernel_id = match store.get(records::KERNEL_ID)? {
             Some(id) => String::from_utf8_lossy(&id).into_owned(),
             None => {
+                // Two kernels starting on one fresh etcd prefix: the first id written wins.
                 let id = new_kernel_id();
-                store.apply(vec![Op::Put(
-                    records::KERNEL_ID.into(),
-                    id.clone().into_bytes(),
-                )])?;
-                id
+                let absent = crate::store::Expect {
+                    key: records::KERNEL_ID.into(),
+                    value: None,
+                };
+                let put = vec![Op::Put(records::KERNEL_ID.into(), id.clone().into_bytes())];
+                match store.apply_if(&[absent], put)? {
+                    Some(_) => id,
+                    None => store
+                        .get(records::KERNEL_ID)?
+                        .map(|id| String::from_utf8_lossy(&id).into_owned())
+                        .ok_or_else(|| {
+                            LifecycleError::Internal(anyhow::anyhow!(
+                                "the cluster id was written and deleted at once"
+                            ))
+                        })?,
+                }
             }
         };
         // Builds of a kernel that died (kill -9) left their staging directories; no build of
@@ -458,7 +470,7 @@ pub fn component<'a>(what: &str, name: &'a str) -> Result<&'a str, LifecycleErro
 }
 
 /// A kernel id: random enough to tell kernels sharing a host apart.
-fn new_kernel_id() -> String {
+pub(crate) fn new_kernel_id() -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(std::process::id().to_le_bytes());
