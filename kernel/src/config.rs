@@ -15,6 +15,7 @@
 //! backend = "embedded"                # LAIN_STORE: `embedded` (redb in data_dir) or `etcd`
 //! endpoints = ["http://127.0.0.1:2379"]   # LAIN_ETCD_ENDPOINTS (comma-separated), for etcd
 //! prefix = "/lain/"                   # every key under this prefix, for etcd
+//! lease_ttl_secs = 3                  # etcd: the leader's lease; a dead leader is replaced after it
 //!
 //! [lifecycle]
 //! rollout_timeout_secs = 120          # a new instance not ready by then fails the rollout
@@ -312,6 +313,7 @@ impl KernelConfig {
     /// monitor's exporters ([`monitor::Config::check`]), the backup hooks' names and repository
     /// ([`backup::Config::check`]) and each plugin's own limits ([`plugin::Config::check`]).
     pub fn check(&self) -> Result<(), String> {
+        self.store.check()?;
         self.monitor.check()?;
         self.backup.check()?;
         self.plugins.check()

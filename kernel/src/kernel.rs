@@ -2,6 +2,9 @@
 
 use crate::api::AppState;
 use crate::auth::Access;
+use crate::cluster::Cluster;
+use crate::cluster::fence::{Fence, FencedStore};
+use crate::cluster::identity::{self, DataDirLock};
 use crate::config::KernelConfig;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::reconcile::{self, Reconciler};
@@ -37,6 +40,10 @@ pub struct Kernel {
     pub access: Arc<Access>,
     /// Volume backups.
     pub backups: Arc<crate::backup::Backups>,
+    /// This kernel's identity, leadership and fence.
+    pub cluster: Arc<Cluster>,
+    /// The exclusive hold on the data dir, for the kernel's life.
+    _lock: DataDirLock,
 }
 
 impl Kernel {
@@ -58,7 +65,10 @@ impl Kernel {
             .check()
             .map_err(|e| anyhow::anyhow!("kernel config: {e}"))?;
         private_data_dir(&config.data_dir)?;
-        let store = open_store(&config)?;
+        let lock = DataDirLock::take(&config.data_dir)?;
+        let kernel_id = identity::kernel_id(&config.data_dir)?;
+        let fence = Arc::new(Fence::default());
+        let store = open_store(&config, &fence)?;
         Live::new(store.clone())
             .seed(&config.scheduler)
             .context("cannot seed the scheduler pipeline")?;
@@ -111,6 +121,16 @@ impl Kernel {
             registry.clone(),
         )
         .context("cannot set up API access")?;
+        let cluster = Arc::new(Cluster::new(
+            kernel_id,
+            lifecycle.kernel_id().to_string(),
+            match config.store.backend {
+                store::Backend::Embedded => "embedded",
+                store::Backend::Etcd => "etcd",
+            },
+            fence,
+        ));
+        tracing::info!(kernel = %cluster.kernel_id(), cluster = %lifecycle.kernel_id(), "kernel identity");
         let lifecycle = Arc::new(lifecycle);
         let backups = Arc::new(
             crate::backup::Backups::new(lifecycle.clone()).context("cannot set up backups")?,
@@ -123,7 +143,62 @@ impl Kernel {
             lifecycle,
             router: Arc::new(router),
             access: Arc::new(access),
+            cluster,
+            _lock: lock,
         })
+    }
+
+    /// The loops only the leader runs: log-file collection, the reconciler (with its run
+    /// ticker) and the backup scheduler.
+    pub fn leader_loops(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let logs = tokio::spawn(self.lifecycle.clone().collect_log_files());
+        let registry = self.registry.clone();
+        let source = reconcile::Source {
+            live: Live::new(self.store.clone()),
+            members: Box::new(move |config| scheduler_members(config, &registry)),
+        };
+        let reconciler =
+            tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run());
+        vec![logs, reconciler, self.start_backups()]
+    }
+
+    /// Joins the cluster and runs the leader's loops whenever this kernel leads: on the
+    /// embedded store at once and for good; on etcd after winning the election (see
+    /// [`crate::cluster::election`]). Fails when this kernel may not join (a second kernel
+    /// with the process runtime on one etcd prefix).
+    pub async fn start_leadership(
+        self: &Arc<Self>,
+    ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+        let kernel = self.clone();
+        let lead = tokio::spawn(self.cluster.clone().lead(move || kernel.leader_loops()));
+        match self.config.store.backend {
+            store::Backend::Embedded => {
+                self.cluster.become_leader();
+                Ok(vec![lead])
+            }
+            #[cfg(feature = "etcd")]
+            store::Backend::Etcd => {
+                let settings = crate::cluster::election::Settings {
+                    endpoints: self.config.store.endpoints.clone(),
+                    prefix: self.config.store.prefix.clone(),
+                    ttl: std::time::Duration::from_secs(self.config.store.lease_ttl_secs),
+                };
+                let process = self.config.runtime == RuntimeKind::Process;
+                if let Err(e) =
+                    crate::cluster::election::join(&self.cluster, &settings, process).await
+                {
+                    lead.abort();
+                    return Err(e);
+                }
+                let election = tokio::spawn(crate::cluster::election::run(
+                    self.cluster.clone(),
+                    settings,
+                ));
+                Ok(vec![lead, election])
+            }
+            #[cfg(not(feature = "etcd"))]
+            store::Backend::Etcd => anyhow::bail!("this lain was built without the `etcd` feature"),
+        }
     }
 
     /// Starts the reconciler on the current tokio runtime.
@@ -169,11 +244,13 @@ impl Kernel {
             monitor: Monitor::new(self.registry.clone(), self.config.monitor.exporters.clone())
                 .with_lifecycle(self.lifecycle.status().clone())
                 .with_backups(self.backups.clone())
-                .with_router(self.router.clone()),
+                .with_router(self.router.clone())
+                .with_cluster(self.cluster.clone()),
             domains: self.config.domains.clone(),
             lifecycle: self.lifecycle.clone(),
             backups: self.backups.clone(),
             router: self.router.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -197,8 +274,9 @@ pub fn private_files() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
-/// The state store the configuration names.
-fn open_store(config: &KernelConfig) -> anyhow::Result<Arc<dyn Store>> {
+/// The state store the configuration names; on etcd, fenced by `fence` (see
+/// [`crate::cluster::fence`]).
+fn open_store(config: &KernelConfig, fence: &Arc<Fence>) -> anyhow::Result<Arc<dyn Store>> {
     match config.store.backend {
         store::Backend::Embedded => {
             let path = config.data_dir.join("state.redb");
@@ -207,12 +285,16 @@ fn open_store(config: &KernelConfig) -> anyhow::Result<Arc<dyn Store>> {
             })?))
         }
         #[cfg(feature = "etcd")]
-        store::Backend::Etcd => Ok(Arc::new(
-            crate::store::etcd::EtcdStore::connect(&config.store.endpoints, &config.store.prefix)
-                .with_context(|| {
+        store::Backend::Etcd => {
+            let etcd = crate::store::etcd::EtcdStore::connect(
+                &config.store.endpoints,
+                &config.store.prefix,
+            )
+            .with_context(|| {
                 format!("cannot reach etcd at {}", config.store.endpoints.join(","))
-            })?,
-        )),
+            })?;
+            Ok(Arc::new(FencedStore::new(Arc::new(etcd), fence.clone())))
+        }
         #[cfg(not(feature = "etcd"))]
         store::Backend::Etcd => anyhow::bail!("this lain was built without the `etcd` feature"),
     }

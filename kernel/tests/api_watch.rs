@@ -269,6 +269,7 @@ async fn the_watch_on_a_real_etcd() {
         backend: lain::store::Backend::Etcd,
         endpoints: vec![etcd.endpoint.clone()],
         prefix: format!("/lain-watch-{}/", std::process::id()),
+        ..lain::store::Config::default()
     };
     let kernel = kernel(config);
     scenario(&kernel).await;

@@ -143,6 +143,11 @@ impl KernelProcess {
         self.wait_healthy()
     }
 
+    /// The kernel process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the kernel with SIGKILL (no clean shutdown), as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -59,6 +59,8 @@ pub struct AppState {
     pub backups: Arc<crate::backup::Backups>,
     /// The router (its stream listeners' state).
     pub router: Arc<crate::router::WebRouter>,
+    /// This kernel's identity and the leadership.
+    pub cluster: Arc<crate::cluster::Cluster>,
 }
 
 /// The router of the platform API: the routes below, plus each exporter pull path the operator
@@ -73,6 +75,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/openapi.json", get(openapi))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/watch", get(watch::watch))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/plugins", get(plugins::list).post(plugins::install))
         .route(
             "/api/v1/plugins/{name}",
@@ -235,6 +238,16 @@ pub async fn whoami(Extension(caller): Extension<Caller>) -> Json<WhoAmI> {
         expires_at: p.expires_at,
         admin: caller.admin,
     })
+}
+
+/// This kernel, the cluster it belongs to and who leads it.
+#[utoipa::path(get, path = "/api/v1/cluster", responses(
+    (status = 200, body = crate::cluster::ClusterStatus),
+    (status = 401, description = "No or invalid credentials", body = ErrorBody)))]
+pub async fn cluster(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<crate::cluster::ClusterStatus> {
+    Json(state.cluster.status(state.lifecycle.status().pass()))
 }
 
 /// Anything that is not a route is a 404 saying so.

@@ -18,7 +18,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
 #[openapi(
     info(title = "lain platform API", description = "Plugins, apps and the cluster of a lain kernel."),
     paths(
-        crate::api::healthz, crate::api::openapi, crate::api::whoami, crate::api::metrics::pull,
+        crate::api::healthz, crate::api::openapi, crate::api::whoami, crate::api::cluster, crate::api::metrics::pull,
         crate::api::secrets::list, crate::api::secrets::put, crate::api::secrets::show,
         crate::api::secrets::remove, crate::api::secrets::rotate_key,
         crate::api::backups::list, crate::api::backups::run, crate::api::backups::restore,

@@ -89,6 +89,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/healthz", Public),
     rule("GET", "/api/openapi.json", Public),
     rule("GET", "/api/v1/whoami", Authenticated),
+    rule("GET", "/api/v1/cluster", Authenticated),
     // Checks a lain.yaml and changes nothing.
     Rule {
         audited: false,

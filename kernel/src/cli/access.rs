@@ -127,6 +127,19 @@ pub fn whoami(client: &Client, out: Output) -> anyhow::Result<()> {
     })
 }
 
+/// This kernel and who leads the cluster.
+pub fn status(client: &Client, out: Output) -> anyhow::Result<()> {
+    let s: crate::cluster::ClusterStatus = client.get("/api/v1/cluster")?;
+    output::print(out, &s, |s| {
+        println!("kernel:  {}", s.kernel);
+        println!("cluster: {}", s.cluster);
+        println!("store:   {}", s.store);
+        println!("role:    {}", s.role);
+        println!("leader:  {}", s.leader.as_deref().unwrap_or("(none known)"));
+        println!("passes:  {}", s.reconciler_passes);
+    })
+}
+
 /// Runs `lain maintainer ...`.
 pub fn maintainer(cmd: MaintainerCommand, client: &Client, out: Output) -> anyhow::Result<()> {
     let (app, change) = match cmd {

@@ -193,6 +193,8 @@ enum Command {
     Logout,
     /// Who the kernel takes you for.
     Whoami,
+    /// This kernel's id, the cluster's, and which kernel leads (`role`, `leader`).
+    Status,
     /// An app's maintainers: who may read and operate it and manage its secrets.
     #[command(subcommand)]
     Maintainer(access::MaintainerCommand),
@@ -341,6 +343,7 @@ pub fn main() -> ExitCode {
         Command::Login(args) => access::login(&cli.kernel, args, out),
         Command::Logout => access::logout(&cli.kernel),
         Command::Whoami => access::whoami(&client, out),
+        Command::Status => access::status(&client, out),
         Command::Maintainer(cmd) => access::maintainer(cmd, &client, out),
         Command::Audit(args) => access::audit(args, &client, out),
         Command::Shim { dir } => crate::runtime::process::shim::run(&dir),

@@ -92,6 +92,8 @@ pub struct Running {
     routing: crate::router::server::RouterServer,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The leader's loop runner, then (on etcd) the election.
+    leadership: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -122,8 +124,7 @@ impl Running {
                 monitor.push_due(tick).await;
             }
         });
-        let reconciler = kernel.start_reconciler();
-        let backups = kernel.start_backups();
+        let leadership = kernel.start_leadership().await?;
         let router = kernel.router.clone();
         let routing = crate::router::server::serve(router.clone(), router_listen(&kernel.config)?)?;
         let follow = tokio::spawn(router.clone().follow(kernel.lifecycle.clone()));
@@ -136,7 +137,7 @@ impl Running {
                 })
                 .into_future(),
         );
-        tracing::info!(%addr, data_dir = %kernel.config.data_dir.display(), plugins = kernel.registry.list().len(), "kernel started");
+        tracing::info!(%addr, kernel = %kernel.cluster.kernel_id(), data_dir = %kernel.config.data_dir.display(), plugins = kernel.registry.list().len(), "kernel started");
         Ok(Running {
             kernel,
             addr,
@@ -145,7 +146,8 @@ impl Running {
             router,
             routing,
             server,
-            tasks: vec![pushes, reconciler, backups, follow, checks],
+            tasks: vec![pushes, follow, checks],
+            leadership,
             stop,
         })
     }
@@ -157,7 +159,12 @@ impl Running {
 
     /// Stops the reconciler and the API (instances keep running).
     pub async fn stop(self) -> anyhow::Result<()> {
-        for task in &self.tasks {
+        // The election first (no new term), then the leader's loops, stopped and awaited.
+        for task in self.leadership.iter().skip(1) {
+            task.abort();
+        }
+        self.kernel.cluster.step_down("the kernel stops").await;
+        for task in self.tasks.iter().chain(&self.leadership) {
             task.abort();
         }
         let _ = self.stop.send(());

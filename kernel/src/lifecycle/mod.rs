@@ -486,7 +486,7 @@ pub fn component<'a>(what: &str, name: &'a str) -> Result<&'a str, LifecycleErro
 }
 
 /// A kernel id: random enough to tell kernels sharing a host apart.
-fn new_kernel_id() -> String {
+pub(crate) fn new_kernel_id() -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(std::process::id().to_le_bytes());

@@ -43,6 +43,8 @@ pub struct Monitor {
     router: Option<Arc<WebRouter>>,
     /// Volume backups, for their metrics.
     backups: Option<Arc<crate::backup::Backups>>,
+    /// The leadership, for `lain_leader` and `lain_fenced_writes_total`.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// One pull endpoint's response.
@@ -64,7 +66,14 @@ impl Monitor {
             status: None,
             router: None,
             backups: None,
+            cluster: None,
         }
+    }
+
+    /// Adds `lain_leader` (1 on the leading kernel) and `lain_fenced_writes_total`.
+    pub fn with_cluster(mut self, cluster: Arc<crate::cluster::Cluster>) -> Monitor {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Adds the lifecycle's instance metrics.
@@ -152,6 +161,31 @@ impl Monitor {
         }
         if let Some(backups) = &self.backups {
             lifecycle.extend(backups::families(backups, &mut label_sets));
+        }
+        if let Some(cluster) = &self.cluster {
+            label_sets.push(vec![Label {
+                key: "kernel".into(),
+                value: cluster.kernel_id().into(),
+            }]);
+            let set = (label_sets.len() - 1) as u32;
+            lifecycle.push(family(
+                "lain_leader",
+                "1 while this kernel (label `kernel`) is the cluster's leader.",
+                MetricKind::Gauge,
+                vec![Sample {
+                    label_set: set,
+                    value: f64::from(u8::from(cluster.is_leader())),
+                }],
+            ));
+            lifecycle.push(family(
+                "lain_fenced_writes_total",
+                "Writes refused because this kernel had lost the leadership.",
+                MetricKind::Counter,
+                vec![Sample {
+                    label_set: set,
+                    value: cluster.fence().refused() as f64,
+                }],
+            ));
         }
         let mut batch = SampleBatch {
             timestamp_ms: crate::clock::unix_ms(),

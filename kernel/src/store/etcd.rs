@@ -43,8 +43,26 @@ impl Drop for OwnedRuntime {
     }
 }
 
+/// A store error from an etcd error; errors that mean "no quorum or no member reachable"
+/// say so first.
 fn etcd_err(e: etcd_client::Error) -> StoreError {
-    StoreError(format!("etcd: {e}"))
+    let text = e.to_string();
+    let unavailable = [
+        "no leader",
+        "timed out",
+        "Unavailable",
+        "transport error",
+        "Connection refused",
+        "deadline",
+    ];
+    if unavailable.iter().any(|s| text.contains(s)) {
+        StoreError(format!(
+            "etcd unavailable (no quorum, or no member reachable; kernels recover by themselves \
+             when it is back): {text}"
+        ))
+    } else {
+        StoreError(format!("etcd: {text}"))
+    }
 }
 
 fn to_i64(revision: u64) -> Result<i64, StoreError> {
@@ -115,6 +133,38 @@ impl EtcdStore {
         run(self.handle()?, fut)
     }
 
+    /// [`EtcdStore::run`] of `make()`, again while the request could not even connect to the
+    /// member it went to (the client spreads requests over every endpoint, and one stopped
+    /// member of a healthy cluster must not fail them) and, for a `read`, while etcd elects a
+    /// new leader (about a second after its leader stopped). A write that reached a member is
+    /// never sent twice (its outcome may be unknown).
+    fn run_retrying<T, F, Fut>(&self, read: bool, make: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.run(make()) {
+                Err(e) if attempt < 4 && e.0.contains("tcp connect error") => {
+                    attempt += 1;
+                    tracing::debug!("etcd: retrying on another member: {e}");
+                }
+                Err(e)
+                    if read
+                        && attempt < 12
+                        && (e.0.contains("leader changed") || e.0.contains("no leader")) =>
+                {
+                    attempt += 1;
+                    tracing::debug!("etcd: retrying while it elects a leader: {e}");
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// The store's runtime (always there until the store is dropped).
     fn handle(&self) -> Result<&Handle, StoreError> {
         match &self.runtime.0 {
@@ -132,9 +182,11 @@ impl EtcdStore {
         key: &str,
         options: GetOptions,
     ) -> Result<etcd_client::GetResponse, StoreError> {
-        let mut kv = self.kv.clone();
         let key = self.full_key(key);
-        self.run(async move { kv.get(key, Some(options)).await })
+        self.run_retrying(true, || {
+            let (mut kv, key, options) = (self.kv.clone(), key.clone(), options.clone());
+            async move { kv.get(key, Some(options)).await }
+        })
     }
 }
 
@@ -197,9 +249,11 @@ impl Store for EtcdStore {
         if ops.is_empty() && compares.is_empty() {
             return self.revision().map(Some);
         }
-        let mut kv = self.kv.clone();
         let txn = Txn::new().when(compares).and_then(ops);
-        let response = self.run(async move { kv.txn(txn).await })?;
+        let response = self.run_retrying(false, || {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        })?;
         if !response.succeeded() {
             return Ok(None);
         }

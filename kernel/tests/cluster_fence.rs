@@ -1,0 +1,128 @@
+//! Fencing and the election on a real etcd: a leader whose lease ended cannot write, and two
+//! kernels' election loops elect one leader and hand over when it resigns.
+
+#[path = "store_suite/etcd_server.rs"]
+mod etcd_server;
+
+use lain::cluster::Cluster;
+use lain::cluster::election::{self, Settings};
+use lain::cluster::fence::{Fence, FencedStore};
+use lain::store::etcd::EtcdStore;
+use lain::store::{Op, Store};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn put(key: &str) -> Vec<Op> {
+    vec![Op::Put(key.into(), b"v".to_vec())]
+}
+
+#[test]
+fn a_leader_whose_lease_ended_cannot_write_through_its_fenced_store() {
+    let etcd = etcd_server::EtcdServer::start().expect("etcd");
+    let prefix = "/fence/";
+    let inner: Arc<dyn Store> =
+        Arc::new(EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), prefix).expect("store"));
+    let fence = Arc::new(Fence::default());
+    let store = FencedStore::new(inner.clone(), fence.clone());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (lease, key) = runtime.block_on(async {
+        let client = etcd_client::Client::connect([etcd.endpoint.clone()], None)
+            .await
+            .expect("client");
+        let lease = client
+            .lease_client()
+            .grant(5, None)
+            .await
+            .expect("lease")
+            .id();
+        let won = client
+            .election_client()
+            .campaign(format!("{prefix}cluster/leader"), "k1", lease)
+            .await
+            .expect("campaign");
+        let key =
+            String::from_utf8(won.leader().expect("leader key").key().to_vec()).expect("utf-8");
+        (lease, key)
+    });
+    let key = key
+        .strip_prefix(prefix)
+        .expect("under the prefix")
+        .to_string();
+    fence.hold(key, b"k1".to_vec());
+    store
+        .apply(put("while-leading"))
+        .expect("the leader writes");
+
+    // The lease ends (as when the leader was paused past its TTL): etcd deletes the key.
+    runtime.block_on(async {
+        let client = etcd_client::Client::connect([etcd.endpoint.clone()], None)
+            .await
+            .expect("client");
+        client.lease_client().revoke(lease).await.expect("revoke");
+    });
+    let err = store.apply(put("after")).expect_err("fenced").to_string();
+    assert!(err.contains("no longer the cluster's leader"), "{err}");
+    assert_eq!(inner.get("after").expect("get"), None, "nothing written");
+    assert_eq!(fence.refused(), 1);
+    assert_eq!(
+        inner.get("while-leading").expect("get"),
+        Some(b"v".to_vec())
+    );
+}
+
+/// Polls `check` for up to 20 s.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn two_election_loops_elect_one_leader_and_the_other_takes_over_after_it_stops() {
+    let etcd = etcd_server::EtcdServer::start().expect("etcd");
+    let settings = Settings {
+        endpoints: vec![etcd.endpoint.clone()],
+        prefix: "/elect/".into(),
+        ttl: Duration::from_secs(2),
+    };
+    let cluster = |id: &str| {
+        Arc::new(Cluster::new(
+            id.into(),
+            "c".into(),
+            "etcd",
+            Arc::new(Fence::default()),
+        ))
+    };
+    let (a, b) = (cluster("a"), cluster("b"));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let first = tokio::spawn(election::run(a.clone(), settings.clone()));
+        until("a leads", || a.is_leader()).await;
+        election::join(&b, &settings, false)
+            .await
+            .expect("b may join");
+        let err = election::join(&b, &settings, true)
+            .await
+            .expect_err("a second process-runtime kernel");
+        assert!(err.to_string().contains("kernel a already leads"), "{err}");
+        let second = tokio::spawn(election::run(b.clone(), settings.clone()));
+        until("b sees a lead", || {
+            b.status(0).leader.as_deref() == Some("a")
+        })
+        .await;
+        assert!(!b.is_leader(), "one leader");
+
+        // a dies without resigning: its lease ends after the TTL and b takes over.
+        first.abort();
+        let stopped = Instant::now();
+        until("b leads", || b.is_leader()).await;
+        assert!(
+            stopped.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            stopped.elapsed()
+        );
+        second.abort();
+    });
+}
