@@ -307,11 +307,17 @@ fn p50_patch(kernel: &KernelProcess, token: &str, n: usize) -> f64 {
     ms[n / 2]
 }
 
-/// Not a check: prints the write latency of a PATCH on the embedded store and on etcd
-/// (`cargo test -p lain --test e2e_cluster_writes patch_latency -- --ignored --nocapture`).
+/// A measurement, run in its quick mode (10 PATCHes per store) by the suite so that it keeps
+/// running: prints the p50 write latency of a scale PATCH on the embedded store and on etcd.
+/// The full run (200 each): `LAIN_BENCH_FULL=1 cargo test -p lain --test e2e_cluster_writes
+/// patch_latency -- --nocapture`.
 #[test]
-#[ignore = "a measurement"]
 fn patch_latency() {
+    let n = if std::env::var_os("LAIN_BENCH_FULL").is_some() {
+        200
+    } else {
+        10
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let app = support::write_app(
         tmp.path(),
@@ -321,7 +327,7 @@ fn patch_latency() {
     let embedded = KernelProcess::start(&tmp.path().join("e"), "");
     embedded.lain_ok(&["build", app.to_str().expect("utf-8")]);
     embedded.lain_ok(&["deploy", "-a", "cas", "--no-wait"]);
-    let p50 = p50_patch(&embedded, &embedded.token(), 200);
+    let p50 = p50_patch(&embedded, &embedded.token(), n);
     eprintln!("embedded store: PATCH p50 {p50:.2} ms");
     drop(embedded);
     let etcd = etcd_server::EtcdServer::start().expect("etcd");
@@ -331,5 +337,5 @@ fn patch_latency() {
     );
     kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
     kernel.lain_ok(&["deploy", "-a", "cas", "--no-wait"]);
-    eprintln!("etcd: PATCH p50 {:.2} ms", p50_patch(&kernel, TOKEN, 200));
+    eprintln!("etcd: PATCH p50 {:.2} ms", p50_patch(&kernel, TOKEN, n));
 }

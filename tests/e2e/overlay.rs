@@ -206,3 +206,35 @@ fn overlay_networks_join_an_apps_procs_across_engines_and_keep_other_apps_out() 
     }
     drop(kernel);
 }
+
+/// The bridge/overlay bench (`scripts/bench-docker-overlay`) in its quick mode, so a change that
+/// breaks it fails the suite: every path must carry its pings and its HTTP blob.
+#[test]
+fn the_overlay_bench_runs_in_quick_mode() {
+    let _host = docker_engine::lock_host();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("bench-docker-overlay");
+    let out = std::process::Command::new(&script)
+        .env("LAIN_BENCH_QUICK", "1")
+        .output()
+        .expect("the overlay bench starts");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} failed: {stdout}{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for path in [
+        "bridge, one engine",
+        "overlay, one engine",
+        "overlay, across engines",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(path) && l.contains("MiB/s")),
+            "no figure for {path}: {stdout}"
+        );
+    }
+}
