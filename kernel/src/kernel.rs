@@ -162,6 +162,16 @@ impl Kernel {
         vec![logs, reconciler, self.start_backups()]
     }
 
+    /// How this kernel campaigns on etcd (`[store]`: endpoints, prefix, lease TTL).
+    #[cfg(feature = "etcd")]
+    pub fn election_settings(&self) -> crate::cluster::election::Settings {
+        crate::cluster::election::Settings {
+            endpoints: self.config.store.endpoints.clone(),
+            prefix: self.config.store.prefix.clone(),
+            ttl: std::time::Duration::from_secs(self.config.store.lease_ttl_secs),
+        }
+    }
+
     /// Joins the cluster and runs the leader's loops whenever this kernel leads: on the
     /// embedded store at once and for good; on etcd after winning the election (see
     /// [`crate::cluster::election`]). Fails when this kernel may not join (a second kernel
@@ -178,11 +188,7 @@ impl Kernel {
             }
             #[cfg(feature = "etcd")]
             store::Backend::Etcd => {
-                let settings = crate::cluster::election::Settings {
-                    endpoints: self.config.store.endpoints.clone(),
-                    prefix: self.config.store.prefix.clone(),
-                    ttl: std::time::Duration::from_secs(self.config.store.lease_ttl_secs),
-                };
+                let settings = self.election_settings();
                 let process = self.config.runtime == RuntimeKind::Process;
                 if let Err(e) =
                     crate::cluster::election::join(&self.cluster, &settings, process).await

@@ -112,6 +112,39 @@ fn two_kernels_elect_one_leader_and_a_paused_leader_steps_down_when_it_resumes()
     assert!(metrics(&a).contains(&leader_line(&sa, 0)));
 }
 
+/// A leader stopped with SIGTERM (an upgrade, a reboot) hands over at once: with a 30 s lease,
+/// waiting for the lease to end would take 30 s.
+#[test]
+fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_its_lease() {
+    let etcd = etcd_server::EtcdServer::start().expect("etcd (etcd-server) starts");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&etcd, "/lain-handover/", "docker")
+        .replace("lease_ttl_secs = 2", "lease_ttl_secs = 30");
+    let mut a = start(&tmp.path().join("a"), &cfg);
+    let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
+    let b = start(&tmp.path().join("b"), &cfg);
+    wait_status(&b, "b sees a lead", |s| s["leader"] == sa["kernel"]);
+    signal(&a, "-TERM");
+    let stopped = Instant::now();
+    assert!(
+        a.wait_exit(Duration::from_secs(20)).is_some(),
+        "a did not stop: {}",
+        a.logs()
+    );
+    wait_status(&b, "b leads", |s| s["role"] == "leader");
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "b led {took:?} after a stopped, as if a had not resigned: {}",
+        a.logs()
+    );
+    assert!(
+        a.logs().contains("handed the leadership over"),
+        "{}",
+        a.logs()
+    );
+}
+
 #[test]
 fn a_second_kernel_on_a_data_dir_is_refused_and_says_why() {
     let tmp = tempfile::tempdir().expect("tempdir");

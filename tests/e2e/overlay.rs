@@ -233,7 +233,9 @@ fn the_overlay_bench_runs_in_quick_mode() {
         "overlay, across engines",
     ] {
         assert!(
-            stdout.lines().any(|l| l.starts_with(path) && l.contains("MiB/s")),
+            stdout
+                .lines()
+                .any(|l| l.starts_with(path) && l.contains("MiB/s")),
             "no figure for {path}: {stdout}"
         );
     }

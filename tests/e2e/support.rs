@@ -148,6 +148,23 @@ impl KernelProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Waits up to `within` for the kernel process to exit (after a signal the test sent);
+    /// its exit status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(Child::try_wait) {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        None
+    }
+
     /// Kills the kernel with SIGKILL (no clean shutdown), as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

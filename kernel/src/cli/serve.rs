@@ -164,6 +164,17 @@ impl Running {
             task.abort();
         }
         self.kernel.cluster.step_down("the kernel stops").await;
+        #[cfg(feature = "etcd")]
+        if self.kernel.config.store.backend == crate::store::Backend::Etcd {
+            let settings = self.kernel.election_settings();
+            let resign = crate::cluster::election::resign(&self.kernel.cluster, &settings);
+            match tokio::time::timeout(settings.ttl, resign).await {
+                Ok(Ok(true)) => tracing::info!("handed the leadership over"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!("cannot hand the leadership over: {e:#}"),
+                Err(_) => tracing::warn!("cannot hand the leadership over: etcd did not answer"),
+            }
+        }
         for task in self.tasks.iter().chain(&self.leadership) {
             task.abort();
         }

@@ -53,6 +53,25 @@ pub async fn leader(client: &Client, settings: &Settings) -> anyhow::Result<Opti
     }
 }
 
+/// Hands the leadership over at once when this kernel stops (SIGTERM, Ctrl-C), instead of
+/// letting the next leader wait for the lease to end: revokes the lease of the election key
+/// if it holds this kernel's id. Call it after the leader's loops have stopped
+/// ([`Cluster::step_down`]); a kernel that does not lead changes nothing.
+pub async fn resign(cluster: &Cluster, settings: &Settings) -> anyhow::Result<bool> {
+    let client = connect(settings).await?;
+    match leader(&client, settings).await? {
+        Some((id, lease)) if id == cluster.kernel_id() => {
+            client
+                .lease_client()
+                .revoke(lease)
+                .await
+                .context("cannot revoke this kernel's lease")?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Checks that this kernel may join: with the process runtime (instances on the kernel's own
 /// machine) no other kernel may lead the same prefix. A lease left by this kernel's own
 /// previous life (kill -9; the data dir lock proves it is dead) is revoked, so the restarted
