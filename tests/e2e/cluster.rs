@@ -33,6 +33,19 @@ fn start(data: &Path, config: &str) -> KernelProcess {
     kernel
 }
 
+/// Starts a second kernel of `first`'s cluster on `data`: with `first`'s master key, as every
+/// kernel on one store needs (docs/security.md).
+fn start_joining(first: &KernelProcess, data: &Path, config: &str) -> KernelProcess {
+    share_key(first, data);
+    start(data, config)
+}
+
+/// Copies `first`'s master key file into the data dir `data` (created if needed).
+fn share_key(first: &KernelProcess, data: &Path) {
+    std::fs::create_dir_all(data).expect("data dir");
+    std::fs::copy(first.data_dir.join("vault.key"), data.join("vault.key")).expect("copy key");
+}
+
 fn status(kernel: &KernelProcess) -> Value {
     json(&kernel.lain_ok(&["status", "-o", "json"]))
 }
@@ -70,7 +83,7 @@ fn two_kernels_elect_one_leader_and_a_paused_leader_steps_down_when_it_resumes()
     let cfg = config(&etcd, "/lain-cluster/", "docker");
     let a = start(&tmp.path().join("a"), &cfg);
     let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
-    let b = start(&tmp.path().join("b"), &cfg);
+    let b = start_joining(&a, &tmp.path().join("b"), &cfg);
     let sb = wait_status(&b, "b sees a lead", |s| s["leader"] == sa["kernel"]);
     assert_eq!(sb["role"], "follower");
     assert_ne!(sa["kernel"], sb["kernel"], "each kernel has its own id");
@@ -122,7 +135,7 @@ fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_its_lease() {
         .replace("lease_ttl_secs = 2", "lease_ttl_secs = 30");
     let mut a = start(&tmp.path().join("a"), &cfg);
     let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
-    let b = start(&tmp.path().join("b"), &cfg);
+    let b = start_joining(&a, &tmp.path().join("b"), &cfg);
     wait_status(&b, "b sees a lead", |s| s["leader"] == sa["kernel"]);
     signal(&a, "-TERM");
     let stopped = Instant::now();
@@ -175,7 +188,7 @@ fn a_second_process_runtime_kernel_on_one_etcd_prefix_is_refused() {
     let a = start(&tmp.path().join("a"), &cfg);
     wait_status(&a, "a leads", |s| s["role"] == "leader");
     let data = tmp.path().join("b");
-    std::fs::create_dir_all(&data).expect("mkdir");
+    share_key(&a, &data);
     std::fs::write(data.join("lain.toml"), &cfg).expect("config");
     let out = Command::new(lain_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
