@@ -188,10 +188,16 @@ fn concurrent_writes_through_two_kernels_keep_every_acknowledged_change() {
         "and says where a rotation's key goes: {err}"
     );
 
-    // With the cluster's key, it starts.
+    // With the cluster's key, it starts. a leads with the process runtime (the builds and
+    // instances are on its machine); a second process-runtime kernel on the prefix would be
+    // refused (docs/operations.md), so b, which only takes API writes here, is a Docker kernel
+    // whose engine is never reached.
     std::fs::create_dir_all(tmp.path().join("b")).expect("b");
     std::fs::write(tmp.path().join("b/vault.key"), &a_key).expect("copy key");
-    let mut b = KernelProcess::start_with_env(&tmp.path().join("b"), &config, &env);
+    let b_config = format!(
+        "runtime = \"docker\"\n[docker]\nlocal = \"unix:///nonexistent/docker.sock\"\n{config}"
+    );
+    let mut b = KernelProcess::start_with_env(&tmp.path().join("b"), &b_config, &env);
     b.cli_token = Some(TOKEN.into());
 
     let app = support::write_app(

@@ -147,10 +147,15 @@ fn main() -> Result<()> {
          [plugins.config.token]\ntokens = [{{ user = \"b\", groups = [\"admins\"], sha256 = \"{hash}\" }}]\n",
         etcd.endpoint
     );
-    let mut kernels = [
-        Kernel::start(&tmp.path().join("a"), &config)?,
-        Kernel::start(&tmp.path().join("b"), &config)?,
-    ];
+    // Every kernel on one store needs the cluster's master key: b gets a's.
+    let a = Kernel::start(&tmp.path().join("a"), &config)?;
+    std::fs::create_dir_all(tmp.path().join("b"))?;
+    std::fs::copy(
+        a.data.join("vault.key"),
+        tmp.path().join("b").join("vault.key"),
+    )
+    .context("cannot give b the cluster's master key")?;
+    let mut kernels = [a, Kernel::start(&tmp.path().join("b"), &config)?];
     let limit = Duration::from_secs(60);
     wait("a leader", limit, || kernels.iter().any(Kernel::leads))?;
     let (mut elected, mut first_pass) = (Vec::new(), Vec::new());
