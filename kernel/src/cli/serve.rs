@@ -169,8 +169,7 @@ impl Running {
             let settings = self.kernel.election_settings();
             let resign = crate::cluster::election::resign(&self.kernel.cluster, &settings);
             match tokio::time::timeout(settings.ttl, resign).await {
-                Ok(Ok(true)) => tracing::info!("handed the leadership over"),
-                Ok(Ok(false)) => {}
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!("cannot hand the leadership over: {e:#}"),
                 Err(_) => tracing::warn!("cannot hand the leadership over: etcd did not answer"),
             }

@@ -53,23 +53,46 @@ pub async fn leader(client: &Client, settings: &Settings) -> anyhow::Result<Opti
     }
 }
 
-/// Hands the leadership over at once when this kernel stops (SIGTERM, Ctrl-C), instead of
-/// letting the next leader wait for the lease to end: revokes the lease of the election key
-/// if it holds this kernel's id. Call it after the leader's loops have stopped
-/// ([`Cluster::step_down`]); a kernel that does not lead changes nothing.
-pub async fn resign(cluster: &Cluster, settings: &Settings) -> anyhow::Result<bool> {
-    let client = connect(settings).await?;
-    match leader(&client, settings).await? {
+/// Who led when [`revoke_own_lease`] looked.
+enum Led {
+    /// No kernel.
+    Nobody,
+    /// This kernel (a previous run of it, or this run as it stops): its lease is now revoked.
+    ThisKernel,
+    /// Another kernel, by id.
+    Other(String),
+}
+
+/// Revokes the election lease if it is this kernel's, so the next leader need not wait for it
+/// to end; says who led.
+async fn revoke_own_lease(
+    client: &Client,
+    cluster: &Cluster,
+    settings: &Settings,
+) -> anyhow::Result<Led> {
+    match leader(client, settings).await? {
+        None => Ok(Led::Nobody),
         Some((id, lease)) if id == cluster.kernel_id() => {
             client
                 .lease_client()
                 .revoke(lease)
                 .await
                 .context("cannot revoke this kernel's lease")?;
-            Ok(true)
+            Ok(Led::ThisKernel)
         }
-        _ => Ok(false),
+        Some((id, _)) => Ok(Led::Other(id)),
     }
+}
+
+/// Hands the leadership over at once when this kernel stops (SIGTERM, Ctrl-C), instead of
+/// letting the next leader wait for the lease to end. Call it after the leader's loops have
+/// stopped ([`Cluster::step_down`]); a kernel that does not lead changes nothing.
+pub async fn resign(cluster: &Cluster, settings: &Settings) -> anyhow::Result<()> {
+    let client = connect(settings).await?;
+    if let Led::ThisKernel = revoke_own_lease(&client, cluster, settings).await? {
+        tracing::info!("handed the leadership over");
+    }
+    Ok(())
 }
 
 /// Checks that this kernel may join: with the process runtime (instances on the kernel's own
@@ -82,18 +105,14 @@ pub async fn join(
     process_runtime: bool,
 ) -> anyhow::Result<()> {
     let client = connect(settings).await?;
-    let Some((id, lease)) = leader(&client, settings).await? else {
-        return Ok(());
+    let id = match revoke_own_lease(&client, cluster, settings).await? {
+        Led::Nobody => return Ok(()),
+        Led::ThisKernel => {
+            tracing::info!("revoked the lease of this kernel's previous run");
+            return Ok(());
+        }
+        Led::Other(id) => id,
     };
-    if id == cluster.kernel_id() {
-        tracing::info!(lease, "revoking the lease of this kernel's previous run");
-        client
-            .lease_client()
-            .revoke(lease)
-            .await
-            .context("cannot revoke this kernel's previous lease")?;
-        return Ok(());
-    }
     if process_runtime {
         anyhow::bail!(
             "kernel {id} already leads the etcd prefix {:?}, and this kernel uses the process \
