@@ -270,6 +270,25 @@ fn stream_bytes() -> u64 {
     mode::pick(1 << 30, 32 << 20)
 }
 
+/// `rounds` rounds measuring each of three paths once, in an order rotated every round (so no
+/// path always runs first, on a cold or warm machine); each path's figures.
+fn interleaved(
+    label: &str,
+    rounds: usize,
+    mut measure: impl FnMut(usize) -> Result<f64>,
+) -> Result<[Vec<f64>; 3]> {
+    let mut figures: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        let mut order = [0, 1, 2];
+        order.rotate_left(round % 3);
+        for path in order {
+            figures[path].push(measure(path)?);
+        }
+        eprintln!("{label} round {}/{rounds} done", round + 1);
+    }
+    Ok(figures)
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -373,19 +392,9 @@ fn streams(rounds: usize) -> Result<serde_json::Value> {
         bail!("the stream forwarder cannot listen: {e}");
     }
     wait_port(lain_port)?;
-    let (mut direct, mut socat, mut lain) = (vec![], vec![], vec![]);
-    for round in 0..rounds {
-        let mut order = [0, 1, 2];
-        order.rotate_left(round % 3);
-        for which in order {
-            match which {
-                0 => direct.push(throughput(sink_port)?),
-                1 => socat.push(throughput(socat_port)?),
-                _ => lain.push(throughput(lain_port)?),
-            }
-        }
-        eprintln!("stream round {}/{rounds} done", round + 1);
-    }
+    let [direct, socat, lain] = interleaved("stream", rounds, |path| {
+        throughput([sink_port, socat_port, lain_port][path])
+    })?;
     let ratio = |a: &[f64], b: &[f64]| -> f64 {
         median(&a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>())
     };

@@ -2,7 +2,7 @@
 //! `socat` (`UDP4-LISTEN,fork`: a process per client, the plain baseline) and directly to the
 //! echo, alternating, in the same run.
 
-use super::{Socat, median};
+use super::{Socat, interleaved, median};
 use anyhow::{Context, Result, bail};
 use std::net::UdpSocket;
 use std::process::Command;
@@ -101,19 +101,9 @@ pub fn udp(rounds: usize) -> Result<serde_json::Value> {
     if let Some(e) = forwarder.view().iter().find_map(|v| v.error.clone()) {
         bail!("the stream forwarder cannot listen on UDP: {e}");
     }
-    let (mut direct, mut socat, mut lain) = (vec![], vec![], vec![]);
-    for round in 0..rounds {
-        let mut order = [0, 1, 2];
-        order.rotate_left(round % 3);
-        for which in order {
-            match which {
-                0 => direct.push(rate(echo_port)?),
-                1 => socat.push(rate(socat_port)?),
-                _ => lain.push(rate(lain_port)?),
-            }
-        }
-        eprintln!("udp round {}/{rounds} done", round + 1);
-    }
+    let [direct, socat, lain] = interleaved("udp", rounds, |path| {
+        rate([echo_port, socat_port, lain_port][path])
+    })?;
     let ratio = |a: &[f64], b: &[f64]| -> f64 {
         median(&a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>())
     };
