@@ -158,8 +158,11 @@ fn parse_into(
         let proc = match types.validate(&section.proc_type, &keys.proc, &ctx) {
             Ok(Ok(proc)) => proc,
             Ok(Err(problems)) => {
-                for problem in problems {
-                    locate(&problem, section, report);
+                // What a resource renders per client is checked once rendered.
+                let rendered_later =
+                    |p: &Problem| p.path.first().is_some_and(|k| keys.templated.contains(k));
+                for problem in problems.iter().filter(|p| !rendered_later(p)) {
+                    locate(problem, section, report);
                 }
                 keys.proc
             }

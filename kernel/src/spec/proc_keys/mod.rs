@@ -63,6 +63,9 @@ pub struct ProcKeys {
     pub dns_search: Vec<String>,
     /// Shared directories.
     pub cloud_volumes: Option<CloudVolumes>,
+    /// Keys left unread because a resource renders them per client: its type's plugin does not
+    /// see them, so what it says of them is left to the rendered instance's check.
+    pub templated: Vec<String>,
 }
 
 /// Reads the keys of `section`. `extra_keys` are the keys its type's plugin accepts.
@@ -77,6 +80,7 @@ pub fn read(
     let mut proc = Proc::with_lain_defaults(app, &section.name, &section.proc_type);
     let mut dns_search = Vec::new();
     let mut cloud_volumes = None;
+    let mut templated_keys = Vec::new();
     let mut extra = serde_json::Map::new();
     let empty = MarkedMappingNode::new_empty(*section.key.span());
     let body = section.body.unwrap_or(&empty);
@@ -106,10 +110,10 @@ pub fn read(
     for (key, node) in body.iter() {
         let k = key.as_str();
         let path = join(&section.path, k);
-        // A resource template's values are rendered per client; only the rendering is checked.
-        if apptype == AppType::Resource
-            && node.as_scalar().is_some_and(|s| s.as_str().contains("{{"))
-        {
+        // A resource template's values are rendered per client; only the rendering is checked
+        // (a list or mapping with a template anywhere in it included: `mountpoint`, `env`).
+        if apptype == AppType::Resource && templated(node, 0) {
+            templated_keys.push(k.to_string());
             continue;
         }
         match k {
@@ -224,6 +228,7 @@ pub fn read(
         proc,
         dns_search,
         cloud_volumes,
+        templated: templated_keys,
     }
 }
 
@@ -433,3 +438,19 @@ fn to_json(node: &Node, depth: usize) -> serde_json::Value {
         ),
     }
 }
+
+/// Whether `node` holds a `{{ ... }}` template at any depth (at most [`TEMPLATE_DEPTH`] levels
+/// are looked into; the loader's own depth limit is lower).
+fn templated(node: &Node, depth: usize) -> bool {
+    if depth > TEMPLATE_DEPTH {
+        return false;
+    }
+    match node {
+        Node::Scalar(s) => s.as_str().contains("{{"),
+        Node::Sequence(items) => items.iter().any(|n| templated(n, depth + 1)),
+        Node::Mapping(map) => map.values().any(|n| templated(n, depth + 1)),
+    }
+}
+
+/// How deep [`templated`] looks.
+const TEMPLATE_DEPTH: usize = 64;
