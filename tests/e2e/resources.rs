@@ -1,7 +1,8 @@
 //! Resource apps end to end on the process runtime: the real `lain` binary (kernel and CLI), real
 //! sandboxed processes. A resource (`apptype: resource`) is instantiated per client as
 //! `resource.<res>.<client>` with the client's parameters rendered into it, updated by deploying
-//! the instance, and removed once the client stops using it, across a `kill -9` of the kernel.
+//! the instance, and removed with its route claims once the client stops using it, across a
+//! `kill -9` of the kernel.
 //! The Docker side (a resource's portal reached by the client) is in `docker.rs`.
 
 mod support;
@@ -18,6 +19,10 @@ worker.store:
   cmd: \"sleep {{ seconds }}\"
   num_instances: \"{{ replicas|default(1) }}\"
   memory: \"{{ memory|default('32m') }}\"
+web.admin:
+  cmd: python3 server.py
+  mountpoint:
+    - \"{{ admin_host }}\"
 ";
 
 fn client(uses: &str) -> String {
@@ -32,6 +37,7 @@ const USES: &str = "use_resources:
     seconds: \"74319\"
     replicas: 2
     memory: 48m
+    admin_host: cache-admin.shop.example.org
 ";
 
 /// Live processes whose command line is exactly `cmdline`.
@@ -49,6 +55,11 @@ fn running(cmdline: &str) -> usize {
         .count()
 }
 
+/// The route claims, as JSON text.
+fn claims(kernel: &KernelProcess) -> String {
+    kernel.lain_ok(&["router", "claims", "-o", "json"])
+}
+
 fn build(kernel: &KernelProcess, dir: &Path) {
     kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
 }
@@ -59,6 +70,8 @@ fn a_resource_is_rendered_per_client_updated_and_removed_when_unused_across_kill
     let data = tmp.path().join("data");
     let mut kernel = KernelProcess::start(&data, "");
     let cache = write_app(tmp.path(), "cache", CACHE);
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello/server.py");
+    std::fs::copy(server, cache.join("server.py")).expect("server.py");
     let shop = write_app(tmp.path(), "shop", &client(USES));
     build(&kernel, &cache);
     build(&kernel, &shop);
@@ -92,6 +105,13 @@ fn a_resource_is_rendered_per_client_updated_and_removed_when_unused_across_kill
     until("two `sleep 74319` processes", || {
         (running("sleep 74319") == 2).then_some(())
     });
+    // Its rendered mountpoint is claimed by the instance.
+    let admin = "cache-admin.shop.example.org";
+    let held = claims(&kernel);
+    assert!(
+        held.contains(admin) && held.contains("resource.cache.shop"),
+        "{held}"
+    );
 
     // A new release of the resource reaches the instance when the instance is deployed.
     std::fs::write(
@@ -121,4 +141,7 @@ fn a_resource_is_rendered_per_client_updated_and_removed_when_unused_across_kill
     kernel.wait_for("shop", "the client alone", |v| {
         v["converged"] == true && instances(v, "worker").len() == 1
     });
+    // The removed instance's route claims went with it.
+    let held = claims(&kernel);
+    assert!(!held.contains(admin), "{held}");
 }

@@ -271,7 +271,7 @@ pub fn collect(records: &super::state::Records) -> Result<Vec<String>, Lifecycle
         {
             ops.push(Op::Delete(release));
         }
-        let expect = [
+        let mut expect = vec![
             Expect {
                 key: key.clone(),
                 value: Some(raw),
@@ -281,11 +281,18 @@ pub fn collect(records: &super::state::Records) -> Result<Vec<String>, Lifecycle
                 value: client_raw,
             },
         ];
+        // The instance is gone, not undeployed: its route claims go with it (a new instance of
+        // the same name claims them again when it deploys).
+        let mut claims = super::route_claims::Claims::all(&*records.store)?;
+        let released = claims.release_app(app);
+        expect.extend(claims.expect());
+        ops.extend(claims.ops()?);
         if records.store.apply_if(&expect, ops)?.is_some() {
             tracing::info!(
                 instance = app,
                 client,
-                "resource instance no longer used: removed"
+                ?released,
+                "resource instance no longer used: removed with its route claims"
             );
             removed.push(app.to_string());
         }

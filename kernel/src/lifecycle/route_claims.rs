@@ -391,6 +391,25 @@ impl Claims {
         self.hosts.get_mut(host)?.1.paths.remove(path)
     }
 
+    /// Drops every claim of `app` (an app that no longer exists) and keeps only the hosts this
+    /// changed, so that [`Claims::expect`] and [`Claims::ops`] are about them alone; the
+    /// mountpoints released.
+    pub fn release_app(&mut self, app: &str) -> Vec<String> {
+        let mut released = Vec::new();
+        self.hosts.retain(|host, (_, claims)| {
+            let before = claims.paths.len();
+            claims.paths.retain(|path, c| {
+                let keep = c.app != app;
+                if !keep {
+                    released.push(mountpoint(host, path));
+                }
+                keep
+            });
+            claims.paths.len() != before
+        });
+        released
+    }
+
     /// The conditions of the compare-and-set: every host read is as it was.
     pub fn expect(&self) -> Vec<Expect> {
         self.hosts
@@ -473,6 +492,32 @@ mod tests {
         assert!(covers("/api", "/api/v2"));
         assert!(!covers("/api", "/apix"));
         assert!(!covers("/api/v2", "/api"));
+    }
+
+    #[test]
+    fn releasing_an_app_drops_its_claims_only_and_writes_only_the_hosts_it_changed() {
+        let d = domains();
+        let mut c = claims(&["shop.example.org", "other.example.org"]);
+        c.claim("gone", "shop.example.org", "/a", &d, 1)
+            .expect("free");
+        c.claim("kept", "shop.example.org", "/b", &d, 1)
+            .expect("free");
+        c.claim("kept", "other.example.org", "/", &d, 1)
+            .expect("free");
+        let mut released = c.clone();
+        assert_eq!(released.release_app("gone"), ["shop.example.org/a"]);
+        let ops = released.ops().expect("ops");
+        assert_eq!(ops.len(), 1, "only the changed host is written");
+        assert_eq!(released.expect().len(), 1);
+        assert_eq!(
+            released
+                .list()
+                .iter()
+                .map(|r| r.app.as_str())
+                .collect::<Vec<_>>(),
+            ["kept"]
+        );
+        assert!(c.clone().release_app("nobody").is_empty());
     }
 
     #[test]
