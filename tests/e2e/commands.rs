@@ -2,9 +2,11 @@
 //! CLI) and real instances. `lain exec` runs in the instance (its environment and volume) and
 //! exits with the command's status; `lain restart` replaces instances one number at a time
 //! while the proc keeps a ready instance; `lain deploy -p` / `lain undeploy -p` touch one proc;
+//! `lain exec -t` gives the command a terminal that follows the window and passes Ctrl-C;
 //! a caller without the operate right is refused with 403 and nothing changes.
 
 mod support;
+mod terminal;
 
 use serde_json::Value;
 use sha2::Digest as _;
@@ -348,6 +350,77 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
     }
 }
 
+/// `lain exec -t` as a person at a terminal uses it: a shell on a terminal of the window's size
+/// and type, resized with the window, Ctrl-C interrupting what runs in it (not the shell), its
+/// exit status lain's, the session in the audit log; without a terminal, or as a plain HTTP
+/// request, it is refused and says why.
+#[test]
+fn exec_t_runs_a_shell_on_a_terminal_that_follows_the_window_and_passes_ctrl_c() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let kernel = KernelProcess::start(&data, "");
+    let dir = tmp.path().join("cmds");
+    cmds_app(&dir);
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "cmds", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+
+    let mut cmd = kernel.lain_cmd(&["exec", "-t", "web", "-a", "cmds", "-i", "2", "--", "sh"]);
+    cmd.env("TERM", "xterm-256color");
+    let mut t = terminal::Terminal::start(cmd, 33, 101);
+    // What the terminal echoes is the typed text; only the output shows the expansions.
+    t.type_keys("stty size; test -t 0 && echo \"tty-$TERM-$LAIN_INSTANCE_NO\"\r");
+    let at = t.expect(0, "33 101", Duration::from_secs(30));
+    let at = t.expect(at, "tty-xterm-256color-2", Duration::from_secs(5));
+    // A resize reaches the command's terminal (SIGWINCH to lain, a message to the kernel).
+    t.resize(50, 132);
+    let at = t.retype_until(at, "stty size\r", "50 132", Duration::from_secs(10));
+    // Ctrl-C interrupts the command in the foreground and leaves the shell.
+    t.type_keys("sleep 60\r");
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    t.type_keys("\x03");
+    t.type_keys("echo after-$((6*7))\r");
+    t.expect(at, "after-42", Duration::from_secs(15));
+    assert!(interrupted.elapsed() < Duration::from_secs(15));
+    t.type_keys("exit 7\r");
+    let status = t.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(7), "{}", t.screen());
+    let audit = json(&kernel.lain_ok(&["audit", "-a", "cmds", "-o", "json"]));
+    assert!(
+        audit.as_array().expect("records").iter().any(|r| {
+            r["target"] == "/api/v1/apps/cmds/procs/web/exec/tty"
+                && r["result"] == "failed"
+                && r["reason"] == "exit status 7"
+        }),
+        "{audit:#}"
+    );
+
+    // Without a terminal, and as a request that is not a WebSocket, it says why.
+    let out = kernel.lain(&["exec", "-t", "web", "-a", "cmds", "--", "sh"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("needs a terminal"),
+        "{err}"
+    );
+    let token = kernel.token();
+    let (status, body) = kernel.api(
+        "GET",
+        "/api/v1/apps/cmds/procs/web/exec/tty?command=sh",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 426, "{body}");
+    assert!(body.contains("WebSocket"), "{body}");
+    let (status, body) = kernel.api(
+        "GET",
+        "/api/v1/apps/cmds/procs/web/exec/tty?command=sh&rows=0",
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
 #[test]
 fn a_caller_without_the_operate_right_is_refused_and_nothing_changes() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -412,6 +485,28 @@ fn a_caller_without_the_operate_right_is_refused_and_nothing_changes() {
             "{args:?}: {err}"
         );
     }
+    // On a terminal too: refused before anything runs.
+    let mut cmd = kernel.lain_cmd(&[
+        "--token",
+        "bob-secret-token-00000",
+        "exec",
+        "-t",
+        "worker",
+        "-a",
+        "cmds",
+        "--",
+        "sh",
+        "-c",
+        "echo x > /data/bob",
+    ]);
+    cmd.env("TERM", "xterm");
+    let mut bob = terminal::Terminal::start(cmd, 24, 80);
+    let status = bob.wait(Duration::from_secs(20));
+    let screen = bob.screen();
+    assert!(
+        !status.success() && screen.contains("403") && screen.contains("operate"),
+        "{screen}"
+    );
     // Give a wrongly accepted change time to show.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!wrote.exists(), "bob's command ran");
@@ -438,6 +533,7 @@ fn a_caller_without_the_operate_right_is_refused_and_nothing_changes() {
         .collect();
     for action in [
         "POST /api/v1/apps/{app}/procs/{proc}/exec",
+        "GET /api/v1/apps/{app}/procs/{proc}/exec/tty",
         "POST /api/v1/apps/{app}/procs/{proc}/restart",
         "POST /api/v1/apps/{app}/procs/{proc}/deploy",
         "DELETE /api/v1/apps/{app}/procs/{proc}",

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod runs;
 pub mod scheduler;
 pub mod secrets;
+pub mod terminal;
 pub mod trail;
 pub mod validate;
 pub mod volumes;
@@ -117,6 +118,10 @@ pub fn app(state: AppState) -> Router {
             post(procs::restart),
         )
         .route("/api/v1/apps/{app}/procs/{proc}/exec", post(procs::exec))
+        .route(
+            "/api/v1/apps/{app}/procs/{proc}/exec/tty",
+            get(terminal::exec_tty),
+        )
         .route("/api/v1/apps/{app}/procs/{proc}/logs", get(apps::logs))
         .route("/api/v1/apps/{app}/volumes", get(volumes::app))
         .route("/api/v1/volumes", get(volumes::list))

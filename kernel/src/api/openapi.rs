@@ -37,7 +37,7 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::apps::undeploy, crate::api::apps::scale, crate::api::apps::logs,
         crate::api::apps::nginx, crate::api::runs::list, crate::api::runs::log,
         crate::api::procs::deploy, crate::api::procs::undeploy, crate::api::procs::restart,
-        crate::api::procs::exec,
+        crate::api::procs::exec, crate::api::terminal::exec_tty,
         crate::api::routes::list, crate::api::routes::assign, crate::api::routes::release,
         crate::api::routes::streams,
         crate::api::nodes::list, crate::api::nodes::add, crate::api::nodes::maintain,
@@ -47,7 +47,8 @@ use utoipa::openapi::{Ref, ResponseBuilder};
         crate::api::volumes::app, crate::api::volumes::list, crate::api::volumes::migrate,
         crate::api::watch::watch,
     ),
-    components(schemas(Liveness, WhoAmI, ErrorBody, crate::api::watch::WatchEvent)),
+    components(schemas(Liveness, WhoAmI, ErrorBody, crate::api::watch::WatchEvent,
+        crate::api::terminal::TtyClientMessage, crate::api::procs::ExecEvent)),
     modifiers(&BearerAuth, &UniqueOperationIds, &GuardResponses),
     security(("bearer" = [])),
     tags(

@@ -130,8 +130,27 @@ pub struct ExecRequest {
     pub timeout: Option<u64>,
 }
 
+/// Whether `command` is one a caller may ask to run: a program, bounded arguments, no NUL.
+pub(super) fn check_command(command: &[String]) -> Result<(), ApiError> {
+    if command.is_empty() || command[0].is_empty() {
+        return Err(ApiError::bad_request("give the command to run"));
+    }
+    let bytes: usize = command.iter().map(String::len).sum();
+    if command.len() > EXEC_ARGS_MAX.0 || bytes > EXEC_ARGS_MAX.1 {
+        return Err(ApiError::bad_request(format!(
+            "a command has at most {} arguments of {} KiB together",
+            EXEC_ARGS_MAX.0,
+            EXEC_ARGS_MAX.1 >> 10
+        )));
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::bad_request("an argument holds a NUL byte"));
+    }
+    Ok(())
+}
+
 /// How an exec ended, for its audit record.
-fn exec_outcome(
+pub(super) fn exec_outcome(
     ended: &Result<crate::runtime::ExecOutput, crate::runtime::RuntimeError>,
     timeout: u64,
 ) -> Outcome {
@@ -202,20 +221,7 @@ pub async fn exec(
     request: Result<Json<ExecRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = request?;
-    if request.command.is_empty() || request.command[0].is_empty() {
-        return Err(ApiError::bad_request("give the command to run"));
-    }
-    let bytes: usize = request.command.iter().map(String::len).sum();
-    if request.command.len() > EXEC_ARGS_MAX.0 || bytes > EXEC_ARGS_MAX.1 {
-        return Err(ApiError::bad_request(format!(
-            "a command has at most {} arguments of {} KiB together",
-            EXEC_ARGS_MAX.0,
-            EXEC_ARGS_MAX.1 >> 10
-        )));
-    }
-    if request.command.iter().any(|a| a.contains('\0')) {
-        return Err(ApiError::bad_request("an argument holds a NUL byte"));
-    }
+    check_command(&request.command)?;
     let timeout = request.timeout.unwrap_or(EXEC_TIMEOUT_DEFAULT);
     if timeout == 0 || timeout > EXEC_TIMEOUT_MAX {
         return Err(ApiError::bad_request(format!(

@@ -124,6 +124,11 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/api/v1/apps/{app}/procs/{proc}/restart", Operate),
     // Runs anything the instance could: the same right as changing what it runs.
     rule("POST", "/api/v1/apps/{app}/procs/{proc}/exec", Operate),
+    // The same on a terminal (a WebSocket, so a GET), audited as the POST is.
+    Rule {
+        audited: true,
+        ..rule("GET", "/api/v1/apps/{app}/procs/{proc}/exec/tty", Operate)
+    },
     rule(
         "PUT",
         "/api/v1/apps/{app}/maintainers/{kind}/{name}",

@@ -151,6 +151,37 @@ impl Client {
         )))
     }
 
+    /// The WebSocket handshake request for `path` (with its query) on this kernel, with the
+    /// credentials, and the `host:port` to connect to. Only plain HTTP kernels are reached.
+    pub fn websocket_request(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<(
+        String,
+        tokio_tungstenite::tungstenite::handshake::client::Request,
+    )> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let Some(rest) = self.base.strip_prefix("http://") else {
+            return Err(anyhow!(
+                "the kernel's address {} is not http://HOST:PORT, which a terminal needs",
+                self.base
+            ));
+        };
+        let mut request = format!("ws://{rest}{path}")
+            .into_client_request()
+            .with_context(|| format!("the kernel's address {} is not a URL", self.base))?;
+        let uri = request.uri();
+        let host = uri.host().unwrap_or("127.0.0.1");
+        let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        if let Some(authorization) = &self.authorization {
+            let value = authorization
+                .parse()
+                .context("the token is not a valid header value")?;
+            request.headers_mut().insert("authorization", value);
+        }
+        Ok((address, request))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -16,6 +16,7 @@ mod runs;
 mod scheduler;
 mod secret;
 mod serve;
+mod terminal;
 mod up;
 pub mod validate;
 mod volume;

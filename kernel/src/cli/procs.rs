@@ -15,15 +15,17 @@ use std::process::ExitCode;
 /// `lain exec`.
 #[derive(Args)]
 #[command(after_help = "\
-The command runs as the instance runs: its user, environment, /lain/app and volumes. It gets no \
-terminal and no input; its output is printed as it is written (stdout to stdout, stderr to \
-stderr; with -o json, the end of each in one document once it ends), and its exit status is \
-lain's. A command killed at its timeout exits lain with 124, one killed by a signal with 137. \
-An interactive terminal (-t/-i) is not available.
+The command runs as the instance runs: its user, environment, /lain/app and volumes. Without -t \
+it gets no terminal and no input; its output is printed as it is written (stdout to stdout, \
+stderr to stderr; with -o json, the end of each in one document once it ends). With -t it runs \
+on a terminal of your window's size, with your keys as its input (Ctrl-C reaches it; resizes \
+follow), until it exits: lain's own terminal must be one. Its exit status is lain's; a command \
+killed at its timeout exits lain with 124, one killed by a signal with 137.
 
 Examples:
   lain exec web -- env
-  lain exec worker -a myapp -i 2 -- sh -c 'ls -l /lain/app/data'")]
+  lain exec worker -a myapp -i 2 -- sh -c 'ls -l /lain/app/data'
+  lain exec -t web -- sh")]
 pub struct ExecArgs {
     /// Proc name (`web`, `worker`, ...).
     pub proc: String,
@@ -32,12 +34,26 @@ pub struct ExecArgs {
     /// Instance number; default the lowest-numbered running instance.
     #[arg(long, short)]
     pub instance: Option<u32>,
-    /// Seconds before the command is killed (at most 3600).
-    #[arg(long, default_value_t = crate::api::procs::EXEC_TIMEOUT_DEFAULT)]
-    pub timeout: u64,
+    /// Run it on a terminal, with this terminal's input (an interactive shell: `-t -- sh`).
+    #[arg(long, short)]
+    pub tty: bool,
+    /// Seconds before the command is killed (at most 3600; default 60, or 3600 with -t).
+    #[arg(long)]
+    pub timeout: Option<u64>,
     /// The command and its arguments, after `--` (no shell: give `sh -c '...'` for one).
     #[arg(last = true, required = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// The timeout asked for, or the default for the kind of exec.
+    pub fn timeout(&self) -> u64 {
+        self.timeout.unwrap_or(if self.tty {
+            crate::api::procs::EXEC_TIMEOUT_MAX
+        } else {
+            crate::api::procs::EXEC_TIMEOUT_DEFAULT
+        })
+    }
 }
 
 /// `lain restart`.
@@ -78,11 +94,17 @@ const JSON_OUTPUT_MAX: usize = 1 << 20;
 /// Runs `lain exec`, printing the command's output as it comes; the exit code is the command's.
 pub fn exec(client: &Client, args: &ExecArgs, output: Output) -> anyhow::Result<ExitCode> {
     use base64::Engine as _;
+    if args.tty {
+        if output == Output::Json {
+            bail!("-t shows the command on your terminal: -o json is not available with it");
+        }
+        return super::terminal::exec_tty(client, args);
+    }
     let app = args.app.resolve()?;
     let body = serde_json::to_vec(&json!({
         "command": args.command,
         "instance": args.instance,
-        "timeout": args.timeout,
+        "timeout": args.timeout(),
     }))?;
     let stream = client.post_stream(
         &format!(
@@ -151,23 +173,42 @@ pub fn exec(client: &Client, args: &ExecArgs, output: Output) -> anyhow::Result<
         summary.stdout = String::from_utf8_lossy(&out).into_owned();
         summary.stderr = String::from_utf8_lossy(&err).into_owned();
         print(output, &summary, |_| {})?;
-    } else if summary.timed_out {
-        eprintln!(
-            "error: the command was killed after {}s in instance {} ({})",
-            args.timeout, summary.instance, summary.name
-        );
-    } else if summary.code.is_none() {
-        eprintln!(
-            "error: the command was killed by a signal in instance {} ({})",
-            summary.instance, summary.name
-        );
+    } else {
+        return Ok(say_how_it_ended(
+            &summary.name,
+            summary.instance,
+            args.timeout(),
+            summary.code,
+            summary.timed_out,
+        ));
     }
-    let code = match (summary.code, summary.timed_out) {
+    Ok(exit_code(summary.code, summary.timed_out))
+}
+
+/// lain's exit code for a command that ended so: its own status, 124 when it was killed at
+/// its timeout, 137 when a signal killed it.
+fn exit_code(code: Option<i32>, timed_out: bool) -> ExitCode {
+    ExitCode::from(match (code, timed_out) {
         (_, true) => 124,
         (Some(code), false) => u8::try_from(code).unwrap_or(1),
         (None, false) => 137,
-    };
-    Ok(ExitCode::from(code))
+    })
+}
+
+/// Says on stderr how a command was killed (if it was), and returns lain's exit code.
+pub(super) fn say_how_it_ended(
+    name: &str,
+    instance: u32,
+    timeout: u64,
+    code: Option<i32>,
+    timed_out: bool,
+) -> ExitCode {
+    if timed_out {
+        eprintln!("error: the command was killed after {timeout}s in instance {instance} ({name})");
+    } else if code.is_none() {
+        eprintln!("error: the command was killed by a signal in instance {instance} ({name})");
+    }
+    exit_code(code, timed_out)
 }
 
 /// Runs `lain restart`, then waits for the new instances unless told not to.

@@ -12,6 +12,7 @@ pub mod build_args;
 pub mod docker;
 pub mod probe;
 pub mod process;
+pub mod tty;
 
 use crate::plugin::bindings::types::HealthCheck;
 pub use probe::Health;
@@ -455,6 +456,19 @@ pub trait Runtime: Send + Sync {
         }
         Ok(result)
     }
+    /// Runs `command` as [`Runtime::exec`] runs its argv, but on a terminal (see
+    /// [`tty::TtyCommand`]): what arrives on `input` is typed into it (or resizes it), what it
+    /// writes is sent to `out` (one stream: a terminal merges stdout and stderr). It ends when
+    /// the command exits, at its timeout, or when `input`'s sender or `out`'s receiver is gone
+    /// (the client left); then the command is killed where the runtime can (Docker cannot stop
+    /// an exec: there its terminal's input is closed, which ends a shell, and it is left).
+    async fn exec_tty(
+        &self,
+        name: &str,
+        command: &tty::TtyCommand,
+        input: tokio::sync::mpsc::Receiver<tty::TtyInput>,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<ExecOutput, RuntimeError>;
     /// The host address at which an instance's host ports are reached.
     fn host_address(&self, node: &str) -> String;
     /// Checks that a node reached at `address` can take instances before it is added (the

@@ -16,6 +16,7 @@ pub mod container;
 pub mod engine;
 mod logs;
 pub mod swarm;
+mod tty;
 
 pub use config::{Config, NetworkMode};
 
@@ -792,6 +793,17 @@ impl Runtime for DockerRuntime {
     ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
         let engine = self.engine_of(name)?;
         run_exec_output(&engine.docker, name, argv.to_vec(), timeout, out).await
+    }
+
+    async fn exec_tty(
+        &self,
+        name: &str,
+        command: &crate::runtime::tty::TtyCommand,
+        input: tokio::sync::mpsc::Receiver<crate::runtime::tty::TtyInput>,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<crate::runtime::ExecOutput, RuntimeError> {
+        let engine = self.engine_of(name)?;
+        tty::exec_tty(&engine.docker, name, command, input, out).await
     }
 
     fn host_address(&self, node: &str) -> String {

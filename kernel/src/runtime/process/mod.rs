@@ -23,6 +23,7 @@ pub mod build;
 pub mod cgroup;
 mod config;
 mod instance;
+mod pty;
 pub mod sandbox;
 pub mod shim;
 pub mod tree;
@@ -153,21 +154,39 @@ impl ProcessRuntime {
         name: &str,
         argv: &[String],
     ) -> Result<tokio::process::Child, RuntimeError> {
+        let mut cmd = self.exec_command(name, argv, &[])?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn()
+            .map_err(|e| RuntimeError::Failed(format!("exec in {name}: {e}")))
+    }
+
+    /// The sandboxed command that runs `argv` in instance `name`'s context with `env` added
+    /// to its environment (replacing variables of the same name), killed when dropped; the
+    /// caller gives it its standard streams.
+    fn exec_command(
+        &self,
+        name: &str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<tokio::process::Command, RuntimeError> {
         let failed =
             |e: &dyn std::fmt::Display| RuntimeError::Failed(format!("exec in {name}: {e}"));
         let dir = self.dir(name)?;
         let stored = Self::read_spec(&dir)?;
-        let jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
+        let mut jail = instance_jail(&dir, &stored, argv.to_vec()).map_err(|e| failed(&e))?;
+        for (key, value) in env {
+            jail.env.retain(|(k, _)| k != key);
+            jail.env.push((key.clone(), value.clone()));
+        }
         let cmd = stored
             .sandbox
             .command(jail, &sandbox::init::executable(&self.shim), None)
             .map_err(|e| failed(&e))?;
         let mut cmd = tokio::process::Command::from(cmd);
-        cmd.stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        cmd.spawn().map_err(|e| failed(&e))
+        cmd.kill_on_drop(true);
+        Ok(cmd)
     }
 
     fn read_spec(dir: &Path) -> Result<StoredSpec, RuntimeError> {
@@ -638,6 +657,16 @@ impl Runtime for ProcessRuntime {
                 })
             }
         }
+    }
+
+    async fn exec_tty(
+        &self,
+        name: &str,
+        command: &super::tty::TtyCommand,
+        input: tokio::sync::mpsc::Receiver<super::tty::TtyInput>,
+        out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<super::ExecOutput, RuntimeError> {
+        self.exec_on_pty(name, command, input, out).await
     }
 
     fn host_address(&self, _node: &str) -> String {

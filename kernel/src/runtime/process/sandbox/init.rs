@@ -4,10 +4,11 @@
 //! above stderr close-on-exec (so nothing the launcher passed reaches the program), makes itself
 //! undumpable (its `/proc/1` is closed to the program), restores SIGTERM's default for the
 //! program (its launcher ignores it, so that only the program hears a stop), runs the program in
-//! its launcher's process group, reaps every orphan, and reports exactly how the program ended:
-//! as its own exit status (128 + signal for a signal) and, with `--status-fd`, on that pipe: a
-//! [`STARTED`] line once the program runs (a stop sent before would be lost), then a [`Status`]
-//! line.
+//! its launcher's process group (or, when its standard input is a terminal, for `lain exec -t`,
+//! in a session of its own with that terminal as its controlling terminal), reaps every orphan,
+//! and reports exactly how the program ended: as its own exit status (128 + signal for a signal)
+//! and, with `--status-fd`, on that pipe: a [`STARTED`] line once the program runs (a stop sent
+//! before would be lost), then a [`Status`] line.
 //! When it exits the kernel ends every process left in the sandbox.
 
 use serde::{Deserialize, Serialize};
@@ -94,7 +95,21 @@ fn run_program(argv: &[String], report: Option<&std::fs::File>) -> Status {
     let Some((program, args)) = argv.split_first() else {
         return failed("no program to run".into());
     };
-    let child = match std::process::Command::new(program).args(args).spawn() {
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    if rustix::termios::isatty(std::io::stdin()) {
+        // `lain exec -t`: the terminal becomes the program's controlling terminal in a session
+        // of its own, so Ctrl-C, job control and a hang-up reach it.
+        // SAFETY: setsid and ioctl are async-signal-safe system calls; nothing is allocated.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                rustix::process::setsid()?;
+                rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+                Ok(())
+            })
+        };
+    }
+    let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {
             let cwd = std::env::current_dir().unwrap_or_default();
