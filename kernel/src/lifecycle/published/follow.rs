@@ -67,15 +67,13 @@ fn follow_once(
         let key = change.op.key();
         if let Some(app) = key.strip_prefix(PREFIX) {
             let status = match &change.op {
-                Op::Put(_, bytes) => {
-                    match decode(key, bytes, crate::clock::unix_secs()) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            tracing::warn!("{e}");
-                            continue;
-                        }
+                Op::Put(_, bytes) => match decode(key, bytes, crate::clock::unix_secs()) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        continue;
                     }
-                }
+                },
                 Op::Delete(_) => None,
             };
             board.follow(app, status);

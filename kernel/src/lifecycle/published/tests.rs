@@ -27,7 +27,11 @@ fn instance(name: &str, ready: bool, restart_in: Option<u64>) -> InstanceView {
             pid: None,
             started_at: 1,
         },
-        health: if ready { Health::Healthy } else { Health::Starting },
+        health: if ready {
+            Health::Healthy
+        } else {
+            Health::Starting
+        },
         ready,
         url: Some("http://127.0.0.1:4000".into()),
         streams: BTreeMap::new(),
@@ -44,7 +48,10 @@ fn instance(name: &str, ready: bool, restart_in: Option<u64>) -> InstanceView {
 fn apps(list: &[(&str, InstanceView)]) -> BTreeMap<String, AppStatus> {
     let mut out: BTreeMap<String, AppStatus> = BTreeMap::new();
     for (app, i) in list {
-        out.entry(app.to_string()).or_default().instances.push(i.clone());
+        out.entry(app.to_string())
+            .or_default()
+            .instances
+            .push(i.clone());
     }
     out
 }
@@ -53,14 +60,24 @@ fn apps(list: &[(&str, InstanceView)]) -> BTreeMap<String, AppStatus> {
 fn only_changed_records_are_written_and_a_new_leader_starts_from_them() {
     let (_dir, store) = store();
     let mut p = Publisher::default();
-    let first = apps(&[("a", instance("a1", false, None)), ("b", instance("b1", true, None))]);
+    let first = apps(&[
+        ("a", instance("a1", false, None)),
+        ("b", instance("b1", true, None)),
+    ]);
     assert_eq!(p.write(&*store, &first).expect("write"), 2);
     let rev = store.revision().expect("rev");
-    assert_eq!(p.write(&*store, &first).expect("write"), 0, "nothing changed");
+    assert_eq!(
+        p.write(&*store, &first).expect("write"),
+        0,
+        "nothing changed"
+    );
     assert_eq!(store.revision().expect("rev"), rev, "nothing written");
 
     // a1 becomes ready: only a's record is written.
-    let second = apps(&[("a", instance("a1", true, None)), ("b", instance("b1", true, None))]);
+    let second = apps(&[
+        ("a", instance("a1", true, None)),
+        ("b", instance("b1", true, None)),
+    ]);
     assert_eq!(p.write(&*store, &second).expect("write"), 1);
     assert_eq!(load(&*store).expect("load"), second);
 
@@ -106,8 +123,14 @@ fn a_deposed_leader_cannot_publish() {
     let err = p
         .write(&fenced, &apps(&[("a", instance("a1", false, None))]))
         .expect_err("fenced");
-    assert!(err.to_string().contains("no longer the cluster's leader"), "{err}");
-    assert!(load(&*inner).expect("load")["a"].instances[0].ready, "unchanged");
+    assert!(
+        err.to_string().contains("no longer the cluster's leader"),
+        "{err}"
+    );
+    assert!(
+        load(&*inner).expect("load")["a"].instances[0].ready,
+        "unchanged"
+    );
 }
 
 #[test]
@@ -115,7 +138,10 @@ fn oversized_and_corrupt_records_are_refused_by_name() {
     let err = decode("published/apps/x", &vec![b' '; MAX_RECORD + 1], 0).expect_err("large");
     assert!(err.to_string().contains("over the"), "{err}");
     let err = decode("published/apps/x", b"{\"instances\": 3}", 0).expect_err("corrupt");
-    assert!(err.to_string().contains("published/apps/x is corrupt"), "{err}");
+    assert!(
+        err.to_string().contains("published/apps/x is corrupt"),
+        "{err}"
+    );
 }
 
 fn wait(what: &str, check: impl Fn() -> bool) {

@@ -183,7 +183,10 @@ impl Prober {
     /// Counts the instances `views` says are healthy (what the previous leader published) as
     /// healthy until a check of this prober says otherwise; they are checked again at their
     /// interval, and forgotten as usual when they are gone or not running.
-    pub fn seed<'a>(&self, views: impl IntoIterator<Item = &'a crate::lifecycle::view::InstanceView>) {
+    pub fn seed<'a>(
+        &self,
+        views: impl IntoIterator<Item = &'a crate::lifecycle::view::InstanceView>,
+    ) {
         let mut probes = self.state.lock();
         for v in views {
             if v.health == Health::Healthy && v.state.is_running() {
