@@ -358,3 +358,16 @@ impl StatusBoard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_proc_full_name_names_its_app_even_when_the_app_name_has_dots() {
+        assert_eq!(super::app_of("hello.web.web"), Some("hello"));
+        assert_eq!(
+            super::app_of("resource.redis.shop.worker.redis"),
+            Some("resource.redis.shop")
+        );
+        assert_eq!(super::app_of("web.web"), None);
+    }
+}
