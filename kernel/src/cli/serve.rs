@@ -95,6 +95,9 @@ pub struct Running {
     /// The leader's loop runner, then (on etcd) the election.
     leadership: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::oneshot::Sender<()>,
+    /// Keeps the follower of the published instances running (see
+    /// [`crate::lifecycle::published::follow`]).
+    _published: Arc<()>,
 }
 
 impl Running {
@@ -124,6 +127,13 @@ impl Running {
                 monitor.push_due(tick).await;
             }
         });
+        // Before the leadership: the board starts from what the leader published, whoever leads.
+        let published = Arc::new(());
+        crate::lifecycle::published::follow(
+            kernel.lifecycle.store_handle(),
+            kernel.lifecycle.status().clone(),
+            Arc::downgrade(&published),
+        );
         let leadership = kernel.start_leadership().await?;
         let router = kernel.router.clone();
         let routing = crate::router::server::serve(router.clone(), router_listen(&kernel.config)?)?;
@@ -149,6 +159,7 @@ impl Running {
             tasks: vec![pushes, follow, checks],
             leadership,
             stop,
+            _published: published,
         })
     }
 

@@ -17,6 +17,7 @@ pub mod maintainers;
 pub mod nodes;
 pub mod plan;
 pub mod procs;
+pub mod published;
 pub mod reconcile;
 pub mod records;
 pub mod resources;

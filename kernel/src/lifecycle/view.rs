@@ -1,4 +1,4 @@
-//! What `lain ps` and `lain app show` see: the reconciler's last observation, per app.
+//! What `lain ps` and `lain app show` see: the leader's reconciler's last observation, per app.
 
 use super::records::AppRecord;
 pub use crate::runtime::Health;
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One instance.
-#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Runtime name.
     pub name: String,
@@ -110,7 +110,8 @@ pub struct AppView {
     pub instances: Vec<InstanceView>,
     /// Whether everything runs as deployed (and nothing runs when undeployed).
     pub converged: bool,
-    /// Number of the reconciler pass this view comes from.
+    /// Passes of this kernel's reconciler so far (0 on a kernel that never led: its view is
+    /// the leader's, as published in the store).
     pub pass: u64,
     /// How the app's volume backups stand (`GET /api/v1/apps/{app}` fills it; absent when no
     /// backup of the app ended, and elsewhere).
@@ -118,67 +119,156 @@ pub struct AppView {
     pub last_backup: Option<crate::backup::BackupState>,
 }
 
-/// The reconciler's last observation, shared with the API and the router.
+/// What the leader's reconciler saw of one app, as the API and the router show it: the record
+/// each kernel's [`StatusBoard`] holds per app, and the one the leader publishes in the store
+/// (`crate::lifecycle::published`) for the other kernels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    /// Every instance of the app, of any release, sorted by proc, number and name.
+    pub instances: Vec<InstanceView>,
+    /// Why procs cannot converge, by proc full name.
+    #[serde(default)]
+    pub problems: BTreeMap<String, String>,
+    /// Instances wanted by proc full name, when the placement mode decides it (per-node,
+    /// singleton) rather than `num_instances`.
+    #[serde(default)]
+    pub wanted: BTreeMap<String, u32>,
+    /// What scheduled procs show, by proc full name.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
+}
+
+/// The app a proc full name `<app>.<type>.<name>` belongs to (app names may contain dots, as
+/// resource instances' `resource.<res>.<client>` do; proc types and names do not).
+pub fn app_of(full: &str) -> Option<&str> {
+    full.rsplitn(3, '.').nth(2)
+}
+
+/// The last observation of the instances, shared with the API and the router: published by
+/// this kernel's reconciler while it leads, else followed from what the leader published in
+/// the store.
 #[derive(Clone)]
-pub struct StatusBoard(Arc<RwLock<Board>>, Arc<tokio::sync::watch::Sender<u64>>);
+pub struct StatusBoard(Arc<RwLock<Board>>, Arc<Signals>);
+
+/// What the board's users wait on.
+struct Signals {
+    /// Counts publications (the router rebuilds its table, the watch API compares views).
+    changed: tokio::sync::watch::Sender<u64>,
+    /// Counts the times this kernel's reconciler stopped publishing (the follower reloads).
+    released: tokio::sync::watch::Sender<u64>,
+}
 
 impl Default for StatusBoard {
     fn default() -> Self {
-        StatusBoard(Arc::default(), Arc::new(tokio::sync::watch::channel(0).0))
+        StatusBoard(
+            Arc::default(),
+            Arc::new(Signals {
+                changed: tokio::sync::watch::channel(0).0,
+                released: tokio::sync::watch::channel(0).0,
+            }),
+        )
     }
 }
 
 #[derive(Default)]
 struct Board {
+    /// Passes of this kernel's reconciler.
     pass: u64,
-    instances: BTreeMap<String, Vec<InstanceView>>,
-    problems: BTreeMap<String, String>,
-    /// Instances wanted by proc full name, when the placement mode decides it (per-node,
-    /// singleton) rather than `num_instances`.
-    wanted: BTreeMap<String, u32>,
-    schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
+    /// Whether this kernel's reconciler publishes here (it leads): stored changes are not
+    /// followed meanwhile.
+    local: bool,
+    apps: BTreeMap<String, AppStatus>,
 }
 
 impl StatusBoard {
-    /// Replaces the observation (instances by app; problems and, where the placement mode
-    /// decides it, the number of instances wanted, by proc full name).
-    pub fn publish(
-        &self,
-        instances: BTreeMap<String, Vec<InstanceView>>,
-        problems: BTreeMap<String, String>,
-        wanted: BTreeMap<String, u32>,
-    ) {
-        let pass = {
+    /// Replaces the observation with a pass of this kernel's reconciler (which from now on is
+    /// the source of the board, until [`StatusBoard::release`]).
+    pub fn publish(&self, apps: BTreeMap<String, AppStatus>) {
+        {
             let mut board = self.0.write();
             board.pass += 1;
-            board.instances = instances;
-            board.problems = problems;
-            board.wanted = wanted;
-            board.pass
-        };
-        self.1.send_replace(pass);
+            board.local = true;
+            board.apps = apps;
+        }
+        self.changed();
     }
 
-    /// Replaces what scheduled procs show (by proc full name); published with the next pass.
-    pub fn publish_schedules(
-        &self,
-        schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
-    ) {
-        self.0.write().schedules = schedules;
+    /// This kernel's reconciler stopped (it no longer leads): the board follows the store again.
+    pub fn release(&self) {
+        self.0.write().local = false;
+        self.1.released.send_modify(|n| *n += 1);
     }
 
-    /// Notified after every publication (the router rebuilds its table).
+    /// How many times [`StatusBoard::release`] was called.
+    pub fn releases(&self) -> u64 {
+        *self.1.released.borrow()
+    }
+
+    /// Replaces every app's status with the published ones, unless this kernel's reconciler
+    /// publishes; returns whether it did.
+    pub fn follow_all(&self, apps: BTreeMap<String, AppStatus>) -> bool {
+        {
+            let mut board = self.0.write();
+            if board.local {
+                return false;
+            }
+            board.apps = apps;
+        }
+        self.changed();
+        true
+    }
+
+    /// Sets (`Some`) or removes (`None`) the published status of `app`, unless this kernel's
+    /// reconciler publishes; returns whether it did.
+    pub fn follow(&self, app: &str, status: Option<AppStatus>) -> bool {
+        {
+            let mut board = self.0.write();
+            if board.local {
+                return false;
+            }
+            match status {
+                Some(s) => board.apps.insert(app.to_string(), s),
+                None => board.apps.remove(app),
+            };
+        }
+        self.changed();
+        true
+    }
+
+    /// Tells the board's users to look again (apps or route claims changed) while the board
+    /// follows the store; this kernel's reconciler does so with its passes.
+    pub fn touch(&self) {
+        if !self.0.read().local {
+            self.changed();
+        }
+    }
+
+    fn changed(&self) {
+        self.1.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Notified after every change of the board (the router rebuilds its table).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.1.subscribe()
+        self.1.changed.subscribe()
     }
 
-    /// The number of passes and every app's instances.
+    /// The number of this kernel's reconciler passes and every app's instances.
     pub fn snapshot(&self) -> (u64, BTreeMap<String, Vec<InstanceView>>) {
         let board = self.0.read();
-        (board.pass, board.instances.clone())
+        let instances = board
+            .apps
+            .iter()
+            .map(|(app, s)| (app.clone(), s.instances.clone()))
+            .collect();
+        (board.pass, instances)
     }
 
-    /// Number of completed passes.
+    /// Every app's status as the board holds it.
+    pub fn apps(&self) -> BTreeMap<String, AppStatus> {
+        self.0.read().apps.clone()
+    }
+
+    /// Number of passes this kernel's reconciler completed.
     pub fn pass(&self) -> u64 {
         self.0.read().pass
     }
@@ -187,9 +277,9 @@ impl StatusBoard {
     pub fn instances_on(&self, node: &str) -> usize {
         let board = self.0.read();
         board
-            .instances
+            .apps
             .values()
-            .flatten()
+            .flat_map(|s| &s.instances)
             .filter(|i| i.node == node)
             .count()
     }
@@ -197,14 +287,16 @@ impl StatusBoard {
     /// The view of `app`.
     pub fn view(&self, app: AppRecord) -> AppView {
         let board = self.0.read();
-        let instances = board.instances.get(&app.name).cloned().unwrap_or_default();
+        let empty = AppStatus::default();
+        let status = board.apps.get(&app.name).unwrap_or(&empty);
+        let instances = status.instances.clone();
         let mut procs = Vec::new();
         let mut converged = true;
         let release = app.deployed.as_ref().map(|d| d.release.clone());
         if let Some(deployed) = &app.deployed {
             for plan in &deployed.procs {
                 let plan = app.effective(plan);
-                let wanted = board
+                let wanted = status
                     .wanted
                     .get(&plan.full_name)
                     .copied()
@@ -235,8 +327,8 @@ impl StatusBoard {
                     ready,
                     memory: plan.plan.memory,
                     converged: ok,
-                    problem: board.problems.get(&plan.full_name).cloned(),
-                    schedule: board.schedules.get(&plan.full_name).cloned(),
+                    problem: status.problems.get(&plan.full_name).cloned(),
+                    schedule: status.schedules.get(&plan.full_name).cloned(),
                     stream_ports: plan
                         .stream_ports
                         .iter()
@@ -264,5 +356,18 @@ impl StatusBoard {
             pass: board.pass,
             last_backup: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_proc_full_name_names_its_app_even_when_the_app_name_has_dots() {
+        assert_eq!(super::app_of("hello.web.web"), Some("hello"));
+        assert_eq!(
+            super::app_of("resource.redis.shop.worker.redis"),
+            Some("resource.redis.shop")
+        );
+        assert_eq!(super::app_of("web.web"), None);
     }
 }

@@ -27,7 +27,8 @@
 //! [`placement`] (the scheduler's copy of the state), [`probing`] (health and readiness),
 //! [`backoff`] (restarts; where run policies plug in), [`decide`] (the steps for one proc),
 //! [`instance`] (a new instance's spec), [`actions`] (carrying steps out), [`rollout`] (a failed
-//! rollout) and [`publish`] (what `lain ps` and the router see).
+//! rollout) and [`publish`] (what `lain ps` and the router see, on every kernel:
+//! [`crate::lifecycle::published`]).
 
 pub mod actions;
 pub mod backoff;
@@ -88,6 +89,10 @@ pub struct Reconciler {
     /// When the next instance running without a health check becomes ready (the next pass is
     /// due then, not at the next tick).
     next_ready: Option<Instant>,
+    /// What scheduled procs show, from the last pass's tick.
+    schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
+    /// Writes what each pass saw into the store, for the other kernels and the next leader.
+    published: crate::lifecycle::published::Publisher,
 }
 
 impl Reconciler {
@@ -107,6 +112,8 @@ impl Reconciler {
             migrating: HashMap::new(),
             ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
             next_ready: None,
+            schedules: BTreeMap::new(),
+            published: crate::lifecycle::published::Publisher::default(),
         }
     }
 
@@ -115,6 +122,10 @@ impl Reconciler {
     /// store, see [`wakeups`], a runtime event), when an instance becomes ready, or after
     /// [`TICK`].
     pub async fn run(mut self) {
+        // However the loop ends (the task is aborted when the kernel stops leading), the board
+        // follows the store again.
+        let _release = Release(self.ctx.status.clone());
+        self.start_from_published();
         let alive = std::sync::Arc::new(());
         wakeups::follow(
             self.ctx.records.store.clone(),
@@ -136,6 +147,22 @@ impl Reconciler {
                 () = wake.notified() => {},
                 () = tokio::time::sleep(due) => {},
             }
+        }
+    }
+
+    /// Starts from what the previous leader published: the stored records are not written
+    /// again unless they change, and instances it found healthy count as healthy until a check
+    /// says otherwise (their routes stay while this reconciler checks them again).
+    fn start_from_published(&mut self) {
+        match crate::lifecycle::published::Publisher::load(&*self.ctx.records.store) {
+            Ok((publisher, apps)) => {
+                self.prober
+                    .seed(apps.values().flat_map(|s| s.instances.iter()));
+                self.published = publisher;
+            }
+            Err(e) => tracing::warn!(
+                "cannot read the published instances (this reconciler starts from nothing): {e}"
+            ),
         }
     }
 
@@ -176,7 +203,7 @@ impl Reconciler {
             &|name| self.backoff.restarts(name),
             crate::clock::unix_secs(),
         );
-        self.ctx.status.publish_schedules(ticked.views);
+        self.schedules = ticked.views;
         let nodes = self.mark_unreachable(nodes);
         if let Err(problem) = self
             .placement
@@ -330,21 +357,38 @@ impl Reconciler {
         self.backoff.retain(|name| live.contains(name));
     }
 
-    /// Publishes what this pass saw.
-    fn publish(&self, desired: &BTreeMap<String, Desired>, instances: &[Instance]) {
+    /// Publishes what this pass saw: on this kernel's board, and in the store (the records
+    /// that changed) for the other kernels and the next leader.
+    fn publish(&mut self, desired: &BTreeMap<String, Desired>, instances: &[Instance]) {
         let retiring = self.retiring.snapshot();
-        let checks = self.prober.results();
-        publish::publish(
-            &self.ctx,
-            &publish::Seen {
-                desired,
-                instances,
-                retiring: &retiring,
-                checks: &checks,
-                backoff: &self.backoff,
-                problems: &self.problems,
-                wanted: self.placement.wanted(),
-            },
-        );
+        let apps = {
+            let checks = self.prober.results();
+            publish::statuses(
+                &self.ctx,
+                &publish::Seen {
+                    desired,
+                    instances,
+                    retiring: &retiring,
+                    checks: &checks,
+                    backoff: &self.backoff,
+                    problems: &self.problems,
+                    wanted: self.placement.wanted(),
+                    schedules: &self.schedules,
+                },
+            )
+        };
+        if let Err(e) = self.published.write(&*self.ctx.records.store, &apps) {
+            tracing::warn!("cannot publish the instances in the store: {e}");
+        }
+        self.ctx.status.publish(apps);
+    }
+}
+
+/// Hands the board back to the store's records when the reconciler's loop ends.
+struct Release(crate::lifecycle::view::StatusBoard);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }

@@ -180,6 +180,21 @@ impl Prober {
             .min()
     }
 
+    /// Counts the instances `views` says are healthy (what the previous leader published) as
+    /// healthy until a check of this prober says otherwise; they are checked again at their
+    /// interval, and forgotten as usual when they are gone or not running.
+    pub fn seed<'a>(
+        &self,
+        views: impl IntoIterator<Item = &'a crate::lifecycle::view::InstanceView>,
+    ) {
+        let mut probes = self.state.lock();
+        for v in views {
+            if v.health == Health::Healthy && v.state.is_running() {
+                probes.entry(v.name.clone()).or_default().health = Some(Health::Healthy);
+            }
+        }
+    }
+
     /// What the checks found so far.
     pub fn results(&self) -> Results<'_> {
         Results(self.state.lock())

@@ -1,12 +1,13 @@
-//! Publishing a pass: the instances by app, as `lain ps` and the router see them, and the
-//! problems that keep procs from converging.
+//! What a pass publishes: the instances by app, as `lain ps` and the router see them, and the
+//! problems that keep procs from converging (the board and the store are written by the
+//! reconciler, see [`crate::lifecycle::published`]).
 
 use super::backoff::{Backoff, failed_run};
 use super::context::Context;
 use super::desired::Desired;
 use super::identity::Instance;
 use super::probing::Results;
-use crate::lifecycle::view::InstanceView;
+use crate::lifecycle::view::{AppStatus, InstanceView, app_of};
 use crate::plugin::bindings::types::Protocol;
 use crate::runtime::RunState;
 use std::collections::{BTreeMap, HashSet};
@@ -55,10 +56,13 @@ pub struct Seen<'a> {
     pub problems: &'a Problems,
     /// Instances wanted by proc full name where the placement mode decides it.
     pub wanted: &'a BTreeMap<String, u32>,
+    /// What scheduled procs show, by proc full name.
+    pub schedules: &'a BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
 }
 
-/// Publishes what a pass saw for the API and the router.
-pub fn publish(ctx: &Context, seen: &Seen<'_>) {
+/// What a pass saw, by app, for the API and the router (every app with instances, problems or
+/// schedules).
+pub fn statuses(ctx: &Context, seen: &Seen<'_>) -> BTreeMap<String, AppStatus> {
     let now = crate::clock::unix_secs();
     let mut by_app: BTreeMap<String, Vec<InstanceView>> = BTreeMap::new();
     for i in seen.instances {
@@ -112,14 +116,40 @@ pub fn publish(ctx: &Context, seen: &Seen<'_>) {
                 failed: d.and_then(|d| failed_run(&d.plan, &o.state, key.attempt)),
             });
     }
-    for list in by_app.values_mut() {
+    let mut apps: BTreeMap<String, AppStatus> = BTreeMap::new();
+    for (app, mut list) in by_app {
         list.sort_by(|a, b| (&a.proc, a.instance, &a.name).cmp(&(&b.proc, b.instance, &b.name)));
+        apps.entry(app).or_default().instances = list;
     }
-    ctx.status.publish(
-        by_app,
-        seen.problems.resolve(seen.desired),
-        seen.wanted.clone(),
-    );
+    for (full, problem) in seen.problems.resolve(seen.desired) {
+        if let Some(s) = of_proc(&mut apps, seen.desired, &full) {
+            s.problems.insert(full, problem);
+        }
+    }
+    for (full, n) in seen.wanted {
+        if let Some(s) = of_proc(&mut apps, seen.desired, full) {
+            s.wanted.insert(full.clone(), *n);
+        }
+    }
+    for (full, view) in seen.schedules {
+        if let Some(s) = of_proc(&mut apps, seen.desired, full) {
+            s.schedules.insert(full.clone(), view.clone());
+        }
+    }
+    apps
+}
+
+/// The status of the app proc `full` belongs to (created if needed).
+fn of_proc<'a>(
+    apps: &'a mut BTreeMap<String, AppStatus>,
+    desired: &BTreeMap<String, Desired>,
+    full: &str,
+) -> Option<&'a mut AppStatus> {
+    let app = desired
+        .get(full)
+        .map(|d| d.app.as_str())
+        .or_else(|| app_of(full))?;
+    Some(apps.entry(app.to_string()).or_default())
 }
 
 /// `host:port` of each stream destination (`7000/tcp`, `5353/udp`) of `d`'s instance on `node`
