@@ -412,6 +412,66 @@ fn a_scale_flip_while_instances_retire_reaches_the_target() {
     assert!(creations <= 15, "{creations} creations:\n{}", kernel.logs());
 }
 
+/// Half the reconciler's periodic pass: what events and due times bring must come well before.
+fn well_before_the_safety_net() -> Duration {
+    lain::lifecycle::reconcile::due::SAFETY_NET / 2
+}
+
+#[test]
+fn an_instance_killed_from_outside_is_restarted_on_its_exit_event_not_the_periodic_pass() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 1);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "sleeper"]);
+    for round in 1..=2 {
+        // The passes that made it ready are over: only the exit can wake the reconciler now.
+        std::thread::sleep(Duration::from_secs(1));
+        let old = pid(instances(&kernel.ps("sleeper"), "worker")[0]);
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &old.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let killed = Instant::now();
+        kernel.wait_for("sleeper", "the worker to come back", |v| {
+            instances(v, "worker").first().is_some_and(|w| {
+                w["state"]["state"] == "running" && w["state"]["pid"].as_i64() != Some(old)
+            })
+        });
+        let took = killed.elapsed();
+        assert!(
+            took < well_before_the_safety_net(),
+            "round {round}: restarted {took:?} after the kill\n{}",
+            kernel.logs()
+        );
+    }
+}
+
+#[test]
+fn a_health_checked_proc_is_ready_when_its_check_passes_not_at_the_periodic_pass() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = support::write_app(
+        tmp.path(),
+        "checked",
+        "appname: checked\nbuild:\n  base: busybox\n  script: []\nweb:\n  cmd: sh -c 'exec python3 -m http.server $PORT'\n  memory: 64M\n  healthcheck: /\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "checked", "-o", "json"]));
+    let took = started.elapsed();
+    assert_eq!(instances(&view, "web")[0]["health"], "healthy", "{view:#}");
+    assert!(
+        took < well_before_the_safety_net(),
+        "ready {took:?} after the deploy\n{}",
+        kernel.logs()
+    );
+}
+
 #[test]
 fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
     let tmp = tempfile::tempdir().expect("tempdir");
