@@ -472,6 +472,60 @@ fn a_health_checked_proc_is_ready_when_its_check_passes_not_at_the_periodic_pass
     );
 }
 
+/// `text` without its ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn lain_deploy_waits_on_the_watch_instead_of_asking_for_the_app_again_and_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The API's request log, to count what the CLI asks while it waits.
+    let kernel = KernelProcess::start_with_env(
+        &tmp.path().join("data"),
+        "",
+        &[("LAIN_LOG", "info,tower_http=debug")],
+    );
+    let app = support::write_app(
+        tmp.path(),
+        "slow",
+        "appname: slow\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  setup_time: 3\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let out = kernel.lain(&["deploy", "-a", "slow"]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    // The same progress lines as ever, on stderr.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("==> worker 0/1 ready"), "{progress}");
+    assert!(progress.contains("==> worker 1/1 ready"), "{progress}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "ready before its setup_time: {took:?}"
+    );
+    let logs = without_colours(&kernel.logs());
+    let asked = logs.matches("uri=/api/v1/apps/slow version").count();
+    let watched = logs.matches("uri=/api/v1/watch?").count();
+    assert!(
+        asked == 0 && watched >= 1,
+        "{asked} reads of the app and {watched} watches in {took:?} of waiting\n{logs}"
+    );
+}
+
 #[test]
 fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
     let tmp = tempfile::tempdir().expect("tempdir");
