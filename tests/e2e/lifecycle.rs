@@ -527,6 +527,29 @@ fn lain_deploy_waits_on_the_watch_instead_of_asking_for_the_app_again_and_again(
 }
 
 #[test]
+fn a_deploy_not_converged_at_its_timeout_says_so_then() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = support::write_app(
+        tmp.path(),
+        "late",
+        "appname: late\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  setup_time: 30\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let err = kernel.lain_err(&["deploy", "-a", "late", "--timeout", "2"]);
+    let took = started.elapsed();
+    assert!(
+        err.contains("not converged after 2s: worker 0/1 ready"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "gave up after {took:?}"
+    );
+}
+
+#[test]
 fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let kernel = KernelProcess::start(
