@@ -88,12 +88,15 @@ impl Kernel {
         let runtime_config = config.clone();
         let make_runtime = move |kernel_id: &str, wake| -> Result<Arc<dyn Runtime>, _> {
             Ok(match runtime_config.runtime {
-                RuntimeKind::Process => Arc::new(ProcessRuntime::open(
-                    &runtime_config.data_dir.join("runtime").join("process"),
-                    &shim,
-                    Sandbox::new(&runtime_config.process, &runtime_config.kernel_paths())
-                        .map_err(|e| crate::runtime::RuntimeError::Failed(e.to_string()))?,
-                )?),
+                RuntimeKind::Process => Arc::new(
+                    ProcessRuntime::open(
+                        &runtime_config.data_dir.join("runtime").join("process"),
+                        &shim,
+                        Sandbox::new(&runtime_config.process, &runtime_config.kernel_paths())
+                            .map_err(|e| crate::runtime::RuntimeError::Failed(e.to_string()))?,
+                    )?
+                    .with_exit_events(wake),
+                ),
                 RuntimeKind::Docker => Arc::new(
                     DockerRuntime::new(kernel_id, runtime_config.docker.tls.clone(), wake)
                         .with_registry(runtime_config.docker.registry.clone())

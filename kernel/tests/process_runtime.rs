@@ -120,6 +120,63 @@ async fn an_instance_is_created_once_started_once_and_its_output_and_exit_are_ke
         .expect("removing a missing instance is fine");
 }
 
+/// The program's pid of running instance `name`.
+async fn running_pid(rt: &ProcessRuntime, name: &str) -> u32 {
+    match state(rt, name).await {
+        RunState::Running { pid: Some(pid), .. } => pid,
+        other => panic!("{name} does not run: {other:?}"),
+    }
+}
+
+/// Kills `pid` with SIGKILL, from outside.
+fn kill9(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill -9");
+}
+
+#[tokio::test]
+async fn an_instance_that_ends_wakes_the_follower_of_exit_events_at_once() {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wake = Arc::new(Notify::new());
+    let rt = runtime(tmp.path()).with_exit_events(wake.clone());
+    rt.create(&spec(tmp.path(), "ev.i1", &["sleep", "1000"]))
+        .await
+        .expect("create");
+    rt.start("ev.i1").await.expect("start");
+    let pid = running_pid(&rt, "ev.i1").await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), wake.notified()).await;
+    assert!(quiet.is_err(), "woken while the instance runs");
+    kill9(pid);
+    let killed = Instant::now();
+    tokio::time::timeout(Duration::from_secs(3), wake.notified())
+        .await
+        .expect("no wake-up for the instance's end");
+    // Woken once the end is recorded: the first look sees it.
+    assert!(
+        matches!(state(&rt, "ev.i1").await, RunState::Exited { .. }),
+        "woken {:?} after the kill, before the end was recorded",
+        killed.elapsed()
+    );
+
+    // A runtime that finds the instance running (a kernel restarted) follows it from its first
+    // listing.
+    rt.start("ev.i1").await.expect("start again");
+    let wake2 = Arc::new(Notify::new());
+    let adopted = runtime(tmp.path()).with_exit_events(wake2.clone());
+    let pid = running_pid(&adopted, "ev.i1").await;
+    kill9(pid);
+    tokio::time::timeout(Duration::from_secs(3), wake2.notified())
+        .await
+        .expect("no wake-up for the end of an instance found running");
+    assert!(matches!(
+        state(&adopted, "ev.i1").await,
+        RunState::Exited { .. }
+    ));
+    rt.remove("ev.i1").await.expect("remove");
+}
+
 #[tokio::test]
 async fn start_is_idempotent_and_stop_kills_after_the_grace_period() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -412,6 +412,143 @@ fn a_scale_flip_while_instances_retire_reaches_the_target() {
     assert!(creations <= 15, "{creations} creations:\n{}", kernel.logs());
 }
 
+/// Half the reconciler's periodic pass: what events and due times bring must come well before.
+fn well_before_the_safety_net() -> Duration {
+    lain::lifecycle::reconcile::due::SAFETY_NET / 2
+}
+
+#[test]
+fn an_instance_killed_from_outside_is_restarted_on_its_exit_event_not_the_periodic_pass() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = tmp.path().join("sleeper");
+    sleeper_app(&app, 1);
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    kernel.lain_ok(&["deploy", "-a", "sleeper"]);
+    for round in 1..=2 {
+        // The passes that made it ready are over: only the exit can wake the reconciler now.
+        std::thread::sleep(Duration::from_secs(1));
+        let old = pid(instances(&kernel.ps("sleeper"), "worker")[0]);
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &old.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let killed = Instant::now();
+        kernel.wait_for("sleeper", "the worker to come back", |v| {
+            instances(v, "worker").first().is_some_and(|w| {
+                w["state"]["state"] == "running" && w["state"]["pid"].as_i64() != Some(old)
+            })
+        });
+        let took = killed.elapsed();
+        assert!(
+            took < well_before_the_safety_net(),
+            "round {round}: restarted {took:?} after the kill\n{}",
+            kernel.logs()
+        );
+    }
+}
+
+#[test]
+fn a_health_checked_proc_is_ready_when_its_check_passes_not_at_the_periodic_pass() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = support::write_app(
+        tmp.path(),
+        "checked",
+        "appname: checked\nbuild:\n  base: busybox\n  script: []\nweb:\n  cmd: sh -c 'exec python3 -m http.server $PORT'\n  memory: 64M\n  healthcheck: /\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "checked", "-o", "json"]));
+    let took = started.elapsed();
+    assert_eq!(instances(&view, "web")[0]["health"], "healthy", "{view:#}");
+    assert!(
+        took < well_before_the_safety_net(),
+        "ready {took:?} after the deploy\n{}",
+        kernel.logs()
+    );
+}
+
+/// `text` without its ANSI colour sequences (`ESC [ ... m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn lain_deploy_waits_on_the_watch_instead_of_asking_for_the_app_again_and_again() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The API's request log, to count what the CLI asks while it waits.
+    let kernel = KernelProcess::start_with_env(
+        &tmp.path().join("data"),
+        "",
+        &[("LAIN_LOG", "info,tower_http=debug")],
+    );
+    let app = support::write_app(
+        tmp.path(),
+        "slow",
+        "appname: slow\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  setup_time: 3\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let out = kernel.lain(&["deploy", "-a", "slow"]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{out:?}");
+    // The same progress lines as ever, on stderr.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.contains("==> worker 0/1 ready"), "{progress}");
+    assert!(progress.contains("==> worker 1/1 ready"), "{progress}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "ready before its setup_time: {took:?}"
+    );
+    let logs = without_colours(&kernel.logs());
+    let asked = logs.matches("uri=/api/v1/apps/slow version").count();
+    let watched = logs.matches("uri=/api/v1/watch?").count();
+    assert!(
+        asked == 0 && watched >= 1,
+        "{asked} reads of the app and {watched} watches in {took:?} of waiting\n{logs}"
+    );
+}
+
+#[test]
+fn a_deploy_not_converged_at_its_timeout_says_so_then() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let kernel = KernelProcess::start(&tmp.path().join("data"), "");
+    let app = support::write_app(
+        tmp.path(),
+        "late",
+        "appname: late\nbuild:\n  base: busybox\n  script: []\nworker:\n  cmd: sleep 100000\n  setup_time: 30\n",
+    );
+    kernel.lain_ok(&["build", app.to_str().expect("utf-8")]);
+    let started = Instant::now();
+    let err = kernel.lain_err(&["deploy", "-a", "late", "--timeout", "2"]);
+    let took = started.elapsed();
+    assert!(
+        err.contains("not converged after 2s: worker 0/1 ready"),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "gave up after {took:?}"
+    );
+}
+
 #[test]
 fn a_rollout_that_never_gets_ready_rolls_back_without_interrupting_the_old_release() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -14,9 +14,12 @@
 //! - *runtime only*: `DockerRuntime::create` + `start` of the instances, 16 at a time, without
 //!   the kernel (the reconciler uses three per core, at most 16);
 //! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of `instances_n()` instances until
-//!   the reconciler sees them all running.
+//!   the reconciler sees them all running and ready (converged), also timed to the first view
+//!   where all run.
 //!
-//! The kernel's own overhead per container is `(lain deploy - runtime only) / instances`.
+//! The kernel's own overhead per container is `(lain deploy - runtime only) / instances`. Where
+//! the time goes: the runtime-only rounds also time each container's `create` (with its image
+//! and network checks) and `start` calls, whose medians are the engine's latency per container.
 //! Everything is removed between rounds, untimed. Medians over rounds; ratios are medians of
 //! per-round paired ratios.
 
@@ -94,12 +97,17 @@ async fn run() -> Result<()> {
     direct.sync_nodes(&[("local".into(), engine.address.clone())]);
 
     let (mut shell, mut runtime_only, mut deploy) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut calls, mut all_run) = (Calls::default(), Vec::new());
     for round in 0..rounds {
         for variant in (0..3).map(|i| (i + round) % 3) {
             match variant {
                 0 => shell.push(bench_shell(&engine, &release.image)?),
-                1 => runtime_only.push(bench_runtime(&direct, &release.image).await?),
-                _ => deploy.push(bench_deploy(&lc).await?),
+                1 => runtime_only.push(bench_runtime(&direct, &release.image, &mut calls).await?),
+                _ => {
+                    let (running, converged) = bench_deploy(&lc).await?;
+                    all_run.push(running);
+                    deploy.push(converged);
+                }
             }
         }
         eprintln!("round {}/{rounds} done", round + 1);
@@ -129,7 +137,18 @@ async fn run() -> Result<()> {
         "| runtime only: create + start, 16 at a time | {:.0} ms |",
         m(&runtime_only) * 1e3
     );
-    println!("| lain deploy until all run | {:.0} ms |", m(&deploy) * 1e3);
+    println!(
+        "| lain deploy until all run and are ready (converged) | {:.0} ms (all seen running at {:.0} ms) |",
+        m(&deploy) * 1e3,
+        m(&all_run) * 1e3
+    );
+    println!(
+        "| runtime only, one call's latency with 16 in flight: `create` (image and network checks, create) / `start` | {:.1} / {:.1} ms median, {:.1} / {:.1} ms p90 |",
+        m(&calls.create) * 1e3,
+        m(&calls.start) * 1e3,
+        p90(&calls.create) * 1e3,
+        p90(&calls.start) * 1e3
+    );
     println!(
         "| lain deploy / docker run loop | **{:.2}x** (target <= 0.5x) |",
         m(&vs_shell)
@@ -142,7 +161,9 @@ async fn run() -> Result<()> {
     let report = serde_json::json!({
         "instances": instances, "rounds": rounds,
         "docker_run_loop_ms": m(&shell) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
-        "lain_deploy_ms": m(&deploy) * 1e3, "deploy_vs_docker_run_loop": m(&vs_shell),
+        "lain_deploy_ms": m(&deploy) * 1e3, "lain_deploy_all_running_ms": m(&all_run) * 1e3,
+        "runtime_create_call_ms": m(&calls.create) * 1e3, "runtime_start_call_ms": m(&calls.start) * 1e3,
+        "deploy_vs_docker_run_loop": m(&vs_shell),
         "deploy_vs_runtime_only": m(&vs_runtime), "kernel_overhead_per_container_ms": m(&overhead) * 1e3,
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
@@ -179,8 +200,16 @@ fn bench_shell(engine: &docker_engine::DockerEngine, image: &str) -> Result<f64>
     Ok(took)
 }
 
-/// Seconds to create and start the containers through the runtime alone; then removes them.
-async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
+/// Seconds each runtime call took, per container.
+#[derive(Default)]
+struct Calls {
+    create: Vec<f64>,
+    start: Vec<f64>,
+}
+
+/// Seconds to create and start the containers through the runtime alone (each call's own time
+/// added to `calls`); then removes them.
+async fn bench_runtime(rt: &DockerRuntime, image: &str, calls: &mut Calls) -> Result<f64> {
     let instances = instances_n();
     let specs: Vec<InstanceSpec> = (1..=instances)
         .map(|no| InstanceSpec {
@@ -214,15 +243,21 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
     let start = Instant::now();
     let results: Vec<_> = futures::stream::iter(&specs)
         .map(|s| async move {
+            let at = Instant::now();
             rt.create(s).await?;
-            rt.start(&s.name).await
+            let created = at.elapsed().as_secs_f64();
+            let at = Instant::now();
+            rt.start(&s.name).await?;
+            Ok::<_, lain::runtime::RuntimeError>((created, at.elapsed().as_secs_f64()))
         })
         .buffer_unordered(16)
         .collect()
         .await;
     let took = start.elapsed().as_secs_f64();
     for r in results {
-        r?;
+        let (create, start) = r?;
+        calls.create.push(create);
+        calls.start.push(start);
     }
     let listed = rt.list("direct").await?;
     if listed.iter().filter(|o| o.state.is_running()).count() != instances {
@@ -241,20 +276,33 @@ async fn bench_runtime(rt: &DockerRuntime, image: &str) -> Result<f64> {
     Ok(took)
 }
 
-/// Seconds from deploy to all running; then undeploys and waits, untimed.
-async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<f64> {
+/// Seconds from deploy to all seen running, and to converged (all ready); then undeploys and
+/// waits, untimed.
+async fn bench_deploy(lc: &Arc<lain::lifecycle::Lifecycle>) -> Result<(f64, f64)> {
     let instances = instances_n();
     let start = Instant::now();
     let deploy_lc = lc.clone();
     tokio::task::spawn_blocking(move || deploy_lc.deploy("bench", None)).await??;
-    wait(lc, instances).await?;
+    let mut all_running = None;
+    wait(lc, instances, |running| {
+        if running == instances && all_running.is_none() {
+            all_running = Some(start.elapsed().as_secs_f64());
+        }
+    })
+    .await?;
     let took = start.elapsed().as_secs_f64();
     lc.undeploy("bench")?;
-    wait(lc, 0).await?;
-    Ok(took)
+    wait(lc, 0, |_| {}).await?;
+    Ok((all_running.unwrap_or(took), took))
 }
 
-async fn wait(lc: &lain::lifecycle::Lifecycle, want: usize) -> Result<()> {
+/// Waits until the app converged with `want` instances, all running; `seen` gets the number
+/// running at each look.
+async fn wait(
+    lc: &lain::lifecycle::Lifecycle,
+    want: usize,
+    mut seen: impl FnMut(usize),
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let view = lc.status().view(lc.app("bench")?);
@@ -263,6 +311,7 @@ async fn wait(lc: &lain::lifecycle::Lifecycle, want: usize) -> Result<()> {
             .iter()
             .filter(|i| i.state.is_running())
             .count();
+        seen(running);
         if view.converged && running == want && view.instances.len() == want {
             return Ok(());
         }
@@ -274,6 +323,13 @@ async fn wait(lc: &lain::lifecycle::Lifecycle, want: usize) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// The 90th percentile of `values`.
+fn p90(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() * 9 / 10).copied().unwrap_or(f64::NAN)
 }
 
 fn median(values: &[f64]) -> f64 {

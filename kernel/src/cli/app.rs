@@ -255,7 +255,8 @@ pub fn finish(
     Ok(view)
 }
 
-/// Polls the app until it runs as deployed, printing each proc's progress as it changes.
+/// Follows the app through the watch until it runs as deployed, printing each proc's progress
+/// as it changes.
 pub fn wait_converged(
     client: &Client,
     app: &str,
@@ -265,8 +266,7 @@ pub fn wait_converged(
 ) -> anyhow::Result<AppView> {
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut last = String::new();
-    loop {
-        let view: AppView = client.get(&format!("/api/v1/apps/{app}"))?;
+    let converged = super::watch::until(client, app, deadline, |view| {
         if view.release != release {
             let error = view.app.last_error.clone().unwrap_or_default();
             bail!(
@@ -280,16 +280,17 @@ pub fn wait_converged(
             last = progress;
         }
         if view.converged {
-            return Ok(view);
+            return Ok(Some(view));
         }
         // Set only by a failed rollout of this deployment (a deploy clears it).
         if let Some(error) = &view.app.last_error {
             bail!("{error}");
         }
-        if Instant::now() > deadline {
-            bail!("not converged after {timeout}s: {last} (see `lain ps`)");
-        }
-        std::thread::sleep(Duration::from_millis(250));
+        Ok(None)
+    })?;
+    match converged {
+        Some(view) => Ok(view),
+        None => bail!("not converged after {timeout}s: {last} (see `lain ps`)"),
     }
 }
 

@@ -126,6 +126,26 @@ impl Client {
         self.reader(resp)
     }
 
+    /// GETs `path` and returns the answer as a stream that ends with an error once `within`
+    /// has passed (a watch followed until a deadline).
+    pub fn get_stream_within(
+        &self,
+        path: &str,
+        within: Duration,
+    ) -> anyhow::Result<Box<dyn std::io::BufRead>> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(within.max(Duration::from_millis(1))))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let resp = self
+            .auth(agent.get(&self.url(path)))
+            .call()
+            .map_err(|e| self.unreachable(e))?;
+        self.reader(resp)
+    }
+
     /// An agent without a global timeout, for answers that last (builds, `logs -f`).
     fn streaming(&self) -> ureq::Agent {
         ureq::Agent::config_builder()

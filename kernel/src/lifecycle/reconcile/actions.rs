@@ -112,6 +112,8 @@ pub struct Outcome {
     pub done: usize,
     /// Failed creations, by the proc (full name) they were for.
     pub problems: BTreeMap<String, String>,
+    /// Steps that failed (a later pass tries them again).
+    pub failed: usize,
 }
 
 /// Carries out `actions`. Failed steps are retried by a later pass.
@@ -166,6 +168,7 @@ pub async fn carry_out(
             Ok(()) => outcome.done += 1,
             Err(e) => {
                 tracing::warn!("{e}");
+                outcome.failed += 1;
                 if let Some(proc) = proc.filter(|p| desired.contains_key(p)) {
                     outcome.problems.insert(proc, e);
                 }

@@ -135,6 +135,11 @@ impl Backoff {
         self.by_name.get(name).map_or(0, |b| b.restarts)
     }
 
+    /// When `name` may restart, if it has a history.
+    pub fn next(&self, name: &str) -> Option<Instant> {
+        self.by_name.get(name).map(|b| b.next)
+    }
+
     /// Seconds until `name` may restart, if it has a history.
     pub fn wait(&self, name: &str) -> Option<u64> {
         self.by_name

@@ -227,8 +227,16 @@ impl Reconciler {
                 Some(how) => self.failed_run(d, c, &how, *finished_at, now),
                 None => {
                     let policy = RunPolicy::of(&d.plan, *code);
-                    if self.backoff.decide(&name, policy) == Restart::Now {
-                        self.recreate(d, c, c.key.attempt.saturating_add(1), actions);
+                    match self.backoff.decide(&name, policy) {
+                        Restart::Now => {
+                            self.recreate(d, c, c.key.attempt.saturating_add(1), actions);
+                        }
+                        Restart::Later => {
+                            if let Some(at) = self.backoff.next(&name) {
+                                self.due.at(at);
+                            }
+                        }
+                        Restart::Never => {}
                     }
                 }
             },
@@ -253,9 +261,12 @@ impl Reconciler {
             d.plan.proc_type, d.plan.name
         );
         self.problems.proc(&d.plan.full_name, what.clone());
-        if finished_at.is_some_and(|t| now - t < 1)
-            || !self.backoff.first_report(c.name(), finished_at)
-        {
+        if finished_at.is_some_and(|t| now - t < 1) {
+            // Reported by the pass a second from now, when the log has its last lines.
+            self.due.after(Duration::from_secs(1));
+            return;
+        }
+        if !self.backoff.first_report(c.name(), finished_at) {
             return;
         }
         let tail = self
@@ -320,15 +331,24 @@ impl Reconciler {
             + Duration::from_secs(u64::from(d.plan.plan.setup_time) + health_window)
     }
 
+    /// Whether `c`, new, has had longer than `limit` to get ready; if not, a pass is due when
+    /// it has.
+    fn past_ready_limit(&mut self, c: &Instance, limit: Duration) -> bool {
+        let Some(seen) = self.first_seen.get(c.name()).copied() else {
+            return false;
+        };
+        if seen.elapsed() > limit {
+            return true;
+        }
+        self.due.at(seen + limit + Duration::from_millis(1));
+        false
+    }
+
     /// Reports a restarted instance that is not ready in time (the one it replaces keeps
     /// running until it is).
     fn check_restart(&mut self, d: &Desired, c: &Instance) {
         let limit = self.ready_limit(d);
-        if self
-            .first_seen
-            .get(c.name())
-            .is_some_and(|t| t.elapsed() > limit)
-        {
+        if self.past_ready_limit(c, limit) {
             self.problems.proc(
                 &d.plan.full_name,
                 format!(
@@ -342,13 +362,9 @@ impl Reconciler {
     }
 
     /// Fails the rollout when a new instance is not ready in time.
-    fn check_rollout(&self, d: &Desired, c: &Instance) {
+    fn check_rollout(&mut self, d: &Desired, c: &Instance) {
         let limit = self.ready_limit(d);
-        if self
-            .first_seen
-            .get(c.name())
-            .is_some_and(|t| t.elapsed() > limit)
-        {
+        if self.past_ready_limit(c, limit) {
             let reason = format!(
                 "instance {} was not ready within {}s",
                 c.key.number.unwrap_or(0),

@@ -4,8 +4,10 @@
 //! instances (by this kernel's label), and for each proc and instance number decides one step:
 //! create, start, restart after a crash (with exponential backoff; never for run-to-completion
 //! procs), change memory in place, or retire (stop with `kill_timeout`, then remove). A pass runs
-//! when something changed (the API, a store watch of desired state and the Docker runtime's
-//! events wake it), when an instance is due to become ready, and at least every second; it holds no state that
+//! when something changed (the API, a store watch of desired state, and the runtime's events wake
+//! it: an instance that ends, on either runtime), when time decides something ([`due`]: a
+//! backoff ends, a health check or a schedule's tick is due, an instance becomes ready), and at
+//! least every [`due::SAFETY_NET`]; it holds no state that
 //! matters across kernel restarts, so a restart simply resumes: what runs is adopted, duplicates
 //! are retired, what is missing is created.
 //!
@@ -26,6 +28,7 @@
 //! [`portals`] (what should run), [`identity`] (who an instance is, from its labels),
 //! [`placement`] (the scheduler's copy of the state), [`probing`] (health and readiness),
 //! [`backoff`] (restarts; where run policies plug in), [`decide`] (the steps for one proc),
+//! [`due`] (when time calls for the next pass),
 //! [`instance`] (a new instance's spec), [`actions`] (carrying steps out), [`rollout`] (a failed
 //! rollout) and [`publish`] (what `lain ps` and the router see, on every kernel:
 //! [`crate::lifecycle::published`]).
@@ -35,6 +38,7 @@ pub mod backoff;
 pub mod context;
 mod decide;
 pub mod desired;
+pub mod due;
 pub mod identity;
 pub mod instance;
 pub mod placement;
@@ -51,6 +55,7 @@ use crate::lifecycle::records::{NodeRecord, NodeState};
 use actions::{Action, Retiring};
 use backoff::Backoff;
 use desired::{Desired, Images};
+use due::{Due, SAFETY_NET};
 use identity::Instance;
 use placement::Placement;
 use probing::Prober;
@@ -58,10 +63,9 @@ use publish::Problems;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Longest wait between passes: the safety net behind the wake-ups (API calls, store watches,
-/// runtime events, instances becoming ready). Still one second: the process runtime does not
-/// yet report exits, and health checks are due each second, so this tick notices them.
-const TICK: Duration = Duration::from_secs(1);
+/// How soon a pass comes again after a step failed, or while a node does not answer: the
+/// retries the one-second tick used to make.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// The reconciliation loop and what it remembers between passes.
 pub struct Reconciler {
@@ -86,13 +90,12 @@ pub struct Reconciler {
     migrating: HashMap<(String, u32), crate::lifecycle::records::Migration>,
     /// Scheduled procs: their ticks and runs (`lifecycle::runs`).
     ticker: crate::lifecycle::runs::ticker::Ticker,
-    /// When the next instance running without a health check becomes ready (the next pass is
-    /// due then, not at the next tick).
-    next_ready: Option<Instant>,
     /// What scheduled procs show, from the last pass's tick.
     schedules: BTreeMap<String, crate::lifecycle::runs::ScheduleView>,
     /// Writes what each pass saw into the store, for the other kernels and the next leader.
     published: crate::lifecycle::published::Publisher,
+    /// When time calls for the next pass, gathered during the last one.
+    due: Due,
 }
 
 impl Reconciler {
@@ -111,16 +114,16 @@ impl Reconciler {
             homes: HashMap::new(),
             migrating: HashMap::new(),
             ticker: crate::lifecycle::runs::ticker::Ticker::new(crate::clock::unix_secs()),
-            next_ready: None,
             schedules: BTreeMap::new(),
             published: crate::lifecycle::published::Publisher::default(),
+            due: Due::default(),
         }
     }
 
     /// Runs passes until the task is dropped: again at once after a pass that acted (to see and
     /// publish its effect), else on a wake-up (an API call, a change of desired state in the
-    /// store, see [`wakeups`], a runtime event), when an instance becomes ready, or after
-    /// [`TICK`].
+    /// store, see [`wakeups`], a runtime event), when the last pass found one due ([`due`]), or
+    /// after [`SAFETY_NET`].
     pub async fn run(mut self) {
         // However the loop ends (the task is aborted when the kernel stops leading), the board
         // follows the store again.
@@ -139,13 +142,9 @@ impl Reconciler {
                 Err(e) => tracing::warn!("reconciler pass failed: {e:#}"),
             }
             let wake = self.ctx.records.wake_handle().clone();
-            let due = self
-                .next_ready
-                .map_or(TICK, |at| at.saturating_duration_since(Instant::now()))
-                .min(TICK);
             tokio::select! {
                 () = wake.notified() => {},
-                () = tokio::time::sleep(due) => {},
+                () = tokio::time::sleep(self.due.wait(SAFETY_NET)) => {},
             }
         }
     }
@@ -169,6 +168,9 @@ impl Reconciler {
     /// One pass: observe, decide, act, publish. Returns whether it started or changed anything.
     pub async fn pass(&mut self) -> anyhow::Result<bool> {
         self.problems = Problems::default();
+        // A pass that fails early is tried again soon, as a failed step is.
+        self.due = Due::default();
+        self.due.after(RETRY);
         let nodes: BTreeMap<String, NodeRecord> = self
             .ctx
             .records
@@ -203,6 +205,14 @@ impl Reconciler {
             &|name| self.backoff.restarts(name),
             crate::clock::unix_secs(),
         );
+        let mut ticks = Due::default();
+        for tick in ticked.views.values().filter_map(|v| v.next_tick) {
+            ticks.at_unix(tick);
+        }
+        if !ticked.problems.is_empty() {
+            // A schedule that could not tick (its state changed meanwhile) tries again soon.
+            ticks.after(RETRY);
+        }
         self.schedules = ticked.views;
         let nodes = self.mark_unreachable(nodes);
         if let Err(problem) = self
@@ -224,12 +234,21 @@ impl Reconciler {
         }
         self.forget_gone(&instances);
         self.sync_homes(&desired, &instances)?;
-        self.prober
-            .start_due(&self.ctx.runtime, &desired, &instances);
+        // Past the steps that fail a pass: from here on, only what time decides calls for one.
+        self.due = ticks;
+        self.prober.start_due(
+            &self.ctx.runtime,
+            &desired,
+            &instances,
+            self.ctx.records.wake_handle(),
+        );
         let mut busy = self.retiring.snapshot();
         // Instances on a node that does not answer cannot be stopped; they are left until it
-        // answers again (then retired if replaced meanwhile).
+        // answers again (then retired if replaced meanwhile). Until it does, passes come often.
         let unreachable = self.ctx.runtime.unreachable();
+        if !unreachable.is_empty() {
+            self.due.after(RETRY);
+        }
         busy.extend(
             instances
                 .iter()
@@ -260,8 +279,19 @@ impl Reconciler {
             &desired,
         )
         .await;
+        if outcome.failed > 0 {
+            self.due.after(RETRY);
+        }
         self.problems.by_proc.extend(outcome.problems);
-        self.next_ready = self.prober.next_ready_at(&desired, &instances);
+        for at in [
+            self.prober.next_ready_at(&desired, &instances),
+            self.prober.next_check_at(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.due.at(at);
+        }
         self.publish(&desired, &instances);
         Ok(outcome.done > 0)
     }

@@ -22,6 +22,13 @@ pub const MIN_UP: Duration = Duration::from_millis(300);
 /// kernel restart): its start time is in whole seconds, so 2 means at least one real second.
 const MIN_UP_SECS: i64 = 2;
 
+/// How often an instance not (yet) healthy is checked, whatever its check's interval.
+const UNHEALTHY_EVERY: Duration = Duration::from_secs(1);
+
+/// Checks due this much later than now start in the same pass, so the checks of many instances
+/// fall into few passes (at most a quarter of their period early).
+const GATHER: Duration = Duration::from_secs(1);
+
 /// One instance's checks so far.
 #[derive(Default)]
 struct Probing {
@@ -31,6 +38,29 @@ struct Probing {
     failures: u32,
     last: Option<Instant>,
     in_flight: bool,
+    /// Its check's interval (while healthy).
+    interval: Duration,
+}
+
+impl Probing {
+    /// Time between two checks: the check's interval while healthy, else a second.
+    fn every(&self) -> Duration {
+        if self.health == Some(Health::Healthy) {
+            self.interval
+        } else {
+            UNHEALTHY_EVERY
+        }
+    }
+
+    /// When the next check is due, if one ran.
+    fn next_check(&self) -> Option<Instant> {
+        Some(self.last? + self.every())
+    }
+}
+
+/// How much earlier than due a check of period `every` may start (see [`GATHER`]).
+fn gather(every: Duration) -> Duration {
+    (every / 4).min(GATHER)
 }
 
 /// Health checks by instance name, updated by background checks.
@@ -52,11 +82,14 @@ impl Default for Prober {
 impl Prober {
     /// Starts the checks that are due, for running instances of desired procs with a health
     /// check the runtime does not run itself; forgets instances that are gone or not running.
+    /// A check that changes an instance's health, or that ends when the next one is due already,
+    /// notifies `wake`.
     pub fn start_due(
         &self,
         runtime: &Arc<dyn Runtime>,
         desired: &BTreeMap<String, Desired>,
         instances: &[Instance],
+        wake: &Arc<tokio::sync::Notify>,
     ) {
         self.track(desired, instances);
         let now = crate::clock::unix_secs();
@@ -68,30 +101,33 @@ impl Prober {
             else {
                 continue;
             };
-            let Some(check) = d.plan.plan.health.clone() else {
+            let check = d.plan.plan.health.clone().filter(|_| o.health.is_none());
+            let Some(check) = check else {
+                // No check, or the runtime checks it itself (Docker's HEALTHCHECK): no check of
+                // the kernel's is due (one of an earlier deployment may have run).
+                if let Some(p) = probes.get_mut(&o.name) {
+                    p.last = None;
+                }
                 continue;
             };
             let p = probes.entry(o.name.clone()).or_default();
-            if o.health.is_some() {
-                // The runtime checks it itself (Docker's HEALTHCHECK).
-                continue;
-            }
-            let every = if p.health == Some(Health::Healthy) {
-                Duration::from_secs(u64::from(check.interval.max(1)))
-            } else {
-                Duration::from_secs(1)
-            };
-            if p.in_flight || p.last.is_some_and(|t| t.elapsed() < every) {
+            p.interval = Duration::from_secs(u64::from(check.interval.max(1)));
+            let early = gather(p.every());
+            if p.in_flight
+                || p.next_check()
+                    .is_some_and(|due| due > Instant::now() + early)
+            {
                 continue;
             }
             p.in_flight = true;
             p.last = Some(Instant::now());
             let in_start_period = now - started_at < i64::from(check.start_period);
-            let (runtime, state, http, name) = (
+            let (runtime, state, http, name, wake) = (
                 runtime.clone(),
                 self.state.clone(),
                 self.http.clone(),
                 o.name.clone(),
+                wake.clone(),
             );
             let target = match &check.probe {
                 Probe::Http(h) => {
@@ -126,6 +162,7 @@ impl Prober {
                     return;
                 };
                 p.in_flight = false;
+                let before = p.health;
                 if ok {
                     p.failures = 0;
                     p.health = Some(Health::Healthy);
@@ -134,6 +171,11 @@ impl Prober {
                     if p.failures >= check.retries.max(1) {
                         p.health = Some(Health::Unhealthy);
                     }
+                }
+                // A pass that ran meanwhile did not count this check in its next due time.
+                let overdue = p.next_check().is_some_and(|due| due <= Instant::now());
+                if p.health != before || overdue {
+                    wake.notify_one();
                 }
             });
         }
@@ -193,6 +235,25 @@ impl Prober {
                 probes.entry(v.name.clone()).or_default().health = Some(Health::Healthy);
             }
         }
+    }
+
+    /// When the next health check is due (gathered as [`GATHER`] says), if one is waiting; a
+    /// check still in flight when its next one is due notifies the reconciler when it ends.
+    pub fn next_check_at(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.state
+            .lock()
+            .values()
+            .filter_map(|p| {
+                let due = p.next_check()?;
+                let at = if p.in_flight {
+                    due
+                } else {
+                    due.checked_sub(gather(p.every())).unwrap_or(due)
+                };
+                (due > now).then_some(at)
+            })
+            .min()
     }
 
     /// What the checks found so far.

@@ -4,7 +4,9 @@
 //! allocated host ports), the shim's lock, the main process id (`pid`) and its exit status
 //! (`exit`), the way Docker keeps a container. Creating is an atomic rename of a prepared
 //! directory, so a name is taken at most once; starting runs a [`shim`] that survives the
-//! kernel; [`Runtime::list`] rebuilds the whole state from the directories alone.
+//! kernel; [`Runtime::list`] rebuilds the whole state from the directories alone. Given a
+//! wake-up ([`ProcessRuntime::with_exit_events`]), it reports each instance's end as it happens
+//! ([`exits`]: a pidfd per shim), as the Docker runtime reports its engines' events.
 //!
 //! Every instance, build script and command probe runs in a [`sandbox`] (bubblewrap): its own
 //! view of the files, its own processes, an unprivileged user, nothing of the kernel's. An
@@ -22,6 +24,7 @@
 pub mod build;
 pub mod cgroup;
 mod config;
+pub mod exits;
 mod instance;
 mod pty;
 pub mod sandbox;
@@ -66,6 +69,9 @@ const APP_DIR: &str = "app";
 pub(crate) struct PidRecord {
     pub pid: u32,
     pub started_at: i64,
+    /// The shim's own process id (absent in records of older shims), followed for exit events.
+    #[serde(default)]
+    pub shim: Option<u32>,
 }
 
 /// `exit`: how the main process ended, written by the shim.
@@ -83,6 +89,7 @@ pub struct ProcessRuntime {
     shim: PathBuf,
     cgroups: Option<Cgroups>,
     sandbox: Sandbox,
+    exits: Option<exits::Exits>,
 }
 
 impl ProcessRuntime {
@@ -119,7 +126,16 @@ impl ProcessRuntime {
             shim: shim.to_path_buf(),
             cgroups,
             sandbox,
+            exits: None,
         })
+    }
+
+    /// Reports every instance's end to `wake` as it happens ([`exits`]), as the Docker runtime
+    /// reports its engines' events; without it an exit is seen only when the instances are next
+    /// listed.
+    pub fn with_exit_events(mut self, wake: std::sync::Arc<tokio::sync::Notify>) -> ProcessRuntime {
+        self.exits = Some(exits::Exits::new(wake));
+        self
     }
 
     /// Whether memory limits are enforced.
@@ -199,6 +215,12 @@ impl ProcessRuntime {
     fn observe(&self, dir: &Path, stored: StoredSpec) -> Observed {
         let pid: Option<PidRecord> = read_json(&dir.join("pid"));
         let state = if shim_alive(dir) {
+            // A shim found running that is not followed yet (started by an earlier kernel).
+            if let (Some(exits), Some(shim)) = (&self.exits, pid.as_ref().and_then(|p| p.shim))
+                && !exits.follows(&stored.spec.name, shim)
+            {
+                exits.follow(&stored.spec.name, shim);
+            }
             RunState::Running {
                 pid: pid.as_ref().map(|p| p.pid),
                 started_at: pid
@@ -401,10 +423,15 @@ impl Runtime for ProcessRuntime {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .process_group(0);
-        // Dropping the child lets tokio reap it in the background; the shim itself lives on.
-        cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             RuntimeError::Failed(format!("cannot run the shim {}: {e}", self.shim.display()))
         })?;
+        // Followed while the child is held, so it is not reaped before: its pid is its own.
+        if let (Some(exits), Some(pid)) = (&self.exits, child.id()) {
+            exits.follow(name, pid);
+        }
+        // Dropping the child lets tokio reap it in the background; the shim itself lives on.
+        drop(child);
         Self::wait_started(&dir, Duration::from_secs(5)).await;
         Ok(())
     }

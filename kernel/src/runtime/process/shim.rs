@@ -127,6 +127,7 @@ fn spawn_and_wait(
         let pid = PidRecord {
             pid: child.id(),
             started_at: crate::clock::unix_secs(),
+            shim: Some(std::process::id()),
         };
         write_atomic(&dir.join("pid"), &serde_json::to_vec(&pid)?)?;
         line.clear();
