@@ -3,7 +3,7 @@
 //! The kernel starts one shim per instance in its own process group, so the instance outlives a
 //! kernel restart (even `kill -9`) and Ctrl-C in the kernel's terminal does not reach it. The
 //! shim holds an exclusive lock on `DIR/lock` for its whole life: a second shim for the same
-//! instance exits at once (no duplicate), and the kernel knows the instance runs while the lock
+//! instance exits once it has tried for [`LOCK_PATIENCE`] (no duplicate), and the kernel knows the instance runs while the lock
 //! is held. It joins the instance's memory and cpu cgroups, runs the program in its sandbox (a process
 //! group of its own, see [`super::sandbox::Sandbox::command`]), copies its stdout and stderr into
 //! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status the
@@ -24,18 +24,37 @@ use std::sync::{Arc, Mutex};
 /// A log file is renamed to `<file>.1` when it grows past this size.
 pub const LOG_ROTATE_BYTES: u64 = 16 << 20;
 
-/// Runs the instance in `dir` to completion. Returns without doing anything if another shim
-/// holds the instance.
-pub fn run(dir: &Path) -> anyhow::Result<()> {
+/// How long a shim tries for its instance's lock before concluding that another shim holds it.
+/// The kernel's liveness probe takes a shared lock on it for a moment; a shim starting in that
+/// moment must not give up (the instance would never start, silently).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The instance's lock, held exclusively; none when another shim holds it.
+fn take_lock(dir: &Path) -> anyhow::Result<Option<std::fs::File>> {
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(dir.join("lock"))
         .context("cannot open the instance lock")?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Ok(());
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Some(lock)),
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return Ok(None),
+        }
     }
+}
+
+/// Runs the instance in `dir` to completion. Returns without doing anything if another shim
+/// holds the instance.
+pub fn run(dir: &Path) -> anyhow::Result<()> {
+    let Some(_lock) = take_lock(dir)? else {
+        return Ok(());
+    };
     let _ = std::fs::remove_file(dir.join("exit"));
     let _ = std::fs::remove_file(dir.join("pid"));
     let spec: StoredSpec = serde_json::from_slice(
@@ -219,5 +238,28 @@ impl LogFile {
         if self.file.write_all(bytes).is_ok() {
             self.size += bytes.len() as u64;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_liveness_probe_holding_the_lock_for_a_moment_does_not_stop_a_starting_shim() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let probe = std::fs::File::create(dir.path().join("lock")).expect("lock file");
+        rustix::fs::flock(&probe, rustix::fs::FlockOperation::NonBlockingLockShared)
+            .expect("shared lock");
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            drop(probe);
+        });
+        assert!(take_lock(dir.path()).expect("lock").is_some());
+        released.join().expect("probe thread");
+        // A shim that holds it for good keeps a second one out.
+        let held = take_lock(dir.path()).expect("lock").expect("free");
+        assert!(take_lock(dir.path()).expect("lock").is_none());
+        drop(held);
     }
 }
