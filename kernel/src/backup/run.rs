@@ -701,6 +701,10 @@ impl Backups {
         // The restored tree is complete and verified: stop the instance, swap, start it.
         let running = self.running_instance(&proc.full_name, &target).await?;
         let runtime = self.lifecycle.runtime();
+        // The reconciler would restart the instance as soon as it exits.
+        let held = running
+            .as_ref()
+            .map(|o| self.lifecycle.hold_instance(&o.name));
         if let Some(o) = &running {
             runtime
                 .stop(&o.name, Duration::from_secs(10))
@@ -713,6 +717,7 @@ impl Backups {
         {
             tracing::warn!(instance = %o.name, "cannot start the instance after a restore (the reconciler will): {e}");
         }
+        drop(held);
         self.lifecycle.wake();
         swapped?;
         staged.clean().await;

@@ -12,6 +12,7 @@ pub mod claims;
 mod config;
 pub mod context;
 pub mod environment;
+pub mod held;
 pub mod logs;
 pub mod maintainers;
 pub mod nodes;
@@ -95,6 +96,8 @@ pub struct Lifecycle {
     vault: Arc<crate::secrets::vault::Vault>,
     /// The build contexts being built.
     builds: build::InFlight,
+    /// Instances taken out of the reconciler's hands for a moment (a restore in place).
+    held: held::Held,
 }
 
 impl Lifecycle {
@@ -133,7 +136,14 @@ impl Lifecycle {
             kernel_id,
             status: view::StatusBoard::default(),
             builds: build::InFlight::default(),
+            held: held::Held::default(),
         })
+    }
+
+    /// Takes instance `name` out of the reconciler's hands until the guard drops (see
+    /// [`held`]).
+    pub fn hold_instance(&self, name: &str) -> held::HeldGuard {
+        self.held.hold(name)
     }
 
     /// The state store.

@@ -102,6 +102,8 @@ pub struct Context {
     pub kernel_id: String,
     /// The reconciler's settings.
     pub settings: Settings,
+    /// Instances it leaves alone for now ([`crate::lifecycle::held`]).
+    pub held: crate::lifecycle::held::Held,
 }
 
 impl Context {
@@ -115,6 +117,7 @@ impl Context {
             plugins: lc.registry.clone(),
             kernel_id: lc.kernel_id.clone(),
             settings: Settings::new(&lc.config),
+            held: lc.held.clone(),
         }
     }
 }

@@ -419,7 +419,11 @@ impl Reconciler {
         // holds its reservation until it is gone, and creating it again would only start what
         // is being stopped. The reservation just made is given back; the retirement wakes a
         // pass that creates the instance afresh.
-        if self.placement.holds(&name) || self.retiring.contains(&name) {
+        // The same while another operation holds it (a restore in place).
+        if self.placement.holds(&name)
+            || self.retiring.contains(&name)
+            || self.ctx.held.contains(&name)
+        {
             self.placement.give_back(full, &node);
             return;
         }

@@ -243,6 +243,8 @@ impl Reconciler {
             self.ctx.records.wake_handle(),
         );
         let mut busy = self.retiring.snapshot();
+        // Instances another operation holds (a restore in place) are left alone meanwhile.
+        busy.extend(self.ctx.held.snapshot());
         // Instances on a node that does not answer cannot be stopped; they are left until it
         // answers again (then retired if replaced meanwhile). Until it does, passes come often.
         let unreachable = self.ctx.runtime.unreachable();
