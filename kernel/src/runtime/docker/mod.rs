@@ -479,24 +479,27 @@ async fn run_exec_output(
         Ok(Err(e)) => return Err(e),
         Ok(Ok(())) => {}
     }
-    // The stream ends with the command; its status may take a moment to show.
-    let mut code = None;
-    for _ in 0..50 {
-        let state = docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(failed(what, name))?;
-        if state.running != Some(true) {
-            code = state.exit_code.and_then(|c| i32::try_from(c).ok());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     Ok(crate::runtime::ExecOutput {
-        code,
+        code: exec_status(docker, &exec.id, name).await?,
         timed_out: false,
         output: Vec::new(),
     })
+}
+
+/// The exit status of exec `id` in container `name` whose output just ended: its status may
+/// take a moment to show (up to 5 s); none when it does not.
+async fn exec_status(docker: &Docker, id: &str, name: &str) -> Result<Option<i32>, RuntimeError> {
+    for _ in 0..50 {
+        let state = docker
+            .inspect_exec(id)
+            .await
+            .map_err(failed("exec in", name))?;
+        if state.running != Some(true) {
+            return Ok(state.exit_code.and_then(|c| i32::try_from(c).ok()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
 }
 
 /// Whether a Docker error is a 404 (already gone) or 304 (already in that state).

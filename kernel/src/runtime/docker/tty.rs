@@ -10,11 +10,16 @@ use crate::runtime::tty::{TtyCommand, TtyInput, TtySize};
 use crate::runtime::{ExecOutput, RuntimeError};
 use bollard::Docker;
 use futures::StreamExt as _;
-use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 const WHAT: &str = "exec in";
+
+/// Why the kernel lets go of a command before its output ended.
+enum LetGo {
+    Timeout,
+    ClientLeft,
+}
 
 async fn resize(docker: &Docker, exec: &str, size: TtySize) -> Result<(), bollard::errors::Error> {
     let options = bollard::query_parameters::ResizeExecOptions {
@@ -88,7 +93,7 @@ pub(super) async fn exec_tty(
     let deadline = tokio::time::sleep(command.timeout);
     tokio::pin!(deadline);
     let mut typing = true;
-    // `Some(timed_out)` when the kernel lets go of the command before its output ended.
+    // Some when the kernel lets go of the command before its output ended.
     let let_go = loop {
         tokio::select! {
             chunk = output.next() => match chunk {
@@ -98,7 +103,7 @@ pub(super) async fn exec_tty(
                     | bollard::container::LogOutput::StdErr { message },
                 )) => {
                     if out.send(message.to_vec()).await.is_err() {
-                        break Some(false);
+                        break Some(LetGo::ClientLeft);
                     }
                 }
                 Some(Ok(bollard::container::LogOutput::StdIn { .. })) => {}
@@ -111,42 +116,31 @@ pub(super) async fn exec_tty(
             left = &mut typist, if typing => {
                 typing = false;
                 if matches!(left, Ok(true)) {
-                    break Some(false);
+                    break Some(LetGo::ClientLeft);
                 }
             }
-            () = &mut deadline => break Some(true),
+            () = &mut deadline => break Some(LetGo::Timeout),
         }
     };
     typist.abort();
     match let_go {
-        Some(true) => {
+        Some(LetGo::Timeout) => {
             return Ok(ExecOutput {
                 code: None,
                 timed_out: true,
                 output: Vec::new(),
             });
         }
-        Some(false) => {
+        Some(LetGo::ClientLeft) => {
             return Err(RuntimeError::Failed(format!(
                 "{WHAT} {name}: the client left (the command's input is closed)"
             )));
         }
         None => {}
     }
-    // The output ends with the command; its status may take a moment to show.
-    for _ in 0..50 {
-        let state = docker
-            .inspect_exec(&exec.id)
-            .await
-            .map_err(failed(WHAT, name))?;
-        if state.running != Some(true) {
-            return Ok(ExecOutput {
-                code: state.exit_code.and_then(|c| i32::try_from(c).ok()),
-                timed_out: false,
-                output: Vec::new(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(ExecOutput::default())
+    Ok(ExecOutput {
+        code: super::exec_status(docker, &exec.id, name).await?,
+        timed_out: false,
+        output: Vec::new(),
+    })
 }
