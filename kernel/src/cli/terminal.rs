@@ -127,7 +127,8 @@ async fn relay(
     let (mut sink, mut stream) = socket.split();
     let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
         .context("following the window's size")?;
-    let raw = RawMode::enter()?;
+    // This terminal is restored however this function returns.
+    let _raw = RawMode::enter()?;
     let mut keys = read_keys();
     let mut stdout = std::io::stdout();
     let (mut name, mut instance, mut last) = (String::new(), 0, None);
@@ -144,10 +145,7 @@ async fn relay(
                     Ok(event @ (ExecEvent::Exited { .. } | ExecEvent::Failed { .. })) => {
                         last = Some(event)
                     }
-                    Ok(_) | Err(_) => {
-                        drop(raw);
-                        bail!("the kernel sent something unexpected: {text}");
-                    }
+                    Ok(_) | Err(_) => bail!("the kernel sent something unexpected: {text}"),
                 },
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
@@ -155,7 +153,6 @@ async fn relay(
                     if last.is_some() {
                         break;
                     }
-                    drop(raw);
                     bail!("the connection to the kernel broke: {e}");
                 }
             },
@@ -174,7 +171,6 @@ async fn relay(
             }
         }
     }
-    drop(raw);
     match last {
         Some(ExecEvent::Exited { code, timed_out }) => Ok((name, instance, code, timed_out)),
         Some(ExecEvent::Failed { message }) => Err(anyhow!("{message}")),
