@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{KernelProcess, json, lain_bin};
+use support::{KernelProcess, lain_bin};
 
 const TOKEN: &str = "cluster-admin-token-0123456789";
 
@@ -36,35 +36,8 @@ fn start(data: &Path, config: &str) -> KernelProcess {
 /// Starts a second kernel of `first`'s cluster on `data`: with `first`'s master key, as every
 /// kernel on one store needs (docs/security.md).
 fn start_joining(first: &KernelProcess, data: &Path, config: &str) -> KernelProcess {
-    share_key(first, data);
+    first.share_key(data);
     start(data, config)
-}
-
-/// Copies `first`'s master key file into the data dir `data` (created if needed).
-fn share_key(first: &KernelProcess, data: &Path) {
-    std::fs::create_dir_all(data).expect("data dir");
-    std::fs::copy(first.data_dir.join("vault.key"), data.join("vault.key")).expect("copy key");
-}
-
-fn status(kernel: &KernelProcess) -> Value {
-    json(&kernel.lain_ok(&["status", "-o", "json"]))
-}
-
-/// Polls `check` on `kernel`'s status for up to 30 s.
-fn wait_status(kernel: &KernelProcess, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = status(kernel);
-        if check(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:#}\n{}",
-            kernel.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn signal(kernel: &KernelProcess, sig: &str) {
@@ -82,9 +55,9 @@ fn two_kernels_elect_one_leader_and_a_paused_leader_steps_down_when_it_resumes()
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = config(&etcd, "/lain-cluster/", "docker");
     let a = start(&tmp.path().join("a"), &cfg);
-    let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
+    let sa = a.wait_status("a leads", |s| s["role"] == "leader");
     let b = start_joining(&a, &tmp.path().join("b"), &cfg);
-    let sb = wait_status(&b, "b sees a lead", |s| s["leader"] == sa["kernel"]);
+    let sb = b.wait_status("b sees a lead", |s| s["leader"] == sa["kernel"]);
     assert_eq!(sb["role"], "follower");
     assert_ne!(sa["kernel"], sb["kernel"], "each kernel has its own id");
     assert_eq!(
@@ -112,16 +85,16 @@ fn two_kernels_elect_one_leader_and_a_paused_leader_steps_down_when_it_resumes()
     // a freezes past its lease: b leads; a, resumed, must not think it still leads.
     signal(&a, "-STOP");
     let paused = Instant::now();
-    wait_status(&b, "b leads", |s| s["role"] == "leader");
+    b.wait_status("b leads", |s| s["role"] == "leader");
     let took = paused.elapsed();
     assert!(took < Duration::from_secs(8), "took {took:?}");
     std::thread::sleep(Duration::from_secs(1));
     signal(&a, "-CONT");
-    let sa = wait_status(&a, "a steps down", |s| {
+    let sa = a.wait_status("a steps down", |s| {
         s["role"] == "follower" && s["leader"] == sb["kernel"]
     });
     assert!(a.logs().contains("no longer the leader"), "{}", a.logs());
-    assert_eq!(status(&b)["role"], "leader", "one leader: {sa:#}");
+    assert_eq!(b.status()["role"], "leader", "one leader: {sa:#}");
     assert!(metrics(&a).contains(&leader_line(&sa, 0)));
 }
 
@@ -134,9 +107,9 @@ fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_its_lease() {
     let cfg = config(&etcd, "/lain-handover/", "docker")
         .replace("lease_ttl_secs = 2", "lease_ttl_secs = 30");
     let mut a = start(&tmp.path().join("a"), &cfg);
-    let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
+    let sa = a.wait_status("a leads", |s| s["role"] == "leader");
     let b = start_joining(&a, &tmp.path().join("b"), &cfg);
-    wait_status(&b, "b sees a lead", |s| s["leader"] == sa["kernel"]);
+    b.wait_status("b sees a lead", |s| s["leader"] == sa["kernel"]);
     signal(&a, "-TERM");
     let stopped = Instant::now();
     assert!(
@@ -144,7 +117,7 @@ fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_its_lease() {
         "a did not stop: {}",
         a.logs()
     );
-    wait_status(&b, "b leads", |s| s["role"] == "leader");
+    b.wait_status("b leads", |s| s["role"] == "leader");
     let took = stopped.elapsed();
     assert!(
         took < Duration::from_secs(15),
@@ -186,9 +159,9 @@ fn a_second_process_runtime_kernel_on_one_etcd_prefix_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cfg = config(&etcd, "/lain-process/", "process");
     let a = start(&tmp.path().join("a"), &cfg);
-    wait_status(&a, "a leads", |s| s["role"] == "leader");
+    a.wait_status("a leads", |s| s["role"] == "leader");
     let data = tmp.path().join("b");
-    share_key(&a, &data);
+    a.share_key(&data);
     std::fs::write(data.join("lain.toml"), &cfg).expect("config");
     let out = Command::new(lain_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -209,7 +182,7 @@ fn a_second_process_runtime_kernel_on_one_etcd_prefix_is_refused() {
     a.kill9();
     let killed = Instant::now();
     a.restart();
-    wait_status(&a, "a leads again", |s| s["role"] == "leader");
+    a.wait_status("a leads again", |s| s["role"] == "leader");
     assert!(killed.elapsed() < Duration::from_secs(30));
 }
 
@@ -235,7 +208,7 @@ fn losing_a_member_changes_nothing_and_losing_quorum_answers_503_while_the_app_s
         endpoints.join(", ")
     );
     let kernel = start(&tmp.path().join("k"), &cfg);
-    wait_status(&kernel, "the kernel leads", |s| s["role"] == "leader");
+    kernel.wait_status("the kernel leads", |s| s["role"] == "leader");
     let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
     kernel.lain_ok(&["build", hello.to_str().expect("utf-8")]);
     kernel.lain_ok(&["deploy", "-a", "hello"]);
@@ -250,7 +223,7 @@ fn losing_a_member_changes_nothing_and_losing_quorum_answers_503_while_the_app_s
     etcd.stop_member(0);
     let (status, body) = apps();
     assert_eq!(status, 200, "{body}");
-    wait_status(&kernel, "a leader", |s| s["role"] == "leader");
+    kernel.wait_status("a leader", |s| s["role"] == "leader");
     kernel.lain_ok(&["scale", "web", "-a", "hello", "--num-instances", "3"]);
 
     // Quorum lost: the API says so with 503; the instances keep running and serving.
@@ -261,9 +234,7 @@ fn losing_a_member_changes_nothing_and_losing_quorum_answers_503_while_the_app_s
         body.contains("store-unavailable") && body.contains("etcd"),
         "{body}"
     );
-    wait_status(&kernel, "the leader's loops stopped", |s| {
-        s["role"] == "follower"
-    });
+    kernel.wait_status("the leader's loops stopped", |s| s["role"] == "follower");
     for _ in 0..5 {
         assert!(
             through_router(&kernel).starts_with("Hello from lain"),
@@ -284,7 +255,7 @@ fn losing_a_member_changes_nothing_and_losing_quorum_answers_503_while_the_app_s
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_status(&kernel, "it leads again", |s| s["role"] == "leader");
+    kernel.wait_status("it leads again", |s| s["role"] == "leader");
     // Its new reconciler routes the instances again once it has probed them ready.
     let deadline = Instant::now() + Duration::from_secs(30);
     while !through_router(&kernel).starts_with("Hello from lain") {

@@ -35,6 +35,17 @@ fn cmds_app(dir: &Path) {
     .expect("lain.yaml");
 }
 
+/// A kernel on `data` with [`cmds_app`] (written under `root`) built and deployed.
+fn deployed_cmds(root: &Path, data: &Path) -> KernelProcess {
+    let kernel = KernelProcess::start(data, "");
+    let dir = root.join("cmds");
+    cmds_app(&dir);
+    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
+    let view = json(&kernel.lain_ok(&["deploy", "-a", "cmds", "-o", "json"]));
+    assert_eq!(view["converged"], true, "{view:#}");
+    kernel
+}
+
 /// Instance names of `proc` by number.
 fn names(view: &Value, proc: &str) -> BTreeMap<u64, String> {
     instances(view, proc)
@@ -59,12 +70,7 @@ fn starts(data: &Path) -> usize {
 fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let kernel = KernelProcess::start(&data, "");
-    let dir = tmp.path().join("cmds");
-    cmds_app(&dir);
-    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
-    let view = json(&kernel.lain_ok(&["deploy", "-a", "cmds", "-o", "json"]));
-    assert_eq!(view["converged"], true, "{view:#}");
+    let kernel = deployed_cmds(tmp.path(), &data);
     assert_eq!(starts(&data), 1);
 
     // exec: inside the instance (its environment), output back, exit status through.
@@ -358,33 +364,17 @@ fn exec_restart_and_per_proc_deploy_act_on_real_instances() {
 fn exec_t_runs_a_shell_on_a_terminal_that_follows_the_window_and_passes_ctrl_c() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let kernel = KernelProcess::start(&data, "");
-    let dir = tmp.path().join("cmds");
-    cmds_app(&dir);
-    kernel.lain_ok(&["build", dir.to_str().expect("utf-8")]);
-    let view = json(&kernel.lain_ok(&["deploy", "-a", "cmds", "-o", "json"]));
-    assert_eq!(view["converged"], true, "{view:#}");
+    let kernel = deployed_cmds(tmp.path(), &data);
 
     let mut cmd = kernel.lain_cmd(&["exec", "-t", "web", "-a", "cmds", "-i", "2", "--", "sh"]);
     cmd.env("TERM", "xterm-256color");
     let mut t = terminal::Terminal::start(cmd, 33, 101);
-    // What the terminal echoes is the typed text; only the output shows the expansions.
-    t.type_keys("stty size; test -t 0 && echo \"tty-$TERM-$LAIN_INSTANCE_NO\"\r");
-    let at = t.expect(0, "33 101", Duration::from_secs(30));
-    let at = t.expect(at, "tty-xterm-256color-2", Duration::from_secs(5));
-    // A resize reaches the command's terminal (SIGWINCH to lain, a message to the kernel).
-    t.resize(50, 132);
-    let at = t.retype_until(at, "stty size\r", "50 132", Duration::from_secs(10));
-    // Ctrl-C interrupts the command in the foreground and leaves the shell.
-    t.type_keys("sleep 60\r");
-    std::thread::sleep(Duration::from_millis(500));
-    let interrupted = Instant::now();
-    t.type_keys("\x03");
-    t.type_keys("echo after-$((6*7))\r");
-    t.expect(at, "after-42", Duration::from_secs(15));
-    assert!(interrupted.elapsed() < Duration::from_secs(15));
-    t.type_keys("exit 7\r");
-    let status = t.wait(Duration::from_secs(20));
+    let status = t.check_shell(
+        ("tty-$TERM-$LAIN_INSTANCE_NO", "tty-xterm-256color-2"),
+        (50, 132),
+        7,
+        Duration::from_secs(30),
+    );
     assert_eq!(status.code(), Some(7), "{}", t.screen());
     let audit = json(&kernel.lain_ok(&["audit", "-a", "cmds", "-o", "json"]));
     assert!(

@@ -1315,18 +1315,12 @@ fn exec_runs_in_the_container_and_restart_replaces_it_on_docker() {
     let mut cmd = kernel.lain_cmd(&["exec", "-t", "web", "-a", "shop", "--", "sh"]);
     cmd.env("TERM", "vt100");
     let mut t = terminal::Terminal::start(cmd, 31, 97);
-    t.type_keys("stty size; echo \"tty-$TERM-$((2*3))\"\r");
-    let at = t.expect(0, "31 97", Duration::from_secs(60));
-    let at = t.expect(at, "tty-vt100-6", Duration::from_secs(10));
-    t.resize(45, 120);
-    let at = t.retype_until(at, "stty size\r", "45 120", Duration::from_secs(10));
-    t.type_keys("sleep 60\r");
-    std::thread::sleep(Duration::from_millis(500));
-    t.type_keys("\x03");
-    t.type_keys("echo after-$((6*7))\r");
-    t.expect(at, "after-42", Duration::from_secs(15));
-    t.type_keys("exit 4\r");
-    let status = t.wait(Duration::from_secs(30));
+    let status = t.check_shell(
+        ("tty-$TERM-$((2*3))", "tty-vt100-6"),
+        (45, 120),
+        4,
+        Duration::from_secs(60),
+    );
     assert_eq!(status.code(), Some(4), "{}", t.screen());
 
     // restart: a new container; the worker is untouched.

@@ -10,7 +10,6 @@ mod etcd_server;
 mod support;
 
 use docker_engine::DockerEngine;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -43,30 +42,13 @@ fn start(data: &Path, config: &str) -> KernelProcess {
 /// Two kernels of one cluster (the second with the first's master key); the first leads.
 fn two_kernels(tmp: &Path, config: &str) -> (KernelProcess, KernelProcess) {
     let a = start(&tmp.join("a"), config);
-    let sa = wait_status(&a, "a leads", |s| s["role"] == "leader");
-    std::fs::create_dir_all(tmp.join("b")).expect("data dir");
-    std::fs::copy(a.data_dir.join("vault.key"), tmp.join("b/vault.key")).expect("copy key");
+    let sa = a.wait_status("a leads", |s| s["role"] == "leader");
+    a.share_key(&tmp.join("b"));
     let b = start(&tmp.join("b"), config);
-    wait_status(&b, "b follows a", |s| {
+    b.wait_status("b follows a", |s| {
         s["role"] == "follower" && s["leader"] == sa["kernel"]
     });
     (a, b)
-}
-
-fn wait_status(kernel: &KernelProcess, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = json(&kernel.lain_ok(&["status", "-o", "json"]));
-        if check(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {s:#}\n{}",
-            kernel.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// An app `shop`: `web` instances of busybox httpd answering `greeting`, behind a health check.
@@ -225,9 +207,9 @@ fn every_kernel_serves_the_leaders_routes_and_the_follower_keeps_serving_when_th
     std::thread::sleep(Duration::from_secs(1));
     let killed = Instant::now();
     kill9(&mut a);
-    wait_status(&b, "b leads", |s| s["role"] == "leader");
+    b.wait_status("b leads", |s| s["role"] == "leader");
     let led = killed.elapsed();
-    wait_status(&b, "b's reconciler passes", |s| {
+    b.wait_status("b's reconciler passes", |s| {
         s["reconciler_passes"].as_u64() >= Some(2)
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -308,7 +290,7 @@ fn a_rollout_the_killed_leader_started_is_finished_by_the_next_one_without_dupli
     }
     let killed = Instant::now();
     kill9(&mut a);
-    wait_status(&b, "b leads", |s| s["role"] == "leader");
+    b.wait_status("b leads", |s| s["role"] == "leader");
 
     // b finishes the rollout: every web instance at v2, ready, one container each.
     let view = b.wait_for("shop", "the rollout under b", |v| {

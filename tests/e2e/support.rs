@@ -301,6 +301,39 @@ impl KernelProcess {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `lain status -o json`: this kernel's part in the cluster.
+    pub fn status(&self) -> serde_json::Value {
+        json(&self.lain_ok(&["status", "-o", "json"]))
+    }
+
+    /// Polls [`KernelProcess::status`] until `check` holds (30 s at most); the status then.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.status();
+            if check(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s:#}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Copies this kernel's master key into the data dir `data` (created if needed), as every
+    /// other kernel of its store needs (docs/security.md).
+    pub fn share_key(&self, data: &Path) {
+        std::fs::create_dir_all(data).expect("data dir");
+        std::fs::copy(self.data_dir.join("vault.key"), data.join("vault.key")).expect("copy key");
+    }
+
     /// `lain ps -a app -o json`.
     pub fn ps(&self, app: &str) -> serde_json::Value {
         json(&self.lain_ok(&["ps", "-a", app, "-o", "json"]))

@@ -12,6 +12,8 @@ pub struct Terminal {
     master: std::fs::File,
     child: Child,
     screen: Arc<Mutex<Vec<u8>>>,
+    /// Rows and columns now.
+    size: (u16, u16),
 }
 
 impl Terminal {
@@ -52,6 +54,7 @@ impl Terminal {
             master,
             child,
             screen,
+            size: (rows, cols),
         }
     }
 
@@ -73,6 +76,7 @@ impl Terminal {
     /// Resizes the window and tells the program, as a terminal emulator does.
     pub fn resize(&mut self, rows: u16, cols: u16) {
         Terminal::size(&self.master, rows, cols);
+        self.size = (rows, cols);
         let pid = rustix::process::Pid::from_child(&self.child);
         rustix::process::kill_process(pid, rustix::process::Signal::WINCH).expect("SIGWINCH");
     }
@@ -117,6 +121,36 @@ impl Terminal {
                 "{text:?} not shown within {within:?}:\n{screen}"
             );
         }
+    }
+
+    /// Drives the shell running on this terminal as a person would and checks what a terminal
+    /// gives it: `stty size` shows the window, `shown` (typed
+    /// in double quotes, so `$VAR` expands) prints `expect`, a resize to `resized` reaches it,
+    /// Ctrl-C interrupts `sleep 60` and not the shell; then it exits with `code`, and lain's
+    /// exit status is returned. `first` bounds the wait for the first answer (a cold start).
+    pub fn check_shell(
+        &mut self,
+        (shown, expect): (&str, &str),
+        resized: (u16, u16),
+        code: i32,
+        first: Duration,
+    ) -> ExitStatus {
+        // What the terminal echoes is the typed text; only the output shows the expansions.
+        self.type_keys(&format!("stty size; test -t 0 && echo \"{shown}\"\r"));
+        let at = self.expect(0, &format!("{} {}", self.size.0, self.size.1), first);
+        let at = self.expect(at, expect, Duration::from_secs(10));
+        // A resize reaches the command's terminal (SIGWINCH to lain, a message to the kernel).
+        self.resize(resized.0, resized.1);
+        let size = format!("{} {}", resized.0, resized.1);
+        let at = self.retype_until(at, "stty size\r", &size, Duration::from_secs(10));
+        // Ctrl-C interrupts the command in the foreground and leaves the shell.
+        self.type_keys("sleep 60\r");
+        std::thread::sleep(Duration::from_millis(500));
+        self.type_keys("\x03");
+        self.type_keys("echo after-$((6*7))\r");
+        self.expect(at, "after-42", Duration::from_secs(15));
+        self.type_keys(&format!("exit {code}\r"));
+        self.wait(Duration::from_secs(30))
     }
 
     /// Waits up to `within` for the program to exit.
