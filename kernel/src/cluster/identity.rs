@@ -66,7 +66,8 @@ impl DataDirLock {
             .map_err(io)?;
         if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
+            // A pid is a few digits: the read is bounded all the same.
+            let _ = (&mut file).take(64).read_to_string(&mut pid);
             let pid = pid.trim();
             return Err(IdentityError::InUse {
                 dir: dir.to_path_buf(),
@@ -87,7 +88,12 @@ impl DataDirLock {
 /// This kernel's id from `<dir>/kernel-id`, created (random) the first time.
 pub fn kernel_id(dir: &Path) -> Result<String, IdentityError> {
     let path = dir.join("kernel-id");
-    match std::fs::read_to_string(&path) {
+    // An id is at most 64 bytes (checked below); a larger file is corrupt, so more is not read.
+    let read = std::fs::File::open(&path).and_then(|f| {
+        let mut id = String::new();
+        f.take(128).read_to_string(&mut id).map(|_| id)
+    });
+    match read {
         Ok(id) => {
             let id = id.trim();
             let valid = !id.is_empty()
@@ -142,5 +148,9 @@ mod tests {
         std::fs::write(dir.path().join("kernel-id"), "../x\n").expect("write");
         let err = kernel_id(dir.path()).expect_err("corrupt").to_string();
         assert!(err.contains("kernel-id: not a kernel id"), "{err}");
+        // A huge file is read no further than an id could reach, and is corrupt.
+        std::fs::write(dir.path().join("kernel-id"), "a".repeat(8 << 20)).expect("write");
+        let err = kernel_id(dir.path()).expect_err("corrupt").to_string();
+        assert!(err.contains("not a kernel id"), "{err}");
     }
 }
