@@ -160,9 +160,13 @@ impl Kernel {
             live: Live::new(self.store.clone()),
             members: Box::new(move |config| scheduler_members(config, &registry)),
         };
-        let reconciler =
-            tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run());
+        let reconciler = tokio::spawn(Reconciler::new(self.reconciler_context(), source).run());
         vec![logs, reconciler, self.start_backups()]
+    }
+
+    /// What this kernel's reconciler reaches, its runtime calls fenced by the leadership.
+    fn reconciler_context(&self) -> reconcile::Context {
+        reconcile::Context::new(&self.lifecycle).fenced(self.cluster.fence().clone())
     }
 
     /// How this kernel campaigns on etcd (`[store]`: endpoints, prefix, lease TTL).
@@ -219,7 +223,7 @@ impl Kernel {
         };
         // Declared log files are collected beside the instances' output as long as it runs.
         tokio::spawn(self.lifecycle.clone().collect_log_files());
-        tokio::spawn(Reconciler::new(reconcile::Context::new(&self.lifecycle), source).run())
+        tokio::spawn(Reconciler::new(self.reconciler_context(), source).run())
     }
 
     /// Starts the backup scheduler on the current tokio runtime (it first marks backups a

@@ -1,6 +1,8 @@
 //! Fencing and the election on a real etcd: a leader whose lease ended cannot write, and two
-//! kernels' election loops elect one leader and hand over when it resigns.
+//! kernels' election loops elect one leader and hand over when it resigns; a leader paused past
+//! its lease makes no runtime call when it resumes.
 
+mod common;
 #[path = "store_suite/etcd_server.rs"]
 mod etcd_server;
 
@@ -100,6 +102,11 @@ fn two_election_loops_elect_one_leader_and_the_other_takes_over_after_it_stops()
     runtime.block_on(async {
         let first = tokio::spawn(election::run(a.clone(), settings.clone()));
         until("a leads", || a.is_leader()).await;
+        assert_eq!(
+            a.fence().may_act(),
+            Ok(()),
+            "the election tells the fence until when its lease lives"
+        );
         election::join(&b, &settings, false)
             .await
             .expect("b may join");
@@ -125,4 +132,85 @@ fn two_election_loops_elect_one_leader_and_the_other_takes_over_after_it_stops()
         );
         second.abort();
     });
+}
+
+/// A build context (a tar) holding `lain.yaml` only.
+fn app_tar(lain_yaml: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(lain_yaml.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    b.append_data(&mut header, "lain.yaml", lain_yaml.as_bytes())
+        .expect("append");
+    b.into_inner().expect("tar")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_makes_no_runtime_call_when_it_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = common::open_kernel(common::config(dir.path())).expect("kernel");
+    let admin = common::admin(&kernel);
+    // The fence held as the election holds it: the election key in the store, the lease known
+    // to live for a moment only.
+    kernel
+        .store
+        .apply(vec![Op::Put("cluster/leader/1".into(), b"k1".to_vec())])
+        .expect("election key");
+    let fence = kernel.cluster.fence().clone();
+    fence.hold("cluster/leader/1".into(), b"k1".to_vec());
+    fence.confirm_lease(Instant::now() + Duration::from_millis(50));
+    let yaml = "appname: paused\nbuild:\n  base: busybox\n  script:\n    - \"true\"\nworker:\n  cmd: sleep 100\n  num_instances: 2\n";
+    let call = |method: &'static str, uri: &'static str, body: Vec<u8>| {
+        common::api_raw(
+            &kernel,
+            method,
+            uri,
+            Some(&admin),
+            axum::body::Body::from(body),
+        )
+    };
+    let (status, out) = call("POST", "/api/v1/builds", app_tar(yaml)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
+    let (status, out) = call("POST", "/api/v1/apps/paused/deploy", b"{}".to_vec()).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&out));
+
+    // Paused past the lease's end; on resuming, the reconciler's first pass wants 2 instances.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let runtime = kernel.lifecycle.runtime();
+    let kernel_id = kernel.lifecycle.kernel_id().to_string();
+    let loops = kernel.leader_loops();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = runtime.list(&kernel_id).await.expect("list");
+    assert!(
+        seen.is_empty(),
+        "no runtime call after the lease lapsed: {seen:?}"
+    );
+    let err = fence.may_act().expect_err("deposed");
+    assert!(err.contains("no longer the cluster's leader"), "{err}");
+
+    // What the election does next: steps down, wins again with a live lease. The same
+    // reconciler then acts, so only the fence held it back.
+    fence.open();
+    fence.hold("cluster/leader/1".into(), b"k1".to_vec());
+    fence.confirm_lease(Instant::now() + Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = runtime
+            .list(&kernel_id)
+            .await
+            .expect("list")
+            .iter()
+            .filter(|o| o.state.is_running())
+            .count();
+        if running == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{running} of 2 running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for task in loops {
+        task.abort();
+    }
+    kernel.lifecycle.stop_all().await.expect("stop");
 }

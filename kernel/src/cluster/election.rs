@@ -145,12 +145,14 @@ async fn term(cluster: &Cluster, settings: &Settings) -> anyhow::Result<()> {
     let client = connect(settings).await?;
     let ttl = i64::try_from(settings.ttl.as_secs()).unwrap_or(i64::MAX);
     let mut leases = client.lease_client();
+    let asked = Instant::now();
     let lease = leases
         .grant(ttl, None)
         .await
         .context("cannot grant a lease")?
         .id();
-    let kept = keep_alive(client.clone(), lease, settings.ttl);
+    cluster.fence().confirm_lease(asked + settings.ttl);
+    let kept = keep_alive(client.clone(), lease, settings.ttl, cluster.fence());
     tokio::pin!(kept);
     let campaign = async {
         let mut election = client.election_client();
@@ -183,9 +185,15 @@ async fn term(cluster: &Cluster, settings: &Settings) -> anyhow::Result<()> {
     Err(lost)
 }
 
-/// Keeps `lease` alive every third of `ttl`; returns when etcd has not confirmed it for a
-/// whole `ttl` (measured from the sending of the last confirmed keep-alive), or ended it.
-async fn keep_alive(client: Client, lease: i64, ttl: Duration) -> anyhow::Error {
+/// Keeps `lease` alive every third of `ttl`, telling `fence` until when it lives; returns when
+/// etcd has not confirmed it for a whole `ttl` (measured from the sending of the last confirmed
+/// keep-alive), or ended it.
+async fn keep_alive(
+    client: Client,
+    lease: i64,
+    ttl: Duration,
+    fence: &super::fence::Fence,
+) -> anyhow::Error {
     let every = ttl / 3;
     let mut confirmed = Instant::now();
     let mut stream = None;
@@ -206,7 +214,10 @@ async fn keep_alive(client: Client, lease: i64, ttl: Duration) -> anyhow::Error 
                 responses.message().await
             };
             match tokio::time::timeout(every, answer).await {
-                Ok(Ok(Some(r))) if r.ttl() > 0 => confirmed = sent,
+                Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                    confirmed = sent;
+                    fence.confirm_lease(sent + ttl);
+                }
                 Ok(Ok(Some(_))) => return anyhow::anyhow!("lease {lease:x} ended"),
                 _ => stream = None,
             }

@@ -7,11 +7,19 @@
 //! first refused write deposes the fence, which refuses every further write until the
 //! election loop has stopped the leader's loops and opened it again (a follower's API writes
 //! are unconditional; they are requests, not the leader's decisions). Reads pass through.
+//!
+//! Runtimes are not transactional, so the leader's runtime calls are fenced by time instead:
+//! the election loop records until when its lease is known to live (the sending of the last
+//! keep-alive etcd confirmed, plus the TTL, on the monotonic clock), and the reconciler asks
+//! [`Fence::may_act`] before each runtime call. A leader paused past that moment (SIGSTOP, a
+//! long stall) finds it passed when it resumes, makes no call and steps down, whatever task
+//! runs first. What it cannot recall is a call already sent to the engine when it was paused.
 
 use crate::store::{Expect, Op, Store, StoreError, Watch};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// Where the kernel stands for its writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +38,8 @@ pub struct Fence {
     /// Counts deposals: wakes the election loop when a write found the leadership gone.
     lost: tokio::sync::watch::Sender<u64>,
     refused: AtomicU64,
+    /// Until when the election lease is known to live (see the module docs).
+    lease_until: Mutex<Option<Instant>>,
 }
 
 impl Default for Fence {
@@ -38,6 +48,7 @@ impl Default for Fence {
             state: Mutex::new(State::Open),
             lost: tokio::sync::watch::Sender::new(0),
             refused: AtomicU64::new(0),
+            lease_until: Mutex::new(None),
         }
     }
 }
@@ -72,6 +83,49 @@ impl Fence {
         while *self.state.lock() != State::Deposed {
             if deposals.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// The election lease is known to live until `until` (etcd confirmed a keep-alive sent a
+    /// TTL before it).
+    pub fn confirm_lease(&self, until: Instant) {
+        let mut lease = self.lease_until.lock();
+        if lease.is_none_or(|t| t < until) {
+            *lease = Some(until);
+        }
+    }
+
+    /// Whether the leader may make a runtime call now: always when the fence is open (the
+    /// embedded store's one kernel; followers do not reconcile); while it is held, only before
+    /// the lease's known end. Past it, the fence is deposed (the kernel steps down) and the
+    /// answer says why.
+    pub fn may_act(&self) -> Result<(), String> {
+        let state = self.state.lock().clone();
+        match state {
+            State::Open => Ok(()),
+            State::Deposed => {
+                Err("this kernel is no longer the cluster's leader: no runtime call is made".into())
+            }
+            State::Held(_) => {
+                let until = *self.lease_until.lock();
+                let now = Instant::now();
+                match until {
+                    Some(until) if now < until => Ok(()),
+                    _ => {
+                        let late = until.map_or(String::new(), |u| {
+                            format!(" {} ms ago", now.duration_since(u).as_millis())
+                        });
+                        self.depose();
+                        tracing::warn!(
+                            "the leadership's lease lapsed{late}: stepping down before any runtime call"
+                        );
+                        Err(format!(
+                            "this kernel's lease on the leadership lapsed{late} (was it paused?): \
+                             no runtime call is made and the kernel steps down"
+                        ))
+                    }
+                }
             }
         }
     }
@@ -201,5 +255,42 @@ mod tests {
         assert_eq!(fence.refused(), 2);
         fence.open();
         store.apply(put("follower")).expect("open again");
+    }
+
+    #[tokio::test]
+    async fn a_held_fence_allows_runtime_calls_only_before_the_leases_known_end() {
+        let fence = Fence::default();
+        assert_eq!(
+            fence.may_act(),
+            Ok(()),
+            "open: the embedded store's kernel acts"
+        );
+        let unconfirmed = Fence::default();
+        unconfirmed.hold("election/1".into(), b"me".to_vec());
+        assert!(
+            unconfirmed.may_act().is_err(),
+            "held without a confirmed lease"
+        );
+        fence.hold("election/1".into(), b"me".to_vec());
+        let now = Instant::now();
+        fence.confirm_lease(now + std::time::Duration::from_secs(3));
+        assert_eq!(fence.may_act(), Ok(()));
+        // An older confirmation does not shorten it.
+        fence.confirm_lease(now);
+        assert_eq!(fence.may_act(), Ok(()));
+
+        // Paused past the lease's end: refused, deposed (the election loop hears it), and
+        // no later confirmation brings it back until the loops stopped and it is held again.
+        let fence = Fence::default();
+        fence.hold("election/1".into(), b"me".to_vec());
+        fence.confirm_lease(Instant::now() + std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let err = fence.may_act().expect_err("lapsed");
+        assert!(err.contains("lapsed"), "{err}");
+        tokio::time::timeout(std::time::Duration::from_secs(1), fence.lost())
+            .await
+            .expect("the election loop is told");
+        fence.confirm_lease(Instant::now() + std::time::Duration::from_secs(3));
+        assert!(fence.may_act().is_err(), "deposed stays deposed");
     }
 }

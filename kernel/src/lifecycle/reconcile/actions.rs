@@ -3,6 +3,7 @@
 //! retiring instances kept in [`Retiring`] until they are gone.
 
 use super::desired::Desired;
+use crate::cluster::fence::Fence;
 use crate::runtime::{InstanceSpec, Runtime, RuntimeError};
 use futures::StreamExt;
 use parking_lot::Mutex;
@@ -116,9 +117,11 @@ pub struct Outcome {
     pub failed: usize,
 }
 
-/// Carries out `actions`. Failed steps are retried by a later pass.
+/// Carries out `actions`, each runtime call only while `fence` allows it
+/// ([`Fence::may_act`]). Failed steps are retried by a later pass.
 pub async fn carry_out(
     runtime: &Arc<dyn Runtime>,
+    fence: &Arc<Fence>,
     retiring: &Retiring,
     wake: &Arc<tokio::sync::Notify>,
     actions: Vec<Action>,
@@ -134,12 +137,14 @@ pub async fn carry_out(
                 }
                 outcome.done += 1;
                 let (runtime, retiring, wake) = (runtime.clone(), retiring.clone(), wake.clone());
+                let fence = fence.clone();
                 tokio::spawn(async move {
                     tracing::info!(instance = %name, "retiring");
                     // Published as retiring (the router stops sending to it) before it stops.
                     tokio::time::sleep(drain).await;
-                    let result = match runtime.stop(&name, grace).await {
-                        Ok(()) => runtime.remove(&name).await,
+                    let call = Guarded(&*runtime, &fence);
+                    let result = match call.stop(&name, grace).await {
+                        Ok(()) => call.remove(&name).await,
                         Err(e) => Err(e),
                     };
                     if let Err(e) = result {
@@ -154,9 +159,9 @@ pub async fn carry_out(
     }
     let results: Vec<(Option<String>, Result<(), String>)> = futures::stream::iter(quick)
         .map(|action| {
-            let runtime = runtime.clone();
+            let (runtime, fence) = (runtime.clone(), fence.clone());
             async move {
-                let (proc, result) = run(&*runtime, action).await;
+                let (proc, result) = run(Guarded(&*runtime, &fence), action).await;
                 (proc, result.map_err(|e| e.to_string()))
             }
         })
@@ -178,8 +183,58 @@ pub async fn carry_out(
     outcome
 }
 
+/// The runtime calls of the reconciler, each made only if the fence allows it at that moment.
+#[derive(Clone, Copy)]
+struct Guarded<'a>(&'a dyn Runtime, &'a Fence);
+
+impl Guarded<'_> {
+    fn allowed(&self) -> Result<(), RuntimeError> {
+        self.1.may_act().map_err(RuntimeError::Failed)
+    }
+
+    async fn create(&self, spec: &InstanceSpec) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.create(spec).await
+    }
+
+    async fn start(&self, name: &str) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.start(name).await
+    }
+
+    async fn stop(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.stop(name, grace).await
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.remove(name).await
+    }
+
+    async fn set_memory(&self, name: &str, bytes: u64) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.set_memory(name, bytes).await
+    }
+
+    async fn set_cpu(&self, name: &str, millicores: u32) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.set_cpu(name, millicores).await
+    }
+
+    async fn connect(&self, name: &str, app: &str, aliases: &[String]) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.connect(name, app, aliases).await
+    }
+
+    async fn disconnect(&self, name: &str, app: &str) -> Result<(), RuntimeError> {
+        self.allowed()?;
+        self.0.disconnect(name, app).await
+    }
+}
+
 /// Carries out one quick step; the proc a failed creation was for.
-async fn run(runtime: &dyn Runtime, action: Action) -> (Option<String>, Result<(), RuntimeError>) {
+async fn run(runtime: Guarded<'_>, action: Action) -> (Option<String>, Result<(), RuntimeError>) {
     match action {
         Action::Create { spec, proc } => {
             tracing::info!(instance = %spec.name, "creating");

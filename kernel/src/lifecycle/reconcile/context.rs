@@ -104,6 +104,10 @@ pub struct Context {
     pub settings: Settings,
     /// Instances it leaves alone for now ([`crate::lifecycle::held`]).
     pub held: crate::lifecycle::held::Held,
+    /// The leadership's fence, asked before every runtime call
+    /// ([`crate::cluster::fence::Fence::may_act`]); open (always acting) unless
+    /// [`Context::fenced`].
+    pub fence: Arc<crate::cluster::fence::Fence>,
 }
 
 impl Context {
@@ -118,6 +122,13 @@ impl Context {
             kernel_id: lc.kernel_id.clone(),
             settings: Settings::new(&lc.config),
             held: lc.held.clone(),
+            fence: Arc::default(),
         }
+    }
+
+    /// The same, making runtime calls only while `fence` allows them (the kernel's cluster
+    /// fence: a leader paused past its lease makes none when it resumes).
+    pub fn fenced(self, fence: Arc<crate::cluster::fence::Fence>) -> Context {
+        Context { fence, ..self }
     }
 }
