@@ -1,4 +1,4 @@
-//! The process runtime against real processes, with the real `lain shim`.
+//! The process runtime against real processes, with the real `lain-shim`.
 
 use lain::runtime::process::Config as ProcessConfig;
 use lain::runtime::process::ProcessRuntime;
@@ -446,6 +446,20 @@ fn without_a_working_bubblewrap_the_runtime_refuses_to_start_saying_how_to_fix_i
         err.contains("could not create a sandbox here") && err.contains("user.max_user_namespaces"),
         "{err}"
     );
+    let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
+    let err = ProcessRuntime::open(
+        &tmp.path().join("instances"),
+        &tmp.path().join("lain"),
+        sandbox,
+    )
+    .err()
+    .expect("refused")
+    .to_string();
+    assert!(
+        err.contains("lain-shim") && err.contains("next to the lain executable"),
+        "{err}"
+    );
+    std::fs::write(tmp.path().join("lain-shim"), b"").expect("a shim");
     let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
     let err = ProcessRuntime::open(
         &tmp.path().join("instances"),

@@ -205,7 +205,7 @@ fn sleeper_app(dir: &Path, instances: u32) {
     .expect("write");
 }
 
-/// Live processes of the kernel on `data`, with their command lines: its shims (`lain shim
+/// Live processes of the kernel on `data`, with their command lines: its shims (`lain-shim
 /// <data>/runtime/process/...`) and everything below them (each instance's sandbox, its init
 /// and its program). Instances run in sandboxes (their working directory there is `/lain/app`),
 /// so they are found by ancestry, not by path.
@@ -230,7 +230,8 @@ fn processes_of(data: &Path) -> Vec<(u32, String)> {
         .collect();
     let is_shim = |cmdline: &str| {
         let mut args = cmdline.split(' ');
-        args.nth(1) == Some("shim") && args.next().is_some_and(|d| Path::new(d).starts_with(&data))
+        args.next().is_some_and(|exe| exe.ends_with("/lain-shim"))
+            && args.next().is_some_and(|d| Path::new(d).starts_with(&data))
     };
     let parent = |pid: u32| procs.iter().find(|p| p.0 == pid);
     procs

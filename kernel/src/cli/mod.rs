@@ -203,12 +203,6 @@ enum Command {
     Audit(access::AuditArgs),
     /// Check a lain.yaml offline: every problem with file, line, column and a hint; exit 1 on error.
     Validate(validate::ValidateArgs),
-    /// Supervise one instance of the process runtime (started by the kernel).
-    #[command(hide = true)]
-    Shim {
-        /// The instance's directory.
-        dir: PathBuf,
-    },
 }
 
 /// Runs the command line; the exit code is 0 on success, 1 on any error (printed to stderr).
@@ -347,7 +341,6 @@ pub fn main() -> ExitCode {
         Command::Status => access::status(&client, out),
         Command::Maintainer(cmd) => access::maintainer(cmd, &client, out),
         Command::Audit(args) => access::audit(args, &client, out),
-        Command::Shim { dir } => crate::runtime::process::shim::run(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

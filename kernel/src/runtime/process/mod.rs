@@ -93,9 +93,10 @@ pub struct ProcessRuntime {
 }
 
 impl ProcessRuntime {
-    /// A runtime keeping its instances under `root`; `shim` is the `lain` executable (whose
-    /// `shim` subcommand supervises an instance; `lain-sandbox-init` next to it is every
-    /// sandbox's init). Fails, saying how to fix it, when `sandbox` cannot run a program here.
+    /// A runtime keeping its instances under `root`; `shim` is the `lain` executable (next to
+    /// it, `lain-shim` supervises each instance and `lain-sandbox-init` is every sandbox's
+    /// init). Fails, saying how to fix it, when either is missing or `sandbox` cannot run a
+    /// program here.
     pub fn open(
         root: &Path,
         shim: &Path,
@@ -103,6 +104,14 @@ impl ProcessRuntime {
     ) -> Result<ProcessRuntime, RuntimeError> {
         std::fs::create_dir_all(root)
             .map_err(|e| RuntimeError::Failed(format!("cannot create {}: {e}", root.display())))?;
+        let supervisor = shim::executable(shim);
+        if let Err(e) = std::fs::File::open(&supervisor) {
+            return Err(RuntimeError::Failed(format!(
+                "lain's instance shim {} cannot be opened ({e}): install it next to the lain \
+                 executable (`cargo install` and `cargo build` put both there)",
+                supervisor.display()
+            )));
+        }
         sandbox
             .check(&sandbox::init::executable(shim))
             .map_err(|e| RuntimeError::Failed(e.to_string()))?;
@@ -416,23 +425,34 @@ impl Runtime for ProcessRuntime {
                 Err(e) => return Err(RuntimeError::Failed(format!("{name}: {e}"))),
             }
         }
-        let mut cmd = tokio::process::Command::new(&self.shim);
-        cmd.arg("shim")
-            .arg(&dir)
+        let mut cmd = tokio::process::Command::new(shim::executable(&self.shim));
+        cmd.arg(&dir)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .process_group(0);
-        let child = cmd.spawn().map_err(|e| {
-            RuntimeError::Failed(format!("cannot run the shim {}: {e}", self.shim.display()))
+        let mut child = cmd.spawn().map_err(|e| {
+            RuntimeError::Failed(format!(
+                "cannot run the shim {}: {e}",
+                shim::executable(&self.shim).display()
+            ))
         })?;
         // Followed while the child is held, so it is not reaped before: its pid is its own.
         if let (Some(exits), Some(pid)) = (&self.exits, child.id()) {
             exits.follow(name, pid);
         }
+        // The shim says when the program runs (or could not start) on its standard output, or
+        // ends (EOF): one line, read as it comes, at most 5 s.
+        if let Some(mut told) = child.stdout.take() {
+            let mut line = [0u8; shim::STARTED_LINE.len()];
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::io::AsyncReadExt::read(&mut told, &mut line),
+            )
+            .await;
+        }
         // Dropping the child lets tokio reap it in the background; the shim itself lives on.
         drop(child);
-        Self::wait_started(&dir, Duration::from_secs(5)).await;
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! `lain shim DIR`: the supervisor of one process-runtime instance (like containerd's shim).
+//! `lain-shim DIR`: the supervisor of one process-runtime instance (like containerd's shim).
 //!
 //! The kernel starts one shim per instance in its own process group, so the instance outlives a
 //! kernel restart (even `kill -9`) and Ctrl-C in the kernel's terminal does not reach it. The
@@ -8,7 +8,9 @@
 //! group of its own, see [`super::sandbox::Sandbox::command`]), copies its stdout and stderr into
 //! the instance's log file (rotated at [`LOG_ROTATE_BYTES`]), and records the exit status the
 //! sandbox's init reports in `DIR/exit`, which is how a oneshot's result survives a kernel
-//! restart.
+//! restart. It tells whoever started it that the program runs (or could not start) by writing
+//! [`STARTED_LINE`] to its standard output once `DIR/pid` (or `DIR/exit`) is written, then lets
+//! go of it, so the kernel waits for exactly that instead of polling for the file.
 
 use super::sandbox::init::{STARTED, Status};
 use super::{
@@ -20,6 +22,46 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+
+/// The name of the shim executable, installed next to `lain`.
+pub const EXECUTABLE: &str = "lain-shim";
+
+/// The shim executable that goes with the `lain` executable `lain`.
+pub fn executable(lain: &Path) -> PathBuf {
+    lain.with_file_name(EXECUTABLE)
+}
+
+/// What a shim writes to its standard output once its program runs or could not start.
+pub const STARTED_LINE: &[u8] = b"started\n";
+
+/// The `lain-shim DIR` program: runs [`run`] on its one argument.
+pub fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        eprintln!("usage: lain-shim DIR (started by the lain kernel, one per instance)");
+        return std::process::ExitCode::from(2);
+    };
+    match run(Path::new(&dir)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lain-shim: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Tells the kernel waiting on this shim's standard output that the instance runs (or ended),
+/// then points standard output at `/dev/null`: the kernel reads one line, and may be gone.
+fn tell_started() {
+    let mut out = std::io::stdout().lock();
+    // A kernel that stopped waiting closed its end: EPIPE (SIGPIPE is ignored), nothing lost.
+    let _ = out.write_all(STARTED_LINE);
+    let _ = out.flush();
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: replaces descriptor 1 with a descriptor this function owns for the call.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) };
+    }
+}
 
 /// A log file is renamed to `<file>.1` when it grows past this size.
 pub const LOG_ROTATE_BYTES: u64 = 16 << 20;
@@ -94,6 +136,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         }
     };
     write_atomic(&dir.join("exit"), &serde_json::to_vec(&record)?)?;
+    tell_started();
     Ok(())
 }
 
@@ -149,6 +192,7 @@ fn spawn_and_wait(
             shim: Some(std::process::id()),
         };
         write_atomic(&dir.join("pid"), &serde_json::to_vec(&pid)?)?;
+        tell_started();
         line.clear();
         let _ = report.read_line(&mut line);
     }
