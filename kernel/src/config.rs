@@ -19,6 +19,7 @@
 //!
 //! [lifecycle]
 //! rollout_timeout_secs = 120          # a new instance not ready by then fails the rollout
+//! parallel_starts = 0                 # instances created and started at once; 0 = 3 per core, 4-16
 //!
 //! [router]                            # web traffic to web procs
 //! listen = "127.0.0.1:8080"           # LAIN_ROUTER_LISTEN
@@ -310,10 +311,12 @@ impl KernelConfig {
     }
 
     /// Checks the rules a section cannot check on its own or that parsing does not: the
+    /// store's lease, the lifecycle's parallel starts ([`lifecycle::Config::check`]), the
     /// monitor's exporters ([`monitor::Config::check`]), the backup hooks' names and repository
     /// ([`backup::Config::check`]) and each plugin's own limits ([`plugin::Config::check`]).
     pub fn check(&self) -> Result<(), String> {
         self.store.check()?;
+        self.lifecycle.check()?;
         self.monitor.check()?;
         self.backup.check()?;
         self.plugins.check()

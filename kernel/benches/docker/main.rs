@@ -12,10 +12,11 @@
 //!   scripting Docker would do, with the same conditions as lain's containers (a user-defined
 //!   bridge network, a 32 MiB memory limit);
 //! - *runtime only*: `DockerRuntime::create` + `start` of the instances, 16 at a time, without
-//!   the kernel (the reconciler uses three per core, at most 16);
+//!   the kernel (the reconciler's default is three per core, 4 to 16);
 //! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of `instances_n()` instances until
 //!   the reconciler sees them all running and ready (converged), also timed to the first view
-//!   where all run.
+//!   where all run; once per `[lifecycle] parallel_starts` in [`PARALLEL`] (a kernel each, on the
+//!   same engine), so the default is measured against 16 in the same run.
 //!
 //! The kernel's own overhead per container is `(lain deploy - runtime only) / instances`. Where
 //! the time goes: the runtime-only rounds also time each container's `create` (with its image
@@ -50,6 +51,10 @@ fn rounds_n() -> usize {
     mode::pick(3, 1)
 }
 
+/// The `[lifecycle] parallel_starts` each lain-deploy variant runs with: the default (0: three
+/// per core, 4 to 16) and 16, as many as the runtime-only rounds.
+const PARALLEL: [usize; 2] = [0, 16];
+
 fn main() -> Result<()> {
     mode::announce("docker");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -63,21 +68,6 @@ async fn run() -> Result<()> {
     let rounds = rounds_n();
     let engine = docker_engine::DockerEngine::start();
     let tmp = tempfile::tempdir()?;
-    let mut config = KernelConfig {
-        data_dir: tmp.path().join("data"),
-        runtime: RuntimeKind::Docker,
-        ..KernelConfig::default()
-    };
-    config.docker.local = engine.address.clone();
-    let kernel = Kernel::open_with_shim(
-        config,
-        lain_builtin_plugins::BUILTINS,
-        Path::new(env!("CARGO_BIN_EXE_lain")),
-    )?;
-    let lc = kernel.lifecycle.clone();
-    // Stopped before the engine (which removes every container when dropped), even on failure.
-    let reconciler = cleanup::Task(kernel.start_reconciler());
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the reconciler connects the engine
     let yaml = format!(
         "appname: bench\nbuild:\n  base: {}\n  script: []\nworker:\n  cmd: sleep 100000\n  num_instances: {instances}\n",
         docker_engine::BASE
@@ -89,30 +79,62 @@ async fn run() -> Result<()> {
     header.set_cksum();
     tar.append_data(&mut header, "lain.yaml", yaml.as_bytes())?;
     let context = tar.into_inner()?;
-    let build_lc = lc.clone();
-    let release =
-        tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
+    // One kernel per `[lifecycle] parallel_starts` compared, each with its reconciler; the
+    // tasks are stopped before the engine (which removes every container when dropped).
+    let mut kernels = Vec::new();
+    let mut reconcilers = Vec::new();
+    let mut opened = Vec::new();
+    let mut image = String::new();
+    for parallel in PARALLEL {
+        let mut config = KernelConfig {
+            data_dir: tmp.path().join(format!("data-{parallel}")),
+            runtime: RuntimeKind::Docker,
+            ..KernelConfig::default()
+        };
+        config.docker.local = engine.address.clone();
+        config.lifecycle.parallel_starts = parallel;
+        let starts = config.lifecycle.parallel_starts();
+        let kernel = Kernel::open_with_shim(
+            config,
+            lain_builtin_plugins::BUILTINS,
+            Path::new(env!("CARGO_BIN_EXE_lain")),
+        )?;
+        let lc = kernel.lifecycle.clone();
+        reconcilers.push(cleanup::Task(kernel.start_reconciler()));
+        tokio::time::sleep(Duration::from_millis(1500)).await; // the reconciler connects the engine
+        let (build_lc, context) = (lc.clone(), context.clone());
+        let release =
+            tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
+        image = release.image;
+        kernels.push((starts, lc));
+        opened.push(kernel);
+    }
 
     let direct = DockerRuntime::new("direct", None, Arc::new(tokio::sync::Notify::new()));
     direct.sync_nodes(&[("local".into(), engine.address.clone())]);
 
-    let (mut shell, mut runtime_only, mut deploy) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut calls, mut all_run) = (Calls::default(), Vec::new());
+    let (mut shell, mut runtime_only) = (Vec::new(), Vec::new());
+    let mut deploys: Vec<(Vec<f64>, Vec<f64>)> =
+        kernels.iter().map(|_| Default::default()).collect();
+    let mut calls = Calls::default();
+    let variants = 2 + kernels.len();
     for round in 0..rounds {
-        for variant in (0..3).map(|i| (i + round) % 3) {
+        for variant in (0..variants).map(|i| (i + round) % variants) {
             match variant {
-                0 => shell.push(bench_shell(&engine, &release.image)?),
-                1 => runtime_only.push(bench_runtime(&direct, &release.image, &mut calls).await?),
-                _ => {
-                    let (running, converged) = bench_deploy(&lc).await?;
-                    all_run.push(running);
-                    deploy.push(converged);
+                0 => shell.push(bench_shell(&engine, &image)?),
+                1 => runtime_only.push(bench_runtime(&direct, &image, &mut calls).await?),
+                k => {
+                    let (running, converged) = bench_deploy(&kernels[k - 2].1).await?;
+                    deploys[k - 2].0.push(running);
+                    deploys[k - 2].1.push(converged);
                 }
             }
         }
         eprintln!("round {}/{rounds} done", round + 1);
     }
-    reconciler.0.abort();
+    drop(reconcilers);
+    let (all_run, deploy) = deploys[0].clone();
+    let starts = kernels[0].0;
     let overhead: Vec<f64> = deploy
         .iter()
         .zip(&runtime_only)
@@ -137,11 +159,15 @@ async fn run() -> Result<()> {
         "| runtime only: create + start, 16 at a time | {:.0} ms |",
         m(&runtime_only) * 1e3
     );
-    println!(
-        "| lain deploy until all run and are ready (converged) | {:.0} ms (all seen running at {:.0} ms) |",
-        m(&deploy) * 1e3,
-        m(&all_run) * 1e3
-    );
+    for ((starts, _), (all_run, deploy)) in kernels.iter().zip(&deploys) {
+        let vs_shell: Vec<f64> = deploy.iter().zip(&shell).map(|(d, s)| d / s).collect();
+        println!(
+            "| lain deploy until all run and are ready (converged), `parallel_starts` {starts} | {:.0} ms (all seen running at {:.0} ms): {:.2}x the docker run loop |",
+            m(deploy) * 1e3,
+            m(all_run) * 1e3,
+            m(&vs_shell)
+        );
+    }
     println!(
         "| runtime only, one call's latency with 16 in flight: `create` (image and network checks, create) / `start` | {:.1} / {:.1} ms median, {:.1} / {:.1} ms p90 |",
         m(&calls.create) * 1e3,
@@ -150,7 +176,7 @@ async fn run() -> Result<()> {
         p90(&calls.start) * 1e3
     );
     println!(
-        "| lain deploy / docker run loop | **{:.2}x** (target <= 0.5x) |",
+        "| lain deploy ({starts} at a time, the default here) / docker run loop | **{:.2}x** (target <= 0.5x) |",
         m(&vs_shell)
     );
     println!("| lain deploy / runtime only | {:.2}x |", m(&vs_runtime));
@@ -165,6 +191,15 @@ async fn run() -> Result<()> {
         "runtime_create_call_ms": m(&calls.create) * 1e3, "runtime_start_call_ms": m(&calls.start) * 1e3,
         "deploy_vs_docker_run_loop": m(&vs_shell),
         "deploy_vs_runtime_only": m(&vs_runtime), "kernel_overhead_per_container_ms": m(&overhead) * 1e3,
+        "default_parallel_starts": starts,
+        "by_parallel_starts": kernels.iter().zip(&deploys).map(|((starts, _), (all_run, deploy))| {
+            let vs_shell: Vec<f64> = deploy.iter().zip(&shell).map(|(d, s)| d / s).collect();
+            serde_json::json!({
+                "parallel_starts": starts, "lain_deploy_ms": m(deploy) * 1e3,
+                "lain_deploy_all_running_ms": m(all_run) * 1e3,
+                "deploy_vs_docker_run_loop": m(&vs_shell),
+            })
+        }).collect::<Vec<_>>(),
     });
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("../bench");
     std::fs::create_dir_all(&out)?;

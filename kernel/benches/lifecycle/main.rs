@@ -8,6 +8,9 @@
 //! **Deploy.** Three ways of getting `instances_n()` `sleep` processes running, measured in
 //! interleaved rounds (the order rotates each round, so machine drift hits all alike):
 //! - *plain spawn*: `std::process::Command::spawn` of `sleep` 100 times, the floor;
+//! - *bare sandbox*: 100 `sleep`s each in lain's sandbox as an instance gets it (bubblewrap and
+//!   lain's init, which reports once `sleep` runs), all spawned, then each report awaited; no
+//!   shim, no instance directory, no kernel: the sandbox engine's own floor;
 //! - *runtime only*: `ProcessRuntime::create` + `start` of the 100 instances, 16 at a time (what
 //!   the reconciler does), each supervised by its shim: the runtime's own cost;
 //! - *lain deploy*: `Lifecycle::deploy` of an app with one proc of 100 instances, until the
@@ -38,6 +41,7 @@ use futures::StreamExt;
 use lain::config::KernelConfig;
 use lain::kernel::Kernel;
 use lain::runtime::process::ProcessRuntime;
+use lain::runtime::process::sandbox::{DEFAULT_PATH, Jail, Sandbox};
 use lain::runtime::{InstanceSpec, Runtime, labels};
 use std::path::Path;
 use std::sync::Arc;
@@ -100,11 +104,9 @@ async fn run() -> Result<()> {
     let context = tar.into_inner()?;
     let build_lc = lc.clone();
     tokio::task::spawn_blocking(move || build_lc.build(&context, &mut |_| {})).await??;
-    let sandbox = lain::runtime::process::sandbox::Sandbox::new(
-        &lain::runtime::process::Config::default(),
-        &[],
-    )?;
-    let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim, sandbox)?;
+    let sandbox = Sandbox::new(&lain::runtime::process::Config::default(), &[])?;
+    let direct = ProcessRuntime::open(&tmp.path().join("direct"), shim, sandbox.clone())?;
+    let init = lain::runtime::process::sandbox::init::executable(shim);
     let release_dir = tmp.path().join("release");
     std::fs::create_dir_all(&release_dir)?;
 
@@ -119,13 +121,15 @@ async fn run() -> Result<()> {
     let token = token.trim().to_string();
 
     let mut plain = Vec::new();
+    let mut bare = Vec::new();
     let mut runtime_only = Vec::new();
     let mut deploy = Vec::new();
     let mut cli = Vec::new();
     for round in 0..rounds {
-        for variant in (0..4).map(|i| (i + round) % 4) {
+        for variant in (0..5).map(|i| (i + round) % 5) {
             match variant {
                 0 => plain.push(bench_plain()?),
+                4 => bare.push(bench_sandbox(&sandbox, &init)?),
                 1 => runtime_only.push(bench_runtime(&direct, &release_dir).await?),
                 2 => deploy.push(bench_deploy(&lc).await?),
                 _ => {
@@ -148,6 +152,9 @@ async fn run() -> Result<()> {
     let vs_plain: Vec<f64> = deploy.iter().zip(&plain).map(|(d, p)| d / p).collect();
     let cli_vs_plain: Vec<f64> = cli.iter().zip(&plain).map(|(d, p)| d / p).collect();
     let cli_vs_runtime: Vec<f64> = cli.iter().zip(&runtime_only).map(|(d, r)| d / r).collect();
+    let bare_vs_plain: Vec<f64> = bare.iter().zip(&plain).map(|(b, p)| b / p).collect();
+    let runtime_vs_bare: Vec<f64> = runtime_only.iter().zip(&bare).map(|(r, b)| r / b).collect();
+    let cli_vs_bare: Vec<f64> = cli.iter().zip(&bare).map(|(d, b)| d / b).collect();
 
     let auth = format!("Bearer {token}");
     let watch = watch_latency(&lc, &format!("http://{addr}"), &auth).await?;
@@ -166,6 +173,9 @@ async fn run() -> Result<()> {
     let report = serde_json::json!({
         "instances": instances, "rounds": rounds,
         "plain_spawn_ms": m(&plain) * 1e3, "runtime_only_ms": m(&runtime_only) * 1e3,
+        "bare_sandbox_ms": m(&bare) * 1e3, "bare_sandbox_vs_plain_spawn": m(&bare_vs_plain),
+        "runtime_only_vs_bare_sandbox": m(&runtime_vs_bare),
+        "cli_deploy_vs_bare_sandbox": m(&cli_vs_bare),
         "lain_deploy_ms": m(&deploy) * 1e3,
         "kernel_overhead_per_instance_ms": m(&overhead) * 1e3,
         "deploy_vs_runtime_only": m(&vs_runtime), "deploy_vs_plain_spawn": m(&vs_plain),
@@ -183,8 +193,14 @@ async fn run() -> Result<()> {
         m(&plain) * 1e3
     );
     println!(
-        "| runtime only: create + start {instances} shim-supervised instances | {:.1} ms |",
-        m(&runtime_only) * 1e3
+        "| bare sandbox: {instances} `sleep` in lain's sandbox (bubblewrap + init), no shim | {:.1} ms: {:.2}x plain spawn |",
+        m(&bare) * 1e3,
+        m(&bare_vs_plain)
+    );
+    println!(
+        "| runtime only: create + start {instances} shim-supervised instances | {:.1} ms: {:.2}x bare sandbox |",
+        m(&runtime_only) * 1e3,
+        m(&runtime_vs_bare)
     );
     println!(
         "| lain deploy until all {instances} run | {:.1} ms |",
@@ -197,9 +213,10 @@ async fn run() -> Result<()> {
     println!("| lain deploy / runtime only | {:.2}x |", m(&vs_runtime));
     println!("| lain deploy / plain spawn | {:.2}x |", m(&vs_plain));
     println!(
-        "| `lain deploy` CLI until it exits (all {instances} ready) | {:.1} ms: **{:.2}x** plain spawn, {:.2}x runtime only |",
+        "| `lain deploy` CLI until it exits (all {instances} ready) | {:.1} ms: **{:.2}x** plain spawn, {:.2}x bare sandbox, {:.2}x runtime only |",
         m(&cli) * 1e3,
         m(&cli_vs_plain),
+        m(&cli_vs_bare),
         m(&cli_vs_runtime)
     );
     println!(
@@ -235,6 +252,45 @@ fn bench_plain() -> Result<f64> {
         children
             .0
             .push(std::process::Command::new("sleep").arg("100000").spawn()?);
+    }
+    let took = start.elapsed().as_secs_f64();
+    drop(children);
+    Ok(took)
+}
+
+/// Seconds to get `instances_n()` `sleep`s running in bare sandboxes (see the module docs);
+/// killed afterwards, untimed.
+fn bench_sandbox(sandbox: &Sandbox, init: &Path) -> Result<f64> {
+    use std::io::BufRead as _;
+    let instances = instances_n();
+    let start = Instant::now();
+    let mut children = cleanup::Children(Vec::with_capacity(instances));
+    let mut reports = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        let (report, report_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let jail = Jail {
+            identity: sandbox.identity("bench"),
+            binds: Vec::new(),
+            files: Vec::new(),
+            cwd: "/".into(),
+            env: vec![("PATH".into(), DEFAULT_PATH.into())],
+            argv: vec!["sleep".into(), "100000".into()],
+        };
+        let mut cmd = sandbox.command(jail, init, Some(report_w))?;
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        children.0.push(cmd.spawn()?);
+        // Only the sandbox keeps the report's write end.
+        drop(cmd);
+        reports.push(std::io::BufReader::new(std::fs::File::from(report)));
+    }
+    for report in &mut reports {
+        let mut line = String::new();
+        report.read_line(&mut line)?;
+        if line.trim() != lain::runtime::process::sandbox::init::STARTED {
+            bail!("bare sandbox: `sleep` did not start ({line:?})");
+        }
     }
     let took = start.elapsed().as_secs_f64();
     drop(children);

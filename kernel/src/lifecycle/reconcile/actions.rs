@@ -100,12 +100,6 @@ impl Retiring {
     }
 }
 
-/// Instances created or started at once: three per core, between 4 and 16. The runtime's engine
-/// does the work; measured on 2 cores, 6 at a time deployed 50 containers ~7% faster than 16.
-fn parallelism() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| (n.get() * 3).clamp(4, 16))
-}
-
 /// What carrying out a pass's actions did.
 #[derive(Default)]
 pub struct Outcome {
@@ -117,10 +111,11 @@ pub struct Outcome {
     pub failed: usize,
 }
 
-/// Carries out `actions`, each runtime call only while `fence` allows it
-/// ([`Fence::may_act`]). Failed steps are retried by a later pass.
+/// Carries out `actions`, `parallel` quick steps at once, each runtime call only while `fence`
+/// allows it ([`Fence::may_act`]). Failed steps are retried by a later pass.
 pub async fn carry_out(
     runtime: &Arc<dyn Runtime>,
+    parallel: usize,
     fence: &Arc<Fence>,
     retiring: &Retiring,
     wake: &Arc<tokio::sync::Notify>,
@@ -165,7 +160,7 @@ pub async fn carry_out(
                 (proc, result.map_err(|e| e.to_string()))
             }
         })
-        .buffer_unordered(parallelism())
+        .buffer_unordered(parallel.max(1))
         .collect()
         .await;
     for (proc, result) in results {

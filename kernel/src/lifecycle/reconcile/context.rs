@@ -30,6 +30,8 @@ pub struct Settings {
     pub cloud_volumes: PathBuf,
     /// The engine of node address `local` (the configured Docker socket).
     pub local_engine: String,
+    /// How many instances are created and started at once (`[lifecycle] parallel_starts`).
+    pub parallel_starts: usize,
 }
 
 impl Settings {
@@ -38,6 +40,7 @@ impl Settings {
         Settings {
             drain: Duration::from_millis(config.router.drain_ms),
             rollout_timeout: Duration::from_secs(config.lifecycle.rollout_timeout_secs),
+            parallel_starts: config.lifecycle.parallel_starts(),
             logs: config.data_dir.join("logs"),
             volumes: config.data_dir.join("volumes"),
             cloud_volumes: config

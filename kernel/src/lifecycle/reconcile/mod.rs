@@ -275,6 +275,7 @@ impl Reconciler {
         }
         let outcome = actions::carry_out(
             &self.ctx.runtime,
+            self.ctx.settings.parallel_starts,
             &self.ctx.fence,
             &self.retiring,
             self.ctx.records.wake_handle(),

@@ -25,6 +25,7 @@ fn world() -> World {
         volumes: dir.path().join("volumes"),
         cloud_volumes: dir.path().join("cloud-volumes"),
         local_engine: String::new(),
+        parallel_starts: 4,
     };
     World {
         _dir: dir,
