@@ -214,3 +214,39 @@ async fn a_leader_paused_past_its_lease_makes_no_runtime_call_when_it_resumes() 
     }
     kernel.lifecycle.stop_all().await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_kernel_that_does_not_lead_refuses_a_restore_in_place_naming_why() {
+    let etcd = etcd_server::EtcdServer::start().expect("etcd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.store = lain::store::Config {
+        backend: lain::store::Backend::Etcd,
+        endpoints: vec![etcd.endpoint.clone()],
+        prefix: "/restore-follower/".into(),
+        ..lain::store::Config::default()
+    };
+    common::token_users(&mut config, &[("root", &["admins"])]);
+    // Opened, not campaigning: a follower.
+    let kernel = common::open_kernel(config).expect("kernel");
+    let admin = common::token("root");
+    let restore = |body: &'static str| {
+        common::api_raw(
+            &kernel,
+            "POST",
+            "/api/v1/apps/shop/backups/1/restore",
+            Some(&admin),
+            axum::body::Body::from(body),
+        )
+    };
+    let (status, body) = restore("{}").await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("not-the-leader") && body.contains("no kernel leads"),
+        "{body}"
+    );
+    // Beside (`to`) is not held from the reconciler: it goes on to its own checks.
+    let (status, body) = restore(r#"{"to": "/srv/restored"}"#).await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+}

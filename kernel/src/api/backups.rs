@@ -8,6 +8,7 @@ use crate::auth::Caller;
 use crate::backup::{BackupRecord, Kind, Restored, RunRequest, Target, Trigger};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 
@@ -122,13 +123,16 @@ pub async fn run(
 }
 
 /// Restores a succeeded backup, verified against restic's hashes: in place (the instance is
-/// stopped, its volume replaced, and started again) or beside, into `to`.
+/// stopped, its volume replaced, and started again) or beside, into `to`. A restore in place
+/// holds its instance from the reconciler, which runs on the leading kernel: on etcd, another
+/// kernel refuses it (409, naming the leader) and changes nothing.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/backups/{id}/restore", tag = "backups",
     params(("app" = String, Path, description = "App name"), ("id" = u64, Path, description = "Backup id")),
     request_body = RestoreBackup,
     responses((status = 200, body = Restored), (status = 400, body = ErrorBody),
         (status = 403, description = "`to` needs a cluster admin", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not restorable now, or in place on a kernel that does not lead", body = ErrorBody)))]
 pub async fn restore(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -142,6 +146,24 @@ pub async fn restore(
     };
     let Path((app, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let to = body.to.map(std::path::PathBuf::from);
+    let status = state.cluster.status(0);
+    if to.is_none() && status.store == "etcd" && status.role != "leader" {
+        let leader = status
+            .leader
+            .map_or("no kernel leads at the moment".into(), |id| {
+                format!("kernel {id} leads")
+            });
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-the-leader",
+            format!(
+                "a restore in place holds its instance from the reconciler, which runs on the \
+                 leading kernel, and this kernel ({}) does not lead ({leader}): send the request \
+                 to the leader (`lain status` names it), or restore beside with `to`",
+                status.kernel
+            ),
+        ));
+    }
     Ok(Json(
         state
             .backups
