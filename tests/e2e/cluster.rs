@@ -228,8 +228,15 @@ fn losing_a_member_changes_nothing_and_losing_quorum_answers_503_while_the_app_s
 
     // Quorum lost: the API says so with 503; the instances keep running and serving.
     etcd.stop_member(1);
+    let asked = Instant::now();
     let (status, body) = apps();
+    let took = asked.elapsed();
+    eprintln!("quorum lost: 503 after {took:?}");
     assert_eq!(status, 503, "{body}");
+    // A member without a leader refuses at once (the store requires one), a read left waiting
+    // on it is asked again after 2 s, and the store tries only while an election could end
+    // (3 s): sooner than etcd's own request timeout (7 s), which it took before.
+    assert!(took < Duration::from_millis(6500), "503 after {took:?}");
     assert!(
         body.contains("store-unavailable") && body.contains("etcd"),
         "{body}"

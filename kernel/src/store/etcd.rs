@@ -9,6 +9,13 @@
 //!
 //! Limits come from etcd: one apply may hold at most `--max-txn-ops` ops (128 by default) and
 //! `--max-request-bytes` of data (1.5 MiB by default).
+//!
+//! Reads and writes ask etcd to require a leader (gRPC metadata `hasleader`): a member that has
+//! none (quorum lost, or an election under way) refuses the request at once, before it is
+//! proposed, instead of holding it until etcd's own request timeout. The store tries such a
+//! request again for [`ELECTION_PATIENCE`], which an election takes, so losing one member of
+//! three goes unseen while losing quorum fails in seconds. Watches do not require a leader: they
+//! go on where a member still serves them.
 
 use super::{Change, Expect, Op, Store, StoreError, Watch, compacted, last_op_per_key};
 use etcd_client::{
@@ -22,6 +29,19 @@ use tokio::runtime::{Handle, Runtime};
 
 /// The largest response the store accepts (prefix listings of big values).
 const MAX_MESSAGE: usize = 256 << 20;
+
+/// How long a request refused for want of a leader is tried again (every [`ELECTION_RETRY`]):
+/// etcd elects a new leader within about two election timeouts (1 s each by default).
+const ELECTION_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The pause between tries while etcd has no leader.
+const ELECTION_RETRY: Duration = Duration::from_millis(250);
+
+/// How long one try of a read may take before it is given up and tried again. A read that
+/// reached a member just before it lost quorum waits there for etcd's own request timeout (7 s);
+/// asked again, the member says at once that it has no leader. A healthy cluster answers a
+/// linearizable read in one heartbeat round.
+const READ_TRY: Duration = Duration::from_secs(2);
 
 /// A [`Store`] on etcd; see the module docs.
 pub struct EtcdStore {
@@ -98,16 +118,24 @@ impl EtcdStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError(format!("etcd: cannot start a runtime: {e}")))?;
-        let endpoints = endpoints.to_vec();
         let options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_timeout(Duration::from_secs(30));
-        let client = run(runtime.handle(), async move {
-            Client::connect(endpoints, Some(options)).await
-        })?;
+        let connect = |options: ConnectOptions| {
+            let endpoints = endpoints.to_vec();
+            run(runtime.handle(), async move {
+                Client::connect(endpoints, Some(options)).await
+            })
+        };
+        let reads_and_writes = connect(options.clone().with_require_leader(true))?;
+        let watches = connect(options)?;
         let store = EtcdStore {
-            kv: client.kv_client().max_decoding_message_size(MAX_MESSAGE),
-            watcher: client.watch_client().max_decoding_message_size(MAX_MESSAGE),
+            kv: reads_and_writes
+                .kv_client()
+                .max_decoding_message_size(MAX_MESSAGE),
+            watcher: watches
+                .watch_client()
+                .max_decoding_message_size(MAX_MESSAGE),
             runtime: OwnedRuntime(Some(runtime)),
             prefix: prefix.to_string(),
         };
@@ -135,9 +163,10 @@ impl EtcdStore {
 
     /// [`EtcdStore::run`] of `make()`, again while the request could not even connect to the
     /// member it went to (the client spreads requests over every endpoint, and one stopped
-    /// member of a healthy cluster must not fail them) and, for a `read`, while etcd elects a
-    /// new leader (about a second after its leader stopped). A write that reached a member is
-    /// never sent twice (its outcome may be unknown).
+    /// member of a healthy cluster must not fail them), while the member refused it for want of
+    /// a leader (before proposing it, so a write too) for at most [`ELECTION_PATIENCE`], and,
+    /// for a `read`, when the leader changed under it or one try took [`READ_TRY`]. A write
+    /// that reached the proposal is never sent twice (its outcome may be unknown).
     fn run_retrying<T, F, Fut>(&self, read: bool, make: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -145,20 +174,36 @@ impl EtcdStore {
         Fut: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
         let mut attempt = 0;
+        let patience = std::time::Instant::now() + ELECTION_PATIENCE;
         loop {
-            match self.run(make()) {
+            let tried =
+                if read {
+                    let one = make();
+                    self.run(async move {
+                        tokio::time::timeout(READ_TRY, one).await.unwrap_or_else(|_| {
+                        Err(etcd_client::Error::IoError(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("no answer within {READ_TRY:?}: the member may have no leader"),
+                        )))
+                    })
+                    })
+                } else {
+                    self.run(make())
+                };
+            match tried {
                 Err(e) if attempt < 4 && e.0.contains("tcp connect error") => {
                     attempt += 1;
                     tracing::debug!("etcd: retrying on another member: {e}");
                 }
                 Err(e)
-                    if read
-                        && attempt < 12
-                        && (e.0.contains("leader changed") || e.0.contains("no leader")) =>
+                    if std::time::Instant::now() < patience
+                        && (e.0.contains("no leader")
+                            || read
+                                && (e.0.contains("leader changed")
+                                    || e.0.contains("no answer within"))) =>
                 {
-                    attempt += 1;
                     tracing::debug!("etcd: retrying while it elects a leader: {e}");
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(ELECTION_RETRY);
                 }
                 result => return result,
             }
