@@ -35,20 +35,6 @@ async fn call(kernel: &Kernel, method: &str, uri: &str, body: Value) -> (StatusC
     )
 }
 
-/// A tar holding `files`.
-fn context(files: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, text) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        b.append_data(&mut header, name, text.as_bytes())
-            .expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 /// Every event of a build, in order.
 async fn build(kernel: &Kernel, tar: Vec<u8>) -> Vec<Value> {
     let (status, bytes) = raw(kernel, "POST", "/api/v1/builds", Body::from(tar)).await;
@@ -81,7 +67,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
         "{last}"
     );
 
-    let events = build(&kernel, context(&[("README", "no yaml")])).await;
+    let events = build(&kernel, common::tar_of(&[("README", "no yaml")])).await;
     assert!(
         events.last().expect("event")["message"]
             .as_str()
@@ -90,7 +76,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
 
     let events = build(
         &kernel,
-        context(&[("lain.yaml", "appname: shop\nweb:\n  num_instance: 2\n")]),
+        common::tar_of(&[("lain.yaml", "appname: shop\nweb:\n  num_instance: 2\n")]),
     )
     .await;
     let last = events.last().expect("event");
@@ -112,7 +98,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
     );
 
     let failing = APP.replace("echo built > out.txt", "false");
-    let events = build(&kernel, context(&[("lain.yaml", &failing)])).await;
+    let events = build(&kernel, common::tar_of(&[("lain.yaml", &failing)])).await;
     let last = events.last().expect("event");
     assert!(
         last["message"]
@@ -122,7 +108,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
     );
     assert_eq!(apps(&kernel).await, json!([]), "nothing recorded");
 
-    let events = build(&kernel, context(&[("lain.yaml", APP)])).await;
+    let events = build(&kernel, common::tar_of(&[("lain.yaml", APP)])).await;
     assert!(
         events
             .iter()
@@ -144,7 +130,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
         "built\n"
     );
 
-    let again = build(&kernel, context(&[("lain.yaml", APP)])).await;
+    let again = build(&kernel, common::tar_of(&[("lain.yaml", APP)])).await;
     assert_eq!(
         again.last().expect("event")["release"]["version"],
         version.as_str(),
@@ -156,7 +142,7 @@ async fn builds_report_progress_and_refusals_record_nothing() {
 
     // A key that has no effect yet is said so by the build, where it is written.
     let with_giturl = APP.replacen("build:", "giturl: http://git.example.com/shop\nbuild:", 1);
-    let events = build(&kernel, context(&[("lain.yaml", &with_giturl)])).await;
+    let events = build(&kernel, common::tar_of(&[("lain.yaml", &with_giturl)])).await;
     assert!(
         events.iter().any(|e| e["event"] == "warning"
             && e["message"]
@@ -173,7 +159,7 @@ async fn deploy_scale_rollback_and_undeploy_change_only_what_they_say() {
     let kernel = kernel(dir.path());
     let (status, _) = call(&kernel, "POST", "/api/v1/apps/shop/deploy", Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    build(&kernel, context(&[("lain.yaml", APP)])).await;
+    build(&kernel, common::tar_of(&[("lain.yaml", APP)])).await;
 
     let (status, body) = call(
         &kernel,
@@ -374,11 +360,11 @@ async fn apps_needing_what_lain_cannot_give_are_refused_at_deploy_and_nothing_is
     let dir = tempfile::tempdir().expect("tempdir");
     let kernel = kernel(dir.path());
     let client = format!("{APP}use_services:\n  pg:\n    - db\n");
-    build(&kernel, context(&[("lain.yaml", &client)])).await;
+    build(&kernel, common::tar_of(&[("lain.yaml", &client)])).await;
     let service = "appname: pg\nbuild:\n  base: busybox\nservice.db:\n  cmd: sleep 100\n  port: 5432\n  portal:\n    allow_clients: \"**\"\n";
-    build(&kernel, context(&[("lain.yaml", service)])).await;
+    build(&kernel, common::tar_of(&[("lain.yaml", service)])).await;
     let user = "appname: blog\nbuild:\n  base: busybox\nworker:\n  cmd: sleep 100\nuse_resources:\n  redis:\n    services:\n      - redis\n";
-    let events = build(&kernel, context(&[("lain.yaml", user)])).await;
+    let events = build(&kernel, common::tar_of(&[("lain.yaml", user)])).await;
     assert!(
         !events.iter().any(|e| e["event"] == "warning"
             && e["message"]
@@ -387,9 +373,9 @@ async fn apps_needing_what_lain_cannot_give_are_refused_at_deploy_and_nothing_is
         "use_resources acts, so it is not warned of: {events:?}"
     );
     let resource = "appname: redis\napptype: resource\nbuild:\n  base: busybox\nworker:\n  cmd: sleep {{ seconds }}\n";
-    build(&kernel, context(&[("lain.yaml", resource)])).await;
+    build(&kernel, common::tar_of(&[("lain.yaml", resource)])).await;
     let bad = "appname: news\nbuild:\n  base: busybox\nworker:\n  cmd: sleep 100\nuse_resources:\n  redis:\n    services: []\n";
-    build(&kernel, context(&[("lain.yaml", bad)])).await;
+    build(&kernel, common::tar_of(&[("lain.yaml", bad)])).await;
     for (app, why) in [
         (
             "blog",

@@ -134,18 +134,6 @@ fn two_election_loops_elect_one_leader_and_the_other_takes_over_after_it_stops()
     });
 }
 
-/// A build context (a tar) holding `lain.yaml` only.
-fn app_tar(lain_yaml: &str) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(lain_yaml.len() as u64);
-    header.set_mode(0o644);
-    header.set_cksum();
-    b.append_data(&mut header, "lain.yaml", lain_yaml.as_bytes())
-        .expect("append");
-    b.into_inner().expect("tar")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_makes_no_runtime_call_when_it_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -170,7 +158,12 @@ async fn a_leader_paused_past_its_lease_makes_no_runtime_call_when_it_resumes() 
             axum::body::Body::from(body),
         )
     };
-    let (status, out) = call("POST", "/api/v1/builds", app_tar(yaml)).await;
+    let (status, out) = call(
+        "POST",
+        "/api/v1/builds",
+        common::tar_of(&[("lain.yaml", yaml)]),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&out));
     let (status, out) = call("POST", "/api/v1/apps/paused/deploy", b"{}".to_vec()).await;
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&out));

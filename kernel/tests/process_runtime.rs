@@ -446,33 +446,25 @@ fn without_a_working_bubblewrap_the_runtime_refuses_to_start_saying_how_to_fix_i
         err.contains("could not create a sandbox here") && err.contains("user.max_user_namespaces"),
         "{err}"
     );
-    let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
-    let err = ProcessRuntime::open(
-        &tmp.path().join("instances"),
-        &tmp.path().join("lain"),
-        sandbox,
-    )
-    .err()
-    .expect("refused")
-    .to_string();
-    assert!(
-        err.contains("lain-shim") && err.contains("next to the lain executable"),
-        "{err}"
-    );
+    // A `lain` whose companions are missing: each is named with where to put it.
+    let missing = |companion: &str| {
+        let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
+        let err = ProcessRuntime::open(
+            &tmp.path().join("instances"),
+            &tmp.path().join("lain"),
+            sandbox,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(
+            err.contains(companion) && err.contains("next to the lain executable"),
+            "{err}"
+        );
+    };
+    missing("lain-shim");
     std::fs::write(tmp.path().join("lain-shim"), b"").expect("a shim");
-    let sandbox = Sandbox::new(&ProcessConfig::default(), &[]).expect("sandbox");
-    let err = ProcessRuntime::open(
-        &tmp.path().join("instances"),
-        &tmp.path().join("lain"),
-        sandbox,
-    )
-    .err()
-    .expect("refused")
-    .to_string();
-    assert!(
-        err.contains("lain-sandbox-init") && err.contains("next to the lain executable"),
-        "{err}"
-    );
+    missing("lain-sandbox-init");
 }
 
 #[tokio::test]

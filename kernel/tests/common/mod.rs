@@ -151,3 +151,17 @@ pub fn token_users(config: &mut lain::config::KernelConfig, users: &[(&str, &[&s
 pub fn token(user: &str) -> String {
     format!("Bearer {user}-token-0123456789")
 }
+
+/// A build context (a tar) holding `files` (name, text), each 0644.
+pub fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        b.append_data(&mut header, name, text.as_bytes())
+            .expect("append");
+    }
+    b.into_inner().expect("tar")
+}
