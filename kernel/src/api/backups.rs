@@ -147,7 +147,7 @@ pub async fn restore(
     let Path((app, id)) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let to = body.to.map(std::path::PathBuf::from);
     let status = state.cluster.status(0);
-    if to.is_none() && status.store == "etcd" && status.role != "leader" {
+    if to.is_none() && status.store == "etcd" && !state.cluster.is_leader() {
         let leader = status
             .leader
             .map_or("no kernel leads at the moment".into(), |id| {
