@@ -283,7 +283,11 @@ fn bench_sandbox(sandbox: &Sandbox, init: &Path) -> Result<f64> {
         children.0.push(cmd.spawn()?);
         // Only the sandbox keeps the report's write end.
         drop(cmd);
-        reports.push(std::io::BufReader::new(std::fs::File::from(report)));
+        // Bounded: init writes one short line.
+        reports.push(std::io::BufReader::new(std::io::Read::take(
+            std::fs::File::from(report),
+            4096,
+        )));
     }
     for report in &mut reports {
         let mut line = String::new();

@@ -37,10 +37,10 @@ const ELECTION_PATIENCE: Duration = Duration::from_secs(3);
 /// The pause between tries while etcd has no leader.
 const ELECTION_RETRY: Duration = Duration::from_millis(250);
 
-/// How long one try of a read may take before it is given up and tried again. A read that
-/// reached a member just before it lost quorum waits there for etcd's own request timeout (7 s);
-/// asked again, the member says at once that it has no leader. A healthy cluster answers a
-/// linearizable read in one heartbeat round.
+/// How long the first try of a read may take before it is given up and tried again (without a
+/// bound). A read that reached a member just before it lost quorum waits there for etcd's own
+/// request timeout (7 s); asked again, the member says at once that it has no leader. A healthy
+/// cluster answers a linearizable read in one heartbeat round.
 const READ_TRY: Duration = Duration::from_secs(2);
 
 /// A [`Store`] on etcd; see the module docs.
@@ -91,6 +91,22 @@ fn to_i64(revision: u64) -> Result<i64, StoreError> {
 
 fn to_u64(revision: i64) -> Result<u64, StoreError> {
     u64::try_from(revision).map_err(|_| StoreError(format!("etcd revision {revision} invalid")))
+}
+
+/// What a try that ran out of [`READ_TRY`] fails with.
+const NO_ANSWER: &str = "no answer within";
+
+/// `fut`, failing with [`NO_ANSWER`] when it takes longer than `limit`.
+async fn within<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, etcd_client::Error> {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+        Err(etcd_client::Error::IoError(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{NO_ANSWER} {limit:?}: the member may have no leader"),
+        )))
+    })
 }
 
 /// Runs `fut` on `handle`'s runtime and waits for it from this (non-async) thread.
@@ -165,8 +181,9 @@ impl EtcdStore {
     /// member it went to (the client spreads requests over every endpoint, and one stopped
     /// member of a healthy cluster must not fail them), while the member refused it for want of
     /// a leader (before proposing it, so a write too) for at most [`ELECTION_PATIENCE`], and,
-    /// for a `read`, when the leader changed under it or one try took [`READ_TRY`]. A write
-    /// that reached the proposal is never sent twice (its outcome may be unknown).
+    /// for a `read`, when the leader changed under it, or once without a bound when its first
+    /// try took [`READ_TRY`]. A write that reached the proposal is never sent twice (its
+    /// outcome may be unknown).
     fn run_retrying<T, F, Fut>(&self, read: bool, make: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -175,32 +192,29 @@ impl EtcdStore {
     {
         let mut attempt = 0;
         let patience = std::time::Instant::now() + ELECTION_PATIENCE;
+        // Only a read's first try is bounded: one that ran out of time is asked again without a
+        // bound, so a slow answer (a large listing) still comes, while a member without a
+        // leader refuses the second try at once.
+        let mut bounded = read;
         loop {
-            let tried =
-                if read {
-                    let one = make();
-                    self.run(async move {
-                        tokio::time::timeout(READ_TRY, one).await.unwrap_or_else(|_| {
-                        Err(etcd_client::Error::IoError(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("no answer within {READ_TRY:?}: the member may have no leader"),
-                        )))
-                    })
-                    })
-                } else {
-                    self.run(make())
-                };
+            let tried = if bounded {
+                self.run(within(READ_TRY, make()))
+            } else {
+                self.run(make())
+            };
             match tried {
                 Err(e) if attempt < 4 && e.0.contains("tcp connect error") => {
                     attempt += 1;
                     tracing::debug!("etcd: retrying on another member: {e}");
                 }
+                Err(e) if bounded && e.0.contains(NO_ANSWER) => {
+                    bounded = false;
+                    tracing::debug!("etcd: asking again: {e}");
+                }
                 Err(e)
                     if std::time::Instant::now() < patience
                         && (e.0.contains("no leader")
-                            || read
-                                && (e.0.contains("leader changed")
-                                    || e.0.contains("no answer within"))) =>
+                            || read && e.0.contains("leader changed")) =>
                 {
                     tracing::debug!("etcd: retrying while it elects a leader: {e}");
                     std::thread::sleep(ELECTION_RETRY);

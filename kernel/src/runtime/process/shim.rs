@@ -51,16 +51,20 @@ pub fn main() -> std::process::ExitCode {
 }
 
 /// Tells the kernel waiting on this shim's standard output that the instance runs (or ended),
-/// then points standard output at `/dev/null`: the kernel reads one line, and may be gone.
+/// then points standard output at `/dev/null`: the kernel reads one line, and may be gone. Only
+/// the first call writes (the exit record follows the pid record).
 fn tell_started() {
-    let mut out = std::io::stdout().lock();
-    // A kernel that stopped waiting closed its end: EPIPE (SIGPIPE is ignored), nothing lost.
-    let _ = out.write_all(STARTED_LINE);
-    let _ = out.flush();
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        // SAFETY: replaces descriptor 1 with a descriptor this function owns for the call.
-        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) };
-    }
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    TOLD.call_once(|| {
+        let mut out = std::io::stdout().lock();
+        // A kernel that stopped waiting closed its end: EPIPE (SIGPIPE is ignored), nothing lost.
+        let _ = out.write_all(STARTED_LINE);
+        let _ = out.flush();
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            // SAFETY: replaces descriptor 1 with a descriptor this function owns for the call.
+            unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1) };
+        }
+    });
 }
 
 /// A log file is renamed to `<file>.1` when it grows past this size.
